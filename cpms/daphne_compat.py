@@ -1,0 +1,66 @@
+"""Let Daphne answer a refused WebSocket handshake with the status the application chose.
+
+CONTRACT.md wants HTTP 404 for an unknown charger and 401 for wrong credentials. The ASGI "WebSocket
+Denial Response" extension (`websocket.http.response.start` / `.body`) carries that status; uvicorn
+implements it, Daphne 4.2 does not and answers every refusal 403. This adds the extension to Daphne's
+protocol class (status and body only), and advertises it in the scope so the consumer knows it may use it.
+"""
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    try:
+        from autobahn.websocket.types import ConnectionDeny
+        from daphne import ws_protocol
+    except ImportError:  # Daphne not installed: nothing to patch.
+        return
+
+    protocol = ws_protocol.WebSocketProtocol
+    original_handle_reply = protocol.handle_reply
+    original_on_connect = protocol.onConnect
+
+    def on_connect(self, request):
+        self._denial_status = None
+        return original_on_connect(self, request)
+
+    def handle_reply(self, message):
+        kind = message.get("type")
+        if kind == "websocket.http.response.start" and self.state == self.STATE_CONNECTING:
+            self._denial_status = int(message.get("status", 403))
+            return None
+        if kind == "websocket.http.response.body" and self.state == self.STATE_CONNECTING:
+            if message.get("more_body"):
+                return None
+            status = self._denial_status or 403
+            reason = (message.get("body") or b"").decode("utf-8", "replace")[:200] or "Refused"
+            self.handshake_deferred.errback(ConnectionDeny(code=status, reason=reason))
+            del self.handshake_deferred
+            self.server.protocol_disconnected(self)
+            return None
+        return original_handle_reply(self, message)
+
+    protocol.onConnect = on_connect
+    protocol.handle_reply = handle_reply
+
+    # Advertise the extension in the scope (the ASGI spec's "websocket.http.response").
+    server_cls = __import__("daphne.server", fromlist=["Server"]).Server
+    original_create = server_cls.create_application
+
+    def create_application(self, protocol_obj, scope):
+        if scope.get("type") == "websocket":
+            scope = {
+                **scope,
+                "extensions": {**(scope.get("extensions") or {}), "websocket.http.response": {}},
+            }
+        return original_create(self, protocol_obj, scope)
+
+    server_cls.create_application = create_application
+    _installed = True

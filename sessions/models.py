@@ -1,0 +1,145 @@
+from django.db import models
+
+from accounts.models import Organisation
+from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, SessionStatus
+from stations.models import ChargingStation, Connector, Evse
+
+
+class IdToken(models.Model):
+    """An RFID card, app account or other token that may start charging (1.6 idTag, 2.0.1 idToken)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="id_tokens")
+    value = models.CharField(max_length=255)
+    type = models.CharField(max_length=20, choices=IdTokenType.choices, default=IdTokenType.ISO14443)
+    status = models.CharField(max_length=16, choices=IdTokenStatus.choices, default=IdTokenStatus.ACCEPTED)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # 1.6 parentIdTag / 2.0.1 groupIdToken: a token that groups others (a fleet, members, ...).
+    group = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="members"
+    )
+    owner_name = models.CharField(max_length=200, blank=True)
+    owner_email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organisation_id", "value"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "value"], name="idtoken_value_unique_per_org"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=IdTokenStatus.values), name="idtoken_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ChargingSession(models.Model):
+    """One transaction on one connector, whichever OCPP version reported it.
+
+    `transaction_id` is the id on the wire: for 1.6 the decimal string of the integer we issued (the row's
+    own primary key, never reused), for 2.0.1 the charger's string. Unique per station.
+    """
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.PROTECT, related_name="sessions")
+    evse = models.ForeignKey(Evse, on_delete=models.PROTECT, related_name="sessions", null=True, blank=True)
+    connector = models.ForeignKey(
+        Connector, on_delete=models.PROTECT, related_name="sessions", null=True, blank=True
+    )
+    transaction_id = models.CharField(max_length=36)
+    id_token = models.ForeignKey(
+        IdToken, on_delete=models.SET_NULL, related_name="sessions", null=True, blank=True
+    )
+    id_tag = models.CharField(max_length=255, blank=True, help_text="The token as the charger presented it.")
+    id_token_status = models.CharField(max_length=16, choices=IdTokenStatus.choices, blank=True)
+
+    started_at = models.DateTimeField(help_text="The charger's start timestamp.")
+    start_received_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    stop_received_at = models.DateTimeField(null=True, blank=True)
+    meter_start_wh = models.BigIntegerField()
+    meter_stop_wh = models.BigIntegerField(null=True, blank=True)
+    # Last energy register reading seen (Energy.Active.Import.Register), for running totals.
+    meter_last_wh = models.BigIntegerField(null=True, blank=True)
+    energy_wh = models.BigIntegerField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=50, blank=True)
+    status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
+    flags = models.JSONField(default=list, blank=True)
+    held_for_review = models.BooleanField(default=False)
+    offline = models.BooleanField(default=False)
+    reservation_id = models.IntegerField(null=True, blank=True)
+    remote_start_id = models.IntegerField(null=True, blank=True)
+    # Hash of a 1.6 StartTransaction's content: a start re-sent after a reconnect (new message id,
+    # same content) finds its session instead of opening a second one.
+    start_fingerprint = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "transaction_id"], name="session_txid_unique_per_station"
+            ),
+            models.UniqueConstraint(
+                fields=["station", "start_fingerprint"],
+                condition=~models.Q(start_fingerprint=""),
+                name="session_start_fingerprint_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=SessionStatus.values), name="session_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["station", "status"], name="session_station_status"),
+            models.Index(fields=["started_at"], name="session_started_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.station_id}:{self.transaction_id}"
+
+
+class MeterValue(models.Model):
+    """One sampled value. Append-only and large: never counted in full in the admin."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(
+        ChargingSession, on_delete=models.CASCADE, related_name="meter_values", null=True, blank=True
+    )
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    timestamp = models.DateTimeField()
+    measurand = models.CharField(max_length=64, default="Energy.Active.Import.Register")
+    phase = models.CharField(max_length=8, blank=True)
+    location = models.CharField(max_length=16, blank=True)
+    unit = models.CharField(max_length=16, blank=True)
+    context = models.CharField(max_length=32, blank=True)
+    value = models.DecimalField(max_digits=20, decimal_places=6)
+    # Signed meter data (OCMF and the like), kept byte-for-byte as received.
+    signed_data = models.TextField(blank=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["timestamp", "id"]
+        indexes = [
+            models.Index(fields=["session", "timestamp"], name="metervalue_session_time"),
+            models.Index(fields=["station", "timestamp"], name="metervalue_station_time"),
+        ]
+
+
+class SessionAnomaly(models.Model):
+    """Something set aside for review: a stop for an unknown transaction, a duplicate stop, ..."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="session_anomalies")
+    session = models.ForeignKey(
+        ChargingSession, on_delete=models.CASCADE, related_name="anomalies", null=True, blank=True
+    )
+    kind = models.CharField(max_length=32, choices=AnomalyKind.choices)
+    transaction_id = models.CharField(max_length=36, blank=True)
+    detail = models.JSONField(default=dict)
+    reviewed = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "session anomalies"

@@ -1,0 +1,1 @@
+"""Session services, split by sub-domain: transactions (what chargers report), tokens (operators)."""

@@ -1,0 +1,60 @@
+from django.db import models
+
+
+class OcppVersion(models.TextChoices):
+    V16 = "ocpp1.6", "OCPP 1.6J"
+    V201 = "ocpp2.0.1", "OCPP 2.0.1"
+
+
+class RegistrationStatus(models.TextChoices):
+    ACCEPTED = "Accepted", "Accepted"
+    PENDING = "Pending", "Pending"
+    REJECTED = "Rejected", "Rejected"
+
+
+class ConnectorStatus(models.TextChoices):
+    """One vocabulary for both versions; 1.6 statuses that 2.0.1 lacks are kept as they are."""
+
+    AVAILABLE = "Available"
+    PREPARING = "Preparing"
+    CHARGING = "Charging"
+    SUSPENDED_EVSE = "SuspendedEVSE"
+    SUSPENDED_EV = "SuspendedEV"
+    FINISHING = "Finishing"
+    RESERVED = "Reserved"
+    UNAVAILABLE = "Unavailable"
+    FAULTED = "Faulted"
+    OCCUPIED = "Occupied"
+    UNKNOWN = "Unknown"
+
+
+class MessageDirection(models.TextChoices):
+    IN = "in", "Charger to CSMS"
+    OUT = "out", "CSMS to charger"
+
+
+class StationEventKind(models.TextChoices):
+    DATA_TRANSFER = "data_transfer"
+    FIRMWARE_STATUS = "firmware_status"
+    DIAGNOSTICS_STATUS = "diagnostics_status"
+    BOOT = "boot"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+class SecurityEventKind(models.TextChoices):
+    UNKNOWN_IDENTITY = "unknown_identity"
+    AUTH_FAILED = "auth_failed"
+    PROTOCOL_VIOLATION = "protocol_violation"
+    CHARGER_REPORTED = "charger_reported"
+
+
+class ConnectorType(models.TextChoices):
+    TYPE2 = "cType2", "Type 2 socket"
+    TYPE2_CABLE = "cType2Cable", "Type 2 cable"
+    CCS2 = "cCCS2", "CCS2"
+    CCS1 = "cCCS1", "CCS1"
+    CHADEMO = "cChaoJi", "CHAdeMO / ChaoJi"
+    TYPE1 = "cType1", "Type 1"
+    SCHUKO = "sSchuko", "Schuko"
+    UNKNOWN = "Unknown", "Unknown"

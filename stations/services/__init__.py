@@ -1,0 +1,1 @@
+"""Station services, split by sub-domain: credentials, ocpp (what chargers report), management (operators)."""

@@ -1,0 +1,67 @@
+"""Shared fixtures. Standing users for permission tests (STYLE.md): an operator admin of organisation A,
+an operator of organisation B, a site host of site A1 only, and a finance user of organisation A."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from accounts.services import membership_set, site_host_grant
+from tests.factories import (
+    ChargingStationFactory,
+    OrganisationFactory,
+    SiteFactory,
+    UserFactory,
+)
+
+
+@dataclass
+class World:
+    org_a: object
+    org_b: object
+    site_a1: object
+    site_a2: object
+    site_b1: object
+    station_a1: object
+    station_a2: object
+    station_b1: object
+    operator_a: object
+    operator_b: object
+    host_a1: object
+    finance_a: object
+    superuser: object
+
+
+@pytest.fixture
+def world(db) -> World:
+    org_a = OrganisationFactory(name="Org A", slug="org-a")
+    org_b = OrganisationFactory(name="Org B", slug="org-b")
+    site_a1 = SiteFactory(organisation=org_a, name="A1", time_zone="Europe/Berlin")
+    site_a2 = SiteFactory(organisation=org_a, name="A2", time_zone="America/New_York")
+    site_b1 = SiteFactory(organisation=org_b, name="B1", time_zone="Europe/London")
+    station_a1 = ChargingStationFactory(identity="A1-CP1", site=site_a1)
+    station_a2 = ChargingStationFactory(identity="A2-CP1", site=site_a2)
+    station_b1 = ChargingStationFactory(identity="B1-CP1", site=site_b1)
+    operator_a = UserFactory(username="operator_a")
+    membership_set(user=operator_a, organisation=org_a, role="operator_admin")
+    operator_b = UserFactory(username="operator_b")
+    membership_set(user=operator_b, organisation=org_b, role="operator_admin")
+    host_a1 = UserFactory(username="host_a1")
+    site_host_grant(user=host_a1, site=site_a1)
+    finance_a = UserFactory(username="finance_a")
+    membership_set(user=finance_a, organisation=org_a, role="finance")
+    superuser = UserFactory(username="root", is_superuser=True, is_staff=True)
+    return World(
+        org_a=org_a,
+        org_b=org_b,
+        site_a1=site_a1,
+        site_a2=site_a2,
+        site_b1=site_b1,
+        station_a1=station_a1,
+        station_a2=station_a2,
+        station_b1=station_b1,
+        operator_a=operator_a,
+        operator_b=operator_b,
+        host_a1=host_a1,
+        finance_a=finance_a,
+        superuser=superuser,
+    )
