@@ -216,3 +216,5 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+# Check our own answers against the response schemas (tests turn this on; it costs ~15 us per message).
+OCPP_VALIDATE_RESPONSES = env_bool("OCPP_VALIDATE_RESPONSES", False)

@@ -62,6 +62,7 @@ class ChargingSession(models.Model):
     meter_stop_wh = models.BigIntegerField(null=True, blank=True)
     # Last energy register reading seen (Energy.Active.Import.Register), for running totals.
     meter_last_wh = models.BigIntegerField(null=True, blank=True)
+    meter_last_at = models.DateTimeField(null=True, blank=True)
     energy_wh = models.BigIntegerField(null=True, blank=True)
     stop_reason = models.CharField(max_length=50, blank=True)
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
@@ -114,7 +115,8 @@ class MeterValue(models.Model):
     location = models.CharField(max_length=16, blank=True)
     unit = models.CharField(max_length=16, blank=True)
     context = models.CharField(max_length=32, blank=True)
-    value = models.DecimalField(max_digits=20, decimal_places=6)
+    # Null when the charger sent no number (signed data, or a value that is not a decimal).
+    value = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
     # Signed meter data (OCMF and the like), kept byte-for-byte as received.
     signed_data = models.TextField(blank=True)
     received_at = models.DateTimeField()

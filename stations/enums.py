@@ -37,6 +37,8 @@ class StationEventKind(models.TextChoices):
     DATA_TRANSFER = "data_transfer"
     FIRMWARE_STATUS = "firmware_status"
     DIAGNOSTICS_STATUS = "diagnostics_status"
+    LOG_STATUS = "log_status"
+    CERTIFICATE_REQUEST = "certificate_request"
     BOOT = "boot"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"

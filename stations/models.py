@@ -71,6 +71,9 @@ class ChargingStation(models.Model):
     password_hash = models.CharField(max_length=200, blank=True)
 
     is_connected = models.BooleanField(default=False)
+    # Which WebSocket holds the station now: a superseded connection's late disconnect must not mark the
+    # station offline (RELIABILITY.md A6).
+    connection_id = models.CharField(max_length=64, blank=True)
     connected_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_boot_at = models.DateTimeField(null=True, blank=True)

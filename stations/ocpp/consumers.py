@@ -1,5 +1,183 @@
+"""The OCPP-J WebSocket endpoint: `ws(s)://HOST/ocpp/<identity>` (CONTRACT.md).
+
+Handshake: subprotocol negotiation, station lookup (404 unknown), HTTP Basic auth (401), then the
+version's ChargePoint takes every frame. The consumer joins a channel-layer group per station so any
+process can reach the charger, and a newer connection of the same identity replaces an older one.
+"""
+
+import hashlib
+import logging
+import uuid
+
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.utils import timezone
+
+from stations.enums import SecurityEventKind
+from stations.ocpp.chargepoint import ChargePoint, StationContext, run_db
+from stations.ocpp.v16.handlers import V16ChargePoint
+from stations.services.credentials import basic_auth_parse, password_hash_check
+from stations.services.ocpp import (
+    security_event_record,
+    station_auth_get,
+    station_auto_register,
+    station_connected,
+    station_disconnected,
+)
+
+logger = logging.getLogger(__name__)
+
+# Subprotocol -> ChargePoint class. The charger's list is in its order of preference: we take the first
+# one we speak (CONTRACT.md).
+CHARGE_POINTS: dict[str, type[ChargePoint]] = {
+    "ocpp1.6": V16ChargePoint,
+}
+MAX_IDENTITY_LENGTH = 48
+
+
+def station_group(identity: str) -> str:
+    """Channel-layer group of a station. Group names allow only [A-Za-z0-9._-] and < 100 characters,
+    identities allow more, so the group is named by a hash of the identity."""
+    return "ocpp.station." + hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+
+def negotiate(offered: list[str]) -> str | None:
+    for protocol in offered:
+        if protocol in CHARGE_POINTS:
+            return protocol
+    return None
 
 
 class OcppConsumer(AsyncWebsocketConsumer):
-    pass
+    cp: ChargePoint | None = None
+    connection_id: str = ""
+
+    async def dispatch(self, message):
+        # Channels >= 4.2 runs aclose_old_connections() in a thread before every message: 25-29% of the
+        # server's CPU (PERFORMANCE.md). Our database work runs in worker threads through
+        # database_sync_to_async, which closes stale connections itself, so we skip it here.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self):
+        identity = self.scope["url_route"]["kwargs"]["identity"]
+        remote = (self.scope.get("client") or ["", 0])[0] or ""
+        protocol = negotiate(self.scope.get("subprotocols") or [])
+        if protocol is None:
+            logger.info(
+                "refused %r from %s: no supported subprotocol in %s",
+                identity,
+                remote,
+                self.scope.get("subprotocols"),
+            )
+            await self._refuse(400, "No supported OCPP subprotocol (ocpp1.6)")
+            return
+        if not 1 <= len(identity) <= MAX_IDENTITY_LENGTH or not identity.isprintable():
+            await self._refuse(404, "Unknown charging station")
+            return
+
+        headers = dict(self.scope.get("headers") or [])
+        credentials = basic_auth_parse(headers.get(b"authorization"))
+        station = await run_db(station_auth_get, identity=identity)
+        if station is None:
+            password = credentials[1] if credentials and credentials[0] == identity else None
+            station = await run_db(station_auto_register, identity=identity, password=password)
+            if station is None:
+                await run_db(
+                    security_event_record,
+                    identity=identity,
+                    kind=SecurityEventKind.UNKNOWN_IDENTITY,
+                    detail="handshake for an unregistered identity",
+                    remote_addr=remote,
+                )
+                await self._refuse(404, "Unknown charging station")
+                return
+        elif not self._authenticated(station, identity, credentials):
+            await run_db(
+                security_event_record,
+                identity=identity,
+                station_id=station.station_id,
+                kind=SecurityEventKind.AUTH_FAILED,
+                # Never the password itself (RELIABILITY A2): only what was wrong.
+                detail="missing credentials" if credentials is None else "wrong username or password",
+                remote_addr=remote,
+            )
+            await self._refuse(401, "Authentication required")
+            return
+
+        self.connection_id = uuid.uuid4().hex
+        self.group = station_group(identity)
+        # RELIABILITY A6: a newer connection wins; tell any older one (in any process) to close.
+        await self.channel_layer.group_send(
+            self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
+        )
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await run_db(
+            station_connected,
+            station_id=station.station_id,
+            connection_id=self.connection_id,
+            protocol=protocol,
+            at=timezone.now(),
+        )
+        self.cp = CHARGE_POINTS[protocol](
+            station=StationContext(
+                station_id=station.station_id,
+                identity=identity,
+                organisation_id=station.organisation_id,
+                registration_status=station.registration_status,
+            ),
+            send=self._send_text,
+        )
+        await self.accept(protocol)
+
+    @staticmethod
+    def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
+        if station.security_profile == 0 and not station.password_hash:
+            return True  # profile 0: no authentication (for trusted networks only)
+        if credentials is None or not station.password_hash:
+            return False
+        username, password = credentials
+        return username == identity and password_hash_check(password, station.password_hash)
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        """Refuse the handshake with an HTTP status (ASGI WebSocket Denial Response), or a plain close
+        (403) on a server without that extension."""
+        if "websocket.http.response" in (self.scope.get("extensions") or {}):
+            headers = [(b"content-type", b"text/plain; charset=utf-8")]
+            if status == 401:
+                headers.append((b"www-authenticate", b'Basic realm="OCPP"'))
+            await self.base_send(
+                {"type": "websocket.http.response.start", "status": status, "headers": headers}
+            )
+            await self.base_send({"type": "websocket.http.response.body", "body": reason.encode()})
+        else:
+            await self.close()
+
+    async def _send_text(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.cp is None:
+            return
+        await self.cp.route_message(text_data if text_data is not None else bytes_data)
+
+    async def ocpp_superseded(self, event):
+        if event["connection_id"] != self.connection_id and self.cp is not None:
+            logger.info("%s: replaced by a newer connection", self.cp.station.identity)
+            await self.close(code=1000)
+
+    async def disconnect(self, code):
+        if self.cp is None:
+            return
+        self.cp.close()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await run_db(
+            station_disconnected,
+            station_id=self.cp.station.station_id,
+            connection_id=self.connection_id,
+            at=timezone.now(),
+            reason=f"close code {code}",
+        )
+        self.cp = None

@@ -1,0 +1,72 @@
+"""Version-neutral inputs and results of the session services."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """The answer to "may this token charge?" (1.6 IdTagInfo, 2.0.1 IdTokenInfo)."""
+
+    status: str
+    expires_at: datetime | None = None
+    group_value: str | None = None
+    known: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One sampled value as the charger sent it."""
+
+    timestamp: datetime
+    value: Decimal | None
+    measurand: str = "Energy.Active.Import.Register"
+    phase: str = ""
+    location: str = ""
+    unit: str = ""
+    context: str = ""
+    signed_data: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StartRequest:
+    station_id: int
+    evse_id: int
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: datetime
+    received_at: datetime
+    reservation_id: int | None = None
+    remote_start_id: int | None = None
+    # The charger's own transaction id (2.0.1); None means we issue one (1.6).
+    transaction_id: str | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    session_id: int
+    transaction_id: str
+    token: TokenInfo
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StopRequest:
+    station_id: int
+    transaction_id: str
+    meter_stop_wh: int | None
+    stopped_at: datetime
+    received_at: datetime
+    reason: str = ""
+    id_tag: str = ""
+    samples: tuple[Sample, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    session_id: int | None
+    token: TokenInfo | None
+    applied: bool

@@ -1,0 +1,37 @@
+"""Wire-format helpers shared by the version mappers (pure functions, no database)."""
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from stations.ocpp.errors import ErrorKind, OcppError
+
+
+def parse_datetime(value: str, field: str) -> datetime:
+    """An OCPP dateTime (RFC 3339). A missing offset is taken as UTC (some chargers omit the 'Z')."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise OcppError(
+            ErrorKind.PROPERTY, f"{field}: not an RFC 3339 date-time: {str(value)[:40]!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def format_datetime(value: datetime) -> str:
+    """UTC with a 'Z' and millisecond precision, the form chargers parse most reliably."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def parse_decimal(value) -> Decimal | None:
+    """A sampled value; None when it is not a finite number (kept raw in the message log)."""
+    try:
+        number = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+    return number if number.is_finite() else None
+
+
+def text(value, limit: int) -> str:
+    return "" if value is None else str(value)[:limit]

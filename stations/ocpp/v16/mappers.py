@@ -1,0 +1,100 @@
+"""OCPP 1.6J payloads <-> version-neutral domain values.
+
+1.6 has connectors only: connectorId n > 0 is EVSE n with connector 1; connectorId 0 is the whole station.
+"""
+
+from datetime import datetime
+
+from sessions.types import Sample, StartRequest, StopRequest, TokenInfo
+from stations.ocpp.errors import ErrorKind, OcppError
+from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text
+from stations.types import ConnectorStatusReport, StationInfo
+
+
+def station_info(payload: dict) -> StationInfo:
+    return StationInfo(
+        vendor=payload["chargePointVendor"],
+        model=payload["chargePointModel"],
+        serial_number=payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber") or "",
+        firmware_version=payload.get("firmwareVersion", ""),
+        iccid=payload.get("iccid", ""),
+        imsi=payload.get("imsi", ""),
+        meter_type=payload.get("meterType", ""),
+        meter_serial_number=payload.get("meterSerialNumber", ""),
+    )
+
+
+def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport:
+    connector_id = payload["connectorId"]
+    timestamp = payload.get("timestamp")
+    return ConnectorStatusReport(
+        evse_id=connector_id or None,
+        connector_id=1 if connector_id else None,
+        status=payload["status"],
+        error_code="" if payload["errorCode"] == "NoError" else payload["errorCode"],
+        info=text(payload.get("info"), 255),
+        vendor_id=text(payload.get("vendorId"), 255),
+        vendor_error_code=text(payload.get("vendorErrorCode"), 50),
+        occurred_at=parse_datetime(timestamp, "timestamp") if timestamp else received_at,
+        received_at=received_at,
+    )
+
+
+def id_tag_info(token: TokenInfo) -> dict:
+    info: dict = {"status": token.status}
+    if token.expires_at is not None:
+        info["expiryDate"] = format_datetime(token.expires_at)
+    if token.group_value:
+        info["parentIdTag"] = token.group_value[:20]
+    return info
+
+
+def samples(meter_values: list[dict]) -> list[Sample]:
+    result = []
+    for meter_value in meter_values:
+        timestamp = parse_datetime(meter_value["timestamp"], "meterValue.timestamp")
+        for sampled in meter_value["sampledValue"]:
+            raw = sampled["value"]
+            signed = sampled.get("format") == "SignedData"
+            result.append(
+                Sample(
+                    timestamp=timestamp,
+                    value=None if signed else parse_decimal(raw),
+                    measurand=sampled.get("measurand", "Energy.Active.Import.Register"),
+                    phase=sampled.get("phase", ""),
+                    location=sampled.get("location", ""),
+                    unit=sampled.get("unit", "Wh"),
+                    context=sampled.get("context", "Sample.Periodic"),
+                    signed_data=raw if signed else "",
+                )
+            )
+    return result
+
+
+def start_request(payload: dict, *, station_id: int, received_at: datetime) -> StartRequest:
+    connector_id = payload["connectorId"]
+    if connector_id < 1:
+        raise OcppError(ErrorKind.PROPERTY, "connectorId: a transaction needs a connector > 0")
+    return StartRequest(
+        station_id=station_id,
+        evse_id=connector_id,
+        connector_id=1,
+        id_tag=payload["idTag"],
+        meter_start_wh=payload["meterStart"],
+        started_at=parse_datetime(payload["timestamp"], "timestamp"),
+        received_at=received_at,
+        reservation_id=payload.get("reservationId"),
+    )
+
+
+def stop_request(payload: dict, *, station_id: int, received_at: datetime) -> StopRequest:
+    return StopRequest(
+        station_id=station_id,
+        transaction_id=str(payload["transactionId"]),
+        meter_stop_wh=payload["meterStop"],
+        stopped_at=parse_datetime(payload["timestamp"], "timestamp"),
+        received_at=received_at,
+        reason=payload.get("reason", "Local"),
+        id_tag=payload.get("idTag", ""),
+        samples=tuple(samples(payload.get("transactionData", []))),
+    )

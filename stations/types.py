@@ -1,0 +1,50 @@
+"""Frozen value types returned by station services (no ORM objects cross into the async OCPP loop)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StationAuth:
+    """What the handshake needs to know about a station."""
+
+    station_id: int
+    identity: str
+    organisation_id: int
+    registration_status: str
+    security_profile: int
+    password_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class BootResult:
+    status: str
+    interval_s: int
+    current_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorStatusReport:
+    """A status notification in version-neutral form. evse_id None = the whole station."""
+
+    evse_id: int | None
+    connector_id: int | None
+    status: str
+    error_code: str
+    info: str
+    vendor_id: str
+    vendor_error_code: str
+    occurred_at: datetime
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StationInfo:
+    vendor: str
+    model: str
+    serial_number: str = ""
+    firmware_version: str = ""
+    iccid: str = ""
+    imsi: str = ""
+    meter_type: str = ""
+    meter_serial_number: str = ""
