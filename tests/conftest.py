@@ -65,3 +65,22 @@ def world(db) -> World:
         finance_a=finance_a,
         superuser=superuser,
     )
+
+
+@pytest.fixture(autouse=True)
+def _ocpp_test_settings(settings):
+    # Our OCPP answers are checked against the response schemas in every test.
+    settings.OCPP_VALIDATE_RESPONSES = True
+    settings.OCPP_MESSAGE_LOG = "none"
+
+
+def _close_connections_after_each_use():
+    """OCPP handlers run services in worker threads (database_sync_to_async). With persistent connections
+    those threads would keep test-database connections open past the test, and PostgreSQL refuses to drop
+    a database in use. Connections share this settings dict, so this applies to every thread."""
+    from django.db import connections
+
+    connections.settings["default"]["CONN_MAX_AGE"] = 0
+
+
+_close_connections_after_each_use()

@@ -1,0 +1,43 @@
+"""Drive a ChargePoint with raw frames, as a charger would, and collect what it answers."""
+
+import asyncio
+
+import orjson
+
+from stations.models import ChargingStation
+from stations.ocpp.chargepoint import StationContext
+from stations.ocpp.message_log import message_log
+
+
+class Harness:
+    def __init__(self, cp_class, station: ChargingStation):
+        self.sent: list[str] = []
+        self.cp = cp_class(
+            station=StationContext(
+                station_id=station.pk,
+                identity=station.identity,
+                organisation_id=station.organisation_id,
+                registration_status=station.registration_status,
+            ),
+            send=self._send,
+        )
+
+    async def _send(self, frame: str) -> None:
+        self.sent.append(frame)
+
+    def feed(self, frame) -> list | None:
+        """Send one frame (a list is JSON-encoded, a str is sent as is); return the decoded answer."""
+        raw = frame if isinstance(frame, str) else orjson.dumps(frame).decode()
+        before = len(self.sent)
+
+        async def run():
+            await self.cp.route_message(raw)
+            await message_log.flush()
+
+        asyncio.run(run())
+        answers = self.sent[before:]
+        assert len(answers) <= 1
+        return orjson.loads(answers[0]) if answers else None
+
+    def call(self, action: str, payload: dict, unique_id: str = "m1") -> list:
+        return self.feed([2, unique_id, action, payload])

@@ -1,0 +1,202 @@
+"""The OCPP WebSocket endpoint in-process (channels WebsocketCommunicator): handshake rules of CONTRACT.md
+and RELIABILITY.md A. The same rules against a real Daphne process are in tests/e2e."""
+
+import asyncio
+import base64
+import logging
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from accounts.models import Organisation
+from stations.models import ChargingStation, SecurityEvent, StationEvent
+from stations.ocpp.routing import websocket_urlpatterns
+from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+application = URLRouter(websocket_urlpatterns)
+
+
+def basic(username: str, password: str) -> tuple[bytes, bytes]:
+    return (b"authorization", b"Basic " + base64.b64encode(f"{username}:{password}".encode()))
+
+
+def communicator(identity: str, *, headers=(), subprotocols=("ocpp1.6",)) -> WebsocketCommunicator:
+    comm = WebsocketCommunicator(
+        application, f"/ocpp/{identity}", headers=list(headers), subprotocols=list(subprotocols)
+    )
+    comm.scope["extensions"] = {"websocket.http.response": {}}
+    comm.scope["client"] = ["10.1.2.3", 5555]
+    return comm
+
+
+async def handshake(comm: WebsocketCommunicator):
+    """('accepted', subprotocol) or ('refused', http status)."""
+    await comm.send_input({"type": "websocket.connect"})
+    first = await comm.receive_output(timeout=5)
+    if first["type"] == "websocket.accept":
+        return "accepted", first.get("subprotocol")
+    assert first["type"] == "websocket.http.response.start", first
+    body = await comm.receive_output(timeout=5)
+    assert body["type"] == "websocket.http.response.body"
+    return "refused", first["status"]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_rel_01_unknown_identity_404_no_row_and_security_log():
+    async def scenario():
+        return await handshake(communicator("GHOST", headers=[basic("GHOST", "whatever-1")]))
+
+    assert run(scenario()) == ("refused", 404)
+    assert not ChargingStation.objects.filter(identity="GHOST").exists()
+    event = SecurityEvent.objects.get()
+    assert (event.identity, event.kind, event.remote_addr) == ("GHOST", "unknown_identity", "10.1.2.3")
+
+
+def test_rel_01_auto_registration_creates_pending_station_and_never_accepts(db):
+    org = Organisation.objects.create(name="Auto", slug="auto", auto_register_stations=True)
+
+    async def scenario():
+        comm = communicator("NEWBIE", headers=[basic("NEWBIE", "first-password-1")])
+        assert await handshake(comm) == ("accepted", "ocpp1.6")
+        await comm.send_to(
+            text_data='[2,"b1","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]'
+        )
+        boot = await comm.receive_json_from(timeout=5)
+        await comm.send_to(text_data='[2,"h1","Heartbeat",{}]')
+        heartbeat = await comm.receive_json_from(timeout=5)
+        await comm.disconnect()
+        return boot, heartbeat
+
+    boot, heartbeat = run(scenario())
+    assert boot[2]["status"] == "Pending"
+    assert heartbeat[:3] == [4, "h1", "SecurityError"]
+    station = ChargingStation.objects.get(identity="NEWBIE")
+    assert (station.organisation_id, station.registration_status) == (org.pk, "Pending")
+    # Trust on first use: the password it presented is now required.
+    assert run(handshake(communicator("NEWBIE", headers=[basic("NEWBIE", "another-password")]))) == (
+        "refused",
+        401,
+    )
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [],
+        [basic("CP-A", "wrong-password")],
+        [basic("SOMEONE-ELSE", DEFAULT_STATION_PASSWORD)],
+        [(b"authorization", b"Basic !!!not-base64")],
+        [(b"authorization", b"Bearer abc")],
+    ],
+    ids=["missing", "wrong-password", "username-not-identity", "garbage", "not-basic"],
+)
+def test_rel_02_bad_credentials_401_and_password_never_logged(headers, caplog):
+    ChargingStationFactory(identity="CP-A")
+    with caplog.at_level(logging.DEBUG):
+        assert run(handshake(communicator("CP-A", headers=headers))) == ("refused", 401)
+    assert SecurityEvent.objects.get().kind == "auth_failed"
+    assert "wrong-password" not in caplog.text
+    assert DEFAULT_STATION_PASSWORD not in caplog.text
+    assert ChargingStation.objects.get(identity="CP-A").is_connected is False
+
+
+def test_station_without_password_refused_unless_profile_0():
+    ChargingStationFactory(identity="NOPW", password_hash="", security_profile=1)
+    ChargingStationFactory(identity="OPEN", password_hash="", security_profile=0)
+    assert run(handshake(communicator("NOPW"))) == ("refused", 401)
+    assert run(handshake(communicator("OPEN"))) == ("accepted", "ocpp1.6")
+
+
+@pytest.mark.parametrize(
+    ("offered", "expected"),
+    [
+        (["ocpp0.1"], ("refused", 400)),
+        ([], ("refused", 400)),
+        (["ocpp0.1", "ocpp1.6"], ("accepted", "ocpp1.6")),
+        (["ocpp1.6"], ("accepted", "ocpp1.6")),
+    ],
+)
+def test_rel_04_subprotocol_negotiation(offered, expected):
+    ChargingStationFactory(identity="CP-S")
+    comm = communicator("CP-S", headers=[basic("CP-S", DEFAULT_STATION_PASSWORD)], subprotocols=offered)
+    assert run(handshake(comm)) == expected
+
+
+def test_without_denial_extension_refusal_is_a_close():
+    async def scenario():
+        comm = WebsocketCommunicator(application, "/ocpp/GHOST", subprotocols=["ocpp1.6"])
+        return await comm.connect()
+
+    assert run(scenario()) == (False, 1000)
+
+
+def test_connect_and_disconnect_track_the_station():
+    station = ChargingStationFactory(identity="CP-C")
+
+    async def connected_then_closed():
+        comm = communicator("CP-C", headers=[basic("CP-C", DEFAULT_STATION_PASSWORD)])
+        assert await handshake(comm) == ("accepted", "ocpp1.6")
+        state = await database_sync_to_async(
+            lambda: ChargingStation.objects.values_list("is_connected", "protocol").get(pk=station.pk)
+        )()
+        await comm.disconnect()
+        return state
+
+    assert run(connected_then_closed()) == (True, "ocpp1.6")
+    station.refresh_from_db()
+    assert station.is_connected is False and station.connection_id == ""
+    kinds = list(StationEvent.objects.filter(station=station).order_by("id").values_list("kind", flat=True))
+    assert kinds == ["connected", "disconnected"]
+
+
+def test_rel_06_new_connection_replaces_half_open_one():
+    station = ChargingStationFactory(identity="CP-R")
+    auth = [basic("CP-R", DEFAULT_STATION_PASSWORD)]
+
+    async def scenario():
+        old = communicator("CP-R", headers=auth)
+        assert await handshake(old) == ("accepted", "ocpp1.6")
+        new = communicator("CP-R", headers=auth)
+        assert await handshake(new) == ("accepted", "ocpp1.6")
+        closed = await old.receive_output(timeout=5)
+        # The old socket's disconnect arrives after the new one took over: it must not mark us offline.
+        await old.send_input({"type": "websocket.disconnect", "code": 1006})
+        await old.wait(timeout=5)
+        await new.send_to(text_data='[2,"h","Heartbeat",{}]')
+        answer = await new.receive_json_from(timeout=5)
+        await new.disconnect()
+        return closed, answer
+
+    closed, answer = run(scenario())
+    assert closed == {"type": "websocket.close", "code": 1000}
+    assert answer[:2] == [3, "h"]
+    station.refresh_from_db()
+    assert station.is_connected is False  # the new one disconnected last, cleanly
+
+
+def test_rel_06_old_disconnect_does_not_mark_new_connection_offline():
+    station = ChargingStationFactory(identity="CP-H")
+    auth = [basic("CP-H", DEFAULT_STATION_PASSWORD)]
+
+    async def scenario():
+        old = communicator("CP-H", headers=auth)
+        await handshake(old)
+        new = communicator("CP-H", headers=auth)
+        await handshake(new)
+        await old.receive_output(timeout=5)
+        await old.send_input({"type": "websocket.disconnect", "code": 1006})
+        await old.wait(timeout=5)
+        connected = await database_sync_to_async(
+            lambda: ChargingStation.objects.values_list("is_connected", flat=True).get(pk=station.pk)
+        )()
+        await new.disconnect()
+        return connected
+
+    assert run(scenario()) is True
