@@ -1,0 +1,26 @@
+"""Periodic station jobs (scheduled by celery beat, see CELERY_BEAT_SCHEDULE in cpms/settings.py)."""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from stations.services.maintenance import message_log_purge as purge
+from stations.services.ocpp import stations_mark_silent_offline as mark_offline
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def message_log_purge() -> int:
+    """Delete OCPP log rows older than OCPP_MESSAGE_LOG_DAYS, in batches (idempotent)."""
+    deleted = purge(before=timezone.now() - timedelta(days=settings.OCPP_MESSAGE_LOG_DAYS))
+    logger.info("purged %d OCPP message log rows", deleted)
+    return deleted
+
+
+@shared_task
+def stations_mark_silent_offline() -> int:
+    return mark_offline()
