@@ -14,7 +14,6 @@ def main() -> int:
     python = sys.executable
     port = os.environ.get("CPMS_PORT", "8000")
     bind = os.environ.get("CPMS_BIND", "127.0.0.1")
-    os.makedirs(os.path.join("var", "celery-broker"), exist_ok=True)
     commands = {
         "web": [python, "-m", "cpms.server", "--bind", bind, "--port", port],
         "worker": [
