@@ -84,3 +84,16 @@ def _close_connections_after_each_use():
 
 
 _close_connections_after_each_use()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_worker_thread_connections(django_db_setup):
+    """Worker threads that ran OCPP services may hold their last connection until they are collected;
+    release them before pytest-django drops the test database (PostgreSQL refuses while in use)."""
+    yield
+    import gc
+    import time
+
+    for _ in range(20):
+        gc.collect()
+        time.sleep(0.05)

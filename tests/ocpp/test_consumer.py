@@ -6,12 +6,12 @@ import base64
 import logging
 
 import pytest
-from channels.db import database_sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from accounts.models import Organisation
 from stations.models import ChargingStation, SecurityEvent, StationEvent
+from stations.ocpp.chargepoint import run_db
 from stations.ocpp.routing import websocket_urlpatterns
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 
@@ -45,6 +45,10 @@ async def handshake(comm: WebsocketCommunicator):
     return "refused", first["status"]
 
 
+def station_flag(*, pk: int, field: str):
+    return ChargingStation.objects.values_list(field, flat=True).get(pk=pk)
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -71,7 +75,7 @@ def test_rel_01_auto_registration_creates_pending_station_and_never_accepts(db):
         boot = await comm.receive_json_from(timeout=5)
         await comm.send_to(text_data='[2,"h1","Heartbeat",{}]')
         heartbeat = await comm.receive_json_from(timeout=5)
-        await comm.disconnect()
+        await comm.disconnect(timeout=10)
         return boot, heartbeat
 
     boot, heartbeat = run(scenario())
@@ -143,10 +147,11 @@ def test_connect_and_disconnect_track_the_station():
     async def connected_then_closed():
         comm = communicator("CP-C", headers=[basic("CP-C", DEFAULT_STATION_PASSWORD)])
         assert await handshake(comm) == ("accepted", "ocpp1.6")
-        state = await database_sync_to_async(
-            lambda: ChargingStation.objects.values_list("is_connected", "protocol").get(pk=station.pk)
-        )()
-        await comm.disconnect()
+        state = (
+            await run_db(station_flag, pk=station.pk, field="is_connected"),
+            await run_db(station_flag, pk=station.pk, field="protocol"),
+        )
+        await comm.disconnect(timeout=10)
         return state
 
     assert run(connected_then_closed()) == (True, "ocpp1.6")
@@ -171,7 +176,7 @@ def test_rel_06_new_connection_replaces_half_open_one():
         await old.wait(timeout=5)
         await new.send_to(text_data='[2,"h","Heartbeat",{}]')
         answer = await new.receive_json_from(timeout=5)
-        await new.disconnect()
+        await new.disconnect(timeout=10)
         return closed, answer
 
     closed, answer = run(scenario())
@@ -193,10 +198,8 @@ def test_rel_06_old_disconnect_does_not_mark_new_connection_offline():
         await old.receive_output(timeout=5)
         await old.send_input({"type": "websocket.disconnect", "code": 1006})
         await old.wait(timeout=5)
-        connected = await database_sync_to_async(
-            lambda: ChargingStation.objects.values_list("is_connected", flat=True).get(pk=station.pk)
-        )()
-        await new.disconnect()
+        connected = await run_db(station_flag, pk=station.pk, field="is_connected")
+        await new.disconnect(timeout=10)
         return connected
 
     assert run(scenario()) is True
