@@ -58,13 +58,16 @@ class ChargingSession(models.Model):
     start_received_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)
     stop_received_at = models.DateTimeField(null=True, blank=True)
-    meter_start_wh = models.BigIntegerField()
+    # Null until a register reading arrives (a 2.0.1 Started event may carry no meter value).
+    meter_start_wh = models.BigIntegerField(null=True, blank=True)
     meter_stop_wh = models.BigIntegerField(null=True, blank=True)
     # Last energy register reading seen (Energy.Active.Import.Register), for running totals.
     meter_last_wh = models.BigIntegerField(null=True, blank=True)
     meter_last_at = models.DateTimeField(null=True, blank=True)
     energy_wh = models.BigIntegerField(null=True, blank=True)
     stop_reason = models.CharField(max_length=50, blank=True)
+    # 2.0.1 chargingState (Charging, EVConnected, SuspendedEV, SuspendedEVSE, Idle); 1.6 leaves it blank.
+    charging_state = models.CharField(max_length=20, blank=True)
     status = models.CharField(max_length=16, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
     flags = models.JSONField(default=list, blank=True)
     held_for_review = models.BooleanField(default=False)
@@ -145,3 +148,31 @@ class SessionAnomaly(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name_plural = "session anomalies"
+
+
+class TransactionEvent(models.Model):
+    """One 2.0.1 TransactionEvent as received. (station, transaction_id, seq_no) is unique: the same event
+    delivered twice is stored once and applied once (RELIABILITY C22). seqNo restarts per transaction."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey(ChargingSession, on_delete=models.CASCADE, related_name="events")
+    transaction_id = models.CharField(max_length=36)
+    seq_no = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=10)
+    trigger_reason = models.CharField(max_length=32)
+    timestamp = models.DateTimeField()
+    received_at = models.DateTimeField()
+    offline = models.BooleanField(default=False)
+    charging_state = models.CharField(max_length=20, blank=True)
+    payload = models.JSONField()
+
+    class Meta:
+        ordering = ["station_id", "transaction_id", "seq_no"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "transaction_id", "seq_no"], name="txevent_seqno_unique_per_transaction"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_id}#{self.seq_no} {self.event_type}"

@@ -4,6 +4,7 @@ from django.db import models
 class OcppVersion(models.TextChoices):
     V16 = "ocpp1.6", "OCPP 1.6J"
     V201 = "ocpp2.0.1", "OCPP 2.0.1"
+    V21 = "ocpp2.1", "OCPP 2.1"
 
 
 class RegistrationStatus(models.TextChoices):
@@ -39,6 +40,17 @@ class StationEventKind(models.TextChoices):
     DIAGNOSTICS_STATUS = "diagnostics_status"
     LOG_STATUS = "log_status"
     CERTIFICATE_REQUEST = "certificate_request"
+    PUBLISH_FIRMWARE_STATUS = "publish_firmware_status"
+    NOTIFY_EVENT = "notify_event"
+    MONITORING_REPORT = "monitoring_report"
+    RESERVATION_STATUS = "reservation_status"
+    CHARGING_LIMIT = "charging_limit"
+    CHARGING_PROFILES_REPORT = "charging_profiles_report"
+    EV_CHARGING_NEEDS = "ev_charging_needs"
+    EV_CHARGING_SCHEDULE = "ev_charging_schedule"
+    DISPLAY_MESSAGES = "display_messages"
+    CUSTOMER_INFORMATION = "customer_information"
+    DEVICE_REPORT = "device_report"
     BOOT = "boot"
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"

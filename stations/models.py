@@ -215,3 +215,50 @@ class SecurityEvent(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["identity", "created_at"], name="securityevent_identity_time")]
+
+
+class DeviceVariable(models.Model):
+    """One attribute of one variable of one component of a 2.0.1 device model (NotifyReport), or a 1.6
+    configuration key (component "OCPP16", variable = key). Upserted: the latest report wins."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="device_variables")
+    component = models.CharField(max_length=50)
+    component_instance = models.CharField(max_length=50, blank=True)
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    connector_id = models.PositiveIntegerField(null=True, blank=True)
+    variable = models.CharField(max_length=50)
+    variable_instance = models.CharField(max_length=50, blank=True)
+    attribute_type = models.CharField(max_length=10, default="Actual")
+    value = models.CharField(max_length=2500, blank=True)
+    mutability = models.CharField(max_length=10, blank=True)
+    persistent = models.BooleanField(null=True, blank=True)
+    constant = models.BooleanField(null=True, blank=True)
+    data_type = models.CharField(max_length=20, blank=True)
+    unit = models.CharField(max_length=16, blank=True)
+    min_limit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    max_limit = models.DecimalField(max_digits=20, decimal_places=6, null=True, blank=True)
+    values_list = models.CharField(max_length=1000, blank=True)
+    supports_monitoring = models.BooleanField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["station_id", "component", "component_instance", "evse_id", "variable", "attribute_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "station",
+                    "component",
+                    "component_instance",
+                    "evse_id",
+                    "connector_id",
+                    "variable",
+                    "variable_instance",
+                    "attribute_type",
+                ],
+                name="devicevariable_unique_attribute",
+                nulls_distinct=False,
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.component}/{self.variable}[{self.attribute_type}]"

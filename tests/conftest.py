@@ -72,6 +72,8 @@ def _ocpp_test_settings(settings):
     # Our OCPP answers are checked against the response schemas in every test.
     settings.OCPP_VALIDATE_RESPONSES = True
     settings.OCPP_MESSAGE_LOG = "none"
+    # Human-login hashing costs ~0.5 s per user with PBKDF2; tests create many users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _close_connections_after_each_use():

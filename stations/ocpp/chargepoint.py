@@ -38,9 +38,17 @@ RECENT_CALLS = 64
 SEEN_WRITE_INTERVAL_S = 60
 
 
+def _in_worker_thread(func, /, **kwargs) -> Awaitable:
+    return database_sync_to_async(func, thread_sensitive=False)(**kwargs)
+
+
+# Handler-level tests swap this for an inline runner so they can run inside the test's transaction.
+_db_runner = _in_worker_thread
+
+
 def run_db(func, /, **kwargs) -> Awaitable:
     """Run a service in a worker thread with its own database connection (one transaction inside)."""
-    return database_sync_to_async(func, thread_sensitive=False)(**kwargs)
+    return _db_runner(func, **kwargs)
 
 
 @dataclass

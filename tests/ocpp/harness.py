@@ -3,8 +3,11 @@
 import asyncio
 
 import orjson
+import pytest
+from django.db import connections
 
 from stations.models import ChargingStation
+from stations.ocpp import chargepoint
 from stations.ocpp.chargepoint import StationContext
 from stations.ocpp.message_log import message_log
 
@@ -41,3 +44,19 @@ class Harness:
 
     def call(self, action: str, payload: dict, unique_id: str = "m1") -> list:
         return self.feed([2, unique_id, action, payload])
+
+
+@pytest.fixture
+def inline_db(db, monkeypatch):
+    """Run OCPP services inline, inside the test's transaction (rolled back after the test), instead of in
+    worker threads with their own connections. The threaded path is covered by the consumer and e2e tests."""
+
+    test_connection = connections["default"]
+
+    async def inline(func, /, **kwargs):
+        # asgiref gives async contexts their own connection slot: hand them the test's connection.
+        connections["default"] = test_connection
+        return func(**kwargs)
+
+    monkeypatch.setattr(chargepoint, "_db_runner", inline)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -8,9 +8,9 @@ from stations.models import StatusChange
 from stations.ocpp import framing
 from stations.ocpp.v16.handlers import V16ChargePoint
 from tests.factories import ChargingStationFactory
-from tests.ocpp.harness import Harness
+from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.usefixtures("inline_db")
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from sessions.models import ChargingSession, MeterValue, SessionAnomaly
 from stations.models import ChargingStation, Connector, SecurityEvent, StationEvent, StatusChange
 from stations.ocpp.v16.handlers import V16ChargePoint
 from tests.factories import ChargingStationFactory, IdTokenFactory
-from tests.ocpp.harness import Harness
+from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.usefixtures("inline_db")
 
 # Timestamps near "now": a start hours in the past is an offline start, one in the future clock skew.
 BASE = timezone.now().replace(microsecond=0) - timedelta(minutes=2)
