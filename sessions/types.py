@@ -12,6 +12,7 @@ class TokenInfo:
     status: str
     expires_at: datetime | None = None
     group_value: str | None = None
+    group_type: str | None = None
     known: bool = True
 
 
@@ -35,7 +36,7 @@ class StartRequest:
     evse_id: int
     connector_id: int
     id_tag: str
-    meter_start_wh: int
+    meter_start_wh: int | None
     started_at: datetime
     received_at: datetime
     reservation_id: int | None = None
@@ -70,3 +71,33 @@ class StopResult:
     session_id: int | None
     token: TokenInfo | None
     applied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionEventRequest:
+    """A 2.0.1 TransactionEvent in neutral form."""
+
+    station_id: int
+    transaction_id: str
+    seq_no: int
+    event_type: str  # Started | Updated | Ended
+    trigger_reason: str
+    timestamp: datetime
+    received_at: datetime
+    payload: dict
+    offline: bool = False
+    evse_id: int | None = None
+    connector_id: int | None = None
+    id_tag: str = ""
+    samples: tuple[Sample, ...] = ()
+    charging_state: str = ""
+    stopped_reason: str = ""
+    remote_start_id: int | None = None
+    reservation_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionEventResult:
+    session_id: int
+    token: TokenInfo | None
+    duplicate: bool

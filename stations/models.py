@@ -224,8 +224,9 @@ class DeviceVariable(models.Model):
     station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="device_variables")
     component = models.CharField(max_length=50)
     component_instance = models.CharField(max_length=50, blank=True)
-    evse_id = models.PositiveIntegerField(null=True, blank=True)
-    connector_id = models.PositiveIntegerField(null=True, blank=True)
+    # 0 = not tied to an EVSE / connector (a plain unique constraint needs non-null columns).
+    evse_id = models.PositiveIntegerField(default=0)
+    connector_id = models.PositiveIntegerField(default=0)
     variable = models.CharField(max_length=50)
     variable_instance = models.CharField(max_length=50, blank=True)
     attribute_type = models.CharField(max_length=10, default="Actual")
@@ -256,7 +257,6 @@ class DeviceVariable(models.Model):
                     "attribute_type",
                 ],
                 name="devicevariable_unique_attribute",
-                nulls_distinct=False,
             )
         ]
 

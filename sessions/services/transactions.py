@@ -1,7 +1,7 @@
 """Transactions as chargers report them, for both OCPP versions.
 
 1.6 StartTransaction/StopTransaction/MeterValues and 2.0.1 TransactionEvent end here (the OCPP mappers turn
-them into sessions.types values). Each function is one database transaction; the caller answers the
+them into sessions.types values). Each public function is one database transaction; the caller answers the
 charger only after it returns (never before commit).
 
 Failure policy (RELIABILITY.md C): a charger's report of something that already happened is always
@@ -10,7 +10,7 @@ aside as a SessionAnomaly for review.
 """
 
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -19,26 +19,42 @@ from django.db.models import Q
 from django.utils import timezone
 
 from sessions.enums import HOLD_FLAGS, AnomalyKind, IdTokenStatus, SessionFlag, SessionStatus
-from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly
-from sessions.types import Sample, StartRequest, StartResult, StopRequest, StopResult, TokenInfo
+from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from sessions.types import (
+    Sample,
+    StartRequest,
+    StartResult,
+    StopRequest,
+    StopResult,
+    TokenInfo,
+    TransactionEventRequest,
+    TransactionEventResult,
+)
 from stations.services.ocpp import connector_resolve
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
 _UNIT_TO_WH = {"": Decimal(1), "Wh": Decimal(1), "kWh": Decimal(1000)}
+# A start reported this long after it happened was made offline (the charger queued it).
+OFFLINE_START_AFTER = timedelta(minutes=5)
+UNKNOWN_TOKEN = TokenInfo(status=IdTokenStatus.INVALID, known=False)
 
 
-def id_token_authorize(*, organisation_id: int, value: str, now=None) -> TokenInfo:
+# --- tokens -----------------------------------------------------------------------------------------
+def id_token_authorize(*, organisation_id: int, value: str, now: datetime | None = None) -> TokenInfo:
     """Whether `value` may charge at a station of `organisation_id`. Unknown tokens are Invalid."""
-    now = now or timezone.now()
-    token = (
+    token = _token_row(organisation_id, value)
+    return _token_info(token, now or timezone.now()) if token else UNKNOWN_TOKEN
+
+
+def _token_row(organisation_id: int, value: str) -> IdToken | None:
+    if not value:
+        return None
+    return (
         IdToken.objects.filter(organisation_id=organisation_id, value=value).select_related("group").first()
     )
-    if token is None:
-        return TokenInfo(status=IdTokenStatus.INVALID, known=False)
-    return _token_info(token, now)
 
 
-def _token_info(token: IdToken, now) -> TokenInfo:
+def _token_info(token: IdToken, now: datetime) -> TokenInfo:
     status = token.status
     if status == IdTokenStatus.ACCEPTED and token.expires_at is not None and token.expires_at <= now:
         status = IdTokenStatus.EXPIRED
@@ -50,9 +66,11 @@ def _token_info(token: IdToken, now) -> TokenInfo:
         status=status,
         expires_at=token.expires_at,
         group_value=group.value if group is not None else None,
+        group_type=group.type if group is not None else None,
     )
 
 
+# --- helpers ----------------------------------------------------------------------------------------
 def _energy_wh(sample: Sample) -> int | None:
     if sample.measurand != ENERGY_REGISTER or sample.value is None or sample.phase:
         return None
@@ -60,6 +78,30 @@ def _energy_wh(sample: Sample) -> int | None:
     if factor is None:
         return None
     return int(sample.value * factor)
+
+
+def _first_energy(samples) -> int | None:
+    readings = [(s.timestamp, e) for s in samples if (e := _energy_wh(s)) is not None]
+    return min(readings)[1] if readings else None
+
+
+def _last_energy(samples) -> int | None:
+    readings = [(s.timestamp, e) for s in samples if (e := _energy_wh(s)) is not None]
+    return max(readings)[1] if readings else None
+
+
+def _add_flags(session: ChargingSession, *flags: str) -> None:
+    for flag in flags:
+        if flag not in session.flags:
+            session.flags.append(str(flag))
+    if any(flag in HOLD_FLAGS for flag in session.flags):
+        session.held_for_review = True
+
+
+def _skew_flags(charger_time: datetime, received_at: datetime) -> list[str]:
+    """RELIABILITY C26: a charger clock more than OCPP_CLOCK_SKEW_FLAG_S ahead of ours is flagged."""
+    skew = timedelta(seconds=settings.OCPP_CLOCK_SKEW_FLAG_S)
+    return [SessionFlag.CLOCK_SKEW] if charger_time > received_at + skew else []
 
 
 def _start_fingerprint(request: StartRequest) -> str:
@@ -75,59 +117,28 @@ def _start_fingerprint(request: StartRequest) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _add_flags(session: ChargingSession, *flags: str) -> None:
-    for flag in flags:
-        if flag not in session.flags:
-            session.flags.append(str(flag))
-    if any(flag in HOLD_FLAGS for flag in session.flags):
-        session.held_for_review = True
-
-
-def _flags_for_times(request_time, received_at) -> list[str]:
-    skew = timedelta(seconds=settings.OCPP_CLOCK_SKEW_FLAG_S)
-    return [SessionFlag.CLOCK_SKEW] if request_time > received_at + skew else []
-
-
-def session_start(*, request: StartRequest, organisation_id: int) -> StartResult:
-    """Open a session (1.6 StartTransaction, 2.0.1 TransactionEvent Started).
-
-    Idempotent: a 1.6 start re-sent after a reconnect (new message id, same content) returns the session
-    and transaction id issued the first time (RELIABILITY C19); a 2.0.1 start for a transaction id the
-    station already has returns that session.
-    """
-    fingerprint = _start_fingerprint(request) if request.transaction_id is None else ""
-    try:
-        return _session_start(request=request, organisation_id=organisation_id, fingerprint=fingerprint)
-    except IntegrityError:
-        # Two copies of the same start raced (two connections of the same charger): the first won.
-        existing = _existing_start(request, fingerprint)
-        if existing is None:
-            raise
-        token = id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
-        return StartResult(existing.pk, existing.transaction_id, token, created=False)
-
-
-def _existing_start(request: StartRequest, fingerprint: str) -> ChargingSession | None:
-    sessions = ChargingSession.objects.filter(station_id=request.station_id)
-    if request.transaction_id is not None:
-        return sessions.filter(transaction_id=request.transaction_id).first()
+def _existing_session(
+    station_id: int, *, transaction_id: str | None, fingerprint: str
+) -> ChargingSession | None:
+    sessions = ChargingSession.objects.select_for_update().filter(station_id=station_id)
+    if transaction_id is not None:
+        return sessions.filter(transaction_id=transaction_id).first()
     return sessions.filter(start_fingerprint=fingerprint).first()
 
 
-@transaction.atomic
-def _session_start(*, request: StartRequest, organisation_id: int, fingerprint: str) -> StartResult:
+# --- opening and closing ----------------------------------------------------------------------------
+def _session_open(
+    request: StartRequest, organisation_id: int, fingerprint: str
+) -> tuple[ChargingSession, TokenInfo, bool]:
+    """Find or create the session of `request` (caller is inside a transaction)."""
     now = timezone.now()
-    existing = _existing_start(request, fingerprint)
-    token_row = (
-        IdToken.objects.filter(organisation_id=organisation_id, value=request.id_tag)
-        .select_related("group")
-        .first()
-        if request.id_tag
-        else None
+    token_row = _token_row(organisation_id, request.id_tag)
+    token = _token_info(token_row, now) if token_row else UNKNOWN_TOKEN
+    existing = _existing_session(
+        request.station_id, transaction_id=request.transaction_id, fingerprint=fingerprint
     )
-    token = _token_info(token_row, now) if token_row else TokenInfo(status=IdTokenStatus.INVALID, known=False)
     if existing is not None:
-        return StartResult(existing.pk, existing.transaction_id, token, created=False)
+        return existing, token, False
 
     evse_pk, connector_pk = connector_resolve(
         station_id=request.station_id, evse_id=request.evse_id, connector_id=request.connector_id
@@ -153,24 +164,24 @@ def _session_start(*, request: StartRequest, organisation_id: int, fingerprint: 
         transaction_id=request.transaction_id or f"pending-{fingerprint[:24]}",
         id_token=token_row,
         id_tag=request.id_tag,
-        id_token_status=token.status,
+        id_token_status=token.status if request.id_tag else "",
         started_at=request.started_at,
         start_received_at=request.received_at,
         meter_start_wh=request.meter_start_wh,
         meter_last_wh=request.meter_start_wh,
-        meter_last_at=request.started_at,
+        meter_last_at=request.started_at if request.meter_start_wh is not None else None,
         reservation_id=request.reservation_id,
         remote_start_id=request.remote_start_id,
         offline=request.offline,
         start_fingerprint=fingerprint,
         flags=[],
     )
-    flags = _flags_for_times(request.started_at, request.received_at)
-    if not token.known:
+    flags = _skew_flags(request.started_at, request.received_at)
+    if request.id_tag and not token.known:
         flags.append(SessionFlag.UNKNOWN_TOKEN)
-    if request.offline or request.started_at < request.received_at - timedelta(minutes=5):
+    if request.offline or request.started_at < request.received_at - OFFLINE_START_AFTER:
         flags.append(SessionFlag.OFFLINE_START)
-    if request.meter_start_wh < 0:
+    if request.meter_start_wh is not None and request.meter_start_wh < 0:
         flags.append(SessionFlag.NEGATIVE_METER)
     _add_flags(session, *flags)
     session.save()
@@ -179,31 +190,76 @@ def _session_start(*, request: StartRequest, organisation_id: int, fingerprint: 
         # primary key comes from a sequence (PostgreSQL) / AUTOINCREMENT (SQLite) that never goes back.
         session.transaction_id = str(session.pk)
         ChargingSession.objects.filter(pk=session.pk).update(transaction_id=session.transaction_id)
-    return StartResult(session.pk, session.transaction_id, token, created=True)
+    return session, token, True
+
+
+def _session_close(
+    session: ChargingSession,
+    *,
+    stopped_at: datetime,
+    received_at: datetime,
+    reason: str,
+    meter_stop_wh: int | None,
+) -> None:
+    session.status = SessionStatus.COMPLETED
+    session.stopped_at = stopped_at
+    session.stop_received_at = received_at
+    session.stop_reason = reason[:50]
+    meter_stop = meter_stop_wh if meter_stop_wh is not None else session.meter_last_wh
+    session.meter_stop_wh = meter_stop
+    flags = _skew_flags(stopped_at, received_at)
+    if stopped_at < session.started_at:
+        flags.append(SessionFlag.STOP_BEFORE_START)
+    if meter_stop is None or session.meter_start_wh is None:
+        session.energy_wh = None
+    elif meter_stop < session.meter_start_wh:
+        flags.append(SessionFlag.METER_BACKWARDS)
+        session.energy_wh = None  # no defensible figure: held for review, never billed as is
+    else:
+        session.energy_wh = meter_stop - session.meter_start_wh
+    _add_flags(session, *flags)
+    session.save()
+
+
+def _not_yet_stored(session: ChargingSession, samples) -> list[Sample]:
+    """Drop samples this session already has. A 1.6 charger that re-sends MeterValues after a reconnect
+    uses a new message id, so only the content tells. Only readings no newer than the latest one can be
+    repeats, so the usual case (new readings) costs no query."""
+    if session.meter_last_at is None or min(s.timestamp for s in samples) > session.meter_last_at:
+        return list(samples)
+    seen = set(
+        MeterValue.objects.filter(session=session, timestamp__in={s.timestamp for s in samples}).values_list(
+            "timestamp", "measurand", "phase", "location", "context"
+        )
+    )
+    return [s for s in samples if (s.timestamp, s.measurand, s.phase, s.location, s.context) not in seen]
 
 
 def _record_samples(
-    session: ChargingSession | None, station_id: int, evse_id: int | None, samples, received_at
+    session: ChargingSession | None, station_id: int, evse_id: int | None, samples, received_at: datetime
 ) -> None:
-    MeterValue.objects.bulk_create(
-        [
-            MeterValue(
-                station_id=station_id,
-                session=session,
-                evse_id=evse_id,
-                timestamp=s.timestamp,
-                measurand=s.measurand,
-                phase=s.phase,
-                location=s.location,
-                unit=s.unit,
-                context=s.context,
-                value=s.value,
-                signed_data=s.signed_data,
-                received_at=received_at,
-            )
-            for s in samples
-        ]
-    )
+    if session is not None and samples:
+        samples = _not_yet_stored(session, samples)
+    if samples:
+        MeterValue.objects.bulk_create(
+            [
+                MeterValue(
+                    station_id=station_id,
+                    session=session,
+                    evse_id=evse_id,
+                    timestamp=s.timestamp,
+                    measurand=s.measurand,
+                    phase=s.phase,
+                    location=s.location,
+                    unit=s.unit,
+                    context=s.context,
+                    value=s.value,
+                    signed_data=s.signed_data,
+                    received_at=received_at,
+                )
+                for s in samples
+            ]
+        )
     if session is None:
         return
     # Energy comes from register readings ordered by the charger's timestamps, not by arrival
@@ -213,6 +269,9 @@ def _record_samples(
         energy = _energy_wh(sample)
         if energy is None:
             continue
+        if session.meter_start_wh is None:
+            session.meter_start_wh = energy  # 2.0.1 start without a reading: the first one counts
+            changed = True
         if session.meter_last_at is None or sample.timestamp >= session.meter_last_at:
             if session.meter_last_wh is not None and energy < session.meter_last_wh:
                 _add_flags(session, SessionFlag.METER_BACKWARDS)
@@ -221,8 +280,39 @@ def _record_samples(
             changed = True
     if changed:
         session.save(
-            update_fields=["meter_last_wh", "meter_last_at", "flags", "held_for_review", "updated_at"]
+            update_fields=[
+                "meter_start_wh",
+                "meter_last_wh",
+                "meter_last_at",
+                "flags",
+                "held_for_review",
+                "updated_at",
+            ]
         )
+
+
+# --- OCPP 1.6 entry points --------------------------------------------------------------------------
+def session_start(*, request: StartRequest, organisation_id: int) -> StartResult:
+    """Open a session (1.6 StartTransaction).
+
+    Idempotent: a start re-sent after a reconnect (new message id, same content) returns the session and
+    transaction id issued the first time (RELIABILITY C19).
+    """
+    fingerprint = _start_fingerprint(request) if request.transaction_id is None else ""
+    try:
+        with transaction.atomic():
+            session, token, created = _session_open(request, organisation_id, fingerprint)
+    except IntegrityError:
+        # Two copies of the same start raced (two connections of the same charger): the first won.
+        with transaction.atomic():
+            existing = _existing_session(
+                request.station_id, transaction_id=request.transaction_id, fingerprint=fingerprint
+            )
+        if existing is None:
+            raise
+        token = id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
+        return StartResult(existing.pk, existing.transaction_id, token, created=False)
+    return StartResult(session.pk, session.transaction_id, token, created)
 
 
 @transaction.atomic
@@ -232,7 +322,7 @@ def meter_values_record(
     evse_id: int | None,
     transaction_id: str | None,
     samples: list[Sample],
-    received_at,
+    received_at: datetime,
 ) -> int | None:
     """Store sampled values; attach them to the session when the charger names its transaction.
 
@@ -240,18 +330,14 @@ def meter_values_record(
     """
     session = None
     if transaction_id:
-        session = (
-            ChargingSession.objects.select_for_update()
-            .filter(station_id=station_id, transaction_id=transaction_id)
-            .first()
-        )
+        session = _existing_session(station_id, transaction_id=transaction_id, fingerprint="")
     _record_samples(session, station_id, evse_id, samples, received_at)
     return session.pk if session else None
 
 
 @transaction.atomic
 def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
-    """Close a session (1.6 StopTransaction, 2.0.1 TransactionEvent Ended).
+    """Close a session (1.6 StopTransaction).
 
     Always answerable: an unknown, foreign or duplicate stop is recorded as an anomaly and changes no
     session twice (RELIABILITY C20, C21, C27).
@@ -259,11 +345,7 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
     token = (
         id_token_authorize(organisation_id=organisation_id, value=request.id_tag) if request.id_tag else None
     )
-    session = (
-        ChargingSession.objects.select_for_update()
-        .filter(station_id=request.station_id, transaction_id=request.transaction_id)
-        .first()
-    )
+    session = _existing_session(request.station_id, transaction_id=request.transaction_id, fingerprint="")
     detail = {
         "meter_stop_wh": request.meter_stop_wh,
         "stopped_at": request.stopped_at.isoformat(),
@@ -280,8 +362,7 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
             transaction_id=request.transaction_id[:36],
             detail=detail,
         )
-        if request.samples:
-            _record_samples(None, request.station_id, None, request.samples, request.received_at)
+        _record_samples(None, request.station_id, None, request.samples, request.received_at)
         return StopResult(session_id=None, token=token, applied=False)
 
     if session.status != SessionStatus.ACTIVE:
@@ -294,24 +375,122 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
         )
         return StopResult(session_id=session.pk, token=token, applied=False)
 
-    if request.samples:
-        _record_samples(session, request.station_id, None, request.samples, request.received_at)
-    session.status = SessionStatus.COMPLETED
-    session.stopped_at = request.stopped_at
-    session.stop_received_at = request.received_at
-    session.stop_reason = request.reason[:50]
-    meter_stop = request.meter_stop_wh if request.meter_stop_wh is not None else session.meter_last_wh
-    session.meter_stop_wh = meter_stop
-    flags = _flags_for_times(request.stopped_at, request.received_at)
-    if request.stopped_at < session.started_at:
-        flags.append(SessionFlag.STOP_BEFORE_START)
-    if meter_stop is None:
-        session.energy_wh = None
-    elif meter_stop < session.meter_start_wh:
-        flags.append(SessionFlag.METER_BACKWARDS)
-        session.energy_wh = None  # no defensible figure: held for review, never billed as is
-    else:
-        session.energy_wh = meter_stop - session.meter_start_wh
-    _add_flags(session, *flags)
-    session.save()
+    _record_samples(session, request.station_id, None, request.samples, request.received_at)
+    _session_close(
+        session,
+        stopped_at=request.stopped_at,
+        received_at=request.received_at,
+        reason=request.reason,
+        meter_stop_wh=request.meter_stop_wh,
+    )
     return StopResult(session_id=session.pk, token=token, applied=True)
+
+
+# --- OCPP 2.0.1 entry point -------------------------------------------------------------------------
+def transaction_event_record(
+    *, request: TransactionEventRequest, organisation_id: int
+) -> TransactionEventResult:
+    """Apply one 2.0.1 TransactionEvent (Started, Updated or Ended).
+
+    The same (transaction, seqNo) delivered twice is stored and applied once (RELIABILITY C22). Events may
+    arrive out of order after an offline period (C23): whichever comes first opens the session, a late
+    Started only moves its start back, and an Updated after Ended only adds its meter values.
+    """
+    try:
+        return _transaction_event_apply(request, organisation_id)
+    except IntegrityError:
+        # The same event raced in on two connections; the other copy was applied.
+        token = (
+            id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
+            if request.id_tag
+            else None
+        )
+        session = ChargingSession.objects.get(
+            station_id=request.station_id, transaction_id=request.transaction_id
+        )
+        return TransactionEventResult(session_id=session.pk, token=token, duplicate=True)
+
+
+@transaction.atomic
+def _transaction_event_apply(
+    request: TransactionEventRequest, organisation_id: int
+) -> TransactionEventResult:
+    session = _existing_session(request.station_id, transaction_id=request.transaction_id, fingerprint="")
+    if (
+        session is not None
+        and TransactionEvent.objects.filter(
+            station_id=request.station_id, transaction_id=request.transaction_id, seq_no=request.seq_no
+        ).exists()
+    ):
+        token = (
+            id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
+            if request.id_tag
+            else None
+        )
+        return TransactionEventResult(session_id=session.pk, token=token, duplicate=True)
+
+    token = None
+    if session is None:
+        session, token, _created = _session_open(
+            StartRequest(
+                station_id=request.station_id,
+                evse_id=request.evse_id or 1,
+                connector_id=request.connector_id or 1,
+                id_tag=request.id_tag,
+                meter_start_wh=_first_energy(request.samples),
+                started_at=request.timestamp,
+                received_at=request.received_at,
+                reservation_id=request.reservation_id,
+                remote_start_id=request.remote_start_id,
+                transaction_id=request.transaction_id,
+                offline=request.offline,
+            ),
+            organisation_id,
+            fingerprint="",
+        )
+    elif request.event_type == "Started" and request.timestamp < session.started_at:
+        # The Started event arrived after a later event opened the session: it knows the real start.
+        session.started_at = request.timestamp
+        first = _first_energy(request.samples)
+        if first is not None:
+            session.meter_start_wh = first
+        session.save(update_fields=["started_at", "meter_start_wh", "updated_at"])
+
+    TransactionEvent.objects.create(
+        station_id=request.station_id,
+        session=session,
+        transaction_id=request.transaction_id,
+        seq_no=request.seq_no,
+        event_type=request.event_type,
+        trigger_reason=request.trigger_reason,
+        timestamp=request.timestamp,
+        received_at=request.received_at,
+        offline=request.offline,
+        charging_state=request.charging_state,
+        payload=request.payload,
+    )
+    if request.id_tag and token is None:
+        # Authorization during the transaction (e.g. the driver presented the card after plugging in).
+        token_row = _token_row(organisation_id, request.id_tag)
+        token = _token_info(token_row, timezone.now()) if token_row else UNKNOWN_TOKEN
+        if not session.id_tag:
+            session.id_tag = request.id_tag
+            session.id_token = token_row
+            session.id_token_status = token.status
+            session.save(update_fields=["id_tag", "id_token", "id_token_status", "updated_at"])
+    if request.offline and not session.offline:
+        session.offline = True
+        session.save(update_fields=["offline", "updated_at"])
+    if request.charging_state and session.status == SessionStatus.ACTIVE:
+        session.charging_state = request.charging_state
+        session.save(update_fields=["charging_state", "updated_at"])
+    _record_samples(session, request.station_id, request.evse_id, request.samples, request.received_at)
+    if request.event_type == "Ended" and session.status == SessionStatus.ACTIVE:
+        _session_close(
+            session,
+            stopped_at=request.timestamp,
+            received_at=request.received_at,
+            reason=request.stopped_reason or "Local",
+            meter_stop_wh=_last_energy(request.samples),
+        )
+    return TransactionEventResult(session_id=session.pk, token=token, duplicate=False)

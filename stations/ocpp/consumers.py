@@ -16,6 +16,7 @@ from django.utils import timezone
 from stations.enums import SecurityEventKind
 from stations.ocpp.chargepoint import ChargePoint, StationContext, run_db
 from stations.ocpp.v16.handlers import V16ChargePoint
+from stations.ocpp.v201.handlers import V201ChargePoint
 from stations.services.credentials import basic_auth_parse, password_hash_check
 from stations.services.ocpp import (
     security_event_record,
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 # one we speak (CONTRACT.md).
 CHARGE_POINTS: dict[str, type[ChargePoint]] = {
     "ocpp1.6": V16ChargePoint,
+    "ocpp2.0.1": V201ChargePoint,
 }
 MAX_IDENTITY_LENGTH = 48
 
@@ -72,7 +74,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 remote,
                 self.scope.get("subprotocols"),
             )
-            await self._refuse(400, "No supported OCPP subprotocol (ocpp1.6)")
+            await self._refuse(400, "No supported OCPP subprotocol (" + ", ".join(CHARGE_POINTS) + ")")
             return
         if not 1 <= len(identity) <= MAX_IDENTITY_LENGTH or not identity.isprintable():
             await self._refuse(404, "Unknown charging station")

@@ -8,18 +8,13 @@ from sessions.services.transactions import (
     session_start,
     session_stop,
 )
-from stations.enums import ConnectorStatus, SecurityEventKind, StationEventKind
+from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
+from stations.ocpp.common import heartbeat, recorded, security_event_notification
 from stations.ocpp.errors import V16_CODES
-from stations.ocpp.mappers import format_datetime, parse_datetime, text
+from stations.ocpp.mappers import format_datetime
 from stations.ocpp.v16 import mappers
-from stations.services.ocpp import (
-    connector_status_update,
-    security_event_record,
-    station_boot,
-    station_event_record,
-    station_seen,
-)
+from stations.services.ocpp import connector_status_update, station_boot
 
 
 async def boot_notification(req: Request) -> dict:
@@ -37,15 +32,8 @@ async def boot_notification(req: Request) -> dict:
     }
 
 
-async def heartbeat(req: Request) -> dict:
-    await run_db(station_seen, station_id=req.station.station_id, at=req.received_at)
-    return {"currentTime": format_datetime(req.received_at)}
-
-
 async def status_notification(req: Request) -> dict:
     report = mappers.status_report(req.payload, req.received_at)
-    if report.status not in ConnectorStatus.values:  # the schema's enum already limits it; belt and braces
-        report = report.__class__(**{**report.__dict__, "status": ConnectorStatus.UNKNOWN})
     await run_db(connector_status_update, station_id=req.station.station_id, report=report)
     return {}
 
@@ -87,79 +75,6 @@ async def meter_values(req: Request) -> dict:
     return {}
 
 
-async def data_transfer(req: Request) -> dict:
-    await _event(req, StationEventKind.DATA_TRANSFER, dict(req.payload))
-    # We define no vendor extensions yet; the spec's answer for an unknown vendor (1.6 section 6.18).
-    return {"status": "UnknownVendorId"}
-
-
-async def diagnostics_status_notification(req: Request) -> dict:
-    await _event(
-        req,
-        StationEventKind.DIAGNOSTICS_STATUS,
-        dict(req.payload),
-        "diagnostics_status",
-        req.payload["status"],
-    )
-    return {}
-
-
-async def firmware_status_notification(req: Request) -> dict:
-    await _event(
-        req, StationEventKind.FIRMWARE_STATUS, dict(req.payload), "firmware_status", req.payload["status"]
-    )
-    return {}
-
-
-async def signed_firmware_status_notification(req: Request) -> dict:
-    await _event(
-        req, StationEventKind.FIRMWARE_STATUS, dict(req.payload), "firmware_status", req.payload["status"]
-    )
-    return {}
-
-
-async def log_status_notification(req: Request) -> dict:
-    await _event(
-        req, StationEventKind.LOG_STATUS, dict(req.payload), "diagnostics_status", req.payload["status"]
-    )
-    return {}
-
-
-async def security_event_notification(req: Request) -> dict:
-    detail = f"{req.payload['type']} at {req.payload['timestamp']}: {text(req.payload.get('techInfo'), 255)}"
-    await run_db(
-        security_event_record,
-        identity=req.station.identity,
-        station_id=req.station.station_id,
-        kind=SecurityEventKind.CHARGER_REPORTED,
-        detail=detail,
-    )
-    return {}
-
-
-async def sign_certificate(req: Request) -> dict:
-    # Certificate handling (security profile 3) is not built yet: the request is kept and refused, so
-    # the charger keeps its current certificate instead of waiting for one that will not come.
-    await _event(req, StationEventKind.CERTIFICATE_REQUEST, {"csr": req.payload["csr"][:5500]})
-    return {"status": "Rejected"}
-
-
-async def _event(
-    req: Request, kind: str, detail: dict, status_field: str | None = None, status: str = ""
-) -> None:
-    timestamp = req.payload.get("timestamp")
-    await run_db(
-        station_event_record,
-        station_id=req.station.station_id,
-        kind=kind,
-        detail=detail,
-        occurred_at=parse_datetime(timestamp, "timestamp") if timestamp else req.received_at,
-        received_at=req.received_at,
-        status_field=status_field,
-        status=status,
-    )
-
-
 class V16ChargePoint(ChargePoint):
     version = "1.6"
     error_codes = V16_CODES
@@ -172,12 +87,25 @@ class V16ChargePoint(ChargePoint):
         "StartTransaction": start_transaction,
         "StopTransaction": stop_transaction,
         "MeterValues": meter_values,
-        "DataTransfer": data_transfer,
-        "DiagnosticsStatusNotification": diagnostics_status_notification,
-        "FirmwareStatusNotification": firmware_status_notification,
+        # We define no vendor extensions yet: the spec's answer for an unknown vendor (1.6 section 6.18).
+        "DataTransfer": recorded(StationEventKind.DATA_TRANSFER, {"status": "UnknownVendorId"}),
+        "DiagnosticsStatusNotification": recorded(
+            StationEventKind.DIAGNOSTICS_STATUS, status_field="diagnostics_status"
+        ),
+        "FirmwareStatusNotification": recorded(
+            StationEventKind.FIRMWARE_STATUS, status_field="firmware_status"
+        ),
         # OCPP 1.6 Security Whitepaper (edition 3) messages from the charge point.
         "SecurityEventNotification": security_event_notification,
-        "SignedFirmwareStatusNotification": signed_firmware_status_notification,
-        "LogStatusNotification": log_status_notification,
-        "SignCertificate": sign_certificate,
+        "SignedFirmwareStatusNotification": recorded(
+            StationEventKind.FIRMWARE_STATUS, status_field="firmware_status"
+        ),
+        "LogStatusNotification": recorded(StationEventKind.LOG_STATUS, status_field="diagnostics_status"),
+        # Certificate handling (security profile 3) is not built yet: the request is kept and refused, so
+        # the charger keeps its current certificate instead of waiting for one that will not come.
+        "SignCertificate": recorded(
+            StationEventKind.CERTIFICATE_REQUEST,
+            {"status": "Rejected"},
+            detail=lambda p: {"csr": p["csr"][:5500]},
+        ),
     }

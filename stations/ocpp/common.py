@@ -1,0 +1,56 @@
+"""Handlers both versions share: notifications that are recorded and answered with a fixed result."""
+
+from collections.abc import Callable
+
+from stations.enums import SecurityEventKind
+from stations.ocpp.chargepoint import Handler, Request, run_db
+from stations.ocpp.mappers import format_datetime, parse_datetime, text
+from stations.services.ocpp import security_event_record, station_event_record, station_seen
+
+
+async def heartbeat(req: Request) -> dict:
+    await run_db(station_seen, station_id=req.station.station_id, at=req.received_at)
+    return {"currentTime": format_datetime(req.received_at)}
+
+
+def recorded(
+    kind: str,
+    answer: dict | None = None,
+    *,
+    status_field: str | None = None,
+    status_key: str = "status",
+    detail: Callable[[dict], dict] = dict,
+) -> Handler:
+    """A handler that keeps the notification as a StationEvent (optionally mirroring its status into
+    `status_field` on the station) and answers `answer`."""
+    response = answer or {}
+
+    async def handler(req: Request) -> dict:
+        timestamp = req.payload.get("timestamp") or req.payload.get("generatedAt")
+        await run_db(
+            station_event_record,
+            station_id=req.station.station_id,
+            kind=kind,
+            detail=detail(req.payload),
+            occurred_at=parse_datetime(timestamp, "timestamp") if timestamp else req.received_at,
+            received_at=req.received_at,
+            status_field=status_field,
+            status=str(req.payload.get(status_key, "")),
+        )
+        return dict(response)
+
+    handler.__name__ = f"record_{kind}"
+    return handler
+
+
+async def security_event_notification(req: Request) -> dict:
+    """SecurityEventNotification (1.6 security whitepaper, 2.0.1 A04): into the security log."""
+    detail = f"{req.payload['type']} at {req.payload['timestamp']}: {text(req.payload.get('techInfo'), 255)}"
+    await run_db(
+        security_event_record,
+        identity=req.station.identity,
+        station_id=req.station.station_id,
+        kind=SecurityEventKind.CHARGER_REPORTED,
+        detail=detail,
+    )
+    return {}

@@ -1,0 +1,83 @@
+"""What a simulated charger (and a fleet of them) is asked to do. Protocol-independent."""
+
+from dataclasses import dataclass
+
+DEFAULT_IDENTITY_PREFIX = "SIM-"
+DEFAULT_ID_TAG = "SIM-TAG-0001"
+
+
+@dataclass(frozen=True)
+class ChargerConfig:
+    """One charger. `url` is the CSMS base URL without the identity (`ws://host:port/ocpp`)."""
+
+    url: str
+    identity: str
+    protocol: str = "1.6"
+    password: str | None = None
+    connectors: int = 2
+    sessions: bool = False
+    session_count: int = 1
+    # Periodic MeterValues per session (a session may end earlier: deadline, RemoteStop, Reset).
+    meter_samples: int = 5
+    meter_interval_s: float = 10.0
+    # Simulated charging seconds per real second: energy and SoC advance by power * interval * speedup.
+    speedup: float = 1.0
+    # Stay connected this long in total (heartbeats, answering the CSMS); None: leave once the scenario is
+    # done. Also a hard deadline for the scenario: a running session is stopped when it passes.
+    duration_s: float | None = None
+    id_tag: str = DEFAULT_ID_TAG
+    # Everything random (meter register, EV battery, power jitter) derives from (seed, identity).
+    seed: int = 0
+    response_timeout_s: float = 30.0
+    open_timeout_s: float = 10.0
+    # How many times a charger reconnects after a CSMS Reset before it stops obeying (bounds the loop).
+    max_reboots: int = 3
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    url: str
+    stations: int = 1
+    protocol: str = "1.6"
+    identity_prefix: str = DEFAULT_IDENTITY_PREFIX
+    # Explicit identities win over prefix + count.
+    identities: tuple[str, ...] = ()
+    password: str | None = None
+    connectors: int = 2
+    sessions: bool = False
+    session_count: int = 1
+    meter_samples: int = 5
+    meter_interval_s: float = 10.0
+    speedup: float = 1.0
+    duration_s: float | None = None
+    id_tag: str = DEFAULT_ID_TAG
+    seed: int = 0
+    response_timeout_s: float = 30.0
+    open_timeout_s: float = 10.0
+    # Handshakes in flight at once: Channels admits a few hundred new connections per second
+    # (PERFORMANCE.md), so a thousand simultaneous opens would mostly time out.
+    max_concurrent_handshakes: int = 50
+
+    def identity_list(self) -> list[str]:
+        if self.identities:
+            return list(self.identities)
+        return [f"{self.identity_prefix}{i:03d}" for i in range(1, self.stations + 1)]
+
+    def charger(self, identity: str) -> ChargerConfig:
+        return ChargerConfig(
+            url=self.url,
+            identity=identity,
+            protocol=self.protocol,
+            password=self.password,
+            connectors=self.connectors,
+            sessions=self.sessions,
+            session_count=self.session_count,
+            meter_samples=self.meter_samples,
+            meter_interval_s=self.meter_interval_s,
+            speedup=self.speedup,
+            duration_s=self.duration_s,
+            id_tag=self.id_tag,
+            seed=self.seed,
+            response_timeout_s=self.response_timeout_s,
+            open_timeout_s=self.open_timeout_s,
+        )

@@ -1,0 +1,25 @@
+"""N simulated chargers at once, in one event loop."""
+
+import asyncio
+import time
+
+from stations.ocpp.simulator.charger import PROTOCOLS, SimulatedCharger
+from stations.ocpp.simulator.config import FleetConfig
+from stations.ocpp.simulator.summary import FleetSummary
+
+
+async def run_fleet(config: FleetConfig) -> FleetSummary:
+    """Run every charger of `config` to the end and summarise. Never raises for a charger's failure:
+    refusals, CALLERRORs and disconnects are in the summary."""
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(f"Unsupported protocol {config.protocol!r}; supported: {', '.join(PROTOCOLS)}")
+    identities = config.identity_list()
+    if len(set(identities)) != len(identities):
+        raise ValueError("Identities must be unique: two chargers with one identity replace each other.")
+    chargers = [SimulatedCharger(config.charger(identity)) for identity in identities]
+    slots = asyncio.Semaphore(max(1, config.max_concurrent_handshakes))
+    started = time.monotonic()
+    results = await asyncio.gather(*(charger.run(handshake_slots=slots) for charger in chargers))
+    return FleetSummary(
+        url=config.url, protocol=config.protocol, chargers=list(results), elapsed_s=time.monotonic() - started
+    )

@@ -1,0 +1,134 @@
+"""OCPP 2.0.1 charging-station-initiated messages: mapper -> one service call in a thread -> mapper -> result.
+
+Messages the platform cannot act on yet (certificates, EV charging needs) are recorded and answered with
+the spec's refusal, never dropped and never a crash.
+"""
+
+from ocpp.v201.enums import Action
+
+from sessions.services.transactions import id_token_authorize, meter_values_record, transaction_event_record
+from stations.enums import StationEventKind
+from stations.ocpp.chargepoint import ChargePoint, Request, run_db
+from stations.ocpp.common import heartbeat, recorded, security_event_notification
+from stations.ocpp.errors import V201_CODES
+from stations.ocpp.mappers import format_datetime, parse_datetime
+from stations.ocpp.v201 import mappers
+from stations.services.device_model import device_variables_record
+from stations.services.ocpp import connector_status_update, station_boot
+
+
+async def boot_notification(req: Request) -> dict:
+    result = await run_db(
+        station_boot,
+        station_id=req.station.station_id,
+        info=mappers.station_info(req.payload),
+        received_at=req.received_at,
+    )
+    req.station.registration_status = result.status
+    return {
+        "status": result.status,
+        "currentTime": format_datetime(result.current_time),
+        "interval": result.interval_s,
+    }
+
+
+async def status_notification(req: Request) -> dict:
+    report = mappers.status_report(req.payload, req.received_at)
+    await run_db(connector_status_update, station_id=req.station.station_id, report=report)
+    return {}
+
+
+async def authorize(req: Request) -> dict:
+    token = await run_db(
+        id_token_authorize,
+        organisation_id=req.station.organisation_id,
+        value=req.payload["idToken"]["idToken"],
+    )
+    return {"idTokenInfo": mappers.id_token_info(token)}
+
+
+async def transaction_event(req: Request) -> dict:
+    request = mappers.transaction_event(
+        req.payload, station_id=req.station.station_id, received_at=req.received_at
+    )
+    result = await run_db(
+        transaction_event_record, request=request, organisation_id=req.station.organisation_id
+    )
+    # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken".
+    return {"idTokenInfo": mappers.id_token_info(result.token)} if result.token is not None else {}
+
+
+async def meter_values(req: Request) -> dict:
+    # 2.0.1 MeterValues carry no transaction id: values inside transactions come in TransactionEvent.
+    await run_db(
+        meter_values_record,
+        station_id=req.station.station_id,
+        evse_id=req.payload["evseId"] or None,
+        transaction_id=None,
+        samples=mappers.samples(req.payload["meterValue"]),
+        received_at=req.received_at,
+    )
+    return {}
+
+
+async def notify_report(req: Request) -> dict:
+    await run_db(
+        device_variables_record,
+        station_id=req.station.station_id,
+        reports=mappers.variable_reports(req.payload.get("reportData", [])),
+        reported_at=parse_datetime(req.payload["generatedAt"], "generatedAt"),
+    )
+    return {}
+
+
+def _csr_only(payload: dict) -> dict:
+    return {"csr": payload["csr"][:5500], "certificateType": payload.get("certificateType", "")}
+
+
+def _without_exi(payload: dict) -> dict:
+    return {"iso15118SchemaVersion": payload["iso15118SchemaVersion"], "action": payload["action"]}
+
+
+class V201ChargePoint(ChargePoint):
+    version = "2.0.1"
+    error_codes = V201_CODES
+    known_actions = frozenset(action.value for action in Action)
+    handlers = {
+        "BootNotification": boot_notification,
+        "Heartbeat": heartbeat,
+        "StatusNotification": status_notification,
+        "Authorize": authorize,
+        "TransactionEvent": transaction_event,
+        "MeterValues": meter_values,
+        "NotifyReport": notify_report,
+        "SecurityEventNotification": security_event_notification,
+        "NotifyEvent": recorded(StationEventKind.NOTIFY_EVENT),
+        "NotifyMonitoringReport": recorded(StationEventKind.MONITORING_REPORT),
+        "LogStatusNotification": recorded(StationEventKind.LOG_STATUS, status_field="diagnostics_status"),
+        "FirmwareStatusNotification": recorded(
+            StationEventKind.FIRMWARE_STATUS, status_field="firmware_status"
+        ),
+        "PublishFirmwareStatusNotification": recorded(StationEventKind.PUBLISH_FIRMWARE_STATUS),
+        # No vendor extensions are defined yet (P01.FR.06: unknown vendorId -> UnknownVendorId).
+        "DataTransfer": recorded(StationEventKind.DATA_TRANSFER, {"status": "UnknownVendorId"}),
+        "ReservationStatusUpdate": recorded(
+            StationEventKind.RESERVATION_STATUS, status_key="reservationUpdateStatus"
+        ),
+        "NotifyChargingLimit": recorded(StationEventKind.CHARGING_LIMIT),
+        "ClearedChargingLimit": recorded(StationEventKind.CHARGING_LIMIT),
+        "ReportChargingProfiles": recorded(StationEventKind.CHARGING_PROFILES_REPORT),
+        # Smart charging schedules for ISO 15118 EVs are not computed yet: refuse, so the EV uses its own.
+        "NotifyEVChargingNeeds": recorded(StationEventKind.EV_CHARGING_NEEDS, {"status": "Rejected"}),
+        "NotifyEVChargingSchedule": recorded(StationEventKind.EV_CHARGING_SCHEDULE, {"status": "Accepted"}),
+        "NotifyDisplayMessages": recorded(StationEventKind.DISPLAY_MESSAGES),
+        "NotifyCustomerInformation": recorded(StationEventKind.CUSTOMER_INFORMATION),
+        # Certificate management (security profile 3, ISO 15118 Plug & Charge) is not built yet: requests
+        # are kept and refused so the station keeps its current certificates.
+        "SignCertificate": recorded(
+            StationEventKind.CERTIFICATE_REQUEST, {"status": "Rejected"}, detail=_csr_only
+        ),
+        "Get15118EVCertificate": recorded(
+            StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed", "exiResponse": ""}, detail=_without_exi
+        ),
+        "GetCertificateStatus": recorded(StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed"}),
+    }

@@ -1,0 +1,136 @@
+"""OCPP 2.0.1 payloads <-> version-neutral domain values."""
+
+from datetime import datetime
+from decimal import Decimal
+
+import orjson
+
+from sessions.types import Sample, TokenInfo, TransactionEventRequest
+from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text
+from stations.services.device_model import VariableReport
+from stations.types import ConnectorStatusReport, StationInfo
+
+
+def station_info(payload: dict) -> StationInfo:
+    station = payload["chargingStation"]
+    modem = station.get("modem") or {}
+    return StationInfo(
+        vendor=station["vendorName"],
+        model=station["model"],
+        serial_number=station.get("serialNumber", ""),
+        firmware_version=station.get("firmwareVersion", ""),
+        iccid=modem.get("iccid", ""),
+        imsi=modem.get("imsi", ""),
+    )
+
+
+def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport:
+    return ConnectorStatusReport(
+        evse_id=payload["evseId"] or None,
+        connector_id=payload["connectorId"] if payload["evseId"] else None,
+        status=payload["connectorStatus"],
+        error_code="",
+        info="",
+        vendor_id="",
+        vendor_error_code="",
+        occurred_at=parse_datetime(payload["timestamp"], "timestamp"),
+        received_at=received_at,
+    )
+
+
+def id_token_info(token: TokenInfo) -> dict:
+    # 2.0.1 distinguishes a token we do not know (Unknown) from one we know is not valid (Invalid).
+    info: dict = {"status": token.status if token.known else "Unknown"}
+    if token.expires_at is not None:
+        info["cacheExpiryDateTime"] = format_datetime(token.expires_at)
+    if token.group_value:
+        info["groupIdToken"] = {"idToken": token.group_value[:36], "type": token.group_type or "Central"}
+    return info
+
+
+def samples(meter_values: list[dict]) -> list[Sample]:
+    result = []
+    for meter_value in meter_values:
+        timestamp = parse_datetime(meter_value["timestamp"], "meterValue.timestamp")
+        for sampled in meter_value["sampledValue"]:
+            unit = sampled.get("unitOfMeasure") or {}
+            value = parse_decimal(sampled["value"])
+            multiplier = unit.get("multiplier", 0)
+            if value is not None and multiplier:
+                value = value.scaleb(multiplier)
+            signed = sampled.get("signedMeterValue")
+            result.append(
+                Sample(
+                    timestamp=timestamp,
+                    value=value,
+                    measurand=sampled.get("measurand", "Energy.Active.Import.Register"),
+                    phase=sampled.get("phase", ""),
+                    location=sampled.get("location", ""),
+                    unit=unit.get("unit", "Wh"),
+                    context=sampled.get("context", "Sample.Periodic"),
+                    # The whole signedMeterValue object, its signedMeterData byte-for-byte (RELIABILITY C28).
+                    signed_data=orjson.dumps(signed).decode() if signed else "",
+                )
+            )
+    return result
+
+
+def transaction_event(payload: dict, *, station_id: int, received_at: datetime) -> TransactionEventRequest:
+    info = payload["transactionInfo"]
+    evse = payload.get("evse") or {}
+    id_token = payload.get("idToken") or {}
+    return TransactionEventRequest(
+        station_id=station_id,
+        transaction_id=info["transactionId"],
+        seq_no=payload["seqNo"],
+        event_type=payload["eventType"],
+        trigger_reason=payload["triggerReason"],
+        timestamp=parse_datetime(payload["timestamp"], "timestamp"),
+        received_at=received_at,
+        payload=payload,
+        offline=bool(payload.get("offline", False)),
+        evse_id=evse.get("id") or None,
+        connector_id=evse.get("connectorId"),
+        id_tag=id_token.get("idToken", ""),
+        samples=tuple(samples(payload.get("meterValue", []))),
+        charging_state=info.get("chargingState", ""),
+        stopped_reason=info.get("stoppedReason", ""),
+        remote_start_id=info.get("remoteStartId"),
+        reservation_id=payload.get("reservationId"),
+    )
+
+
+def _limit(value) -> Decimal | None:
+    return None if value is None else parse_decimal(value)
+
+
+def variable_reports(report_data: list[dict]) -> list[VariableReport]:
+    reports = []
+    for item in report_data:
+        component = item["component"]
+        evse = component.get("evse") or {}
+        variable = item["variable"]
+        characteristics = item.get("variableCharacteristics") or {}
+        for attribute in item["variableAttribute"]:
+            reports.append(
+                VariableReport(
+                    component=component["name"],
+                    component_instance=component.get("instance", ""),
+                    evse_id=evse.get("id", 0),
+                    connector_id=evse.get("connectorId", 0),
+                    variable=variable["name"],
+                    variable_instance=variable.get("instance", ""),
+                    attribute_type=attribute.get("type", "Actual"),
+                    value=text(attribute.get("value"), 2500),
+                    mutability=attribute.get("mutability", ""),
+                    persistent=attribute.get("persistent"),
+                    constant=attribute.get("constant"),
+                    data_type=characteristics.get("dataType", ""),
+                    unit=characteristics.get("unit", ""),
+                    min_limit=_limit(characteristics.get("minLimit")),
+                    max_limit=_limit(characteristics.get("maxLimit")),
+                    values_list=text(characteristics.get("valuesList"), 1000),
+                    supports_monitoring=characteristics.get("supportsMonitoring"),
+                )
+            )
+    return reports
