@@ -14,6 +14,7 @@ from guardian.shortcuts import get_objects_for_user
 
 from accounts.enums import ORGANISATION_WIDE_ROLES, ROLE_CAPABILITIES, Capability, Role
 from accounts.models import Membership, Organisation, User
+from cpms.errors import NotFound, PermissionDenied
 
 
 def membership_roles(*, user: User) -> dict[int, str]:
@@ -50,6 +51,10 @@ def site_host_site_ids(*, user: User, capability: str = Capability.VIEW) -> list
         accept_global_perms=False,
     )
     return list(sites.values_list("pk", flat=True))
+
+
+def user_get(*, username: str) -> User | None:
+    return User.objects.filter(username=username).first()
 
 
 def organisation_list(*, user: User) -> QuerySet[Organisation]:
@@ -90,3 +95,16 @@ def user_can(*, user: User, capability: str, organisation_id: int, site_id: int 
     if organisation_id in organisation_ids_with(user=user, capability=capability):
         return True
     return site_id is not None and site_id in site_host_site_ids(user=user, capability=capability)
+
+
+def organisation_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> Organisation:
+    """The organisation `pk` if the user belongs to it (NotFound otherwise), checked for `capability`
+    organisation-wide (PermissionDenied): a site host belongs to the organisation but manages none of it."""
+    organisation = organisation_list(user=user).filter(pk=pk).first()
+    if organisation is None:
+        raise NotFound(f"Organisation {pk} not found.")
+    if capability != Capability.VIEW and not user_can(
+        user=user, capability=capability, organisation_id=organisation.pk
+    ):
+        raise PermissionDenied(f"You may not {capability} organisation {organisation.pk}.")
+    return organisation

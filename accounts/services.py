@@ -1,9 +1,12 @@
-from django.db import transaction
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import validate_slug
+from django.db import IntegrityError, transaction
 from guardian.shortcuts import assign_perm, remove_perm
+from rest_framework.authtoken.models import Token
 
 from accounts.enums import Role
 from accounts.models import Membership, Organisation, User
-from cpms.errors import ValidationFailed
+from cpms.errors import PermissionDenied, ValidationFailed
 
 
 @transaction.atomic
@@ -35,3 +38,36 @@ def site_host_grant(*, user: User, site) -> None:
 def site_host_revoke(*, user: User, site) -> None:
     remove_perm("stations.view_site", user, site)
     remove_perm("stations.operate_site", user, site)
+
+
+@transaction.atomic
+def organisation_create(
+    *, actor: User, name: str, slug: str, auto_register_stations: bool = False
+) -> Organisation:
+    """A new tenant. Only superusers create tenants: an operator admin manages one, not the platform."""
+    if not actor.is_superuser:
+        raise PermissionDenied("Only a superuser may create organisations.")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationFailed("Organisation name must be 1-200 characters long.")
+    try:
+        validate_slug(slug)
+    except DjangoValidationError as exc:
+        raise ValidationFailed(f"Invalid slug {slug!r}: letters, digits, '-' and '_' only.") from exc
+    if len(slug) > 64:
+        raise ValidationFailed("Organisation slug must be at most 64 characters long.")
+    if Organisation.objects.filter(slug=slug).exists():
+        raise ValidationFailed(f"An organisation with the slug {slug!r} already exists.")
+    try:
+        with transaction.atomic():
+            return Organisation.objects.create(
+                name=name, slug=slug, auto_register_stations=auto_register_stations
+            )
+    except IntegrityError as exc:  # a concurrent create won the unique slug
+        raise ValidationFailed(f"An organisation with the slug {slug!r} already exists.") from exc
+
+
+def api_token_get_or_create(*, user: User) -> Token:
+    """The user's REST API token (CONTRACT.md: `create_api_token`); an existing key is kept, not rotated."""
+    token, _ = Token.objects.get_or_create(user=user)
+    return token

@@ -1,7 +1,10 @@
-"""API plumbing shared by every app: the one exception handler."""
+"""API plumbing shared by every app: the one exception handler, strict input parsing, pagination."""
 
-from rest_framework import exceptions
+from collections.abc import Mapping
+
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cpms.errors import DomainError
@@ -14,3 +17,39 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.APIException):
         return drf_exception_handler(exc, context)
     return drf_exception_handler(exc, context)
+
+
+class ErrorOutputSerializer(serializers.Serializer):
+    """The body of every 403/404 (and of 400s raised by services): {"detail": message}."""
+
+    detail = serializers.CharField()
+
+
+class StrictInputSerializer(serializers.Serializer):
+    """An input serializer that refuses fields it does not know.
+
+    DRF drops unknown keys silently, so a PATCH of a read-only or misspelt field (`"organization"`,
+    `"connected"`) would answer 200 and change nothing: the caller must learn that it did not happen.
+    """
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown or read-only field; it cannot be set."] for name in unknown}
+                )
+        return super().to_internal_value(data)
+
+
+def paginated_response(*, request, view, queryset, serializer_class) -> Response:
+    """One page of `queryset` rendered with `serializer_class`, with the configured paginator.
+
+    API views that use it declare `pagination_class = api_settings.DEFAULT_PAGINATION_CLASS` so that the
+    OpenAPI schema shows the page envelope and the limit/offset parameters.
+    """
+    paginator = getattr(view, "pagination_class", None) or api_settings.DEFAULT_PAGINATION_CLASS
+    paginator = paginator()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer_class(page, many=True).data)

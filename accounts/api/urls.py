@@ -1,1 +1,7 @@
-urlpatterns: list = []
+from django.urls import path
+
+from accounts.api.views import OrganisationListApi
+
+urlpatterns = [
+    path("organisations/", OrganisationListApi.as_view(), name="organisation-list"),
+]

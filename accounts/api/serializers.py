@@ -1,0 +1,20 @@
+from rest_framework import serializers
+
+from accounts.models import Organisation
+from cpms.api import StrictInputSerializer
+
+
+class OrganisationOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organisation
+        fields = ["id", "name", "slug", "auto_register_stations", "created_at"]
+        read_only_fields = fields
+
+
+class OrganisationInputSerializer(StrictInputSerializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=64)
+    auto_register_stations = serializers.BooleanField(
+        required=False,
+        help_text="Create unknown stations that connect, answered Pending until an operator accepts them.",
+    )

@@ -1,0 +1,137 @@
+from rest_framework import serializers
+
+from cpms.api import StrictInputSerializer
+from stations.enums import OcppVersion, RegistrationStatus
+from stations.models import ChargingStation, Connector, Evse, Site
+
+# --- sites ------------------------------------------------------------------------------------------
+
+
+class SiteOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Site
+        fields = [
+            "id",
+            "organisation",
+            "name",
+            "time_zone",
+            "address",
+            "city",
+            "postal_code",
+            "country",
+            "latitude",
+            "longitude",
+            "grid_capacity_w",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class SiteInputSerializer(StrictInputSerializer):
+    """Types only; the rules (time zone, unique name, permissions) are the service's."""
+
+    organisation = serializers.IntegerField(source="organisation_id")
+    name = serializers.CharField(max_length=200)
+    time_zone = serializers.CharField(
+        max_length=64, required=False, help_text="IANA name, e.g. Europe/Berlin."
+    )
+    address = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    city = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    postal_code = serializers.CharField(max_length=20, required=False, allow_blank=True)
+    country = serializers.CharField(
+        max_length=2, required=False, allow_blank=True, help_text="ISO 3166-1 alpha-2, e.g. DE."
+    )
+    latitude = serializers.DecimalField(max_digits=9, decimal_places=6, required=False, allow_null=True)
+    longitude = serializers.DecimalField(max_digits=9, decimal_places=6, required=False, allow_null=True)
+    grid_capacity_w = serializers.IntegerField(
+        min_value=0, required=False, allow_null=True, help_text="Grid connection capacity in watts."
+    )
+
+
+class SiteFilterSerializer(serializers.Serializer):
+    organisation = serializers.IntegerField(required=False)
+
+
+# --- stations ---------------------------------------------------------------------------------------
+
+
+class ConnectorOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Connector
+        fields = [
+            "connector_id",
+            "connector_type",
+            "max_power_w",
+            "status",
+            "error_code",
+            "status_changed_at",
+        ]
+        read_only_fields = fields
+
+
+class EvseOutputSerializer(serializers.ModelSerializer):
+    connectors = ConnectorOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Evse
+        fields = ["evse_id", "connectors"]
+        read_only_fields = fields
+
+
+class StationOutputSerializer(serializers.ModelSerializer):
+    connected = serializers.BooleanField(source="is_connected", read_only=True)
+    last_seen = serializers.DateTimeField(source="last_seen_at", read_only=True, allow_null=True)
+    password_set = serializers.SerializerMethodField(help_text="Whether a Basic-auth password is set.")
+    evses = EvseOutputSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = ChargingStation
+        fields = [
+            "identity",
+            "name",
+            "organisation",
+            "site",
+            "vendor",
+            "model",
+            "serial_number",
+            "firmware_version",
+            "protocol",
+            "registration_status",
+            "security_profile",
+            "password_set",
+            "connected",
+            "last_seen",
+            "evses",
+        ]
+        read_only_fields = fields
+
+    def get_password_set(self, station: ChargingStation) -> bool:
+        return bool(station.password_hash)
+
+
+class StationInputSerializer(StrictInputSerializer):
+    """Types only; the rules (identity, tenancy, password strength) are the service's."""
+
+    # Whitespace is kept as sent: the identity must match the charger's URL byte for byte.
+    identity = serializers.CharField(max_length=48, trim_whitespace=False)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    organisation = serializers.IntegerField(
+        source="organisation_id", required=False, help_text="Defaults to the site's organisation."
+    )
+    site = serializers.IntegerField(source="site_id", required=False, allow_null=True)
+    registration_status = serializers.ChoiceField(choices=RegistrationStatus.choices, required=False)
+    security_profile = serializers.IntegerField(min_value=0, max_value=3, required=False)
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        trim_whitespace=False,
+        help_text="The charger's HTTP Basic password (security profiles 1 and 2); stored hashed, never returned.",
+    )
+
+
+class StationFilterSerializer(serializers.Serializer):
+    site = serializers.IntegerField(required=False)
+    organisation = serializers.IntegerField(required=False)
+    connected = serializers.BooleanField(required=False, allow_null=True, default=None)
+    registration_status = serializers.ChoiceField(choices=RegistrationStatus.choices, required=False)
+    protocol = serializers.ChoiceField(choices=OcppVersion.choices, required=False)

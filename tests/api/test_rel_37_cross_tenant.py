@@ -1,0 +1,211 @@
+"""RELIABILITY.md 37: every endpoint x {operator of org A, operator of org B, site host of A1, finance of A}.
+
+Another tenant's objects are 404 on retrieve and update and absent from lists; a visible object the role may
+not change is 403; a refused write changes nothing; role/tenant fields in a PATCH change nothing.
+"""
+
+from urllib.parse import quote
+
+import pytest
+
+from sessions.models import IdToken
+from stations.models import ChargingStation, Site
+from tests.support import row
+
+ORG_A = {
+    "site_a1",
+    "site_a2",
+    "station_a1",
+    "station_a2",
+    "token_a",
+    "token_a_group",
+    "session_a1",
+    "session_a2",
+}
+ORG_B = {"site_b1", "station_b1", "token_b", "session_b1"}
+VISIBLE = {
+    "operator_a": ORG_A,
+    "operator_b": ORG_B,
+    "host_a1": {"site_a1", "station_a1", "session_a1"},
+    "finance_a": ORG_A,
+    "superuser": ORG_A | ORG_B,
+}
+MANAGEABLE = {
+    "operator_a": ORG_A,
+    "operator_b": ORG_B,
+    "host_a1": set(),
+    "finance_a": set(),
+    "superuser": ORG_A | ORG_B,
+}
+ACTORS = ["operator_a", "operator_b", "host_a1", "finance_a"]
+ALL_OBJECTS = sorted(ORG_A | ORG_B)
+LISTS = {
+    "site": "/api/v1/sites/",
+    "station": "/api/v1/stations/",
+    "token": "/api/v1/id-tokens/",
+    "session": "/api/v1/sessions/",
+}
+# A harmless change per kind; sessions have no PATCH at all.
+PATCHES = {
+    "site": {"name": "Renamed"},
+    "station": {"name": "Renamed"},
+    "token": {"status": "Blocked"},
+}
+
+
+def kind(name: str) -> str:
+    return name.split("_")[0]
+
+
+def detail_url(obj) -> str:
+    if isinstance(obj, Site):
+        return f"/api/v1/sites/{obj.pk}/"
+    if isinstance(obj, ChargingStation):
+        return f"/api/v1/stations/{quote(obj.identity, safe='')}/"
+    if isinstance(obj, IdToken):
+        return f"/api/v1/id-tokens/{obj.pk}/"
+    return f"/api/v1/sessions/{obj.pk}/"
+
+
+def list_key(obj) -> object:
+    return obj.identity if isinstance(obj, ChargingStation) else obj.pk
+
+
+def list_keys(item: dict, kind_: str) -> object:
+    return item["identity"] if kind_ == "station" else item["id"]
+
+
+@pytest.mark.parametrize("actor", [*ACTORS, "superuser"])
+@pytest.mark.parametrize("kind_", sorted(LISTS))
+def test_rel_37_lists_hold_exactly_the_visible_objects(world, tenants, api, actor, kind_):
+    objects = tenants.objects(world)
+    response = api(getattr(world, actor)).get(LISTS[kind_])
+    assert response.status_code == 200
+    expected = {list_key(objects[name]) for name in VISIBLE[actor] if kind(name) == kind_}
+    got = [list_keys(item, kind_) for item in response.json()["results"]]
+    assert sorted(got, key=str) == sorted(expected, key=str)
+    assert response.json()["count"] == len(expected)
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+def test_rel_37_organisation_list_holds_only_own_organisations(world, api, actor):
+    response = api(getattr(world, actor)).get("/api/v1/organisations/")
+    expected = [world.org_b.pk] if actor == "operator_b" else [world.org_a.pk]
+    assert [o["id"] for o in response.json()["results"]] == expected
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", ALL_OBJECTS)
+def test_rel_37_retrieve(world, tenants, api, actor, name):
+    obj = tenants.objects(world)[name]
+    response = api(getattr(world, actor)).get(detail_url(obj))
+    if name in VISIBLE[actor]:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 404
+        assert set(response.json()) == {"detail"}
+        assert response.json()["detail"].endswith("not found.")
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", [n for n in ALL_OBJECTS if kind(n) in PATCHES])
+def test_rel_37_patch(world, tenants, api, actor, name):
+    obj = tenants.objects(world)[name]
+    before = row(obj)
+    response = api(getattr(world, actor)).patch(detail_url(obj), PATCHES[kind(name)], format="json")
+    if name in MANAGEABLE[actor]:
+        assert response.status_code == 200
+        assert row(obj) != before
+        return
+    expected = 403 if name in VISIBLE[actor] else 404
+    assert response.status_code == expected
+    assert row(obj) == before
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", sorted(n for n in ORG_A | ORG_B if kind(n) == "session"))
+def test_rel_37_sessions_cannot_be_patched(world, tenants, api, actor, name):
+    obj = tenants.objects(world)[name]
+    before = row(obj)
+    response = api(getattr(world, actor)).patch(detail_url(obj), {"energy_wh": 1}, format="json")
+    assert response.status_code == 405
+    assert row(obj) == before
+
+
+def test_rel_37_patch_of_a_foreign_object_is_404_even_with_a_bad_body(world, tenants, api):
+    """Scope first: a 400 would tell operator B that the object exists."""
+    client = api(world.operator_b)
+    assert (
+        client.patch(
+            f"/api/v1/sites/{world.site_a1.pk}/", {"time_zone": "Nowhere"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert client.patch("/api/v1/stations/A1-CP1/", {"security_profile": 9}, format="json").status_code == 404
+    assert (
+        client.patch(f"/api/v1/id-tokens/{tenants.token_a.pk}/", {"status": "X"}, format="json").status_code
+        == 404
+    )
+
+
+def test_rel_37_not_found_looks_the_same_for_foreign_and_missing_objects(world, api):
+    client = api(world.operator_b)
+    foreign = client.get("/api/v1/stations/A1-CP1/")
+    missing = client.get("/api/v1/stations/NO-SUCH-CP/")
+    assert (foreign.status_code, missing.status_code) == (404, 404)
+    assert foreign.json() == {"detail": "Station 'A1-CP1' not found."}
+    assert missing.json() == {"detail": "Station 'NO-SUCH-CP' not found."}
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "expected"),
+    [
+        ("site", {"organisation": "org_b"}, "A site cannot move to another organisation."),
+        ("station", {"organisation": "org_b"}, "A station cannot move to another organisation."),
+        ("station", {"site": "site_b1"}, "Site {site_b1} not found."),
+        ("token", {"organisation": "org_b"}, "An id token cannot move to another organisation."),
+        ("token", {"group": "token_b"}, "Group id token {token_b} not found in this organisation."),
+    ],
+)
+def test_rel_37_tenant_fields_in_a_patch_change_nothing(world, tenants, api, url, body, expected):
+    ids = {"org_b": world.org_b.pk, "site_b1": world.site_b1.pk, "token_b": tenants.token_b.pk}
+    obj = {"site": world.site_a1, "station": world.station_a1, "token": tenants.token_a}[url]
+    before = row(obj)
+    response = api(world.operator_a).patch(
+        detail_url(obj), {key: ids[value] for key, value in body.items()}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": expected.format(**ids)}
+    assert row(obj) == before
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/v1/sites/", {"name": "Planted", "organisation": "org_a"}),
+        ("/api/v1/stations/", {"identity": "PLANTED", "site": "site_a1", "password": "s3cret-pass"}),
+        ("/api/v1/stations/", {"identity": "PLANTED", "organisation": "org_a", "password": "s3cret-pass"}),
+        ("/api/v1/id-tokens/", {"value": "PLANTED", "organisation": "org_a"}),
+    ],
+)
+def test_rel_37_operator_b_cannot_create_in_organisation_a(world, api, url, body):
+    ids = {"org_a": world.org_a.pk, "site_a1": world.site_a1.pk}
+    body = {key: ids.get(value, value) for key, value in body.items()}
+    counts = (Site.objects.count(), ChargingStation.objects.count(), IdToken.objects.count())
+    response = api(world.operator_b).post(url, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["detail"] in {
+        f"Organisation {world.org_a.pk} not found.",
+        f"Site {world.site_a1.pk} not found.",
+    }
+    assert (Site.objects.count(), ChargingStation.objects.count(), IdToken.objects.count()) == counts
+
+
+def test_rel_37_filters_cannot_reach_into_another_tenant(world, tenants, api):
+    client = api(world.operator_b)
+    assert client.get(f"/api/v1/sites/?organisation={world.org_a.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/stations/?site={world.site_a1.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/stations/?organisation={world.org_a.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/id-tokens/?organisation={world.org_a.pk}").json()["count"] == 0
+    assert client.get("/api/v1/sessions/?station=A1-CP1").json()["count"] == 0
+    assert client.get(f"/api/v1/sessions/?site={world.site_a1.pk}").json()["count"] == 0
