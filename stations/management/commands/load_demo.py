@@ -1,0 +1,77 @@
+"""`python manage.py load_demo`: demo data for a local try-out (`make run` calls it after migrate).
+
+Idempotent: a second run creates nothing and changes nothing (see stations.services.demo).
+"""
+
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+
+from cpms.errors import DomainError
+from stations.services.demo import DemoData, demo_data_load
+
+
+class Command(BaseCommand):
+    help = "Create the demo organisation, sites, stations, id tokens and users (idempotent)."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--base-url",
+            default=None,
+            help="Where the server is reached, for the printed URLs "
+            "(default: http://$CPMS_BIND:$CPMS_PORT/, as `make run` starts it).",
+        )
+
+    def handle(self, *args, base_url: str | None = None, **options):
+        try:
+            data = demo_data_load()
+        except DomainError as exc:
+            raise CommandError(exc.message) from exc
+        self._print(data, base_url=(base_url or _default_base_url()).rstrip("/"))
+
+    def _print(self, data: DemoData, *, base_url: str) -> None:
+        out = self.stdout
+        ws_url = "ws" + base_url.removeprefix("http") + "/ocpp"
+        if data.created:
+            out.write(f"Demo data: created {data.created} objects in organisation {data.organisation.name}.")
+        else:
+            out.write(f"Demo data: already loaded (organisation {data.organisation.name}); nothing changed.")
+        out.write("")
+        out.write(
+            self.style.WARNING(
+                "WARNING: the demo passwords below are public (printed here and in the README). They are for a "
+                "local demo only and must not be used in production: do not run load_demo on a production "
+                "database, or delete the demo users and stations there."
+            )
+        )
+        out.write("")
+        out.write("Web")
+        out.write(f"  Home         {base_url}/")
+        out.write(f"  Admin        {base_url}/admin/")
+        out.write(f"  REST API     {base_url}/api/v1/")
+        out.write(f"  API schema   {base_url}/api/schema/   (browsable docs: {base_url}/api/docs/)")
+        out.write("")
+        out.write("Logins (admin and API; demo passwords are set only when load_demo creates the user)")
+        for user in data.users:
+            out.write(f"  {user.username:<10} {user.password:<15} {user.description}")
+        out.write("  API token:  python manage.py create_api_token <username>")
+        out.write("")
+        out.write(
+            f"Chargers: OCPP 1.6J at {ws_url}/<identity>, HTTP Basic auth "
+            "(security profile 1: username = identity, password below)"
+        )
+        for station in data.stations:
+            out.write(
+                f"  {station.identity:<12} {station.password:<20} {station.site_name:<13} "
+                f"{ws_url}/{station.identity}"
+            )
+        out.write("")
+        out.write("Id tokens: " + ", ".join(f"{token.value} ({token.status})" for token in data.id_tokens))
+
+
+def _default_base_url() -> str:
+    bind = os.environ.get("CPMS_BIND", "127.0.0.1")
+    if bind in {"0.0.0.0", "::", "[::]"}:  # noqa: S104 - a wildcard bind is reached on the loopback address
+        bind = "127.0.0.1"
+    port = os.environ.get("CPMS_PORT", "8000")
+    return f"http://{bind}:{port}"
