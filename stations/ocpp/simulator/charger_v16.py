@@ -7,6 +7,7 @@ anything they cause (a session, a reboot, status updates) is started from an @af
 """
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -125,7 +126,8 @@ def default_configuration(charger: SimulatedCharger) -> dict[str, ConfigKey]:
         "LocalAuthorizeOffline": ConfigKey("true", kind="bool"),
         "LocalPreAuthorize": ConfigKey("false", kind="bool"),
         "MeterValuesSampledData": ConfigKey(measurands),
-        "MeterValueSampleInterval": ConfigKey(f"{charger.meter_interval_s:g}", kind="int"),
+        # An integer on the wire; a sub-second simulator interval shows as 1.
+        "MeterValueSampleInterval": ConfigKey(str(max(1, math.ceil(charger.meter_interval_s))), kind="int"),
         "NumberOfConnectors": ConfigKey(str(len(charger.connectors)), readonly=True, kind="int"),
         "ResetRetries": ConfigKey("3", kind="int"),
         "StopTransactionOnEVSideDisconnect": ConfigKey("true", kind="bool"),
