@@ -4,6 +4,7 @@ Embedded default (nothing set): SQLite file, in-memory channel layer, Celery ove
 transport. With DATABASE_URL / REDIS_URL: PostgreSQL, channels-redis and Redis as the Celery broker.
 """
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -88,7 +89,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file (not in-memory) so end-to-end tests can point a server process at it; one per test run so
+    # that two runs on one machine do not share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

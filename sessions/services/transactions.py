@@ -30,6 +30,7 @@ from sessions.types import (
     TransactionEventRequest,
     TransactionEventResult,
 )
+from stations.models import Evse
 from stations.services.ocpp import connector_resolve
 
 ENERGY_REGISTER = "Energy.Active.Import.Register"
@@ -291,6 +292,13 @@ def _record_samples(
         )
 
 
+def _evse_number(session: ChargingSession) -> int | None:
+    """The wire EVSE number of a session (stop-transaction samples name no connector)."""
+    if session.evse_id is None:
+        return None
+    return Evse.objects.filter(pk=session.evse_id).values_list("evse_id", flat=True).first()
+
+
 # --- OCPP 1.6 entry points --------------------------------------------------------------------------
 def session_start(*, request: StartRequest, organisation_id: int) -> StartResult:
     """Open a session (1.6 StartTransaction).
@@ -375,7 +383,7 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
         )
         return StopResult(session_id=session.pk, token=token, applied=False)
 
-    _record_samples(session, request.station_id, None, request.samples, request.received_at)
+    _record_samples(session, request.station_id, _evse_number(session), request.samples, request.received_at)
     _session_close(
         session,
         stopped_at=request.stopped_at,

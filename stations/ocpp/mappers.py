@@ -35,3 +35,10 @@ def parse_decimal(value) -> Decimal | None:
 
 def text(value, limit: int) -> str:
     return "" if value is None else str(value)[:limit]
+
+
+def wire_id(value: int, field: str) -> int:
+    """An EVSE/connector number or sequence number: never negative (the schemas do not say so)."""
+    if value < 0:
+        raise OcppError(ErrorKind.PROPERTY, f"{field}: must not be negative")
+    return value

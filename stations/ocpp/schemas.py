@@ -47,7 +47,25 @@ def _load(version: str, name: str) -> dict | None:
     # Date-time fields are parsed by the mappers (which answer PropertyConstraintViolation when a
     # timestamp is not RFC 3339), so the schema's own "format" check is not run twice.
     _drop_formats(schema)
+    _bound_integers(schema)
     return schema
+
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _bound_integers(node) -> None:
+    """OCPP integers are 32-bit (2.0.1 Part 2 "integer"; 1.6 implementations alike) but the schemas give
+    no bounds: without them a charger could send 10**30 and reach the database as an overflow."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            node.setdefault("minimum", INT32_MIN)
+            node.setdefault("maximum", INT32_MAX)
+        for value in node.values():
+            _bound_integers(value)
+    elif isinstance(node, list):
+        for value in node:
+            _bound_integers(value)
 
 
 def _drop_formats(node) -> None:

@@ -132,3 +132,26 @@ def test_nul_bytes_are_replaced_before_anything_is_stored():
 def test_call_error_description_is_capped():
     frame = framing.call_error("1", "GenericError", "x" * 1000)
     assert len(framing.parse(frame).description) == 255
+
+
+@pytest.mark.parametrize(
+    ("action", "payload"),
+    [
+        ("StatusNotification", {"connectorId": -1, "errorCode": "NoError", "status": "Available"}),
+        ("StatusNotification", {"connectorId": 10**12, "errorCode": "NoError", "status": "Available"}),
+        (
+            "MeterValues",
+            {
+                "connectorId": -3,
+                "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}],
+            },
+        ),
+        (
+            "StartTransaction",
+            {"connectorId": 2**40, "idTag": "T", "meterStart": 0, "timestamp": "2026-01-01T00:00:00Z"},
+        ),
+    ],
+)
+def test_out_of_range_numbers_are_property_violations_not_database_errors(cp, action, payload):
+    answer = cp.call(action, payload, "n1")
+    assert answer[0:3] == [4, "n1", "PropertyConstraintViolation"]

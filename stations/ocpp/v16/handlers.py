@@ -12,7 +12,7 @@ from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import heartbeat, recorded, security_event_notification
 from stations.ocpp.errors import V16_CODES
-from stations.ocpp.mappers import format_datetime
+from stations.ocpp.mappers import format_datetime, wire_id
 from stations.ocpp.v16 import mappers
 from stations.services.ocpp import connector_status_update, station_boot
 
@@ -63,7 +63,7 @@ async def stop_transaction(req: Request) -> dict:
 
 async def meter_values(req: Request) -> dict:
     transaction_id = req.payload.get("transactionId")
-    connector_id = req.payload["connectorId"]
+    connector_id = wire_id(req.payload["connectorId"], "connectorId")
     await run_db(
         meter_values_record,
         station_id=req.station.station_id,

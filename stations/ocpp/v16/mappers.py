@@ -7,7 +7,7 @@ from datetime import datetime
 
 from sessions.types import Sample, StartRequest, StopRequest, TokenInfo
 from stations.ocpp.errors import ErrorKind, OcppError
-from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text
+from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text, wire_id
 from stations.types import ConnectorStatusReport, StationInfo
 
 
@@ -25,7 +25,7 @@ def station_info(payload: dict) -> StationInfo:
 
 
 def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport:
-    connector_id = payload["connectorId"]
+    connector_id = wire_id(payload["connectorId"], "connectorId")
     timestamp = payload.get("timestamp")
     return ConnectorStatusReport(
         evse_id=connector_id or None,

@@ -11,7 +11,7 @@ from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import heartbeat, recorded, security_event_notification
 from stations.ocpp.errors import V201_CODES
-from stations.ocpp.mappers import format_datetime, parse_datetime
+from stations.ocpp.mappers import format_datetime, parse_datetime, wire_id
 from stations.ocpp.v201 import mappers
 from stations.services.device_model import device_variables_record
 from stations.services.ocpp import connector_status_update, station_boot
@@ -63,7 +63,7 @@ async def meter_values(req: Request) -> dict:
     await run_db(
         meter_values_record,
         station_id=req.station.station_id,
-        evse_id=req.payload["evseId"] or None,
+        evse_id=wire_id(req.payload["evseId"], "evseId") or None,
         transaction_id=None,
         samples=mappers.samples(req.payload["meterValue"]),
         received_at=req.received_at,

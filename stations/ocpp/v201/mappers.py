@@ -6,7 +6,7 @@ from decimal import Decimal
 import orjson
 
 from sessions.types import Sample, TokenInfo, TransactionEventRequest
-from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text
+from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text, wire_id
 from stations.services.device_model import VariableReport
 from stations.types import ConnectorStatusReport, StationInfo
 
@@ -25,9 +25,11 @@ def station_info(payload: dict) -> StationInfo:
 
 
 def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport:
+    evse_id = wire_id(payload["evseId"], "evseId")
+    connector_id = wire_id(payload["connectorId"], "connectorId")
     return ConnectorStatusReport(
-        evse_id=payload["evseId"] or None,
-        connector_id=payload["connectorId"] if payload["evseId"] else None,
+        evse_id=evse_id or None,
+        connector_id=(connector_id or 1) if evse_id else None,
         status=payload["connectorStatus"],
         error_code="",
         info="",
@@ -82,15 +84,15 @@ def transaction_event(payload: dict, *, station_id: int, received_at: datetime) 
     return TransactionEventRequest(
         station_id=station_id,
         transaction_id=info["transactionId"],
-        seq_no=payload["seqNo"],
+        seq_no=wire_id(payload["seqNo"], "seqNo"),
         event_type=payload["eventType"],
         trigger_reason=payload["triggerReason"],
         timestamp=parse_datetime(payload["timestamp"], "timestamp"),
         received_at=received_at,
         payload=payload,
         offline=bool(payload.get("offline", False)),
-        evse_id=evse.get("id") or None,
-        connector_id=evse.get("connectorId"),
+        evse_id=wire_id(evse.get("id", 0), "evse.id") or None,
+        connector_id=wire_id(evse.get("connectorId", 1), "evse.connectorId") or 1,
         id_tag=id_token.get("idToken", ""),
         samples=tuple(samples(payload.get("meterValue", []))),
         charging_state=info.get("chargingState", ""),
@@ -116,8 +118,8 @@ def variable_reports(report_data: list[dict]) -> list[VariableReport]:
                 VariableReport(
                     component=component["name"],
                     component_instance=component.get("instance", ""),
-                    evse_id=evse.get("id", 0),
-                    connector_id=evse.get("connectorId", 0),
+                    evse_id=wire_id(evse.get("id", 0), "component.evse.id"),
+                    connector_id=wire_id(evse.get("connectorId", 0), "component.evse.connectorId"),
                     variable=variable["name"],
                     variable_instance=variable.get("instance", ""),
                     attribute_type=attribute.get("type", "Actual"),
