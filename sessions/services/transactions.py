@@ -222,11 +222,15 @@ def _session_close(
     session.save()
 
 
-def _not_yet_stored(session: ChargingSession, samples) -> list[Sample]:
+def not_yet_stored(session: ChargingSession, samples) -> list[Sample]:
     """Drop samples this session already has. A 1.6 charger that re-sends MeterValues after a reconnect
     uses a new message id, so only the content tells. Only readings no newer than the latest one can be
     repeats, so the usual case (new readings) costs no query."""
-    if session.meter_last_at is None or min(s.timestamp for s in samples) > session.meter_last_at:
+    if (
+        not samples
+        or session.meter_last_at is None
+        or min(s.timestamp for s in samples) > session.meter_last_at
+    ):
         return list(samples)
     seen = set(
         MeterValue.objects.filter(session=session, timestamp__in={s.timestamp for s in samples}).values_list(
@@ -236,11 +240,48 @@ def _not_yet_stored(session: ChargingSession, samples) -> list[Sample]:
     return [s for s in samples if (s.timestamp, s.measurand, s.phase, s.location, s.context) not in seen]
 
 
+# The session fields apply_readings may change.
+SESSION_METER_FIELDS = [
+    "meter_start_wh",
+    "meter_last_wh",
+    "meter_last_at",
+    "flags",
+    "held_for_review",
+    "updated_at",
+]
+
+
+def apply_readings(session: ChargingSession, samples) -> bool:
+    """Move the session's running meter state forward with these samples (in memory); True if it changed.
+
+    Energy comes from register readings ordered by the charger's timestamps, not by arrival
+    (RELIABILITY C23): a late batch does not move the running total back. A register that goes down
+    at a later time flags the session (C25).
+    """
+    changed = False
+    for sample in sorted(samples, key=lambda s: s.timestamp):
+        energy = _energy_wh(sample)
+        if energy is None:
+            continue
+        if session.meter_start_wh is None:
+            session.meter_start_wh = energy  # 2.0.1 start without a reading: the first one counts
+            changed = True
+        if session.meter_last_at is None or sample.timestamp >= session.meter_last_at:
+            if session.meter_last_wh is not None and energy < session.meter_last_wh:
+                _add_flags(session, SessionFlag.METER_BACKWARDS)
+            session.meter_last_wh = energy
+            session.meter_last_at = sample.timestamp
+            changed = True
+    if changed:
+        session.updated_at = timezone.now()
+    return changed
+
+
 def _record_samples(
     session: ChargingSession | None, station_id: int, evse_id: int | None, samples, received_at: datetime
 ) -> None:
-    if session is not None and samples:
-        samples = _not_yet_stored(session, samples)
+    if session is not None:
+        samples = not_yet_stored(session, samples)
     if samples:
         MeterValue.objects.bulk_create(
             [
@@ -261,35 +302,8 @@ def _record_samples(
                 for s in samples
             ]
         )
-    if session is None:
-        return
-    # Energy comes from register readings ordered by the charger's timestamps, not by arrival
-    # (RELIABILITY C23): a late batch does not move the running total back.
-    changed = False
-    for sample in sorted(samples, key=lambda s: s.timestamp):
-        energy = _energy_wh(sample)
-        if energy is None:
-            continue
-        if session.meter_start_wh is None:
-            session.meter_start_wh = energy  # 2.0.1 start without a reading: the first one counts
-            changed = True
-        if session.meter_last_at is None or sample.timestamp >= session.meter_last_at:
-            if session.meter_last_wh is not None and energy < session.meter_last_wh:
-                _add_flags(session, SessionFlag.METER_BACKWARDS)
-            session.meter_last_wh = energy
-            session.meter_last_at = sample.timestamp
-            changed = True
-    if changed:
-        session.save(
-            update_fields=[
-                "meter_start_wh",
-                "meter_last_wh",
-                "meter_last_at",
-                "flags",
-                "held_for_review",
-                "updated_at",
-            ]
-        )
+    if session is not None and apply_readings(session, samples):
+        session.save(update_fields=SESSION_METER_FIELDS)
 
 
 def _evse_number(session: ChargingSession) -> int | None:
@@ -321,26 +335,6 @@ def session_start(*, request: StartRequest, organisation_id: int) -> StartResult
         token = id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
         return StartResult(existing.pk, existing.transaction_id, token, created=False)
     return StartResult(session.pk, session.transaction_id, token, created)
-
-
-@transaction.atomic
-def meter_values_record(
-    *,
-    station_id: int,
-    evse_id: int | None,
-    transaction_id: str | None,
-    samples: list[Sample],
-    received_at: datetime,
-) -> int | None:
-    """Store sampled values; attach them to the session when the charger names its transaction.
-
-    Returns the session id (None when the values belong to no known transaction; they are kept).
-    """
-    session = None
-    if transaction_id:
-        session = _existing_session(station_id, transaction_id=transaction_id, fingerprint="")
-    _record_samples(session, station_id, evse_id, samples, received_at)
-    return session.pk if session else None
 
 
 @transaction.atomic

@@ -2,10 +2,15 @@
 
 from collections.abc import Callable
 
+from sessions.services.ingest import MeterValuesItem, meter_values_record_many
 from stations.enums import SecurityEventKind
+from stations.ocpp.batching import GroupCommit
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.mappers import format_datetime, parse_datetime, text
 from stations.services.ocpp import security_event_record, station_event_record, station_seen
+
+# MeterValues of every connection in this process, written in shared transactions.
+meter_values_writer: GroupCommit[MeterValuesItem, int | None] = GroupCommit(meter_values_record_many)
 
 
 async def heartbeat(req: Request) -> dict:

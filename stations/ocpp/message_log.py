@@ -12,8 +12,10 @@ from collections import deque
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
+from cpms.db import rows_append
 from stations.models import OcppMessage
 
 logger = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ MAX_PAYLOAD_CHARS = 64 * 1024
 
 class MessageLog:
     def __init__(self) -> None:
-        self._queue: deque[OcppMessage] = deque(maxlen=MAX_QUEUED)
+        self._queue: deque[tuple] = deque(maxlen=MAX_QUEUED)
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -47,15 +49,15 @@ class MessageLog:
         if not self.enabled:
             return
         self._queue.append(
-            OcppMessage(
-                station_id=station_id,
-                identity=identity[:48],
-                direction=direction,
-                message_type=message_type,
-                unique_id=unique_id[:64],
-                action=action[:64],
-                payload=payload[:MAX_PAYLOAD_CHARS].replace("\x00", "\ufffd"),
-                created_at=timezone.now(),
+            (
+                station_id,
+                identity[:48],
+                direction,
+                message_type,
+                unique_id[:64],
+                action[:64],
+                payload[:MAX_PAYLOAD_CHARS].replace("\x00", "\ufffd"),
+                timezone.now(),
             )
         )
         self._ensure_flusher()
@@ -88,8 +90,21 @@ class MessageLog:
         return len(rows)
 
 
-def _write(rows: list[OcppMessage]) -> None:
-    OcppMessage.objects.bulk_create(rows, batch_size=500)
+_COLUMNS = (
+    "station_id",
+    "identity",
+    "direction",
+    "message_type",
+    "unique_id",
+    "action",
+    "payload",
+    "created_at",
+)
+
+
+def _write(rows: list[tuple]) -> None:
+    with transaction.atomic():
+        rows_append(OcppMessage, _COLUMNS, rows)
 
 
 message_log = MessageLog()

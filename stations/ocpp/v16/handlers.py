@@ -2,15 +2,11 @@
 
 from ocpp.v16.enums import Action
 
-from sessions.services.transactions import (
-    id_token_authorize,
-    meter_values_record,
-    session_start,
-    session_stop,
-)
+from sessions.services.ingest import MeterValuesItem
+from sessions.services.transactions import id_token_authorize, session_start, session_stop
 from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
-from stations.ocpp.common import heartbeat, recorded, security_event_notification
+from stations.ocpp.common import heartbeat, meter_values_writer, recorded, security_event_notification
 from stations.ocpp.errors import V16_CODES
 from stations.ocpp.mappers import format_datetime, wire_id
 from stations.ocpp.v16 import mappers
@@ -64,13 +60,14 @@ async def stop_transaction(req: Request) -> dict:
 async def meter_values(req: Request) -> dict:
     transaction_id = req.payload.get("transactionId")
     connector_id = wire_id(req.payload["connectorId"], "connectorId")
-    await run_db(
-        meter_values_record,
-        station_id=req.station.station_id,
-        evse_id=connector_id or None,
-        transaction_id=str(transaction_id) if transaction_id is not None else None,
-        samples=mappers.samples(req.payload["meterValue"]),
-        received_at=req.received_at,
+    await meter_values_writer.submit(
+        MeterValuesItem(
+            station_id=req.station.station_id,
+            evse_id=connector_id or None,
+            transaction_id=str(transaction_id) if transaction_id is not None else None,
+            samples=tuple(mappers.samples(req.payload["meterValue"])),
+            received_at=req.received_at,
+        )
     )
     return {}
 

@@ -6,10 +6,11 @@ the spec's refusal, never dropped and never a crash.
 
 from ocpp.v201.enums import Action
 
-from sessions.services.transactions import id_token_authorize, meter_values_record, transaction_event_record
+from sessions.services.ingest import MeterValuesItem
+from sessions.services.transactions import id_token_authorize, transaction_event_record
 from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
-from stations.ocpp.common import heartbeat, recorded, security_event_notification
+from stations.ocpp.common import heartbeat, meter_values_writer, recorded, security_event_notification
 from stations.ocpp.errors import V201_CODES
 from stations.ocpp.mappers import format_datetime, parse_datetime, wire_id
 from stations.ocpp.v201 import mappers
@@ -60,13 +61,14 @@ async def transaction_event(req: Request) -> dict:
 
 async def meter_values(req: Request) -> dict:
     # 2.0.1 MeterValues carry no transaction id: values inside transactions come in TransactionEvent.
-    await run_db(
-        meter_values_record,
-        station_id=req.station.station_id,
-        evse_id=wire_id(req.payload["evseId"], "evseId") or None,
-        transaction_id=None,
-        samples=mappers.samples(req.payload["meterValue"]),
-        received_at=req.received_at,
+    await meter_values_writer.submit(
+        MeterValuesItem(
+            station_id=req.station.station_id,
+            evse_id=wire_id(req.payload["evseId"], "evseId") or None,
+            transaction_id=None,
+            samples=tuple(mappers.samples(req.payload["meterValue"])),
+            received_at=req.received_at,
+        )
     )
     return {}
 
