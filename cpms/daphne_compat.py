@@ -1,4 +1,5 @@
-"""Let Daphne answer a refused WebSocket handshake with the status the application chose.
+"""Let Daphne answer a refused WebSocket handshake with the status the application chose, and close
+oversized frames with 1009 instead of dropping the connection.
 
 CONTRACT.md wants HTTP 404 for an unknown charger and 401 for wrong credentials. The ASGI "WebSocket
 Denial Response" extension (`websocket.http.response.start` / `.body`) carries that status; uvicorn
@@ -49,6 +50,17 @@ def install() -> None:
 
     protocol.onConnect = on_connect
     protocol.handle_reply = handle_reply
+
+    # autobahn drops the TCP connection on a protocol failure by default (failByDrop); a charger that sent
+    # an oversized frame should get a close frame with 1009 (RELIABILITY B12) and know why.
+    factory = ws_protocol.WebSocketFactory
+    original_set_options = factory.setProtocolOptions
+
+    def set_protocol_options(self, **options):
+        options.setdefault("failByDrop", False)
+        return original_set_options(self, **options)
+
+    factory.setProtocolOptions = set_protocol_options
 
     # Advertise the extension in the scope (the ASGI spec's "websocket.http.response").
     server_cls = __import__("daphne.server", fromlist=["Server"]).Server
