@@ -16,6 +16,7 @@ from django.utils import timezone
 from stations.enums import SecurityEventKind
 from stations.ocpp.chargepoint import ChargePoint, StationContext, run_db
 from stations.ocpp.v16.handlers import V16ChargePoint
+from stations.ocpp.v21.handlers import V21ChargePoint
 from stations.ocpp.v201.handlers import V201ChargePoint
 from stations.services.credentials import basic_auth_parse, password_hash_check
 from stations.services.ocpp import (
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 CHARGE_POINTS: dict[str, type[ChargePoint]] = {
     "ocpp1.6": V16ChargePoint,
     "ocpp2.0.1": V201ChargePoint,
+    "ocpp2.1": V21ChargePoint,
 }
 MAX_IDENTITY_LENGTH = 48
 

@@ -17,6 +17,7 @@ from stations.ocpp.errors import ErrorKind, OcppError
 _SCHEMA_DIRS = {
     "1.6": Path(ocpp.__file__).parent / "v16" / "schemas",
     "2.0.1": Path(ocpp.__file__).parent / "v201" / "schemas",
+    "2.1": Path(ocpp.__file__).parent / "v21" / "schemas",
 }
 
 _RULE_KINDS = {

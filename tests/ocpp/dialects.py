@@ -7,6 +7,7 @@ from datetime import datetime
 
 from stations.ocpp.mappers import format_datetime
 from stations.ocpp.v16.handlers import V16ChargePoint
+from stations.ocpp.v21.handlers import V21ChargePoint
 from stations.ocpp.v201.handlers import V201ChargePoint
 
 
@@ -140,4 +141,9 @@ class V201:
         )
 
 
-DIALECTS = [V16, V201]
+class V21(V201):
+    name = "2.1"
+    cp_class = V21ChargePoint
+
+
+DIALECTS = [V16, V201, V21]

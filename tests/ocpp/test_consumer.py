@@ -203,3 +203,26 @@ def test_rel_06_old_disconnect_does_not_mark_new_connection_offline():
         return connected
 
     assert run(scenario()) is True
+
+
+@pytest.mark.parametrize(
+    ("offered", "expected"),
+    [
+        (["ocpp2.0.1"], "ocpp2.0.1"),
+        (["ocpp2.1", "ocpp2.0.1"], "ocpp2.1"),
+        (["ocpp2.0.1", "ocpp1.6"], "ocpp2.0.1"),
+        (["ocpp1.6", "ocpp2.0.1"], "ocpp1.6"),
+    ],
+)
+def test_rel_04_charger_preference_order_decides(offered, expected):
+    station = ChargingStationFactory(identity="CP-V")
+    comm = communicator("CP-V", headers=[basic("CP-V", DEFAULT_STATION_PASSWORD)], subprotocols=offered)
+
+    async def scenario():
+        result = await handshake(comm)
+        await comm.disconnect(timeout=10)
+        return result
+
+    assert run(scenario()) == ("accepted", expected)
+    station.refresh_from_db()
+    assert station.protocol == expected

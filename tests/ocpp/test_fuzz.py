@@ -16,6 +16,7 @@ from hypothesis_jsonschema import from_schema
 
 from stations.ocpp import schemas
 from stations.ocpp.v16.handlers import V16ChargePoint
+from stations.ocpp.v21.handlers import V21ChargePoint
 from stations.ocpp.v201.handlers import V201ChargePoint
 from tests.factories import ChargingStationFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
@@ -31,7 +32,11 @@ SLOW_SCHEMAS = {
     "NotifyMonitoringReport",
     "NotifyEvent",
 }
-CASES = [(cls, action) for cls in (V16ChargePoint, V201ChargePoint) for action in sorted(cls.handlers)]
+CASES = [
+    (cls, action)
+    for cls in (V16ChargePoint, V201ChargePoint, V21ChargePoint)
+    for action in sorted(cls.handlers)
+]
 
 
 def _inline_refs(node, definitions: dict):
