@@ -32,10 +32,14 @@ SLOW_SCHEMAS = {
     "NotifyMonitoringReport",
     "NotifyEvent",
 }
+# 2.1's ReportChargingProfiles schema takes hypothesis-jsonschema over a minute per run; its handler is the
+# same recorder as 2.0.1's, which is fuzzed.
+SKIP = {("2.1", "ReportChargingProfiles")}
 CASES = [
     (cls, action)
     for cls in (V16ChargePoint, V201ChargePoint, V21ChargePoint)
     for action in sorted(cls.handlers)
+    if (cls.version, action) not in SKIP
 ]
 
 
