@@ -223,3 +223,6 @@ LOGGING = {
 }
 # Check our own answers against the response schemas (tests turn this on; it costs ~15 us per message).
 OCPP_VALIDATE_RESPONSES = env_bool("OCPP_VALIDATE_RESPONSES", False)
+# Failed handshakes tolerated per minute from one address for one identity / for any identity (then 429).
+OCPP_HANDSHAKE_FAILURES_PER_IDENTITY = env_int("OCPP_HANDSHAKE_FAILURES_PER_IDENTITY", 10)
+OCPP_HANDSHAKE_FAILURES_PER_ADDRESS = env_int("OCPP_HANDSHAKE_FAILURES_PER_ADDRESS", 100)

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from stations.enums import SecurityEventKind
 from stations.ocpp.chargepoint import ChargePoint, StationContext, run_db
+from stations.ocpp.throttle import handshake_throttle
 from stations.ocpp.v16.handlers import V16ChargePoint
 from stations.ocpp.v21.handlers import V21ChargePoint
 from stations.ocpp.v201.handlers import V201ChargePoint
@@ -82,6 +83,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._refuse(404, "Unknown charging station")
             return
 
+        if handshake_throttle.blocked(identity=identity, address=remote):
+            logger.warning("throttled handshake for %r from %s", identity[:48], remote)
+            await self._refuse(429, "Too many failed attempts; retry later")
+            return
+
         headers = dict(self.scope.get("headers") or [])
         credentials = basic_auth_parse(headers.get(b"authorization"))
         station = await run_db(station_auth_get, identity=identity)
@@ -96,6 +102,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                     detail="handshake for an unregistered identity",
                     remote_addr=remote,
                 )
+                handshake_throttle.failed(identity=identity, address=remote)
                 await self._refuse(404, "Unknown charging station")
                 return
         elif not self._authenticated(station, identity, credentials):
@@ -108,8 +115,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 detail="missing credentials" if credentials is None else "wrong username or password",
                 remote_addr=remote,
             )
+            handshake_throttle.failed(identity=identity, address=remote)
             await self._refuse(401, "Authentication required")
             return
+        handshake_throttle.succeeded(identity=identity, address=remote)
 
         self.connection_id = uuid.uuid4().hex
         self.group = station_group(identity)

@@ -13,11 +13,20 @@ from accounts.models import Organisation
 from stations.models import ChargingStation, SecurityEvent, StationEvent
 from stations.ocpp.chargepoint import run_db
 from stations.ocpp.routing import websocket_urlpatterns
+from stations.ocpp.throttle import HandshakeThrottle, handshake_throttle
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 application = URLRouter(websocket_urlpatterns)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle():
+    """Every test starts with no failed handshakes on record (the throttle lives in the process)."""
+    handshake_throttle._failures.clear()
+    yield
+    handshake_throttle._failures.clear()
 
 
 def basic(username: str, password: str) -> tuple[bytes, bytes]:
@@ -226,3 +235,35 @@ def test_rel_04_charger_preference_order_decides(offered, expected):
     assert run(scenario()) == ("accepted", expected)
     station.refresh_from_db()
     assert station.protocol == expected
+
+
+def test_rel_07_failed_handshakes_throttled_per_identity_and_address(settings):
+    settings.OCPP_HANDSHAKE_FAILURES_PER_IDENTITY = 3
+    ChargingStationFactory(identity="CP-T")
+    wrong = [basic("CP-T", "not-the-password")]
+    results = [run(handshake(communicator("CP-T", headers=wrong))) for _ in range(4)]
+    assert results == [("refused", 401)] * 3 + [("refused", 429)]
+    # Throttled attempts are not even looked up: three security events, not four.
+    assert SecurityEvent.objects.filter(identity="CP-T").count() == 3
+    # The right password from the throttled address is refused too, until the window passes...
+    right = [basic("CP-T", DEFAULT_STATION_PASSWORD)]
+    assert run(handshake(communicator("CP-T", headers=right))) == ("refused", 429)
+
+    # ...but the same charger from another address is unaffected.
+    async def elsewhere():
+        comm = communicator("CP-T", headers=right)
+        comm.scope["client"] = ["10.9.9.9", 4444]
+        result = await handshake(comm)
+        await comm.disconnect(timeout=10)
+        return result
+
+    assert run(elsewhere()) == ("accepted", "ocpp1.6")
+
+
+def test_throttle_window_expires():
+    throttle = HandshakeThrottle()
+    for _ in range(10):
+        throttle.failed(identity="X", address="1.2.3.4", now=100.0)
+    assert throttle.blocked(identity="X", address="1.2.3.4", now=159.0)
+    assert not throttle.blocked(identity="X", address="1.2.3.4", now=160.5)
+    assert not throttle.blocked(identity="X", address="5.6.7.8", now=120.0)

@@ -1,0 +1,48 @@
+"""Throttling of failed charger handshakes (RELIABILITY.md A7), per server process.
+
+Failures are counted in a sliding window per (identity, address) and per address. Past a limit, further
+handshakes from there are refused with HTTP 429 without touching the database, until the window has
+passed. A legitimate charger of the same identity connecting from another address is not affected, and a
+successful handshake clears its (identity, address) count.
+"""
+
+import time
+from collections import defaultdict, deque
+
+from django.conf import settings
+
+WINDOW_S = 60.0
+
+
+class HandshakeThrottle:
+    def __init__(self) -> None:
+        self._failures: dict[tuple, deque[float]] = defaultdict(deque)
+
+    def _recent(self, key: tuple, now: float) -> deque[float]:
+        window = self._failures.get(key)
+        if window is None:
+            return deque()
+        while window and window[0] <= now - WINDOW_S:
+            window.popleft()
+        if not window:
+            del self._failures[key]
+        return window
+
+    def blocked(self, *, identity: str, address: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        return (
+            len(self._recent(("pair", identity, address), now))
+            >= settings.OCPP_HANDSHAKE_FAILURES_PER_IDENTITY
+            or len(self._recent(("address", address), now)) >= settings.OCPP_HANDSHAKE_FAILURES_PER_ADDRESS
+        )
+
+    def failed(self, *, identity: str, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._failures[("pair", identity, address)].append(now)
+        self._failures[("address", address)].append(now)
+
+    def succeeded(self, *, identity: str, address: str) -> None:
+        self._failures.pop(("pair", identity, address), None)
+
+
+handshake_throttle = HandshakeThrottle()
