@@ -5,12 +5,17 @@ version's ChargePoint takes every frame. The consumer joins a channel-layer grou
 process can reach the charger, and a newer connection of the same identity replaces an older one.
 """
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
 
 from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.utils import timezone
 
 from stations.enums import SecurityEventKind
@@ -38,6 +43,8 @@ CHARGE_POINTS: dict[str, type[ChargePoint]] = {
     "ocpp2.1": V21ChargePoint,
 }
 MAX_IDENTITY_LENGTH = 48
+LAYER_TIMEOUT_S = 3.0
+LAYER_RETRY_S = 5.0
 
 
 def station_group(identity: str) -> str:
@@ -56,6 +63,33 @@ def negotiate(offered: list[str]) -> str | None:
 class OcppConsumer(AsyncWebsocketConsumer):
     cp: ChargePoint | None = None
     connection_id: str = ""
+    channel_name: str = ""
+
+    async def __call__(self, scope, receive, send):
+        """channels' AsyncConsumer.__call__, with the channel layer optional at every step: a charger must
+        be able to connect and be served while Redis is down (RELIABILITY D32); only commands from other
+        processes cannot reach it then."""
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            try:
+                self.channel_name = await asyncio.wait_for(self.channel_layer.new_channel(), LAYER_TIMEOUT_S)
+                sources.append(self._layer_receive)
+            except Exception:
+                logger.exception("channel layer unavailable; serving the charger without it")
+                self.channel_layer = None
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch(sources, self.dispatch)
+
+    async def _layer_receive(self):
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except Exception:
+                logger.exception("channel layer receive failed; retrying")
+                await asyncio.sleep(LAYER_RETRY_S)
 
     async def dispatch(self, message):
         # Channels >= 4.2 runs aclose_old_connections() in a thread before every message: 25-29% of the
@@ -123,10 +157,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.connection_id = uuid.uuid4().hex
         self.group = station_group(identity)
         # RELIABILITY A6: a newer connection wins; tell any older one (in any process) to close.
-        await self.channel_layer.group_send(
-            self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
+        await self._layer(
+            "group_send", self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
         )
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self._layer("group_add", self.group, self.channel_name)
         await run_db(
             station_connected,
             station_id=station.station_id,
@@ -144,6 +178,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
             send=self._send_text,
         )
         await self.accept(protocol)
+
+    async def _layer(self, method: str, *args) -> None:
+        """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
+        goes on (RELIABILITY D32); only reaching this charger from other processes is lost, and logged."""
+        if self.channel_layer is None:
+            return
+        try:
+            await asyncio.wait_for(getattr(self.channel_layer, method)(*args), timeout=LAYER_TIMEOUT_S)
+        except Exception:
+            logger.exception(
+                "channel layer unavailable for %s; commands from other processes cannot reach it", self.group
+            )
 
     @staticmethod
     def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
@@ -185,7 +231,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if self.cp is None:
             return
         self.cp.close()
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._layer("group_discard", self.group, self.channel_name)
         await run_db(
             station_disconnected,
             station_id=self.cp.station.station_id,

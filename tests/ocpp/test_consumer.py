@@ -267,3 +267,25 @@ def test_throttle_window_expires():
     assert throttle.blocked(identity="X", address="1.2.3.4", now=159.0)
     assert not throttle.blocked(identity="X", address="1.2.3.4", now=160.5)
     assert not throttle.blocked(identity="X", address="5.6.7.8", now=120.0)
+
+
+def test_rel_32_redis_down_charger_still_served(settings):
+    # A Redis nobody listens on: the channel layer fails at every step.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_timeout": 1}]},
+        }
+    }
+    ChargingStationFactory(identity="CP-NR")
+
+    async def scenario():
+        comm = communicator("CP-NR", headers=[basic("CP-NR", DEFAULT_STATION_PASSWORD)])
+        assert await handshake(comm) == ("accepted", "ocpp1.6")
+        await comm.send_to(text_data='[2,"h","Heartbeat",{}]')
+        answer = await comm.receive_json_from(timeout=10)
+        await comm.disconnect(timeout=10)
+        return answer
+
+    assert run(scenario())[:2] == [3, "h"]
+    assert ChargingStation.objects.get(identity="CP-NR").is_connected is False
