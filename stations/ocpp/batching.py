@@ -21,7 +21,8 @@ R = TypeVar("R")
 
 class GroupCommit(Generic[T, R]):
     def __init__(self, flush: Callable[..., list[R]], *, max_batch: int = 500, max_wait_s: float = 0.004):
-        """`flush(items=[...])` runs in a worker thread and returns one result per item, in order."""
+        """`flush(items=[...])` runs in a worker thread and returns one result per item, in order; a result
+        that is an exception is raised to that item's caller."""
         self._flush = flush
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -67,5 +68,9 @@ class GroupCommit(Generic[T, R]):
                     future.set_exception(exc)
             return
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():  # the connection may have gone away meanwhile
+            if future.done():  # the connection may have gone away meanwhile
+                continue
+            if isinstance(result, Exception):  # that item alone failed (its savepoint rolled back)
+                future.set_exception(result)
+            else:
                 future.set_result(result)

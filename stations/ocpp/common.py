@@ -3,14 +3,19 @@
 from collections.abc import Callable
 
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many
+from sessions.services.transactions import transaction_events_record_many
+from sessions.types import TransactionEventRequest, TransactionEventResult
 from stations.enums import SecurityEventKind
 from stations.ocpp.batching import GroupCommit
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.mappers import format_datetime, parse_datetime, text
 from stations.services.ocpp import security_event_record, station_event_record, station_seen
 
-# MeterValues of every connection in this process, written in shared transactions.
+# MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
 meter_values_writer: GroupCommit[MeterValuesItem, int | None] = GroupCommit(meter_values_record_many)
+transaction_events_writer: GroupCommit[tuple[TransactionEventRequest, int], TransactionEventResult] = (
+    GroupCommit(transaction_events_record_many)
+)
 
 
 async def heartbeat(req: Request) -> dict:

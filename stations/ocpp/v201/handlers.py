@@ -7,10 +7,16 @@ the spec's refusal, never dropped and never a crash.
 from ocpp.v201.enums import Action
 
 from sessions.services.ingest import MeterValuesItem
-from sessions.services.transactions import id_token_authorize, transaction_event_record
+from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
-from stations.ocpp.common import heartbeat, meter_values_writer, recorded, security_event_notification
+from stations.ocpp.common import (
+    heartbeat,
+    meter_values_writer,
+    recorded,
+    security_event_notification,
+    transaction_events_writer,
+)
 from stations.ocpp.errors import V201_CODES
 from stations.ocpp.mappers import format_datetime, parse_datetime, wire_id
 from stations.ocpp.v201 import mappers
@@ -52,9 +58,7 @@ async def transaction_event(req: Request) -> dict:
     request = mappers.transaction_event(
         req.payload, station_id=req.station.station_id, received_at=req.received_at
     )
-    result = await run_db(
-        transaction_event_record, request=request, organisation_id=req.station.organisation_id
-    )
+    result = await transaction_events_writer.submit((request, req.station.organisation_id))
     # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken".
     return {"idTokenInfo": mappers.id_token_info(result.token)} if result.token is not None else {}
 
