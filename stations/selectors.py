@@ -2,6 +2,10 @@
 
 `*_access` fetches and checks in one step: an object outside the user's view scope is NotFound (404, so that
 its existence does not leak); a visible object the user lacks `capability` on is PermissionDenied (403).
+
+What a station reported (device model, status history, events) is read per station: the caller fetched the
+station with `station_access`, which did the scope check. Security events are also listed across stations,
+scoped here.
 """
 
 from collections.abc import Mapping
@@ -15,8 +19,17 @@ from accounts.models import User
 from accounts.selectors import site_scope_q, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
-from stations.enums import OcppVersion, RegistrationStatus
-from stations.models import ChargingStation, Connector, Evse, Site
+from stations.enums import OcppVersion, RegistrationStatus, SecurityEventKind, StationEventKind
+from stations.models import (
+    ChargingStation,
+    Connector,
+    DeviceVariable,
+    Evse,
+    SecurityEvent,
+    Site,
+    StationEvent,
+    StatusChange,
+)
 
 
 class SiteFilter(django_filters.FilterSet):
@@ -75,3 +88,99 @@ def station_access(*, user: User, identity: str, capability: str = Capability.VI
     ):
         raise PermissionDenied(f"You may not {capability} station {identity!r}.")
     return station
+
+
+# --- what stations reported -------------------------------------------------------------------------
+
+
+class DeviceVariableFilter(django_filters.FilterSet):
+    component = django_filters.CharFilter(field_name="component")
+    variable = django_filters.CharFilter(field_name="variable")
+    evse_id = django_filters.NumberFilter(field_name="evse_id")
+
+    class Meta:
+        model = DeviceVariable
+        fields = ["component", "variable", "evse_id"]
+
+
+class SecurityEventFilter(django_filters.FilterSet):
+    # The identity the event was logged under: it also finds refused handshakes of unknown identities,
+    # which have no station row (superusers only see those).
+    station = django_filters.CharFilter(field_name="identity")
+    kind = django_filters.ChoiceFilter(choices=SecurityEventKind.choices)
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = SecurityEvent
+        fields = ["station", "kind", "created_after", "created_before"]
+
+
+class ReceivedRangeFilter(django_filters.FilterSet):
+    """received_after (inclusive) / received_before (exclusive), for the tables ordered by received_at."""
+
+    received_after = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = django_filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+
+
+class StationEventFilter(ReceivedRangeFilter):
+    kind = django_filters.ChoiceFilter(choices=StationEventKind.choices)
+
+    class Meta:
+        model = StationEvent
+        fields = ["kind", "received_after", "received_before"]
+
+
+class StatusChangeFilter(ReceivedRangeFilter):
+    evse_id = django_filters.NumberFilter(field_name="evse_id")
+
+    class Meta:
+        model = StatusChange
+        fields = ["evse_id", "received_after", "received_before"]
+
+
+def device_variable_list(
+    *, station: ChargingStation, filters: Mapping[str, Any] | None = None
+) -> QuerySet[DeviceVariable]:
+    """The station's device model (2.0.1) or configuration keys (1.6), in a total order (the unique
+    constraint's columns) so that pages neither repeat nor skip rows."""
+    qs = DeviceVariable.objects.filter(station=station).order_by(
+        "component",
+        "component_instance",
+        "evse_id",
+        "connector_id",
+        "variable",
+        "variable_instance",
+        "attribute_type",
+    )
+    return filters_apply(DeviceVariableFilter, filters, qs)
+
+
+def security_event_list(
+    *, user: User, station: ChargingStation | None = None, filters: Mapping[str, Any] | None = None
+) -> QuerySet[SecurityEvent]:
+    """Security events of the stations the user sees, newest first; those of `station` only if given.
+
+    Events without a station (refused handshakes for unknown identities) belong to no organisation: only
+    superusers see them. The scope Q goes through the station, so it leaves them out for everyone else.
+    """
+    qs = SecurityEvent.objects.filter(station_scope_q(user=user, prefix="station__")).select_related(
+        "station"
+    )
+    if station is not None:
+        qs = qs.filter(station=station)
+    return filters_apply(SecurityEventFilter, filters, qs.order_by("-created_at", "-id"))
+
+
+def station_event_list(
+    *, station: ChargingStation, filters: Mapping[str, Any] | None = None
+) -> QuerySet[StationEvent]:
+    qs = StationEvent.objects.filter(station=station).order_by("-received_at", "-id")
+    return filters_apply(StationEventFilter, filters, qs)
+
+
+def status_change_list(
+    *, station: ChargingStation, filters: Mapping[str, Any] | None = None
+) -> QuerySet[StatusChange]:
+    qs = StatusChange.objects.filter(station=station).order_by("-received_at", "-id")
+    return filters_apply(StatusChangeFilter, filters, qs)

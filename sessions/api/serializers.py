@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
-from sessions.enums import IdTokenStatus, IdTokenType, SessionStatus
-from sessions.models import ChargingSession, IdToken
+from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, SessionStatus
+from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
 from sessions.services.tokens import SETTABLE_STATUSES
 
 # --- id tokens --------------------------------------------------------------------------------------
@@ -93,3 +93,69 @@ class SessionFilterSerializer(serializers.Serializer):
     started_after = serializers.DateTimeField(required=False, help_text="Started at or after (inclusive).")
     started_before = serializers.DateTimeField(required=False, help_text="Started before (exclusive).")
     status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+
+
+# --- what a session recorded ------------------------------------------------------------------------
+
+
+class MeterValueOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MeterValue
+        fields = [
+            "timestamp",
+            "measurand",
+            "phase",
+            "location",
+            "unit",
+            "context",
+            "value",
+            "signed_data",
+            "evse_id",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "value": {
+                "help_text": "A decimal string, exact as stored; null when the charger sent no number."
+            },
+            "signed_data": {"help_text": "Signed meter data (e.g. OCMF), byte for byte as received."},
+            "evse_id": {"help_text": "The OCPP EVSE number (not a row id)."},
+        }
+
+
+class MeterValueFilterSerializer(serializers.Serializer):
+    measurand = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="e.g. Energy.Active.Import.Register."
+    )
+
+
+class TransactionEventOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TransactionEvent
+        fields = [
+            "seq_no",
+            "event_type",
+            "trigger_reason",
+            "timestamp",
+            "received_at",
+            "offline",
+            "charging_state",
+        ]
+        read_only_fields = fields
+
+
+class SessionAnomalyOutputSerializer(serializers.ModelSerializer):
+    station = serializers.CharField(source="station.identity", read_only=True, help_text="Station identity.")
+    session = serializers.IntegerField(
+        source="session_id", read_only=True, allow_null=True, help_text="Null when no session matched."
+    )
+
+    class Meta:
+        model = SessionAnomaly
+        fields = ["id", "kind", "station", "session", "transaction_id", "detail", "reviewed", "created_at"]
+        read_only_fields = fields
+
+
+class SessionAnomalyFilterSerializer(serializers.Serializer):
+    station = serializers.CharField(required=False, trim_whitespace=False, help_text="Station identity.")
+    kind = serializers.ChoiceField(choices=AnomalyKind.choices, required=False)
+    reviewed = serializers.BooleanField(required=False, allow_null=True, default=None)

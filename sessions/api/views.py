@@ -10,11 +10,25 @@ from sessions.api.serializers import (
     IdTokenFilterSerializer,
     IdTokenInputSerializer,
     IdTokenOutputSerializer,
+    MeterValueFilterSerializer,
+    MeterValueOutputSerializer,
+    SessionAnomalyFilterSerializer,
+    SessionAnomalyOutputSerializer,
     SessionFilterSerializer,
     SessionOutputSerializer,
+    TransactionEventOutputSerializer,
 )
-from sessions.selectors import id_token_access, id_token_list, session_access, session_list
+from sessions.selectors import (
+    id_token_access,
+    id_token_list,
+    meter_value_list,
+    session_access,
+    session_anomaly_list,
+    session_list,
+    transaction_event_list,
+)
 from sessions.services.tokens import id_token_create, id_token_update
+from stations.api.views import RecordListApi, record_list_schema
 
 NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
 FORBIDDEN = OpenApiResponse(
@@ -99,3 +113,49 @@ class SessionDetailApi(APIView):
     def get(self, request, pk: int):
         session = session_access(user=request.user, pk=pk)
         return Response(SessionOutputSerializer(session).data)
+
+
+# --- what a session recorded ------------------------------------------------------------------------
+
+
+class SessionRecordListApi(RecordListApi):
+    def owner_access(self, *, user, pk: int):
+        return session_access(user=user, pk=pk)
+
+
+@record_list_schema(
+    tag="sessions",
+    operation_id="sessions_meter_values_list",
+    description="The session's sampled values in the order they were taken (timestamp, then arrival).",
+)
+class SessionMeterValueListApi(SessionRecordListApi):
+    filter_serializer_class = MeterValueFilterSerializer
+    output_serializer_class = MeterValueOutputSerializer
+
+    def records(self, *, user, owner, filters):
+        return meter_value_list(session=owner, filters=filters)
+
+
+@record_list_schema(
+    tag="sessions",
+    operation_id="sessions_events_list",
+    description="The session's OCPP 2.0.1 TransactionEvents in seqNo order (empty for a 1.6 session).",
+)
+class SessionEventListApi(SessionRecordListApi):
+    output_serializer_class = TransactionEventOutputSerializer
+
+    def records(self, *, user, owner, filters):
+        return transaction_event_list(session=owner)
+
+
+@record_list_schema(
+    tag="sessions",
+    operation_id="session_anomalies_list",
+    description="What was set aside for review (unknown, foreign or duplicate stops, ...), newest first.",
+)
+class SessionAnomalyListApi(RecordListApi):
+    filter_serializer_class = SessionAnomalyFilterSerializer
+    output_serializer_class = SessionAnomalyOutputSerializer
+
+    def records(self, *, user, owner, filters):
+        return session_anomaly_list(user=user, filters=filters)

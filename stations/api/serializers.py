@@ -1,8 +1,23 @@
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
-from stations.enums import OcppVersion, RegistrationStatus
-from stations.models import ChargingStation, Connector, Evse, Site
+from stations.enums import (
+    ConnectorStatus,
+    OcppVersion,
+    RegistrationStatus,
+    SecurityEventKind,
+    StationEventKind,
+)
+from stations.models import (
+    ChargingStation,
+    Connector,
+    DeviceVariable,
+    Evse,
+    SecurityEvent,
+    Site,
+    StationEvent,
+    StatusChange,
+)
 
 # --- sites ------------------------------------------------------------------------------------------
 
@@ -135,3 +150,119 @@ class StationFilterSerializer(serializers.Serializer):
     connected = serializers.BooleanField(required=False, allow_null=True, default=None)
     registration_status = serializers.ChoiceField(choices=RegistrationStatus.choices, required=False)
     protocol = serializers.ChoiceField(choices=OcppVersion.choices, required=False)
+
+
+# --- what stations reported -------------------------------------------------------------------------
+
+
+class DeviceVariableOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeviceVariable
+        fields = [
+            "component",
+            "component_instance",
+            "evse_id",
+            "connector_id",
+            "variable",
+            "variable_instance",
+            "attribute_type",
+            "value",
+            "mutability",
+            "persistent",
+            "constant",
+            "data_type",
+            "unit",
+            "min_limit",
+            "max_limit",
+            "values_list",
+            "supports_monitoring",
+            "updated_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "evse_id": {"help_text": "The OCPP EVSE number; 0 = not tied to an EVSE."},
+            "connector_id": {"help_text": "The OCPP connector number; 0 = not tied to a connector."},
+        }
+
+
+class DeviceVariableFilterSerializer(serializers.Serializer):
+    component = serializers.CharField(required=False, trim_whitespace=False, help_text="Component name.")
+    variable = serializers.CharField(required=False, trim_whitespace=False, help_text="Variable name.")
+    evse_id = serializers.IntegerField(required=False, min_value=0, help_text="OCPP EVSE number (0: none).")
+
+
+class SecurityEventOutputSerializer(serializers.ModelSerializer):
+    station = serializers.CharField(
+        source="station.identity",
+        read_only=True,
+        allow_null=True,
+        help_text="Identity of the known station; null for a refused handshake of an unknown identity.",
+    )
+
+    class Meta:
+        model = SecurityEvent
+        fields = ["id", "station", "identity", "kind", "detail", "remote_addr", "created_at"]
+        read_only_fields = fields
+        extra_kwargs = {"identity": {"help_text": "The identity the event was logged under."}}
+
+
+class SecurityEventFilterSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=SecurityEventKind.choices, required=False)
+    created_after = serializers.DateTimeField(required=False, help_text="Created at or after (inclusive).")
+    created_before = serializers.DateTimeField(required=False, help_text="Created before (exclusive).")
+
+
+class SecurityEventListFilterSerializer(SecurityEventFilterSerializer):
+    station = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="The identity the event was logged under."
+    )
+
+
+class StationEventOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StationEvent
+        fields = ["kind", "detail", "occurred_at", "received_at"]
+        read_only_fields = fields
+
+
+class ReceivedRangeFilterSerializer(serializers.Serializer):
+    received_after = serializers.DateTimeField(required=False, help_text="Received at or after (inclusive).")
+    received_before = serializers.DateTimeField(required=False, help_text="Received before (exclusive).")
+
+
+class StationEventFilterSerializer(ReceivedRangeFilterSerializer):
+    kind = serializers.ChoiceField(choices=StationEventKind.choices, required=False)
+
+
+class StatusChangeOutputSerializer(serializers.ModelSerializer):
+    # The connector statuses again, but labelled by value: drf-spectacular names an enum by its field and,
+    # when a field name has several choice sets, by its component; the same set under "status" in two
+    # components gets a hashed name (a schema warning). Different labels keep this set its own component
+    # (StatusChangeOutputStatusEnum) and leave ConnectorOutputStatusEnum as it was. The proper fix is
+    # ENUM_NAME_OVERRIDES in settings.
+    status = serializers.ChoiceField(
+        choices=[(value, value) for value in ConnectorStatus.values], read_only=True
+    )
+
+    class Meta:
+        model = StatusChange
+        fields = [
+            "evse_id",
+            "connector_id",
+            "status",
+            "error_code",
+            "info",
+            "vendor_id",
+            "vendor_error_code",
+            "occurred_at",
+            "received_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "evse_id": {"help_text": "OCPP EVSE number; null for the whole station and connection events."},
+            "connector_id": {"help_text": "OCPP connector number; null for the whole station."},
+        }
+
+
+class StatusChangeFilterSerializer(ReceivedRangeFilterSerializer):
+    evse_id = serializers.IntegerField(required=False, min_value=0, help_text="OCPP EVSE number.")

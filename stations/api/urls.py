@@ -1,6 +1,16 @@
 from django.urls import path, register_converter
 
-from stations.api.views import SiteDetailApi, SiteListApi, StationDetailApi, StationListApi
+from stations.api.views import (
+    SecurityEventListApi,
+    SiteDetailApi,
+    SiteListApi,
+    StationDetailApi,
+    StationEventListApi,
+    StationListApi,
+    StationSecurityEventListApi,
+    StationStatusHistoryApi,
+    StationVariableListApi,
+)
 
 
 class StationIdentityConverter:
@@ -23,4 +33,25 @@ urlpatterns = [
     path("sites/<int:pk>/", SiteDetailApi.as_view(), name="site-detail"),
     path("stations/", StationListApi.as_view(), name="station-list"),
     path("stations/<station_identity:identity>/", StationDetailApi.as_view(), name="station-detail"),
+    path(
+        "stations/<station_identity:identity>/variables/",
+        StationVariableListApi.as_view(),
+        name="station-variable-list",
+    ),
+    path(
+        "stations/<station_identity:identity>/security-events/",
+        StationSecurityEventListApi.as_view(),
+        name="station-security-event-list",
+    ),
+    path(
+        "stations/<station_identity:identity>/events/",
+        StationEventListApi.as_view(),
+        name="station-event-list",
+    ),
+    path(
+        "stations/<station_identity:identity>/status-history/",
+        StationStatusHistoryApi.as_view(),
+        name="station-status-history",
+    ),
+    path("security-events/", SecurityEventListApi.as_view(), name="security-event-list"),
 ]

@@ -45,6 +45,12 @@ LISTS = {
     "token": "/api/v1/id-tokens/",
     "session": "/api/v1/sessions/",
 }
+# What a station or a session recorded, listed under it; and the lists of such records across stations.
+RECORDS_UNDER = {
+    "station": ["variables", "security-events", "events", "status-history"],
+    "session": ["meter-values", "events"],
+}
+RECORD_LISTS = ["/api/v1/security-events/", "/api/v1/session-anomalies/"]
 # A harmless change per kind; sessions have no PATCH at all.
 PATCHES = {
     "site": {"name": "Renamed"},
@@ -209,3 +215,65 @@ def test_rel_37_filters_cannot_reach_into_another_tenant(world, tenants, api):
     assert client.get(f"/api/v1/id-tokens/?organisation={world.org_a.pk}").json()["count"] == 0
     assert client.get("/api/v1/sessions/?station=A1-CP1").json()["count"] == 0
     assert client.get(f"/api/v1/sessions/?site={world.site_a1.pk}").json()["count"] == 0
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        (name, path)
+        for name in ALL_OBJECTS
+        if kind(name) in RECORDS_UNDER
+        for path in RECORDS_UNDER[kind(name)]
+    ],
+)
+def test_rel_37_records_under_an_object(world, tenants, records, api, actor, name, path):
+    """The `records` fixture gives every station and session one row of each: a visible owner lists exactly
+    that one, a foreign owner is 404 as on retrieve."""
+    obj = tenants.objects(world)[name]
+    response = api(getattr(world, actor)).get(f"{detail_url(obj)}{path}/")
+    if name in VISIBLE[actor]:
+        assert response.status_code == 200
+        assert response.json()["count"] == 1
+    else:
+        assert response.status_code == 404
+        assert response.json()["detail"].endswith("not found.")
+
+
+@pytest.mark.parametrize("actor", [*ACTORS, "superuser"])
+@pytest.mark.parametrize("url", RECORD_LISTS)
+def test_rel_37_record_lists_hold_only_visible_stations(world, tenants, records, api, actor, url):
+    objects = tenants.objects(world)
+    expected = [objects[name].identity for name in VISIBLE[actor] if kind(name) == "station"]
+    if actor == "superuser" and url == "/api/v1/security-events/":
+        expected.append(None)  # the refused handshake of an unknown identity: superusers only
+    response = api(getattr(world, actor)).get(url)
+    assert response.status_code == 200
+    assert sorted(item["station"] or "" for item in response.json()["results"]) == sorted(
+        identity or "" for identity in expected
+    )
+    assert response.json()["count"] == len(expected)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/stations/A1-CP1/variables/?evse_id=x",
+        "/api/v1/stations/A1-CP1/security-events/?kind=x",
+        "/api/v1/stations/A1-CP1/events/?kind=x",
+        "/api/v1/stations/A1-CP1/status-history/?evse_id=x",
+    ],
+)
+def test_rel_37_records_of_a_foreign_station_are_404_even_with_a_bad_filter(world, records, api, url):
+    """Scope first: a 400 would tell operator B that the object exists."""
+    response = api(world.operator_b).get(url)
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Station 'A1-CP1' not found."}
+    assert api(world.operator_a).get(url).status_code == 400
+
+
+def test_rel_37_record_filters_cannot_reach_into_another_tenant(world, records, api):
+    client = api(world.operator_b)
+    assert client.get("/api/v1/security-events/?station=A1-CP1").json()["count"] == 0
+    assert client.get("/api/v1/security-events/?station=INTRUDER").json()["count"] == 0
+    assert client.get("/api/v1/session-anomalies/?station=A1-CP1").json()["count"] == 0

@@ -11,12 +11,20 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/id-tokens/",
         "/api/v1/id-tokens/{id}/",
         "/api/v1/organisations/",
+        "/api/v1/security-events/",
+        "/api/v1/session-anomalies/",
         "/api/v1/sessions/",
         "/api/v1/sessions/{id}/",
+        "/api/v1/sessions/{id}/events/",
+        "/api/v1/sessions/{id}/meter-values/",
         "/api/v1/sites/",
         "/api/v1/sites/{id}/",
         "/api/v1/stations/",
         "/api/v1/stations/{identity}/",
+        "/api/v1/stations/{identity}/events/",
+        "/api/v1/stations/{identity}/security-events/",
+        "/api/v1/stations/{identity}/status-history/",
+        "/api/v1/stations/{identity}/variables/",
     ]
     assert sorted(schema["paths"]["/api/v1/stations/{identity}/"]) == ["get", "patch"]
     assert sorted(schema["paths"]["/api/v1/sessions/{id}/"]) == ["get"]
@@ -34,6 +42,31 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "limit",
         "offset",
     }
+    # What stations and sessions reported: read-only lists, paginated, with their filters.
+    record_lists = {
+        "/api/v1/stations/{identity}/variables/": {"identity", "component", "variable", "evse_id"},
+        "/api/v1/stations/{identity}/security-events/": {
+            "identity",
+            "kind",
+            "created_after",
+            "created_before",
+        },
+        "/api/v1/security-events/": {"station", "kind", "created_after", "created_before"},
+        "/api/v1/stations/{identity}/events/": {"identity", "kind", "received_after", "received_before"},
+        "/api/v1/stations/{identity}/status-history/": {
+            "identity",
+            "evse_id",
+            "received_after",
+            "received_before",
+        },
+        "/api/v1/sessions/{id}/meter-values/": {"id", "measurand"},
+        "/api/v1/sessions/{id}/events/": {"id"},
+        "/api/v1/session-anomalies/": {"station", "kind", "reviewed"},
+    }
+    for path, filters in record_lists.items():
+        assert sorted(schema["paths"][path]) == ["get"], path
+        params = {p["name"] for p in schema["paths"][path]["get"]["parameters"]}
+        assert params == filters | {"limit", "offset"}, path
 
 
 def test_schema_and_docs_are_served(db, client):
