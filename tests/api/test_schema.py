@@ -72,3 +72,23 @@ def test_schema_validates_without_warnings(db, tmp_path):
 def test_schema_and_docs_are_served(db, client):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
+
+
+def test_api_root_lists_collections_without_data(client):
+    response = client.get("/api/v1/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["stations"] == "http://testserver/api/v1/stations/"
+    assert body["sessions"] == "http://testserver/api/v1/sessions/"
+    assert body["schema"] == "http://testserver/api/schema/"
+    assert set(body) == {
+        "organisations",
+        "sites",
+        "stations",
+        "id_tokens",
+        "sessions",
+        "security_events",
+        "session_anomalies",
+        "schema",
+        "docs",
+    }

@@ -57,7 +57,7 @@ class Command(BaseCommand):
         out.write("  API token:  python manage.py create_api_token <username>")
         out.write("")
         out.write(
-            f"Chargers: OCPP 1.6J at {ws_url}/<identity>, HTTP Basic auth "
+            f"Chargers: OCPP 1.6J / 2.0.1 at {ws_url}/<identity>, HTTP Basic auth "
             "(security profile 1: username = identity, password below)"
         )
         for station in data.stations:
