@@ -1,6 +1,8 @@
-"""Handlers both versions share: notifications that are recorded and answered with a fixed result."""
+"""Handlers the versions share: boot, status, heartbeat, and notifications that are recorded and answered
+with a fixed result. Version differences come in as the version's mapper."""
 
 from collections.abc import Callable
+from datetime import datetime
 
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many
 from sessions.services.transactions import transaction_events_record_many
@@ -9,13 +11,51 @@ from stations.enums import SecurityEventKind
 from stations.ocpp.batching import GroupCommit
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.mappers import format_datetime, parse_datetime, text
-from stations.services.ocpp import security_event_record, station_event_record, station_seen
+from stations.services.ocpp import (
+    connector_status_update,
+    security_event_record,
+    station_boot,
+    station_event_record,
+    station_seen,
+)
+from stations.types import ConnectorStatusReport, StationInfo
 
 # MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
 meter_values_writer: GroupCommit[MeterValuesItem, int | None] = GroupCommit(meter_values_record_many)
 transaction_events_writer: GroupCommit[tuple[TransactionEventRequest, int], TransactionEventResult] = (
     GroupCommit(transaction_events_record_many)
 )
+
+
+def boot_notification(station_info: Callable[[dict], StationInfo]) -> Handler:
+    """BootNotification in either version: `station_info` is the version's mapper."""
+
+    async def handler(req: Request) -> dict:
+        result = await run_db(
+            station_boot,
+            station_id=req.station.station_id,
+            info=station_info(req.payload),
+            received_at=req.received_at,
+        )
+        req.station.registration_status = result.status
+        return {
+            "status": result.status,
+            "currentTime": format_datetime(result.current_time),
+            "interval": result.interval_s,
+        }
+
+    return handler
+
+
+def status_notification(status_report: Callable[[dict, datetime], ConnectorStatusReport]) -> Handler:
+    """StatusNotification in either version: `status_report` is the version's mapper."""
+
+    async def handler(req: Request) -> dict:
+        report = status_report(req.payload, req.received_at)
+        await run_db(connector_status_update, station_id=req.station.station_id, report=report)
+        return {}
+
+    return handler
 
 
 async def heartbeat(req: Request) -> dict:

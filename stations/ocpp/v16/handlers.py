@@ -6,32 +6,17 @@ from sessions.services.ingest import MeterValuesItem
 from sessions.services.transactions import id_token_authorize, session_start, session_stop
 from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
-from stations.ocpp.common import heartbeat, meter_values_writer, recorded, security_event_notification
+from stations.ocpp.common import (
+    boot_notification,
+    heartbeat,
+    meter_values_writer,
+    recorded,
+    security_event_notification,
+    status_notification,
+)
 from stations.ocpp.errors import V16_CODES
-from stations.ocpp.mappers import format_datetime, wire_id
+from stations.ocpp.mappers import wire_id
 from stations.ocpp.v16 import mappers
-from stations.services.ocpp import connector_status_update, station_boot
-
-
-async def boot_notification(req: Request) -> dict:
-    result = await run_db(
-        station_boot,
-        station_id=req.station.station_id,
-        info=mappers.station_info(req.payload),
-        received_at=req.received_at,
-    )
-    req.station.registration_status = result.status
-    return {
-        "status": result.status,
-        "currentTime": format_datetime(result.current_time),
-        "interval": result.interval_s,
-    }
-
-
-async def status_notification(req: Request) -> dict:
-    report = mappers.status_report(req.payload, req.received_at)
-    await run_db(connector_status_update, station_id=req.station.station_id, report=report)
-    return {}
 
 
 async def authorize(req: Request) -> dict:
@@ -77,9 +62,9 @@ class V16ChargePoint(ChargePoint):
     error_codes = V16_CODES
     known_actions = frozenset(action.value for action in Action)
     handlers = {
-        "BootNotification": boot_notification,
+        "BootNotification": boot_notification(mappers.station_info),
         "Heartbeat": heartbeat,
-        "StatusNotification": status_notification,
+        "StatusNotification": status_notification(mappers.status_report),
         "Authorize": authorize,
         "StartTransaction": start_transaction,
         "StopTransaction": stop_transaction,
