@@ -1,14 +1,16 @@
-"""OCPP 1.6 ingest benchmark: N chargers in a closed MeterValues loop against a real server process.
+"""OCPP ingest benchmark: N chargers in a closed meter-value loop against a real server process.
 
-    python bench/ocpp_ingest.py [--chargers 100 1000] [--seconds 20] [--server-cmd daphne|uvicorn|'<cmd>']
+    python bench/ocpp_ingest.py [--chargers 100 1000] [--seconds 20] [--protocol 1.6|2.0.1]
+                                [--server-cmd daphne|uvicorn|'<cmd>']
 
 For each N in --chargers: migrate the database (PostgreSQL; DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/cpms_bench) and create N stations with a password, start the server
-(`python -m cpms.server`, pinned to CPU 0 when there are two or more), connect N simulated 1.6 chargers
+(`python -m cpms.server`, pinned to CPU 0 when there are two or more), connect N simulated chargers
 from one or two client processes (raw websockets + orjson frames, so the client is not the bottleneck),
-boot them and start one transaction each, then let every charger send MeterValues in a closed loop
-(send, wait for the CALLRESULT, send the next) for --seconds. Prints messages/s, round-trip latency
-percentiles, the server's CPU time (from /proc/<pid>/stat) and RSS, and the meter rows it stored.
+boot them and start one transaction each, then let every charger send its readings in a closed loop
+(send, wait for the CALLRESULT, send the next) for --seconds: 1.6 MeterValues, or 2.0.1 TransactionEvent
+Updated (seqNo increasing), each with SAMPLED_VALUES_PER_MESSAGE values. Prints messages/s, round-trip
+latency percentiles, the server's CPU time (from /proc/<pid>/stat) and RSS, and the meter rows it stored.
 
 Not a test: it asserts nothing, it measures. Only 127.0.0.1 is used; every wait is bounded.
 """
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -89,13 +92,16 @@ class ClientStats:
 class BenchCharger:
     """One charger speaking just enough OCPP 1.6J, with frames built by hand (orjson)."""
 
+    subprotocol = "ocpp1.6"
+    loop_action = "MeterValues"
+
     def __init__(self, url: str, ident: str, stats: ClientStats):
         self.url = f"{url}/{ident}"
         self.identity = ident
         self.stats = stats
         self.ws = None
         self.ids = itertools.count(1)
-        self.transaction_id: int | None = None
+        self.transaction_id: int | str | None = None
         self.register_wh = 1_000_000
 
     async def call(self, action: str, payload: dict):
@@ -127,7 +133,7 @@ class BenchCharger:
                 async with slots:
                     self.ws = await connect(
                         self.url,
-                        subprotocols=["ocpp1.6"],
+                        subprotocols=[self.subprotocol],
                         additional_headers={"Authorization": f"Basic {auth}"},
                         open_timeout=30,
                         compression=None,
@@ -141,9 +147,15 @@ class BenchCharger:
                 await asyncio.sleep(0.5 * (attempt + 1))
         else:
             raise RuntimeError(f"connect: {type(last_error).__name__}: {last_error}")
-        boot = await self.call("BootNotification", {"chargePointVendor": "CPMS", "chargePointModel": "Bench"})
+        boot = await self.call("BootNotification", self.boot_payload())
         if boot.get("status") != "Accepted":
             raise RuntimeError(f"BootNotification {boot.get('status')}")
+        await self.start_transaction()
+
+    def boot_payload(self) -> dict:
+        return {"chargePointVendor": "CPMS", "chargePointModel": "Bench"}
+
+    async def start_transaction(self) -> None:
         await self.call(
             "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}
         )
@@ -156,81 +168,145 @@ class BenchCharger:
             "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
         )
 
-    def meter_payload(self) -> dict:
+    def readings(self) -> list[tuple[str, str | None, int | float, str]]:
+        """(measurand, phase, value, unit): SAMPLED_VALUES_PER_MESSAGE of them."""
+        return [
+            ("Energy.Active.Import.Register", None, self.register_wh, "Wh"),
+            ("Power.Active.Import", None, 11040, "W"),
+            *(("Current.Import", phase, 16.0, "A") for phase in ("L1", "L2", "L3")),
+        ]
+
+    def sampled_value(
+        self,
+        measurand: str,
+        phase: str | None,
+        value: int | float,
+        unit: str,
+        context: str = "Sample.Periodic",
+    ) -> dict:
+        sampled = {**self.value_and_unit(value, unit), "context": context, "measurand": measurand}
+        return {**sampled, "phase": phase} if phase else sampled
+
+    def value_and_unit(self, value: int | float, unit: str) -> dict:
+        return {"value": str(value), "unit": unit}
+
+    def meter_value(self) -> dict:
+        return {"timestamp": _now_text(), "sampledValue": [self.sampled_value(*r) for r in self.readings()]}
+
+    def loop_payload(self) -> dict:
         self.register_wh += 10
-        return {
-            "connectorId": 1,
-            "transactionId": self.transaction_id,
-            "meterValue": [
-                {
-                    "timestamp": _now_text(),
-                    "sampledValue": [
-                        {
-                            "value": str(self.register_wh),
-                            "context": "Sample.Periodic",
-                            "measurand": "Energy.Active.Import.Register",
-                            "unit": "Wh",
-                        },
-                        {
-                            "value": "11040",
-                            "context": "Sample.Periodic",
-                            "measurand": "Power.Active.Import",
-                            "unit": "W",
-                        },
-                        *(
-                            {
-                                "value": "16.0",
-                                "context": "Sample.Periodic",
-                                "measurand": "Current.Import",
-                                "phase": phase,
-                                "unit": "A",
-                            }
-                            for phase in ("L1", "L2", "L3")
-                        ),
-                    ],
-                }
-            ],
-        }
+        return {"connectorId": 1, "transactionId": self.transaction_id, "meterValue": [self.meter_value()]}
 
     async def closed_loop(self, until: float) -> None:
         stats = self.stats
         clock = time.perf_counter
         while clock() < until:
-            payload = self.meter_payload()
+            payload = self.loop_payload()
             started = clock()
             try:
-                await self.call("MeterValues", payload)
+                await self.call(self.loop_action, payload)
             except Exception as exc:  # a CALLERROR, a timeout or a closed connection ends this charger
                 stats.error(f"{self.identity}: {type(exc).__name__}: {exc}")
                 return
             stats.latencies.append(clock() - started)
             stats.messages += 1
 
+    async def stop_transaction(self) -> None:
+        await self.call(
+            "StopTransaction",
+            {
+                "transactionId": self.transaction_id,
+                "meterStop": self.register_wh,
+                "timestamp": _now_text(),
+                "reason": "Local",
+            },
+        )
+
     async def close(self) -> None:
         if self.ws is None:
             return
         try:
             if self.transaction_id is not None:
-                await self.call(
-                    "StopTransaction",
-                    {
-                        "transactionId": self.transaction_id,
-                        "meterStop": self.register_wh,
-                        "timestamp": _now_text(),
-                        "reason": "Local",
-                    },
-                )
+                await self.stop_transaction()
         except Exception as exc:  # the figures are already taken; note it and close anyway
             self.stats.error(f"{self.identity}: stop: {exc}")
         finally:
             await self.ws.close()
 
 
+class BenchChargerV201(BenchCharger):
+    """The same charger in OCPP 2.0.1: one transaction of TransactionEvents (Started, Updated..., Ended)."""
+
+    subprotocol = "ocpp2.0.1"
+    loop_action = "TransactionEvent"
+
+    def __init__(self, url: str, ident: str, stats: ClientStats):
+        super().__init__(url, ident, stats)
+        self.seq_no = 0
+
+    def boot_payload(self) -> dict:
+        return {"chargingStation": {"vendorName": "CPMS", "model": "Bench"}, "reason": "PowerUp"}
+
+    def transaction_event(self, event_type: str, trigger_reason: str, **fields) -> dict:
+        payload = {
+            "eventType": event_type,
+            "timestamp": _now_text(),
+            "triggerReason": trigger_reason,
+            "seqNo": self.seq_no,
+            "transactionInfo": {"transactionId": self.transaction_id, **fields.pop("info", {})},
+            **fields,
+        }
+        self.seq_no += 1
+        return payload
+
+    async def start_transaction(self) -> None:
+        await self.call(
+            "StatusNotification",
+            {"timestamp": _now_text(), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
+        )
+        # Unique across runs: the bench database keeps the sessions of earlier runs.
+        self.transaction_id = uuid.uuid4().hex[:20]
+        register = self.sampled_value(
+            "Energy.Active.Import.Register", None, self.register_wh, "Wh", context="Transaction.Begin"
+        )
+        begin = {"timestamp": _now_text(), "sampledValue": [register]}
+        await self.call(
+            "TransactionEvent",
+            self.transaction_event(
+                "Started",
+                "Authorized",
+                evse={"id": 1, "connectorId": 1},
+                idToken={"idToken": ID_TAG, "type": "ISO14443"},
+                meterValue=[begin],
+            ),
+        )
+
+    def value_and_unit(self, value: int | float, unit: str) -> dict:
+        return {"value": value, "unitOfMeasure": {"unit": unit}}
+
+    def loop_payload(self) -> dict:
+        self.register_wh += 10
+        return self.transaction_event(
+            "Updated",
+            "MeterValuePeriodic",
+            info={"chargingState": "Charging"},
+            meterValue=[self.meter_value()],
+        )
+
+    async def stop_transaction(self) -> None:
+        await self.call(
+            "TransactionEvent",
+            self.transaction_event("Ended", "StopAuthorized", info={"stoppedReason": "Local"}),
+        )
+
+
+CHARGERS = {"1.6": BenchCharger, "2.0.1": BenchChargerV201}
+
+
 async def client_main(args) -> None:
     stats = ClientStats()
-    chargers = [
-        BenchCharger(args.url, identity(n), stats) for n in range(args.first, args.first + args.count)
-    ]
+    kind = CHARGERS[args.protocol]
+    chargers = [kind(args.url, identity(n), stats) for n in range(args.first, args.first + args.count)]
     slots = asyncio.Semaphore(args.connect_concurrency)
     loop = asyncio.get_running_loop()
 
@@ -522,7 +598,7 @@ def run_one(args, count: int, workdir: Path) -> RunFigures:
         env["OCPP_MESSAGE_LOG"] = args.message_log
     log_path = workdir / f"server-{count}.log"
     command = server_command(args.server_cmd, port)
-    print(f"\n== {count} chargers, {args.seconds:g} s: {' '.join(command)}", flush=True)
+    print(f"\n== {count} OCPP {args.protocol} chargers, {args.seconds:g} s: {' '.join(command)}", flush=True)
     print(
         f"   server CPUs {sorted(server_cpus)}, client CPUs {sorted(client_cpus)}, log {log_path}", flush=True
     )
@@ -567,6 +643,8 @@ def run_one(args, count: int, workdir: Path) -> RunFigures:
                     str(workdir / f"latency-{count}-{index}.bin"),
                     "--connect-timeout",
                     str(args.connect_timeout),
+                    "--protocol",
+                    args.protocol,
                 ],
                 cwd=BASE_DIR,
                 stdin=subprocess.PIPE,
@@ -661,6 +739,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chargers", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument(
+        "--protocol",
+        choices=sorted(CHARGERS),
+        default="1.6",
+        help="1.6: MeterValues in the loop; 2.0.1: TransactionEvent Updated",
+    )
+    parser.add_argument(
         "--server-cmd",
         default="daphne",
         help="daphne (python -m cpms.server), uvicorn, or a command with {port}, {host}, {python}",
@@ -712,8 +796,8 @@ def main(argv: list[str] | None = None) -> None:
             all_figures.append(figures)
 
     print(
-        f"\nSummary ({args.server_cmd}, {args.seconds:g} s closed-loop MeterValues, "
-        f"{SAMPLED_VALUES_PER_MESSAGE} sampled values each)"
+        f"\nSummary ({args.server_cmd}, OCPP {args.protocol}, {args.seconds:g} s closed-loop "
+        f"{CHARGERS[args.protocol].loop_action}, {SAMPLED_VALUES_PER_MESSAGE} sampled values each)"
     )
     print(
         f"{'chargers':>8} {'msg/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'CPU us/msg':>10} {'RSS MiB':>8}"

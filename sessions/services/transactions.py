@@ -502,7 +502,9 @@ def _transaction_event_apply(
     if request.charging_state and session.status == SessionStatus.ACTIVE:
         session.charging_state = request.charging_state
         session.save(update_fields=["charging_state", "updated_at"])
-    _record_samples(session, request.station_id, request.evse_id, request.samples, request.received_at)
+    # A 2.0.1 charger sends `evse` only in the first event of a transaction: the session knows it.
+    evse_number = request.evse_id or _evse_number(session)
+    _record_samples(session, request.station_id, evse_number, request.samples, request.received_at)
     if request.event_type == "Ended" and session.status == SessionStatus.ACTIVE:
         _session_close(
             session,

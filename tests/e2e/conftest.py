@@ -20,6 +20,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+# The shared assertions of the e2e tests explain their failures like the tests' own.
+pytest.register_assert_rewrite("tests.e2e.helpers")
+
 SERVER_START_TIMEOUT_S = 30.0
 SERVER_STOP_TIMEOUT_S = 10.0
 

@@ -6,31 +6,25 @@ wire), so the assertions compare the database with exactly what went over the so
 
 import asyncio
 import base64
-import datetime as dt
-import json
-import urllib.error
-import urllib.request
-from collections import Counter
-from decimal import Decimal
 
 import pytest
-from rest_framework.authtoken.models import Token
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from accounts.enums import Role
-from accounts.services import membership_set
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import ChargingSession, MeterValue
 from stations.enums import OcppVersion
-from stations.models import ChargingStation, Connector, StatusChange
-from stations.ocpp.simulator import FleetConfig, run_fleet
-from tests.factories import (
-    DEFAULT_STATION_PASSWORD,
-    ChargingStationFactory,
-    IdTokenFactory,
-    UserFactory,
+from stations.models import ChargingStation, Connector
+from tests.e2e.helpers import (
+    api_get,
+    operator_token,
+    parse_ts,
+    sent_meter_rows,
+    simulate,
+    status_history,
+    stored_meter_rows,
 )
+from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, IdTokenFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -51,48 +45,15 @@ API_SESSION_FIELDS = (
 )
 
 
-def _parse_ts(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _api_get(server, path: str, *, token: str) -> tuple[int, dict | None]:
-    request = urllib.request.Request(  # noqa: S310 - a loopback http:// URL we built
-        f"{server.http_url}{path}",
-        headers={"Authorization": f"Token {token}", "Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, None
-
-
 def test_e2e_v16_full_session(cpms_server):
     station = ChargingStationFactory(identity="E2E-V16-001")
     id_token = IdTokenFactory(
         organisation=station.organisation, value="E2E-TAG-0001", status=IdTokenStatus.ACCEPTED
     )
-    operator = UserFactory(username="e2e_operator")
-    membership_set(user=operator, organisation=station.organisation, role=Role.OPERATOR_ADMIN)
-    api_token = Token.objects.create(user=operator).key
+    api_token = operator_token(station.organisation, "e2e_operator")
 
-    summary = asyncio.run(
-        run_fleet(
-            FleetConfig(
-                url=cpms_server.ws_url,
-                identities=(station.identity,),
-                password=DEFAULT_STATION_PASSWORD,
-                sessions=True,
-                session_count=1,
-                meter_samples=METER_SAMPLES,
-                meter_interval_s=0.2,
-                # 0.2 s real = 2 min of charging per sample: ~370 Wh at 11 kW, so the register visibly rises.
-                speedup=600,
-                id_tag=id_token.value,
-                seed=7,
-                response_timeout_s=15,
-            )
-        )
+    summary = simulate(
+        cpms_server, (station.identity,), id_tag=id_token.value, meter_samples=METER_SAMPLES, seed=7
     )
 
     assert summary.ok, summary.format()
@@ -122,8 +83,8 @@ def test_e2e_v16_full_session(cpms_server):
     assert session.meter_start_wh == record.meter_start_wh
     assert session.meter_stop_wh == record.meter_stop_wh
     assert session.energy_wh == record.energy_wh == record.meter_stop_wh - record.meter_start_wh
-    assert session.started_at == _parse_ts(record.started_at)
-    assert session.stopped_at == _parse_ts(record.stopped_at)
+    assert session.started_at == parse_ts(record.started_at)
+    assert session.stopped_at == parse_ts(record.stopped_at)
     assert session.stop_reason == "Local"
     assert session.id_tag == id_token.value
     assert session.id_token == id_token
@@ -131,25 +92,9 @@ def test_e2e_v16_full_session(cpms_server):
     assert session.flags == []
 
     # Every sampled value sent (MeterValues and StopTransaction.transactionData) is one row of this session.
-    sent = Counter(
-        (
-            _parse_ts(mv["timestamp"]),
-            sv["measurand"],
-            sv.get("phase", ""),
-            sv.get("location", ""),
-            sv["unit"],
-            sv["context"],
-            Decimal(sv["value"]),
-        )
-        for mv in [*record.meter_values, *record.transaction_data]
-        for sv in mv["sampledValue"]
-    )
+    sent = sent_meter_rows(record)
+    assert stored_meter_rows(station) == sent
     rows = MeterValue.objects.filter(station=station)
-    stored = Counter(
-        (row.timestamp, row.measurand, row.phase, row.location, row.unit, row.context, row.value)
-        for row in rows
-    )
-    assert stored == sent
     # All on this session and on EVSE 1, including the Transaction.End values of StopTransaction (which
     # names no connector: the session does).
     assert {(row.context, row.session_id, row.evse_id) for row in rows} == {
@@ -171,12 +116,8 @@ def test_e2e_v16_full_session(cpms_server):
     }
 
     # Status history of the connector that charged (1.6 connector 1 = EVSE 1, connector 1), and the other.
-    def history(evse_id: int) -> list[str]:
-        changes = StatusChange.objects.filter(station=station, evse_id=evse_id, connector_id=1)
-        return list(changes.order_by("received_at", "id").values_list("status", flat=True))
-
-    assert history(1) == ["Available", "Preparing", "Charging", "Finishing", "Available"]
-    assert history(2) == ["Available"]
+    assert status_history(station, 1) == ["Available", "Preparing", "Charging", "Finishing", "Available"]
+    assert status_history(station, 2) == ["Available"]
     connectors = Connector.objects.filter(evse__station=station).order_by("evse__evse_id")
     assert [(c.evse.evse_id, c.connector_id, c.status) for c in connectors] == [
         (1, 1, "Available"),
@@ -184,7 +125,7 @@ def test_e2e_v16_full_session(cpms_server):
     ]
 
     # The same session through the REST API, for an operator of the station's organisation.
-    status, body = _api_get(cpms_server, f"/api/v1/sessions/?station={station.identity}", token=api_token)
+    status, body = api_get(cpms_server, f"/api/v1/sessions/?station={station.identity}", token=api_token)
     assert status == 200, f"GET /api/v1/sessions/ answered {status}"
     assert body["count"] == 1
     [item] = body["results"]
@@ -202,8 +143,8 @@ def test_e2e_v16_full_session(cpms_server):
         "status": SessionStatus.COMPLETED,
         "stop_reason": "Local",
     }
-    assert _parse_ts(item["started_at"]) == _parse_ts(record.started_at)
-    assert _parse_ts(item["stopped_at"]) == _parse_ts(record.stopped_at)
+    assert parse_ts(item["started_at"]) == parse_ts(record.started_at)
+    assert parse_ts(item["stopped_at"]) == parse_ts(record.stopped_at)
 
 
 async def _handshake(server, identity: str, *, password: str | None, subprotocols: list[str]) -> str | None:

@@ -11,7 +11,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from stations.ocpp.simulator import PROTOCOLS, FleetConfig, run_fleet
-from stations.ocpp.simulator.config import DEFAULT_ID_TAG, DEFAULT_IDENTITY_PREFIX
+from stations.ocpp.simulator.config import DEFAULT_ID_TAG, DEFAULT_IDENTITY_PREFIX, MIXED
 
 
 def _positive_float(text: str) -> float:
@@ -29,7 +29,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--url", default="ws://127.0.0.1:8000/ocpp", help="CSMS URL without the identity")
         parser.add_argument("--stations", type=int, default=1, help="number of chargers (default 1)")
-        parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="1.6")
+        parser.add_argument(
+            "--protocol",
+            choices=[*sorted(PROTOCOLS), MIXED],
+            default="1.6",
+            help=f"OCPP version; {MIXED}: 1.6 and 2.0.1 alternately by charger (1.6 first)",
+        )
         parser.add_argument(
             "--identity-prefix", default=DEFAULT_IDENTITY_PREFIX, help="identities <prefix>001..."
         )

@@ -1,7 +1,7 @@
 """One simulated charger: connection, boot, heartbeats, charging sessions, CSMS-requested reboots.
 
 This module is protocol-independent. The frames themselves are built and parsed by a `ProtocolClient`
-(one per OCPP version: charger_v16.py; 2.0.1 gets its own module), chosen through `PROTOCOLS`. The
+(one per OCPP version: charger_v16.py, charger_v201.py), chosen through `PROTOCOLS`. The
 client also answers CSMS-initiated calls, calling back into the charger for anything that changes its
 state (start/stop a session, reboot, availability).
 
@@ -45,6 +45,15 @@ class BootResult:
     interval_s: int
 
 
+@dataclass(frozen=True)
+class StartResult:
+    transaction_id: str
+    id_token_status: str
+    # The Transaction.Begin reading as sent with the start (2.0.1 TransactionEvent Started). Empty when
+    # the version sends it in a MeterValues of its own (1.6).
+    meter_values: list[dict]
+
+
 class ProtocolClient(Protocol):
     """What a charger needs from one OCPP version. Transaction ids are strings (1.6 sends integers)."""
 
@@ -63,9 +72,8 @@ class ProtocolClient(Protocol):
         """The id token's status as the CSMS answered it."""
 
     async def start_transaction(
-        self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str
-    ) -> tuple[str, str]:
-        """(transaction id, id token status)."""
+        self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str, begin: Sample
+    ) -> StartResult: ...
 
     async def meter_values(
         self, *, connector_id: int, transaction_id: str | None, samples: list[Sample]
@@ -98,8 +106,15 @@ def _v16_client(charger: "SimulatedCharger", connection: ClientConnection) -> Pr
     return ChargerV16(charger, connection)
 
 
+def _v201_client(charger: "SimulatedCharger", connection: ClientConnection) -> ProtocolClient:
+    from stations.ocpp.simulator.charger_v201 import ChargerV201
+
+    return ChargerV201(charger, connection)
+
+
 PROTOCOLS: dict[str, ProtocolSpec] = {
     "1.6": ProtocolSpec(version="1.6", subprotocol="ocpp1.6", factory=_v16_client),
+    "2.0.1": ProtocolSpec(version="2.0.1", subprotocol="ocpp2.0.1", factory=_v201_client),
 }
 
 
@@ -148,7 +163,7 @@ class SimulatedCharger:
             raise ValueError(f"Unsupported protocol {config.protocol!r}; supported: {', '.join(PROTOCOLS)}")
         self.config = config
         self.spec = PROTOCOLS[config.protocol]
-        self.result = ChargerResult(identity=config.identity)
+        self.result = ChargerResult(identity=config.identity, protocol=config.protocol)
         self._rng = random.Random(f"{config.seed}:{config.identity}")
         self.connectors = {
             n: ConnectorState(connector_id=n, meter=EnergyMeter(self._rng))
@@ -399,8 +414,12 @@ class SimulatedCharger:
 
     # --- sessions -------------------------------------------------------------------------------
 
-    async def run_session(self, connector: ConnectorState, *, id_tag: str, remote: bool) -> SessionRecord:
-        record = SessionRecord(connector_id=connector.connector_id, id_tag=id_tag, remote=remote)
+    async def run_session(
+        self, connector: ConnectorState, *, id_tag: str, remote: bool, remote_start_id: int | None = None
+    ) -> SessionRecord:
+        record = SessionRecord(
+            connector_id=connector.connector_id, id_tag=id_tag, remote=remote, remote_start_id=remote_start_id
+        )
         self.result.sessions.append(record)
         self._session_index += 1
         ev_rng = random.Random(f"{self.config.seed}:{self.config.identity}:{self._session_index}")
@@ -438,25 +457,27 @@ class SimulatedCharger:
         await self._set_status(connector, "Preparing")
         record.meter_start_wh = connector.meter.register_wh
         record.started_at = ocpp_timestamp(utc_now())
-        transaction_id, status = await client.start_transaction(
+        begin = session.ev.register_sample("Transaction.Begin")
+        start = await client.start_transaction(
             connector_id=cid,
             id_tag=record.id_tag,
             meter_start_wh=record.meter_start_wh,
             timestamp=record.started_at,
+            begin=begin,
         )
-        record.transaction_id = transaction_id
-        if status != "Accepted":
+        transaction_id = record.transaction_id = start.transaction_id
+        record.meter_values.extend(start.meter_values)
+        if start.id_token_status != "Accepted":
             # OCPP 1.6 5.x StopTransactionOnInvalidId: a transaction the CSMS did not accept is stopped at once.
             await self._stop(client, connector, session, reason="DeAuthorized")
-            record.fail(f"StartTransaction answered idTagInfo {status}")
+            record.fail(f"StartTransaction answered idTagInfo {start.id_token_status}")
             return
         await self._set_status(connector, "Charging")
-        sent = await client.meter_values(
-            connector_id=cid,
-            transaction_id=transaction_id,
-            samples=[session.ev.register_sample("Transaction.Begin")],
-        )
-        record.meter_values.extend(sent)
+        if not start.meter_values:
+            # 1.6: the Transaction.Begin reading follows StartTransaction in a MeterValues of its own.
+            record.meter_values.extend(
+                await client.meter_values(connector_id=cid, transaction_id=transaction_id, samples=[begin])
+            )
         for _ in range(self.config.meter_samples):
             if not await self._wait_for_sample(session):
                 break
@@ -527,8 +548,13 @@ class SimulatedCharger:
                 return connector
         return None
 
-    def remote_start_begin(self, connector: ConnectorState, id_tag: str) -> None:
-        self.spawn(self.run_session(connector, id_tag=id_tag, remote=True), session=True)
+    def remote_start_begin(
+        self, connector: ConnectorState, id_tag: str, remote_start_id: int | None = None
+    ) -> None:
+        self.spawn(
+            self.run_session(connector, id_tag=id_tag, remote=True, remote_start_id=remote_start_id),
+            session=True,
+        )
 
     def remote_stop(self, transaction_id: str) -> bool:
         session = self.session_by_transaction(transaction_id)

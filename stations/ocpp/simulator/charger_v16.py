@@ -1,35 +1,26 @@
-"""The OCPP 1.6J side of a simulated charger, on the `ocpp` package's client-side ChargePoint.
-
-Outgoing calls go through `_call`, which records CALLERRORs and invalid answers in the charger's result
-and raises CallFailed. CSMS-initiated calls are answered by the @on handlers below with valid results;
-anything they cause (a session, a reboot, status updates) is started from an @after hook or with
-`charger.spawn`, so that the CALLRESULT goes out before the calls it leads to.
+"""The OCPP 1.6J side of a simulated charger, on the `ocpp` package's client-side ChargePoint (with the
+transport of client.py).
 """
 
-import logging
 import math
-import uuid
 from dataclasses import dataclass, field
 
-from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
-from ocpp.messages import MessageType, unpack
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
 
-from stations.ocpp.simulator.charger import BootResult, CallFailed, SimulatedCharger
-from stations.ocpp.simulator.meter import PHASES, Sample, ocpp_timestamp, utc_now
-
-# The `ocpp` package logs every frame at INFO; the management command turns this up with -v 2.
-wire_logger = logging.getLogger("stations.ocpp.simulator.wire")
-wire_logger.setLevel(logging.WARNING)
-
-VENDOR = "CPMS"
-MODEL = "Simulator"
-FIRMWARE_VERSION = "sim-1.0"
-# DataTransfer with this vendorId is echoed back (Accepted); any other vendor is UnknownVendorId.
-DATA_TRANSFER_VENDOR = "CPMS-SIM"
+from stations.ocpp.simulator.charger import BootResult, SimulatedCharger, StartResult
+from stations.ocpp.simulator.client import (
+    DATA_TRANSFER_VENDOR,
+    FIRMWARE_VERSION,
+    MODEL,
+    VENDOR,
+    RecordingClient,
+    Setting,
+    readings,
+)
+from stations.ocpp.simulator.meter import Sample, ocpp_timestamp, utc_now
 
 TRIGGERABLE = frozenset(
     {
@@ -45,60 +36,12 @@ TRIGGERABLE = frozenset(
 
 def sampled_values(sample: Sample) -> list[dict]:
     """A Sample as 1.6 SampledValue elements (values are strings on the wire)."""
-    context = sample.context
-    values = [
-        {
-            "value": str(sample.energy_wh),
-            "context": context,
-            "measurand": "Energy.Active.Import.Register",
-            "location": "Outlet",
-            "unit": "Wh",
-        }
-    ]
-    if sample.power_w is not None:
-        values.append(
-            {
-                "value": str(sample.power_w),
-                "context": context,
-                "measurand": "Power.Active.Import",
-                "location": "Outlet",
-                "unit": "W",
-            }
-        )
-    if sample.current_a is not None:
-        values.extend(
-            {
-                "value": f"{amps:.1f}",
-                "context": context,
-                "measurand": "Current.Import",
-                "phase": phase,
-                "location": "Outlet",
-                "unit": "A",
-            }
-            for phase, amps in zip(PHASES, sample.current_a, strict=True)
-        )
-    if sample.voltage_v is not None:
-        values.extend(
-            {
-                "value": f"{volts:.1f}",
-                "context": context,
-                "measurand": "Voltage",
-                "phase": f"{phase}-N",
-                "location": "Outlet",
-                "unit": "V",
-            }
-            for phase, volts in zip(PHASES, sample.voltage_v, strict=True)
-        )
-    if sample.soc_percent is not None:
-        values.append(
-            {
-                "value": str(sample.soc_percent),
-                "context": context,
-                "measurand": "SoC",
-                "location": "EV",
-                "unit": "Percent",
-            }
-        )
+    values = []
+    for reading in readings(sample):
+        value = {"value": str(reading.value), "context": sample.context, "measurand": reading.measurand}
+        if reading.phase is not None:
+            value["phase"] = reading.phase
+        values.append({**value, "location": reading.location, "unit": reading.unit})
     return values
 
 
@@ -106,44 +49,36 @@ def meter_value(sample: Sample) -> dict:
     return {"timestamp": ocpp_timestamp(sample.timestamp), "sampledValue": sampled_values(sample)}
 
 
-@dataclass
-class ConfigKey:
-    value: str
-    readonly: bool = False
-    # "int", "bool" or "str": how ChangeConfiguration validates a new value.
-    kind: str = "str"
-
-
-def default_configuration(charger: SimulatedCharger) -> dict[str, ConfigKey]:
+def default_configuration(charger: SimulatedCharger) -> dict[str, Setting]:
     """The Core profile keys (OCPP 1.6 9.1) a charger typically reports, plus a few of the others."""
     measurands = "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC"
     return {
-        "AuthorizeRemoteTxRequests": ConfigKey("false", kind="bool"),
-        "ClockAlignedDataInterval": ConfigKey("0", kind="int"),
-        "ConnectionTimeOut": ConfigKey("60", kind="int"),
-        "GetConfigurationMaxKeys": ConfigKey("50", readonly=True, kind="int"),
-        "HeartbeatInterval": ConfigKey(str(int(charger.heartbeat_interval_s)), kind="int"),
-        "LocalAuthorizeOffline": ConfigKey("true", kind="bool"),
-        "LocalPreAuthorize": ConfigKey("false", kind="bool"),
-        "MeterValuesSampledData": ConfigKey(measurands),
+        "AuthorizeRemoteTxRequests": Setting("false", kind="bool"),
+        "ClockAlignedDataInterval": Setting("0", kind="int"),
+        "ConnectionTimeOut": Setting("60", kind="int"),
+        "GetConfigurationMaxKeys": Setting("50", readonly=True, kind="int"),
+        "HeartbeatInterval": Setting(str(int(charger.heartbeat_interval_s)), kind="int"),
+        "LocalAuthorizeOffline": Setting("true", kind="bool"),
+        "LocalPreAuthorize": Setting("false", kind="bool"),
+        "MeterValuesSampledData": Setting(measurands),
         # An integer on the wire; a sub-second simulator interval shows as 1.
-        "MeterValueSampleInterval": ConfigKey(str(max(1, math.ceil(charger.meter_interval_s))), kind="int"),
-        "NumberOfConnectors": ConfigKey(str(len(charger.connectors)), readonly=True, kind="int"),
-        "ResetRetries": ConfigKey("3", kind="int"),
-        "StopTransactionOnEVSideDisconnect": ConfigKey("true", kind="bool"),
-        "StopTransactionOnInvalidId": ConfigKey("true", kind="bool"),
-        "StopTxnSampledData": ConfigKey("Energy.Active.Import.Register,SoC"),
-        "SupportedFeatureProfiles": ConfigKey(
+        "MeterValueSampleInterval": Setting(str(max(1, math.ceil(charger.meter_interval_s))), kind="int"),
+        "NumberOfConnectors": Setting(str(len(charger.connectors)), readonly=True, kind="int"),
+        "ResetRetries": Setting("3", kind="int"),
+        "StopTransactionOnEVSideDisconnect": Setting("true", kind="bool"),
+        "StopTransactionOnInvalidId": Setting("true", kind="bool"),
+        "StopTxnSampledData": Setting("Energy.Active.Import.Register,SoC"),
+        "SupportedFeatureProfiles": Setting(
             "Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger",
             readonly=True,
         ),
-        "TransactionMessageAttempts": ConfigKey("3", kind="int"),
-        "TransactionMessageRetryInterval": ConfigKey("60", kind="int"),
-        "UnlockConnectorOnEVSideDisconnect": ConfigKey("true", kind="bool"),
-        "WebSocketPingInterval": ConfigKey("20", kind="int"),
-        "LocalAuthListEnabled": ConfigKey("true", kind="bool"),
-        "LocalAuthListMaxLength": ConfigKey("100", readonly=True, kind="int"),
-        "SendLocalListMaxLength": ConfigKey("100", readonly=True, kind="int"),
+        "TransactionMessageAttempts": Setting("3", kind="int"),
+        "TransactionMessageRetryInterval": Setting("60", kind="int"),
+        "UnlockConnectorOnEVSideDisconnect": Setting("true", kind="bool"),
+        "WebSocketPingInterval": Setting("20", kind="int"),
+        "LocalAuthListEnabled": Setting("true", kind="bool"),
+        "LocalAuthListMaxLength": Setting("100", readonly=True, kind="int"),
+        "SendLocalListMaxLength": Setting("100", readonly=True, kind="int"),
     }
 
 
@@ -151,72 +86,22 @@ def default_configuration(charger: SimulatedCharger) -> dict[str, ConfigKey]:
 class V16State:
     """What a 1.6 charger keeps across connections (its configuration, local list, reservations)."""
 
-    configuration: dict[str, ConfigKey]
+    configuration: dict[str, Setting]
     local_list_version: int = 0
     # reservation id -> connector id
     reservations: dict[int, int] = field(default_factory=dict)
     charging_profiles: set[int] = field(default_factory=set)
 
 
-class ChargerV16(ChargePoint):
+class ChargerV16(RecordingClient, ChargePoint):
     def __init__(self, charger: SimulatedCharger, connection: ClientConnection):
-        super().__init__(
-            charger.config.identity,
-            connection,
-            response_timeout=charger.config.response_timeout_s,
-            logger=wire_logger,
-        )
-        self.charger = charger
-        self.result = charger.result
+        super().__init__(charger, connection)
         state = charger.protocol_state.get("1.6")
         if state is None:
             state = charger.protocol_state["1.6"] = V16State(configuration=default_configuration(charger))
         self.state: V16State = state
-        # CALLERRORs received, by message id, until the call waiting for them picks them up.
-        self._call_errors: dict[str, object] = {}
         # RemoteStartTransaction: connector claimed in the handler, session begun in the @after hook.
         self._remote_starts: dict[str, object] = {}
-
-    # --- transport ------------------------------------------------------------------------------
-
-    async def serve(self) -> None:
-        await self.start()
-
-    async def _send(self, message: str) -> None:
-        self.result.messages_sent += 1
-        await super()._send(message)
-
-    async def route_message(self, raw_msg):
-        self.result.messages_received += 1
-        try:
-            msg = unpack(raw_msg)
-        except OCPPError:
-            msg = None  # the base class logs it
-        if msg is not None:
-            if msg.message_type_id == MessageType.CallError:
-                self._call_errors[msg.unique_id] = msg
-            elif msg.message_type_id == MessageType.Call:
-                self.result.calls_received[msg.action] += 1
-        await super().route_message(raw_msg)
-
-    async def _call(self, payload):
-        action = type(payload).__name__
-        unique_id = str(uuid.uuid4())
-        try:
-            return await self.call(payload, suppress=False, unique_id=unique_id)
-        except TimeoutError as exc:
-            text = f"{action}: no answer within {self._response_timeout:g} s"
-            self.result.errors.append(text)
-            raise CallFailed(text) from exc
-        except (OCPPError, UnknownCallErrorCodeError, TypeError) as exc:
-            error = self._call_errors.pop(unique_id, None)
-            if error is not None:
-                text = f"{action}: {error.error_code} {error.error_description}".rstrip()
-                self.result.call_errors.append(text)
-            else:
-                text = f"{action}: invalid answer ({type(exc).__name__}: {exc})"
-                self.result.errors.append(text)
-            raise CallFailed(text) from exc
 
     # --- charger -> CSMS --------------------------------------------------------------------------
 
@@ -257,14 +142,15 @@ class ChargerV16(ChargePoint):
         return result.id_tag_info["status"]
 
     async def start_transaction(
-        self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str
-    ) -> tuple[str, str]:
+        self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str, begin: Sample
+    ) -> StartResult:
+        # The Transaction.Begin reading is not part of StartTransaction: the flow sends it as MeterValues.
         result = await self._call(
             call.StartTransaction(
                 connector_id=connector_id, id_tag=id_tag, meter_start=meter_start_wh, timestamp=timestamp
             )
         )
-        return str(result.transaction_id), result.id_tag_info["status"]
+        return StartResult(str(result.transaction_id), result.id_tag_info["status"], meter_values=[])
 
     async def meter_values(
         self, *, connector_id: int, transaction_id: str | None, samples: list[Sample]
@@ -338,9 +224,9 @@ class ChargerV16(ChargePoint):
         entry = self.state.configuration.get(key)
         if entry is None:
             return call_result.ChangeConfiguration(status="NotSupported")
-        if entry.readonly or not _value_fits(entry.kind, value):
+        if entry.readonly or not entry.accepts(value):
             return call_result.ChangeConfiguration(status="Rejected")
-        entry.value = value.lower() if entry.kind == "bool" else value
+        entry.set(value)
         if key == "HeartbeatInterval":
             self.charger.set_heartbeat_interval(int(value))
         elif key == "MeterValueSampleInterval" and int(value) > 0:
@@ -387,9 +273,6 @@ class ChargerV16(ChargePoint):
             self.charger.spawn(self._call(call.DiagnosticsStatusNotification(status="Idle")))
         elif requested_message == "FirmwareStatusNotification":
             self.charger.spawn(self._call(call.FirmwareStatusNotification(status="Idle")))
-
-    async def _triggered_boot(self) -> None:
-        self.charger.boot_answered(await self.boot())
 
     @on(Action.unlock_connector)
     def on_unlock_connector(self, connector_id: int, **kwargs):
@@ -472,11 +355,3 @@ class ChargerV16(ChargePoint):
     @on(Action.update_firmware)
     def on_update_firmware(self, location: str, retrieve_date: str, **kwargs):
         return call_result.UpdateFirmware()
-
-
-def _value_fits(kind: str, value: str) -> bool:
-    if kind == "int":
-        return value.isdigit()
-    if kind == "bool":
-        return value.lower() in {"true", "false"}
-    return True

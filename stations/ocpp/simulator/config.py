@@ -4,6 +4,9 @@ from dataclasses import dataclass
 
 DEFAULT_IDENTITY_PREFIX = "SIM-"
 DEFAULT_ID_TAG = "SIM-TAG-0001"
+# FleetConfig.protocol: every other charger speaks 1.6, the others 2.0.1 (1.6 first).
+MIXED = "mixed"
+MIXED_VERSIONS = ("1.6", "2.0.1")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ChargerConfig:
 class FleetConfig:
     url: str
     stations: int = 1
+    # An OCPP version, or MIXED.
     protocol: str = "1.6"
     identity_prefix: str = DEFAULT_IDENTITY_PREFIX
     # Explicit identities win over prefix + count.
@@ -63,11 +67,17 @@ class FleetConfig:
             return list(self.identities)
         return [f"{self.identity_prefix}{i:03d}" for i in range(1, self.stations + 1)]
 
-    def charger(self, identity: str) -> ChargerConfig:
+    def protocol_of(self, index: int) -> str:
+        """The OCPP version of the charger at `index` (0-based) in identity_list()."""
+        if self.protocol == MIXED:
+            return MIXED_VERSIONS[index % len(MIXED_VERSIONS)]
+        return self.protocol
+
+    def charger(self, identity: str, index: int = 0) -> ChargerConfig:
         return ChargerConfig(
             url=self.url,
             identity=identity,
-            protocol=self.protocol,
+            protocol=self.protocol_of(index),
             password=self.password,
             connectors=self.connectors,
             sessions=self.sessions,

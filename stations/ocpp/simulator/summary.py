@@ -10,6 +10,8 @@ class SessionRecord:
     connector_id: int
     id_tag: str
     remote: bool = False
+    # 2.0.1 RequestStartTransaction.remoteStartId, echoed in TransactionEvent Started (F01.FR.25).
+    remote_start_id: int | None = None
     transaction_id: str | None = None
     meter_start_wh: int | None = None
     meter_stop_wh: int | None = None
@@ -19,9 +21,10 @@ class SessionRecord:
     # "completed", "failed", or "running" while in progress.
     status: str = "running"
     failure: str | None = None
-    # meterValue elements as sent in MeterValues (1.6: {"timestamp", "sampledValue": [...]}).
+    # meterValue elements as sent, {"timestamp", "sampledValue": [...]}: 1.6 MeterValues, 2.0.1
+    # TransactionEvent Started and Updated.
     meter_values: list[dict] = field(default_factory=list)
-    # Meter values sent with the stop (1.6 StopTransaction.transactionData).
+    # Meter values sent with the stop (1.6 StopTransaction.transactionData, 2.0.1 TransactionEvent Ended).
     transaction_data: list[dict] = field(default_factory=list)
 
     @property
@@ -38,6 +41,7 @@ class SessionRecord:
 @dataclass
 class ChargerResult:
     identity: str
+    protocol: str = "1.6"
     connected: bool = False
     # HTTP status when the handshake was refused (401, 404, ...).
     refused_status: int | None = None
@@ -114,10 +118,16 @@ class FleetSummary:
     def ok(self) -> bool:
         return not self.failed and self.sessions_failed == 0
 
+    @property
+    def protocols(self) -> dict[str, int]:
+        """Chargers per OCPP version, in the order the versions first appear."""
+        return dict(Counter(c.protocol for c in self.chargers))
+
     def as_dict(self) -> dict:
         return {
             "url": self.url,
             "protocol": self.protocol,
+            "protocols": self.protocols,
             "elapsed_s": round(self.elapsed_s, 3),
             "connected": self.connected,
             "failed": len(self.failed),
@@ -134,8 +144,11 @@ class FleetSummary:
         }
 
     def format(self, *, max_listed: int = 20) -> str:
+        versions = self.protocol
+        if len(self.protocols) > 1:
+            versions = ", ".join(f"{version} x{count}" for version, count in self.protocols.items())
         lines = [
-            f"Simulated {len(self.chargers)} charger(s), OCPP {self.protocol}, against {self.url} "
+            f"Simulated {len(self.chargers)} charger(s), OCPP {versions}, against {self.url} "
             f"in {self.elapsed_s:.1f} s",
             f"  chargers connected:  {self.connected}",
             f"  chargers failed:     {len(self.failed)}",

@@ -524,3 +524,11 @@ def test_firmware_and_log_status_mirrored_on_station(cp, station):
 def test_rel_10_error_codes_v201(cp, frame, code):
     answer = cp.feed(frame)
     assert answer[0] == 4 and answer[2] == code
+
+
+def test_events_without_evse_store_values_on_the_sessions_evse(cp):
+    cp.call("TransactionEvent", event("Started", 0, ts(0), wh=100), "a")
+    updated = event("Updated", 1, ts(30), wh=200)
+    del updated["evse"]  # only the first event of a transaction has to name the EVSE
+    assert cp.call("TransactionEvent", updated, "b") == [3, "b", {}]
+    assert list(MeterValue.objects.order_by("timestamp").values_list("evse_id", flat=True)) == [1, 1]
