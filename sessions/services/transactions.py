@@ -413,22 +413,6 @@ def transaction_event_record(
         return TransactionEventResult(session_id=session.pk, token=token, duplicate=True)
 
 
-def transaction_events_record_many(
-    *, items: list[tuple[TransactionEventRequest, int]]
-) -> list[TransactionEventResult | Exception]:
-    """Apply many (event, organisation id) pairs in one transaction (group commit, see
-    stations/ocpp/batching.py). Each event runs in its own savepoint: one that fails is reported, as its
-    exception, to its own charger only; the others commit."""
-    results: list[TransactionEventResult | Exception] = []
-    with transaction.atomic():
-        for request, organisation_id in items:
-            try:
-                results.append(transaction_event_record(request=request, organisation_id=organisation_id))
-            except Exception as exc:
-                results.append(exc)
-    return results
-
-
 @transaction.atomic
 def _transaction_event_apply(
     request: TransactionEventRequest, organisation_id: int

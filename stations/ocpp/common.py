@@ -4,8 +4,7 @@ with a fixed result. Version differences come in as the version's mapper."""
 from collections.abc import Callable
 from datetime import datetime
 
-from sessions.services.ingest import MeterValuesItem, meter_values_record_many
-from sessions.services.transactions import transaction_events_record_many
+from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
 from sessions.types import TransactionEventRequest, TransactionEventResult
 from stations.enums import SecurityEventKind
 from stations.ocpp.batching import GroupCommit

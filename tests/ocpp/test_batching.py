@@ -7,7 +7,7 @@ import pytest
 from django.utils import timezone
 
 from sessions.models import ChargingSession, TransactionEvent
-from sessions.services.transactions import transaction_events_record_many
+from sessions.services.ingest import transaction_events_record_many
 from sessions.types import TransactionEventRequest
 from stations.ocpp.batching import GroupCommit
 from tests.factories import ChargingStationFactory
@@ -93,3 +93,63 @@ def test_one_bad_transaction_event_fails_alone():
     )
     assert set(ChargingSession.objects.values_list("transaction_id", flat=True)) == {"A", "C"}
     assert TransactionEvent.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_updated_events_written_set_wise_with_duplicates_and_unknowns_decided_carefully():
+    from decimal import Decimal
+
+    from sessions.models import MeterValue
+    from sessions.types import Sample
+
+    station = ChargingStationFactory()
+    org = station.organisation_id
+    now = timezone.now()
+
+    def request(
+        tx: str, seq: int, event_type: str = "Updated", wh: int | None = None, state: str = "Charging"
+    ):
+        samples = (Sample(timestamp=now - timedelta(seconds=60 - seq), value=Decimal(wh)),) if wh else ()
+        return (
+            TransactionEventRequest(
+                station_id=station.pk,
+                transaction_id=tx,
+                seq_no=seq,
+                event_type=event_type,
+                trigger_reason="MeterValuePeriodic",
+                timestamp=now - timedelta(seconds=60 - seq),
+                received_at=now,
+                payload={"seqNo": seq},
+                evse_id=2 if event_type == "Started" else None,
+                connector_id=1,
+                samples=samples,
+                charging_state=state,
+            ),
+            org,
+        )
+
+    transaction_events_record_many(items=[request("A", 0, "Started", 1000), request("B", 0, "Started", 5000)])
+    results = transaction_events_record_many(
+        items=[
+            request("A", 1, wh=1500, state="SuspendedEV"),
+            request("B", 1, wh=5200),
+            request("B", 1, wh=5200),  # the same event twice in one batch (two connections)
+            request("GHOST", 4, wh=10),  # an Updated for a transaction never started: opened carefully
+        ]
+    )
+    assert [r.duplicate for r in results] == [False, False, True, False]
+    a, b = ChargingSession.objects.get(transaction_id="A"), ChargingSession.objects.get(transaction_id="B")
+    assert (a.meter_last_wh, a.charging_state, b.meter_last_wh, b.charging_state) == (
+        1500,
+        "SuspendedEV",
+        5200,
+        "Charging",
+    )
+    assert TransactionEvent.objects.filter(transaction_id="B").count() == 2
+    assert list(
+        MeterValue.objects.filter(session=a).order_by("timestamp").values_list("evse_id", "value")
+    ) == [
+        (2, Decimal("1000")),
+        (2, Decimal("1500")),
+    ]
+    assert ChargingSession.objects.filter(transaction_id="GHOST").count() == 1
