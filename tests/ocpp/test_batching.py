@@ -82,15 +82,7 @@ def test_one_bad_transaction_event_fails_alone():
 
     # seqNo -1 breaks the database's check on seq_no: that event's savepoint is rolled back.
     results = transaction_events_record_many(items=[event("A", 0), event("B", -1), event("C", 0)])
-    assert [type(r).__name__ for r in results] == [
-        "TransactionEventResult",
-        "IntegrityError",
-        "TransactionEventResult",
-    ] or (
-        not isinstance(results[0], Exception)
-        and isinstance(results[1], Exception)
-        and not isinstance(results[2], Exception)
-    )
+    assert [isinstance(r, Exception) for r in results] == [False, True, False]
     assert set(ChargingSession.objects.values_list("transaction_id", flat=True)) == {"A", "C"}
     assert TransactionEvent.objects.count() == 2
 
