@@ -228,6 +228,12 @@ def station_validate(
             security_profile=station.security_profile,
             has_password=bool(station.password_hash) or password is not None,
         )
+        if station.security_profile in (1, 2) and ":" in station.identity:
+            # The identity is the Basic-auth user-id, which cannot contain ':' (RFC 7617 section 2).
+            raise ValidationFailed(
+                f"Identity {station.identity!r} contains ':', so it cannot log in with HTTP Basic auth "
+                "(security profiles 1 and 2)."
+            )
     if station.site_id is not None and station.site.organisation_id != station.organisation_id:
         raise ValidationFailed(
             f"Site {station.site_id} belongs to another organisation than station {station.identity!r}."

@@ -84,7 +84,7 @@ def test_station_created_in_the_admin(world, admin_client_for):
     response = admin_client_for(world.operator_a).post(
         reverse("admin:stations_chargingstation_add"),
         {
-            "identity": "ADMIN-CP:1",
+            "identity": "ADMIN-CP-1",
             "name": "Made in admin",
             "organisation": world.org_a.pk,
             "site": world.site_a2.pk,
@@ -95,7 +95,7 @@ def test_station_created_in_the_admin(world, admin_client_for):
         },
     )
     assert response.status_code == 302
-    station = ChargingStation.objects.get(identity="ADMIN-CP:1")
+    station = ChargingStation.objects.get(identity="ADMIN-CP-1")
     assert (station.organisation_id, station.site_id, station.registration_status) == (
         world.org_a.pk,
         world.site_a2.pk,

@@ -124,7 +124,7 @@ def test_list_query_count_does_not_grow_with_stations(world, tenants, api):
 
 @pytest.mark.parametrize(
     "identity",
-    ["DE*ACME*E1234.5", "cp-01_main", "urn:station:7", "CP 7 (yard)", "Ünïcødé-ÇP", "x"],
+    ["DE*ACME*E1234.5", "cp-01_main", "CP 7 (yard)", "Ünïcødé-ÇP", "x"],
 )
 def test_create_and_fetch_identities_with_special_characters(world, api, identity):
     client = api(world.operator_a)
@@ -139,6 +139,31 @@ def test_create_and_fetch_identities_with_special_characters(world, api, identit
     fetched = client.get(f"/api/v1/stations/{quote(identity, safe='')}/")
     assert fetched.status_code == 200
     assert fetched.json()["identity"] == identity
+
+
+def test_identity_with_colon_only_without_basic_auth(world, api):
+    client = api(world.operator_a)
+    refused = client.post(
+        "/api/v1/stations/",
+        {"identity": "urn:station:7", "site": world.site_a1.pk, "password": "s3cret-pass"},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "detail": "Identity 'urn:station:7' contains ':', so it cannot log in with HTTP Basic auth "
+        "(security profiles 1 and 2)."
+    }
+    assert not ChargingStation.objects.filter(identity="urn:station:7").exists()
+    created = client.post(
+        "/api/v1/stations/",
+        {"identity": "urn:station:7", "site": world.site_a1.pk, "security_profile": 0},
+        format="json",
+    )
+    assert created.status_code == 201
+    assert (
+        client.get(f"/api/v1/stations/{quote('urn:station:7', safe='')}/").json()["identity"]
+        == "urn:station:7"
+    )
 
 
 def test_create_sets_everything_and_hashes_the_password(world, api):
