@@ -121,6 +121,12 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# Uploaded files (firmware images, charger diagnostics and logs). Never served as static files: firmware
+# goes out through a token URL, uploads only to users who may see the station.
+MEDIA_ROOT = Path(env_str("CPMS_MEDIA_ROOT", str(VAR_DIR / "media")))
+# The platform's address as chargers reach it: firmware download and diagnostics upload URLs are built
+# from it (chargers are on another network than the admin's browser).
+CPMS_PUBLIC_URL = env_str("CPMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
@@ -175,6 +181,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "purge-ocpp-message-log": {"task": "stations.tasks.message_log_purge", "schedule": 3600.0},
     "mark-silent-stations-offline": {"task": "stations.tasks.stations_mark_silent_offline", "schedule": 60.0},
+    "expire-commands": {"task": "stations.tasks.commands_expire", "schedule": 60.0},
 }
 
 # --- REST API ---------------------------------------------------------------------------------
@@ -204,6 +211,11 @@ OCPP_HEARTBEAT_INTERVAL_S = env_int("OCPP_HEARTBEAT_INTERVAL_S", 300)
 # A station that has sent nothing for this many heartbeat intervals is marked offline.
 OCPP_OFFLINE_AFTER_HEARTBEATS = env_float("OCPP_OFFLINE_AFTER_HEARTBEATS", 2.5)
 OCPP_CALL_TIMEOUT_S = env_float("OCPP_CALL_TIMEOUT_S", 30.0)
+# A command to a connected station that no server process has taken after this long fails (NotDelivered).
+OCPP_COMMAND_DELIVERY_S = env_float("OCPP_COMMAND_DELIVERY_S", 5.0)
+# Every server process looks for pending commands of the stations it holds this often (commands whose
+# channel-layer message was lost, from processes without a channel layer, and outbox commands).
+OCPP_COMMAND_POLL_S = env_float("OCPP_COMMAND_POLL_S", 1.0)
 OCPP_MAX_FRAME_BYTES = env_int("OCPP_MAX_FRAME_BYTES", 256 * 1024)
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 14)
 # "all" logs every frame, "none" none; the log is written in batches off the message path.

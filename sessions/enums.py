@@ -51,3 +51,12 @@ class AnomalyKind(models.TextChoices):
     DUPLICATE_STOP = "duplicate_stop", "Duplicate stop"
     METER_BACKWARDS = "meter_backwards", "Meter register went backwards"
     CLOCK_SKEW = "clock_skew", "Charger clock ahead of ours"
+
+
+class ReservationStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    ACCEPTED = "accepted", "Accepted by the charger"
+    REJECTED = "rejected", "Refused by the charger"
+    CANCELLED = "cancelled", "Cancelled"
+    USED = "used", "Used by a session"
+    EXPIRED = "expired", "Expired"

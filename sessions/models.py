@@ -1,8 +1,9 @@
+from django.conf import settings
 from django.db import models
 
 from accounts.models import Organisation
-from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, SessionStatus
-from stations.models import ChargingStation, Connector, Evse
+from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, ReservationStatus, SessionStatus
+from stations.models import ChargingStation, Command, Connector, Evse, Site
 
 
 class IdToken(models.Model):
@@ -19,6 +20,11 @@ class IdToken(models.Model):
     )
     owner_name = models.CharField(max_length=200, blank=True)
     owner_email = models.EmailField(blank=True)
+    # Where the token may charge: nowhere restricted when both are empty (the whole organisation).
+    allowed_sites = models.ManyToManyField(Site, blank=True, related_name="+")
+    allowed_stations = models.ManyToManyField(ChargingStation, blank=True, related_name="+")
+    # Sent to chargers in their local authorisation list (SendLocalList) when true.
+    in_local_list = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -176,3 +182,60 @@ class TransactionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.transaction_id}#{self.seq_no} {self.event_type}"
+
+
+class Reservation(models.Model):
+    """A connector (or EVSE, or any connector of a station) held for one id token until `expires_at`.
+    The OCPP reservationId is the row's primary key."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="reservations")
+    evse = models.ForeignKey(Evse, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    connector = models.ForeignKey(
+        Connector, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    id_token = models.ForeignKey(IdToken, on_delete=models.CASCADE, related_name="reservations")
+    expires_at = models.DateTimeField()
+    status = models.CharField(
+        max_length=16, choices=ReservationStatus.choices, default=ReservationStatus.REQUESTED
+    )
+    # What the charger answered (Accepted, Occupied, Faulted, Unavailable, Rejected) or reported later.
+    charger_status = models.CharField(max_length=32, blank=True)
+    command = models.ForeignKey(Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    session = models.ForeignKey(
+        ChargingSession, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "expires_at"], name="reservation_status_expiry")]
+
+
+class LocalListEntry(models.Model):
+    """One id token as a station holds it in its local authorisation list, after an accepted
+    SendLocalList: what we last sent, so that the next update can be differential."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="local_list_entries")
+    id_token = models.ForeignKey(IdToken, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(max_length=16, choices=IdTokenStatus.choices)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    group_value = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["station", "id_token"], name="locallistentry_unique_token")
+        ]
+
+
+class LocalListState(models.Model):
+    """A station's local list version as last confirmed (SendLocalList Accepted / GetLocalListVersion)."""
+
+    station = models.OneToOneField(ChargingStation, on_delete=models.CASCADE, related_name="local_list")
+    version = models.IntegerField(default=0)
+    reported_version = models.IntegerField(null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)

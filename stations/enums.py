@@ -72,3 +72,47 @@ class ConnectorType(models.TextChoices):
     TYPE1 = "cType1", "Type 1"
     SCHUKO = "sSchuko", "Schuko"
     UNKNOWN = "Unknown", "Unknown"
+
+
+class CommandStatus(models.TextChoices):
+    """Life of a CSMS->charger call. `pending` is written before anything is sent (the record is the
+    outbox); `sent` once a server process holding the connection claimed it and wrote the frame."""
+
+    PENDING = "pending", "Pending"
+    SENT = "sent", "Sent"
+    ANSWERED = "answered", "Answered"
+    FAILED = "failed", "Failed"
+    TIMED_OUT = "timed_out", "Timed out"
+
+
+class CommandSource(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    PORTAL = "portal", "Portal"
+    JOB = "job", "Bulk job"
+    SYSTEM = "system", "System"
+
+
+class JobKind(models.TextChoices):
+    CONFIGURATION = "configuration", "Configuration template"
+    FIRMWARE = "firmware", "Firmware update"
+    COMMAND = "command", "Bulk command"
+    READ_CONFIGURATION = "read_configuration", "Read configuration"
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class JobTargetStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    OK = "ok", "OK"
+    FAILED = "failed", "Failed"
+
+
+class UploadKind(models.TextChoices):
+    DIAGNOSTICS = "diagnostics", "Diagnostics (1.6 GetDiagnostics)"
+    LOG = "log", "Log (GetLog)"

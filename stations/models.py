@@ -1,14 +1,21 @@
+from django.conf import settings
 from django.db import models
 
 from accounts.models import Organisation
 from stations.enums import (
+    CommandSource,
+    CommandStatus,
     ConnectorStatus,
     ConnectorType,
+    JobKind,
+    JobStatus,
+    JobTargetStatus,
     MessageDirection,
     OcppVersion,
     RegistrationStatus,
     SecurityEventKind,
     StationEventKind,
+    UploadKind,
 )
 
 
@@ -262,3 +269,187 @@ class DeviceVariable(models.Model):
 
     def __str__(self) -> str:
         return f"{self.component}/{self.variable}[{self.attribute_type}]"
+
+
+class ConfigurationTemplate(models.Model):
+    """Settings applied to many stations at once. `settings` is, for OCPP 1.6, a list of
+    {"key", "value"} (ChangeConfiguration) and, for 2.0.1/2.1, a list of
+    {"component", "variable", "value", optional "attributeType", "componentInstance", "variableInstance",
+    "evseId", "connectorId"} (SetVariables)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="config_templates")
+    name = models.CharField(max_length=200)
+    protocol = models.CharField(max_length=16, choices=OcppVersion.choices)
+    settings = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organisation_id", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "name"], name="configtemplate_name_unique_per_org"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FirmwareFile(models.Model):
+    """A firmware image stored by the platform and served to chargers at an unguessable URL."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="firmware_files")
+    name = models.CharField(max_length=200)
+    version = models.CharField(max_length=50)
+    file = models.FileField(upload_to="firmware/")
+    size_bytes = models.BigIntegerField(default=0)
+    sha256 = models.CharField(max_length=64)
+    # Chargers download with this token in the URL: they cannot send our API credentials.
+    download_token = models.CharField(max_length=64, unique=True)
+    # Security whitepaper / 2.0.1 signed firmware: the signature and the PEM signing certificate.
+    signature = models.TextField(blank=True)
+    signing_certificate = models.TextField(blank=True)
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class CommandJob(models.Model):
+    """A bulk operation over many stations (configuration template, firmware campaign, one command to a
+    fleet), run by a Celery task in batches; progress is `done_count + failed_count` of `total`."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="command_jobs")
+    kind = models.CharField(max_length=24, choices=JobKind.choices)
+    action = models.CharField(max_length=64, blank=True)
+    request = models.JSONField(default=dict, blank=True)
+    template = models.ForeignKey(
+        ConfigurationTemplate, on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    firmware = models.ForeignKey(
+        FirmwareFile, on_delete=models.PROTECT, null=True, blank=True, related_name="jobs"
+    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    done_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk}"
+
+
+class CommandJobTarget(models.Model):
+    """One station of a bulk job, with its own outcome."""
+
+    job = models.ForeignKey(CommandJob, on_delete=models.CASCADE, related_name="targets")
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="job_targets")
+    status = models.CharField(max_length=16, choices=JobTargetStatus.choices, default=JobTargetStatus.PENDING)
+    detail = models.CharField(max_length=500, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id", "station_id"]
+        constraints = [models.UniqueConstraint(fields=["job", "station"], name="jobtarget_unique_station")]
+
+
+class Command(models.Model):
+    """One CSMS->charger OCPP call: who asked, what, when, and how it ended.
+
+    Written (status pending) before anything is sent, so a command never lives only in the channel
+    layer; the server process that holds the connection claims it (pending -> sent) exactly once."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="commands")
+    action = models.CharField(max_length=64)
+    request = models.JSONField()
+    status = models.CharField(max_length=16, choices=CommandStatus.choices, default=CommandStatus.PENDING)
+    response = models.JSONField(null=True, blank=True)
+    # A CALLERROR's code (as the charger spelt it), or ours: NotConnected, NotDelivered, Disconnected.
+    error_code = models.CharField(max_length=64, blank=True)
+    error_description = models.CharField(max_length=500, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    source = models.CharField(max_length=16, choices=CommandSource.choices, default=CommandSource.API)
+    job = models.ForeignKey(
+        CommandJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="commands"
+    )
+    timeout_s = models.FloatField()
+    # Outbox: a command for an offline station waits until this time for the station to connect.
+    queued_until = models.DateTimeField(null=True, blank=True)
+    unique_id = models.CharField(max_length=36, blank=True, help_text="OCPP message id of the CALL")
+    created_at = models.DateTimeField(db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["station", "created_at"], name="command_station_time"),
+            # Servers look for work with `status = 'pending'`: keep that lookup off the history.
+            models.Index(
+                fields=["station"], name="command_pending", condition=models.Q(status=CommandStatus.PENDING)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} -> {self.station_id} ({self.status})"
+
+    @property
+    def round_trip_ms(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.created_at).total_seconds() * 1000
+
+
+class FirmwareUpdate(models.Model):
+    """One station's firmware update (UpdateFirmware / SignedUpdateFirmware), followed by its status
+    notifications."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="firmware_updates")
+    firmware = models.ForeignKey(FirmwareFile, on_delete=models.PROTECT, related_name="updates")
+    job = models.ForeignKey(CommandJob, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    command = models.ForeignKey(Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    request_id = models.IntegerField(null=True, blank=True, help_text="2.0.1 requestId")
+    status = models.CharField(max_length=40, blank=True, help_text="Last FirmwareStatus reported")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class DiagnosticsUpload(models.Model):
+    """A diagnostics (1.6 GetDiagnostics) or log (GetLog) file the charger uploads to our upload URL."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="uploads")
+    kind = models.CharField(max_length=16, choices=UploadKind.choices)
+    command = models.ForeignKey(Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    request_id = models.IntegerField(null=True, blank=True, help_text="GetLog requestId")
+    upload_token = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=40, blank=True, help_text="Last upload status reported")
+    file = models.FileField(upload_to="uploads/", blank=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    size_bytes = models.BigIntegerField(default=0)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    uploaded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]

@@ -7,6 +7,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from stations.services.commands import commands_expire as expire_commands
 from stations.services.maintenance import message_log_purge as purge
 from stations.services.ocpp import stations_mark_silent_offline as mark_offline
 
@@ -24,3 +25,9 @@ def message_log_purge() -> int:
 @shared_task
 def stations_mark_silent_offline() -> int:
     return mark_offline()
+
+
+@shared_task
+def commands_expire() -> int:
+    """Fail commands nobody will finish (outbox past its time, issuer or holding process gone)."""
+    return expire_commands()

@@ -88,6 +88,7 @@ class ChargePoint:
         self._pending: dict[str, tuple[str, asyncio.Future]] = {}
         self._call_lock = asyncio.Lock()
         self._seen_written = 0.0
+        self._closed = False
 
     # --- incoming -------------------------------------------------------------------------------
     async def route_message(self, raw: str) -> None:
@@ -183,21 +184,27 @@ class ChargePoint:
         )
 
     # --- outgoing (CSMS -> charger) -------------------------------------------------------------
-    async def call(self, action: str, payload: dict, *, timeout: float | None = None) -> dict:
-        """Send a CALL and wait for its answer. Raises OcppError for a CALLERROR, TimeoutError on timeout.
+    async def call(
+        self, action: str, payload: dict, *, timeout: float | None = None, unique_id: str | None = None
+    ) -> dict:
+        """Send a CALL and wait for its answer. Raises OcppError for a CALLERROR, TimeoutError on timeout,
+        ConnectionError when the connection closes first.
 
-        One outstanding call per connection (OCPP-J: a sender waits for the answer before the next CALL).
+        One outstanding call per connection (OCPP-J: a sender waits for the answer before the next CALL);
+        the timeout counts from now, the wait for our turn included.
         """
         timeout = settings.OCPP_CALL_TIMEOUT_S if timeout is None else timeout
-        async with self._call_lock:
-            unique_id = str(uuid.uuid4())
+        async with asyncio.timeout(timeout), self._call_lock:
+            if self._closed:
+                raise ConnectionError("charger disconnected")
+            unique_id = unique_id or str(uuid.uuid4())
             future: asyncio.Future = asyncio.get_running_loop().create_future()
             self._pending[unique_id] = (action, future)
             try:
                 frame = framing.call(unique_id, action, payload)
                 self._log(MessageDirection.OUT, framing.CALL, unique_id, action, frame)
                 await self._send(frame)
-                return await asyncio.wait_for(future, timeout)
+                return await future
             finally:
                 self._pending.pop(unique_id, None)
 
@@ -218,6 +225,7 @@ class ChargePoint:
             future.set_exception(CallErrorReceived(message.error_code, message.description, message.details))
 
     def close(self) -> None:
+        self._closed = True
         for _action, future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("charger disconnected"))

@@ -7,7 +7,6 @@ process can reach the charger, and a newer connection of the same identity repla
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import uuid
 
@@ -16,14 +15,25 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
+from django.conf import settings
 from django.utils import timezone
 
-from stations.enums import SecurityEventKind
-from stations.ocpp.chargepoint import ChargePoint, StationContext, run_db
+from stations.enums import CommandStatus, SecurityEventKind
+from stations.ocpp import actions
+from stations.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
+from stations.ocpp.command_results import answer_hook
+from stations.ocpp.errors import OcppError
 from stations.ocpp.throttle import handshake_throttle
 from stations.ocpp.v16.handlers import V16ChargePoint
 from stations.ocpp.v21.handlers import V21ChargePoint
 from stations.ocpp.v201.handlers import V201ChargePoint
+from stations.services.commands import (
+    DISCONNECTED,
+    command_claim,
+    command_finish,
+    command_pending_for,
+    station_group,
+)
 from stations.services.credentials import basic_auth_parse, password_hash_check
 from stations.services.ocpp import (
     security_event_record,
@@ -47,17 +57,48 @@ LAYER_TIMEOUT_S = 3.0
 LAYER_RETRY_S = 5.0
 
 
-def station_group(identity: str) -> str:
-    """Channel-layer group of a station. Group names allow only [A-Za-z0-9._-] and < 100 characters,
-    identities allow more, so the group is named by a hash of the identity."""
-    return "ocpp.station." + hashlib.sha256(identity.encode()).hexdigest()[:40]
-
-
 def negotiate(offered: list[str]) -> str | None:
     for protocol in offered:
         if protocol in CHARGE_POINTS:
             return protocol
     return None
+
+
+class CommandPoller:
+    """Per server process: the stations whose connection this process holds, and a loop that sends
+    them the pending commands the channel layer did not bring (see stations.services.commands)."""
+
+    def __init__(self):
+        self.consumers: dict[int, OcppConsumer] = {}
+        self._task: asyncio.Task | None = None
+
+    def hold(self, station_id: int, consumer: "OcppConsumer") -> None:
+        self.consumers[station_id] = consumer
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
+
+    def release(self, station_id: int, consumer: "OcppConsumer") -> None:
+        if self.consumers.get(station_id) is consumer:
+            del self.consumers[station_id]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.OCPP_COMMAND_POLL_S)
+            if not self.consumers:
+                continue
+            try:
+                pending = await run_db(command_pending_for, station_ids=list(self.consumers))
+            except Exception:
+                logger.exception("looking for pending commands failed")
+                continue
+            for command_id, station_id in pending:
+                consumer = self.consumers.get(station_id)
+                if consumer is not None:
+                    consumer.command_start(command_id, reply_to=None)
+
+
+command_poller = CommandPoller()
 
 
 class OcppConsumer(AsyncWebsocketConsumer):
@@ -177,7 +218,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
             ),
             send=self._send_text,
         )
+        self._commands: dict[int, asyncio.Task] = {}
         await self.accept(protocol)
+        command_poller.hold(station.station_id, self)
 
     async def _layer(self, method: str, *args) -> None:
         """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
@@ -227,9 +270,82 @@ class OcppConsumer(AsyncWebsocketConsumer):
             logger.info("%s: replaced by a newer connection", self.cp.station.identity)
             await self.close(code=1000)
 
+    # --- remote commands (stations.services.commands) -----------------------------------------------
+    async def ocpp_command(self, event):
+        self.command_start(event["command_id"], reply_to=event.get("reply_to"))
+
+    def command_start(self, command_id: int, *, reply_to: str | None) -> None:
+        """Send a command as a task of its own: this consumer must keep reading frames, the answer among
+        them (STYLE.md: never await a CSMS->charger call inside the consumer's message handling)."""
+        if self.cp is None or command_id in self._commands:
+            return
+        self._commands[command_id] = asyncio.ensure_future(self._command_run(self.cp, command_id, reply_to))
+
+    async def _command_run(self, cp: ChargePoint, command_id: int, reply_to: str | None) -> None:
+        try:
+            unique_id = str(uuid.uuid4())
+            command = await run_db(
+                command_claim, command_id=command_id, station_id=cp.station.station_id, unique_id=unique_id
+            )
+            if command is None:
+                return  # another process or task took it, or it was given up
+            outcome = await self._command_call(cp, command, unique_id)
+            await run_db(command_finish, command_id=command_id, **outcome)
+        except Exception:
+            logger.exception("%s: command %s failed", cp.station.identity, command_id)
+        finally:
+            self._commands.pop(command_id, None)
+            if reply_to:
+                await self._layer("send", reply_to, {"type": "ocpp.command.done", "command_id": command_id})
+
+    @staticmethod
+    async def _command_call(cp: ChargePoint, command, unique_id: str) -> dict:
+        try:
+            response = await cp.call(
+                command.action, command.request, timeout=command.timeout_s, unique_id=unique_id
+            )
+        except CallErrorReceived as exc:
+            return {
+                "status": CommandStatus.FAILED,
+                "response": {
+                    "errorCode": exc.code,
+                    "errorDescription": exc.description,
+                    "errorDetails": exc.details,
+                },
+                "error_code": exc.code,
+                "error_description": exc.description or exc.code,
+            }
+        except TimeoutError:
+            return {
+                "status": CommandStatus.TIMED_OUT,
+                "error_code": "Timeout",
+                "error_description": f"No answer within {command.timeout_s:g} s.",
+            }
+        except ConnectionError:
+            return {
+                "status": CommandStatus.FAILED,
+                "error_code": DISCONNECTED,
+                "error_description": "The connection closed before the charger answered.",
+            }
+        try:
+            actions.response_validate(protocol=cp.version, action=command.action, payload=response)
+        except OcppError as exc:
+            return {
+                "status": CommandStatus.FAILED,
+                "response": response,
+                "error_code": "InvalidResponse",
+                "error_description": f"The charger's answer does not match the schema: {exc.description}",
+            }
+        return {
+            "status": CommandStatus.ANSWERED,
+            "response": response,
+            "on_answer": answer_hook(cp.version, command.action),
+        }
+
     async def disconnect(self, code):
         if self.cp is None:
             return
+        command_poller.release(self.cp.station.station_id, self)
         self.cp.close()
         await self._layer("group_discard", self.group, self.channel_name)
         await run_db(

@@ -1,0 +1,298 @@
+"""Remote commands: CSMS->charger OCPP calls, issued from any process (API, admin, Celery).
+
+How a command travels:
+1. `command_create` writes the record (status `pending`) and commits. The record is the outbox: nothing
+   lives only in the channel layer.
+2. The issuer sends `{"type": "ocpp.command", "command_id", "reply_to"}` to the station's channel-layer
+   group (the fast path). Every server process also polls for pending commands of the stations it holds
+   (`command_pending_for`, once a second), which delivers commands when Redis lost the message, when the
+   issuer had no channel layer (a Celery worker in embedded mode) and outbox commands once their station
+   connects.
+3. The process that holds the connection claims the command (`command_claim`: pending -> sent, exactly
+   once), sends the CALL, and records the answer (`command_finish`: sent -> answered / failed / timed_out),
+   then tells `reply_to`.
+4. The issuer waits for that word (or polls the record) and returns the final record.
+
+Caller errors (unknown station, not allowed) are the caller's to check; this module records what happened.
+"""
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from stations.enums import CommandSource, CommandStatus
+from stations.models import ChargingStation, Command, CommandJob
+
+logger = logging.getLogger(__name__)
+
+# error_code values of our own (a charger's CALLERROR code is stored as it spelt it).
+NOT_CONNECTED = "NotConnected"
+NOT_DELIVERED = "NotDelivered"
+DISCONNECTED = "Disconnected"
+LOST = "Lost"
+
+FINAL_STATUSES = frozenset({CommandStatus.ANSWERED, CommandStatus.FAILED, CommandStatus.TIMED_OUT})
+# After its timeout, a sent command is given this long for the holding process to record the outcome
+# before anyone else declares it lost.
+FINISH_GRACE_S = 5.0
+LAYER_TIMEOUT_S = 3.0
+# How often a waiting issuer re-reads the record: often without a channel layer (nothing will tell it),
+# rarely with one (only to notice a lost message).
+POLL_WITH_LAYER_S = 1.0
+POLL_WITHOUT_LAYER_S = 0.2
+
+# Given (command, response) inside the transaction that records an answer: applies what the answer means
+# to the domain (configuration read into the database, a reservation accepted...).
+AnswerHook = Callable[[Command, dict], None]
+
+
+def station_group(identity: str) -> str:
+    """Channel-layer group of a station. Group names allow only [A-Za-z0-9._-] and < 100 characters,
+    identities allow more, so the group is named by a hash of the identity."""
+    return "ocpp.station." + hashlib.sha256(identity.encode()).hexdigest()[:40]
+
+
+def command_create(
+    *,
+    station: ChargingStation,
+    action: str,
+    request: dict,
+    user: User | None = None,
+    source: str = CommandSource.API,
+    timeout_s: float | None = None,
+    queue_for_s: float | None = None,
+    job: CommandJob | None = None,
+) -> Command:
+    """Record a command. For a station that is not connected it is recorded as failed (NotConnected),
+    unless `queue_for_s` asks for it to wait in the outbox that long for the station to connect."""
+    now = timezone.now()
+    fields = {
+        "station": station,
+        "action": action,
+        "request": request,
+        "requested_by": user,
+        "source": source,
+        "job": job,
+        "timeout_s": settings.OCPP_CALL_TIMEOUT_S if timeout_s is None else timeout_s,
+        "created_at": now,
+    }
+    if queue_for_s:
+        fields["queued_until"] = now + timedelta(seconds=queue_for_s)
+    elif not station.is_connected:
+        fields.update(
+            status=CommandStatus.FAILED,
+            error_code=NOT_CONNECTED,
+            error_description=f"Station {station.identity} is not connected.",
+            finished_at=now,
+        )
+    return Command.objects.create(**fields)
+
+
+def command_claim(*, command_id: int, station_id: int, unique_id: str) -> Command | None:
+    """pending -> sent, for the process that holds the station's connection. None when someone else
+    claimed it first, or it was given up meanwhile: then it must not be sent."""
+    claimed = Command.objects.filter(
+        pk=command_id, station_id=station_id, status=CommandStatus.PENDING
+    ).update(status=CommandStatus.SENT, sent_at=timezone.now(), unique_id=unique_id)
+    return Command.objects.get(pk=command_id) if claimed == 1 else None
+
+
+def command_finish(
+    *,
+    command_id: int,
+    status: str,
+    response: dict | None = None,
+    error_code: str = "",
+    error_description: str = "",
+    expected: str = CommandStatus.SENT,
+    on_answer: AnswerHook | None = None,
+) -> bool:
+    """Record the outcome once: `expected` -> `status`. False if the command was no longer `expected`
+    (another party finished it). `on_answer` runs in the same transaction for an answered command."""
+    with transaction.atomic():
+        finished = Command.objects.filter(pk=command_id, status=expected).update(
+            status=status,
+            response=response,
+            error_code=error_code,
+            error_description=error_description[:500],
+            finished_at=timezone.now(),
+        )
+        if finished == 1 and status == CommandStatus.ANSWERED and on_answer is not None:
+            on_answer(Command.objects.select_related("station").get(pk=command_id), response or {})
+    return finished == 1
+
+
+def command_pending_for(*, station_ids: Iterable[int]) -> list[tuple[int, int]]:
+    """(command id, station id) of pending commands among these stations, oldest first. The partial index
+    on pending commands keeps this cheap however long the history is."""
+    wanted = set(station_ids)
+    if not wanted:
+        return []
+    pending = (
+        Command.objects.filter(status=CommandStatus.PENDING).order_by("id").values_list("id", "station_id")
+    )
+    return [(pk, station_id) for pk, station_id in pending if station_id in wanted]
+
+
+def commands_expire(*, now=None) -> int:
+    """Give up what nobody will finish: outbox commands past `queued_until`, pending commands nobody
+    claimed (their issuer is gone), sent commands whose server process died before recording the answer."""
+    now = now or timezone.now()
+    delivery = timedelta(seconds=settings.OCPP_COMMAND_DELIVERY_S + FINISH_GRACE_S)
+    expired = Command.objects.filter(
+        status=CommandStatus.PENDING, queued_until__isnull=False, queued_until__lt=now
+    ).update(
+        status=CommandStatus.FAILED,
+        error_code=NOT_DELIVERED,
+        error_description="The station did not connect before the command's queue time ran out.",
+        finished_at=now,
+    )
+    expired += Command.objects.filter(
+        status=CommandStatus.PENDING, queued_until__isnull=True, created_at__lt=now - delivery
+    ).update(
+        status=CommandStatus.FAILED,
+        error_code=NOT_DELIVERED,
+        error_description="No server process holding the station's connection took the command.",
+        finished_at=now,
+    )
+    # Each command's own timeout decides: a coarse bound in SQL, the exact one per row.
+    for pk, sent_at, timeout_s in Command.objects.filter(
+        status=CommandStatus.SENT, sent_at__lt=now - timedelta(seconds=FINISH_GRACE_S)
+    ).values_list("id", "sent_at", "timeout_s"):
+        if sent_at + timedelta(seconds=timeout_s + FINISH_GRACE_S) < now:
+            expired += command_finish(
+                command_id=pk,
+                status=CommandStatus.TIMED_OUT,
+                error_code=LOST,
+                error_description="No outcome was recorded: the server process holding the connection "
+                "stopped while waiting for the answer.",
+            )
+    return expired
+
+
+# --- issuing and waiting --------------------------------------------------------------------------
+
+
+def command_execute(**kwargs) -> Command:
+    """`command_execute_async` for synchronous callers (API views, admin actions, Celery tasks)."""
+    return async_to_sync(command_execute_async)(**kwargs)
+
+
+async def command_execute_async(
+    *,
+    station: ChargingStation,
+    action: str,
+    request: dict,
+    user: User | None = None,
+    source: str = CommandSource.API,
+    timeout_s: float | None = None,
+    queue_for_s: float | None = None,
+    job: CommandJob | None = None,
+) -> Command:
+    """Record a command, have it sent by whichever process holds the station, wait for the outcome.
+
+    Returns the final record (answered, failed, timed out), or a pending one when it waits in the outbox
+    (`queue_for_s`) for the station to connect.
+    """
+    command = await _db(
+        command_create,
+        station=station,
+        action=action,
+        request=request,
+        user=user,
+        source=source,
+        timeout_s=timeout_s,
+        queue_for_s=queue_for_s,
+        job=job,
+    )
+    if command.status != CommandStatus.PENDING:
+        return command
+    if not station.is_connected:
+        return command  # queued for a station that is offline: the poller sends it when it connects
+    layer = get_channel_layer()
+    reply_to = None
+    if layer is not None:
+        try:
+            reply_to = await asyncio.wait_for(layer.new_channel(), LAYER_TIMEOUT_S)
+            await asyncio.wait_for(
+                layer.group_send(
+                    station_group(station.identity),
+                    {"type": "ocpp.command", "command_id": command.pk, "reply_to": reply_to},
+                ),
+                LAYER_TIMEOUT_S,
+            )
+        except Exception:
+            logger.warning(
+                "channel layer unavailable; command %s goes by the database", command.pk, exc_info=True
+            )
+            reply_to = None
+    return await _command_wait(command, layer if reply_to else None, reply_to)
+
+
+async def _command_wait(command: Command, layer, reply_to: str | None) -> Command:
+    loop = asyncio.get_running_loop()
+    delivery_deadline = loop.time() + settings.OCPP_COMMAND_DELIVERY_S
+    poll = POLL_WITH_LAYER_S if reply_to else POLL_WITHOUT_LAYER_S
+    word: asyncio.Future | None = None
+    try:
+        while True:
+            if reply_to is not None:
+                # One long-lived receive: cancelling a pubsub receive would unsubscribe the channel.
+                if word is None:
+                    word = asyncio.ensure_future(layer.receive(reply_to))
+                done, _ = await asyncio.wait({word}, timeout=poll)
+                if done:
+                    if word.exception() is not None:
+                        logger.warning("reply channel failed: %s; polling", word.exception())
+                        reply_to, poll = None, POLL_WITHOUT_LAYER_S
+                    word = None
+            else:
+                await asyncio.sleep(poll)
+            current = await _db(_command_reload, pk=command.pk)
+            if current.status in FINAL_STATUSES:
+                return current
+            if current.status == CommandStatus.PENDING and loop.time() >= delivery_deadline:
+                if current.queued_until is not None:
+                    return current  # stays in the outbox
+                if await _db(
+                    command_finish,
+                    command_id=command.pk,
+                    status=CommandStatus.FAILED,
+                    error_code=NOT_DELIVERED,
+                    error_description="The station is marked connected, but no server process holding "
+                    "its connection took the command.",
+                    expected=CommandStatus.PENDING,
+                ):
+                    return await _db(_command_reload, pk=command.pk)
+            if current.status == CommandStatus.SENT and current.sent_at is not None:
+                limit = current.sent_at + timedelta(seconds=current.timeout_s + FINISH_GRACE_S)
+                if timezone.now() > limit and await _db(
+                    command_finish,
+                    command_id=command.pk,
+                    status=CommandStatus.TIMED_OUT,
+                    error_code=LOST,
+                    error_description="No outcome was recorded by the server process holding the connection.",
+                ):
+                    return await _db(_command_reload, pk=command.pk)
+    finally:
+        if word is not None:
+            word.cancel()
+
+
+def _command_reload(*, pk: int) -> Command:
+    return Command.objects.select_related("station", "requested_by").get(pk=pk)
+
+
+def _db(func, /, **kwargs):
+    # thread_sensitive: from a synchronous caller (a view, a test) this runs on the caller's own thread
+    # and database connection.
+    return sync_to_async(func, thread_sensitive=True)(**kwargs)
