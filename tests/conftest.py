@@ -14,6 +14,9 @@ from tests.factories import (
 )
 
 
+pytest_plugins = ["tests.commands"]
+
+
 @dataclass
 class World:
     org_a: object

@@ -1,4 +1,4 @@
-from django.urls import path, register_converter
+from django.urls import include, path, register_converter
 
 from stations.api.views import (
     SecurityEventListApi,
@@ -54,4 +54,6 @@ urlpatterns = [
         name="station-status-history",
     ),
     path("security-events/", SecurityEventListApi.as_view(), name="security-event-list"),
+    path("", include("stations.api.urls_operations")),
+    path("", include("stations.api.urls_firmware")),
 ]

@@ -1,0 +1,3 @@
+"""Plain HTTP endpoints for chargers (not the API): firmware downloads and diagnostics/log uploads."""
+
+urlpatterns: list = []

@@ -1,0 +1,62 @@
+"""A fake charger for tests of code that issues commands: `fake_charger.answers[action] = response` (a dict,
+a `CallError(...)`, or `TIMEOUT`), and every command is claimed, answered and finished through the real
+services (answer hooks included); only the WebSocket is skipped. The consumer and e2e tests cover that."""
+
+from dataclasses import dataclass, field
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from stations.enums import CommandStatus
+from stations.ocpp.command_results import answer_hook
+from stations.services import commands
+
+
+@dataclass(frozen=True)
+class CallError:
+    code: str
+    description: str = ""
+
+
+TIMEOUT = object()
+
+
+@dataclass
+class FakeCharger:
+    answers: dict = field(default_factory=dict)
+    received: list[tuple[str, str, dict]] = field(default_factory=list)  # (identity, action, request)
+
+    def finish(self, command) -> None:
+        self.received.append((command.station.identity, command.action, command.request))
+        claimed = commands.command_claim(command_id=command.pk, station_id=command.station_id, unique_id="fake-1")
+        assert claimed is not None
+        answer = self.answers.get(command.action, {"status": "Accepted"})
+        if answer is TIMEOUT:
+            outcome = {"status": CommandStatus.TIMED_OUT, "error_code": "Timeout", "error_description": "no answer"}
+        elif isinstance(answer, CallError):
+            outcome = {
+                "status": CommandStatus.FAILED,
+                "error_code": answer.code,
+                "error_description": answer.description or answer.code,
+                "response": {"errorCode": answer.code, "errorDescription": answer.description, "errorDetails": {}},
+            }
+        else:
+            version = command.station.protocol.removeprefix("ocpp")
+            outcome = {
+                "status": CommandStatus.ANSWERED,
+                "response": answer,
+                "on_answer": answer_hook(version, command.action),
+            }
+        commands.command_finish(command_id=command.pk, **outcome)
+
+
+@pytest.fixture
+def fake_charger(monkeypatch) -> FakeCharger:
+    charger = FakeCharger()
+
+    async def transport(command, station):
+        await sync_to_async(charger.finish)(command)
+        return await sync_to_async(commands._command_reload)(pk=command.pk)
+
+    monkeypatch.setattr(commands, "_transport", transport)
+    return charger
