@@ -19,9 +19,10 @@ from accounts.models import User
 from accounts.selectors import site_scope_q, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
-from stations.enums import OcppVersion, RegistrationStatus, SecurityEventKind, StationEventKind
+from stations.enums import CommandStatus, OcppVersion, RegistrationStatus, SecurityEventKind, StationEventKind
 from stations.models import (
     ChargingStation,
+    Command,
     Connector,
     DeviceVariable,
     Evse,
@@ -184,3 +185,36 @@ def status_change_list(
 ) -> QuerySet[StatusChange]:
     qs = StatusChange.objects.filter(station=station).order_by("-received_at", "-id")
     return filters_apply(StatusChangeFilter, filters, qs)
+
+
+# --- remote commands ---------------------------------------------------------------------------------
+
+
+class CommandFilter(django_filters.FilterSet):
+    action = django_filters.CharFilter(field_name="action")
+    status = django_filters.ChoiceFilter(choices=CommandStatus.choices)
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Command
+        fields = ["action", "status", "created_after", "created_before"]
+
+
+def command_list(
+    *, user: User, station: ChargingStation | None = None, filters: Mapping[str, Any] | None = None
+) -> QuerySet[Command]:
+    """Commands to the stations the user may see, newest first."""
+    commands = Command.objects.select_related("station", "requested_by").filter(
+        station_scope_q(user=user, prefix="station__")
+    )
+    if station is not None:
+        commands = commands.filter(station=station)
+    return filters_apply(CommandFilter, filters, commands)
+
+
+def command_access(*, user: User, pk: int) -> Command:
+    command = command_list(user=user).filter(pk=pk).first()
+    if command is None:
+        raise NotFound(f"Command {pk} not found.")
+    return command

@@ -1,5 +1,6 @@
 from django.urls import include, path, register_converter
 
+from stations.api.commands import CommandDetailApi, CommandListApi, StationCommandListApi, StationOcppCallApi
 from stations.api.views import (
     SecurityEventListApi,
     SiteDetailApi,
@@ -54,6 +55,18 @@ urlpatterns = [
         name="station-status-history",
     ),
     path("security-events/", SecurityEventListApi.as_view(), name="security-event-list"),
+    path(
+        "stations/<station_identity:identity>/ocpp/<str:action>/",
+        StationOcppCallApi.as_view(),
+        name="station-ocpp-call",
+    ),
+    path(
+        "stations/<station_identity:identity>/commands/",
+        StationCommandListApi.as_view(),
+        name="station-command-list",
+    ),
+    path("commands/", CommandListApi.as_view(), name="command-list"),
+    path("commands/<int:pk>/", CommandDetailApi.as_view(), name="command-detail"),
     path("", include("stations.api.urls_operations")),
     path("", include("stations.api.urls_firmware")),
 ]
