@@ -204,6 +204,20 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Many models have a "status" or "kind": name each choice set after its enum.
+    "ENUM_NAME_OVERRIDES": {
+        "CommandStatusEnum": "stations.enums.CommandStatus",
+        "CommandSourceEnum": "stations.enums.CommandSource",
+        "JobKindEnum": "stations.enums.JobKind",
+        "JobStatusEnum": "stations.enums.JobStatus",
+        "JobTargetStatusEnum": "stations.enums.JobTargetStatus",
+        "UploadKindEnum": "stations.enums.UploadKind",
+        "StationEventKindEnum": "stations.enums.StationEventKind",
+        "SecurityEventKindEnum": "stations.enums.SecurityEventKind",
+        "SessionStatusEnum": "sessions.enums.SessionStatus",
+        "ReservationStatusEnum": "sessions.enums.ReservationStatus",
+        "IdTokenStatusEnum": "sessions.enums.IdTokenStatus",
+    },
 }
 
 # --- OCPP -------------------------------------------------------------------------------------

@@ -12,17 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 import django_filters
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import site_scope_q, station_scope_q, user_can
-from cpms.errors import NotFound, PermissionDenied
+from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
+from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from cpms.filters import filters_apply
 from stations.enums import CommandStatus, OcppVersion, RegistrationStatus, SecurityEventKind, StationEventKind
 from stations.models import (
     ChargingStation,
     Command,
+    CommandJob,
+    ConfigurationTemplate,
     Connector,
     DeviceVariable,
     Evse,
@@ -218,3 +220,63 @@ def command_access(*, user: User, pk: int) -> Command:
     if command is None:
         raise NotFound(f"Command {pk} not found.")
     return command
+
+
+# --- bulk jobs and configuration templates (organisation-wide: site hosts have none) -----------------
+
+
+def _org_scope(user: User, capability: str = Capability.VIEW) -> Q:
+    return (
+        Q()
+        if user.is_superuser
+        else Q(organisation_id__in=organisation_ids_with(user=user, capability=capability))
+    )
+
+
+def configuration_template_list(*, user: User) -> QuerySet[ConfigurationTemplate]:
+    return ConfigurationTemplate.objects.filter(_org_scope(user)).select_related("organisation")
+
+
+def configuration_template_access(
+    *, user: User, pk: int, capability: str = Capability.VIEW
+) -> ConfigurationTemplate:
+    template = configuration_template_list(user=user).filter(pk=pk).first()
+    if template is None:
+        raise NotFound(f"Configuration template {pk} not found.")
+    if capability != Capability.VIEW and not user_can(
+        user=user, capability=capability, organisation_id=template.organisation_id
+    ):
+        raise PermissionDenied(f"You may not {capability} configuration template {pk}.")
+    return template
+
+
+def command_job_list(*, user: User) -> QuerySet[CommandJob]:
+    return CommandJob.objects.filter(_org_scope(user)).select_related("created_by", "template", "firmware")
+
+
+def command_job_access(*, user: User, pk: int) -> CommandJob:
+    job = command_job_list(user=user).filter(pk=pk).first()
+    if job is None:
+        raise NotFound(f"Job {pk} not found.")
+    return job
+
+
+def stations_for_command(
+    *, user: User, organisation_id: int, identities: list[str] | None = None, site_id: int | None = None
+) -> list[ChargingStation]:
+    """The stations named (by identity, or all of a site) that `user` may command in `organisation_id`.
+    Any name that is not such a station is an error, so a job never silently covers fewer stations."""
+    stations = ChargingStation.objects.filter(
+        station_scope_q(user=user, capability=Capability.COMMAND), organisation_id=organisation_id
+    )
+    if site_id is not None:
+        found = list(stations.filter(site_id=site_id).order_by("identity"))
+        if not found:
+            raise ValidationFailed(f"No station you may command at site {site_id}.")
+        return found
+    wanted = list(dict.fromkeys(identities or []))
+    found = {s.identity: s for s in stations.filter(identity__in=wanted)}
+    missing = [identity for identity in wanted if identity not in found]
+    if missing:
+        raise ValidationFailed(f"Not stations you may command here: {', '.join(missing)}.")
+    return [found[identity] for identity in wanted]

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from stations.services.commands import commands_expire as expire_commands
+from stations.services.jobs import command_job_run as run_job
 from stations.services.maintenance import message_log_purge as purge
 from stations.services.ocpp import stations_mark_silent_offline as mark_offline
 
@@ -31,3 +32,11 @@ def stations_mark_silent_offline() -> int:
 def commands_expire() -> int:
     """Fail commands nobody will finish (outbox past its time, issuer or holding process gone)."""
     return expire_commands()
+
+
+@shared_task(acks_late=True)
+def command_job_run(job_id: int) -> dict:
+    """Run a bulk command job (configuration template, read configuration, fleet command); a rerun
+    continues where a killed worker stopped."""
+    job = run_job(job_id=job_id)
+    return {"job": job.pk, "status": job.status, "done": job.done_count, "failed": job.failed_count}

@@ -1,6 +1,14 @@
 from django.urls import include, path, register_converter
 
 from stations.api.commands import CommandDetailApi, CommandListApi, StationCommandListApi, StationOcppCallApi
+from stations.api.jobs import (
+    JobDetailApi,
+    JobListApi,
+    ReadConfigurationApi,
+    TemplateApplyApi,
+    TemplateDetailApi,
+    TemplateListApi,
+)
 from stations.api.views import (
     SecurityEventListApi,
     SiteDetailApi,
@@ -67,6 +75,18 @@ urlpatterns = [
     ),
     path("commands/", CommandListApi.as_view(), name="command-list"),
     path("commands/<int:pk>/", CommandDetailApi.as_view(), name="command-detail"),
+    path("configuration-templates/", TemplateListApi.as_view(), name="configuration-template-list"),
+    path(
+        "configuration-templates/<int:pk>/", TemplateDetailApi.as_view(), name="configuration-template-detail"
+    ),
+    path(
+        "configuration-templates/<int:pk>/apply/",
+        TemplateApplyApi.as_view(),
+        name="configuration-template-apply",
+    ),
+    path("jobs/", JobListApi.as_view(), name="job-list"),
+    path("jobs/read-configuration/", ReadConfigurationApi.as_view(), name="job-read-configuration"),
+    path("jobs/<int:pk>/", JobDetailApi.as_view(), name="job-detail"),
     path("", include("stations.api.urls_operations")),
     path("", include("stations.api.urls_firmware")),
 ]

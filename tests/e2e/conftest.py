@@ -5,6 +5,7 @@ Its output goes to a log file whose tail is printed when a test fails (pytest sh
 "Captured stdout teardown").
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -113,9 +114,9 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=SERVER_STOP_TIMEOUT_S)
 
 
-@pytest.fixture
-def cpms_server(request, transactional_db, tmp_path) -> Iterator[LiveCsms]:
-    """`python -m cpms.server` on a free loopback port, on this test's database; stopped at teardown."""
+@contextlib.contextmanager
+def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
+    """`python -m cpms.server` on a free loopback port, on this test's database; stopped on exit."""
     port = free_port()
     env = {
         **os.environ,
@@ -128,7 +129,6 @@ def cpms_server(request, transactional_db, tmp_path) -> Iterator[LiveCsms]:
         env["REDIS_URL"] = settings.REDIS_URL
     else:
         env.pop("REDIS_URL", None)
-    log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cpms.server", "--bind", "127.0.0.1", "--port", str(port)],
@@ -148,3 +148,18 @@ def cpms_server(request, transactional_db, tmp_path) -> Iterator[LiveCsms]:
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             print(f"--- server log ({log_path}), last lines ---\n{server.log_tail()}")
+
+
+@pytest.fixture
+def cpms_server(request, transactional_db, tmp_path) -> Iterator[LiveCsms]:
+    """A real server process on this test's database."""
+    with _serving(request, tmp_path / "server.log") as server:
+        yield server
+
+
+@pytest.fixture
+def cpms_server_b(request, cpms_server, tmp_path) -> Iterator[LiveCsms]:
+    """A second server process on the same database (and Redis, when REDIS_URL is set): the platform
+    scaled out to two processes."""
+    with _serving(request, tmp_path / "server-b.log") as server:
+        yield server

@@ -64,6 +64,24 @@ def api_get(server, path: str, *, token: str) -> tuple[int, dict | None]:
         return exc.code, None
 
 
+def api_post(server, path: str, body: dict, *, token: str, timeout_s: float = 60) -> tuple[int, dict | None]:
+    request = urllib.request.Request(  # noqa: S310 - a loopback http:// URL we built
+        f"{server.http_url}{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Token {token}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
 def sent_meter_rows(record: SessionRecord) -> Counter:
     """Every sampled value the simulator sent in a session, as (timestamp, measurand, phase, location, unit,
     context, value). 1.6 values are strings with a `unit`; 2.0.1 values are numbers with `unitOfMeasure`."""
