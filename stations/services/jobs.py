@@ -10,10 +10,11 @@ send what the operator saw when starting it.
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Max
 from django.utils import timezone
 
 from accounts.models import Organisation, User
@@ -29,6 +30,10 @@ BATCH_SIZE = 50
 CONCURRENCY = 20
 # Answers that mean "done" (ChangeConfiguration RebootRequired: stored, applied at the next reboot).
 OK_STATUSES = frozenset({"Accepted", "RebootRequired", "Scheduled"})
+
+# A running job with no progress for this long is taken to be orphaned (its worker died): a redelivered
+# task takes it over.
+STALE_AFTER = timedelta(minutes=15)
 
 Calls = Mapping[str, list[list]]
 
@@ -69,13 +74,20 @@ def command_job_create(
 
 def command_job_run(*, job_id: int, batch_size: int = BATCH_SIZE) -> CommandJob:
     """Run the job's pending targets in batches. Idempotent: a target already ok or failed is not sent
-    again, so a rerun after a crash finishes the rest and changes nothing twice."""
-    started = CommandJob.objects.filter(pk=job_id, status__in=[JobStatus.QUEUED, JobStatus.RUNNING]).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
-    )
+    again, so a rerun after a crash finishes the rest and changes nothing twice. A job that is running
+    (recent progress) is left to its runner: a duplicate delivery of the task does nothing."""
+    now = timezone.now()
     job = CommandJob.objects.select_related("created_by").get(pk=job_id)
-    if not started:
-        return job
+    if job.status == JobStatus.RUNNING:
+        last_finished = job.targets.aggregate(last=Max("finished_at"))["last"]
+        last_activity = max(filter(None, [job.started_at, last_finished]), default=now)
+        if last_activity > now - STALE_AFTER:
+            return job
+    started = CommandJob.objects.filter(pk=job_id, status=job.status, started_at=job.started_at).update(
+        status=JobStatus.RUNNING, started_at=now
+    )
+    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or not started:
+        return CommandJob.objects.get(pk=job_id)
     calls = job.request.get("calls", {})
     while True:
         batch = list(

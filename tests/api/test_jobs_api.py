@@ -1,10 +1,13 @@
 """Configuration templates and bulk jobs: the API, the job runner (with the fake charger of
 tests/commands.py), idempotent reruns and denials."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from stations.enums import JobStatus
-from stations.models import ChargingStation, Command, CommandJob, ConfigurationTemplate
+from stations.models import ChargingStation, Command, CommandJob, CommandJobTarget, ConfigurationTemplate
 from stations.services.jobs import command_job_run
 from tests.commands import TIMEOUT, CallError
 from tests.factories import ChargingStationFactory
@@ -80,11 +83,18 @@ def test_template_is_applied_to_stations_by_a_job_with_per_station_results(
     ]
     assert Command.objects.filter(job_id=job["id"], source="job").count() == 5  # 4 answered + 1 NotConnected
 
-    # A rerun (a worker killed and the task delivered again) sends nothing twice.
-    CommandJob.objects.filter(pk=job["id"]).update(status=JobStatus.RUNNING)
-    command_job_run(job_id=job["id"])
+    # A duplicate delivery while the job runs does nothing; a rerun of an orphaned job (its worker
+    # killed) sends nothing twice either.
+    CommandJob.objects.filter(pk=job["id"]).update(status=JobStatus.RUNNING, started_at=timezone.now())
+    CommandJobTarget.objects.filter(job_id=job["id"], station__identity="A1-CP2").update(status="pending")
+    assert command_job_run(job_id=job["id"]).done_count == 2
     assert len(fake_charger.received) == 4
-    assert CommandJob.objects.get(pk=job["id"]).done_count == 2
+    long_ago = timezone.now() - timedelta(hours=1)
+    CommandJob.objects.filter(pk=job["id"]).update(started_at=long_ago)
+    CommandJobTarget.objects.filter(job_id=job["id"]).update(finished_at=long_ago)
+    rerun = command_job_run(job_id=job["id"])
+    assert (rerun.status, rerun.done_count) == ("done", 3)  # A1-CP2 sent again: it was pending
+    assert len(fake_charger.received) == 6
 
 
 def test_refusals_fail_the_station_with_what_was_refused(api, fleet, fake_charger):
@@ -111,6 +121,7 @@ def test_refusals_fail_the_station_with_what_was_refused(api, fleet, fake_charge
     [target] = job.targets.all()
     assert (target.status, target.detail) == ("failed", "SetVariables: EVSE.Power Rejected")
     [(_, action, request)] = fake_charger.received
+    assert action == "SetVariables"
     assert request["setVariableData"][1] == {
         "attributeValue": "11000",
         "component": {"name": "EVSE", "evse": {"id": 1}},
