@@ -13,6 +13,7 @@ from accounts.admin import (
 )
 from accounts.selectors import site_scope_q, station_scope_q
 from cpms.errors import DomainError
+from stations.admin_commands import StationCommandsMixin
 from stations.enums import RegistrationStatus
 from stations.models import (
     ChargingStation,
@@ -156,7 +157,7 @@ STATION_WRITABLE = {
 
 
 @admin.register(ChargingStation)
-class ChargingStationAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class ChargingStationAdmin(StationCommandsMixin, ScopedAdminMixin, admin.ModelAdmin):
     form = StationAdminForm
     list_display = [
         "identity",
@@ -182,7 +183,14 @@ class ChargingStationAdmin(ScopedAdminMixin, admin.ModelAdmin):
     search_fields = ["identity", "name", "serial_number", "vendor", "model"]
     raw_id_fields = ["site"]
     inlines = [EvseInline]
-    actions = ["accept_registration", "reject_registration"]
+    actions = [
+        "accept_registration",
+        "reject_registration",
+        "bulk_soft_reset",
+        "bulk_clear_cache",
+        "bulk_trigger_status",
+        "bulk_read_configuration",
+    ]
     REPORTED = [
         "vendor",
         "model",

@@ -1,0 +1,249 @@
+"""Remote commands in the admin: buttons on a station's page (sent at once, the answer shown), actions on
+the station list (a bulk job per organisation), and the command history.
+
+Everything goes through the same services as the API: `command_execute` for one station,
+`command_job_create` for many; the calls are built per version by stations.ocpp.commands.
+"""
+
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import render
+from django.urls import path, reverse
+
+from accounts.admin import NoFullCountAdminMixin, ReadOnlyAdminMixin, ScopedAdminMixin, domain_errors_as_http
+from accounts.enums import Capability
+from accounts.selectors import organisation_ids_with, station_scope_q
+from cpms.errors import DomainError
+from stations.enums import CommandSource, CommandStatus, JobKind
+from stations.models import ChargingStation, Command, ConfigurationTemplate
+from stations.ocpp import commands as builders
+from stations.ocpp.templates import read_configuration_calls, template_calls
+from stations.selectors import station_access
+from stations.services.commands import command_execute
+from stations.services.jobs import command_job_create
+
+RECENT_COMMANDS = 20
+
+
+def _all_versions(build: Callable[[str], builders.Call]) -> dict[str, list[list]]:
+    return {f"ocpp{version}": [list(build(version))] for version in builders.VERSIONS}
+
+
+# name -> (label, builder for one version or None for a read, needs a connector)
+OPERATIONS: dict[str, tuple[str, Callable | None]] = {
+    "soft_reset": ("Soft reset (when idle)", lambda v, t: builders.reset(v, kind="soft")),
+    "hard_reset": ("Hard reset (now)", lambda v, t: builders.reset(v, kind="hard")),
+    "clear_cache": ("Clear authorisation cache", lambda v, t: builders.clear_cache(v)),
+    "trigger_status": (
+        "Ask for status (TriggerMessage StatusNotification)",
+        lambda v, t: builders.trigger_message(v, message="StatusNotification"),
+    ),
+    "trigger_heartbeat": (
+        "Ask for a heartbeat",
+        lambda v, t: builders.trigger_message(v, message="Heartbeat"),
+    ),
+    "read_configuration": ("Read configuration into the database", None),
+    "unlock": ("Unlock connector", lambda v, t: builders.unlock(v, target=t)),
+    "make_operative": (
+        "Make available",
+        lambda v, t: builders.change_availability(v, operative=True, target=t),
+    ),
+    "make_inoperative": (
+        "Make unavailable",
+        lambda v, t: builders.change_availability(v, operative=False, target=t),
+    ),
+}
+
+
+class StationCommandForm(forms.Form):
+    operation = forms.ChoiceField(choices=[(name, label) for name, (label, _) in OPERATIONS.items()])
+    connector_id = forms.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="For unlock and availability: the connector (counted over the station). Empty: the station.",
+    )
+
+
+def _call_for(station: ChargingStation, operation: str, connector_id: int | None) -> builders.Call:
+    version = builders.station_version(station)
+    _label, build = OPERATIONS[operation]
+    if build is None:
+        action, payload = read_configuration_calls()[station.protocol][0]
+        return builders.Call(action, payload)
+    target = builders.target_resolve(station=station, evse_id=None, connector_id=connector_id)
+    return build(version, target)
+
+
+def station_command_view(model_admin: admin.ModelAdmin, request, object_id: str):
+    """GET: the form and the station's recent commands. POST: send one command, show the outcome."""
+    station = ChargingStation.objects.filter(pk=object_id).values_list("identity", flat=True).first()
+    with domain_errors_as_http():
+        station = station_access(user=request.user, identity=station or "", capability=Capability.COMMAND)
+    change_url = reverse("admin:stations_chargingstation_change", args=[station.pk])
+    form = StationCommandForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            call = _call_for(station, form.cleaned_data["operation"], form.cleaned_data["connector_id"])
+        except DomainError as exc:
+            model_admin.message_user(request, exc.message, messages.ERROR)
+        else:
+            command = command_execute(
+                station=station,
+                action=call.action,
+                request=call.payload,
+                user=request.user,
+                source=CommandSource.ADMIN,
+            )
+            _report(model_admin, request, command)
+            return HttpResponseRedirect(request.path)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.model._meta,
+        "station": station,
+        "form": form,
+        "commands": Command.objects.filter(station=station).select_related("requested_by")[:RECENT_COMMANDS],
+        "change_url": change_url,
+        "title": f"Commands: {station.identity}",
+    }
+    return render(request, "admin/stations/station_commands.html", context)
+
+
+def _report(model_admin: admin.ModelAdmin, request, command: Command) -> None:
+    if command.status == CommandStatus.ANSWERED:
+        model_admin.message_user(request, f"{command.action}: {command.response}", messages.SUCCESS)
+    else:
+        detail = command.error_description or command.error_code or command.status
+        model_admin.message_user(
+            request, f"{command.action} {command.get_status_display()}: {detail}", messages.ERROR
+        )
+
+
+class StationCommandsMixin:
+    """For ChargingStationAdmin: the commands page, and bulk actions that start a job."""
+
+    def get_urls(self):
+        urls = super().get_urls()
+        own = [
+            path(
+                "<path:object_id>/commands/",
+                self.admin_site.admin_view(
+                    lambda request, object_id: station_command_view(self, request, object_id)
+                ),
+                name="stations_chargingstation_commands",
+            )
+        ]
+        return own + urls
+
+    def has_command_permission(self, request) -> bool:
+        user = request.user
+        return user.is_active and (
+            user.is_superuser or self.capable_somewhere(user=user, capability=Capability.COMMAND)
+        )
+
+    def _bulk(
+        self, request, queryset, label: str, calls: dict[str, list[list]], kind: str = JobKind.COMMAND
+    ) -> None:
+        stations = list(queryset.filter(station_scope_q(user=request.user, capability=Capability.COMMAND)))
+        skipped = queryset.count() - len(stations)
+        by_org: dict[int, list[ChargingStation]] = {}
+        for station in stations:
+            by_org.setdefault(station.organisation_id, []).append(station)
+        for stations_of_org in by_org.values():
+            job = command_job_create(
+                organisation=stations_of_org[0].organisation,
+                kind=kind,
+                stations=stations_of_org,
+                calls=calls,
+                user=request.user,
+                action=label,
+            )
+            url = reverse("admin:stations_commandjob_change", args=[job.pk])
+            self.message_user(request, f"{label}: job #{job.pk} started for {job.total} station(s) ({url}).")
+        if skipped:
+            self.message_user(
+                request, f"{skipped} station(s) left out: you may not command them.", messages.WARNING
+            )
+
+    @admin.action(description="Soft reset the selected stations", permissions=["command"])
+    def bulk_soft_reset(self, request, queryset):
+        self._bulk(request, queryset, "Soft reset", _all_versions(lambda v: builders.reset(v, kind="soft")))
+
+    @admin.action(
+        description="Clear the authorisation cache of the selected stations", permissions=["command"]
+    )
+    def bulk_clear_cache(self, request, queryset):
+        self._bulk(request, queryset, "Clear cache", _all_versions(builders.clear_cache))
+
+    @admin.action(description="Read the configuration of the selected stations", permissions=["command"])
+    def bulk_read_configuration(self, request, queryset):
+        self._bulk(
+            request, queryset, "Read configuration", read_configuration_calls(), JobKind.READ_CONFIGURATION
+        )
+
+    @admin.action(description="Ask the selected stations for their status", permissions=["command"])
+    def bulk_trigger_status(self, request, queryset):
+        self._bulk(
+            request,
+            queryset,
+            "Trigger StatusNotification",
+            _all_versions(lambda v: builders.trigger_message(v, message="StatusNotification")),
+        )
+
+
+@admin.register(Command)
+class CommandAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "station",
+        "action",
+        "status",
+        "error_code",
+        "requested_by",
+        "source",
+        "round_trip",
+    ]
+    list_filter = ["status", "source", "action"]
+    list_select_related = ["station", "requested_by"]
+    search_fields = ["station__identity", "action", "unique_id"]
+    raw_id_fields = ["station", "job"]
+    date_hierarchy = "created_at"
+
+    def scope_q(self, *, user, capability) -> Q:
+        return station_scope_q(user=user, capability=capability, prefix="station__")
+
+    @admin.display(description="Round trip")
+    def round_trip(self, command: Command) -> str:
+        return "" if command.round_trip_ms is None else f"{command.round_trip_ms:.0f} ms"
+
+
+class ConfigurationTemplateForm(forms.ModelForm):
+    class Meta:
+        model = ConfigurationTemplate
+        fields = ["organisation", "name", "protocol", "settings"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("protocol") and "settings" in cleaned:
+            try:
+                template_calls(protocol=cleaned["protocol"], settings=cleaned["settings"])
+            except DomainError as exc:
+                raise forms.ValidationError({"settings": exc.message}) from None
+        return cleaned
+
+
+@admin.register(ConfigurationTemplate)
+class ConfigurationTemplateAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    form = ConfigurationTemplateForm
+    list_display = ["name", "organisation", "protocol", "created_at"]
+    list_filter = ["protocol"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        # Organisation-wide: site hosts have no templates.
+        return Q(organisation_id__in=organisation_ids_with(user=user, capability=capability))
+
+    def capable_somewhere(self, *, user, capability) -> bool:
+        return bool(organisation_ids_with(user=user, capability=capability))
