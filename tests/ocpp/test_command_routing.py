@@ -244,3 +244,28 @@ def test_expiry_gives_up_what_nobody_will_finish(world):
         running.pk: ("sent", ""),
     }
     assert commands_expire(now=now) == 0
+
+
+def test_rel_32_redis_down_commands_still_reach_the_charger_through_the_database(world, settings):
+    """RELIABILITY.md D32: with the channel layer unreachable, the command record is the outbox and the
+    server process holding the charger finds it there; nothing is lost silently."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [{"address": "redis://127.0.0.1:1/0", "socket_timeout": 1}]},
+        }
+    }
+    settings.OCPP_COMMAND_POLL_S = 0.1
+    ChargingStationFactory(identity="CMD-NOREDIS", site=world.site_a1)
+
+    async def scenario():
+        comm, station = await connect("CMD-NOREDIS")
+        task = started(command_execute_async(station=station, action="ClearCache", request={}))
+        frame = await next_call(comm)
+        await answer(comm, frame, {"status": "Accepted"})
+        command = await asyncio.wait_for(task, 15)
+        await comm.disconnect()
+        return command
+
+    command = asyncio.run(scenario())
+    assert (command.status, command.response) == ("answered", {"status": "Accepted"})
