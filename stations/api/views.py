@@ -223,8 +223,9 @@ def record_list_schema(*, tag: str, operation_id: str, description: str):
 @record_list_schema(
     tag="stations",
     operation_id="stations_variables_list",
-    description="The station's device model as last reported (2.0.1 NotifyReport): one row per component, "
-    "variable and attribute type. 1.6 configuration keys are not stored yet.",
+    description="The station's device model as last reported (2.0.1 NotifyReport, GetVariables answers): one row "
+    "per component, variable and attribute type. 1.6 configuration keys (GetConfiguration answers) are component "
+    "OCPP16, variable = the key.",
 )
 class StationVariableListApi(StationRecordListApi):
     filter_serializer_class = DeviceVariableFilterSerializer
