@@ -92,6 +92,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not in-memory) so end-to-end tests can point a server process at it; one per test run so
     # that two runs on one machine do not share it.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
+elif env_int("DATABASE_POOL_MAX", 20) > 0:
+    # Under ASGI every HTTP request runs in a thread of its own: persistent connections would be one per
+    # request thread, never reused and never closed (Django's docs: disable them under ASGI). A pool per
+    # process bounds them; a thread waits up to `timeout` for a free connection.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DATABASE_POOL_MAX", 20),
+        "timeout": env_float("DATABASE_POOL_TIMEOUT_S", 10.0),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"

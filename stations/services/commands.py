@@ -25,7 +25,7 @@ from datetime import timedelta
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -302,6 +302,15 @@ def _command_reload(*, pk: int) -> Command:
 
 
 def _db(func, /, **kwargs):
-    # thread_sensitive: from a synchronous caller (a view, a test) this runs on the caller's own thread
-    # and database connection.
-    return sync_to_async(func, thread_sensitive=True)(**kwargs)
+    """Run `func` on the caller's own thread and database connection (a view, a test: thread_sensitive),
+    and give the connection back afterwards (to the pool) unless a transaction holds it: an API request
+    waiting 30 s for a charger must not keep a pooled connection all that time."""
+
+    def run():
+        try:
+            return func(**kwargs)
+        finally:
+            if not connection.in_atomic_block:
+                connection.close()
+
+    return sync_to_async(run, thread_sensitive=True)()
