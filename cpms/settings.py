@@ -137,6 +137,8 @@ MEDIA_ROOT = Path(env_str("CPMS_MEDIA_ROOT", str(VAR_DIR / "media")))
 # The platform's address as chargers reach it: firmware download and diagnostics upload URLs are built
 # from it (chargers are on another network than the admin's browser).
 CPMS_PUBLIC_URL = env_str("CPMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# Largest diagnostics/log file a charger may upload.
+CPMS_MAX_UPLOAD_BYTES = env_int("CPMS_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 LOGIN_URL = "/admin/login/"
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)

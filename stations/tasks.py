@@ -40,3 +40,7 @@ def command_job_run(job_id: int) -> dict:
     continues where a killed worker stopped."""
     job = run_job(job_id=job_id)
     return {"job": job.pk, "status": job.status, "done": job.done_count, "failed": job.failed_count}
+
+
+# Celery autodiscovers `tasks` modules only.
+from stations.tasks_firmware import firmware_campaign_run  # noqa: E402, F401

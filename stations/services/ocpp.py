@@ -235,9 +235,25 @@ def station_event_record(
     status_field: str | None = None,
     status: str = "",
 ) -> None:
-    """Keep a notification (DataTransfer, firmware/diagnostics status); optionally mirror a status field."""
+    """Keep a notification (DataTransfer, firmware/diagnostics status); optionally mirror a status field.
+
+    Firmware, diagnostics and log status notifications also move the status of the firmware update or
+    upload they report on (by `requestId` in the payload when it has one: 2.0.1, signed 1.6, GetLog)."""
+    from stations.enums import UploadKind
+    from stations.services.firmware import firmware_status_record, upload_status_record
+
     StationEvent.objects.create(
         station_id=station_id, kind=kind, detail=detail, occurred_at=occurred_at, received_at=received_at
     )
     if status_field in {"firmware_status", "diagnostics_status"}:
         ChargingStation.objects.filter(pk=station_id).update(**{status_field: status[:50]})
+    request_id = detail.get("requestId") if isinstance(detail, dict) else None
+    request_id = request_id if isinstance(request_id, int) and not isinstance(request_id, bool) else None
+    if kind == StationEventKind.FIRMWARE_STATUS:
+        firmware_status_record(station_id=station_id, status=status, request_id=request_id)
+    elif kind == StationEventKind.DIAGNOSTICS_STATUS:
+        upload_status_record(
+            station_id=station_id, kind=UploadKind.DIAGNOSTICS, status=status, request_id=request_id
+        )
+    elif kind == StationEventKind.LOG_STATUS:
+        upload_status_record(station_id=station_id, kind=UploadKind.LOG, status=status, request_id=request_id)

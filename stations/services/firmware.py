@@ -1,0 +1,737 @@
+"""Firmware files, firmware updates and campaigns, diagnostics and log uploads.
+
+Chargers fetch firmware from us and upload diagnostics to us over plain HTTP, at URLs built from
+CPMS_PUBLIC_URL that carry a random token: a charger cannot send our API credentials, so the token is the
+credential (stations/views.py).
+
+How the wire looks per OCPP version is the OCPP layer's business (stations/ocpp/commands_firmware.py): the
+functions here that send something take the request builder as an argument (`build`) and call it with the
+id of the row they just created (OCPP's requestId is that row's pk), so the payload always refers to a
+committed row that status notifications can find.
+
+Outcomes are read from the Command record (stations.services.commands): an answer with status Accepted (or
+no status at all: 1.6 UpdateFirmware.conf and GetDiagnostics.conf have none) is an acceptance; anything
+else, a CALLERROR, a timeout or a station that is not connected is a failure with its reason.
+
+The reads at the end (lists and `*_access`) are this sub-domain's selectors.
+"""
+
+import asyncio
+import hashlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.db import transaction
+from django.db.models import F, Max, OuterRef, QuerySet, Subquery
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from accounts.enums import Capability
+from accounts.models import User
+from accounts.selectors import membership_roles, organisation_access, station_scope_q, user_can
+from cpms.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from stations.enums import CommandSource, CommandStatus, JobKind, JobStatus, JobTargetStatus, UploadKind
+from stations.models import (
+    ChargingStation,
+    Command,
+    CommandJob,
+    CommandJobTarget,
+    DiagnosticsUpload,
+    FirmwareFile,
+    FirmwareUpdate,
+)
+from stations.selectors import command_job_list, stations_for_command
+from stations.services.commands import command_execute, command_execute_async
+
+logger = logging.getLogger(__name__)
+
+TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# OCPP field limits (1.6 Security Whitepaper and 2.0.1 FirmwareType).
+SIGNATURE_MAX_LENGTH = 800
+CERTIFICATE_MAX_LENGTH = 5500
+# Stored names stay well inside FileField's 100 characters once "firmware/" or "uploads/<pk>-" and a
+# collision suffix are added.
+STORED_NAME_MAX_LENGTH = 60
+
+# Answers that accept the request: AcceptedCanceled accepted it and cancelled an earlier one
+# (2.0.1 L01.FR.24, N01.FR.12).
+ACCEPTED = frozenset({"Accepted", "AcceptedCanceled"})
+# Answer statuses after which the charger works on nothing: later notifications are not about that request.
+REFUSED = frozenset({"Rejected", "InvalidCertificate", "RevokedCertificate"})
+# A station sends Idle only when a TriggerMessage asked and it is busy with nothing (1.6 section 4.4 and
+# 4.5, 2.0.1 L01.FR.25, N01.FR.10): that says nothing about an earlier update or upload.
+IDLE = "Idle"
+
+CAMPAIGN_BATCH_SIZE = 50
+# Stations of one campaign batch that are sent their update at once (each waits for its charger's answer).
+CAMPAIGN_CONCURRENCY = 20
+# A running campaign without progress for this long is taken to be orphaned (its worker died): a redelivered
+# task takes it over; a recent one is left to the worker running it (stations.services.jobs does the same).
+CAMPAIGN_STALE_AFTER = timedelta(minutes=15)
+
+
+# What the API renders with an update or upload (its command with the command's station and requester).
+UPDATE_RELATED = ("station", "firmware", "command__station", "command__requested_by")
+UPLOAD_RELATED = ("station", "requested_by", "command__station", "command__requested_by")
+
+
+class FirmwareRequestBuilder(Protocol):
+    def __call__(
+        self,
+        *,
+        protocol: str,
+        request_id: int,
+        location: str,
+        retrieve_at: datetime,
+        signature: str,
+        signing_certificate: str,
+    ) -> tuple[str, dict]: ...
+
+
+class DiagnosticsRequestBuilder(Protocol):
+    def __call__(
+        self,
+        *,
+        protocol: str,
+        kind: str,
+        request_id: int,
+        location: str,
+        log_type: str,
+        oldest: datetime | None,
+        latest: datetime | None,
+    ) -> tuple[str, dict]: ...
+
+
+class UploadTooLarge(DomainError):
+    status_code = 413
+
+
+def max_upload_bytes() -> int:
+    """CPMS_MAX_UPLOAD_BYTES: the largest diagnostics or log file a charger may upload."""
+    return int(getattr(settings, "CPMS_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    ok: bool
+    answer: str  # the status the charger answered ("" when it did not answer)
+    detail: str
+
+
+def command_outcome(command: Command) -> CommandOutcome | None:
+    """What a firmware or upload command came to; None while it is not finished."""
+    if command.status == CommandStatus.ANSWERED:
+        response = command.response or {}
+        answer = str(response.get("status", "Accepted"))
+        if answer in ACCEPTED:
+            return CommandOutcome(ok=True, answer=answer, detail=f"{command.action}: {answer}")
+        reason = (response.get("statusInfo") or {}).get("reasonCode")
+        detail = f"{command.action}: {answer}" + (f" ({reason})" if reason else "")
+        return CommandOutcome(ok=False, answer=answer, detail=detail)
+    if command.status in (CommandStatus.FAILED, CommandStatus.TIMED_OUT):
+        reason = command.error_description or command.error_code or command.status
+        return CommandOutcome(ok=False, answer="", detail=f"{command.action}: {reason}"[:500])
+    return None
+
+
+def _require_command(*, actor: User, station: ChargingStation) -> None:
+    if not user_can(
+        user=actor,
+        capability=Capability.COMMAND,
+        organisation_id=station.organisation_id,
+        site_id=station.site_id,
+    ):
+        raise PermissionDenied(f"You may not command station {station.identity!r}.")
+
+
+def _public_url(path: str) -> str:
+    return settings.CPMS_PUBLIC_URL + path
+
+
+def stored_name(name: str, *, fallback: str) -> str:
+    """A file name safe to store a file under, from a name a charger or browser sent: its last path
+    segment only (the sender may send "../../x", "C:\\x" or a URL-decoded "a/b"), letters, digits, '-', '_'
+    and '.', no leading dot, at most STORED_NAME_MAX_LENGTH characters (the extension kept)."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    try:
+        safe = get_valid_filename(base).lstrip(".")
+    except SuspiciousFileOperation:
+        return fallback
+    if not safe:
+        return fallback
+    if len(safe) > STORED_NAME_MAX_LENGTH:
+        stem, ext = os.path.splitext(safe)
+        ext = ext[:10]
+        safe = stem[: STORED_NAME_MAX_LENGTH - len(ext)] + ext
+    return safe
+
+
+def shown_name(name: str) -> str:
+    """The sender's file name for display (and a download's Content-Disposition): the last path segment,
+    printable characters only."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    shown = "".join(ch for ch in base if ch.isprintable())[:255]
+    return "" if shown in {".", ".."} else shown
+
+
+# --- firmware files ---------------------------------------------------------------------------------
+
+
+def firmware_download_url(firmware: FirmwareFile) -> str:
+    """Where chargers download the image: CPMS_PUBLIC_URL/firmware/<token>/<file name>."""
+    filename = PurePosixPath(firmware.file.name).name
+    return _public_url(
+        reverse("firmware-download", kwargs={"token": firmware.download_token, "filename": filename})
+    )
+
+
+def firmware_file_create(
+    *,
+    actor: User,
+    organisation_id: int,
+    name: str,
+    version: str,
+    content: File,
+    signature: str = "",
+    signing_certificate: str = "",
+) -> FirmwareFile:
+    """Store an image for an organisation (MANAGE there): its size and SHA-256 are computed here, the
+    download token is random."""
+    try:
+        organisation = organisation_access(user=actor, pk=organisation_id, capability=Capability.MANAGE)
+    except NotFound as exc:
+        raise ValidationFailed(exc.message) from exc
+    name, version = name.strip(), version.strip()
+    if not 1 <= len(name) <= 200:
+        raise ValidationFailed("Name must be 1-200 characters long.")
+    if not 1 <= len(version) <= 50:
+        raise ValidationFailed("Version must be 1-50 characters long.")
+    if len(signature) > SIGNATURE_MAX_LENGTH:
+        raise ValidationFailed(f"The signature must be at most {SIGNATURE_MAX_LENGTH} characters (OCPP).")
+    if len(signing_certificate) > CERTIFICATE_MAX_LENGTH:
+        raise ValidationFailed(
+            f"The signing certificate must be at most {CERTIFICATE_MAX_LENGTH} characters (OCPP)."
+        )
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in content.chunks():
+        digest.update(chunk)
+        size += len(chunk)
+    if size == 0:
+        raise ValidationFailed("The firmware file is empty.")
+    content.seek(0)
+    firmware = FirmwareFile(
+        organisation=organisation,
+        name=name,
+        version=version,
+        size_bytes=size,
+        sha256=digest.hexdigest(),
+        download_token=secrets.token_urlsafe(TOKEN_BYTES),
+        signature=signature,
+        signing_certificate=signing_certificate,
+        uploaded_by=actor,
+    )
+    firmware.file.save(stored_name(content.name or "", fallback="firmware.bin"), content, save=False)
+    try:
+        firmware.save()
+    except Exception:
+        firmware.file.delete(save=False)
+        raise
+    return firmware
+
+
+# --- firmware updates -------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def _firmware_update_prepare(
+    *,
+    station: ChargingStation,
+    firmware: FirmwareFile,
+    job: CommandJob | None,
+    retrieve_at: datetime,
+    build: FirmwareRequestBuilder,
+) -> tuple[FirmwareUpdate, str, dict]:
+    """The update row and the request that refers to it, committed before anything is sent. A builder
+    refusal (unknown protocol, a value the version cannot carry) rolls the row back."""
+    update = None
+    if job is not None:
+        # A campaign run that stopped between this commit and the command's: the row is reused.
+        update = FirmwareUpdate.objects.filter(job=job, station=station, command__isnull=True).first()
+    if update is None:
+        update = FirmwareUpdate.objects.create(station=station, firmware=firmware, job=job)
+    action, payload = build(
+        protocol=station.protocol,
+        request_id=update.pk,
+        location=firmware_download_url(firmware),
+        retrieve_at=retrieve_at,
+        signature=firmware.signature,
+        signing_certificate=firmware.signing_certificate,
+    )
+    # 1.6 UpdateFirmware has no requestId: its notifications are matched to the station's latest update.
+    request_id = update.pk if "requestId" in payload else None
+    if update.request_id != request_id:
+        update.request_id = request_id
+        update.save(update_fields=["request_id", "updated_at"])
+    return update, action, payload
+
+
+def _firmware_update_finish(*, update: FirmwareUpdate, command: Command) -> FirmwareUpdate:
+    """Link the command and take its answer as the update's first status. A status notification that
+    came in first (chargers send Downloading right after answering) is not overwritten."""
+    now = timezone.now()
+    FirmwareUpdate.objects.filter(pk=update.pk).update(command=command, updated_at=now)
+    outcome = command_outcome(command)
+    if outcome is not None and outcome.answer:
+        FirmwareUpdate.objects.filter(pk=update.pk, status="").update(status=outcome.answer[:40])
+    return FirmwareUpdate.objects.select_related(*UPDATE_RELATED).get(pk=update.pk)
+
+
+def firmware_update_start(
+    *,
+    actor: User,
+    station: ChargingStation,
+    firmware_id: int,
+    build: FirmwareRequestBuilder,
+    retrieve_at: datetime | None = None,
+    source: str = CommandSource.API,
+) -> FirmwareUpdate:
+    """Tell one station (COMMAND on it) to install a firmware file of its organisation, wait for its
+    answer and return the update with its command (offline: a failed NotConnected command)."""
+    _require_command(actor=actor, station=station)
+    firmware = FirmwareFile.objects.filter(pk=firmware_id, organisation_id=station.organisation_id).first()
+    if firmware is None:
+        raise ValidationFailed(f"Firmware file {firmware_id} not found.")
+    update, action, payload = _firmware_update_prepare(
+        station=station, firmware=firmware, job=None, retrieve_at=retrieve_at or timezone.now(), build=build
+    )
+    command = command_execute(station=station, action=action, request=payload, user=actor, source=source)
+    return _firmware_update_finish(update=update, command=command)
+
+
+# --- campaigns --------------------------------------------------------------------------------------
+
+
+def firmware_campaign_create(
+    *,
+    actor: User,
+    firmware_id: int,
+    station_identities: list[str] | None = None,
+    site_id: int | None = None,
+    retrieve_at: datetime | None = None,
+) -> CommandJob:
+    """A firmware campaign: a CommandJob (kind firmware) with one target per station, run by
+    stations.tasks_firmware.firmware_campaign_run once this commits.
+
+    Campaigns are organisation-wide operations: COMMAND on the firmware's organisation (not only on some
+    of its sites), and every station named must be one the actor may command there (stations_for_command).
+    """
+    from stations.tasks_firmware import firmware_campaign_run  # tasks import services, not at load
+
+    firmware = firmware_file_list(user=actor).filter(pk=firmware_id).first()
+    if firmware is None:
+        raise ValidationFailed(f"Firmware file {firmware_id} not found.")
+    if not user_can(user=actor, capability=Capability.COMMAND, organisation_id=firmware.organisation_id):
+        raise PermissionDenied(
+            f"You may not run firmware campaigns in organisation {firmware.organisation_id}."
+        )
+    if (station_identities is None) == (site_id is None):
+        raise ValidationFailed("Give either the stations (identities) or a site.")
+    if station_identities is not None and not station_identities:
+        raise ValidationFailed("Choose at least one station.")
+    stations = stations_for_command(
+        user=actor, organisation_id=firmware.organisation_id, identities=station_identities, site_id=site_id
+    )
+    with transaction.atomic():
+        job = CommandJob.objects.create(
+            organisation_id=firmware.organisation_id,
+            kind=JobKind.FIRMWARE,
+            action="UpdateFirmware",
+            request={"retrieve_at": retrieve_at.isoformat() if retrieve_at else None},
+            firmware=firmware,
+            total=len(stations),
+            created_by=actor,
+        )
+        CommandJobTarget.objects.bulk_create(CommandJobTarget(job=job, station=s) for s in stations)
+        transaction.on_commit(lambda: firmware_campaign_run.delay(job.pk))
+    return job
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    job_id: int
+    status: str
+    total: int
+    done: int
+    failed: int
+    # Targets whose command is still on its way (sent by an earlier run): the task comes back for them.
+    in_flight: int
+
+
+def firmware_campaign_run(
+    *, job_id: int, build: FirmwareRequestBuilder, batch_size: int = CAMPAIGN_BATCH_SIZE
+) -> CampaignProgress | None:
+    """Send the campaign's firmware to its pending targets, a batch at a time, and record each station's
+    outcome (the counters move as targets finish). None when the job no longer exists.
+
+    Idempotent: a target that is ok or failed is not sent again, and a target whose command an earlier
+    run already sent takes that command's outcome instead of a second update. A duplicate delivery while
+    another worker runs the campaign (recent progress) leaves it alone. The job is `done` once every target
+    has an outcome, whatever the outcomes: `failed_count` says how many stations did not take it.
+    """
+    now = timezone.now()
+    job = (
+        CommandJob.objects.filter(pk=job_id, kind=JobKind.FIRMWARE)
+        .select_related("firmware", "created_by")
+        .first()
+    )
+    if job is None:
+        return None
+    if job.status == JobStatus.RUNNING:
+        last_finished = job.targets.aggregate(last=Max("finished_at"))["last"]
+        last_activity = max(filter(None, [job.started_at, last_finished]), default=now)
+        if last_activity > now - CAMPAIGN_STALE_AFTER:
+            return campaign_progress(job_id=job_id, in_flight=0)
+    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return campaign_progress(job_id=job_id, in_flight=0)
+    started = CommandJob.objects.filter(pk=job_id, status=job.status, started_at=job.started_at).update(
+        status=JobStatus.RUNNING, started_at=now
+    )
+    if not started:  # another delivery took it between our read and this write
+        return campaign_progress(job_id=job_id, in_flight=0)
+    raw_retrieve_at = job.request.get("retrieve_at")
+    retrieve_at = datetime.fromisoformat(raw_retrieve_at) if raw_retrieve_at else None
+    in_flight = 0
+    after = 0
+    while True:
+        batch = list(
+            CommandJobTarget.objects.filter(job=job, status=JobTargetStatus.PENDING, pk__gt=after)
+            .select_related("station")
+            .order_by("pk")[:batch_size]
+        )
+        if not batch:
+            break
+        after = batch[-1].pk
+        in_flight += _campaign_batch_run(job=job, targets=batch, retrieve_at=retrieve_at, build=build)
+    if in_flight == 0:
+        CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
+            status=JobStatus.DONE, finished_at=timezone.now()
+        )
+    else:
+        # Back to queued: the task's retry claims it again (queued -> running) once those commands ended;
+        # left running, the retry would take it for a run in progress and leave it alone.
+        CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+    return campaign_progress(job_id=job_id, in_flight=in_flight)
+
+
+def _campaign_batch_run(
+    *,
+    job: CommandJob,
+    targets: list[CommandJobTarget],
+    retrieve_at: datetime | None,
+    build: FirmwareRequestBuilder,
+) -> int:
+    """One batch: targets already sent take their command's outcome, the others are sent concurrently.
+    Returns how many targets are still in flight."""
+    in_flight = 0
+    sends: list[tuple[CommandJobTarget, FirmwareUpdate, str, dict]] = []
+    for target in targets:
+        earlier = Command.objects.filter(job=job, station_id=target.station_id).order_by("-id").first()
+        if earlier is not None:
+            outcome = command_outcome(earlier)
+            if outcome is None:
+                in_flight += 1  # its outcome comes when the process holding the station records it
+                continue
+            update = (
+                FirmwareUpdate.objects.filter(job=job, station_id=target.station_id).order_by("-id").first()
+            )
+            if update is not None:
+                _firmware_update_finish(update=update, command=earlier)
+            _campaign_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
+            continue
+        try:
+            update, action, payload = _firmware_update_prepare(
+                station=target.station,
+                firmware=job.firmware,
+                job=job,
+                retrieve_at=retrieve_at or timezone.now(),
+                build=build,
+            )
+        except DomainError as exc:
+            _campaign_target_finish(target=target, ok=False, detail=exc.message)
+            continue
+        sends.append((target, update, action, payload))
+    if sends:
+        async_to_sync(_campaign_send)(job, sends)
+        for target, _update, _action, _payload in sends:
+            if CommandJobTarget.objects.filter(pk=target.pk, status=JobTargetStatus.PENDING).exists():
+                in_flight += 1
+    return in_flight
+
+
+async def _campaign_send(
+    job: CommandJob, sends: list[tuple[CommandJobTarget, FirmwareUpdate, str, dict]]
+) -> None:
+    slots = asyncio.Semaphore(CAMPAIGN_CONCURRENCY)
+
+    async def one(target: CommandJobTarget, update: FirmwareUpdate, action: str, payload: dict) -> None:
+        async with slots:
+            try:
+                command = await command_execute_async(
+                    station=target.station,
+                    action=action,
+                    request=payload,
+                    user=job.created_by,
+                    source=CommandSource.JOB,
+                    job=job,
+                )
+            except Exception:
+                # The target stays pending: the next run reads the command if it was recorded.
+                logger.exception("campaign %s: sending to %s failed", job.pk, target.station.identity)
+                return
+        await sync_to_async(_campaign_command_record, thread_sensitive=True)(
+            target=target, update=update, command=command
+        )
+
+    await asyncio.gather(*(one(*send) for send in sends))
+
+
+def _campaign_command_record(*, target: CommandJobTarget, update: FirmwareUpdate, command: Command) -> None:
+    _firmware_update_finish(update=update, command=command)
+    outcome = command_outcome(command)
+    if outcome is not None:
+        _campaign_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
+
+
+def _campaign_target_finish(*, target: CommandJobTarget, ok: bool, detail: str) -> bool:
+    """pending -> ok/failed once; the job's counter moves with it, in the same transaction."""
+    with transaction.atomic():
+        finished = CommandJobTarget.objects.filter(pk=target.pk, status=JobTargetStatus.PENDING).update(
+            status=JobTargetStatus.OK if ok else JobTargetStatus.FAILED,
+            detail=detail[:500],
+            finished_at=timezone.now(),
+        )
+        if finished:
+            counter = "done_count" if ok else "failed_count"
+            CommandJob.objects.filter(pk=target.job_id).update(**{counter: F(counter) + 1})
+    return finished == 1
+
+
+def campaign_progress(*, job_id: int, in_flight: int) -> CampaignProgress:
+    job = CommandJob.objects.get(pk=job_id)
+    return CampaignProgress(
+        job_id=job.pk,
+        status=job.status,
+        total=job.total,
+        done=job.done_count,
+        failed=job.failed_count,
+        in_flight=in_flight,
+    )
+
+
+# --- diagnostics and log uploads --------------------------------------------------------------------
+
+
+def diagnostics_upload_url(upload: DiagnosticsUpload) -> str:
+    """Where the charger uploads: CPMS_PUBLIC_URL/ocpp-upload/<token>/ (PUT <that>/<file name>, or a
+    multipart POST to it)."""
+    return _public_url(reverse("ocpp-upload", kwargs={"token": upload.upload_token}))
+
+
+def diagnostics_upload_request(
+    *,
+    actor: User,
+    station: ChargingStation,
+    kind: str,
+    build: DiagnosticsRequestBuilder,
+    log_type: str | None = None,
+    oldest: datetime | None = None,
+    latest: datetime | None = None,
+    source: str = CommandSource.API,
+) -> DiagnosticsUpload:
+    """Ask a station (COMMAND on it) to upload diagnostics (1.6 GetDiagnostics) or a log (GetLog) to a
+    one-time URL of ours; returns the upload record with the command's outcome."""
+    _require_command(actor=actor, station=station)
+    if kind not in UploadKind.values:
+        raise ValidationFailed(f"Unknown kind {kind!r}; expected one of {', '.join(UploadKind.values)}.")
+    if kind == UploadKind.DIAGNOSTICS and log_type:
+        raise ValidationFailed("log_type is for kind 'log' (GetLog).")
+    if oldest is not None and latest is not None and oldest > latest:
+        raise ValidationFailed("start must not be after stop.")
+    with transaction.atomic():
+        upload = DiagnosticsUpload.objects.create(
+            station=station, kind=kind, upload_token=secrets.token_urlsafe(TOKEN_BYTES), requested_by=actor
+        )
+        action, payload = build(
+            protocol=station.protocol,
+            kind=kind,
+            request_id=upload.pk,
+            location=diagnostics_upload_url(upload),
+            log_type=log_type or "DiagnosticsLog",
+            oldest=oldest,
+            latest=latest,
+        )
+        if "requestId" in payload:
+            upload.request_id = upload.pk
+            upload.save(update_fields=["request_id"])
+    command = command_execute(station=station, action=action, request=payload, user=actor, source=source)
+    DiagnosticsUpload.objects.filter(pk=upload.pk).update(command=command)
+    outcome = command_outcome(command)
+    if outcome is not None and outcome.answer:
+        DiagnosticsUpload.objects.filter(pk=upload.pk, status="").update(status=outcome.answer[:40])
+    return DiagnosticsUpload.objects.select_related(*UPLOAD_RELATED).get(pk=upload.pk)
+
+
+def diagnostics_upload_store(*, token: str, file_name: str, content: File) -> DiagnosticsUpload:
+    """Keep the file a charger uploaded with `token`. A token is good for one upload (Conflict after);
+    the file is stored as uploads/<upload pk>-<safe name>, whatever name the charger gave."""
+    with transaction.atomic():
+        upload = DiagnosticsUpload.objects.select_for_update().filter(upload_token=token).first()
+        if upload is None:
+            raise NotFound("Unknown upload URL.")
+        if upload.uploaded_at is not None:
+            raise Conflict("This upload URL has been used.")
+        if content.size > max_upload_bytes():
+            raise UploadTooLarge(f"Uploads are limited to {max_upload_bytes()} bytes.")
+        fallback = "log.bin" if upload.kind == UploadKind.LOG else "diagnostics.bin"
+        upload.file.save(f"{upload.pk}-{stored_name(file_name, fallback=fallback)}", content, save=False)
+        upload.file_name = shown_name(file_name) or fallback
+        upload.size_bytes = content.size
+        upload.uploaded_at = timezone.now()
+        try:
+            upload.save(update_fields=["file", "file_name", "size_bytes", "uploaded_at"])
+        except Exception:
+            upload.file.delete(save=False)
+            raise
+    return upload
+
+
+# --- status notifications (called by stations.services.ocpp.station_event_record) -----------------
+
+
+def _latest_live(qs: QuerySet) -> QuerySet:
+    """The newest row whose command may have reached the charger and was not refused: the one a
+    notification without requestId is about. A row whose command is still on its way counts (the
+    charger may notify before its answer is recorded)."""
+    latest = (
+        qs.exclude(command__status=CommandStatus.FAILED)
+        .exclude(status__in=REFUSED)
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    return qs.filter(pk=latest) if latest is not None else qs.none()
+
+
+def firmware_status_record(*, station_id: int, status: str, request_id: int | None = None) -> int:
+    """FirmwareStatusNotification (1.6, signed 1.6, 2.0.1): the status onto the update it reports on,
+    by requestId, or, without one (1.6 core has none), onto the station's latest live update. Runs in the
+    caller's transaction; returns the rows changed (0 or 1)."""
+    if not status or status == IDLE:
+        return 0
+    updates = FirmwareUpdate.objects.filter(station_id=station_id)
+    updates = updates.filter(request_id=request_id) if request_id is not None else _latest_live(updates)
+    return updates.update(status=status[:40], updated_at=timezone.now())
+
+
+def upload_status_record(*, station_id: int, kind: str, status: str, request_id: int | None = None) -> int:
+    """DiagnosticsStatusNotification (1.6, kind diagnostics) and LogStatusNotification (kind log): the
+    status onto the upload it reports on, by requestId or else the station's latest live one of that
+    kind."""
+    if not status or status == IDLE:
+        return 0
+    uploads = DiagnosticsUpload.objects.filter(station_id=station_id, kind=kind)
+    uploads = uploads.filter(request_id=request_id) if request_id is not None else _latest_live(uploads)
+    return uploads.update(status=status[:40])
+
+
+# --- reads ------------------------------------------------------------------------------------------
+
+
+def firmware_file_list(*, user: User) -> QuerySet[FirmwareFile]:
+    """Firmware files of the organisations the user belongs to (any role: a site host may update the
+    firmware of their stations)."""
+    qs = FirmwareFile.objects.select_related("organisation", "uploaded_by")
+    if user.is_superuser:
+        return qs
+    return qs.filter(organisation_id__in=list(membership_roles(user=user)))
+
+
+def firmware_file_access(*, user: User, pk: int) -> FirmwareFile:
+    firmware = firmware_file_list(user=user).filter(pk=pk).first()
+    if firmware is None:
+        raise NotFound(f"Firmware file {pk} not found.")
+    return firmware
+
+
+def firmware_file_by_token(*, token: str) -> FirmwareFile | None:
+    return FirmwareFile.objects.filter(download_token=token).first()
+
+
+def firmware_update_list(*, station: ChargingStation) -> QuerySet[FirmwareUpdate]:
+    """The station's firmware updates, newest first (the caller checked access to the station)."""
+    return (
+        FirmwareUpdate.objects.filter(station=station)
+        .select_related(*UPDATE_RELATED)
+        .order_by("-created_at", "-id")
+    )
+
+
+def firmware_campaign_list(*, user: User) -> QuerySet[CommandJob]:
+    """Firmware campaigns of the organisations where the user's role is organisation-wide."""
+    return command_job_list(user=user).filter(kind=JobKind.FIRMWARE).order_by("-created_at", "-id")
+
+
+def firmware_campaign_access(*, user: User, pk: int) -> CommandJob:
+    job = firmware_campaign_list(user=user).filter(pk=pk).first()
+    if job is None:
+        raise NotFound(f"Firmware campaign {pk} not found.")
+    return job
+
+
+def firmware_campaign_targets(*, job: CommandJob) -> QuerySet[CommandJobTarget]:
+    """The campaign's targets by station identity, each with the last firmware status its station
+    reported for this campaign (`firmware_status`)."""
+    status = FirmwareUpdate.objects.filter(job=OuterRef("job"), station=OuterRef("station")).order_by("-id")
+    return (
+        CommandJobTarget.objects.filter(job=job)
+        .select_related("station")
+        .annotate(firmware_status=Subquery(status.values("status")[:1]))
+        .order_by("station__identity")
+    )
+
+
+def diagnostics_upload_list(*, station: ChargingStation) -> QuerySet[DiagnosticsUpload]:
+    return (
+        DiagnosticsUpload.objects.filter(station=station)
+        .select_related(*UPLOAD_RELATED)
+        .order_by("-created_at", "-id")
+    )
+
+
+def diagnostics_upload_access(*, user: User, pk: int) -> DiagnosticsUpload:
+    """An upload of a station the user may see (NotFound otherwise)."""
+    upload = (
+        DiagnosticsUpload.objects.filter(station_scope_q(user=user, prefix="station__"))
+        .select_related(*UPLOAD_RELATED)
+        .filter(pk=pk)
+        .first()
+    )
+    if upload is None:
+        raise NotFound(f"Upload {pk} not found.")
+    return upload
+
+
+def diagnostics_upload_by_token(*, token: str) -> DiagnosticsUpload | None:
+    return DiagnosticsUpload.objects.filter(upload_token=token).first()
