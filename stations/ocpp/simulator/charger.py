@@ -1,9 +1,11 @@
-"""One simulated charger: connection, boot, heartbeats, charging sessions, CSMS-requested reboots.
+"""One simulated charger: connection, boot, heartbeats, charging sessions, reservations, CSMS-requested
+reboots.
 
 This module is protocol-independent. The frames themselves are built and parsed by a `ProtocolClient`
 (one per OCPP version: charger_v16.py, charger_v201.py), chosen through `PROTOCOLS`. The
 client also answers CSMS-initiated calls, calling back into the charger for anything that changes its
-state (start/stop a session, reboot, availability).
+state (start/stop a session, reboot, availability, reservations). The charging profiles of both
+versions are kept here too (`charging_profiles`, smart_charging.py): a TxProfile ends with its session.
 
 Every wait is bounded: by the response timeout, the meter interval, the deadline (`duration_s`) or the
 reboot limit, so a charger always finishes.
@@ -12,6 +14,7 @@ reboot limit, so a charger always finishes.
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import enum
 import logging
 import random
@@ -24,7 +27,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from stations.ocpp.simulator.config import ChargerConfig
-from stations.ocpp.simulator.meter import EnergyMeter, EvSession, Sample, ocpp_timestamp, utc_now
+from stations.ocpp.simulator.meter import EnergyMeter, EvSession, Sample, ocpp_timestamp, parse_time, utc_now
+from stations.ocpp.simulator.smart_charging import ProfileStore
 from stations.ocpp.simulator.summary import ChargerResult, SessionRecord
 
 logger = logging.getLogger(__name__)
@@ -92,6 +96,9 @@ class ProtocolClient(Protocol):
     ) -> list[dict]:
         """Stop; return the meter values sent with the stop as they were on the wire."""
 
+    async def reservation_ended(self, reservation_id: int) -> None:
+        """A reservation expired (2.0.1 ReservationStatusUpdate Expired; 1.6 says nothing)."""
+
 
 @dataclass(frozen=True)
 class ProtocolSpec:
@@ -137,6 +144,15 @@ class ActiveSession:
             self.stop.set()
 
 
+@dataclass(frozen=True)
+class Reservation:
+    """A connector held for one id token until `expires_at` (1.6 ReserveNow, 2.0.1 H01)."""
+
+    reservation_id: int
+    id_tag: str
+    expires_at: dt.datetime
+
+
 @dataclass
 class ConnectorState:
     connector_id: int
@@ -148,13 +164,23 @@ class ConnectorState:
     # A RemoteStart was accepted for this connector and its session is about to begin.
     claimed: bool = False
     session: ActiveSession | None = None
+    reservation: Reservation | None = None
 
     @property
     def free(self) -> bool:
-        return self.operative and not self.claimed and self.session is None
+        """Nobody uses or holds it: it can be reserved, or used by anyone."""
+        return self.usable_by(None)
+
+    def usable_by(self, id_tag: str | None) -> bool:
+        """A session for `id_tag` may start here (a reserved connector only for its token)."""
+        if not self.operative or self.claimed or self.session is not None:
+            return False
+        return self.reservation is None or (id_tag is not None and self.reservation.id_tag == id_tag)
 
     def idle_status(self) -> str:
-        return "Available" if self.operative else "Unavailable"
+        if not self.operative:
+            return "Unavailable"
+        return "Reserved" if self.reservation is not None else "Available"
 
 
 class SimulatedCharger:
@@ -174,6 +200,7 @@ class SimulatedCharger:
         self.heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
         self.meter_interval_s: float = config.meter_interval_s
         self.authorize_remote_starts = False
+        self.charging_profiles = ProfileStore()
         # Per protocol version, what its client keeps across connections (1.6: the configuration keys).
         self.protocol_state: dict[str, Any] = {}
         self.client: ProtocolClient | None = None
@@ -300,6 +327,8 @@ class SimulatedCharger:
         Handlers of CSMS calls use it: a charger must answer a call before it sends the calls the
         request causes (StartTransaction after RemoteStartTransaction.conf, ...)."""
         task = asyncio.create_task(self._guard(coro))
+        # A task cancelled before it ever ran leaves `coro` unstarted: close it (no "never awaited").
+        task.add_done_callback(lambda _: coro.close())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         if session:
@@ -324,6 +353,9 @@ class SimulatedCharger:
                 connector_id=connector.connector_id, status=connector.status
             )
         self.spawn(self._heartbeat_loop())
+        for connector in self.connectors.values():
+            if connector.reservation is not None:
+                self.spawn(self._reservation_expiry(connector, connector.reservation))
 
         while self.config.sessions and self._scripted_done < self.config.session_count:
             if self._reboot.is_set():
@@ -386,7 +418,7 @@ class SimulatedCharger:
         """The first free connector; waits (bounded by the deadline) while all are busy."""
         while True:
             for connector in self.connectors.values():
-                if connector.free:
+                if connector.usable_by(self.config.id_tag):
                     return connector
             if self._reboot.is_set() or self._deadline_passed():
                 return None
@@ -424,6 +456,11 @@ class SimulatedCharger:
         self._session_index += 1
         ev_rng = random.Random(f"{self.config.seed}:{self.config.identity}:{self._session_index}")
         session = ActiveSession(record=record, ev=EvSession(ev_rng, connector.meter))
+        reservation = connector.reservation
+        if reservation is not None and reservation.id_tag == id_tag:
+            # OCPP 1.6 5.13: the reservation ends when a transaction for its idTag starts on its connector.
+            record.reservation_id = reservation.reservation_id
+            connector.reservation = None
         connector.claimed = False
         connector.session = session
         client = self.client
@@ -436,8 +473,10 @@ class SimulatedCharger:
         except asyncio.CancelledError:
             record.fail("interrupted: the connection ended")
             connector.session = None
+            self.charging_profiles.transaction_ended(connector.connector_id)
             raise
         connector.session = None
+        self.charging_profiles.transaction_ended(connector.connector_id)
         self._connector_freed.set()
         if record.status == "failed" and connector.status != connector.idle_status():
             with contextlib.suppress(CallFailed, ConnectionClosed):
@@ -533,17 +572,28 @@ class SimulatedCharger:
                 return connector.session
         return None
 
-    def remote_start_claim(self, connector_id: int | None) -> ConnectorState | None:
-        """Pick (and reserve) the connector for a RemoteStart; None means Rejected."""
+    def transaction_start(self, connector_id: int) -> dt.datetime | None:
+        """When the session on `connector_id` started (a Relative charging schedule starts then)."""
+        connector = self.connectors.get(connector_id)
+        if connector is None or connector.session is None:
+            return None
+        return parse_time(connector.session.record.started_at)
+
+    def remote_start_claim(self, connector_id: int | None, id_tag: str) -> ConnectorState | None:
+        """Pick (and claim) the connector for a RemoteStart; None means Rejected. Without a connector,
+        one reserved for `id_tag` comes first."""
         if self._reboot.is_set():
             return None
         if connector_id is not None:
             connector = self.connectors.get(connector_id)
             candidates = [connector] if connector is not None else []
         else:
-            candidates = list(self.connectors.values())
+            candidates = sorted(
+                self.connectors.values(),
+                key=lambda c: c.reservation is None or c.reservation.id_tag != id_tag,
+            )
         for connector in candidates:
-            if connector.free:
+            if connector.usable_by(id_tag):
                 connector.claimed = True
                 return connector
         return None
@@ -562,6 +612,74 @@ class SimulatedCharger:
             return False
         session.request_stop("Remote")
         return True
+
+    def reserve(
+        self, *, reservation_id: int, connector_id: int | None, id_tag: str, expires_at: dt.datetime
+    ) -> tuple[str, ConnectorState | None]:
+        """ReserveNow: ("Accepted", the connector), else ("Occupied" | "Unavailable" | "Rejected", None).
+
+        `connector_id` None: any connector (2.0.1 without evseId; the simulator holds the first free one).
+        A reservation with the id of an existing one replaces it (OCPP 1.6 5.13). After "Accepted" the
+        caller starts `reservation_begin` (status Reserved, then expiry)."""
+        previous = next(
+            (
+                c
+                for c in self.connectors.values()
+                if c.reservation and c.reservation.reservation_id == reservation_id
+            ),
+            None,
+        )
+        held = previous.reservation if previous is not None else None
+        if previous is not None:
+            previous.reservation = None
+        if connector_id is not None:
+            connector = self.connectors.get(connector_id)
+            candidates = [connector] if connector is not None else []
+        else:
+            candidates = list(self.connectors.values())
+        status = "Rejected"
+        if candidates:
+            status = "Unavailable" if all(not c.operative for c in candidates) else "Occupied"
+        for connector in candidates:
+            if connector.free:
+                connector.reservation = Reservation(reservation_id, id_tag, expires_at)
+                return "Accepted", connector
+        if previous is not None:
+            previous.reservation = held
+        return status, None
+
+    async def reservation_begin(self, connector: ConnectorState) -> None:
+        """After an accepted ReserveNow: status Reserved, then the expiry."""
+        reservation = connector.reservation
+        if reservation is None:
+            return
+        if connector.session is None and not connector.claimed:
+            await self._set_status(connector, connector.idle_status())
+        await self._reservation_expiry(connector, reservation)
+
+    async def _reservation_expiry(self, connector: ConnectorState, reservation: Reservation) -> None:
+        # Bounded by the connection: the task ends with it, and the next connection starts a new one.
+        await asyncio.sleep(max(0.0, (reservation.expires_at - utc_now()).total_seconds()))
+        if connector.reservation is not reservation:
+            return  # used, cancelled or replaced meanwhile
+        connector.reservation = None
+        self._connector_freed.set()
+        await self.client.reservation_ended(reservation.reservation_id)
+        if (
+            connector.session is None
+            and not connector.claimed
+            and connector.status != connector.idle_status()
+        ):
+            await self._set_status(connector, connector.idle_status())
+
+    def cancel_reservation(self, reservation_id: int) -> ConnectorState | None:
+        """CancelReservation: the connector it held (the caller sends its status), None: no such one."""
+        for connector in self.connectors.values():
+            if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
+                connector.reservation = None
+                self._connector_freed.set()
+                return connector
+        return None
 
     def request_reboot(self, kind: str) -> None:
         """Reset: stop every session gracefully (reason SoftReset/HardReset), then reconnect and boot."""

@@ -1,15 +1,22 @@
 """The OCPP 1.6J side of a simulated charger, on the `ocpp` package's client-side ChargePoint (with the
 transport of client.py).
+
+This module sends the charger's own messages and answers the Core and Remote Trigger calls of the CSMS
+(Reset, Remote Start/Stop, Change/GetConfiguration, TriggerMessage, UnlockConnector, ChangeAvailability,
+ClearCache, DataTransfer); csms_commands_v16.py answers the rest (firmware, diagnostics and logs, local
+list, reservations, smart charging, the security whitepaper's calls). Together they answer every action
+of `stations.ocpp.actions.V16`.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
 
+from stations.ocpp.simulator import smart_charging
 from stations.ocpp.simulator.charger import BootResult, SimulatedCharger, StartResult
 from stations.ocpp.simulator.client import (
     DATA_TRANSFER_VENDOR,
@@ -20,6 +27,7 @@ from stations.ocpp.simulator.client import (
     Setting,
     readings,
 )
+from stations.ocpp.simulator.csms_commands_v16 import CommandStateV16, CsmsCommandsV16
 from stations.ocpp.simulator.meter import Sample, ocpp_timestamp, utc_now
 
 TRIGGERABLE = frozenset(
@@ -79,29 +87,34 @@ def default_configuration(charger: SimulatedCharger) -> dict[str, Setting]:
         "LocalAuthListEnabled": Setting("true", kind="bool"),
         "LocalAuthListMaxLength": Setting("100", readonly=True, kind="int"),
         "SendLocalListMaxLength": Setting("100", readonly=True, kind="int"),
+        "ReserveConnectorZeroSupported": Setting("false", readonly=True, kind="bool"),
+        "ChargeProfileMaxStackLevel": Setting("10", readonly=True, kind="int"),
+        "ChargingScheduleAllowedChargingRateUnit": Setting("Current,Power", readonly=True),
+        "ChargingScheduleMaxPeriods": Setting(str(smart_charging.MAX_PERIODS), readonly=True, kind="int"),
+        "MaxChargingProfilesInstalled": Setting("20", readonly=True, kind="int"),
+        "SupportedFileTransferProtocols": Setting("HTTP,HTTPS", readonly=True),
+        "SecurityProfile": Setting("0", readonly=True, kind="int"),
     }
 
 
-@dataclass
-class V16State:
-    """What a 1.6 charger keeps across connections (its configuration, local list, reservations)."""
+@dataclass(kw_only=True)
+class V16State(CommandStateV16):
+    """What a 1.6 charger keeps across connections: its configuration, and what csms_commands_v16.py
+    keeps (local list, certificates, firmware and log jobs)."""
 
     configuration: dict[str, Setting]
-    local_list_version: int = 0
-    # reservation id -> connector id
-    reservations: dict[int, int] = field(default_factory=dict)
-    charging_profiles: set[int] = field(default_factory=set)
 
 
-class ChargerV16(RecordingClient, ChargePoint):
+class ChargerV16(CsmsCommandsV16, RecordingClient, ChargePoint):
     def __init__(self, charger: SimulatedCharger, connection: ClientConnection):
         super().__init__(charger, connection)
         state = charger.protocol_state.get("1.6")
         if state is None:
             state = charger.protocol_state["1.6"] = V16State(configuration=default_configuration(charger))
         self.state: V16State = state
-        # RemoteStartTransaction: connector claimed in the handler, session begun in the @after hook.
-        self._remote_starts: dict[str, object] = {}
+        # What an @on handler decided, by call id, for its @after hook (RemoteStartTransaction: the
+        # connector claimed; GetDiagnostics: the file name; ...).
+        self._pending: dict[str, object] = {}
 
     # --- charger -> CSMS --------------------------------------------------------------------------
 
@@ -145,9 +158,14 @@ class ChargerV16(RecordingClient, ChargePoint):
         self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str, begin: Sample
     ) -> StartResult:
         # The Transaction.Begin reading is not part of StartTransaction: the flow sends it as MeterValues.
+        record = self.charger.connectors[connector_id].session.record
         result = await self._call(
             call.StartTransaction(
-                connector_id=connector_id, id_tag=id_tag, meter_start=meter_start_wh, timestamp=timestamp
+                connector_id=connector_id,
+                id_tag=id_tag,
+                meter_start=meter_start_wh,
+                timestamp=timestamp,
+                reservation_id=record.reservation_id,
             )
         )
         return StartResult(str(result.transaction_id), result.id_tag_info["status"], meter_values=[])
@@ -164,6 +182,9 @@ class ChargerV16(RecordingClient, ChargePoint):
             )
         )
         return values
+
+    async def reservation_ended(self, reservation_id: int) -> None:
+        """1.6 has no message for it: the connector's StatusNotification (Available) says it."""
 
     async def stop_transaction(
         self,
@@ -200,18 +221,31 @@ class ChargerV16(RecordingClient, ChargePoint):
 
     @on(Action.remote_start_transaction)
     def on_remote_start_transaction(
-        self, id_tag: str, call_unique_id: str, connector_id: int | None = None, **kwargs
+        self,
+        id_tag: str,
+        call_unique_id: str,
+        connector_id: int | None = None,
+        charging_profile: dict | None = None,
+        **kwargs,
     ):
-        connector = self.charger.remote_start_claim(connector_id)
+        if charging_profile is not None and charging_profile["charging_profile_purpose"] != "TxProfile":
+            # 5.11: the profile sent with a remote start is the transaction's (TxProfile).
+            return call_result.RemoteStartTransaction(status="Rejected")
+        connector = self.charger.remote_start_claim(connector_id, id_tag)
         if connector is None:
             return call_result.RemoteStartTransaction(status="Rejected")
-        self._remote_starts[call_unique_id] = connector
+        self._pending[call_unique_id] = connector
         return call_result.RemoteStartTransaction(status="Accepted")
 
     @after(Action.remote_start_transaction)
-    def after_remote_start_transaction(self, id_tag: str, call_unique_id: str, **kwargs):
-        connector = self._remote_starts.pop(call_unique_id, None)
+    def after_remote_start_transaction(
+        self, id_tag: str, call_unique_id: str, charging_profile: dict | None = None, **kwargs
+    ):
+        connector = self._pending.pop(call_unique_id, None)
         if connector is not None:
+            if charging_profile is not None:
+                profile = smart_charging.from_v16(connector.connector_id, charging_profile)
+                self.charger.charging_profiles.install(profile)
             self.charger.remote_start_begin(connector, id_tag)
 
     @on(Action.remote_stop_transaction)
@@ -261,6 +295,10 @@ class ChargerV16(RecordingClient, ChargePoint):
             return
         if connector_id is not None and connector_id != 0 and connector_id not in self.charger.connectors:
             return
+        self._send_triggered(requested_message, connector_id)
+
+    def _send_triggered(self, requested_message: str, connector_id: int | None) -> None:
+        """Start sending the message a TriggerMessage (or ExtendedTriggerMessage) asked for."""
         if requested_message == "BootNotification":
             self.charger.spawn(self._triggered_boot())
         elif requested_message == "Heartbeat":
@@ -270,9 +308,12 @@ class ChargerV16(RecordingClient, ChargePoint):
         elif requested_message == "MeterValues":
             self.charger.spawn(self.charger.send_meter_values(connector_id))
         elif requested_message == "DiagnosticsStatusNotification":
-            self.charger.spawn(self._call(call.DiagnosticsStatusNotification(status="Idle")))
+            # 4.4: Idle unless an upload is under way.
+            status, _ = self.state.diagnostics.current
+            self.charger.spawn(self._call(call.DiagnosticsStatusNotification(status=status)))
         elif requested_message == "FirmwareStatusNotification":
-            self.charger.spawn(self._call(call.FirmwareStatusNotification(status="Idle")))
+            status, _ = self.state.firmware.current
+            self.charger.spawn(self._call(call.FirmwareStatusNotification(status=status)))
 
     @on(Action.unlock_connector)
     def on_unlock_connector(self, connector_id: int, **kwargs):
@@ -300,58 +341,3 @@ class ChargerV16(RecordingClient, ChargePoint):
         if vendor_id != DATA_TRANSFER_VENDOR:
             return call_result.DataTransfer(status="UnknownVendorId")
         return call_result.DataTransfer(status="Accepted", data=data)
-
-    @on(Action.get_local_list_version)
-    def on_get_local_list_version(self, **kwargs):
-        return call_result.GetLocalListVersion(list_version=self.state.local_list_version)
-
-    @on(Action.send_local_list)
-    def on_send_local_list(self, list_version: int, update_type: str, **kwargs):
-        self.state.local_list_version = list_version
-        return call_result.SendLocalList(status="Accepted")
-
-    @on(Action.reserve_now)
-    def on_reserve_now(self, connector_id: int, reservation_id: int, **kwargs):
-        connector = self.charger.connectors.get(connector_id)
-        if connector is None:
-            return call_result.ReserveNow(status="Rejected")
-        if not connector.operative:
-            return call_result.ReserveNow(status="Unavailable")
-        if not connector.free:
-            return call_result.ReserveNow(status="Occupied")
-        self.state.reservations[reservation_id] = connector_id
-        return call_result.ReserveNow(status="Accepted")
-
-    @on(Action.cancel_reservation)
-    def on_cancel_reservation(self, reservation_id: int, **kwargs):
-        found = self.state.reservations.pop(reservation_id, None) is not None
-        return call_result.CancelReservation(status="Accepted" if found else "Rejected")
-
-    @on(Action.set_charging_profile)
-    def on_set_charging_profile(self, connector_id: int, cs_charging_profiles: dict, **kwargs):
-        if connector_id != 0 and connector_id not in self.charger.connectors:
-            return call_result.SetChargingProfile(status="Rejected")
-        self.state.charging_profiles.add(cs_charging_profiles["charging_profile_id"])
-        return call_result.SetChargingProfile(status="Accepted")
-
-    @on(Action.clear_charging_profile)
-    def on_clear_charging_profile(self, id: int | None = None, **kwargs):
-        if id is not None:
-            found = id in self.state.charging_profiles
-            self.state.charging_profiles.discard(id)
-        else:
-            found = bool(self.state.charging_profiles)
-            self.state.charging_profiles.clear()
-        return call_result.ClearChargingProfile(status="Accepted" if found else "Unknown")
-
-    @on(Action.get_composite_schedule)
-    def on_get_composite_schedule(self, connector_id: int, duration: int, **kwargs):
-        return call_result.GetCompositeSchedule(status="Rejected")
-
-    @on(Action.get_diagnostics)
-    def on_get_diagnostics(self, location: str, **kwargs):
-        return call_result.GetDiagnostics()  # no fileName: nothing to upload
-
-    @on(Action.update_firmware)
-    def on_update_firmware(self, location: str, retrieve_date: str, **kwargs):
-        return call_result.UpdateFirmware()

@@ -5,10 +5,15 @@ The flow in charger.py speaks in 1.6 terms (connector n, StartTransaction, Meter
 this client maps them: simulator connector n is EVSE n with connector 1, a session is one transaction of
 TransactionEvents (Started, Updated per meter sample, Ended; seqNo 0, 1, 2, ...), and the 1.6 connector
 statuses during a session are one 2.0.1 Occupied.
+
+This module sends the station's own messages and answers Reset, Request Start/Stop, GetTransactionStatus,
+TriggerMessage, UnlockConnector, ChangeAvailability, ClearCache and DataTransfer. The device model and
+its calls (variables, reports, monitoring) are in device_model_v201.py, the other CSMS calls (firmware,
+logs, certificates, reservations, local list, smart charging, display messages, ...) in
+csms_commands_v201.py. Together they answer every action of `stations.ocpp.actions.V201`.
 """
 
 import asyncio
-import math
 import uuid
 from dataclasses import dataclass
 
@@ -17,6 +22,7 @@ from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection
 
+from stations.ocpp.simulator import smart_charging
 from stations.ocpp.simulator.charger import BootResult, SimulatedCharger, StartResult
 from stations.ocpp.simulator.client import (
     DATA_TRANSFER_VENDOR,
@@ -24,8 +30,14 @@ from stations.ocpp.simulator.client import (
     MODEL,
     VENDOR,
     RecordingClient,
-    Setting,
     readings,
+)
+from stations.ocpp.simulator.csms_commands_v201 import CommandStateV201, CsmsCommandsV201
+from stations.ocpp.simulator.device_model_v201 import (
+    HEARTBEAT_INTERVAL,
+    DeviceModelState,
+    DeviceModelV201,
+    default_variables,
 )
 from stations.ocpp.simulator.meter import Sample, ocpp_timestamp, utc_now
 
@@ -49,6 +61,7 @@ STOP_REASONS = {
     "Reboot": ("ResetCommand", "Reboot"),
     "UnlockCommand": ("UnlockCommand", "Other"),
 }
+# The Sign*Certificate triggers would need a CSR, which the simulator cannot make: NotImplemented.
 TRIGGERABLE = frozenset(
     {
         "BootNotification",
@@ -56,14 +69,11 @@ TRIGGERABLE = frozenset(
         "Heartbeat",
         "LogStatusNotification",
         "MeterValues",
+        "PublishFirmwareStatusNotification",
         "StatusNotification",
         "TransactionEvent",
     }
 )
-DATA_TYPES = {"int": "integer", "bool": "boolean", "str": "string", "list": "MemberList"}
-HEARTBEAT_INTERVAL = ("OCPPCommCtrlr", "HeartbeatInterval")
-TX_UPDATED_INTERVAL = ("SampledDataCtrlr", "TxUpdatedInterval")
-AUTHORIZE_REMOTE_START = ("AuthCtrlr", "AuthorizeRemoteStart")
 # How often a Reset OnIdle looks whether the sessions have ended (the task ends with the connection).
 IDLE_POLL_S = 0.1
 
@@ -83,37 +93,16 @@ def meter_value(sample: Sample) -> dict:
     }
 
 
-def default_variables(charger: SimulatedCharger) -> dict[tuple[str, str], Setting]:
-    """A small device model: (component, variable) -> the Actual attribute. Components without
-    instance or EVSE only."""
-    return {
-        ("ChargingStation", "Model"): Setting(MODEL, readonly=True),
-        ("ChargingStation", "VendorName"): Setting(VENDOR, readonly=True),
-        ("ChargingStation", "AvailabilityState"): Setting("Available", readonly=True),
-        ("SecurityCtrlr", "Identity"): Setting(charger.config.identity, readonly=True),
-        HEARTBEAT_INTERVAL: Setting(str(int(charger.heartbeat_interval_s)), kind="int"),
-        # An integer on the wire; a sub-second simulator interval shows as 1.
-        TX_UPDATED_INTERVAL: Setting(str(max(1, math.ceil(charger.meter_interval_s))), kind="int"),
-        ("SampledDataCtrlr", "TxUpdatedMeasurands"): Setting(
-            "Energy.Active.Import.Register,Power.Active.Import,Current.Import,Voltage,SoC", kind="list"
-        ),
-        ("SampledDataCtrlr", "TxEndedMeasurands"): Setting("Energy.Active.Import.Register,SoC", kind="list"),
-        AUTHORIZE_REMOTE_START: Setting("false", kind="bool"),
-        ("TxCtrlr", "StopTxOnEVSideDisconnect"): Setting("true", readonly=True, kind="bool"),
-        ("TxCtrlr", "EVConnectionTimeOut"): Setting("60", kind="int"),
-    }
+@dataclass(kw_only=True)
+class V201State(DeviceModelState, CommandStateV201):
+    """What a 2.0.1 station keeps across connections: its device model and monitors, and what
+    csms_commands_v201.py keeps (local list, certificates, jobs, display messages, ...)."""
 
-
-@dataclass
-class V201State:
-    """What a 2.0.1 charger keeps across connections."""
-
-    variables: dict[tuple[str, str], Setting]
     # BootNotification.reason of the next boot: RemoteReset after a CSMS Reset.
     boot_reason: str = "PowerUp"
 
 
-class ChargerV201(RecordingClient, ChargePoint):
+class ChargerV201(DeviceModelV201, CsmsCommandsV201, RecordingClient, ChargePoint):
     def __init__(self, charger: SimulatedCharger, connection: ClientConnection):
         super().__init__(charger, connection)
         state = charger.protocol_state.get("2.0.1")
@@ -122,8 +111,9 @@ class ChargerV201(RecordingClient, ChargePoint):
         self.state: V201State = state
         # The last seqNo sent, per running transaction.
         self._seq_nos: dict[str, int] = {}
-        # RequestStartTransaction: (connector, remoteStartId) claimed in the handler, begun in the @after hook.
-        self._remote_starts: dict[str, tuple[object, int]] = {}
+        # What an @on handler decided, by call id, for its @after hook (RequestStartTransaction: the
+        # connector claimed; GetLog: the file name; GetReport: the report; ...).
+        self._pending: dict[str, object] = {}
 
     # --- charger -> CSMS --------------------------------------------------------------------------
 
@@ -179,6 +169,7 @@ class ChargerV201(RecordingClient, ChargePoint):
         info = {"chargingState": "EVConnected"}
         if record.remote_start_id is not None:
             info["remoteStartId"] = record.remote_start_id
+        reservation = {} if record.reservation_id is None else {"reservation_id": record.reservation_id}
         result, sent = await self._transaction_event(
             "Started",
             transaction_id,
@@ -188,6 +179,7 @@ class ChargerV201(RecordingClient, ChargePoint):
             info=info,
             evse={"id": connector_id, "connectorId": 1},
             id_token=_id_token(id_tag),
+            **reservation,
         )
         status = (result.id_token_info or {}).get("status", "Accepted")
         return StartResult(transaction_id, status, meter_values=sent)
@@ -261,37 +253,6 @@ class ChargerV201(RecordingClient, ChargePoint):
         )
         return result, values
 
-    async def _notify_report(self, request_id: int, report_base: str) -> None:
-        writable_only = report_base == "ConfigurationInventory"
-        report = [
-            {
-                "component": {"name": component},
-                "variable": {"name": variable},
-                "variableAttribute": [
-                    {
-                        "type": "Actual",
-                        "value": setting.value,
-                        "mutability": "ReadOnly" if setting.readonly else "ReadWrite",
-                    }
-                ],
-                "variableCharacteristics": {
-                    "dataType": DATA_TYPES[setting.kind],
-                    "supportsMonitoring": False,
-                },
-            }
-            for (component, variable), setting in self.state.variables.items()
-            if not (writable_only and setting.readonly)
-        ]
-        await self._call(
-            call.NotifyReport(
-                request_id=request_id,
-                generated_at=ocpp_timestamp(utc_now()),
-                seq_no=0,
-                tbc=False,
-                report_data=report,
-            )
-        )
-
     async def _triggered(self, requested_message: str, evse_id: int | None) -> None:
         connectors = [c for c in self.charger.connectors.values() if evse_id in (None, c.connector_id)]
         if requested_message == "BootNotification":
@@ -314,9 +275,15 @@ class ChargerV201(RecordingClient, ChargePoint):
                         "Updated", transaction_id, "Trigger", [session.ev.sample("Trigger")]
                     )
         elif requested_message == "FirmwareStatusNotification":
-            await self._call(call.FirmwareStatusNotification(status="Idle"))
+            # L01: the update's last status (with its requestId) while it runs, else Idle without one.
+            status, request_id = self.state.firmware.current
+            await self._call(call.FirmwareStatusNotification(status=status, request_id=request_id))
         elif requested_message == "LogStatusNotification":
-            await self._call(call.LogStatusNotification(status="Idle"))
+            status, request_id = self.state.log.current
+            await self._call(call.LogStatusNotification(status=status, request_id=request_id))
+        elif requested_message == "PublishFirmwareStatusNotification":
+            status, request_id = self.state.publish.current
+            await self._call(call.PublishFirmwareStatusNotification(status=status, request_id=request_id))
 
     async def _reset_when_idle(self) -> None:
         """Reset OnIdle (B12.FR.06): once no transaction runs. Ends with the connection at the latest."""
@@ -347,19 +314,37 @@ class ChargerV201(RecordingClient, ChargePoint):
 
     @on(Action.request_start_transaction)
     def on_request_start_transaction(
-        self, id_token: dict, remote_start_id: int, call_unique_id: str, evse_id: int | None = None, **kwargs
+        self,
+        id_token: dict,
+        remote_start_id: int,
+        call_unique_id: str,
+        evse_id: int | None = None,
+        charging_profile: dict | None = None,
+        **kwargs,
     ):
-        connector = self.charger.remote_start_claim(evse_id)
+        if charging_profile is not None and charging_profile["charging_profile_purpose"] != "TxProfile":
+            # F01: the profile sent with a remote start is the transaction's (TxProfile).
+            return call_result.RequestStartTransaction(status="Rejected")
+        connector = self.charger.remote_start_claim(evse_id, id_token["id_token"])
         if connector is None:
             return call_result.RequestStartTransaction(status="Rejected")
-        self._remote_starts[call_unique_id] = (connector, remote_start_id)
+        self._pending[call_unique_id] = connector
         return call_result.RequestStartTransaction(status="Accepted")
 
     @after(Action.request_start_transaction)
-    def after_request_start_transaction(self, id_token: dict, call_unique_id: str, **kwargs):
-        claimed = self._remote_starts.pop(call_unique_id, None)
-        if claimed is not None:
-            connector, remote_start_id = claimed
+    def after_request_start_transaction(
+        self,
+        id_token: dict,
+        remote_start_id: int,
+        call_unique_id: str,
+        charging_profile: dict | None = None,
+        **kwargs,
+    ):
+        connector = self._pending.pop(call_unique_id, None)
+        if connector is not None:
+            if charging_profile is not None:
+                profile = smart_charging.from_v201(connector.connector_id, charging_profile)
+                self.charger.charging_profiles.install(profile)
             self.charger.remote_start_begin(connector, id_token["id_token"], remote_start_id)
 
     @on(Action.request_stop_transaction)
@@ -373,59 +358,6 @@ class ChargerV201(RecordingClient, ChargePoint):
             return call_result.GetTransactionStatus(messages_in_queue=False)
         ongoing = self.charger.session_by_transaction(transaction_id) is not None
         return call_result.GetTransactionStatus(messages_in_queue=False, ongoing_indicator=ongoing)
-
-    def _variable(self, item: dict) -> tuple[Setting | None, str]:
-        """The setting a GetVariableData/SetVariableData names, or None and the status saying why."""
-        if item.get("attribute_type", "Actual") != "Actual":
-            return None, "NotSupportedAttributeType"
-        component = item["component"]["name"]
-        setting = self.state.variables.get((component, item["variable"]["name"]))
-        if setting is None:
-            known = any(name == component for name, _ in self.state.variables)
-            return None, "UnknownVariable" if known else "UnknownComponent"
-        return setting, "Accepted"
-
-    @on(Action.get_variables)
-    def on_get_variables(self, get_variable_data: list[dict], **kwargs):
-        results = []
-        for item in get_variable_data:
-            setting, status = self._variable(item)
-            result = _variable_result(item, status)
-            if setting is not None:
-                result["attribute_value"] = setting.value
-            results.append(result)
-        return call_result.GetVariables(get_variable_result=results)
-
-    @on(Action.set_variables)
-    def on_set_variables(self, set_variable_data: list[dict], **kwargs):
-        results = []
-        for item in set_variable_data:
-            setting, status = self._variable(item)
-            value = item["attribute_value"]
-            if setting is not None and (setting.readonly or not setting.accepts(value)):
-                status = "Rejected"
-            elif setting is not None:
-                setting.set(value)
-                self._apply(item["component"]["name"], item["variable"]["name"], setting)
-            results.append(_variable_result(item, status))
-        return call_result.SetVariables(set_variable_result=results)
-
-    def _apply(self, component: str, variable: str, setting: Setting) -> None:
-        key = (component, variable)
-        if key == HEARTBEAT_INTERVAL:
-            self.charger.set_heartbeat_interval(int(setting.value))
-        elif key == TX_UPDATED_INTERVAL and int(setting.value) > 0:
-            self.charger.meter_interval_s = int(setting.value)
-        elif key == AUTHORIZE_REMOTE_START:
-            self.charger.authorize_remote_starts = setting.value == "true"
-
-    @on(Action.get_base_report)
-    def on_get_base_report(self, request_id: int, report_base: str, **kwargs):
-        return call_result.GetBaseReport(status="Accepted")
-
-    @after(Action.get_base_report)
-    def after_get_base_report(self, request_id: int, report_base: str, **kwargs):
-        self.charger.spawn(self._notify_report(request_id, report_base))
 
     def _trigger_status(self, requested_message: str, evse: dict | None) -> str:
         if requested_message not in TRIGGERABLE:
@@ -480,14 +412,6 @@ class ChargerV201(RecordingClient, ChargePoint):
         if vendor_id != DATA_TRANSFER_VENDOR:
             return call_result.DataTransfer(status="UnknownVendorId")
         return call_result.DataTransfer(status="Accepted", data=data)
-
-
-def _variable_result(item: dict, status: str) -> dict:
-    """A GetVariableResult/SetVariableResult for the request item `item` (snake_case, as handlers get it)."""
-    result = {"attribute_status": status, "component": item["component"], "variable": item["variable"]}
-    if "attribute_type" in item:
-        result["attribute_type"] = item["attribute_type"]
-    return result
 
 
 def _id_token(id_tag: str) -> dict:

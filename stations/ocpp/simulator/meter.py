@@ -37,6 +37,17 @@ def ocpp_timestamp(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def parse_time(value: str | None) -> dt.datetime | None:
+    """An OCPP timestamp as an aware datetime (naive ones are UTC); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
+
+
 class EnergyMeter:
     """The connector's cumulative import register. Survives sessions (and simulated reboots)."""
 

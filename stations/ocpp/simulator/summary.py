@@ -12,6 +12,8 @@ class SessionRecord:
     remote: bool = False
     # 2.0.1 RequestStartTransaction.remoteStartId, echoed in TransactionEvent Started (F01.FR.25).
     remote_start_id: int | None = None
+    # The reservation the session used (1.6 StartTransaction.reservationId, 2.0.1 TransactionEvent).
+    reservation_id: int | None = None
     transaction_id: str | None = None
     meter_start_wh: int | None = None
     meter_stop_wh: int | None = None
@@ -39,6 +41,26 @@ class SessionRecord:
 
 
 @dataclass
+class Transfer:
+    """One file transfer made for the CSMS: a firmware download (GET) or a log upload (PUT)."""
+
+    # "firmware", "signed_firmware", "publish_firmware", "diagnostics" or "log".
+    kind: str
+    method: str
+    url: str
+    request_id: int | None = None
+    # "running", "done" or "failed".
+    status: str = "running"
+    http_status: int | None = None
+    # Bytes received (GET) or sent (PUT), with their digests.
+    size_bytes: int = 0
+    sha256: str | None = None
+    md5: str | None = None
+    attempts: int = 0
+    error: str | None = None
+
+
+@dataclass
 class ChargerResult:
     identity: str
     protocol: str = "1.6"
@@ -58,6 +80,7 @@ class ChargerResult:
     calls_received: Counter = field(default_factory=Counter)
     sessions: list[SessionRecord] = field(default_factory=list)
     sessions_skipped: int = 0
+    transfers: list[Transfer] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -177,6 +200,10 @@ class FleetSummary:
             lines.append(f"  other errors:        {self.other_errors}")
             for identity, error in [(c.identity, e) for c in self.chargers for e in c.errors][:max_listed]:
                 lines.append(f"    {identity}: {error}")
+        transfers = [t for c in self.chargers for t in c.transfers]
+        if transfers:
+            failed = sum(1 for t in transfers if t.status == "failed")
+            lines.append(f"  file transfers:      {len(transfers)} ({failed} failed)")
         received = Counter()
         for charger in self.chargers:
             received.update(charger.calls_received)
