@@ -45,9 +45,8 @@ FINAL_STATUSES = frozenset({CommandStatus.ANSWERED, CommandStatus.FAILED, Comman
 # before anyone else declares it lost.
 FINISH_GRACE_S = 5.0
 LAYER_TIMEOUT_S = 3.0
-# How often a waiting issuer re-reads the record: often without a channel layer (nothing will tell it),
-# rarely with one (only to notice a lost message).
-POLL_WITH_LAYER_S = 1.0
+# How often a waiting issuer re-reads the record without a channel layer (nothing will tell it); with one,
+# every OCPP_COMMAND_POLL_S (only to notice a lost message).
 POLL_WITHOUT_LAYER_S = 0.2
 
 # Given (command, response) inside the transaction that records an answer: applies what the answer means
@@ -246,7 +245,9 @@ async def _deliver(command: Command, station: ChargingStation) -> Command:
 async def _command_wait(command: Command, layer, reply_to: str | None) -> Command:
     loop = asyncio.get_running_loop()
     delivery_deadline = loop.time() + settings.OCPP_COMMAND_DELIVERY_S
-    poll = POLL_WITH_LAYER_S if reply_to else POLL_WITHOUT_LAYER_S
+    poll = (
+        settings.OCPP_COMMAND_POLL_S if reply_to else min(POLL_WITHOUT_LAYER_S, settings.OCPP_COMMAND_POLL_S)
+    )
     word: asyncio.Future | None = None
     try:
         while True:

@@ -124,6 +124,8 @@ def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
         "DATABASE_URL": database_url(connection.settings_dict),
         "CPMS_VAR_DIR": str(settings.VAR_DIR),
         "PYTHONUNBUFFERED": "1",
+        # Without Redis, commands between two server processes go by the database: look often.
+        "OCPP_COMMAND_POLL_S": "0.1",
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
