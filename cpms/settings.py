@@ -194,6 +194,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-ocpp-message-log": {"task": "stations.tasks.message_log_purge", "schedule": 3600.0},
     "mark-silent-stations-offline": {"task": "stations.tasks.stations_mark_silent_offline", "schedule": 60.0},
     "expire-commands": {"task": "stations.tasks.commands_expire", "schedule": 60.0},
+    "expire-reservations": {"task": "sessions.tasks.reservations_expire", "schedule": 60.0},
 }
 
 # --- REST API ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q
 
 from accounts.admin import (
@@ -11,11 +11,33 @@ from accounts.admin import (
     domain_errors_as_http,
     saved_adopt,
 )
-from accounts.selectors import organisation_ids_with
-from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from accounts.enums import Capability
+from accounts.selectors import organisation_ids_with, site_host_site_ids
+from cpms.errors import DomainError, ValidationFailed
+from sessions.enums import ReservationStatus
+from sessions.models import (
+    ChargingSession,
+    IdToken,
+    LocalListEntry,
+    LocalListState,
+    MeterValue,
+    Reservation,
+    SessionAnomaly,
+    TransactionEvent,
+)
 from sessions.selectors import id_token_scope_q
-from sessions.services.tokens import SETTABLE_STATUSES, id_token_create, id_token_update, id_token_validate
+from sessions.services.local_lists import local_list_entries_forget
+from sessions.services.reservations import reservation_cancel
+from sessions.services.tokens import (
+    SETTABLE_STATUSES,
+    id_token_create,
+    id_token_delete,
+    id_token_update,
+    id_token_validate,
+)
 from stations.admin import StationScopedAdmin
+from stations.enums import CommandSource
+from stations.ocpp.commands_auth import cancel_reservation_for
 
 # --- id tokens ------------------------------------------------------------------------------------
 
@@ -30,6 +52,14 @@ class IdTokenAdminForm(DomainValidatedForm):
 
     def domain_validate(self) -> None:
         id_token_validate(self.instance)
+        # The service checks these too; here they show as form errors.
+        organisation_id = self.instance.organisation_id
+        for field in ("allowed_sites", "allowed_stations"):
+            foreign = [
+                str(obj) for obj in self.cleaned_data.get(field, ()) if obj.organisation_id != organisation_id
+            ]
+            if foreign:
+                raise ValidationFailed(f"Not in the token's organisation: {', '.join(foreign)}.")
 
 
 # admin form field -> id_token_update data key
@@ -41,18 +71,34 @@ ID_TOKEN_WRITABLE = {
     "group": "group_id",
     "owner_name": "owner_name",
     "owner_email": "owner_email",
+    "in_local_list": "in_local_list",
+}
+# admin form field -> (data key, how the service names the chosen objects)
+ID_TOKEN_PLACES = {
+    "allowed_sites": lambda sites: [site.pk for site in sites],
+    "allowed_stations": lambda stations: [station.identity for station in stations],
 }
 
 
 @admin.register(IdToken)
 class IdTokenAdmin(ScopedAdminMixin, admin.ModelAdmin):
     form = IdTokenAdminForm
-    list_display = ["value", "organisation", "type", "status", "expires_at", "group", "owner_name"]
-    list_filter = ["status", "type", ("organisation", admin.RelatedOnlyFieldListFilter)]
+    list_display = [
+        "value",
+        "organisation",
+        "type",
+        "status",
+        "expires_at",
+        "group",
+        "owner_name",
+        "in_local_list",
+    ]
+    list_filter = ["status", "type", "in_local_list", ("organisation", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["organisation", "group"]
     search_fields = ["value", "owner_name", "owner_email"]
     raw_id_fields = ["group"]
-    fields = ["organisation", *ID_TOKEN_WRITABLE, "created_at", "updated_at"]
+    autocomplete_fields = ["allowed_sites", "allowed_stations"]
+    fields = ["organisation", *ID_TOKEN_WRITABLE, *ID_TOKEN_PLACES, "created_at", "updated_at"]
     readonly_fields = ["created_at", "updated_at"]
 
     def scope_q(self, *, user, capability) -> Q:
@@ -67,7 +113,21 @@ class IdTokenAdmin(ScopedAdminMixin, admin.ModelAdmin):
             return ["organisation", *self.readonly_fields]
         return self.readonly_fields
 
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        # Only sites and stations the user may manage are offered (the service checks the organisation).
+        if not self._is_unscoped(request) and db_field.name in ID_TOKEN_PLACES:
+            related = self._related_scoped_admin(db_field.related_model)
+            if related is not None:
+                scope = related.scope_q(user=request.user, capability=Capability.MANAGE)
+                kwargs["queryset"] = db_field.related_model._default_manager.filter(scope)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
     def save_model(self, request, obj, form, change):
+        places = {
+            field: names(form.cleaned_data.get(field, ()))
+            for field, names in ID_TOKEN_PLACES.items()
+            if not change or field in form.changed_data
+        }
         with domain_errors_as_http():
             if change:
                 data = {
@@ -75,14 +135,29 @@ class IdTokenAdmin(ScopedAdminMixin, admin.ModelAdmin):
                     for field, key in ID_TOKEN_WRITABLE.items()
                     if field in form.changed_data
                 }
-                token = id_token_update(actor=request.user, id_token=obj, data=data)
+                token = id_token_update(actor=request.user, id_token=obj, data={**data, **places})
             else:
                 token = id_token_create(
                     actor=request.user,
                     organisation_id=obj.organisation_id,
                     **{key: getattr(obj, key) for key in ID_TOKEN_WRITABLE.values()},
+                    **places,
                 )
         saved_adopt(obj, token)
+
+    def save_related(self, request, form, formsets, change):
+        # The service set the sites and stations; form.save_m2m() would write them a second time, unchecked.
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request, obj):
+        with domain_errors_as_http():
+            id_token_delete(actor=request.user, id_token=obj)
+
+    def delete_queryset(self, request, queryset):
+        with domain_errors_as_http():
+            for token in queryset:
+                id_token_delete(actor=request.user, id_token=token)
 
 
 # --- sessions (charger-reported, read-only) --------------------------------------------------------
@@ -183,3 +258,103 @@ class TransactionEventAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, StationSc
     search_fields = ["=station__identity", "=transaction_id"]
     raw_id_fields = ["station", "session"]
     ordering = ["-id"]
+
+
+# --- reservations and local authorisation lists ----------------------------------------------------
+
+
+@admin.register(Reservation)
+class ReservationAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
+    """Reservations are made through the API (the charger must accept them); here they are looked at and
+    cancelled (CancelReservation, through the same service)."""
+
+    list_display = [
+        "id",
+        "station",
+        "evse",
+        "connector",
+        "id_token",
+        "expires_at",
+        "status",
+        "charger_status",
+        "created_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["station", "evse", "connector", "id_token"]
+    search_fields = ["=station__identity", "=id_token__value"]
+    raw_id_fields = ["station", "evse", "connector", "id_token", "command", "session", "created_by"]
+    actions = ["cancel_reservations"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Superusers only, as for every model here: deleting an id token deletes its reservations.
+        return request.user.is_active and request.user.is_superuser
+
+    def has_command_permission(self, request, obj=None) -> bool:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or bool(
+            organisation_ids_with(user=user, capability=Capability.COMMAND)
+            or site_host_site_ids(user=user, capability=Capability.COMMAND)
+        )
+
+    @admin.action(description="Cancel the selected reservations (CancelReservation)", permissions=["command"])
+    def cancel_reservations(self, request, queryset):
+        cancelled = 0
+        for reservation in queryset.select_related("station"):
+            try:
+                result = reservation_cancel(
+                    actor=request.user,
+                    reservation=reservation,
+                    build=cancel_reservation_for,
+                    source=CommandSource.ADMIN,
+                )
+            except DomainError as exc:
+                self.message_user(request, f"Reservation {reservation.pk}: {exc.message}", messages.ERROR)
+                continue
+            if result.status == ReservationStatus.CANCELLED:
+                cancelled += 1
+            else:
+                command = result.command
+                outcome = command.error_description or command.error_code or command.status if command else ""
+                self.message_user(
+                    request,
+                    f"Reservation {reservation.pk} is still {result.status}: {outcome}",
+                    messages.WARNING,
+                )
+        self.message_user(request, f"{cancelled} reservation(s) cancelled.", messages.SUCCESS)
+
+
+@admin.register(LocalListState)
+class LocalListStateAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
+    """Each station's local list version as last confirmed. Synced through the API
+    (POST /api/v1/stations/<identity>/local-list/sync/)."""
+
+    list_display = ["station", "version", "reported_version", "synced_at", "last_error"]
+    list_select_related = ["station"]
+    search_fields = ["=station__identity"]
+    raw_id_fields = ["station"]
+
+
+@admin.register(LocalListEntry)
+class LocalListEntryAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
+    """The tokens each station holds in its local list, as of its last accepted update."""
+
+    list_display = ["station", "id_token", "status", "expires_at", "group_value"]
+    list_filter = ["status"]
+    list_select_related = ["station", "id_token"]
+    search_fields = ["=station__identity", "=id_token__value"]
+    raw_id_fields = ["station", "id_token"]
+
+    def has_delete_permission(self, request, obj=None):
+        # Superusers only: deleting an id token deletes its entries (and makes those stations' next sync
+        # Full, see id_token_delete).
+        return request.user.is_active and request.user.is_superuser
+
+    def delete_model(self, request, obj):
+        with domain_errors_as_http():
+            local_list_entries_forget(actor=request.user, entries=[obj])
+
+    def delete_queryset(self, request, queryset):
+        with domain_errors_as_http():
+            local_list_entries_forget(actor=request.user, entries=queryset)

@@ -1,7 +1,7 @@
 """Reads of id tokens and charging sessions, always through the user's scope (accounts.selectors).
 
-Id tokens are organisation-wide: only organisation-wide roles see them, site hosts see none. Sessions and
-session anomalies follow their station (its organisation, or a site host's sites); a session's meter values
+Id tokens are organisation-wide: only organisation-wide roles see them, site hosts see none. Sessions,
+session anomalies, reservations and local authorisation lists follow their station (its organisation, or a site host's sites); a session's meter values
 and transaction events are read per session, after `session_access` checked the scope. `*_access` raises NotFound for an object outside
 the view scope and PermissionDenied for a visible object the user lacks `capability` on.
 """
@@ -17,8 +17,18 @@ from accounts.models import User
 from accounts.selectors import organisation_ids_with, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
-from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, SessionStatus
-from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, ReservationStatus, SessionStatus
+from sessions.models import (
+    ChargingSession,
+    IdToken,
+    LocalListEntry,
+    LocalListState,
+    MeterValue,
+    Reservation,
+    SessionAnomaly,
+    TransactionEvent,
+)
+from stations.models import ChargingStation
 
 
 def id_token_scope_q(*, user: User, capability: str = Capability.VIEW, prefix: str = "") -> Q:
@@ -36,6 +46,16 @@ class IdTokenFilter(django_filters.FilterSet):
     class Meta:
         model = IdToken
         fields = ["organisation", "status", "type", "value"]
+
+
+class ReservationFilter(django_filters.FilterSet):
+    station = django_filters.CharFilter(field_name="station__identity")
+    status = django_filters.ChoiceFilter(choices=ReservationStatus.choices)
+    id_token = django_filters.NumberFilter(field_name="id_token_id")
+
+    class Meta:
+        model = Reservation
+        fields = ["station", "status", "id_token"]
 
 
 class SessionFilter(django_filters.FilterSet):
@@ -68,13 +88,19 @@ class SessionAnomalyFilter(django_filters.FilterSet):
         fields = ["station", "kind", "reviewed"]
 
 
+def _id_token_qs() -> QuerySet[IdToken]:
+    return IdToken.objects.select_related("organisation").prefetch_related(
+        "allowed_sites", "allowed_stations"
+    )
+
+
 def id_token_list(*, user: User, filters: Mapping[str, Any] | None = None) -> QuerySet[IdToken]:
-    qs = IdToken.objects.filter(id_token_scope_q(user=user)).select_related("organisation")
+    qs = _id_token_qs().filter(id_token_scope_q(user=user))
     return filters_apply(IdTokenFilter, filters, qs)
 
 
 def id_token_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> IdToken:
-    token = IdToken.objects.filter(id_token_scope_q(user=user)).filter(pk=pk).first()
+    token = _id_token_qs().filter(id_token_scope_q(user=user)).filter(pk=pk).first()
     if token is None:
         raise NotFound(f"Id token {pk} not found.")
     if capability != Capability.VIEW and not user_can(
@@ -121,3 +147,47 @@ def session_anomaly_list(*, user: User, filters: Mapping[str, Any] | None = None
         .order_by("-created_at", "-id")
     )
     return filters_apply(SessionAnomalyFilter, filters, qs)
+
+
+# --- reservations and local lists -------------------------------------------------------------------
+
+
+def _reservation_qs() -> QuerySet[Reservation]:
+    return Reservation.objects.select_related("station", "evse", "connector", "id_token", "command")
+
+
+def reservation_list(*, user: User, filters: Mapping[str, Any] | None = None) -> QuerySet[Reservation]:
+    """Reservations at the stations the user sees, newest first."""
+    qs = (
+        _reservation_qs()
+        .filter(station_scope_q(user=user, prefix="station__"))
+        .order_by("-created_at", "-id")
+    )
+    return filters_apply(ReservationFilter, filters, qs)
+
+
+def reservation_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> Reservation:
+    reservation = (
+        _reservation_qs().filter(station_scope_q(user=user, prefix="station__")).filter(pk=pk).first()
+    )
+    if reservation is None:
+        raise NotFound(f"Reservation {pk} not found.")
+    station = reservation.station
+    if capability != Capability.VIEW and not user_can(
+        user=user, capability=capability, organisation_id=station.organisation_id, site_id=station.site_id
+    ):
+        raise PermissionDenied(f"You may not {capability} reservation {reservation.pk}.")
+    return reservation
+
+
+def local_list_state_get(*, station: ChargingStation) -> LocalListState:
+    """The station's local list state as last confirmed; an unsaved, empty one (version 0) if we never sent
+    it a list. The caller checked access to the station."""
+    return LocalListState.objects.filter(station=station).first() or LocalListState(station=station)
+
+
+def local_list_entry_list(*, station: ChargingStation) -> QuerySet[LocalListEntry]:
+    """What the station holds in its local list (as of its last accepted update), by token value."""
+    return (
+        LocalListEntry.objects.filter(station=station).select_related("id_token").order_by("id_token__value")
+    )

@@ -1,14 +1,34 @@
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
-from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, SessionStatus
-from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, ReservationStatus, SessionStatus
+from sessions.models import (
+    ChargingSession,
+    IdToken,
+    LocalListEntry,
+    LocalListState,
+    MeterValue,
+    Reservation,
+    SessionAnomaly,
+    TransactionEvent,
+)
 from sessions.services.tokens import SETTABLE_STATUSES
+from stations.api.commands import CommandOutputSerializer
 
 # --- id tokens --------------------------------------------------------------------------------------
 
 
 class IdTokenOutputSerializer(serializers.ModelSerializer):
+    allowed_sites = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="Site ids where the token may charge (with allowed_stations)."
+    )
+    allowed_stations = serializers.SlugRelatedField(
+        many=True,
+        read_only=True,
+        slug_field="identity",
+        help_text="Station identities where the token may charge. Both lists empty: anywhere in its organisation.",
+    )
+
     class Meta:
         model = IdToken
         fields = [
@@ -21,6 +41,9 @@ class IdTokenOutputSerializer(serializers.ModelSerializer):
             "group",
             "owner_name",
             "owner_email",
+            "allowed_sites",
+            "allowed_stations",
+            "in_local_list",
             "created_at",
             "updated_at",
         ]
@@ -40,6 +63,20 @@ class IdTokenInputSerializer(StrictInputSerializer):
     )
     owner_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
     owner_email = serializers.EmailField(required=False, allow_blank=True)
+    allowed_sites = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text="Site ids of the token's organisation. With allowed_stations: where the token may charge; "
+        "both empty, anywhere in its organisation. A PATCH replaces the list.",
+    )
+    allowed_stations = serializers.ListField(
+        child=serializers.CharField(max_length=48, trim_whitespace=False),
+        required=False,
+        help_text="Station identities of the token's organisation (see allowed_sites).",
+    )
+    in_local_list = serializers.BooleanField(
+        required=False, help_text="Sent to the chargers it may use in their local authorisation list."
+    )
 
 
 class IdTokenFilterSerializer(serializers.Serializer):
@@ -159,3 +196,120 @@ class SessionAnomalyFilterSerializer(serializers.Serializer):
     station = serializers.CharField(required=False, trim_whitespace=False, help_text="Station identity.")
     kind = serializers.ChoiceField(choices=AnomalyKind.choices, required=False)
     reviewed = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+# --- reservations -----------------------------------------------------------------------------------
+
+
+class ReservationOutputSerializer(serializers.ModelSerializer):
+    station = serializers.CharField(source="station.identity", read_only=True, help_text="Station identity.")
+    evse_id = serializers.IntegerField(
+        source="evse.evse_id", read_only=True, allow_null=True, help_text="OCPP EVSE number; null: any."
+    )
+    connector_id = serializers.IntegerField(
+        source="connector.connector_id", read_only=True, allow_null=True, help_text="Connector of the EVSE."
+    )
+    id_token = serializers.IntegerField(source="id_token_id", read_only=True)
+    id_tag = serializers.CharField(source="id_token.value", read_only=True, help_text="The token's value.")
+    session = serializers.IntegerField(
+        source="session_id", read_only=True, allow_null=True, help_text="The session that used it."
+    )
+    command = CommandOutputSerializer(
+        read_only=True, allow_null=True, help_text="The last call about it (ReserveNow, CancelReservation)."
+    )
+
+    class Meta:
+        model = Reservation
+        fields = [
+            "id",
+            "station",
+            "evse_id",
+            "connector_id",
+            "id_token",
+            "id_tag",
+            "expires_at",
+            "status",
+            "charger_status",
+            "session",
+            "command",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "id": {"help_text": "Also the OCPP reservationId."},
+            "charger_status": {
+                "help_text": "What the charger answered (Accepted, Occupied, Faulted, Unavailable, Rejected) "
+                "or reported (Expired, Removed); CancelRejected when it held no such reservation; the error "
+                "code of a call that failed."
+            },
+        }
+
+
+class ReservationInputSerializer(StrictInputSerializer):
+    station = serializers.CharField(max_length=48, trim_whitespace=False, help_text="Station identity.")
+    evse_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="OCPP EVSE number (1.6: the connectorId). Absent: any connector.",
+    )
+    connector_id = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="A connector of that EVSE (2.0.1 sends its connector type when known).",
+    )
+    id_token = serializers.IntegerField(help_text="Id token id, of the station's organisation.")
+    expires_at = serializers.DateTimeField(help_text="At most 24 hours ahead.")
+
+
+class ReservationFilterSerializer(serializers.Serializer):
+    station = serializers.CharField(required=False, trim_whitespace=False, help_text="Station identity.")
+    status = serializers.ChoiceField(choices=ReservationStatus.choices, required=False)
+    id_token = serializers.IntegerField(required=False, help_text="Id token id.")
+
+
+# --- local authorisation lists ----------------------------------------------------------------------
+
+
+class LocalListStateOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LocalListState
+        fields = ["version", "reported_version", "synced_at", "last_error"]
+        read_only_fields = fields
+        extra_kwargs = {
+            "version": {"help_text": "The version of the last update the station accepted (0: none yet)."},
+            "reported_version": {"help_text": "What the station last said it holds (GetLocalListVersion)."},
+            "last_error": {
+                "help_text": "Set: we are not sure what the station holds; the next sync is Full."
+            },
+        }
+
+
+class LocalListEntryOutputSerializer(serializers.ModelSerializer):
+    id_token = serializers.IntegerField(source="id_token_id", read_only=True)
+    value = serializers.CharField(source="id_token.value", read_only=True)
+
+    class Meta:
+        model = LocalListEntry
+        fields = ["id_token", "value", "status", "expires_at", "group_value"]
+        read_only_fields = fields
+
+
+class LocalListOutputSerializer(serializers.Serializer):
+    station = serializers.CharField()
+    state = LocalListStateOutputSerializer()
+    entries = LocalListEntryOutputSerializer(many=True, help_text="As the station holds them, by value.")
+
+
+class LocalListSyncInputSerializer(StrictInputSerializer):
+    full = serializers.BooleanField(
+        required=False, default=False, help_text="Send the whole list (Full) even if a Differential would do."
+    )
+
+
+class LocalListSyncOutputSerializer(serializers.Serializer):
+    update_type = serializers.CharField(allow_null=True, help_text="Full or Differential; null: up to date.")
+    entries = serializers.IntegerField(help_text="Tokens sent with their status (added, changed, or all).")
+    removals = serializers.IntegerField(help_text="Tokens sent for removal.")
+    commands = CommandOutputSerializer(many=True, help_text="One per message (a list may take several).")
+    state = LocalListStateOutputSerializer()

@@ -1,13 +1,20 @@
 from django.urls import path
 
+# Registers the `station_identity` path converter (cpms/api_urls.py includes it first anyway).
+import stations.api.urls  # noqa: F401
 from sessions.api.views import (
     IdTokenDetailApi,
     IdTokenListApi,
+    ReservationCancelApi,
+    ReservationDetailApi,
+    ReservationListApi,
     SessionAnomalyListApi,
     SessionDetailApi,
     SessionEventListApi,
     SessionListApi,
     SessionMeterValueListApi,
+    StationLocalListApi,
+    StationLocalListSyncApi,
 )
 
 urlpatterns = [
@@ -18,4 +25,17 @@ urlpatterns = [
     path("sessions/<int:pk>/meter-values/", SessionMeterValueListApi.as_view(), name="session-meter-values"),
     path("sessions/<int:pk>/events/", SessionEventListApi.as_view(), name="session-event-list"),
     path("session-anomalies/", SessionAnomalyListApi.as_view(), name="session-anomaly-list"),
+    path("reservations/", ReservationListApi.as_view(), name="reservation-list"),
+    path("reservations/<int:pk>/", ReservationDetailApi.as_view(), name="reservation-detail"),
+    path("reservations/<int:pk>/cancel/", ReservationCancelApi.as_view(), name="reservation-cancel"),
+    path(
+        "stations/<station_identity:identity>/local-list/",
+        StationLocalListApi.as_view(),
+        name="station-local-list",
+    ),
+    path(
+        "stations/<station_identity:identity>/local-list/sync/",
+        StationLocalListSyncApi.as_view(),
+        name="station-local-list-sync",
+    ),
 ]

@@ -6,12 +6,19 @@ from rest_framework.views import APIView
 
 from accounts.enums import Capability
 from cpms.api import ErrorOutputSerializer, paginated_response
+from cpms.errors import NotFound, ValidationFailed
 from sessions.api.serializers import (
     IdTokenFilterSerializer,
     IdTokenInputSerializer,
     IdTokenOutputSerializer,
+    LocalListOutputSerializer,
+    LocalListSyncInputSerializer,
+    LocalListSyncOutputSerializer,
     MeterValueFilterSerializer,
     MeterValueOutputSerializer,
+    ReservationFilterSerializer,
+    ReservationInputSerializer,
+    ReservationOutputSerializer,
     SessionAnomalyFilterSerializer,
     SessionAnomalyOutputSerializer,
     SessionFilterSerializer,
@@ -21,20 +28,30 @@ from sessions.api.serializers import (
 from sessions.selectors import (
     id_token_access,
     id_token_list,
+    local_list_entry_list,
+    local_list_state_get,
     meter_value_list,
+    reservation_access,
+    reservation_list,
     session_access,
     session_anomaly_list,
     session_list,
     transaction_event_list,
 )
+from sessions.services.local_lists import local_list_sync
+from sessions.services.reservations import reservation_cancel, reservation_create
 from sessions.services.tokens import id_token_create, id_token_update
-from stations.api.views import RecordListApi, record_list_schema
+from stations.api.views import IDENTITY, RecordListApi, record_list_schema
+from stations.enums import CommandSource
+from stations.ocpp.commands_auth import cancel_reservation_for, local_list_wire, reserve_now_for
+from stations.selectors import station_access
 
 NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
 FORBIDDEN = OpenApiResponse(
     ErrorOutputSerializer, description="Visible to you, but your role may not do this."
 )
 BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
+NOT_CONNECTED = OpenApiResponse(ErrorOutputSerializer, description="The station is not connected.")
 
 
 @extend_schema(tags=["id-tokens"])
@@ -159,3 +176,167 @@ class SessionAnomalyListApi(RecordListApi):
 
     def records(self, *, user, owner, filters):
         return session_anomaly_list(user=user, filters=filters)
+
+
+# --- reservations -----------------------------------------------------------------------------------
+
+
+@extend_schema(tags=["reservations"])
+class ReservationListApi(APIView):
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
+    @extend_schema(
+        operation_id="reservations_list",
+        description="Reservations at the stations you see, newest first.",
+        parameters=[ReservationFilterSerializer],
+        responses={200: ReservationOutputSerializer(many=True), 400: BAD_REQUEST},
+    )
+    def get(self, request):
+        filters = ReservationFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        reservations = reservation_list(user=request.user, filters=filters.validated_data)
+        return paginated_response(
+            request=request, view=self, queryset=reservations, serializer_class=ReservationOutputSerializer
+        )
+
+    @extend_schema(
+        operation_id="reservations_create",
+        summary="Reserve a station, EVSE or connector for an id token",
+        description="Records the reservation, sends ReserveNow (1.6 {connectorId, expiryDate, idTag, "
+        "reservationId, parentIdTag?}; 2.0.1 {id, expiryDateTime, idToken, evseId?, connectorType?, "
+        "groupIdToken?}) and answers with the reservation as the charger's answer left it: `accepted`, "
+        "`rejected` (charger_status says why: the charger's status, or the error code of a call that failed), "
+        "or `requested` when the call timed out (the charger may hold it: cancel it, or it expires). The call "
+        "itself is in `command`. Needs the command right on the station.",
+        request=ReservationInputSerializer,
+        responses={
+            201: ReservationOutputSerializer,
+            400: BAD_REQUEST,
+            403: FORBIDDEN,
+            409: NOT_CONNECTED,
+        },
+    )
+    def post(self, request):
+        serializer = ReservationInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        try:
+            station = station_access(
+                user=request.user, identity=data["station"], capability=Capability.COMMAND
+            )
+        except NotFound as exc:  # a reference in the request body, not the URL: the body is wrong
+            raise ValidationFailed(exc.message) from exc
+        reservation = reservation_create(
+            actor=request.user,
+            station=station,
+            id_token_id=data["id_token"],
+            expires_at=data["expires_at"],
+            evse_id=data.get("evse_id"),
+            connector_id=data.get("connector_id"),
+            build=reserve_now_for,
+            source=CommandSource.API,
+        )
+        return Response(ReservationOutputSerializer(reservation).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["reservations"])
+class ReservationDetailApi(APIView):
+    @extend_schema(
+        operation_id="reservations_retrieve", responses={200: ReservationOutputSerializer, 404: NOT_FOUND}
+    )
+    def get(self, request, pk: int):
+        return Response(ReservationOutputSerializer(reservation_access(user=request.user, pk=pk)).data)
+
+
+@extend_schema(tags=["reservations"])
+class ReservationCancelApi(APIView):
+    @extend_schema(
+        operation_id="reservations_cancel",
+        summary="Cancel a reservation",
+        description="Sends CancelReservation {reservationId}. The charger's answer cancels it (`cancelled`; "
+        "charger_status CancelRejected when the charger held no such reservation). A call that failed or timed "
+        "out changes nothing: see `command`. Only requested or accepted reservations can be cancelled (409).",
+        request=None,
+        responses={
+            200: ReservationOutputSerializer,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: OpenApiResponse(
+                ErrorOutputSerializer, description="Not open any more, or the station is not connected."
+            ),
+        },
+    )
+    def post(self, request, pk: int):
+        reservation = reservation_access(user=request.user, pk=pk, capability=Capability.COMMAND)
+        reservation = reservation_cancel(
+            actor=request.user,
+            reservation=reservation,
+            build=cancel_reservation_for,
+            source=CommandSource.API,
+        )
+        return Response(ReservationOutputSerializer(reservation).data)
+
+
+# --- local authorisation lists ----------------------------------------------------------------------
+
+
+@extend_schema(tags=["local-lists"])
+class StationLocalListApi(APIView):
+    @extend_schema(
+        operation_id="stations_local_list_retrieve",
+        description="The station's local authorisation list as it holds it (after its last accepted "
+        "SendLocalList) and its version.",
+        parameters=[IDENTITY],
+        responses={200: LocalListOutputSerializer, 404: NOT_FOUND},
+    )
+    def get(self, request, identity: str):
+        station = station_access(user=request.user, identity=identity)
+        body = {
+            "station": station.identity,
+            "state": local_list_state_get(station=station),
+            "entries": local_list_entry_list(station=station),
+        }
+        return Response(LocalListOutputSerializer(body).data)
+
+
+@extend_schema(tags=["local-lists"])
+class StationLocalListSyncApi(APIView):
+    @extend_schema(
+        operation_id="stations_local_list_sync",
+        summary="Bring the station's local authorisation list up to date",
+        description="Sends what the station lacks: nothing when it holds the list it should (the tokens of "
+        "its organisation marked in_local_list that may charge there), a Differential update, or a Full one "
+        "(when asked, the first time, after an update failed or the station reported another version, or "
+        "when the changes outnumber the list). Split into several messages when the station reported a "
+        "limit (1.6 SendLocalListMaxLength, 2.0.1 LocalAuthListCtrlr.ItemsPerMessage). Needs the command "
+        "right on the station.",
+        parameters=[IDENTITY],
+        request=LocalListSyncInputSerializer,
+        responses={
+            200: LocalListSyncOutputSerializer,
+            400: BAD_REQUEST,
+            403: FORBIDDEN,
+            404: NOT_FOUND,
+            409: NOT_CONNECTED,
+        },
+    )
+    def post(self, request, identity: str):
+        station = station_access(user=request.user, identity=identity, capability=Capability.COMMAND)
+        serializer = LocalListSyncInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = local_list_sync(
+            actor=request.user,
+            station=station,
+            wire=local_list_wire,
+            full=serializer.validated_data["full"],
+            source=CommandSource.API,
+        )
+        items = result.update.items if result.update is not None else ()
+        body = {
+            "update_type": result.update.update_type if result.update is not None else None,
+            "entries": sum(1 for item in items if item.status is not None),
+            "removals": sum(1 for item in items if item.status is None),
+            "commands": result.commands,
+            "state": result.state,
+        }
+        return Response(LocalListSyncOutputSerializer(body).data)

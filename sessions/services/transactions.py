@@ -20,6 +20,8 @@ from django.utils import timezone
 
 from sessions.enums import HOLD_FLAGS, AnomalyKind, IdTokenStatus, SessionFlag, SessionStatus
 from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from sessions.services.reservations import reservation_use
+from sessions.services.tokens import id_token_status_at, id_token_with_place
 from sessions.types import (
     Sample,
     StartRequest,
@@ -41,30 +43,29 @@ UNKNOWN_TOKEN = TokenInfo(status=IdTokenStatus.INVALID, known=False)
 
 
 # --- tokens -----------------------------------------------------------------------------------------
-def id_token_authorize(*, organisation_id: int, value: str, now: datetime | None = None) -> TokenInfo:
-    """Whether `value` may charge at a station of `organisation_id`. Unknown tokens are Invalid."""
-    token = _token_row(organisation_id, value)
+def id_token_authorize(
+    *, organisation_id: int, value: str, now: datetime | None = None, station_id: int | None = None
+) -> TokenInfo:
+    """Whether `value` may charge at station `station_id` of `organisation_id` (without a station: anywhere
+    in the organisation). Unknown tokens are Invalid; a token restricted to other sites or stations is
+    NotAtThisLocation."""
+    token = _token_row(organisation_id, value, station_id)
     return _token_info(token, now or timezone.now()) if token else UNKNOWN_TOKEN
 
 
-def _token_row(organisation_id: int, value: str) -> IdToken | None:
+def _token_row(organisation_id: int, value: str, station_id: int | None = None) -> IdToken | None:
     if not value:
         return None
-    return (
-        IdToken.objects.filter(organisation_id=organisation_id, value=value).select_related("group").first()
-    )
+    tokens = IdToken.objects.filter(organisation_id=organisation_id, value=value).select_related("group")
+    if station_id is not None:
+        tokens = id_token_with_place(tokens, station_id=station_id)  # same query, no extra round trip
+    return tokens.first()
 
 
 def _token_info(token: IdToken, now: datetime) -> TokenInfo:
-    status = token.status
-    if status == IdTokenStatus.ACCEPTED and token.expires_at is not None and token.expires_at <= now:
-        status = IdTokenStatus.EXPIRED
     group = token.group
-    if status == IdTokenStatus.ACCEPTED and group is not None and group.status != IdTokenStatus.ACCEPTED:
-        # A blocked group blocks its members (a fleet's cards are suspended together).
-        status = group.status
     return TokenInfo(
-        status=status,
+        status=id_token_status_at(token, now),
         expires_at=token.expires_at,
         group_value=group.value if group is not None else None,
         group_type=group.type if group is not None else None,
@@ -133,7 +134,7 @@ def _session_open(
 ) -> tuple[ChargingSession, TokenInfo, bool]:
     """Find or create the session of `request` (caller is inside a transaction)."""
     now = timezone.now()
-    token_row = _token_row(organisation_id, request.id_tag)
+    token_row = _token_row(organisation_id, request.id_tag, request.station_id)
     token = _token_info(token_row, now) if token_row else UNKNOWN_TOKEN
     existing = _existing_session(
         request.station_id, transaction_id=request.transaction_id, fingerprint=fingerprint
@@ -165,7 +166,7 @@ def _session_open(
         transaction_id=request.transaction_id or f"pending-{fingerprint[:24]}",
         id_token=token_row,
         id_tag=request.id_tag,
-        id_token_status=token.status if request.id_tag else "",
+        id_token_status=_stored_status(token.status) if request.id_tag else "",
         started_at=request.started_at,
         start_received_at=request.received_at,
         meter_start_wh=request.meter_start_wh,
@@ -191,7 +192,16 @@ def _session_open(
         # primary key comes from a sequence (PostgreSQL) / AUTOINCREMENT (SQLite) that never goes back.
         session.transaction_id = str(session.pk)
         ChargingSession.objects.filter(pk=session.pk).update(transaction_id=session.transaction_id)
+    if request.reservation_id is not None:
+        reservation_use(
+            station_id=request.station_id, reservation_id=request.reservation_id, session_id=session.pk
+        )
     return session, token, True
+
+
+def _stored_status(status: str) -> str:
+    # NotAtThisLocation is an answer, not a token status (and longer than the column): stored as Invalid.
+    return status if status in IdTokenStatus.values else IdTokenStatus.INVALID
 
 
 def _session_close(
@@ -332,7 +342,9 @@ def session_start(*, request: StartRequest, organisation_id: int) -> StartResult
             )
         if existing is None:
             raise
-        token = id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
+        token = id_token_authorize(
+            organisation_id=organisation_id, value=request.id_tag, station_id=request.station_id
+        )
         return StartResult(existing.pk, existing.transaction_id, token, created=False)
     return StartResult(session.pk, session.transaction_id, token, created)
 
@@ -345,7 +357,11 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
     session twice (RELIABILITY C20, C21, C27).
     """
     token = (
-        id_token_authorize(organisation_id=organisation_id, value=request.id_tag) if request.id_tag else None
+        id_token_authorize(
+            organisation_id=organisation_id, value=request.id_tag, station_id=request.station_id
+        )
+        if request.id_tag
+        else None
     )
     session = _existing_session(request.station_id, transaction_id=request.transaction_id, fingerprint="")
     detail = {
@@ -403,7 +419,9 @@ def transaction_event_record(
     except IntegrityError:
         # The same event raced in on two connections; the other copy was applied.
         token = (
-            id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
+            id_token_authorize(
+                organisation_id=organisation_id, value=request.id_tag, station_id=request.station_id
+            )
             if request.id_tag
             else None
         )
@@ -425,7 +443,9 @@ def _transaction_event_apply(
         ).exists()
     ):
         token = (
-            id_token_authorize(organisation_id=organisation_id, value=request.id_tag)
+            id_token_authorize(
+                organisation_id=organisation_id, value=request.id_tag, station_id=request.station_id
+            )
             if request.id_tag
             else None
         )
@@ -473,13 +493,20 @@ def _transaction_event_apply(
     )
     if request.id_tag and token is None:
         # Authorization during the transaction (e.g. the driver presented the card after plugging in).
-        token_row = _token_row(organisation_id, request.id_tag)
+        token_row = _token_row(organisation_id, request.id_tag, request.station_id)
         token = _token_info(token_row, timezone.now()) if token_row else UNKNOWN_TOKEN
         if not session.id_tag:
             session.id_tag = request.id_tag
             session.id_token = token_row
-            session.id_token_status = token.status
+            session.id_token_status = _stored_status(token.status)
             session.save(update_fields=["id_tag", "id_token", "id_token_status", "updated_at"])
+    if request.reservation_id is not None and session.reservation_id is None:
+        # 2.0.1: a reservation may be named in a later event (the driver authorised after plugging in).
+        session.reservation_id = request.reservation_id
+        session.save(update_fields=["reservation_id", "updated_at"])
+        reservation_use(
+            station_id=request.station_id, reservation_id=request.reservation_id, session_id=session.pk
+        )
     if request.offline and not session.offline:
         session.offline = True
         session.save(update_fields=["offline", "updated_at"])

@@ -15,6 +15,9 @@ def token_json(token) -> dict:
         "group": token.group_id,
         "owner_name": token.owner_name,
         "owner_email": token.owner_email,
+        "allowed_sites": sorted(token.allowed_sites.values_list("pk", flat=True)),
+        "allowed_stations": sorted(token.allowed_stations.values_list("identity", flat=True)),
+        "in_local_list": token.in_local_list,
         "created_at": iso(token.created_at),
         "updated_at": iso(token.updated_at),
     }

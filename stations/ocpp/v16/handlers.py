@@ -21,7 +21,10 @@ from stations.ocpp.v16 import mappers
 
 async def authorize(req: Request) -> dict:
     token = await run_db(
-        id_token_authorize, organisation_id=req.station.organisation_id, value=req.payload["idTag"]
+        id_token_authorize,
+        organisation_id=req.station.organisation_id,
+        value=req.payload["idTag"],
+        station_id=req.station.station_id,
     )
     return {"idTagInfo": mappers.id_tag_info(token)}
 

@@ -40,8 +40,13 @@ def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport
     )
 
 
+# 1.6 AuthorizationStatus. Richer answers (2.0.1 NotAtThisLocation for a token restricted to other sites)
+# are Invalid in 1.6.
+AUTHORIZATION_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
+
+
 def id_tag_info(token: TokenInfo) -> dict:
-    info: dict = {"status": token.status}
+    info: dict = {"status": token.status if token.status in AUTHORIZATION_STATUSES else "Invalid"}
     if token.expires_at is not None:
         info["expiryDate"] = format_datetime(token.expires_at)
     if token.group_value:

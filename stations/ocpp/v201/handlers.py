@@ -7,6 +7,7 @@ the spec's refusal, never dropped and never a crash.
 from ocpp.v201.enums import Action
 
 from sessions.services.ingest import MeterValuesItem
+from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
@@ -30,6 +31,7 @@ async def authorize(req: Request) -> dict:
         id_token_authorize,
         organisation_id=req.station.organisation_id,
         value=req.payload["idToken"]["idToken"],
+        station_id=req.station.station_id,
     )
     return {"idTokenInfo": mappers.id_token_info(token)}
 
@@ -67,6 +69,20 @@ async def notify_report(req: Request) -> dict:
     return {}
 
 
+async def reservation_status_updated(req: Request) -> dict:
+    """H05: the station dropped a reservation (Expired / Removed): kept as a station event, and the
+    reservation, if it is ours and still open, follows."""
+    await run_db(
+        reservation_status_update,
+        station_id=req.station.station_id,
+        reservation_id=req.payload["reservationId"],
+        status=req.payload["reservationUpdateStatus"],
+        detail=dict(req.payload),
+        received_at=req.received_at,
+    )
+    return {}
+
+
 def _csr_only(payload: dict) -> dict:
     return {"csr": payload["csr"][:5500], "certificateType": payload.get("certificateType", "")}
 
@@ -97,9 +113,7 @@ class V201ChargePoint(ChargePoint):
         "PublishFirmwareStatusNotification": recorded(StationEventKind.PUBLISH_FIRMWARE_STATUS),
         # No vendor extensions are defined yet (P01.FR.06: unknown vendorId -> UnknownVendorId).
         "DataTransfer": recorded(StationEventKind.DATA_TRANSFER, {"status": "UnknownVendorId"}),
-        "ReservationStatusUpdate": recorded(
-            StationEventKind.RESERVATION_STATUS, status_key="reservationUpdateStatus"
-        ),
+        "ReservationStatusUpdate": reservation_status_updated,
         "NotifyChargingLimit": recorded(StationEventKind.CHARGING_LIMIT),
         "ClearedChargingLimit": recorded(StationEventKind.CHARGING_LIMIT),
         "ReportChargingProfiles": recorded(StationEventKind.CHARGING_PROFILES_REPORT),
