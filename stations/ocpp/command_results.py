@@ -5,7 +5,11 @@ the hooks of its own actions."""
 from stations.ocpp import commands, commands_auth, commands_firmware
 from stations.services.commands import AnswerHook
 
-HOOKS: dict[tuple[str, str], AnswerHook] = {**commands.HOOKS, **commands_firmware.HOOKS, **commands_auth.HOOKS}
+HOOKS: dict[tuple[str, str], AnswerHook] = {
+    **commands.HOOKS,
+    **commands_firmware.HOOKS,
+    **commands_auth.HOOKS,
+}
 
 
 def answer_hook(version: str, action: str) -> AnswerHook | None:
