@@ -19,7 +19,7 @@ from accounts.enums import Capability
 from accounts.selectors import organisation_ids_with, station_scope_q
 from cpms.errors import DomainError
 from stations.enums import CommandSource, CommandStatus, JobKind
-from stations.models import ChargingStation, Command, ConfigurationTemplate
+from stations.models import ChargingStation, Command, CommandJobTarget, ConfigurationTemplate
 from stations.ocpp import commands as builders
 from stations.ocpp.templates import read_configuration_calls, template_calls
 from stations.selectors import station_access
@@ -247,3 +247,17 @@ class ConfigurationTemplateAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
     def capable_somewhere(self, *, user, capability) -> bool:
         return bool(organisation_ids_with(user=user, capability=capability))
+
+
+@admin.register(CommandJobTarget)
+class CommandJobTargetAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """Each station's outcome in a bulk job (also shown on the job's page)."""
+
+    list_display = ["job", "station", "status", "detail", "finished_at"]
+    list_filter = ["status"]
+    list_select_related = ["job", "station"]
+    search_fields = ["station__identity"]
+    raw_id_fields = ["job", "station"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return station_scope_q(user=user, capability=capability, prefix="station__")

@@ -4,9 +4,30 @@ from dataclasses import dataclass
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
-from sessions.models import MeterValue, SessionAnomaly, TransactionEvent
-from stations.models import DeviceVariable, OcppMessage, SecurityEvent, StationEvent, StatusChange
+from sessions.models import (
+    LocalListEntry,
+    LocalListState,
+    MeterValue,
+    Reservation,
+    SessionAnomaly,
+    TransactionEvent,
+)
+from stations.models import (
+    Command,
+    CommandJob,
+    CommandJobTarget,
+    ConfigurationTemplate,
+    DeviceVariable,
+    DiagnosticsUpload,
+    FirmwareFile,
+    FirmwareUpdate,
+    OcppMessage,
+    SecurityEvent,
+    StationEvent,
+    StatusChange,
+)
 from tests.factories import ConnectorFactory, EvseFactory
 from tests.support import at
 from tests.tenants import Tenants, tenants_make
@@ -48,10 +69,33 @@ class Logs:
 def logs(world, tenants) -> Logs:
     """One row per log table for each standing station, plus a security event for an unknown identity."""
     sessions = {"A1-CP1": tenants.session_a1, "A2-CP1": tenants.session_a2, "B1-CP1": tenants.session_b1}
+    tokens = {world.org_a.pk: tenants.token_a, world.org_b.pk: tenants.token_b}
+    per_org = {}
+    for org in (world.org_a, world.org_b):
+        ConfigurationTemplate.objects.create(organisation=org, name=f"T-{org.slug}", protocol="ocpp1.6")
+        firmware = FirmwareFile.objects.create(
+            organisation=org, name="fw", version="1", sha256="0" * 64, download_token=f"dl-{org.slug}"
+        )
+        per_org[org.pk] = (CommandJob.objects.create(organisation=org, kind="command"), firmware)
     by_station = {}
     for station in (world.station_a1, world.station_a2, world.station_b1):
         session = sessions[station.identity]
+        job, firmware = per_org[station.organisation_id]
+        token = tokens[station.organisation_id]
         by_station[station.identity] = {
+            Command: Command.objects.create(
+                station=station, action="ClearCache", request={}, timeout_s=30, created_at=at(6)
+            ),
+            CommandJobTarget: CommandJobTarget.objects.create(job=job, station=station),
+            FirmwareUpdate: FirmwareUpdate.objects.create(station=station, firmware=firmware),
+            DiagnosticsUpload: DiagnosticsUpload.objects.create(
+                station=station, kind="log", upload_token=f"up-{station.identity}"
+            ),
+            Reservation: Reservation.objects.create(
+                station=station, id_token=token, expires_at=timezone.now()
+            ),
+            LocalListEntry: LocalListEntry.objects.create(station=station, id_token=token, status="Accepted"),
+            LocalListState: LocalListState.objects.create(station=station, version=1),
             StatusChange: StatusChange.objects.create(
                 station=station, status="Available", occurred_at=at(6), received_at=at(6)
             ),

@@ -7,12 +7,28 @@ from django.contrib import admin
 from django.urls import reverse
 
 from accounts.models import Membership, Organisation, User
-from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from sessions.models import (
+    ChargingSession,
+    IdToken,
+    LocalListEntry,
+    LocalListState,
+    MeterValue,
+    Reservation,
+    SessionAnomaly,
+    TransactionEvent,
+)
 from stations.models import (
     ChargingStation,
+    Command,
+    CommandJob,
+    CommandJobTarget,
+    ConfigurationTemplate,
     Connector,
     DeviceVariable,
+    DiagnosticsUpload,
     Evse,
+    FirmwareFile,
+    FirmwareUpdate,
     OcppMessage,
     SecurityEvent,
     Site,
@@ -39,7 +55,19 @@ SCOPED = {
     MeterValue: ("station__organisation_id", "station_id"),
     SessionAnomaly: ("station__organisation_id", "station_id"),
     TransactionEvent: ("station__organisation_id", "station_id"),
+    Command: ("station__organisation_id", "station_id"),
+    CommandJobTarget: ("station__organisation_id", "station_id"),
+    FirmwareUpdate: ("station__organisation_id", "station_id"),
+    DiagnosticsUpload: ("station__organisation_id", "station_id"),
+    Reservation: ("station__organisation_id", "station_id"),
+    LocalListEntry: ("station__organisation_id", "station_id"),
+    LocalListState: ("station__organisation_id", "station_id"),
+    ConfigurationTemplate: ("organisation_id", None),
+    FirmwareFile: ("organisation_id", None),
+    CommandJob: ("organisation_id", None),
 }
+# Organisation-wide objects: a site host has none (403 on their changelist).
+ORGANISATION_WIDE = (IdToken, ConfigurationTemplate, FirmwareFile, CommandJob)
 
 
 def changelist_url(model) -> str:
@@ -84,7 +112,7 @@ def test_rel_37_changelist_shows_only_own_organisation(world, logs, admin_client
     assert shown_pks(response) == expected
 
 
-@pytest.mark.parametrize("model", [m for m in SCOPED if m is not IdToken], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("model", [m for m in SCOPED if m not in ORGANISATION_WIDE], ids=lambda m: m.__name__)
 def test_rel_37_site_host_changelist_shows_only_their_site(world, logs, admin_client_for, model):
     response = admin_client_for(world.host_a1).get(changelist_url(model))
     assert response.status_code == 200
@@ -93,9 +121,10 @@ def test_rel_37_site_host_changelist_shows_only_their_site(world, logs, admin_cl
     assert shown_pks(response) == expected
 
 
-def test_site_host_has_no_id_token_admin(world, tenants, admin_client_for):
+def test_site_host_has_no_id_token_admin(world, tenants, logs, admin_client_for):
     client = admin_client_for(world.host_a1)
-    assert client.get(changelist_url(IdToken)).status_code == 403
+    for model in ORGANISATION_WIDE:
+        assert client.get(changelist_url(model)).status_code == 403, model.__name__
     assert client.get(change_url(tenants.token_a)).status_code == 403
 
 
