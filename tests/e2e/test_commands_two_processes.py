@@ -26,6 +26,7 @@ class RunningFleet:
         self.thread = threading.Thread(target=self._run, args=(config,), daemon=True)
 
     def _run(self, config: FleetConfig) -> None:
+        asyncio.set_event_loop(self.loop)
         self.task = self.loop.create_task(run_fleet(config))
         try:
             self.loop.run_until_complete(self.task)
