@@ -97,6 +97,9 @@ elif env_int("DATABASE_POOL_MAX", 20) > 0:
     # request thread, never reused and never closed (Django's docs: disable them under ASGI). A pool per
     # process bounds them; a thread waits up to `timeout` for a free connection.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # A health check would cost a round trip at every checkout (every database call of the OCPP loop); a
+    # connection that broke while idle (database restart) fails its first query and leaves the pool.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
         "max_size": env_int("DATABASE_POOL_MAX", 20),

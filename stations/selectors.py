@@ -82,8 +82,16 @@ def station_list(*, user: User, filters: Mapping[str, Any] | None = None) -> Que
     return filters_apply(StationFilter, filters, qs)
 
 
-def station_access(*, user: User, identity: str, capability: str = Capability.VIEW) -> ChargingStation:
-    station = _station_qs().filter(station_scope_q(user=user)).filter(identity=identity).first()
+def station_access(
+    *, user: User, identity: str, capability: str = Capability.VIEW, with_points: bool = True
+) -> ChargingStation:
+    """The station if the user may see it (NotFound) and holds `capability` on it (PermissionDenied).
+    `with_points=False` skips loading its EVSEs and connectors (two queries) for callers that do not use
+    them, such as the command endpoint."""
+    stations = (
+        _station_qs() if with_points else ChargingStation.objects.select_related("organisation", "site")
+    )
+    station = stations.filter(station_scope_q(user=user)).filter(identity=identity).first()
     if station is None:
         raise NotFound(f"Station {identity!r} not found.")
     if capability != Capability.VIEW and not user_can(

@@ -28,17 +28,27 @@ class FakeCharger:
 
     def finish(self, command) -> None:
         self.received.append((command.station.identity, command.action, command.request))
-        claimed = commands.command_claim(command_id=command.pk, station_id=command.station_id, unique_id="fake-1")
+        claimed = commands.command_claim(
+            command_id=command.pk, station_id=command.station_id, unique_id="fake-1"
+        )
         assert claimed is not None
         answer = self.answers.get(command.action, {"status": "Accepted"})
         if answer is TIMEOUT:
-            outcome = {"status": CommandStatus.TIMED_OUT, "error_code": "Timeout", "error_description": "no answer"}
+            outcome = {
+                "status": CommandStatus.TIMED_OUT,
+                "error_code": "Timeout",
+                "error_description": "no answer",
+            }
         elif isinstance(answer, CallError):
             outcome = {
                 "status": CommandStatus.FAILED,
                 "error_code": answer.code,
                 "error_description": answer.description or answer.code,
-                "response": {"errorCode": answer.code, "errorDescription": answer.description, "errorDetails": {}},
+                "response": {
+                    "errorCode": answer.code,
+                    "errorDescription": answer.description,
+                    "errorDetails": {},
+                },
             }
         else:
             version = command.station.protocol.removeprefix("ocpp")
@@ -56,7 +66,7 @@ def fake_charger(monkeypatch) -> FakeCharger:
 
     async def transport(command, station):
         await sync_to_async(charger.finish)(command)
-        return await sync_to_async(commands._command_reload)(pk=command.pk)
+        return await sync_to_async(commands._command_reload)(command=command)
 
     monkeypatch.setattr(commands, "_transport", transport)
     return charger

@@ -13,7 +13,6 @@ from tests.factories import (
     UserFactory,
 )
 
-
 pytest_plugins = ["tests.commands"]
 
 

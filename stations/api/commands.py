@@ -157,7 +157,9 @@ class StationOcppCallApi(APIView):
         responses={200: OcppCallOutputSerializer, **COMMAND_OUTCOMES},
     )
     def post(self, request, identity: str, action: str):
-        station = station_access(user=request.user, identity=identity, capability=Capability.COMMAND)
+        station = station_access(
+            user=request.user, identity=identity, capability=Capability.COMMAND, with_points=False
+        )
         options = _options(request)
         if station.protocol:
             try:

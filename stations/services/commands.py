@@ -263,7 +263,7 @@ async def _command_wait(command: Command, layer, reply_to: str | None) -> Comman
                     word = None
             else:
                 await asyncio.sleep(poll)
-            current = await _db(_command_reload, pk=command.pk)
+            current = await _db(_command_reload, command=command)
             if current.status in FINAL_STATUSES:
                 return current
             if current.status == CommandStatus.PENDING and loop.time() >= delivery_deadline:
@@ -278,7 +278,7 @@ async def _command_wait(command: Command, layer, reply_to: str | None) -> Comman
                     "its connection took the command.",
                     expected=CommandStatus.PENDING,
                 ):
-                    return await _db(_command_reload, pk=command.pk)
+                    return await _db(_command_reload, command=command)
             if current.status == CommandStatus.SENT and current.sent_at is not None:
                 limit = current.sent_at + timedelta(seconds=current.timeout_s + FINISH_GRACE_S)
                 if timezone.now() > limit and await _db(
@@ -288,7 +288,7 @@ async def _command_wait(command: Command, layer, reply_to: str | None) -> Comman
                     error_code=LOST,
                     error_description="No outcome was recorded by the server process holding the connection.",
                 ):
-                    return await _db(_command_reload, pk=command.pk)
+                    return await _db(_command_reload, command=command)
     finally:
         if word is not None:
             word.cancel()
@@ -298,8 +298,15 @@ async def _command_wait(command: Command, layer, reply_to: str | None) -> Comman
 _transport = _deliver
 
 
-def _command_reload(*, pk: int) -> Command:
-    return Command.objects.select_related("station", "requested_by").get(pk=pk)
+RELOADED = ("status", "response", "error_code", "error_description", "unique_id", "sent_at", "finished_at")
+
+
+def _command_reload(*, command: Command) -> Command:
+    """`command` with its outcome re-read (its station and requester are the ones the caller passed)."""
+    values = Command.objects.filter(pk=command.pk).values(*RELOADED).get()
+    for field, value in values.items():
+        setattr(command, field, value)
+    return command
 
 
 def _db(func, /, **kwargs):

@@ -102,7 +102,8 @@ def test_e2e_command_issued_on_one_process_reaches_the_charger_on_another(cpms_s
     assert status_201 == 200, body_201
     [result] = body_201["response"]["getVariableResult"]
     assert (result["attributeStatus"], result["variable"]["name"]) == ("Accepted", "HeartbeatInterval")
-    assert status_off == 400  # schema-checked by process B before anything is sent
+    assert status_off == 400, body_off  # schema-checked by process B before anything is sent
+    assert "type" in body_off["detail"]
 
     for body, identity in ((body_16, v16.identity), (body_201, v201.identity)):
         command = Command.objects.select_related("station", "requested_by").get(pk=body["command"]["id"])
