@@ -191,6 +191,8 @@ class ChargingStationAdmin(StationCommandsMixin, ScopedAdminMixin, admin.ModelAd
         "bulk_clear_cache",
         "bulk_trigger_status",
         "bulk_read_configuration",
+        "bulk_apply_template",
+        "bulk_update_firmware",
     ]
     REPORTED = [
         "vendor",

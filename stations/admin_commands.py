@@ -9,9 +9,11 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from accounts.admin import NoFullCountAdminMixin, ReadOnlyAdminMixin, ScopedAdminMixin, domain_errors_as_http
@@ -21,9 +23,10 @@ from cpms.errors import DomainError
 from stations.enums import CommandSource, CommandStatus, JobKind
 from stations.models import ChargingStation, Command, CommandJobTarget, ConfigurationTemplate
 from stations.ocpp import commands as builders
-from stations.ocpp.templates import read_configuration_calls, template_calls
-from stations.selectors import station_access
+from stations.ocpp.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
+from stations.selectors import configuration_template_access, configuration_template_list, station_access
 from stations.services.commands import command_execute
+from stations.services.firmware import firmware_campaign_create, firmware_file_list
 from stations.services.jobs import command_job_create
 
 RECENT_COMMANDS = 20
@@ -167,6 +170,103 @@ class StationCommandsMixin:
             self.message_user(
                 request, f"{skipped} station(s) left out: you may not command them.", messages.WARNING
             )
+
+    def _choose(self, request, queryset, *, title: str, label: str, choices: list[tuple[int, str]], apply):
+        """An action with a second step: pick one of `choices`, then `apply(choice_id, stations)`."""
+        choice = request.POST.get("choice")
+        if request.POST.get("confirm") and choice:
+            stations = list(
+                queryset.filter(station_scope_q(user=request.user, capability=Capability.COMMAND))
+            )
+            try:
+                apply(int(choice), stations)
+            except (DomainError, ValueError) as exc:
+                self.message_user(request, getattr(exc, "message", str(exc)), messages.ERROR)
+            return None
+        if not choices:
+            self.message_user(
+                request, f"Nothing to choose from: create a {label.lower()} first.", messages.WARNING
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": title,
+            "label": label,
+            "choices": choices,
+            "stations": queryset,
+            "action": request.POST.get("action"),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/stations/choose_for_stations.html", context)
+
+    @admin.action(
+        description="Apply a configuration template to the selected stations…", permissions=["command"]
+    )
+    def bulk_apply_template(self, request, queryset):
+        templates = configuration_template_list(user=request.user)
+
+        def apply(template_id: int, stations: list[ChargingStation]) -> None:
+            template = configuration_template_access(
+                user=request.user, pk=template_id, capability=Capability.COMMAND
+            )
+            fitting = [
+                s
+                for s in stations
+                if s.organisation_id == template.organisation_id
+                and s.protocol in PROTOCOLS_OF[template.protocol]
+            ]
+            if len(fitting) < len(stations):
+                self.message_user(
+                    request,
+                    f"{len(stations) - len(fitting)} station(s) left out: another organisation or OCPP version.",
+                    messages.WARNING,
+                )
+            if fitting:
+                job = command_job_create(
+                    organisation=template.organisation,
+                    kind=JobKind.CONFIGURATION,
+                    stations=fitting,
+                    calls=template_calls(protocol=template.protocol, settings=template.settings),
+                    user=request.user,
+                    action=template.name,
+                    template=template,
+                )
+                self.message_user(
+                    request, f"Template {template.name}: job #{job.pk} started for {job.total} station(s)."
+                )
+
+        return self._choose(
+            request,
+            queryset,
+            title="Apply a configuration template",
+            label="Configuration template",
+            choices=[(t.pk, f"{t.name} ({t.get_protocol_display()}, {t.organisation})") for t in templates],
+            apply=apply,
+        )
+
+    @admin.action(description="Update the firmware of the selected stations…", permissions=["command"])
+    def bulk_update_firmware(self, request, queryset):
+        def apply(firmware_id: int, stations: list[ChargingStation]) -> None:
+            job = firmware_campaign_create(
+                actor=request.user, firmware_id=firmware_id, station_identities=[s.identity for s in stations]
+            )
+            self.message_user(
+                request, f"Firmware campaign: job #{job.pk} started for {job.total} station(s)."
+            )
+
+        return self._choose(
+            request,
+            queryset,
+            title="Update firmware",
+            label="Firmware file",
+            choices=[
+                (f.pk, f"{f.name} {f.version} ({f.organisation})")
+                for f in firmware_file_list(user=request.user)
+            ],
+            apply=apply,
+        )
 
     @admin.action(description="Soft reset the selected stations", permissions=["command"])
     def bulk_soft_reset(self, request, queryset):

@@ -103,3 +103,79 @@ def test_bulk_actions_are_not_offered_to_users_who_cannot_command(world, admin_c
     assert b"bulk_clear_cache" not in page.content
     client.post(changelist, {"action": "bulk_clear_cache", "_selected_action": [world.station_a1.pk]})
     assert not CommandJob.objects.exists()
+
+
+def test_apply_template_action_asks_which_template_then_starts_a_job(world, admin_client_for, fake_charger):
+    from stations.models import ConfigurationTemplate
+
+    online(world.station_a1, world.station_a2)
+    template = ConfigurationTemplate.objects.create(
+        organisation=world.org_a, name="Defaults", protocol="ocpp1.6", settings=[{"key": "K", "value": "1"}]
+    )
+    ConfigurationTemplate.objects.create(
+        organisation=world.org_b, name="Theirs", protocol="ocpp1.6", settings=[]
+    )
+    changelist = reverse("admin:stations_chargingstation_changelist")
+    client = admin_client_for(world.operator_a)
+    selected = [world.station_a1.pk, world.station_a2.pk]
+    page = client.post(changelist, {"action": "bulk_apply_template", "_selected_action": selected})
+    assert page.status_code == 200
+    assert b"Defaults" in page.content and b"Theirs" not in page.content
+    assert not CommandJob.objects.exists()
+
+    done = client.post(
+        changelist,
+        {
+            "action": "bulk_apply_template",
+            "_selected_action": selected,
+            "choice": template.pk,
+            "confirm": "yes",
+        },
+        follow=True,
+    )
+    job = CommandJob.objects.get()
+    assert (job.kind, job.template, list(job.targets.values_list("station__identity", flat=True))) == (
+        "configuration",
+        template,
+        ["A1-CP1", "A2-CP1"],
+    )
+    assert f"job #{job.pk} started for 2 station(s)" in done.content.decode()
+
+
+def test_apply_template_of_another_organisation_is_refused(world, admin_client_for, fake_charger):
+    from stations.models import ConfigurationTemplate
+
+    online(world.station_a1)
+    theirs = ConfigurationTemplate.objects.create(
+        organisation=world.org_b, name="Theirs", protocol="ocpp1.6", settings=[{"key": "K", "value": "1"}]
+    )
+    admin_client_for(world.operator_a).post(
+        reverse("admin:stations_chargingstation_changelist"),
+        {
+            "action": "bulk_apply_template",
+            "_selected_action": [world.station_a1.pk],
+            "choice": theirs.pk,
+            "confirm": "yes",
+        },
+    )
+    assert not CommandJob.objects.exists()
+
+
+def test_firmware_action_starts_a_campaign(world, admin_client_for, fake_charger):
+    from stations.models import FirmwareFile
+
+    online(world.station_a1)
+    firmware = FirmwareFile.objects.create(
+        organisation=world.org_a, name="fw", version="2", sha256="0" * 64, download_token="tok-admin"
+    )
+    admin_client_for(world.operator_a).post(
+        reverse("admin:stations_chargingstation_changelist"),
+        {
+            "action": "bulk_update_firmware",
+            "_selected_action": [world.station_a1.pk],
+            "choice": firmware.pk,
+            "confirm": "yes",
+        },
+    )
+    job = CommandJob.objects.get()
+    assert (job.kind, job.firmware, job.total) == ("firmware", firmware, 1)
