@@ -87,6 +87,7 @@ def _execute(*, station: ChargingStation, call: Call, user, data: dict) -> Comma
         user=user,
         source=CommandSource.API,
         timeout_s=data.get("timeout"),
+        queue_for_s=data.get("queue"),
     )
 
 
@@ -277,11 +278,14 @@ class SetConfigurationApi(OperationApi):
         version = builders.station_version(station)
         values = [(item["key"], item["value"]) for item in data["values"]]
         calls = builders.set_configuration(version, values=values)
-        outcomes, answers, failed = [], [], None
+        outcomes, answers, failed, queued = [], [], None, None
         for call in calls:
             command = _execute(station=station, call=call, user=request.user, data=data)
             http = command_http_response(command)
             outcomes.append({"status_code": http.status_code, **http.data})
+            if command.status == CommandStatus.PENDING:
+                queued = http.status_code  # in the outbox: queue the other keys behind it
+                continue
             if command.status != CommandStatus.ANSWERED:
                 failed = http.status_code
                 break
@@ -294,4 +298,4 @@ class SetConfigurationApi(OperationApi):
             ],
             "calls": outcomes,
         }
-        return Response(body, status=failed or status.HTTP_200_OK)
+        return Response(body, status=failed or queued or status.HTTP_200_OK)

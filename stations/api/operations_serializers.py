@@ -8,7 +8,11 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
-from stations.api.commands import MAX_TIMEOUT_S, CommandOutputSerializer
+from stations.api.commands import (
+    MAX_QUEUE_S,
+    MAX_TIMEOUT_S,
+    CommandOutputSerializer,
+)
 from stations.ocpp.commands import (
     AVAILABILITY_STATUSES,
     CENTRAL_TOKEN,
@@ -28,6 +32,13 @@ class OperationInputSerializer(StrictInputSerializer):
         min_value=1,
         max_value=MAX_TIMEOUT_S,
         help_text="Seconds to wait for the charger's answer (default OCPP_CALL_TIMEOUT_S).",
+    )
+    queue = serializers.FloatField(
+        required=False,
+        min_value=1,
+        max_value=MAX_QUEUE_S,
+        help_text="Outbox: when the station is offline, keep the command this many seconds and send it when "
+        "the station connects (answer 202). Without it, an offline station is a 409.",
     )
 
 

@@ -6,7 +6,7 @@ endpoint answers it. Denied callers leave no command behind."""
 
 import pytest
 
-from stations.models import Command, DeviceVariable
+from stations.models import ChargingStation, Command, DeviceVariable
 from stations.ocpp import commands as builders
 from tests.commands import TIMEOUT, CallError
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory
@@ -725,3 +725,24 @@ def test_set_configuration_to_an_offline_station_is_a_409_with_one_failed_call(
     ]
     assert fake_charger.received == []
     assert DeviceVariable.objects.count() == 0
+
+
+def test_operations_can_wait_in_the_outbox_for_an_offline_station(api, world, station_16, fake_charger):
+    ChargingStation.objects.filter(pk=station_16.pk).update(is_connected=False)
+    client = api(world.operator_a)
+    reset = client.post(url(station_16.identity, "reset"), {"kind": "soft", "queue": 600}, format="json")
+    assert reset.status_code == 202, reset.content
+    settings = client.post(
+        url(station_16.identity, "set-configuration"),
+        {"values": [{"key": "A", "value": "1"}, {"key": "B", "value": "2"}], "queue": 600},
+        format="json",
+    )
+    assert settings.status_code == 202, settings.content
+    assert [s["status"] for s in settings.json()["settings"]] == [None, None]
+    pending = Command.objects.filter(status="pending", queued_until__isnull=False).order_by("pk")
+    assert [(c.action, c.request) for c in pending] == [
+        ("Reset", {"type": "Soft"}),
+        ("ChangeConfiguration", {"key": "A", "value": "1"}),
+        ("ChangeConfiguration", {"key": "B", "value": "2"}),
+    ]
+    assert fake_charger.received == []
