@@ -7,7 +7,7 @@ import json
 from datetime import timedelta
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from django.utils import timezone
 
 from stations.enums import CommandStatus
@@ -24,7 +24,7 @@ async def connect(identity: str, protocol: str = "ocpp1.6"):
         identity, headers=[basic(identity, DEFAULT_STATION_PASSWORD)], subprotocols=(protocol,)
     )
     assert await handshake(comm) == ("accepted", protocol)
-    station = await sync_to_async(ChargingStation.objects.get)(identity=identity)
+    station = await database_sync_to_async(ChargingStation.objects.get)(identity=identity)
     return comm, station
 
 
@@ -211,7 +211,7 @@ def test_outbox_command_waits_for_the_station_and_is_sent_once_it_connects(world
         frame = await next_call(comm)
         await answer(comm, frame, {"status": "Accepted"})
         for _ in range(100):
-            command = await sync_to_async(Command.objects.get)(pk=queued.pk)
+            command = await database_sync_to_async(Command.objects.get)(pk=queued.pk)
             if command.status != CommandStatus.SENT:
                 break
             await asyncio.sleep(0.05)
