@@ -593,6 +593,8 @@ def run_one(args, count: int, workdir: Path) -> RunFigures:
         "DJANGO_SETTINGS_MODULE": "cpms.settings",
         "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
         "PYTHONUNBUFFERED": "1",
+        # A closed loop sends as fast as it is answered: no per-connection rate limit while measuring.
+        "OCPP_MESSAGES_PER_S": "0",
     }
     if args.message_log:
         env["OCPP_MESSAGE_LOG"] = args.message_log

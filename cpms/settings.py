@@ -247,6 +247,10 @@ OCPP_COMMAND_DELIVERY_S = env_float("OCPP_COMMAND_DELIVERY_S", 5.0)
 # channel-layer message was lost, from processes without a channel layer, and outbox commands).
 OCPP_COMMAND_POLL_S = env_float("OCPP_COMMAND_POLL_S", 1.0)
 OCPP_MAX_FRAME_BYTES = env_int("OCPP_MAX_FRAME_BYTES", 256 * 1024)
+# Per connection: messages per second sustained, after a burst; past it the connection's messages are
+# handled no faster than this (and the first time is logged). 0 turns the limit off.
+OCPP_MESSAGES_PER_S = env_float("OCPP_MESSAGES_PER_S", 20.0)
+OCPP_MESSAGE_BURST = env_int("OCPP_MESSAGE_BURST", 200)
 OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 14)
 # "all" logs every frame, "none" none; the log is written in batches off the message path.
 OCPP_MESSAGE_LOG = env_str("OCPP_MESSAGE_LOG", "all")

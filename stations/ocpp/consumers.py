@@ -23,7 +23,7 @@ from stations.ocpp import actions
 from stations.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
 from stations.ocpp.command_results import answer_hook
 from stations.ocpp.errors import OcppError
-from stations.ocpp.throttle import handshake_throttle
+from stations.ocpp.throttle import MessageRate, handshake_throttle
 from stations.ocpp.v16.handlers import V16ChargePoint
 from stations.ocpp.v21.handlers import V21ChargePoint
 from stations.ocpp.v201.handlers import V201ChargePoint
@@ -219,6 +219,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             send=self._send_text,
         )
         self._commands: dict[int, asyncio.Task] = {}
+        self._rate = MessageRate(rate_per_s=settings.OCPP_MESSAGES_PER_S, burst=settings.OCPP_MESSAGE_BURST)
+        self._throttled = False
         await self.accept(protocol)
         command_poller.hold(station.station_id, self)
 
@@ -263,7 +265,29 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.cp is None:
             return
+        wait = self._rate.delay()
+        if wait:
+            await self._throttle(wait)
         await self.cp.route_message(text_data if text_data is not None else bytes_data)
+
+    async def _throttle(self, wait: float) -> None:
+        """RELIABILITY.md B13: a connection sending faster than OCPP_MESSAGES_PER_S (past its burst) is
+        slowed to that rate; the first time, it is logged as a protocol violation."""
+        if not self._throttled:
+            self._throttled = True
+            station = self.cp.station
+            logger.warning(
+                "%s: message flood; throttled to %s/s", station.identity, settings.OCPP_MESSAGES_PER_S
+            )
+            await run_db(
+                security_event_record,
+                identity=station.identity,
+                station_id=station.station_id,
+                kind=SecurityEventKind.PROTOCOL_VIOLATION,
+                detail=f"message flood: more than {settings.OCPP_MESSAGES_PER_S:g}/s after a burst of "
+                f"{settings.OCPP_MESSAGE_BURST}; throttled",
+            )
+        await asyncio.sleep(wait)
 
     async def ocpp_superseded(self, event):
         if event["connection_id"] != self.connection_id and self.cp is not None:

@@ -46,3 +46,29 @@ class HandshakeThrottle:
 
 
 handshake_throttle = HandshakeThrottle()
+
+
+class MessageRate:
+    """A token bucket per connection (RELIABILITY.md B13): `burst` messages at once, then `rate_per_s`
+    sustained. A connection past it is slowed down, not served faster than the rate: its messages wait
+    their turn, so one charger cannot take more than its share of the server's CPU and database, and the
+    other connections keep their latency. A charger replaying an offline backlog waits for each answer
+    (OCPP-J allows one CALL in flight), so it is slowed at worst, never refused."""
+
+    __slots__ = ("_stamp", "_tokens", "burst", "rate_per_s")
+
+    def __init__(self, *, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+
+    def delay(self, now: float | None = None) -> float:
+        """Seconds to wait before handling the next message (0 while within the rate); takes its token."""
+        if self.rate_per_s <= 0:
+            return 0.0  # no limit configured
+        now = time.monotonic() if now is None else now
+        self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate_per_s)
+        self._stamp = now
+        self._tokens -= 1
+        return 0.0 if self._tokens >= 0 else -self._tokens / self.rate_per_s

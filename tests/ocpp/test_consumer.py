@@ -289,3 +289,38 @@ def test_rel_32_redis_down_charger_still_served(settings):
 
     assert run(scenario())[:2] == [3, "h"]
     assert ChargingStation.objects.get(identity="CP-NR").is_connected is False
+
+
+def test_rate_bucket_allows_a_burst_then_spaces_messages_at_the_rate():
+    from stations.ocpp.throttle import MessageRate
+
+    bucket = MessageRate(rate_per_s=10, burst=3)
+    start = bucket._stamp
+    assert [bucket.delay(now=start) for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.delay(now=start) == pytest.approx(0.1)  # the 4th waits one token's refill
+    assert bucket.delay(now=start + 0.1) == pytest.approx(0.1)  # handled after its wait: still in debt
+    assert bucket.delay(now=start + 10) == 0.0  # refilled (to the burst, no more)
+    assert MessageRate(rate_per_s=0, burst=0).delay() == 0.0  # 0: no limit
+
+
+def test_rel_13_flooding_connection_is_throttled_answered_and_logged(settings):
+    """RELIABILITY.md B13: past the burst, a connection's messages are handled at the configured rate;
+    every message is still answered, and the flood is logged once."""
+    settings.OCPP_MESSAGES_PER_S = 50
+    settings.OCPP_MESSAGE_BURST = 5
+    ChargingStationFactory(identity="CP-FLOOD")
+
+    async def scenario():
+        comm = communicator("CP-FLOOD", headers=[basic("CP-FLOOD", DEFAULT_STATION_PASSWORD)])
+        assert await handshake(comm) == ("accepted", "ocpp1.6")
+        for n in range(20):
+            await comm.send_to(text_data=f'[2,"h{n}","Heartbeat",{{}}]')
+        answers = [await comm.receive_json_from(timeout=10) for _ in range(20)]
+        await comm.disconnect(timeout=10)
+        return answers
+
+    answers = run(scenario())
+    assert [a[:2] for a in answers] == [[3, f"h{n}"] for n in range(20)]
+    [event] = SecurityEvent.objects.filter(identity="CP-FLOOD")
+    assert event.kind == "protocol_violation"
+    assert event.detail == "message flood: more than 50/s after a burst of 5; throttled"
