@@ -5,6 +5,7 @@ Everything goes through the same services as the API: `command_execute` for one 
 `command_job_create` for many; the calls are built per version by stations.ocpp.commands.
 """
 
+import json
 from collections.abc import Callable
 
 from django import forms
@@ -25,7 +26,7 @@ from stations.models import ChargingStation, Command, CommandJobTarget, Configur
 from stations.ocpp import commands as builders
 from stations.ocpp.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
 from stations.selectors import configuration_template_access, configuration_template_list, station_access
-from stations.services.commands import command_execute
+from stations.services.commands import command_execute, request_redacted
 from stations.services.firmware import firmware_campaign_create, firmware_file_list
 from stations.services.jobs import command_job_create
 
@@ -311,6 +312,13 @@ class CommandAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, 
     search_fields = ["station__identity", "action", "unique_id"]
     raw_id_fields = ["station", "job"]
     date_hierarchy = "created_at"
+    # The request is shown with its secrets masked (a password sent with ChangeConfiguration/SetVariables).
+    exclude = ["request"]
+    readonly_fields = ["request_shown"]
+
+    @admin.display(description="Request")
+    def request_shown(self, command: Command) -> str:
+        return json.dumps(request_redacted(command.action, command.request))
 
     def scope_q(self, *, user, capability) -> Q:
         return station_scope_q(user=user, capability=capability, prefix="station__")

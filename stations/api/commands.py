@@ -15,7 +15,13 @@ from stations.models import Command
 from stations.ocpp import actions
 from stations.ocpp.errors import OcppError
 from stations.selectors import command_access, command_list, station_access
-from stations.services.commands import DISCONNECTED, NOT_CONNECTED, NOT_DELIVERED, command_execute
+from stations.services.commands import (
+    DISCONNECTED,
+    NOT_CONNECTED,
+    NOT_DELIVERED,
+    command_execute,
+    request_redacted,
+)
 
 MAX_TIMEOUT_S = 300
 MAX_QUEUE_S = 7 * 24 * 3600
@@ -25,6 +31,9 @@ class CommandOutputSerializer(serializers.ModelSerializer):
     station = serializers.CharField(source="station.identity")
     requested_by = serializers.CharField(source="requested_by.username", default=None, allow_null=True)
     round_trip_ms = serializers.FloatField(allow_null=True, help_text="From recording to the outcome.")
+    request = serializers.SerializerMethodField(
+        help_text="The OCPP payload sent; secrets (passwords) masked."
+    )
 
     class Meta:
         model = Command
@@ -49,6 +58,9 @@ class CommandOutputSerializer(serializers.ModelSerializer):
             "round_trip_ms",
         ]
         read_only_fields = fields
+
+    def get_request(self, command: Command) -> dict:
+        return request_redacted(command.action, command.request)
 
 
 class OcppCallOutputSerializer(serializers.Serializer):
@@ -92,7 +104,11 @@ def command_http_response(command: Command) -> Response:
     409 station not connected (or not reachable), 502 CALLERROR or an unusable answer, 504 timeout."""
     body = {"command": CommandOutputSerializer(command).data}
     if command.status == CommandStatus.ANSWERED:
-        body.update(action=command.action, request=command.request, response=command.response)
+        body.update(
+            action=command.action,
+            request=request_redacted(command.action, command.request),
+            response=command.response,
+        )
         return Response(body, status=status.HTTP_200_OK)
     if command.status in (CommandStatus.PENDING, CommandStatus.SENT):
         body["detail"] = "Queued: the command is sent when the station connects."

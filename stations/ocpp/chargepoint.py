@@ -27,6 +27,7 @@ from stations.enums import MessageDirection, RegistrationStatus
 from stations.ocpp import framing, schemas
 from stations.ocpp.errors import ErrorKind, OcppError
 from stations.ocpp.message_log import message_log
+from stations.services.commands import request_redacted
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +203,9 @@ class ChargePoint:
             self._pending[unique_id] = (action, future)
             try:
                 frame = framing.call(unique_id, action, payload)
-                self._log(MessageDirection.OUT, framing.CALL, unique_id, action, frame)
+                shown = request_redacted(action, payload)
+                logged = frame if shown is payload else framing.call(unique_id, action, shown)
+                self._log(MessageDirection.OUT, framing.CALL, unique_id, action, logged)
                 await self._send(frame)
                 return await future
             finally:

@@ -32,6 +32,7 @@ from stations.services.commands import (
     command_claim,
     command_finish,
     command_pending_for,
+    request_redacted,
     station_group,
 )
 from stations.services.credentials import basic_auth_parse, password_hash_check
@@ -314,6 +315,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
             if command is None:
                 return  # another process or task took it, or it was given up
             outcome = await self._command_call(cp, command, unique_id)
+            redacted = request_redacted(command.action, command.request)
+            if redacted is not command.request:
+                outcome["request"] = redacted  # sent: the secret need not be kept any longer
             await run_db(command_finish, command_id=command_id, **outcome)
         except Exception:
             logger.exception("%s: command %s failed", cp.station.identity, command_id)

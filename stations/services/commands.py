@@ -54,6 +54,43 @@ POLL_WITHOUT_LAYER_S = 0.2
 AnswerHook = Callable[[Command, dict], None]
 
 
+# Secrets a CSMS may send a charger: shown and logged masked; the Command row keeps the real value only
+# until the command is finished (the outbox needs it to send).
+REDACTED = "********"
+SECRET_CONFIGURATION_KEYS = frozenset({"AuthorizationKey"})  # 1.6 security profile 1/2 password
+SECRET_VARIABLES = frozenset({"BasicAuthPassword"})  # 2.0.1 SecurityCtrlr
+SECRET_NETWORK_FIELDS = {"apn": ("apnPassword",), "vpn": ("password", "key")}
+
+
+def request_redacted(action: str, request):
+    """`request` with the secrets in it masked (a copy; the same object when there are none)."""
+    if not isinstance(request, dict):
+        return request
+    if action == "ChangeConfiguration" and request.get("key") in SECRET_CONFIGURATION_KEYS:
+        return {**request, "value": REDACTED}
+    if action == "SetVariables" and isinstance(request.get("setVariableData"), list):
+        items = request["setVariableData"]
+        if any(_secret_variable(item) for item in items):
+            masked = [
+                {**item, "attributeValue": REDACTED} if _secret_variable(item) else item for item in items
+            ]
+            return {**request, "setVariableData": masked}
+    if action == "SetNetworkProfile" and isinstance(request.get("connectionData"), dict):
+        data = dict(request["connectionData"])
+        changed = False
+        for part, fields in SECRET_NETWORK_FIELDS.items():
+            if isinstance(data.get(part), dict) and any(f in data[part] for f in fields):
+                data[part] = {k: (REDACTED if k in fields else v) for k, v in data[part].items()}
+                changed = True
+        if changed:
+            return {**request, "connectionData": data}
+    return request
+
+
+def _secret_variable(item) -> bool:
+    return isinstance(item, dict) and (item.get("variable") or {}).get("name") in SECRET_VARIABLES
+
+
 def station_group(identity: str) -> str:
     """Channel-layer group of a station. Group names allow only [A-Za-z0-9._-] and < 100 characters,
     identities allow more, so the group is named by a hash of the identity."""
@@ -114,11 +151,15 @@ def command_finish(
     error_description: str = "",
     expected: str = CommandStatus.SENT,
     on_answer: AnswerHook | None = None,
+    request: dict | None = None,
 ) -> bool:
     """Record the outcome once: `expected` -> `status`. False if the command was no longer `expected`
-    (another party finished it). `on_answer` runs in the same transaction for an answered command."""
+    (another party finished it). `on_answer` runs in the same transaction for an answered command.
+    `request`, when given, replaces the stored request (the sender passes it with secrets masked)."""
+    scrub = {} if request is None else {"request": request}
     with transaction.atomic():
         finished = Command.objects.filter(pk=command_id, status=expected).update(
+            **scrub,
             status=status,
             response=response,
             error_code=error_code,

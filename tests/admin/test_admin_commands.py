@@ -179,3 +179,19 @@ def test_firmware_action_starts_a_campaign(world, admin_client_for, fake_charger
     )
     job = CommandJob.objects.get()
     assert (job.kind, job.firmware, job.total) == ("firmware", firmware, 1)
+
+
+def test_command_page_masks_passwords(world, admin_client_for):
+    from django.utils import timezone
+
+    command = Command.objects.create(
+        station=world.station_a1,
+        action="ChangeConfiguration",
+        request={"key": "AuthorizationKey", "value": "0123456789abcdef0123456789abcdef01234567"},
+        timeout_s=30,
+        created_at=timezone.now(),
+    )
+    page = admin_client_for(world.operator_a).get(reverse("admin:stations_command_change", args=[command.pk]))
+    assert page.status_code == 200
+    assert b"0123456789abcdef" not in page.content
+    assert b"********" in page.content

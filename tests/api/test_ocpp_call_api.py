@@ -158,3 +158,14 @@ def test_history_is_scoped(api, online, fake_charger):
     detail = api(online.operator_a).get(f"/api/v1/commands/{a1}/").json()
     assert (detail["station"], detail["action"], detail["status"]) == ("A1-CP1", "ClearCache", "answered")
     assert api(online.operator_a).get("/api/v1/commands/?status=bogus").status_code == 400
+
+
+def test_api_never_shows_a_password_sent_to_a_charger(api, online, fake_charger):
+    body = {"key": "AuthorizationKey", "value": "0123456789abcdef0123456789abcdef01234567"}
+    response = api(online.operator_a).post(url("A1-CP1", "ChangeConfiguration"), body, format="json")
+    assert response.status_code == 200
+    assert fake_charger.received == [("A1-CP1", "ChangeConfiguration", body)]
+    masked = {"key": "AuthorizationKey", "value": "********"}
+    assert (response.json()["request"], response.json()["command"]["request"]) == (masked, masked)
+    listed = api(online.finance_a).get("/api/v1/commands/").json()["results"]
+    assert [row["request"] for row in listed] == [masked]

@@ -269,3 +269,76 @@ def test_rel_32_redis_down_commands_still_reach_the_charger_through_the_database
 
     command = asyncio.run(scenario())
     assert (command.status, command.response) == ("answered", {"status": "Accepted"})
+
+
+def test_secrets_sent_to_a_charger_are_masked_in_the_record_the_log_and_the_api(world, settings):
+    """A 1.6 AuthorizationKey (the station's Basic-auth password) goes to the charger as is, but the command
+    history, the OCPP message log and the API only ever show it masked once it was sent."""
+    from stations.models import OcppMessage
+    from stations.ocpp.message_log import message_log
+
+    settings.OCPP_MESSAGE_LOG = "all"
+    ChargingStationFactory(identity="CMD-KEY", site=world.site_a1)
+    secret = {"key": "AuthorizationKey", "value": "0123456789abcdef0123456789abcdef01234567"}
+
+    async def scenario():
+        comm, station = await connect("CMD-KEY")
+        task = started(command_execute_async(station=station, action="ChangeConfiguration", request=secret))
+        frame = await next_call(comm)
+        await answer(comm, frame, {"status": "Accepted"})
+        command = await asyncio.wait_for(task, 10)
+        await message_log.flush()
+        await comm.disconnect()
+        return frame, command
+
+    frame, command = asyncio.run(scenario())
+    assert frame[3] == secret  # the charger gets the real value
+    masked = {"key": "AuthorizationKey", "value": "********"}
+    assert Command.objects.get(pk=command.pk).request == masked
+    logged = OcppMessage.objects.get(unique_id=frame[1], direction="out")
+    assert secret["value"] not in logged.payload and "********" in logged.payload
+
+
+def test_request_redaction_rules():
+    from stations.services.commands import request_redacted
+
+    assert request_redacted("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "60"}) == {
+        "key": "HeartbeatInterval",
+        "value": "60",
+    }
+    data = {
+        "setVariableData": [
+            {
+                "attributeValue": "s3cret-s3cret-s3",
+                "component": {"name": "SecurityCtrlr"},
+                "variable": {"name": "BasicAuthPassword"},
+            },
+            {
+                "attributeValue": "60",
+                "component": {"name": "OCPPCommCtrlr"},
+                "variable": {"name": "HeartbeatInterval"},
+            },
+        ]
+    }
+    shown = request_redacted("SetVariables", data)
+    assert [item["attributeValue"] for item in shown["setVariableData"]] == ["********", "60"]
+    assert data["setVariableData"][0]["attributeValue"] == "s3cret-s3cret-s3"  # the original is untouched
+    profile = {
+        "configurationSlot": 1,
+        "connectionData": {
+            "apn": {"apn": "x", "apnPassword": "p"},
+            "vpn": {"server": "v", "password": "q", "key": "k"},
+        },
+    }
+    network = request_redacted("SetNetworkProfile", profile)["connectionData"]
+    assert (
+        network["apn"]["apnPassword"],
+        network["vpn"]["password"],
+        network["vpn"]["key"],
+        network["apn"]["apn"],
+    ) == (
+        "********",
+        "********",
+        "********",
+        "x",
+    )
