@@ -25,9 +25,14 @@ from stations.enums import CommandSource, CommandStatus, JobKind
 from stations.models import ChargingStation, Command, CommandJobTarget, ConfigurationTemplate
 from stations.ocpp import commands as builders
 from stations.ocpp.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
-from stations.selectors import configuration_template_access, configuration_template_list, station_access
+from stations.selectors import (
+    configuration_template_access,
+    configuration_template_list,
+    firmware_file_list,
+    station_access,
+)
 from stations.services.commands import command_execute, request_redacted
-from stations.services.firmware import firmware_campaign_create, firmware_file_list
+from stations.services.firmware import firmware_campaign_create
 from stations.services.jobs import command_job_create
 
 RECENT_COMMANDS = 20

@@ -12,22 +12,39 @@ from collections.abc import Mapping
 from typing import Any
 
 import django_filters
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
+from accounts.selectors import (
+    membership_roles,
+    organisation_ids_with,
+    site_scope_q,
+    station_scope_q,
+    user_can,
+)
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from cpms.filters import filters_apply
-from stations.enums import CommandStatus, OcppVersion, RegistrationStatus, SecurityEventKind, StationEventKind
+from stations.enums import (
+    CommandStatus,
+    JobKind,
+    OcppVersion,
+    RegistrationStatus,
+    SecurityEventKind,
+    StationEventKind,
+)
 from stations.models import (
     ChargingStation,
     Command,
     CommandJob,
+    CommandJobTarget,
     ConfigurationTemplate,
     Connector,
     DeviceVariable,
+    DiagnosticsUpload,
     Evse,
+    FirmwareFile,
+    FirmwareUpdate,
     SecurityEvent,
     Site,
     StationEvent,
@@ -288,3 +305,87 @@ def stations_for_command(
     if missing:
         raise ValidationFailed(f"Not stations you may command here: {', '.join(missing)}.")
     return [found[identity] for identity in wanted]
+
+
+# --- firmware and uploads ----------------------------------------------------------------------------
+
+UPDATE_RELATED = ("station", "firmware", "command__station", "command__requested_by")
+UPLOAD_RELATED = ("station", "requested_by", "command__station", "command__requested_by")
+
+
+def firmware_file_list(*, user: User) -> QuerySet[FirmwareFile]:
+    """Firmware files of the organisations the user belongs to (any role: a site host may update the
+    firmware of their stations)."""
+    qs = FirmwareFile.objects.select_related("organisation", "uploaded_by")
+    if user.is_superuser:
+        return qs
+    return qs.filter(organisation_id__in=list(membership_roles(user=user)))
+
+
+def firmware_file_access(*, user: User, pk: int) -> FirmwareFile:
+    firmware = firmware_file_list(user=user).filter(pk=pk).first()
+    if firmware is None:
+        raise NotFound(f"Firmware file {pk} not found.")
+    return firmware
+
+
+def firmware_file_by_token(*, token: str) -> FirmwareFile | None:
+    return FirmwareFile.objects.filter(download_token=token).first()
+
+
+def firmware_update_list(*, station: ChargingStation) -> QuerySet[FirmwareUpdate]:
+    """The station's firmware updates, newest first (the caller checked access to the station)."""
+    return (
+        FirmwareUpdate.objects.filter(station=station)
+        .select_related(*UPDATE_RELATED)
+        .order_by("-created_at", "-id")
+    )
+
+
+def firmware_campaign_list(*, user: User) -> QuerySet[CommandJob]:
+    """Firmware campaigns of the organisations where the user's role is organisation-wide."""
+    return command_job_list(user=user).filter(kind=JobKind.FIRMWARE).order_by("-created_at", "-id")
+
+
+def firmware_campaign_access(*, user: User, pk: int) -> CommandJob:
+    job = firmware_campaign_list(user=user).filter(pk=pk).first()
+    if job is None:
+        raise NotFound(f"Firmware campaign {pk} not found.")
+    return job
+
+
+def firmware_campaign_targets(*, job: CommandJob) -> QuerySet[CommandJobTarget]:
+    """The campaign's targets by station identity, each with the last firmware status its station
+    reported for this campaign (`firmware_status`)."""
+    status = FirmwareUpdate.objects.filter(job=OuterRef("job"), station=OuterRef("station")).order_by("-id")
+    return (
+        CommandJobTarget.objects.filter(job=job)
+        .select_related("station")
+        .annotate(firmware_status=Subquery(status.values("status")[:1]))
+        .order_by("station__identity")
+    )
+
+
+def diagnostics_upload_list(*, station: ChargingStation) -> QuerySet[DiagnosticsUpload]:
+    return (
+        DiagnosticsUpload.objects.filter(station=station)
+        .select_related(*UPLOAD_RELATED)
+        .order_by("-created_at", "-id")
+    )
+
+
+def diagnostics_upload_access(*, user: User, pk: int) -> DiagnosticsUpload:
+    """An upload of a station the user may see (NotFound otherwise)."""
+    upload = (
+        DiagnosticsUpload.objects.filter(station_scope_q(user=user, prefix="station__"))
+        .select_related(*UPLOAD_RELATED)
+        .filter(pk=pk)
+        .first()
+    )
+    if upload is None:
+        raise NotFound(f"Upload {pk} not found.")
+    return upload
+
+
+def diagnostics_upload_by_token(*, token: str) -> DiagnosticsUpload | None:
+    return DiagnosticsUpload.objects.filter(upload_token=token).first()

@@ -15,12 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from cpms.errors import DomainError
-from stations.services.firmware import (
-    diagnostics_upload_by_token,
-    diagnostics_upload_store,
-    firmware_file_by_token,
-    max_upload_bytes,
-)
+from stations.selectors import diagnostics_upload_by_token, firmware_file_by_token
+from stations.services.firmware import diagnostics_upload_store, max_upload_bytes
 
 CHUNK_BYTES = 64 * 1024
 # Room for the multipart envelope (boundaries, part headers, small fields) around the file itself.

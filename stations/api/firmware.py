@@ -44,20 +44,22 @@ from stations.api.views import IDENTITY
 from stations.enums import CommandSource, CommandStatus
 from stations.models import Command, CommandJob
 from stations.ocpp.commands_firmware import diagnostics_request, firmware_update_request
-from stations.selectors import station_access
-from stations.services.commands import NOT_CONNECTED, NOT_DELIVERED
-from stations.services.firmware import (
+from stations.selectors import (
     diagnostics_upload_access,
     diagnostics_upload_list,
-    diagnostics_upload_request,
     firmware_campaign_access,
-    firmware_campaign_create,
     firmware_campaign_list,
     firmware_campaign_targets,
     firmware_file_access,
-    firmware_file_create,
     firmware_file_list,
     firmware_update_list,
+    station_access,
+)
+from stations.services.commands import NOT_CONNECTED, NOT_DELIVERED
+from stations.services.firmware import (
+    diagnostics_upload_request,
+    firmware_campaign_create,
+    firmware_file_create,
     firmware_update_start,
 )
 

@@ -13,7 +13,7 @@ Outcomes are read from the Command record (stations.services.commands): an answe
 no status at all: 1.6 UpdateFirmware.conf and GetDiagnostics.conf have none) is an acceptance; anything
 else, a CALLERROR, a timeout or a station that is not connected is a failure with its reason.
 
-The reads at the end (lists and `*_access`) are this sub-domain's selectors.
+The reads (lists and `*_access`) are in stations/selectors.py.
 """
 
 import asyncio
@@ -31,14 +31,14 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F, Max, OuterRef, QuerySet, Subquery
+from django.db.models import F, Max, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import membership_roles, organisation_access, station_scope_q, user_can
+from accounts.selectors import organisation_access, user_can
 from cpms.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from stations.enums import CommandSource, CommandStatus, JobKind, JobStatus, JobTargetStatus, UploadKind
 from stations.models import (
@@ -50,7 +50,7 @@ from stations.models import (
     FirmwareFile,
     FirmwareUpdate,
 )
-from stations.selectors import command_job_list, stations_for_command
+from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED, firmware_file_list, stations_for_command
 from stations.services.commands import command_execute, command_execute_async
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,6 @@ CAMPAIGN_STALE_AFTER = timedelta(minutes=15)
 
 
 # What the API renders with an update or upload (its command with the command's station and requester).
-UPDATE_RELATED = ("station", "firmware", "command__station", "command__requested_by")
-UPLOAD_RELATED = ("station", "requested_by", "command__station", "command__requested_by")
 
 
 class FirmwareRequestBuilder(Protocol):
@@ -654,84 +652,3 @@ def upload_status_record(*, station_id: int, kind: str, status: str, request_id:
     uploads = DiagnosticsUpload.objects.filter(station_id=station_id, kind=kind)
     uploads = uploads.filter(request_id=request_id) if request_id is not None else _latest_live(uploads)
     return uploads.update(status=status[:40])
-
-
-# --- reads ------------------------------------------------------------------------------------------
-
-
-def firmware_file_list(*, user: User) -> QuerySet[FirmwareFile]:
-    """Firmware files of the organisations the user belongs to (any role: a site host may update the
-    firmware of their stations)."""
-    qs = FirmwareFile.objects.select_related("organisation", "uploaded_by")
-    if user.is_superuser:
-        return qs
-    return qs.filter(organisation_id__in=list(membership_roles(user=user)))
-
-
-def firmware_file_access(*, user: User, pk: int) -> FirmwareFile:
-    firmware = firmware_file_list(user=user).filter(pk=pk).first()
-    if firmware is None:
-        raise NotFound(f"Firmware file {pk} not found.")
-    return firmware
-
-
-def firmware_file_by_token(*, token: str) -> FirmwareFile | None:
-    return FirmwareFile.objects.filter(download_token=token).first()
-
-
-def firmware_update_list(*, station: ChargingStation) -> QuerySet[FirmwareUpdate]:
-    """The station's firmware updates, newest first (the caller checked access to the station)."""
-    return (
-        FirmwareUpdate.objects.filter(station=station)
-        .select_related(*UPDATE_RELATED)
-        .order_by("-created_at", "-id")
-    )
-
-
-def firmware_campaign_list(*, user: User) -> QuerySet[CommandJob]:
-    """Firmware campaigns of the organisations where the user's role is organisation-wide."""
-    return command_job_list(user=user).filter(kind=JobKind.FIRMWARE).order_by("-created_at", "-id")
-
-
-def firmware_campaign_access(*, user: User, pk: int) -> CommandJob:
-    job = firmware_campaign_list(user=user).filter(pk=pk).first()
-    if job is None:
-        raise NotFound(f"Firmware campaign {pk} not found.")
-    return job
-
-
-def firmware_campaign_targets(*, job: CommandJob) -> QuerySet[CommandJobTarget]:
-    """The campaign's targets by station identity, each with the last firmware status its station
-    reported for this campaign (`firmware_status`)."""
-    status = FirmwareUpdate.objects.filter(job=OuterRef("job"), station=OuterRef("station")).order_by("-id")
-    return (
-        CommandJobTarget.objects.filter(job=job)
-        .select_related("station")
-        .annotate(firmware_status=Subquery(status.values("status")[:1]))
-        .order_by("station__identity")
-    )
-
-
-def diagnostics_upload_list(*, station: ChargingStation) -> QuerySet[DiagnosticsUpload]:
-    return (
-        DiagnosticsUpload.objects.filter(station=station)
-        .select_related(*UPLOAD_RELATED)
-        .order_by("-created_at", "-id")
-    )
-
-
-def diagnostics_upload_access(*, user: User, pk: int) -> DiagnosticsUpload:
-    """An upload of a station the user may see (NotFound otherwise)."""
-    upload = (
-        DiagnosticsUpload.objects.filter(station_scope_q(user=user, prefix="station__"))
-        .select_related(*UPLOAD_RELATED)
-        .filter(pk=pk)
-        .first()
-    )
-    if upload is None:
-        raise NotFound(f"Upload {pk} not found.")
-    return upload
-
-
-def diagnostics_upload_by_token(*, token: str) -> DiagnosticsUpload | None:
-    return DiagnosticsUpload.objects.filter(upload_token=token).first()
