@@ -15,6 +15,7 @@ from ocpp.v16.enums import Action
 
 from stations.ocpp.simulator import smart_charging
 from stations.ocpp.simulator.certificates import CertificateStore, pem_blocks
+from stations.ocpp.simulator.csms_commands_common import CsmsCommandsCommon
 from stations.ocpp.simulator.local_list import LocalList
 from stations.ocpp.simulator.meter import ocpp_timestamp, parse_time
 from stations.ocpp.simulator.transfers import (
@@ -54,7 +55,10 @@ class CommandStateV16:
     log: Job = dataclasses.field(default_factory=Job)
 
 
-class CsmsCommandsV16:
+class CsmsCommandsV16(CsmsCommandsCommon):
+    calls = call
+    results = call_result
+
     # What an @on handler decided, by call id, for its @after hook: the file name of GetDiagnostics and
     # GetLog, the connector a CancelReservation freed.
     _pending: dict[str, object]
@@ -149,51 +153,6 @@ class CsmsCommandsV16:
             log_upload(self.charger, job, notify, request, kind="diagnostics", failed="UploadFailed"),
         )
 
-    @on(Action.get_log)
-    def on_get_log(self, log: dict, log_type: str, request_id: int, call_unique_id: str, **kwargs):
-        file_name = log_file_name(self.charger.config.identity, log_type)
-        self._pending[call_unique_id] = file_name
-        status = "AcceptedCanceled" if self.state.log.running else "Accepted"
-        return call_result.GetLog(status=status, filename=file_name)
-
-    @after(Action.get_log)
-    def after_get_log(
-        self,
-        log: dict,
-        log_type: str,
-        request_id: int,
-        call_unique_id: str,
-        retries: int | None = None,
-        retry_interval=None,
-        **kwargs,
-    ):
-        job = self.state.log
-        request = UploadRequest(
-            location=log["remote_location"],
-            file_name=self._pending.pop(call_unique_id),
-            content=simulated_log(self.charger, kind=log_type),
-            request_id=request_id,
-            retries=retries,
-            retry_interval_s=retry_interval,
-        )
-
-        async def notify(status: str) -> None:
-            await self._call(call.LogStatusNotification(status=status, request_id=request_id))
-
-        job.start(
-            self.charger,
-            log_upload(
-                self.charger,
-                job,
-                notify,
-                request,
-                kind="log",
-                failed="UploadFailure",
-                denied="PermissionDenied",
-            ),
-            request_id=request_id,
-        )
-
     # --- ExtendedTriggerMessage (whitepaper) -----------------------------------------------------------
 
     def _extended_trigger_status(self, requested_message: str, connector_id: int | None) -> str:
@@ -227,11 +186,6 @@ class CsmsCommandsV16:
 
     # --- certificates (whitepaper use cases M03..M05, A02) -----------------------------------------
 
-    @on(Action.install_certificate)
-    def on_install_certificate(self, certificate_type: str, certificate: str, **kwargs):
-        installed = self.state.certificates.install(certificate_type, certificate)
-        return call_result.InstallCertificate(status="Accepted" if installed else "Rejected")
-
     @on(Action.get_installed_certificate_ids)
     def on_get_installed_certificate_ids(self, certificate_type: str, **kwargs):
         found = self.state.certificates.of_types([certificate_type])
@@ -240,11 +194,6 @@ class CsmsCommandsV16:
         return call_result.GetInstalledCertificateIds(
             status="Accepted", certificate_hash_data=[c.hash_data for c in found]
         )
-
-    @on(Action.delete_certificate)
-    def on_delete_certificate(self, certificate_hash_data: dict, **kwargs):
-        deleted = self.state.certificates.delete(certificate_hash_data)
-        return call_result.DeleteCertificate(status="Accepted" if deleted else "NotFound")
 
     @on(Action.certificate_signed)
     def on_certificate_signed(self, certificate_chain: str, **kwargs):
@@ -288,20 +237,6 @@ class CsmsCommandsV16:
         reservation = connector.reservation if connector is not None else None
         if reservation is not None and reservation.reservation_id == reservation_id:
             self.charger.spawn(self.charger.reservation_begin(connector))
-
-    @on(Action.cancel_reservation)
-    def on_cancel_reservation(self, reservation_id: int, call_unique_id: str, **kwargs):
-        connector = self.charger.cancel_reservation(reservation_id)
-        if connector is None:
-            return call_result.CancelReservation(status="Rejected")
-        self._pending[call_unique_id] = connector
-        return call_result.CancelReservation(status="Accepted")
-
-    @after(Action.cancel_reservation)
-    def after_cancel_reservation(self, call_unique_id: str, **kwargs):
-        connector = self._pending.pop(call_unique_id, None)
-        if connector is not None:
-            self.charger.spawn(self.charger.availability_notify(connector.connector_id))
 
     # --- smart charging (OCPP 1.6 5.5, 5.7, 5.16) ------------------------------------------------------
 

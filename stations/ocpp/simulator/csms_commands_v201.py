@@ -20,17 +20,14 @@ from ocpp.v201.enums import Action
 
 from stations.ocpp.simulator import smart_charging
 from stations.ocpp.simulator.certificates import CertificateStore, hash_data, pem_blocks
+from stations.ocpp.simulator.csms_commands_common import CsmsCommandsCommon
 from stations.ocpp.simulator.local_list import LocalList
 from stations.ocpp.simulator.meter import ocpp_timestamp, parse_time, utc_now
 from stations.ocpp.simulator.transfers import (
     FirmwareRequest,
     Job,
-    UploadRequest,
     download,
     firmware_update,
-    log_file_name,
-    log_upload,
-    simulated_log,
 )
 
 MAX_DISPLAY_MESSAGES = 10
@@ -62,7 +59,10 @@ class CommandStateV201:
     costs: dict[str, float] = field(default_factory=dict)
 
 
-class CsmsCommandsV201:
+class CsmsCommandsV201(CsmsCommandsCommon):
+    calls = call
+    results = call_result
+
     # --- firmware (L01, L02) ---------------------------------------------------------------------------
 
     def _update_status(self, firmware: dict) -> str:
@@ -169,59 +169,7 @@ class CsmsCommandsV201:
             return call_result.UnpublishFirmware(status="NoFirmware")
         return call_result.UnpublishFirmware(status="Unpublished")
 
-    # --- logs (N01) ------------------------------------------------------------------------------------
-
-    @on(Action.get_log)
-    def on_get_log(self, log: dict, log_type: str, request_id: int, call_unique_id: str, **kwargs):
-        file_name = log_file_name(self.charger.config.identity, log_type)
-        self._pending[call_unique_id] = file_name
-        status = "AcceptedCanceled" if self.state.log.running else "Accepted"
-        return call_result.GetLog(status=status, filename=file_name)
-
-    @after(Action.get_log)
-    def after_get_log(
-        self,
-        log: dict,
-        log_type: str,
-        request_id: int,
-        call_unique_id: str,
-        retries: int | None = None,
-        retry_interval=None,
-        **kwargs,
-    ):
-        job = self.state.log
-        request = UploadRequest(
-            location=log["remote_location"],
-            file_name=self._pending.pop(call_unique_id),
-            content=simulated_log(self.charger, kind=log_type),
-            request_id=request_id,
-            retries=retries,
-            retry_interval_s=retry_interval,
-        )
-
-        async def notify(status: str) -> None:
-            await self._call(call.LogStatusNotification(status=status, request_id=request_id))
-
-        job.start(
-            self.charger,
-            log_upload(
-                self.charger,
-                job,
-                notify,
-                request,
-                kind="log",
-                failed="UploadFailure",
-                denied="PermissionDenied",
-            ),
-            request_id=request_id,
-        )
-
     # --- certificates (M03, M04, M05, A02) -------------------------------------------------------------
-
-    @on(Action.install_certificate)
-    def on_install_certificate(self, certificate_type: str, certificate: str, **kwargs):
-        installed = self.state.certificates.install(certificate_type, certificate)
-        return call_result.InstallCertificate(status="Accepted" if installed else "Rejected")
 
     @on(Action.get_installed_certificate_ids)
     def on_get_installed_certificate_ids(self, certificate_type: list[str] | None = None, **kwargs):
@@ -241,11 +189,6 @@ class CsmsCommandsV201:
         if not chains:
             return call_result.GetInstalledCertificateIds(status="NotFound")
         return call_result.GetInstalledCertificateIds(status="Accepted", certificate_hash_data_chain=chains)
-
-    @on(Action.delete_certificate)
-    def on_delete_certificate(self, certificate_hash_data: dict, **kwargs):
-        deleted = self.state.certificates.delete(certificate_hash_data)
-        return call_result.DeleteCertificate(status="Accepted" if deleted else "NotFound")
 
     @on(Action.certificate_signed)
     def on_certificate_signed(self, certificate_chain: str, certificate_type: str | None = None, **kwargs):
@@ -285,20 +228,6 @@ class CsmsCommandsV201:
         await self._call(
             call.ReservationStatusUpdate(reservation_id=reservation_id, reservation_update_status="Expired")
         )
-
-    @on(Action.cancel_reservation)
-    def on_cancel_reservation(self, reservation_id: int, call_unique_id: str, **kwargs):
-        connector = self.charger.cancel_reservation(reservation_id)
-        if connector is None:
-            return call_result.CancelReservation(status="Rejected")
-        self._pending[call_unique_id] = connector
-        return call_result.CancelReservation(status="Accepted")
-
-    @after(Action.cancel_reservation)
-    def after_cancel_reservation(self, call_unique_id: str, **kwargs):
-        connector = self._pending.pop(call_unique_id, None)
-        if connector is not None:
-            self.charger.spawn(self.charger.availability_notify(connector.connector_id))
 
     # --- local authorization list (D01, D02) -----------------------------------------------------------
 
