@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Protocol
 
@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.db import transaction
-from django.db.models import F, Max, QuerySet
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import get_valid_filename
@@ -52,6 +52,7 @@ from stations.models import (
 )
 from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED, firmware_file_list, stations_for_command
 from stations.services.commands import command_execute, command_execute_async
+from stations.services.jobs import job_claim, job_target_finish
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,6 @@ CAMPAIGN_BATCH_SIZE = 50
 CAMPAIGN_CONCURRENCY = 20
 # A running campaign without progress for this long is taken to be orphaned (its worker died): a redelivered
 # task takes it over; a recent one is left to the worker running it (stations.services.jobs does the same).
-CAMPAIGN_STALE_AFTER = timedelta(minutes=15)
 
 
 # What the API renders with an update or upload (its command with the command's station and requester).
@@ -388,7 +388,6 @@ def firmware_campaign_run(
     another worker runs the campaign (recent progress) leaves it alone. The job is `done` once every target
     has an outcome, whatever the outcomes: `failed_count` says how many stations did not take it.
     """
-    now = timezone.now()
     job = (
         CommandJob.objects.filter(pk=job_id, kind=JobKind.FIRMWARE)
         .select_related("firmware", "created_by")
@@ -396,17 +395,7 @@ def firmware_campaign_run(
     )
     if job is None:
         return None
-    if job.status == JobStatus.RUNNING:
-        last_finished = job.targets.aggregate(last=Max("finished_at"))["last"]
-        last_activity = max(filter(None, [job.started_at, last_finished]), default=now)
-        if last_activity > now - CAMPAIGN_STALE_AFTER:
-            return campaign_progress(job_id=job_id, in_flight=0)
-    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
-        return campaign_progress(job_id=job_id, in_flight=0)
-    started = CommandJob.objects.filter(pk=job_id, status=job.status, started_at=job.started_at).update(
-        status=JobStatus.RUNNING, started_at=now
-    )
-    if not started:  # another delivery took it between our read and this write
+    if not job_claim(job=job):  # running elsewhere, finished, or claimed meanwhile
         return campaign_progress(job_id=job_id, in_flight=0)
     raw_retrieve_at = job.request.get("retrieve_at")
     retrieve_at = datetime.fromisoformat(raw_retrieve_at) if raw_retrieve_at else None
@@ -456,7 +445,7 @@ def _campaign_batch_run(
             )
             if update is not None:
                 _firmware_update_finish(update=update, command=earlier)
-            _campaign_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
+            job_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
             continue
         try:
             update, action, payload = _firmware_update_prepare(
@@ -467,7 +456,7 @@ def _campaign_batch_run(
                 build=build,
             )
         except DomainError as exc:
-            _campaign_target_finish(target=target, ok=False, detail=exc.message)
+            job_target_finish(target=target, ok=False, detail=exc.message)
             continue
         sends.append((target, update, action, payload))
     if sends:
@@ -509,21 +498,7 @@ def _campaign_command_record(*, target: CommandJobTarget, update: FirmwareUpdate
     _firmware_update_finish(update=update, command=command)
     outcome = command_outcome(command)
     if outcome is not None:
-        _campaign_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
-
-
-def _campaign_target_finish(*, target: CommandJobTarget, ok: bool, detail: str) -> bool:
-    """pending -> ok/failed once; the job's counter moves with it, in the same transaction."""
-    with transaction.atomic():
-        finished = CommandJobTarget.objects.filter(pk=target.pk, status=JobTargetStatus.PENDING).update(
-            status=JobTargetStatus.OK if ok else JobTargetStatus.FAILED,
-            detail=detail[:500],
-            finished_at=timezone.now(),
-        )
-        if finished:
-            counter = "done_count" if ok else "failed_count"
-            CommandJob.objects.filter(pk=target.job_id).update(**{counter: F(counter) + 1})
-    return finished == 1
+        job_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
 
 
 def campaign_progress(*, job_id: int, in_flight: int) -> CampaignProgress:

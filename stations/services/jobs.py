@@ -76,17 +76,8 @@ def command_job_run(*, job_id: int, batch_size: int = BATCH_SIZE) -> CommandJob:
     """Run the job's pending targets in batches. Idempotent: a target already ok or failed is not sent
     again, so a rerun after a crash finishes the rest and changes nothing twice. A job that is running
     (recent progress) is left to its runner: a duplicate delivery of the task does nothing."""
-    now = timezone.now()
     job = CommandJob.objects.select_related("created_by").get(pk=job_id)
-    if job.status == JobStatus.RUNNING:
-        last_finished = job.targets.aggregate(last=Max("finished_at"))["last"]
-        last_activity = max(filter(None, [job.started_at, last_finished]), default=now)
-        if last_activity > now - STALE_AFTER:
-            return job
-    started = CommandJob.objects.filter(pk=job_id, status=job.status, started_at=job.started_at).update(
-        status=JobStatus.RUNNING, started_at=now
-    )
-    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or not started:
+    if not job_claim(job=job):
         return CommandJob.objects.get(pk=job_id)
     calls = job.request.get("calls", {})
     while True:
@@ -104,13 +95,45 @@ def command_job_run(*, job_id: int, batch_size: int = BATCH_SIZE) -> CommandJob:
     return CommandJob.objects.get(pk=job_id)
 
 
+def job_claim(*, job: CommandJob) -> bool:
+    """Whether this run may work on `job`: a queued job becomes running; a running one is taken over only
+    when it has made no progress for STALE_AFTER (its worker died). A duplicate delivery while it runs, a
+    finished job, or another run that claimed it between our read and this write: False."""
+    now = timezone.now()
+    if job.status == JobStatus.RUNNING:
+        last_finished = job.targets.aggregate(last=Max("finished_at"))["last"]
+        last_activity = max(filter(None, [job.started_at, last_finished]), default=now)
+        if last_activity > now - STALE_AFTER:
+            return False
+    elif job.status != JobStatus.QUEUED:
+        return False
+    claimed = CommandJob.objects.filter(pk=job.pk, status=job.status, started_at=job.started_at).update(
+        status=JobStatus.RUNNING, started_at=now
+    )
+    return claimed == 1
+
+
+def job_target_finish(*, target: CommandJobTarget, ok: bool, detail: str) -> bool:
+    """pending -> ok/failed once; the job's counter moves with it, in the same transaction."""
+    with transaction.atomic():
+        finished = CommandJobTarget.objects.filter(pk=target.pk, status=JobTargetStatus.PENDING).update(
+            status=JobTargetStatus.OK if ok else JobTargetStatus.FAILED,
+            detail=detail[:500],
+            finished_at=timezone.now(),
+        )
+        if finished:
+            counter = "done_count" if ok else "failed_count"
+            CommandJob.objects.filter(pk=target.job_id).update(**{counter: F(counter) + 1})
+    return finished == 1
+
+
 async def _run_batch(job: CommandJob, targets: list[CommandJobTarget], calls: Calls) -> None:
     slots = asyncio.Semaphore(CONCURRENCY)
 
     async def one(target: CommandJobTarget) -> None:
         async with slots:
             ok, detail = await _run_target(job, target.station, calls.get(target.station.protocol))
-        await sync_to_async(_target_finish, thread_sensitive=True)(target=target, ok=ok, detail=detail)
+        await sync_to_async(job_target_finish, thread_sensitive=True)(target=target, ok=ok, detail=detail)
 
     await asyncio.gather(*(one(target) for target in targets))
 
@@ -149,18 +172,6 @@ def _refusals(response: dict) -> list[str]:
             name = f"{result.get('component', {}).get('name')}.{result.get('variable', {}).get('name')}"
             refused.append(f"{name} {result.get('attributeStatus')}")
     return refused
-
-
-def _target_finish(*, target: CommandJobTarget, ok: bool, detail: str) -> None:
-    with transaction.atomic():
-        finished = CommandJobTarget.objects.filter(pk=target.pk, status=JobTargetStatus.PENDING).update(
-            status=JobTargetStatus.OK if ok else JobTargetStatus.FAILED,
-            detail=detail[:500],
-            finished_at=timezone.now(),
-        )
-        if finished:
-            counter = "done_count" if ok else "failed_count"
-            CommandJob.objects.filter(pk=target.job_id).update(**{counter: F(counter) + 1})
 
 
 def configuration_template_create(
