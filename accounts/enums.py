@@ -20,16 +20,24 @@ class Capability(models.TextChoices):
     MANAGE = "manage", "Create and edit stations, sites, tokens"
     COMMAND = "command", "Send remote commands"
     EXPORT = "export", "Export finance data"
+    BILLING = "billing", "Issue credits on charge detail records"
     MANAGE_USERS = "manage_users", "Manage users"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
     Role.OPERATOR_ADMIN: frozenset(
-        {Capability.VIEW, Capability.MANAGE, Capability.COMMAND, Capability.EXPORT, Capability.MANAGE_USERS}
+        {
+            Capability.VIEW,
+            Capability.MANAGE,
+            Capability.COMMAND,
+            Capability.EXPORT,
+            Capability.BILLING,
+            Capability.MANAGE_USERS,
+        }
     ),
     Role.OPERATOR_STAFF: frozenset({Capability.VIEW, Capability.MANAGE, Capability.COMMAND}),
     Role.SITE_HOST: frozenset({Capability.VIEW, Capability.COMMAND}),
-    Role.FINANCE: frozenset({Capability.VIEW, Capability.EXPORT}),
+    Role.FINANCE: frozenset({Capability.VIEW, Capability.EXPORT, Capability.BILLING}),
     Role.SUPPORT: frozenset({Capability.VIEW, Capability.COMMAND}),
 }
 

@@ -19,6 +19,8 @@ class Organisation(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     # CONTRACT.md: unknown identities connecting are created and answered Pending until accepted.
     auto_register_stations = models.BooleanField(default=False)
+    # ISO 4217: the currency of sessions priced without a tariff (free sessions still get a CDR of 0).
+    currency = models.CharField(max_length=3, default="EUR")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -1,1 +1,317 @@
+"""Tariffs, their assignment, the snapshot a session is priced with, CDRs, credits, energy prices, exports.
 
+Billing records (ChargeDetailRecord, CdrLine, CdrCredit) are written once and never changed: the models refuse
+`save()` of an existing row and `delete()`, and database triggers (migration 0002) refuse UPDATE and DELETE
+on PostgreSQL and UPDATE on SQLite, whatever code runs the statement. A correction is a CdrCredit.
+"""
+
+from django.conf import settings
+from django.db import models
+
+from accounts.models import Organisation
+from billing.enums import AssignmentLevel, ExportKind, ExportStatus
+from sessions.models import ChargingSession, IdToken
+from stations.models import ChargingStation, Site
+
+MONEY = {"max_digits": 14, "decimal_places": 4}  # amounts are rounded to the minor unit (<= 4 decimals)
+PRICE = {"max_digits": 14, "decimal_places": 6}  # unit prices may carry more decimals than the currency
+
+
+class ImmutableRecordError(Exception):
+    """A billing record was about to be changed in place."""
+
+
+class ImmutableQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRecordError(f"{self.model.__name__} rows are never updated; issue a credit instead")
+
+    def delete(self):
+        raise ImmutableRecordError(f"{self.model.__name__} rows are never deleted")
+
+
+class ImmutableModel(models.Model):
+    """Insert-only: `save()` of a stored row and `delete()` raise. The database triggers are the guarantee;
+    this makes the mistake visible before any SQL runs."""
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableRecordError(f"{type(self).__name__} {self.pk} is final; issue a credit instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecordError(f"{type(self).__name__} rows are never deleted")
+
+
+class Tariff(models.Model):
+    """A named price list of one organisation; its prices live in versions (TariffVersion)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="tariffs")
+    name = models.CharField(max_length=100)
+    # Shown to drivers (OCPI tariff_alt_text).
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organisation_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "name"], name="tariff_name_unique_per_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TariffVersion(models.Model):
+    """The prices of a tariff from `valid_from` on: OCPI 2.2.1 elements plus the session-wide fields.
+
+    The version in force at an instant is the one with the latest `valid_from` at or before it, unless its
+    `valid_until` has passed. A version is never edited: a price change is a new version, so a session's
+    snapshot and a CDR always name the prices they were computed with.
+    """
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
+    version = models.PositiveIntegerField()
+    valid_from = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+    currency = models.CharField(max_length=3)
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=4, help_text="A fraction: 0.19 = 19 %.")
+    min_price = models.DecimalField(**MONEY, null=True, blank=True, help_text="Per session, excl. tax.")
+    max_price = models.DecimalField(**MONEY, null=True, blank=True, help_text="Per session, excl. tax.")
+    parking_grace_s = models.PositiveIntegerField(default=0)
+    parking_cap = models.DecimalField(**MONEY, null=True, blank=True, help_text="Per session, excl. tax.")
+    # OCPI 2.2.1 TariffElement list: [{"price_components": [{"type", "price", "step_size"}], "restrictions"}]
+    elements = models.JSONField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tariff_id", "-valid_from", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["tariff", "version"], name="tariffversion_unique_number"),
+            models.UniqueConstraint(fields=["tariff", "valid_from"], name="tariffversion_unique_start"),
+            models.CheckConstraint(
+                condition=models.Q(valid_until__isnull=True)
+                | models.Q(valid_until__gt=models.F("valid_from")),
+                name="tariffversion_valid_range",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(tax_rate__gte=0), name="tariffversion_tax_non_negative"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tariff_id} v{self.version}"
+
+
+class TariffAssignment(models.Model):
+    """Puts a tariff in force for an organisation, a site, a station, or an id token / token group (which may
+    be narrowed to a site or a station). `scope_key` spells the scope so that each scope has one tariff."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="tariff_assignments"
+    )
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="assignments")
+    level = models.CharField(max_length=16, choices=AssignmentLevel.choices)
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    station = models.ForeignKey(
+        ChargingStation, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    id_token_group = models.ForeignKey(
+        IdToken, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    scope_key = models.CharField(max_length=64, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organisation_id", "scope_key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "scope_key"], name="tariffassignment_one_per_scope"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(site__isnull=True) | models.Q(station__isnull=True),
+                name="tariffassignment_site_or_station",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(level__in=AssignmentLevel.values), name="tariffassignment_level_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope_key} -> {self.tariff_id}"
+
+
+class SessionPricing(models.Model):
+    """The tariff in force when a session started, copied in full (`tariff` is the engine's input as JSON,
+    with the site's time zone), so later tariff changes never reprice it. `tariff` null: no tariff applied
+    (the session is free)."""
+
+    session = models.OneToOneField(ChargingSession, on_delete=models.CASCADE, related_name="pricing")
+    tariff_version = models.ForeignKey(
+        TariffVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    assignment_scope = models.CharField(max_length=64, blank=True)
+    tariff = models.JSONField(null=True, blank=True)
+    snapshotted_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "session tariff snapshot"
+
+
+class ChargeDetailRecord(ImmutableModel):
+    """The final price of one completed session (one per session: the unique session key is what makes a
+    duplicate stop or a rerun of the billing job harmless). Station, site and token are copied as they were.
+
+    Amounts are excl. tax unless named `total`; all are rounded to the currency's minor unit. The per-dimension
+    amounts are sums of the lines, kept here so exports read one row per CDR.
+    """
+
+    session = models.OneToOneField(ChargingSession, on_delete=models.PROTECT, related_name="cdr")
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
+    station = models.ForeignKey(ChargingStation, on_delete=models.PROTECT, related_name="+")
+    station_identity = models.CharField(max_length=48)
+    evse_number = models.PositiveIntegerField(null=True, blank=True)
+    connector_number = models.PositiveIntegerField(null=True, blank=True)
+    id_tag = models.CharField(max_length=255, blank=True)
+    time_zone = models.CharField(max_length=64)
+    tariff_version = models.ForeignKey(
+        TariffVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    tariff_label = models.CharField(
+        max_length=120, blank=True, help_text="Tariff name and version, or empty."
+    )
+    started_at = models.DateTimeField()
+    stopped_at = models.DateTimeField()
+    energy_wh = models.BigIntegerField()
+    charging_s = models.DecimalField(max_digits=14, decimal_places=6)
+    parking_s = models.DecimalField(max_digits=14, decimal_places=6)
+    currency = models.CharField(max_length=3)
+    tax_rate = models.DecimalField(max_digits=6, decimal_places=4)
+    flat_amount = models.DecimalField(**MONEY)
+    energy_amount = models.DecimalField(**MONEY)
+    time_amount = models.DecimalField(**MONEY)
+    parking_amount = models.DecimalField(**MONEY)
+    adjustment_amount = models.DecimalField(**MONEY, help_text="Parking cap and minimum/maximum price.")
+    subtotal = models.DecimalField(**MONEY)
+    tax = models.DecimalField(**MONEY)
+    total = models.DecimalField(**MONEY)
+    # What the electricity cost the site (excl. tax), in the CDR's currency; null if no price was set.
+    energy_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-stopped_at", "-id"]
+        verbose_name = "charge detail record"
+        indexes = [
+            models.Index(fields=["organisation", "stopped_at"], name="cdr_org_stopped"),
+            models.Index(fields=["site", "stopped_at"], name="cdr_site_stopped"),
+        ]
+
+    def __str__(self) -> str:
+        return f"CDR {self.pk} ({self.total} {self.currency})"
+
+
+class CdrLine(ImmutableModel):
+    """One priced line of a CDR, as the tariff engine computed it (billing.types.PriceLine)."""
+
+    cdr = models.ForeignKey(ChargeDetailRecord, on_delete=models.PROTECT, related_name="lines")
+    position = models.PositiveSmallIntegerField()
+    dimension = models.CharField(max_length=24)
+    element_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    quantity = models.DecimalField(max_digits=18, decimal_places=6)
+    used_quantity = models.DecimalField(max_digits=18, decimal_places=6)
+    unit = models.CharField(max_length=8)
+    unit_price = models.DecimalField(**PRICE)
+    amount = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["cdr_id", "position"]
+        constraints = [models.UniqueConstraint(fields=["cdr", "position"], name="cdrline_unique_position")]
+
+
+class CdrCredit(ImmutableModel):
+    """A correction of a CDR: negative amounts (subtotal, tax at the CDR's rate, total) and why. The credits
+    of a CDR never exceed it (billing/services/cdrs.py, under a lock on the CDR)."""
+
+    cdr = models.ForeignKey(ChargeDetailRecord, on_delete=models.PROTECT, related_name="credits")
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)
+    subtotal = models.DecimalField(**MONEY)
+    tax = models.DecimalField(**MONEY)
+    total = models.DecimalField(**MONEY)
+    reason = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(subtotal__lt=0), name="cdrcredit_negative"),
+        ]
+        indexes = [models.Index(fields=["organisation", "created_at"], name="cdrcredit_org_created")]
+
+
+class SiteEnergyPrice(models.Model):
+    """What the site pays for electricity from `valid_from` on, excl. tax: `price_per_kwh`, except inside the
+    `time_of_use` windows ([{"start_time": "HH:MM", "end_time": "HH:MM", "day_of_week": [...],
+    "price_per_kwh": "0.21"}], first match wins, local to the site)."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="energy_prices")
+    valid_from = models.DateTimeField()
+    currency = models.CharField(max_length=3)
+    price_per_kwh = models.DecimalField(**PRICE)
+    time_of_use = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["site_id", "-valid_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "valid_from"], name="siteenergyprice_unique_start"),
+            models.CheckConstraint(
+                condition=models.Q(price_per_kwh__gte=0), name="siteenergyprice_non_negative"
+            ),
+        ]
+
+
+class ExportJob(models.Model):
+    """A CSV export run by a Celery worker, with progress; the file is downloaded through the API."""
+
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=ExportKind.choices)
+    # The validated filters (period, organisation, sites), as given to billing.services.exports.
+    filters = models.JSONField(default=dict)
+    # The organisations the requester could export when asking: the job never reads beyond them.
+    organisation_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=8, choices=ExportStatus.choices, default=ExportStatus.QUEUED)
+    rows_total = models.BigIntegerField(null=True, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    file_name = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=ExportKind.values), name="exportjob_kind_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=ExportStatus.values), name="exportjob_status_valid"
+            ),
+        ]

@@ -38,10 +38,16 @@ class SessionFlag(models.TextChoices):
     OFFLINE_START = "offline_start"
     DUPLICATE_STOP = "duplicate_stop"
     STOPPED_BY_NEW_SESSION = "stopped_by_new_session"
+    BILLING_ERROR = "billing_error"
 
 
 HOLD_FLAGS = frozenset(
-    {SessionFlag.METER_BACKWARDS, SessionFlag.NEGATIVE_METER, SessionFlag.STOP_BEFORE_START}
+    {
+        SessionFlag.METER_BACKWARDS,
+        SessionFlag.NEGATIVE_METER,
+        SessionFlag.STOP_BEFORE_START,
+        SessionFlag.BILLING_ERROR,
+    }
 )
 
 
@@ -51,6 +57,7 @@ class AnomalyKind(models.TextChoices):
     DUPLICATE_STOP = "duplicate_stop", "Duplicate stop"
     METER_BACKWARDS = "meter_backwards", "Meter register went backwards"
     CLOCK_SKEW = "clock_skew", "Charger clock ahead of ours"
+    BILLING_ERROR = "billing_error", "The session could not be priced"
 
 
 class ReservationStatus(models.TextChoices):
