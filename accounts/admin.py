@@ -267,7 +267,7 @@ class UserAdmin(ScopedAdminMixin, DjangoUserAdmin):
 class OrganisationAdmin(ScopedAdminMixin, admin.ModelAdmin):
     # Tenants are created and renamed by superusers (as in the API); members see theirs read-only.
     manage_capability = None
-    list_display = ["name", "slug", "auto_register_stations", "created_at"]
+    list_display = ["name", "slug", "currency", "auto_register_stations", "created_at"]
     list_filter = ["auto_register_stations"]
     search_fields = ["name", "slug"]
     readonly_fields = ["created_at"]
@@ -291,6 +291,7 @@ class OrganisationAdmin(ScopedAdminMixin, admin.ModelAdmin):
                 name=form.cleaned_data["name"],
                 slug=form.cleaned_data["slug"],
                 auto_register_stations=form.cleaned_data["auto_register_stations"],
+                currency=form.cleaned_data["currency"],
             )
         saved_adopt(obj, organisation)
         return None

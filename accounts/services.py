@@ -42,7 +42,7 @@ def site_host_revoke(*, user: User, site) -> None:
 
 @transaction.atomic
 def organisation_create(
-    *, actor: User, name: str, slug: str, auto_register_stations: bool = False
+    *, actor: User, name: str, slug: str, auto_register_stations: bool = False, currency: str = "EUR"
 ) -> Organisation:
     """A new tenant. Only superusers create tenants: an operator admin manages one, not the platform."""
     if not actor.is_superuser:
@@ -56,12 +56,17 @@ def organisation_create(
         raise ValidationFailed(f"Invalid slug {slug!r}: letters, digits, '-' and '_' only.") from exc
     if len(slug) > 64:
         raise ValidationFailed("Organisation slug must be at most 64 characters long.")
+    if not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+        raise ValidationFailed(f"Invalid currency {currency!r}: an ISO 4217 code such as EUR.")
     if Organisation.objects.filter(slug=slug).exists():
         raise ValidationFailed(f"An organisation with the slug {slug!r} already exists.")
     try:
         with transaction.atomic():
             return Organisation.objects.create(
-                name=name, slug=slug, auto_register_stations=auto_register_stations
+                name=name,
+                slug=slug,
+                auto_register_stations=auto_register_stations,
+                currency=currency.upper(),
             )
     except IntegrityError as exc:  # a concurrent create won the unique slug
         raise ValidationFailed(f"An organisation with the slug {slug!r} already exists.") from exc

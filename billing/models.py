@@ -164,6 +164,9 @@ class SessionPricing(models.Model):
     assignment_scope = models.CharField(max_length=64, blank=True)
     tariff = models.JSONField(null=True, blank=True)
     snapshotted_at = models.DateTimeField()
+    # The last running cost sent to the charger (2.0.1 CostUpdated) and when.
+    cost_sent_at = models.DateTimeField(null=True, blank=True)
+    cost_sent_total = models.DecimalField(**MONEY, null=True, blank=True)
 
     class Meta:
         verbose_name = "session tariff snapshot"

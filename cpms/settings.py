@@ -187,6 +187,8 @@ else:
         "store_processed": False,
     }
 
+# One queue per deployment sharing a broker (end-to-end tests give each test its own).
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True  # a worker killed mid-task gets the task redelivered; tasks are idempotent
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -198,7 +200,17 @@ CELERY_BEAT_SCHEDULE = {
     "mark-silent-stations-offline": {"task": "stations.tasks.stations_mark_silent_offline", "schedule": 60.0},
     "expire-commands": {"task": "stations.tasks.commands_expire", "schedule": 60.0},
     "expire-reservations": {"task": "sessions.tasks.reservations_expire", "schedule": 60.0},
+    "bill-completed-sessions": {"task": "billing.tasks.sessions_bill_pending", "schedule": 60.0},
+    "send-running-costs": {"task": "billing.tasks.running_costs_send", "schedule": 60.0},
 }
+
+# --- Billing ----------------------------------------------------------------------------------
+# Average power (W) at or below which a stretch between two register readings is idle (parking), not charging.
+BILLING_IDLE_POWER_W = env_int("BILLING_IDLE_POWER_W", 0)
+# The sweep bills completed sessions without a CDR that started within this many days.
+BILLING_SWEEP_DAYS = env_int("BILLING_SWEEP_DAYS", 7)
+# How often a 2.0.1 charger that supports it gets CostUpdated during a session (seconds; 0 = never).
+BILLING_COST_UPDATE_S = env_int("BILLING_COST_UPDATE_S", 300)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

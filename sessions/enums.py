@@ -1,4 +1,10 @@
+from decimal import Decimal
+
 from django.db import models
+
+# The measurand sessions and billing take energy from, and the units it may come in.
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+UNIT_TO_WH = {"": Decimal(1), "Wh": Decimal(1), "kWh": Decimal(1000)}
 
 
 class IdTokenType(models.TextChoices):

@@ -7,6 +7,7 @@ the view scope and PermissionDenied for a visible object the user lacks `capabil
 """
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -17,7 +18,15 @@ from accounts.models import User
 from accounts.selectors import organisation_ids_with, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
-from sessions.enums import AnomalyKind, IdTokenStatus, IdTokenType, ReservationStatus, SessionStatus
+from sessions.enums import (
+    ENERGY_REGISTER,
+    UNIT_TO_WH,
+    AnomalyKind,
+    IdTokenStatus,
+    IdTokenType,
+    ReservationStatus,
+    SessionStatus,
+)
 from sessions.models import (
     ChargingSession,
     IdToken,
@@ -191,3 +200,20 @@ def local_list_entry_list(*, station: ChargingStation) -> QuerySet[LocalListEntr
     return (
         LocalListEntry.objects.filter(station=station).select_related("id_token").order_by("id_token__value")
     )
+
+
+def session_energy_readings(*, session: ChargingSession) -> list[tuple[datetime, int]]:
+    """The session's energy-register readings `(timestamp, Wh)` in time order, as the charger sampled them
+    (Energy.Active.Import.Register, no phase, Wh or kWh; others skipped). What billing builds usage from."""
+    rows = (
+        MeterValue.objects.filter(
+            session=session,
+            measurand=ENERGY_REGISTER,
+            phase="",
+            value__isnull=False,
+            unit__in=list(UNIT_TO_WH),
+        )
+        .order_by("timestamp", "id")
+        .values_list("timestamp", "value", "unit")
+    )
+    return [(timestamp, int(value * UNIT_TO_WH[unit])) for timestamp, value, unit in rows]

@@ -98,6 +98,10 @@ class TransactionEventRequest:
 
 @dataclass(frozen=True, slots=True)
 class TransactionEventResult:
+    """`opened`: this event created the session; `ended`: this event completed it (billing starts there)."""
+
     session_id: int
     token: TokenInfo | None
     duplicate: bool
+    opened: bool = False
+    ended: bool = False

@@ -101,3 +101,12 @@ def _release_worker_thread_connections(django_db_setup):
     for _ in range(20):
         gc.collect()
         time.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def billing_queue(monkeypatch) -> list[int]:
+    """Session ids whose billing job the OCPP handlers queued. In-process tests publish nothing to a broker
+    (a worker of another test could pick it up); end-to-end tests run a real worker on their own queue."""
+    queued: list[int] = []
+    monkeypatch.setattr("stations.ocpp.billing_hooks.queue_bill", queued.append)
+    return queued

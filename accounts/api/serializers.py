@@ -7,7 +7,7 @@ from cpms.api import StrictInputSerializer
 class OrganisationOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Organisation
-        fields = ["id", "name", "slug", "auto_register_stations", "created_at"]
+        fields = ["id", "name", "slug", "auto_register_stations", "currency", "created_at"]
         read_only_fields = fields
 
 
@@ -17,4 +17,10 @@ class OrganisationInputSerializer(StrictInputSerializer):
     auto_register_stations = serializers.BooleanField(
         required=False,
         help_text="Create unknown stations that connect, answered Pending until an operator accepts them.",
+    )
+    currency = serializers.CharField(
+        required=False,
+        min_length=3,
+        max_length=3,
+        help_text="ISO 4217 code (default EUR): the currency of sessions priced without a tariff.",
     )

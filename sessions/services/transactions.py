@@ -11,14 +11,21 @@ aside as a SessionAnomaly for review.
 
 import hashlib
 from datetime import datetime, timedelta
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from sessions.enums import HOLD_FLAGS, AnomalyKind, IdTokenStatus, SessionFlag, SessionStatus
+from sessions.enums import (
+    ENERGY_REGISTER,
+    HOLD_FLAGS,
+    UNIT_TO_WH,
+    AnomalyKind,
+    IdTokenStatus,
+    SessionFlag,
+    SessionStatus,
+)
 from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
 from sessions.services.reservations import reservation_use
 from sessions.services.tokens import id_token_status_at, id_token_with_place
@@ -35,8 +42,6 @@ from sessions.types import (
 from stations.models import Evse
 from stations.services.ocpp import connector_resolve
 
-ENERGY_REGISTER = "Energy.Active.Import.Register"
-_UNIT_TO_WH = {"": Decimal(1), "Wh": Decimal(1), "kWh": Decimal(1000)}
 # A start reported this long after it happened was made offline (the charger queued it).
 OFFLINE_START_AFTER = timedelta(minutes=5)
 UNKNOWN_TOKEN = TokenInfo(status=IdTokenStatus.INVALID, known=False)
@@ -76,7 +81,7 @@ def _token_info(token: IdToken, now: datetime) -> TokenInfo:
 def _energy_wh(sample: Sample) -> int | None:
     if sample.measurand != ENERGY_REGISTER or sample.value is None or sample.phase:
         return None
-    factor = _UNIT_TO_WH.get(sample.unit)
+    factor = UNIT_TO_WH.get(sample.unit)
     if factor is None:
         return None
     return int(sample.value * factor)
@@ -452,7 +457,9 @@ def _transaction_event_apply(
         return TransactionEventResult(session_id=session.pk, token=token, duplicate=True)
 
     token = None
+    opened = ended = False
     if session is None:
+        opened = True
         session, token, _created = _session_open(
             StartRequest(
                 station_id=request.station_id,
@@ -524,4 +531,7 @@ def _transaction_event_apply(
             reason=request.stopped_reason or "Local",
             meter_stop_wh=_last_energy(request.samples),
         )
-    return TransactionEventResult(session_id=session.pk, token=token, duplicate=False)
+        ended = True
+    return TransactionEventResult(
+        session_id=session.pk, token=token, duplicate=False, opened=opened, ended=ended
+    )

@@ -254,11 +254,11 @@ def test_id_token_admin(world, tenants, admin_client_for):
 def test_organisation_created_by_superuser_through_the_service(world, admin_client_for):
     response = admin_client_for(world.superuser).post(
         reverse("admin:accounts_organisation_add"),
-        {"name": "Org C", "slug": "org-c", "auto_register_stations": "on"},
+        {"name": "Org C", "slug": "org-c", "auto_register_stations": "on", "currency": "GBP"},
     )
     assert response.status_code == 302
     org = Organisation.objects.get(slug="org-c")
-    assert (org.name, org.auto_register_stations) == ("Org C", True)
+    assert (org.name, org.auto_register_stations, org.currency) == ("Org C", True, "GBP")
 
 
 def test_operators_cannot_add_or_change_organisations(world, admin_client_for):

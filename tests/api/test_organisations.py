@@ -8,6 +8,7 @@ def org_json(org) -> dict:
         "name": org.name,
         "slug": org.slug,
         "auto_register_stations": org.auto_register_stations,
+        "currency": org.currency,
         "created_at": iso(org.created_at),
     }
 
@@ -29,12 +30,12 @@ def test_superuser_sees_every_organisation(world, api):
 
 
 def test_superuser_creates_an_organisation(world, api):
-    body = {"name": "Org C", "slug": "org-c", "auto_register_stations": True}
+    body = {"name": "Org C", "slug": "org-c", "auto_register_stations": True, "currency": "gbp"}
     response = api(world.superuser).post("/api/v1/organisations/", body, format="json")
     assert response.status_code == 201
     created = Organisation.objects.get(slug="org-c")
     assert response.json() == org_json(created)
-    assert (created.name, created.auto_register_stations) == ("Org C", True)
+    assert (created.name, created.auto_register_stations, created.currency) == ("Org C", True, "GBP")
 
 
 def test_only_superusers_create_organisations(world, api):

@@ -10,6 +10,7 @@ from sessions.services.ingest import MeterValuesItem
 from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
+from stations.ocpp import billing_hooks
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import (
     boot_notification,
@@ -41,6 +42,10 @@ async def transaction_event(req: Request) -> dict:
         req.payload, station_id=req.station.station_id, received_at=req.received_at
     )
     result = await transaction_events_writer.submit((request, req.station.organisation_id))
+    if result.opened:
+        await billing_hooks.session_opened(result.session_id)
+    if result.ended:
+        billing_hooks.session_ended(result.session_id)
     # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken".
     return {"idTokenInfo": mappers.id_token_info(result.token)} if result.token is not None else {}
 

@@ -1,0 +1,39 @@
+"""Billing jobs: a session's CDR when it ends, the periodic sweep, running costs to 2.0.1 chargers."""
+
+import logging
+
+from celery import shared_task
+
+from billing.services.cdrs import session_bill as bill
+from billing.services.cdrs import sessions_to_bill
+from billing.services.running_costs import running_costs_send as send_running_costs
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def session_bill(session_id: int) -> str:
+    """Queued when a session ends. Idempotent: delivered twice, the second finds the CDR."""
+    return bill(session_id=session_id).outcome
+
+
+@shared_task
+def sessions_bill_pending() -> int:
+    """Every minute: bill completed sessions that still have no CDR (a lost or never-queued job)."""
+    billed = 0
+    for session_id in sessions_to_bill():
+        try:
+            if bill(session_id=session_id).outcome == "billed":
+                billed += 1
+        except Exception:
+            # One session that cannot be billed must not stop the others; it is retried next sweep.
+            logger.exception("billing session %s failed", session_id)
+    if billed:
+        logger.info("billed %d session(s) found by the sweep", billed)
+    return billed
+
+
+@shared_task
+def running_costs_send() -> int:
+    """Every minute: CostUpdated to 2.0.1 chargers that show costs (billing/services/running_costs.py)."""
+    return send_running_costs()
