@@ -233,7 +233,7 @@ def cdr_credit_create(
         amount = left_subtotal if subtotal is None else subtotal
         if amount > left_subtotal:
             raise ValidationFailed(
-                f"subtotal: at most {left_subtotal} {currency} is left to credit on CDR {cdr.pk}"
+                f"subtotal: at most {round_money(left_subtotal, currency)} {currency} is left to credit on CDR {cdr.pk}"
             )
         tax = (
             left_tax

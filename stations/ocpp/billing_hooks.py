@@ -16,10 +16,6 @@ from stations.ocpp.chargepoint import run_db
 
 logger = logging.getLogger(__name__)
 
-# Queueing tasks in flight; kept so they are not garbage-collected before they run.
-_pending: set[asyncio.Task] = set()
-
-
 async def session_opened(session_id: int) -> None:
     try:
         await run_db(session_pricing_snapshot, session_id=session_id)
@@ -32,14 +28,14 @@ def queue_bill(session_id: int) -> None:
     session_bill.delay(session_id)
 
 
-async def _queue(session_id: int) -> None:
+def _queue(session_id: int) -> None:
     try:
-        await asyncio.to_thread(queue_bill, session_id)
+        queue_bill(session_id)
     except Exception:
         logger.exception("queueing the billing job of session %s failed; the sweep will bill it", session_id)
 
 
 def session_ended(session_id: int) -> None:
-    task = asyncio.get_running_loop().create_task(_queue(session_id))
-    _pending.add(task)
-    task.add_done_callback(_pending.discard)
+    """Queue the billing job in a worker thread without waiting for it. Submitted now, so it runs even if
+    the connection's loop moves on or closes."""
+    asyncio.get_running_loop().run_in_executor(None, _queue, session_id)
