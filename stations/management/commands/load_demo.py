@@ -7,6 +7,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.services.demo import DEMO_PRICES, demo_prices_load
 from cpms.errors import DomainError
 from stations.services.demo import DemoData, demo_data_load
 
@@ -25,9 +26,17 @@ class Command(BaseCommand):
     def handle(self, *args, base_url: str | None = None, **options):
         try:
             data = demo_data_load()
+            prices_created = demo_prices_load(organisation=data.organisation)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         self._print(data, base_url=(base_url or _default_base_url()).rstrip("/"))
+        if prices_created:
+            self.stdout.write(f"Demo prices: created {prices_created} rows.")
+        for site_name, name, currency, _tax, per_kwh, per_idle_hour, *_ in DEMO_PRICES:
+            self.stdout.write(
+                f"  {site_name:<13} tariff {name!r}: {per_kwh} {currency}/kWh, {per_idle_hour} {currency}/h idle "
+                "after 30 min"
+            )
 
     def _print(self, data: DemoData, *, base_url: str) -> None:
         out = self.stdout
