@@ -182,7 +182,8 @@ class ChargeDetailRecord(ImmutableModel):
 
     session = models.OneToOneField(ChargingSession, on_delete=models.PROTECT, related_name="cdr")
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
-    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="+")
+    # Null for a station not (yet) placed at a site; its times are then in UTC.
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     station = models.ForeignKey(ChargingStation, on_delete=models.PROTECT, related_name="+")
     station_identity = models.CharField(max_length=48)
     evse_number = models.PositiveIntegerField(null=True, blank=True)

@@ -36,4 +36,5 @@ urlpatterns = [
     path("", include("accounts.api.urls")),
     path("", include("stations.api.urls")),
     path("", include("sessions.api.urls")),
+    path("", include("billing.api.urls")),
 ]

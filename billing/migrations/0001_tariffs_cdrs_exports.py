@@ -114,7 +114,7 @@ class Migration(migrations.Migration):
                 ('created_at', models.DateTimeField(auto_now_add=True)),
                 ('organisation', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.organisation')),
                 ('session', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='cdr', to='charging.chargingsession')),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='stations.site')),
+                ('site', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='stations.site')),
                 ('station', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='stations.chargingstation')),
                 ('tariff_version', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='billing.tariffversion')),
             ],

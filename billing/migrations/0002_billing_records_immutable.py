@@ -4,6 +4,10 @@ PostgreSQL: UPDATE and DELETE on CDRs, CDR lines and credits raise (SQLSTATE 230
 Django). TRUNCATE is not a row operation and stays possible for whoever owns the tables (test flushes use it).
 SQLite: UPDATE raises; DELETE is left to the model layer (`ImmutableModel`) and PROTECT foreign keys, because
 Django flushes SQLite test databases with DELETE.
+
+Careful: on SQLite, Django applies most AlterField/RemoveField operations by rebuilding the table, which drops
+its triggers. A later migration that alters one of these tables must create the trigger again
+(tests/billing/test_billing_records.py fails if a trigger is missing).
 """
 
 from django.db import migrations

@@ -23,7 +23,7 @@ from accounts.models import User
 from billing.models import CdrCredit, CdrLine, ChargeDetailRecord, SessionPricing
 from billing.money import minor_unit, round_money
 from billing.services.energy_prices import energy_cost, energy_price_in_force
-from billing.services.tariffs import session_pricing_snapshot
+from billing.services.tariffs import session_pricing_snapshot, station_time_zone
 from billing.tariff_json import tariff_load
 from billing.tariffs import UnsupportedTariffError, price_session, running_cost, usage_from_readings
 from billing.types import Dimension, PriceResult, SessionUsage, Tariff
@@ -88,7 +88,7 @@ def _price(session: ChargingSession, pricing: SessionPricing, usage: SessionUsag
             currency=station.organisation.currency,
             tax_rate=Decimal(0),
             elements=(),
-            time_zone=station.site.time_zone,
+            time_zone=station_time_zone(station),
         )
         return price_session(free, usage), ""
     try:
@@ -119,7 +119,7 @@ def _cdr_fields(session: ChargingSession, usage: SessionUsage, result: PriceResu
         "evse_number": session.evse.evse_id if session.evse else None,
         "connector_number": session.connector.connector_id if session.connector else None,
         "id_tag": session.id_tag,
-        "time_zone": station.site.time_zone,
+        "time_zone": station_time_zone(station),
         "tariff_label": label,
         "started_at": session.started_at,
         "stopped_at": session.stopped_at,
@@ -136,6 +136,8 @@ def _cdr_fields(session: ChargingSession, usage: SessionUsage, result: PriceResu
 
 
 def _energy_cost(session: ChargingSession, usage: SessionUsage, currency: str) -> Decimal | None:
+    if session.station.site_id is None:
+        return None
     price = energy_price_in_force(site_id=session.station.site_id, at=session.started_at)
     if price is None or price.currency != currency:
         return None
@@ -220,7 +222,7 @@ def cdr_credit_create(
     if subtotal is not None:
         if subtotal <= 0:
             raise ValidationFailed("subtotal: must be greater than 0")
-        if -subtotal.as_tuple().exponent > minor_unit(currency):
+        if subtotal != round_money(subtotal, currency):
             raise ValidationFailed(f"subtotal: at most {minor_unit(currency)} decimals for {currency}")
     with transaction.atomic():
         # SELECT ... FOR UPDATE takes a row lock; it is not an UPDATE, so the immutability trigger allows it.
@@ -266,8 +268,15 @@ def cdr_credit_totals(*, cdr: ChargeDetailRecord) -> dict[str, Decimal]:
 def session_cost_so_far(*, session: ChargingSession, at: datetime | None = None) -> PriceResult | None:
     """The running cost of an active session (price_session without min_price) up to its last register
     reading, or None if it has no tariff or no reading yet."""
-    pricing = session_pricing_snapshot(session_id=session.pk)
-    if pricing.tariff is None or session.meter_last_at is None or session.meter_last_wh is None:
+    pricing = SessionPricing.objects.filter(
+        session_id=session.pk
+    ).first()  # taken at the start; a read writes nothing
+    if (
+        pricing is None
+        or pricing.tariff is None
+        or session.meter_last_at is None
+        or session.meter_last_wh is None
+    ):
         return None
     end = at or session.meter_last_at
     start_wh = session.meter_start_wh if session.meter_start_wh is not None else session.meter_last_wh

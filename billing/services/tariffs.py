@@ -177,17 +177,14 @@ class ResolvedTariff:
     scope_key: str
 
 
-def _candidate_keys(*, site_id: int, station_id: int, token: IdToken | None) -> list[str]:
+def _candidate_keys(*, site_id: int | None, station_id: int, token: IdToken | None) -> list[str]:
+    locations = [f"station:{station_id}"] + ([f"site:{site_id}"] if site_id else [])
     keys = []
     token_ids = [token.pk, token.group_id] if token is not None else []
     for token_id in token_ids:
         if token_id:
-            keys += [
-                f"token:{token_id}/station:{station_id}",
-                f"token:{token_id}/site:{site_id}",
-                f"token:{token_id}",
-            ]
-    return [*keys, f"station:{station_id}", f"site:{site_id}", "organisation"]
+            keys += [f"token:{token_id}/{location}" for location in locations] + [f"token:{token_id}"]
+    return [*keys, *locations, "organisation"]
 
 
 def version_in_force(*, tariff_id: int, at: datetime) -> TariffVersion | None:
@@ -202,7 +199,7 @@ def version_in_force(*, tariff_id: int, at: datetime) -> TariffVersion | None:
 
 
 def tariff_resolve(
-    *, organisation_id: int, site_id: int, station_id: int, token: IdToken | None, at: datetime
+    *, organisation_id: int, site_id: int | None, station_id: int, token: IdToken | None, at: datetime
 ) -> ResolvedTariff | None:
     """The tariff version in force for a session (module docstring: the precedence)."""
     keys = _candidate_keys(site_id=site_id, station_id=station_id, token=token)
@@ -234,6 +231,11 @@ def engine_tariff(version: TariffVersion, *, time_zone: str) -> EngineTariff:
     )
 
 
+def station_time_zone(station: ChargingStation) -> str:
+    """Where a station's local times are taken: its site's time zone, UTC for a station without a site."""
+    return station.site.time_zone if station.site_id else "UTC"
+
+
 def session_pricing_snapshot(*, session_id: int) -> SessionPricing:
     """Copy the tariff in force at the session's start onto the session, once (idempotent: the first
     snapshot stays, so later tariff changes never reprice a session)."""
@@ -251,7 +253,7 @@ def session_pricing_snapshot(*, session_id: int) -> SessionPricing:
     )
     snapshot = None
     if resolved is not None:
-        snapshot = tariff_dump(engine_tariff(resolved.version, time_zone=station.site.time_zone))
+        snapshot = tariff_dump(engine_tariff(resolved.version, time_zone=station_time_zone(station)))
         snapshot["tariff_label"] = f"{resolved.version.tariff.name} v{resolved.version.version}"
     try:
         with transaction.atomic():

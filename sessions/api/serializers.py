@@ -1,3 +1,8 @@
+from decimal import Decimal
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.db.models import prefetch_related_objects
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
@@ -89,6 +94,29 @@ class IdTokenFilterSerializer(serializers.Serializer):
 # --- sessions ---------------------------------------------------------------------------------------
 
 
+class SessionBilledCostSerializer(serializers.Serializer):
+    """A billed session's price, from its CDR (billing); amounts are decimal strings, excl. tax unless
+    named total."""
+
+    cdr_id = serializers.IntegerField()
+    currency = serializers.CharField(help_text="ISO 4217.")
+    subtotal = serializers.DecimalField(max_digits=14, decimal_places=4)
+    tax = serializers.DecimalField(max_digits=14, decimal_places=4)
+    total = serializers.DecimalField(max_digits=14, decimal_places=4)
+    net_total = serializers.DecimalField(
+        max_digits=14, decimal_places=4, help_text="total after the CDR's credits."
+    )
+
+
+class SessionListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        # The CDR (a reverse one-to-one owned by billing) and its credits in two queries per page, not two
+        # per session.
+        sessions = list(data.all() if hasattr(data, "all") else data)
+        prefetch_related_objects(sessions, "cdr__credits")
+        return super().to_representation(sessions)
+
+
 class SessionOutputSerializer(serializers.ModelSerializer):
     # Careful: ChargingSession.evse_id / connector_id are foreign keys (row ids). The API shows the OCPP
     # numbers, which live on the related rows.
@@ -98,9 +126,14 @@ class SessionOutputSerializer(serializers.ModelSerializer):
     connector_id = serializers.IntegerField(source="connector.connector_id", read_only=True, allow_null=True)
     id_token = serializers.IntegerField(source="id_token_id", read_only=True, allow_null=True)
     flags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    cost = serializers.SerializerMethodField(
+        help_text="The price with its currency once the session is billed (GET .../cost/ for a running "
+        "session's cost so far); null until then."
+    )
 
     class Meta:
         model = ChargingSession
+        list_serializer_class = SessionListSerializer
         fields = [
             "id",
             "station",
@@ -120,8 +153,26 @@ class SessionOutputSerializer(serializers.ModelSerializer):
             "flags",
             "held_for_review",
             "offline",
+            "cost",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(SessionBilledCostSerializer(allow_null=True))
+    def get_cost(self, session: ChargingSession) -> dict | None:
+        try:
+            cdr = session.cdr
+        except ObjectDoesNotExist:
+            return None
+        credited = sum((credit.total for credit in cdr.credits.all()), Decimal(0))
+        cost = {
+            "cdr_id": cdr.pk,
+            "currency": cdr.currency,
+            "subtotal": cdr.subtotal,
+            "tax": cdr.tax,
+            "total": cdr.total,
+            "net_total": cdr.total + credited,
+        }
+        return SessionBilledCostSerializer(cost).data
 
 
 class SessionFilterSerializer(serializers.Serializer):

@@ -1,11 +1,27 @@
 """Admin test fixtures: staff logins for the standing users, and a row in every scoped table per tenant."""
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
+from billing.models import (
+    CdrCredit,
+    CdrLine,
+    ChargeDetailRecord,
+    ExportJob,
+    SessionPricing,
+    SiteEnergyPrice,
+    Tariff,
+    TariffAssignment,
+    TariffVersion,
+)
+from billing.services.cdrs import cdr_credit_create
+from billing.services.energy_prices import EnergyPriceInput, site_energy_price_create
+from billing.services.tariffs import TariffVersionInput, tariff_assign, tariff_create, tariff_version_create
 from sessions.models import (
     LocalListEntry,
     LocalListState,
@@ -28,7 +44,7 @@ from stations.models import (
     StationEvent,
     StatusChange,
 )
-from tests.factories import ConnectorFactory, EvseFactory
+from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory
 from tests.support import at
 from tests.tenants import Tenants, tenants_make
 
@@ -63,6 +79,81 @@ def admin_client_for(world):
 class Logs:
     by_station: dict  # station identity -> {model: row}
     unknown_identity_event: SecurityEvent
+    export_jobs: dict  # username -> ExportJob
+
+
+def billing_rows(station, tariff: Tariff, version: TariffVersion) -> dict:
+    """A row of each billing table for `station`: the tariff assigned at the station, its site's energy price,
+    and a billed session with its snapshot, CDR (3.00 + 0.57 tax), line and a credit."""
+    session = ChargingSessionFactory(
+        station=station,
+        transaction_id=f"{station.identity}-billed",
+        started_at=at(5),
+        stopped_at=at(6),
+        meter_start_wh=0,
+        meter_stop_wh=10000,
+        energy_wh=10000,
+        status="completed",
+    )
+    cdr = ChargeDetailRecord.objects.create(
+        session=session,
+        organisation_id=station.organisation_id,
+        site_id=station.site_id,
+        station=station,
+        station_identity=station.identity,
+        evse_number=None,
+        connector_number=None,
+        id_tag="",
+        time_zone=station.site.time_zone,
+        tariff_version=version,
+        tariff_label=f"{tariff.name} v{version.version}",
+        started_at=at(5),
+        stopped_at=at(6),
+        energy_wh=10000,
+        charging_s=Decimal(3600),
+        parking_s=Decimal(0),
+        currency="EUR",
+        tax_rate=Decimal("0.19"),
+        flat_amount=Decimal(0),
+        energy_amount=Decimal("3.00"),
+        time_amount=Decimal(0),
+        parking_amount=Decimal(0),
+        adjustment_amount=Decimal(0),
+        subtotal=Decimal("3.00"),
+        tax=Decimal("0.57"),
+        total=Decimal("3.57"),
+        energy_cost=None,
+    )
+    return {
+        Tariff: tariff,
+        TariffVersion: version,
+        TariffAssignment: tariff_assign(tariff=tariff, station=station),
+        SiteEnergyPrice: site_energy_price_create(
+            site=station.site,
+            data=EnergyPriceInput(
+                valid_from=datetime(2025, 1, 1, tzinfo=UTC),
+                currency="EUR",
+                price_per_kwh=Decimal("0.2"),
+                time_of_use=[],
+            ),
+        ),
+        SessionPricing: SessionPricing.objects.create(
+            session=session, tariff_version=version, assignment_scope="", tariff=None, snapshotted_at=at(5)
+        ),
+        ChargeDetailRecord: cdr,
+        CdrLine: CdrLine.objects.create(
+            cdr=cdr,
+            position=1,
+            dimension="ENERGY",
+            element_index=0,
+            quantity=Decimal(10),
+            used_quantity=Decimal(10),
+            unit="kWh",
+            unit_price=Decimal("0.30"),
+            amount=Decimal("3.00"),
+        ),
+        CdrCredit: cdr_credit_create(cdr=cdr, user=None, reason="Fixture", subtotal=Decimal("1.00")),
+    }
 
 
 @pytest.fixture
@@ -71,7 +162,21 @@ def logs(world, tenants) -> Logs:
     sessions = {"A1-CP1": tenants.session_a1, "A2-CP1": tenants.session_a2, "B1-CP1": tenants.session_b1}
     tokens = {world.org_a.pk: tenants.token_a, world.org_b.pk: tenants.token_b}
     per_org = {}
+    tariffs = {}
     for org in (world.org_a, world.org_b):
+        tariff = tariff_create(organisation=org, name=f"Tariff {org.slug}")
+        tariffs[org.pk] = (
+            tariff,
+            tariff_version_create(
+                tariff=tariff,
+                data=TariffVersionInput(
+                    valid_from=datetime(2025, 1, 1, tzinfo=UTC),
+                    currency="EUR",
+                    tax_rate=Decimal("0.19"),
+                    elements=[{"price_components": [{"type": "ENERGY", "price": "0.30"}]}],
+                ),
+            ),
+        )
         ConfigurationTemplate.objects.create(organisation=org, name=f"T-{org.slug}", protocol="ocpp1.6")
         firmware = FirmwareFile.objects.create(
             organisation=org, name="fw", version="1", sha256="0" * 64, download_token=f"dl-{org.slug}"
@@ -143,8 +248,17 @@ def logs(world, tenants) -> Logs:
                 received_at=at(8),
                 payload={},
             ),
+            **billing_rows(station, *tariffs[station.organisation_id]),
         }
     # tenants_make gives only station A1 an EVSE; the EVSE and connector tables need an org B row too.
     ConnectorFactory(evse=EvseFactory(station=world.station_b1))
     unknown = SecurityEvent.objects.create(station=None, identity="INTRUDER", kind="unknown_identity")
-    return Logs(by_station=by_station, unknown_identity_event=unknown)
+    export_jobs = {
+        user.username: ExportJob.objects.create(requested_by=user, kind="cdrs", organisation_ids=[org.pk])
+        for user, org in (
+            (world.operator_a, world.org_a),
+            (world.finance_a, world.org_a),
+            (world.operator_b, world.org_b),
+        )
+    }
+    return Logs(by_station=by_station, unknown_identity_event=unknown, export_jobs=export_jobs)

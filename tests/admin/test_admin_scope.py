@@ -7,6 +7,17 @@ from django.contrib import admin
 from django.urls import reverse
 
 from accounts.models import Membership, Organisation, User
+from billing.models import (
+    CdrCredit,
+    CdrLine,
+    ChargeDetailRecord,
+    ExportJob,
+    SessionPricing,
+    SiteEnergyPrice,
+    Tariff,
+    TariffAssignment,
+    TariffVersion,
+)
 from sessions.models import (
     ChargingSession,
     IdToken,
@@ -65,7 +76,18 @@ SCOPED = {
     ConfigurationTemplate: ("organisation_id", None),
     FirmwareFile: ("organisation_id", None),
     CommandJob: ("organisation_id", None),
+    # A site host sees the tariffs assigned at their sites and stations (the fixture assigns per station).
+    Tariff: ("organisation_id", "assignments__station_id"),
+    TariffVersion: ("tariff__organisation_id", "tariff__assignments__station_id"),
+    TariffAssignment: ("organisation_id", "station_id"),
+    SiteEnergyPrice: ("site__organisation_id", "site__stations__id"),
+    SessionPricing: ("session__station__organisation_id", "session__station_id"),
+    ChargeDetailRecord: ("organisation_id", "station_id"),
+    CdrLine: ("cdr__organisation_id", "cdr__station_id"),
+    CdrCredit: ("organisation_id", "cdr__station_id"),
 }
+# Scoped otherwise: export jobs are seen by who asked for them (test_export_jobs_are_their_requesters).
+SCOPED_BY_REQUESTER = (ExportJob,)
 # Organisation-wide objects: a site host has none (403 on their changelist).
 ORGANISATION_WIDE = (IdToken, ConfigurationTemplate, FirmwareFile, CommandJob)
 
@@ -95,10 +117,10 @@ def shown_pks(response) -> set:
 
 
 def test_every_domain_model_is_registered():
-    for label in ("accounts", "stations", "charging"):
+    for label in ("accounts", "stations", "charging", "billing"):
         for model in apps.get_app_config(label).get_models():
             assert admin.site.is_registered(model), f"{model.__name__} has no admin"
-            if label != "accounts" or model is Organisation:
+            if (label != "accounts" or model is Organisation) and model not in SCOPED_BY_REQUESTER:
                 assert model in SCOPED, f"{model.__name__} is missing from this test's scope table"
 
 
@@ -119,6 +141,21 @@ def test_rel_37_site_host_changelist_shows_only_their_site(world, logs, admin_cl
     expected = expected_pks(world, model, "host_a1")
     assert expected
     assert shown_pks(response) == expected
+
+
+@pytest.mark.parametrize("actor", ["operator_a", "finance_a", "operator_b"])
+def test_export_jobs_are_their_requesters(world, logs, admin_client_for, actor):
+    response = admin_client_for(getattr(world, actor)).get(changelist_url(ExportJob))
+    assert response.status_code == 200
+    assert shown_pks(response) == {logs.export_jobs[actor].pk}
+    other = next(job for name, job in logs.export_jobs.items() if name != actor)
+    assert admin_client_for(getattr(world, actor)).get(change_url(other)).status_code == 302
+
+
+def test_export_jobs_for_superusers_and_site_hosts(world, logs, admin_client_for):
+    response = admin_client_for(world.superuser).get(changelist_url(ExportJob))
+    assert shown_pks(response) == {job.pk for job in logs.export_jobs.values()}
+    assert admin_client_for(world.host_a1).get(changelist_url(ExportJob)).status_code == 403
 
 
 def test_site_host_has_no_id_token_admin(world, tenants, logs, admin_client_for):

@@ -10,6 +10,7 @@ import pytest
 
 from sessions.models import IdToken
 from stations.models import ChargingStation, Site
+from tests.api.test_billing_api import billing_make
 from tests.support import row
 
 ORG_A = {
@@ -277,3 +278,86 @@ def test_rel_37_record_filters_cannot_reach_into_another_tenant(world, records, 
     assert client.get("/api/v1/security-events/?station=A1-CP1").json()["count"] == 0
     assert client.get("/api/v1/security-events/?station=INTRUDER").json()["count"] == 0
     assert client.get("/api/v1/session-anomalies/?station=A1-CP1").json()["count"] == 0
+
+
+# --- billing: tariffs, assignments, CDRs, energy prices, session costs -----------------------------------
+# Tariffs and assignments are organisation-wide, except that a site host sees those at their sites; CDRs
+# follow their site. tests/api/test_billing_api.py: the objects (tariff A at site A1, tariff A2 at station A2,
+# tariff B at station B1, a CDR per site) and every refused write.
+
+BILLING_ORG_A = {"tariff_a", "tariff_a2", "assignment_a1", "assignment_a2", "cdr_a1", "cdr_a2"}
+BILLING_ORG_B = {"tariff_b", "assignment_b1", "cdr_b1"}
+BILLING_VISIBLE = {
+    "operator_a": BILLING_ORG_A,
+    "operator_b": BILLING_ORG_B,
+    "host_a1": {"tariff_a", "assignment_a1", "cdr_a1"},
+    "finance_a": BILLING_ORG_A,
+    "superuser": BILLING_ORG_A | BILLING_ORG_B,
+}
+BILLING_URLS = {
+    "tariff": "/api/v1/tariffs/",
+    "assignment": "/api/v1/tariff-assignments/",
+    "cdr": "/api/v1/cdrs/",
+}
+# What is listed under a billing object (each has one version; no CDR has a credit yet).
+BILLING_UNDER = {"tariff": ("versions", 1), "cdr": ("credits", 0)}
+
+
+@pytest.fixture
+def billing(world, tenants):
+    return billing_make(world, tenants)
+
+
+@pytest.mark.parametrize("actor", [*ACTORS, "superuser"])
+@pytest.mark.parametrize("kind_", sorted(BILLING_URLS))
+def test_rel_37_billing_lists_hold_exactly_the_visible_objects(world, billing, api, actor, kind_):
+    response = api(getattr(world, actor)).get(BILLING_URLS[kind_])
+    assert response.status_code == 200
+    expected = {getattr(billing, name).pk for name in BILLING_VISIBLE[actor] if kind(name) == kind_}
+    assert sorted(item["id"] for item in response.json()["results"]) == sorted(expected)
+    assert response.json()["count"] == len(expected)
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", sorted(BILLING_ORG_A | BILLING_ORG_B))
+def test_rel_37_billing_retrieve(world, billing, api, actor, name):
+    obj = getattr(billing, name)
+    client = api(getattr(world, actor))
+    urls = [f"{BILLING_URLS[kind(name)]}{obj.pk}/"]
+    if kind(name) in BILLING_UNDER:
+        urls.append(f"{urls[0]}{BILLING_UNDER[kind(name)][0]}/")
+    for url in urls:
+        response = client.get(url)
+        if name in BILLING_VISIBLE[actor]:
+            assert response.status_code == 200, url
+        else:
+            assert response.status_code == 404, url
+            assert response.json()["detail"].endswith("not found."), url
+    if name in BILLING_VISIBLE[actor] and kind(name) in BILLING_UNDER:
+        assert client.get(urls[1]).json()["count"] == BILLING_UNDER[kind(name)][1]
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", [n for n in ALL_OBJECTS if kind(n) in {"site", "session"}])
+def test_rel_37_energy_prices_and_session_costs_follow_their_owner(world, tenants, billing, api, actor, name):
+    obj = tenants.objects(world)[name]
+    path = "energy-prices" if kind(name) == "site" else "cost"
+    response = api(getattr(world, actor)).get(f"{detail_url(obj)}{path}/")
+    if name in VISIBLE[actor]:
+        assert response.status_code == 200
+    else:
+        assert response.status_code == 404
+        assert response.json()["detail"].endswith("not found.")
+
+
+def test_rel_37_billing_filters_cannot_reach_into_another_tenant(world, billing, api):
+    client = api(world.operator_b)
+    assert client.get(f"/api/v1/tariffs/?organisation={world.org_a.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/tariff-assignments/?organisation={world.org_a.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/tariff-assignments/?tariff={billing.tariff_a.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/cdrs/?organisation={world.org_a.pk}").json()["count"] == 0
+    assert client.get(f"/api/v1/cdrs/?site={world.site_a1.pk}").json()["count"] == 0
+    assert client.get("/api/v1/cdrs/?station=A1-CP1").json()["count"] == 0
+    host = api(world.host_a1)
+    assert host.get(f"/api/v1/cdrs/?site={world.site_a2.pk}").json()["count"] == 0
+    assert host.get(f"/api/v1/tariff-assignments/?tariff={billing.tariff_a2.pk}").json()["count"] == 0

@@ -1,0 +1,560 @@
+"""Admin for tariffs, their versions and assignments, site energy prices, CDRs and credits, session tariff
+snapshots and export jobs.
+
+Scoped like the rest of the admin (accounts.admin.ScopedAdminMixin), with the scopes of billing.selectors:
+tariffs and assignments by organisation (a site host sees those at their sites, read-only), energy prices
+and CDRs by site, snapshots by the session's station, export jobs by who asked for them.
+
+Every write goes through the billing services: a tariff version is added (never edited: a price change is a
+new version), an assignment is added (replacing the one at its scope) or removed, an energy price is added.
+CDRs, their lines and credits are final: nothing here saves or deletes one. "Issue a credit" (a link on the
+CDR's page, for the holders of the billing right) is the credit add form, which calls `cdr_credit_create`.
+"""
+
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin
+from django.db.models import Q
+from django.urls import reverse
+from django.utils.html import format_html
+
+from accounts.admin import (
+    DomainValidatedForm,
+    NoFullCountAdminMixin,
+    ReadOnlyAdminMixin,
+    ScopedAdminMixin,
+    ScopedInlineMixin,
+    domain_errors_as_http,
+    saved_adopt,
+)
+from accounts.enums import Capability
+from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
+from billing.models import (
+    CdrCredit,
+    CdrLine,
+    ChargeDetailRecord,
+    ExportJob,
+    SessionPricing,
+    SiteEnergyPrice,
+    Tariff,
+    TariffAssignment,
+    TariffVersion,
+)
+from billing.money import minor_unit, round_money
+from billing.selectors import assignment_scope_q, cdr_scope_q, tariff_scope_q
+from billing.services.cdrs import cdr_credit_create, cdr_credit_totals
+from billing.services.energy_prices import EnergyPriceInput, site_energy_price_create
+from billing.services.tariffs import (
+    TariffVersionInput,
+    tariff_assign,
+    tariff_create,
+    tariff_unassign,
+    tariff_update,
+    tariff_version_create,
+)
+from billing.tariff_json import TariffFormatError, elements_normalise
+from cpms.errors import ValidationFailed
+
+
+class ReadOnlyInline(ScopedInlineMixin, admin.TabularInline):
+    """Rows shown under their parent for everyone who sees it, superusers included, and never changed."""
+
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- tariffs and versions -------------------------------------------------------------------------------
+
+
+class TariffVersionInline(ReadOnlyInline):
+    model = TariffVersion
+    fields = ["version", "valid_from", "valid_until", "currency", "tax_rate", "min_price", "max_price"]
+    readonly_fields = fields
+    show_change_link = True
+    ordering = ["-version"]
+
+
+class TariffAdminForm(DomainValidatedForm):
+    class Meta:
+        model = Tariff
+        fields = ["organisation", "name", "description"]
+
+    def domain_validate(self) -> None:
+        # On a change the organisation is read-only, so the form's own unique check leaves the name out.
+        tariff = self.instance
+        taken = Tariff.objects.filter(organisation_id=tariff.organisation_id, name=tariff.name.strip())
+        if taken.exclude(pk=tariff.pk).exists():
+            raise ValidationFailed(
+                f"A tariff named {tariff.name.strip()!r} already exists in this organisation."
+            )
+
+
+@admin.register(Tariff)
+class TariffAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    form = TariffAdminForm
+    list_display = ["name", "organisation", "created_at", "updated_at"]
+    list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["organisation"]
+    search_fields = ["name"]
+    fields = ["organisation", "name", "description", "created_at", "updated_at"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [TariffVersionInline]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return tariff_scope_q(user=user, capability=capability)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None:  # a tariff never changes organisation
+            return ["organisation", *self.readonly_fields]
+        return self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        with domain_errors_as_http():
+            if change:
+                tariff = tariff_update(
+                    tariff=obj, name=form.cleaned_data["name"], description=form.cleaned_data["description"]
+                )
+            else:
+                tariff = tariff_create(
+                    organisation=obj.organisation,
+                    name=form.cleaned_data["name"],
+                    description=form.cleaned_data["description"],
+                )
+        saved_adopt(obj, tariff)
+
+
+VERSION_INPUT = [
+    "valid_from",
+    "valid_until",
+    "currency",
+    "tax_rate",
+    "min_price",
+    "max_price",
+    "parking_grace_s",
+    "parking_cap",
+    "elements",
+]
+
+
+class TariffVersionAddForm(DomainValidatedForm):
+    class Meta:
+        model = TariffVersion
+        fields = ["tariff", *VERSION_INPUT]
+        help_texts = {
+            "elements": 'OCPI 2.2.1 TariffElement list, e.g. [{"price_components": [{"type": "ENERGY", '
+            '"price": "0.30", "step_size": 1}]}].'
+        }
+
+    def domain_validate(self) -> None:
+        # The elements are what people get wrong; the service checks them (and the rest) again.
+        try:
+            elements_normalise(self.instance.elements)
+        except TariffFormatError as error:
+            raise ValidationFailed(str(error)) from None
+
+
+@admin.register(TariffVersion)
+class TariffVersionAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Versions are added, never edited: their change page is read-only for everyone."""
+
+    form = TariffVersionAddForm
+    list_display = ["tariff", "version", "valid_from", "valid_until", "currency", "tax_rate", "created_by"]
+    list_filter = ["currency"]
+    list_select_related = ["tariff", "created_by"]
+    search_fields = ["tariff__name"]
+    readonly_fields = ["version", "created_by", "created_at"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return tariff_scope_q(user=user, capability=capability, prefix="tariff__")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["tariff", *VERSION_INPUT]
+        return ["tariff", "version", *VERSION_INPUT, "created_by", "created_at"]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = TariffVersionInput(**{name: form.cleaned_data[name] for name in VERSION_INPUT})
+        with domain_errors_as_http():
+            version = tariff_version_create(tariff=obj.tariff, data=data, user=request.user)
+        saved_adopt(obj, version)
+
+
+# --- assignments ----------------------------------------------------------------------------------------
+
+
+class TariffAssignmentForm(DomainValidatedForm):
+    class Meta:
+        model = TariffAssignment
+        fields = ["tariff", "site", "station", "id_token_group"]
+        help_texts = {
+            "site": "At most one of site and station; neither: the whole organisation.",
+            "id_token_group": "An id token or group token: the tariff applies to it, narrowed to the site or "
+            "station if one is chosen.",
+        }
+
+    def domain_validate(self) -> None:
+        # tariff_assign checks these too; here they show as form errors.
+        assignment = self.instance
+        if assignment.site_id and assignment.station_id:
+            raise ValidationFailed("Give a site or a station, not both.")
+        organisation_id = assignment.tariff.organisation_id
+        foreign = [
+            str(obj)
+            for obj in (assignment.site, assignment.station, assignment.id_token_group)
+            if obj is not None and obj.organisation_id != organisation_id
+        ]
+        if foreign:
+            raise ValidationFailed(f"Not in the tariff's organisation: {', '.join(foreign)}.")
+
+
+@admin.register(TariffAssignment)
+class TariffAssignmentAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Added (replacing the assignment at the same scope) or removed, never edited."""
+
+    form = TariffAssignmentForm
+    list_display = ["scope_key", "tariff", "level", "organisation", "created_by", "created_at"]
+    list_filter = ["level", ("organisation", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["tariff", "organisation", "created_by"]
+    search_fields = ["scope_key", "tariff__name"]
+    raw_id_fields = ["station", "id_token_group"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return assignment_scope_q(user=user, capability=capability)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["tariff", "site", "station", "id_token_group"]
+        return [
+            "organisation",
+            "tariff",
+            "level",
+            "site",
+            "station",
+            "id_token_group",
+            "scope_key",
+            "created_by",
+            "created_at",
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["organisation", "level", "scope_key", "created_by", "created_at"] if obj else []
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        if self._is_unscoped(request):
+            return super().has_delete_permission(request, obj)
+        return self._holds(request, obj, Capability.MANAGE)
+
+    def save_model(self, request, obj, form, change):
+        with domain_errors_as_http():
+            assignment = tariff_assign(
+                tariff=obj.tariff,
+                site=obj.site,
+                station=obj.station,
+                id_token_group=obj.id_token_group,
+                user=request.user,
+            )
+        saved_adopt(obj, assignment)
+
+    def delete_model(self, request, obj):
+        tariff_unassign(assignment=obj)
+
+    def delete_queryset(self, request, queryset):
+        # Only rows the user may manage: the changelist's queryset is the view scope.
+        if not self._is_unscoped(request):
+            queryset = queryset.filter(assignment_scope_q(user=request.user, capability=Capability.MANAGE))
+        for assignment in queryset:
+            tariff_unassign(assignment=assignment)
+
+
+# --- site energy prices ---------------------------------------------------------------------------------
+
+
+@admin.register(SiteEnergyPrice)
+class SiteEnergyPriceAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """A price change is a new row from its valid_from on; the history stays."""
+
+    list_display = ["site", "valid_from", "currency", "price_per_kwh", "created_at"]
+    list_filter = ["currency", ("site", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["site"]
+    fields = ["site", "valid_from", "currency", "price_per_kwh", "time_of_use"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return site_scope_q(user=user, capability=capability, prefix="site__")
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = EnergyPriceInput(
+            valid_from=obj.valid_from,
+            currency=obj.currency,
+            price_per_kwh=obj.price_per_kwh,
+            time_of_use=obj.time_of_use or [],
+        )
+        with domain_errors_as_http():
+            price = site_energy_price_create(site=obj.site, data=data)
+        saved_adopt(obj, price)
+
+
+# --- CDRs and credits -----------------------------------------------------------------------------------
+
+
+class CdrLineInline(ReadOnlyInline):
+    model = CdrLine
+    fields = [
+        "position",
+        "dimension",
+        "element_index",
+        "quantity",
+        "used_quantity",
+        "unit",
+        "unit_price",
+        "amount",
+    ]
+    readonly_fields = fields
+
+
+class CdrCreditInline(ReadOnlyInline):
+    model = CdrCredit
+    fields = ["created_at", "subtotal", "tax", "total", "reason", "created_by"]
+    readonly_fields = fields
+    show_change_link = True
+
+
+CDR_FIELDS = [
+    "session",
+    "organisation",
+    "site",
+    "station",
+    "station_identity",
+    "evse_number",
+    "connector_number",
+    "id_tag",
+    "time_zone",
+    "tariff_version",
+    "tariff_label",
+    "started_at",
+    "stopped_at",
+    "energy_wh",
+    "charging_s",
+    "parking_s",
+    "currency",
+    "tax_rate",
+    "flat_amount",
+    "energy_amount",
+    "time_amount",
+    "parking_amount",
+    "adjustment_amount",
+    "subtotal",
+    "tax",
+    "total",
+    "energy_cost",
+    "created_at",
+]
+
+
+@admin.register(ChargeDetailRecord)
+class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """Final: nobody adds, edits or deletes a CDR (the database refuses it too). Corrections are credits."""
+
+    list_display = [
+        "id",
+        "stopped_at",
+        "station_identity",
+        "site",
+        "organisation",
+        "energy_wh",
+        "currency",
+        "subtotal",
+        "tax",
+        "total",
+        "tariff_label",
+    ]
+    list_filter = ["currency", ("site", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["site", "organisation"]
+    search_fields = ["=station_identity", "=id_tag"]
+    inlines = [CdrLineInline, CdrCreditInline]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return cdr_scope_q(user=user, capability=capability)
+
+    def get_fields(self, request, obj=None):
+        if obj is not None and user_can(
+            user=request.user,
+            capability=Capability.BILLING,
+            organisation_id=obj.organisation_id,
+            site_id=obj.site_id,
+        ):
+            return [*CDR_FIELDS, "issue_credit"]
+        return CDR_FIELDS
+
+    @admin.display(description="Credit")
+    def issue_credit(self, cdr: ChargeDetailRecord) -> str:
+        url = reverse("admin:billing_cdrcredit_add") + f"?cdr={cdr.pk}"
+        return format_html('<a href="{}">Issue a credit…</a>', url)
+
+
+@admin.register(CdrLine)
+class CdrLineAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """The priced lines of every CDR (also shown on the CDR's page)."""
+
+    list_display = ["cdr", "position", "dimension", "quantity", "unit", "unit_price", "amount"]
+    list_select_related = ["cdr"]
+    raw_id_fields = ["cdr"]
+    ordering = ["-id"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return cdr_scope_q(user=user, capability=capability, prefix="cdr__")
+
+
+class CdrCreditAddForm(DomainValidatedForm):
+    amount = forms.DecimalField(
+        label="Subtotal to credit",
+        required=False,
+        max_digits=14,
+        decimal_places=4,
+        help_text="Excl. tax, in the CDR's currency; tax is credited at the CDR's rate. Empty: all that is "
+        "left to credit.",
+    )
+
+    class Meta:
+        model = CdrCredit
+        fields = ["cdr", "amount", "reason"]
+
+    def clean_amount(self):
+        # As typed, without trailing zeros: the service counts decimals ("1.50" EUR has two, "1.5000" four).
+        amount = self.cleaned_data["amount"]
+        if amount is None:
+            return None
+        return Decimal(int(amount)) if amount == amount.to_integral_value() else amount.normalize()
+
+    def domain_validate(self) -> None:
+        # What people get wrong, shown on the form; cdr_credit_create checks it all again under a lock.
+        cdr = self.instance.cdr
+        left = cdr.subtotal + cdr_credit_totals(cdr=cdr)["credited_subtotal"]
+        amount = self.cleaned_data.get("amount")
+        if left <= 0:
+            raise ValidationFailed(f"CDR {cdr.pk} is fully credited.")
+        if amount is None:
+            return
+        if amount <= 0:
+            raise ValidationFailed("The amount must be greater than 0.")
+        if amount != round_money(amount, cdr.currency):
+            raise ValidationFailed(f"At most {minor_unit(cdr.currency)} decimals for {cdr.currency}.")
+        if amount > left:
+            raise ValidationFailed(
+                f"At most {round_money(left, cdr.currency)} {cdr.currency} is left to credit on CDR {cdr.pk}."
+            )
+
+
+@admin.register(CdrCredit)
+class CdrCreditAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """Credits are issued here (the billing right: operator admins, finance) and never changed or deleted."""
+
+    form = CdrCreditAddForm
+    manage_capability = Capability.BILLING
+    list_display = [
+        "id",
+        "cdr",
+        "organisation",
+        "currency",
+        "subtotal",
+        "tax",
+        "total",
+        "created_by",
+        "created_at",
+    ]
+    list_filter = ["currency"]
+    list_select_related = ["cdr", "organisation", "created_by"]
+    search_fields = ["=cdr__id", "reason"]
+    raw_id_fields = ["cdr"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return cdr_scope_q(user=user, capability=capability, prefix="cdr__")
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["cdr", "amount", "reason"]
+        return [
+            "cdr",
+            "organisation",
+            "currency",
+            "subtotal",
+            "tax",
+            "total",
+            "reason",
+            "created_by",
+            "created_at",
+        ]
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        with domain_errors_as_http():
+            credit = cdr_credit_create(
+                cdr=obj.cdr,
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                subtotal=form.cleaned_data["amount"],
+            )
+        saved_adopt(obj, credit)
+
+
+# --- what billing recorded ------------------------------------------------------------------------------
+
+
+@admin.register(SessionPricing)
+class SessionPricingAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """The tariff each session was priced with, copied when it started."""
+
+    list_display = ["session", "tariff_version", "assignment_scope", "snapshotted_at"]
+    list_select_related = ["session", "tariff_version"]
+    search_fields = ["=session__transaction_id", "=session__station__identity"]
+    raw_id_fields = ["session", "tariff_version"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return station_scope_q(user=user, capability=capability, prefix="session__station__")
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """Export runs, each seen by who asked for it (as in the API); started and downloaded through the API."""
+
+    list_display = [
+        "id",
+        "kind",
+        "status",
+        "requested_by",
+        "rows_done",
+        "rows_total",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["kind", "status"]
+    list_select_related = ["requested_by"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return Q(requested_by=user)
+
+    def capable_somewhere(self, *, user, capability) -> bool:
+        return bool(organisation_ids_with(user=user, capability=Capability.EXPORT))
