@@ -37,3 +37,7 @@ def sessions_bill_pending() -> int:
 def running_costs_send() -> int:
     """Every minute: CostUpdated to 2.0.1 chargers that show costs (billing/services/running_costs.py)."""
     return send_running_costs()
+
+
+# Registered with the worker through this module (cpms/celery.py discovers `<app>.tasks`).
+from billing.tasks_exports import export_job_run  # noqa: E402, F401
