@@ -16,6 +16,7 @@ from stations.ocpp.chargepoint import run_db
 
 logger = logging.getLogger(__name__)
 
+
 async def session_opened(session_id: int) -> None:
     try:
         await run_db(session_pricing_snapshot, session_id=session_id)

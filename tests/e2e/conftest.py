@@ -6,6 +6,7 @@ Its output goes to a log file whose tail is printed when a test fails (pytest sh
 """
 
 import contextlib
+import hashlib
 import os
 import signal
 import socket
@@ -114,10 +115,11 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=SERVER_STOP_TIMEOUT_S)
 
 
-@contextlib.contextmanager
-def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
-    """`python -m cpms.server` on a free loopback port, on this test's database; stopped on exit."""
-    port = free_port()
+def celery_queue(request) -> str:
+    return "e2e-" + hashlib.sha256(f"{os.getpid()}:{request.node.nodeid}".encode()).hexdigest()[:16]
+
+
+def _process_env(request) -> dict[str, str]:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "cpms.settings",
@@ -126,11 +128,21 @@ def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
         "PYTHONUNBUFFERED": "1",
         # Without Redis, commands between two server processes go by the database: look often.
         "OCPP_COMMAND_POLL_S": "0.1",
+        # This test's own Celery queue: a task it queues never reaches another test's worker.
+        "CELERY_QUEUE": celery_queue(request),
     }
     if settings.REDIS_URL:
         env["REDIS_URL"] = settings.REDIS_URL
     else:
         env.pop("REDIS_URL", None)
+    return env
+
+
+@contextlib.contextmanager
+def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
+    """`python -m cpms.server` on a free loopback port, on this test's database; stopped on exit."""
+    port = free_port()
+    env = _process_env(request)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cpms.server", "--bind", "127.0.0.1", "--port", str(port)],
@@ -165,3 +177,39 @@ def cpms_server_b(request, cpms_server, tmp_path) -> Iterator[LiveCsms]:
     scaled out to two processes."""
     with _serving(request, tmp_path / "server-b.log") as server:
         yield server
+
+
+@dataclass
+class LiveWorker:
+    process: subprocess.Popen
+    log_path: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no worker log)"
+
+
+@pytest.fixture
+def celery_worker_process(request, transactional_db, tmp_path) -> Iterator[LiveWorker]:
+    """A real Celery worker (solo pool) on this test's database, broker and own queue."""
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "cpms", "worker", "--pool", "solo", "--loglevel", "INFO"],
+            cwd=settings.BASE_DIR,
+            env=_process_env(request),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    worker = LiveWorker(process=process, log_path=log_path)
+    try:
+        yield worker
+    finally:
+        _stop(process)
+        report = getattr(request.node, "report_call", None)
+        if report is not None and report.failed:
+            print(f"--- worker log ({log_path}), last lines ---\n{worker.log_tail()}")
