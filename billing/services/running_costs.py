@@ -9,6 +9,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -87,7 +88,8 @@ def running_costs_send() -> int:
         gate = asyncio.Semaphore(IN_FLIGHT)
         return await asyncio.gather(*(_send(session, total, gate) for session, total in due))
 
-    answered = asyncio.run(send_all())
+    # async_to_sync, not asyncio.run: the command service's database calls then run on this thread.
+    answered = async_to_sync(send_all)()
     now = timezone.now()
     sent = 0
     for (session, total), ok in zip(due, answered, strict=True):
