@@ -520,12 +520,27 @@ class SimulatedCharger:
         for _ in range(self.config.meter_samples):
             if not await self._wait_for_sample(session):
                 break
-            sample = session.ev.advance(self.meter_interval_s * self.config.speedup)
+            sample = session.ev.advance(
+                self.meter_interval_s * self.config.speedup, limit_a=self._profile_limit_a(cid, record)
+            )
             record.meter_values.extend(
                 await client.meter_values(connector_id=cid, transaction_id=transaction_id, samples=[sample])
             )
         await self._stop(client, connector, session, reason=session.stop_reason)
         record.status = "completed"
+
+    def _profile_limit_a(self, connector_id: int, record: SessionRecord) -> float | None:
+        """The current limit per phase the charging profiles set now for the connector (None: none applies),
+        which the EV then cannot exceed: a simulated charger obeys smart charging like a real one."""
+        composite = self.charging_profiles.composite(
+            evse_id=connector_id,
+            duration_s=1,
+            unit="A",
+            transaction_start=parse_time(record.started_at),
+        )
+        if composite is None or not composite.periods:
+            return None
+        return composite.periods[0].limit
 
     async def _stop(
         self, client: ProtocolClient, connector: ConnectorState, session: ActiveSession, *, reason: str

@@ -87,9 +87,15 @@ class EvSession:
         remaining = (100.0 - self.soc) / (100.0 - TAPER_FROM_SOC)
         return self.max_current_a * (0.1 + 0.9 * remaining)
 
-    def advance(self, seconds: float, *, context: str = "Sample.Periodic") -> Sample:
-        """Charge for `seconds` of simulated time, then read the meter."""
+    def advance(
+        self, seconds: float, *, context: str = "Sample.Periodic", limit_a: float | None = None
+    ) -> Sample:
+        """Charge for `seconds` of simulated time, then read the meter. `limit_a`: the charger's current limit
+        per phase from its charging profiles (None: only the EV's and the connector's own limits); below 6 A
+        an EV does not charge (IEC 61851)."""
         target = self._current_target()
+        if limit_a is not None:
+            target = min(target, limit_a) if limit_a >= 6.0 else 0.0
         self._currents = tuple(round(target * self._rng.uniform(0.97, 1.0), 1) for _ in PHASES)
         self._voltages = tuple(v + self._rng.uniform(-0.5, 0.5) for v in self._base_voltages)
         self._power_w = sum(i * v for i, v in zip(self._currents, self._voltages, strict=True))
