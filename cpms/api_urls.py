@@ -37,4 +37,5 @@ urlpatterns = [
     path("", include("stations.api.urls")),
     path("", include("sessions.api.urls")),
     path("", include("billing.api.urls")),
+    path("", include("energy.api.urls")),
 ]

@@ -1,7 +1,7 @@
 """Admin test fixtures: staff logins for the standing users, and a row in every scoped table per tenant."""
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from decimal import Decimal
 
 import pytest
@@ -22,6 +22,22 @@ from billing.models import (
 from billing.services.cdrs import cdr_credit_create
 from billing.services.energy_prices import EnergyPriceInput, site_energy_price_create
 from billing.services.tariffs import TariffVersionInput, tariff_assign, tariff_create, tariff_version_create
+from energy.enums import ProfileKind, SignalKind
+from energy.models import (
+    ChargingProfileRecord,
+    EvseAllocation,
+    EvseElectrical,
+    GridNode,
+    GridSignal,
+    NodeLimitSchedule,
+)
+from energy.services.topology import (
+    ScheduleRow,
+    evse_electrical_set,
+    grid_node_create,
+    grid_signal_record,
+    node_schedule_set,
+)
 from sessions.models import (
     LocalListEntry,
     LocalListState,
@@ -156,6 +172,41 @@ def billing_rows(station, tariff: Tariff, version: TariffVersion) -> dict:
     }
 
 
+def energy_rows(station, evse) -> dict:
+    """A row of each energy table for `station` (alone on its site): the site's grid connection with a schedule
+    row and a meter reading, `evse` wired to it with an allocation, and a profile sent to it."""
+    node = grid_node_create(site=station.site, name=f"Grid {station.identity}", limit_a=Decimal(63))
+    schedule = node_schedule_set(
+        node=node, rows=[ScheduleRow(start_time=time(17), end_time=time(20), limit_a=Decimal(40))]
+    )
+    return {
+        GridNode: node,
+        NodeLimitSchedule: schedule[0],
+        GridSignal: grid_signal_record(
+            node=node,
+            kind=SignalKind.METER_READING,
+            l1_a=Decimal(10),
+            l2_a=Decimal(10),
+            l3_a=Decimal(10),
+            measured_at=at(6),
+            source=station.identity,
+        ),
+        EvseElectrical: evse_electrical_set(evse=evse, node_id=node.pk),
+        EvseAllocation: EvseAllocation.objects.create(
+            evse=evse, limit_a=Decimal(16), phases_used="123", computed_at=at(6)
+        ),
+        ChargingProfileRecord: ChargingProfileRecord.objects.create(
+            station=station,
+            evse_id=evse.evse_id,
+            kind=ProfileKind.DEFAULT,
+            profile_id=9_000_000 + evse.evse_id,
+            limit_a=Decimal(16),
+            profile={},
+            status="Accepted",
+        ),
+    }
+
+
 @pytest.fixture
 def logs(world, tenants) -> Logs:
     """One row per log table for each standing station, plus a security event for an unknown identity."""
@@ -249,6 +300,10 @@ def logs(world, tenants) -> Logs:
                 payload={},
             ),
             **billing_rows(station, *tariffs[station.organisation_id]),
+            **energy_rows(
+                station,
+                tenants.evse_a1 if station == world.station_a1 else EvseFactory(station=station, evse_id=2),
+            ),
         }
     # tenants_make gives only station A1 an EVSE; the EVSE and connector tables need an org B row too.
     ConnectorFactory(evse=EvseFactory(station=world.station_b1))

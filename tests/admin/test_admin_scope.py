@@ -18,6 +18,14 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
+from energy.models import (
+    ChargingProfileRecord,
+    EvseAllocation,
+    EvseElectrical,
+    GridNode,
+    GridSignal,
+    NodeLimitSchedule,
+)
 from sessions.models import (
     ChargingSession,
     IdToken,
@@ -85,6 +93,14 @@ SCOPED = {
     ChargeDetailRecord: ("organisation_id", "station_id"),
     CdrLine: ("cdr__organisation_id", "cdr__station_id"),
     CdrCredit: ("organisation_id", "cdr__station_id"),
+    # The topology follows its site (the fixture puts each station alone on its site), wiring, allocations and
+    # profiles their station.
+    GridNode: ("site__organisation_id", "site__stations__id"),
+    NodeLimitSchedule: ("node__site__organisation_id", "node__site__stations__id"),
+    GridSignal: ("node__site__organisation_id", "node__site__stations__id"),
+    EvseElectrical: ("evse__station__organisation_id", "evse__station_id"),
+    EvseAllocation: ("evse__station__organisation_id", "evse__station_id"),
+    ChargingProfileRecord: ("station__organisation_id", "station_id"),
 }
 # Scoped otherwise: export jobs are seen by who asked for them (test_export_jobs_are_their_requesters).
 SCOPED_BY_REQUESTER = (ExportJob,)
@@ -117,7 +133,7 @@ def shown_pks(response) -> set:
 
 
 def test_every_domain_model_is_registered():
-    for label in ("accounts", "stations", "charging", "billing"):
+    for label in ("accounts", "stations", "charging", "billing", "energy"):
         for model in apps.get_app_config(label).get_models():
             assert admin.site.is_registered(model), f"{model.__name__} has no admin"
             if (label != "accounts" or model is Organisation) and model not in SCOPED_BY_REQUESTER:

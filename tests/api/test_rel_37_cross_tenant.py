@@ -8,9 +8,11 @@ from urllib.parse import quote
 
 import pytest
 
+from energy.models import EvseElectrical, GridNode
 from sessions.models import IdToken
 from stations.models import ChargingStation, Site
 from tests.api.test_billing_api import billing_make
+from tests.api.test_energy_api import energy_make
 from tests.support import row
 
 ORG_A = {
@@ -361,3 +363,106 @@ def test_rel_37_billing_filters_cannot_reach_into_another_tenant(world, billing,
     host = api(world.host_a1)
     assert host.get(f"/api/v1/cdrs/?site={world.site_a2.pk}").json()["count"] == 0
     assert host.get(f"/api/v1/tariff-assignments/?tariff={billing.tariff_a2.pk}").json()["count"] == 0
+
+
+# --- energy: grid topology, external signals, EVSE wiring, charging profiles ----------------------------------
+# A site's topology (its nodes, their schedules and signals) follows the site; an EVSE's wiring and the profiles
+# sent follow the station. tests/api/test_energy_api.py: the objects (a grid connection per site, an EVSE per
+# station) and every refused write.
+
+ENERGY_NODES = {"node_a1": "site_a1", "node_a2": "site_a2", "node_b1": "site_b1"}
+NODE_UNDER = ["", "schedule/", "signals/"]
+
+
+@pytest.fixture
+def energy(world, tenants):
+    return energy_make(world, tenants)
+
+
+def evse_number(energy, station_name: str) -> int:
+    return energy.evse_a1.evse_id if station_name == "station_a1" else 1
+
+
+@pytest.mark.parametrize("actor", [*ACTORS, "superuser"])
+@pytest.mark.parametrize("name", sorted(n for n in ALL_OBJECTS if kind(n) == "site"))
+def test_rel_37_grid_node_lists_hold_exactly_the_sites_nodes(world, tenants, energy, api, actor, name):
+    site = tenants.objects(world)[name]
+    client = api(getattr(world, actor))
+    for path in ("grid-nodes", "energy"):
+        response = client.get(f"{detail_url(site)}{path}/")
+        if name not in VISIBLE[actor]:
+            assert response.status_code == 404, path
+            assert response.json() == {"detail": f"Site {site.pk} not found."}
+            continue
+        assert response.status_code == 200, path
+        expected = set(GridNode.objects.filter(site=site).values_list("pk", flat=True))
+        assert expected  # the fixture gave every site a topology
+        items = response.json()["results"] if path == "grid-nodes" else response.json()["nodes"]
+        assert {item["id"] for item in items} == expected, path
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", sorted(ENERGY_NODES))
+def test_rel_37_grid_node_retrieve(world, energy, api, actor, name):
+    node = getattr(energy, name)
+    client = api(getattr(world, actor))
+    for under in NODE_UNDER:
+        response = client.get(f"/api/v1/grid-nodes/{node.pk}/{under}")
+        if ENERGY_NODES[name] in VISIBLE[actor]:
+            assert response.status_code == 200, under
+        else:
+            assert response.status_code == 404, under
+            assert response.json() == {"detail": f"Grid node {node.pk} not found."}, under
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", sorted(ENERGY_NODES))
+def test_rel_37_grid_node_patch(world, energy, api, actor, name):
+    node = getattr(energy, name)
+    before = row(node)
+    response = api(getattr(world, actor)).patch(
+        f"/api/v1/grid-nodes/{node.pk}/", {"name": "Renamed"}, format="json"
+    )
+    site = ENERGY_NODES[name]
+    if site in MANAGEABLE[actor]:
+        assert response.status_code == 200
+        assert row(node) != before
+        return
+    assert response.status_code == (403 if site in VISIBLE[actor] else 404)
+    assert row(node) == before
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("name", sorted(n for n in ALL_OBJECTS if kind(n) == "station"))
+def test_rel_37_evse_wiring_and_profiles_follow_their_station(world, tenants, energy, api, actor, name):
+    station = tenants.objects(world)[name]
+    client = api(getattr(world, actor))
+    urls = [
+        f"{detail_url(station)}evses/{evse_number(energy, name)}/electrical/",
+        f"{detail_url(station)}charging-profiles/",
+    ]
+    for url in urls:
+        response = client.get(url)
+        if name in VISIBLE[actor]:
+            assert response.status_code == 200, url
+        else:
+            assert response.status_code == 404, url
+            assert response.json() == {"detail": f"Station {station.identity!r} not found."}, url
+    if name in VISIBLE[actor]:
+        assert client.get(urls[1]).json()["count"] == 1
+    electrical = EvseElectrical.objects.get(evse__station=station)
+    before = row(electrical)
+    put = client.put(urls[0], {"node": electrical.node_id, "priority": 9}, format="json")
+    expected = 200 if name in MANAGEABLE[actor] else 403 if name in VISIBLE[actor] else 404
+    assert put.status_code == expected
+    assert (row(electrical) != before) is (expected == 200)
+
+
+def test_rel_37_energy_filters_cannot_reach_into_another_tenant(world, energy, api):
+    client = api(world.operator_b)
+    assert (
+        client.get(f"/api/v1/grid-nodes/{energy.node_a1.pk}/signals/?kind=meter_reading").status_code == 404
+    )
+    assert client.get("/api/v1/stations/A1-CP1/charging-profiles/?evse_id=1").status_code == 404
+    host = api(world.host_a1)
+    assert host.get(f"/api/v1/grid-nodes/{energy.node_a2.pk}/signals/?kind=meter_reading").status_code == 404
