@@ -202,7 +202,19 @@ CELERY_BEAT_SCHEDULE = {
     "expire-reservations": {"task": "sessions.tasks.reservations_expire", "schedule": 60.0},
     "bill-completed-sessions": {"task": "billing.tasks.sessions_bill_pending", "schedule": 60.0},
     "send-running-costs": {"task": "billing.tasks.running_costs_send", "schedule": 60.0},
+    "rebalance-sites": {
+        "task": "energy.tasks.sites_rebalance",
+        "schedule": env_float("ENERGY_REBALANCE_S", 30.0),
+    },
 }
+
+# --- Energy management ------------------------------------------------------------------------
+# A new limit is sent only if it differs from the last one sent by this much (or pauses/resumes).
+ENERGY_MIN_CHANGE_A = env_float("ENERGY_MIN_CHANGE_A", 1.0)
+# An increase for an EVSE waits this long after its previous profile (decreases never wait).
+ENERGY_MIN_SEND_INTERVAL_S = env_float("ENERGY_MIN_SEND_INTERVAL_S", 30.0)
+# How long a SetChargingProfile may take to be answered.
+ENERGY_PROFILE_TIMEOUT_S = env_float("ENERGY_PROFILE_TIMEOUT_S", 15.0)
 
 # --- Billing ----------------------------------------------------------------------------------
 # Average power (W) at or below which a stretch between two register readings is idle (parking), not charging.

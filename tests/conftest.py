@@ -104,9 +104,12 @@ def _release_worker_thread_connections(django_db_setup):
 
 
 @pytest.fixture(autouse=True)
-def billing_queue(monkeypatch) -> list[int]:
-    """Session ids whose billing job the OCPP handlers queued. In-process tests publish nothing to a broker
-    (a worker of another test could pick it up); end-to-end tests run a real worker on their own queue."""
-    queued: list[int] = []
-    monkeypatch.setattr("stations.ocpp.billing_hooks.queue_bill", queued.append)
+def queued_tasks(monkeypatch) -> list[tuple[str, tuple]]:
+    """(task name, args) of the Celery jobs the OCPP handlers queued. In-process tests publish nothing to a
+    broker (a worker of another test could pick it up); end-to-end tests run a real worker on their own
+    queue."""
+    queued: list[tuple[str, tuple]] = []
+    monkeypatch.setattr(
+        "stations.ocpp.task_queue.publish", lambda task, *args: queued.append((task.name, args))
+    )
     return queued

@@ -7,11 +7,11 @@
   (billing.tasks.sessions_bill_pending, every minute).
 """
 
-import asyncio
 import logging
 
 from billing.services.tariffs import session_pricing_snapshot
 from billing.tasks import session_bill
+from stations.ocpp import task_queue
 from stations.ocpp.chargepoint import run_db
 
 logger = logging.getLogger(__name__)
@@ -24,19 +24,5 @@ async def session_opened(session_id: int) -> None:
         logger.exception("tariff snapshot of session %s failed; billing will take it", session_id)
 
 
-def queue_bill(session_id: int) -> None:
-    """Publish the billing job (blocking; runs in a thread). The seam tests replace."""
-    session_bill.delay(session_id)
-
-
-def _queue(session_id: int) -> None:
-    try:
-        queue_bill(session_id)
-    except Exception:
-        logger.exception("queueing the billing job of session %s failed; the sweep will bill it", session_id)
-
-
 def session_ended(session_id: int) -> None:
-    """Queue the billing job in a worker thread without waiting for it. Submitted now, so it runs even if
-    the connection's loop moves on or closes."""
-    asyncio.get_running_loop().run_in_executor(None, _queue, session_id)
+    task_queue.submit(session_bill, session_id)

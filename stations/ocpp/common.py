@@ -7,6 +7,7 @@ from datetime import datetime
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
 from sessions.types import TransactionEventRequest, TransactionEventResult
 from stations.enums import SecurityEventKind
+from stations.ocpp import energy_hooks
 from stations.ocpp.batching import GroupCommit
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.mappers import format_datetime, parse_datetime, text
@@ -37,6 +38,8 @@ def boot_notification(station_info: Callable[[dict], StationInfo]) -> Handler:
             received_at=req.received_at,
         )
         req.station.registration_status = result.status
+        if result.status == "Accepted":
+            energy_hooks.station_booted(req.station.station_id)
         return {
             "status": result.status,
             "currentTime": format_datetime(result.current_time),

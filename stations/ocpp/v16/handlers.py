@@ -5,7 +5,7 @@ from ocpp.v16.enums import Action
 from sessions.services.ingest import MeterValuesItem
 from sessions.services.transactions import id_token_authorize, session_start, session_stop
 from stations.enums import StationEventKind
-from stations.ocpp import billing_hooks
+from stations.ocpp import billing_hooks, energy_hooks
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import (
     boot_notification,
@@ -37,6 +37,7 @@ async def start_transaction(req: Request) -> dict:
     result = await run_db(session_start, request=request, organisation_id=req.station.organisation_id)
     if result.created:
         await billing_hooks.session_opened(result.session_id)
+        energy_hooks.session_changed(req.station.station_id)
     return {"transactionId": int(result.transaction_id), "idTagInfo": mappers.id_tag_info(result.token)}
 
 
@@ -47,6 +48,7 @@ async def stop_transaction(req: Request) -> dict:
     result = await run_db(session_stop, request=request, organisation_id=req.station.organisation_id)
     if result.applied and result.session_id is not None:
         billing_hooks.session_ended(result.session_id)
+        energy_hooks.session_changed(req.station.station_id)
     return {"idTagInfo": mappers.id_tag_info(result.token)} if result.token is not None else {}
 
 

@@ -10,7 +10,7 @@ from sessions.services.ingest import MeterValuesItem
 from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
-from stations.ocpp import billing_hooks
+from stations.ocpp import billing_hooks, energy_hooks
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import (
     boot_notification,
@@ -46,6 +46,8 @@ async def transaction_event(req: Request) -> dict:
         await billing_hooks.session_opened(result.session_id)
     if result.ended:
         billing_hooks.session_ended(result.session_id)
+    if result.opened or result.ended:
+        energy_hooks.session_changed(req.station.station_id)
     # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken".
     return {"idTokenInfo": mappers.id_token_info(result.token)} if result.token is not None else {}
 
