@@ -4,8 +4,9 @@ an operator of organisation B, a site host of site A1 only, and a finance user o
 from dataclasses import dataclass
 
 import pytest
+from rest_framework.test import APIClient
 
-from accounts.services import membership_set, site_host_grant
+from accounts.services import api_token_get_or_create, membership_set, site_host_grant
 from tests.factories import (
     ChargingStationFactory,
     OrganisationFactory,
@@ -113,3 +114,18 @@ def queued_tasks(monkeypatch) -> list[tuple[str, tuple]]:
         "stations.ocpp.task_queue.publish", lambda task, *args: queued.append((task.name, args))
     )
     return queued
+
+
+@pytest.fixture
+def api():
+    """api(user) -> an APIClient sending that user's token, as an integrator would.
+
+    Token auth (not force_authenticate) so that each request loads a fresh user: the scope selectors cache
+    the user's roles on the user object."""
+
+    def client_for(user) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
+        return client
+
+    return client_for

@@ -357,3 +357,21 @@ class SiteEnergyOutputSerializer(serializers.Serializer):
     at = serializers.DateTimeField(help_text="The instant of the picture.")
     nodes = EnergyNodeOutputSerializer(many=True)
     evses = EnergyEvseOutputSerializer(many=True)
+
+
+class ProfileCheckOutputSerializer(serializers.Serializer):
+    """What the platform expects the EVSE's limit to be now and what the charger reports."""
+
+    evse_id = serializers.IntegerField(help_text="The OCPP EVSE (1.6: connector) number.")
+    expected_a = serializers.DecimalField(
+        max_digits=8, decimal_places=1, allow_null=True, help_text="The last limit sent; null if none."
+    )
+    reported_a = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=1,
+        allow_null=True,
+        help_text="The limit now in the charger's composite schedule; null if it gave none.",
+    )
+    matches = serializers.BooleanField()
+    command_id = serializers.IntegerField(help_text="The GetCompositeSchedule command (see /commands/).")
+    detail = serializers.CharField(help_text="Why there is no reported limit, else empty.")

@@ -4,6 +4,7 @@ from django.urls import path
 import stations.api.urls  # noqa: F401
 from energy.api.views import (
     EvseElectricalApi,
+    EvseProfileCheckApi,
     GridNodeDetailApi,
     GridNodeScheduleApi,
     GridNodeSignalListApi,
@@ -22,6 +23,11 @@ urlpatterns = [
         "stations/<station_identity:identity>/evses/<int:evse_id>/electrical/",
         EvseElectricalApi.as_view(),
         name="station-evse-electrical",
+    ),
+    path(
+        "stations/<station_identity:identity>/evses/<int:evse_id>/profile-check/",
+        EvseProfileCheckApi.as_view(),
+        name="station-evse-profile-check",
     ),
     path(
         "stations/<station_identity:identity>/charging-profiles/",

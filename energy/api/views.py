@@ -28,6 +28,7 @@ from energy.api.serializers import (
     GridSignalOutputSerializer,
     NodeScheduleInputSerializer,
     NodeScheduleOutputSerializer,
+    ProfileCheckOutputSerializer,
     SiteEnergyOutputSerializer,
 )
 from energy.selectors import (
@@ -41,6 +42,7 @@ from energy.selectors import (
     site_energy_view,
     station_evse_get,
 )
+from energy.services.profiles import evse_profile_check
 from energy.services.topology import (
     ScheduleRow,
     evse_electrical_set,
@@ -364,3 +366,22 @@ class SiteEnergyApi(APIView):
     def get(self, request, pk: int):
         site = site_access(user=request.user, pk=pk)
         return Response(SiteEnergyOutputSerializer(_energy_body(site_energy_view(site_id=site.pk))).data)
+
+
+@extend_schema(tags=TAGS, parameters=[IDENTITY])
+class EvseProfileCheckApi(APIView):
+    @extend_schema(
+        operation_id="stations_evses_profile_check",
+        summary="Compare the limit sent with what the charger applies",
+        description="Sends GetCompositeSchedule for the EVSE and compares its limit now with the TxProfile "
+        "its session was last given (else its fail-safe default). Needs the command right on the station.",
+        request=None,
+        responses={200: ProfileCheckOutputSerializer, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def post(self, request, identity: str, evse_id: int):
+        station = station_access(
+            user=request.user, identity=identity, capability=Capability.COMMAND, with_points=False
+        )
+        station_evse_get(station=station, evse_id=evse_id)
+        check = evse_profile_check(station=station, evse_number=evse_id, user=request.user)
+        return Response(ProfileCheckOutputSerializer(check).data)

@@ -312,3 +312,80 @@ def sites_to_rebalance() -> list[int]:
         .distinct()
         .order_by("node__site_id")
     )
+
+
+# --- what the charger reports --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileCheck:
+    """What the platform expects an EVSE to be limited to now (the TxProfile its session was last given, else
+    its fail-safe default), what the charger reports (the first period of its composite schedule), and
+    whether they agree within 0.05 A. `reported_a` None: the charger gave no schedule (`detail` says why)."""
+
+    evse_id: int
+    expected_a: Decimal | None
+    reported_a: Decimal | None
+    matches: bool
+    command_id: int
+    detail: str
+
+
+def _expected_limit(station: ChargingStation, evse_number: int) -> Decimal | None:
+    session = (
+        ChargingSession.objects.filter(
+            station=station, evse__evse_id=evse_number, status=SessionStatus.ACTIVE
+        )
+        .order_by("-started_at")
+        .first()
+    )
+    if session is not None:
+        allocation = EvseAllocation.objects.filter(evse_id=session.evse_id).first()
+        if allocation is not None and allocation.sent_transaction_id == session.transaction_id:
+            return allocation.sent_limit_a
+    default = (
+        ChargingProfileRecord.objects.filter(
+            station=station, evse_id=evse_number, kind=ProfileKind.DEFAULT, status="Accepted"
+        )
+        .order_by("-created_at", "-id")
+        .first()
+    )
+    return default.limit_a if default is not None else None
+
+
+def evse_profile_check(*, station: ChargingStation, evse_number: int, user=None) -> ProfileCheck:
+    """Ask the charger for its composite schedule of the EVSE (GetCompositeSchedule, 60 s, in A) and compare
+    its limit now with what the platform sent."""
+    from stations.services.commands import command_execute
+
+    expected = _expected_limit(station, evse_number)
+    key = "connectorId" if _version(station) == "1.6" else "evseId"
+    command = command_execute(
+        station=station,
+        action="GetCompositeSchedule",
+        request={key: evse_number, "duration": 60, "chargingRateUnit": "A"},
+        user=user,
+        source=CommandSource.API,
+        timeout_s=settings.ENERGY_PROFILE_TIMEOUT_S,
+    )
+    reported, detail = None, ""
+    if command.status != CommandStatus.ANSWERED:
+        detail = f"{command.status}: {command.error_code or ''} {command.error_description or ''}".strip()
+    elif (command.response or {}).get("status") != "Accepted":
+        detail = f"the charger answered {command.response.get('status')!r}"
+    else:
+        schedule = command.response.get("chargingSchedule") or command.response.get("schedule") or {}
+        periods = schedule.get("chargingSchedulePeriod") or []
+        if periods:
+            reported = Decimal(str(periods[0]["limit"]))
+        else:
+            detail = "the schedule has no period"
+    matches = expected is not None and reported is not None and abs(expected - reported) < Decimal("0.05")
+    return ProfileCheck(
+        evse_id=evse_number,
+        expected_a=expected,
+        reported_a=reported,
+        matches=matches,
+        command_id=command.pk,
+        detail=detail,
+    )

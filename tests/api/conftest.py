@@ -4,9 +4,7 @@ what each tenant's stations reported."""
 from dataclasses import dataclass
 
 import pytest
-from rest_framework.test import APIClient
 
-from accounts.services import api_token_get_or_create
 from sessions.models import MeterValue, SessionAnomaly, TransactionEvent
 from stations.models import DeviceVariable, SecurityEvent, StationEvent, StatusChange
 from tests.support import at
@@ -17,21 +15,6 @@ from tests.tenants import Tenants, tenants_make
 def fast_password_hasher(settings):
     # The standing users get real passwords; PBKDF2 would cost ~0.5 s each, every test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture
-def api():
-    """api(user) -> an APIClient sending that user's token, as an integrator would.
-
-    Token auth (not force_authenticate) so that each request loads a fresh user: the scope selectors cache
-    the user's roles on the user object."""
-
-    def client_for(user) -> APIClient:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_get_or_create(user=user).key}")
-        return client
-
-    return client_for
 
 
 @pytest.fixture

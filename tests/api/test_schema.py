@@ -65,6 +65,7 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/stations/{identity}/diagnostics/",
         "/api/v1/stations/{identity}/events/",
         "/api/v1/stations/{identity}/evses/{evse_id}/electrical/",
+        "/api/v1/stations/{identity}/evses/{evse_id}/profile-check/",
         "/api/v1/stations/{identity}/firmware-update/",
         "/api/v1/stations/{identity}/firmware-updates/",
         "/api/v1/stations/{identity}/local-list/",

@@ -247,3 +247,76 @@ def test_increases_wait_for_the_rate_limit_but_decreases_do_not(depot, fake_char
     # theirs go too, even on A2 whose earlier session had one moments ago.
     assert _sent(fake_charger) == [("CP-A", 1, 10.6), ("CP-A", 2, 10.6), ("CP-A", 3, 10.6)]
     assert EvseAllocation.objects.get(evse=a1.evse).sent_limit_a == Decimal("10.6")
+
+
+# --- comparing with what the charger reports --------------------------------------------------------------
+
+
+def _schedule_1_6(limit: float) -> dict:
+    return {
+        "status": "Accepted",
+        "connectorId": 1,
+        "chargingSchedule": {
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": limit}],
+        },
+    }
+
+
+def test_the_check_compares_the_sent_limit_with_the_charger_schedule(
+    depot, fake_charger, settings, api, world
+):
+    settings.ENERGY_MIN_SEND_INTERVAL_S = 0
+    _start(depot["evses"]["A1"], "101", 10)
+    site_rebalance(site_id=depot["site"].pk)  # A1 alone on the circuit: 32 A
+    fake_charger.answers["GetCompositeSchedule"] = _schedule_1_6(32.0)
+    response = api(world.operator_a).post("/api/v1/stations/CP-A/evses/1/profile-check/")
+    assert response.status_code == 200
+    body = response.json()
+    assert {key: body[key] for key in ("evse_id", "expected_a", "reported_a", "matches", "detail")} == {
+        "evse_id": 1,
+        "expected_a": "32.0",
+        "reported_a": "32.0",
+        "matches": True,
+        "detail": "",
+    }
+    assert fake_charger.received[-1] == (
+        "CP-A",
+        "GetCompositeSchedule",
+        {"connectorId": 1, "duration": 60, "chargingRateUnit": "A"},
+    )
+    fake_charger.answers["GetCompositeSchedule"] = _schedule_1_6(16.0)  # the charger ignored the profile
+    body = api(world.operator_a).post("/api/v1/stations/CP-A/evses/1/profile-check/").json()
+    assert (body["expected_a"], body["reported_a"], body["matches"]) == ("32.0", "16.0", False)
+
+
+def test_without_a_session_the_check_expects_the_default(depot, fake_charger, api, world):
+    station_default_profiles_send(station_id=depot["cp_b"].pk)
+    fake_charger.answers["GetCompositeSchedule"] = {
+        "status": "Accepted",
+        "schedule": {
+            "evseId": 1,
+            "duration": 60,
+            "scheduleStart": "2026-01-01T00:00:00Z",
+            "chargingRateUnit": "A",
+            "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 12.5}],
+        },
+    }
+    body = api(world.operator_a).post("/api/v1/stations/CP-B/evses/1/profile-check/").json()
+    assert (body["expected_a"], body["reported_a"], body["matches"]) == ("12.5", "12.5", True)
+    assert fake_charger.received[-1][2] == {"evseId": 1, "duration": 60, "chargingRateUnit": "A"}
+
+
+@pytest.mark.parametrize(("who", "expected"), [("finance_a", 403), ("operator_b", 404), ("host_a2", 404)])
+def test_the_check_is_a_command_and_scoped(depot, fake_charger, api, world, who, expected):
+    from accounts.services import site_host_grant
+    from tests.factories import UserFactory
+
+    if who == "host_a2":
+        user = UserFactory(username="host_a2")
+        site_host_grant(user=user, site=world.site_a2)
+    else:
+        user = getattr(world, who)
+    response = api(user).post("/api/v1/stations/CP-A/evses/1/profile-check/")
+    assert response.status_code == expected
+    assert fake_charger.received == []
