@@ -213,6 +213,9 @@ CELERY_BEAT_SCHEDULE = {
 ENERGY_MIN_CHANGE_A = env_float("ENERGY_MIN_CHANGE_A", 1.0)
 # An increase for an EVSE waits this long after its previous profile (decreases never wait).
 ENERGY_MIN_SEND_INTERVAL_S = env_float("ENERGY_MIN_SEND_INTERVAL_S", 30.0)
+# Keep each idle managed EVSE's fail-safe share free, so a car plugging in at its default never overloads a
+# node before the next rebalance (safe; costs running sessions that headroom).
+ENERGY_RESERVE_IDLE_SHARES = env_bool("ENERGY_RESERVE_IDLE_SHARES", True)
 # How long a SetChargingProfile may take to be answered.
 ENERGY_PROFILE_TIMEOUT_S = env_float("ENERGY_PROFILE_TIMEOUT_S", 15.0)
 

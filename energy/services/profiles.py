@@ -4,8 +4,11 @@
 1. builds the algorithm's input from the database (`energy.selectors.site_balancing_input`) and runs the pure
    `energy.balancing.balance`;
 2. stores each EVSE's allocation (EvseAllocation);
-3. sends a TxProfile to each charging session whose limit changed *meaningfully*: by ENERGY_MIN_CHANGE_A or
-   more, or between paused and not. Decreases always go, and go first: the new, lower limits are
+   Idle managed EVSEs keep their safe share (below) free (ENERGY_RESERVE_IDLE_SHARES): a car that plugs
+   in draws its fail-safe default before the next rebalance reaches it, and that must fit beside the
+   running sessions' limits;
+3. sends a TxProfile to each charging session whose limit changed *meaningfully*: any decrease, an increase
+   of ENERGY_MIN_CHANGE_A or more, or between paused and not. Decreases always go, and go first: the new, lower limits are
    acknowledged before any increase is sent, so the sum never exceeds a fuse in between; if a charger does
    not accept its decrease, no increase is sent this round. An increase waits
    until ENERGY_MIN_SEND_INTERVAL_S has passed since the EVSE's last profile (rate limit per charger).
@@ -20,7 +23,7 @@ loses its connection keeps the site safe (a share below the car's minimum simply
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_FLOOR, Decimal
 
 from asgiref.sync import async_to_sync
@@ -32,6 +35,7 @@ from energy.enums import ProfileKind
 from energy.models import ChargingProfileRecord, EvseAllocation, EvseElectrical, GridNode, NodeLimitSchedule
 from energy.profiles_wire import default_profile_id, set_profile_request, tx_profile_id
 from energy.selectors import kw_limit_as_a, site_balancing_input
+from energy.types import EvseInput, Node
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from stations.enums import CommandSource, CommandStatus
@@ -197,11 +201,39 @@ class RebalanceResult:
 
 
 def _meaningful(new: Decimal, sent: Decimal | None) -> bool:
-    if sent is None:
+    """Worth sending: a first profile, any decrease (the plan may rely on it), pausing or resuming, or an
+    increase of ENERGY_MIN_CHANGE_A or more."""
+    if sent is None or new < sent:
         return True
     if (new == 0) != (sent == 0):
         return True
-    return abs(new - sent) >= Decimal(str(settings.ENERGY_MIN_CHANGE_A))
+    return new - sent >= Decimal(str(settings.ENERGY_MIN_CHANGE_A))
+
+
+def _reserve_idle_shares(nodes: list[Node], evses: list[EvseInput], shares: dict[int, Decimal]) -> list[Node]:
+    """The nodes with each idle managed EVSE's safe share held back, on its phases, at its node and every
+    ancestor: a car that plugs in there starts at its TxDefaultProfile before the next rebalance gives it a
+    TxProfile, and that draw must already fit beside the running sessions' limits."""
+    by_id = {node.id: node for node in nodes}
+    extra: dict[int, list[float]] = {node.id: [0.0, 0.0, 0.0] for node in nodes}
+    for evse in evses:
+        share = float(shares.get(evse.id, 0))
+        if evse.active or share <= 0:
+            continue
+        node_id: int | None = evse.node_id
+        seen: set[int] = set()
+        while node_id is not None and node_id in by_id and node_id not in seen:
+            seen.add(node_id)
+            for phase in evse.phases:
+                extra[node_id][phase] += share
+            node_id = by_id[node_id].parent_id
+    return [
+        replace(
+            node,
+            base_load_a=tuple(base + add for base, add in zip(node.base_load_a, extra[node.id], strict=True)),
+        )
+        for node in nodes
+    ]
 
 
 def site_rebalance(*, site_id: int) -> RebalanceResult:
@@ -210,6 +242,8 @@ def site_rebalance(*, site_id: int) -> RebalanceResult:
     nodes, evses = site_balancing_input(site_id=site_id, at=now)
     if not evses:
         return RebalanceResult(0, 0, 0, 0)
+    if settings.ENERGY_RESERVE_IDLE_SHARES:
+        nodes = _reserve_idle_shares(nodes, evses, safe_shares(site_id=site_id))
     result = balance(nodes, evses)
     previous = {
         allocation.evse_id: allocation

@@ -182,9 +182,9 @@ def test_a_rebalance_sends_only_what_changed_and_decreases_first(depot, fake_cha
     _start(evses["A2"], "102", 20)
 
     first = site_rebalance(site_id=depot["site"].pk)
-    # Two on the 32 A circuit: 16 A each.
+    # Two on the 32 A circuit, whose idle A3 keeps its 10.6 A safe share free: (32 - 10.6) / 2 = 10.7 each.
     assert (first.sent, first.accepted, first.paused) == (2, 2, 0)
-    assert _sent(fake_charger) == [("CP-A", 1, 16.0), ("CP-A", 2, 16.0)]
+    assert _sent(fake_charger) == [("CP-A", 1, 10.7), ("CP-A", 2, 10.7)]
 
     fake_charger.received.clear()
     assert site_rebalance(site_id=depot["site"].pk).sent == 0  # nothing changed: nothing sent
@@ -192,8 +192,8 @@ def test_a_rebalance_sends_only_what_changed_and_decreases_first(depot, fake_cha
     _start(evses["A3"], "103", 1)
     _start(evses["B1"], "B-1", 1)
     third = site_rebalance(site_id=depot["site"].pk)
-    # Now 3 on the circuit: 32/3 = 10.66 -> 10.6 each; B1 alone on its 16 A circuit: 16.
-    # The two decreases (16 -> 10.6) are sent and answered before the increases (new sessions).
+    # Now 3 on the circuit and nothing idle: 32/3 = 10.66 -> 10.6 each; B1 alone on its 16 A circuit: 16.
+    # The two decreases (10.7 -> 10.6: any decrease is sent) go and are answered before the new sessions'.
     assert _sent(fake_charger) == [
         ("CP-A", 1, 10.6),
         ("CP-A", 2, 10.6),
@@ -218,23 +218,25 @@ def test_a_refused_decrease_holds_back_the_increases(depot, fake_charger, settin
     settings.ENERGY_MIN_SEND_INTERVAL_S = 0
     evses = depot["evses"]
     _start(evses["A1"], "101", 30)
-    site_rebalance(site_id=depot["site"].pk)  # A1 alone: 32 A
+    site_rebalance(site_id=depot["site"].pk)  # A1 alone, A2 and A3 idle with 10.6 A each: 32 - 21.2 = 10.8
     fake_charger.received.clear()
     fake_charger.answers["SetChargingProfile"] = CallError("InternalError")
     _start(evses["A2"], "102", 1)
     result = site_rebalance(site_id=depot["site"].pk)
-    # A1 must come down to 16 A before A2 may get 16 A: the charger refused, so A2 gets nothing yet.
-    assert _sent(fake_charger) == [("CP-A", 1, 16.0)]
+    # A1 must come down to (32 - 10.6) / 2 = 10.7 before A2 may get as much: the charger refused, so A2
+    # gets nothing yet.
+    assert _sent(fake_charger) == [("CP-A", 1, 10.7)]
     assert (result.sent, result.accepted) == (1, 0)
-    assert EvseAllocation.objects.get(evse=evses["A1"]).sent_limit_a == Decimal(32)
+    assert EvseAllocation.objects.get(evse=evses["A1"]).sent_limit_a == Decimal("10.8")
 
 
 def test_increases_wait_for_the_rate_limit_but_decreases_do_not(depot, fake_charger, settings):
     settings.ENERGY_MIN_SEND_INTERVAL_S = 3600
+    settings.ENERGY_RESERVE_IDLE_SHARES = False
     evses = depot["evses"]
     a1 = _start(evses["A1"], "101", 30)
     a2 = _start(evses["A2"], "102", 20)
-    site_rebalance(site_id=depot["site"].pk)  # 16 + 16
+    site_rebalance(site_id=depot["site"].pk)  # 16 + 16 (no headroom kept for idle EVSEs in this test)
     fake_charger.received.clear()
     a2.status = "completed"
     a2.save()
@@ -268,15 +270,15 @@ def test_the_check_compares_the_sent_limit_with_the_charger_schedule(
 ):
     settings.ENERGY_MIN_SEND_INTERVAL_S = 0
     _start(depot["evses"]["A1"], "101", 10)
-    site_rebalance(site_id=depot["site"].pk)  # A1 alone on the circuit: 32 A
-    fake_charger.answers["GetCompositeSchedule"] = _schedule_1_6(32.0)
+    site_rebalance(site_id=depot["site"].pk)  # A1 beside two idle EVSEs' shares: 32 - 2 x 10.6 = 10.8
+    fake_charger.answers["GetCompositeSchedule"] = _schedule_1_6(10.8)
     response = api(world.operator_a).post("/api/v1/stations/CP-A/evses/1/profile-check/")
     assert response.status_code == 200
     body = response.json()
     assert {key: body[key] for key in ("evse_id", "expected_a", "reported_a", "matches", "detail")} == {
         "evse_id": 1,
-        "expected_a": "32.0",
-        "reported_a": "32.0",
+        "expected_a": "10.8",
+        "reported_a": "10.8",
         "matches": True,
         "detail": "",
     }
@@ -287,7 +289,7 @@ def test_the_check_compares_the_sent_limit_with_the_charger_schedule(
     )
     fake_charger.answers["GetCompositeSchedule"] = _schedule_1_6(16.0)  # the charger ignored the profile
     body = api(world.operator_a).post("/api/v1/stations/CP-A/evses/1/profile-check/").json()
-    assert (body["expected_a"], body["reported_a"], body["matches"]) == ("32.0", "16.0", False)
+    assert (body["expected_a"], body["reported_a"], body["matches"]) == ("10.8", "16.0", False)
 
 
 def test_without_a_session_the_check_expects_the_default(depot, fake_charger, api, world):
@@ -320,3 +322,13 @@ def test_the_check_is_a_command_and_scoped(depot, fake_charger, api, world, who,
     response = api(user).post("/api/v1/stations/CP-A/evses/1/profile-check/")
     assert response.status_code == expected
     assert fake_charger.received == []
+
+
+def test_idle_evses_keep_their_safe_share_free(depot, fake_charger, settings):
+    settings.ENERGY_MIN_SEND_INTERVAL_S = 0
+    _start(depot["evses"]["A1"], "101", 10)
+    site_rebalance(site_id=depot["site"].pk)
+    settings.ENERGY_RESERVE_IDLE_SHARES = False
+    site_rebalance(site_id=depot["site"].pk)
+    # With the headroom: 32 - 2 x 10.6 (A2, A3 idle) = 10.8. Without: the whole circuit, 32.
+    assert _sent(fake_charger) == [("CP-A", 1, 10.8), ("CP-A", 1, 32.0)]
