@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from billing.services.demo import DEMO_PRICES, demo_prices_load
 from cpms.errors import DomainError
+from energy.services.demo import CIRCUIT_LIMIT_A, DEMO_SITE, GRID_LIMIT_A, demo_energy_load
 from stations.services.demo import DemoData, demo_data_load
 
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         try:
             data = demo_data_load()
             prices_created = demo_prices_load(organisation=data.organisation)
+            energy_created = demo_energy_load(organisation=data.organisation)
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         self._print(data, base_url=(base_url or _default_base_url()).rstrip("/"))
@@ -37,6 +39,12 @@ class Command(BaseCommand):
                 f"  {site_name:<13} tariff {name!r}: {per_kwh} {currency}/kWh, {per_idle_hour} {currency}/h idle "
                 "after 30 min"
             )
+        if energy_created:
+            self.stdout.write(f"Demo load management: created {energy_created} rows.")
+        self.stdout.write(
+            f"  {DEMO_SITE:<13} load-managed: grid connection {GRID_LIMIT_A} A, chargers circuit {CIRCUIT_LIMIT_A} A "
+            "per phase (docs/energy.md)"
+        )
 
     def _print(self, data: DemoData, *, base_url: str) -> None:
         out = self.stdout
