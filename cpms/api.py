@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -23,6 +24,14 @@ class ErrorOutputSerializer(serializers.Serializer):
     """The body of every 403/404 (and of 400s raised by services): {"detail": message}."""
 
     detail = serializers.CharField()
+
+
+# The error answers every API view documents (drf-spectacular responses).
+NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
+FORBIDDEN = OpenApiResponse(
+    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
+)
+BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 
 
 class StrictInputSerializer(serializers.Serializer):

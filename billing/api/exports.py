@@ -30,14 +30,12 @@ from billing.services.exports import (
     export_stream,
     period_bound_parse,
 )
-from cpms.api import ErrorOutputSerializer, StrictInputSerializer
+from cpms.api import BAD_REQUEST, NOT_FOUND, ErrorOutputSerializer, StrictInputSerializer
 from cpms.errors import NotFound
 
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
 FORBIDDEN = OpenApiResponse(
     ErrorOutputSerializer, description="Visible to you, but your role may not export finance data."
 )
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 NOT_DONE = OpenApiResponse(ErrorOutputSerializer, description="The export is not done (yet).")
 
 

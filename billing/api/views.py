@@ -57,17 +57,12 @@ from billing.services.tariffs import (
     tariff_update,
     tariff_version_create,
 )
-from cpms.api import ErrorOutputSerializer, paginated_response
+from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ErrorOutputSerializer, paginated_response
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from sessions.selectors import id_token_access, session_access
 from stations.selectors import site_access, station_access
 
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
-FORBIDDEN = OpenApiResponse(
-    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
-)
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 VERSION = OpenApiParameter(
     "version", int, OpenApiParameter.PATH, description="The version number (1, 2, ...)."
 )

@@ -14,7 +14,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.enums import Capability
-from cpms.api import ErrorOutputSerializer, paginated_response
+from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ErrorOutputSerializer, paginated_response
 from energy.api.serializers import (
     ChargingProfileFilterSerializer,
     ChargingProfileOutputSerializer,
@@ -55,11 +55,6 @@ from energy.services.topology import (
 from energy.types import UNLIMITED
 from stations.selectors import site_access, station_access
 
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
-FORBIDDEN = OpenApiResponse(
-    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
-)
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 CONFLICT = OpenApiResponse(ErrorOutputSerializer, description="Conflicts with the site's topology.")
 IDENTITY = OpenApiParameter(
     "identity", str, OpenApiParameter.PATH, description="The station's OCPP identity (URL-encoded)."

@@ -5,7 +5,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.enums import Capability
-from cpms.api import ErrorOutputSerializer, paginated_response
+from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ErrorOutputSerializer, paginated_response
 from cpms.errors import NotFound, ValidationFailed
 from sessions.api.serializers import (
     IdTokenFilterSerializer,
@@ -46,11 +46,6 @@ from stations.enums import CommandSource
 from stations.ocpp.commands_auth import cancel_reservation_for, local_list_wire, reserve_now_for
 from stations.selectors import station_access
 
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
-FORBIDDEN = OpenApiResponse(
-    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
-)
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 NOT_CONNECTED = OpenApiResponse(ErrorOutputSerializer, description="The station is not connected.")
 
 

@@ -25,7 +25,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.enums import Capability
-from cpms.api import ErrorOutputSerializer, paginated_response
+from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, paginated_response
 from cpms.errors import NotFound
 from stations.api.firmware_serializers import (
     DiagnosticsInputSerializer,
@@ -62,12 +62,6 @@ from stations.services.firmware import (
     firmware_file_create,
     firmware_update_start,
 )
-
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
-FORBIDDEN = OpenApiResponse(
-    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
-)
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 
 
 def _outcome(command: Command) -> tuple[int, str | None]:

@@ -1,6 +1,6 @@
 """Configuration templates and bulk command jobs over the API."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from accounts.enums import Capability
 from accounts.selectors import organisation_access
-from cpms.api import ErrorOutputSerializer, StrictInputSerializer, paginated_response
+from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, StrictInputSerializer, paginated_response
 from cpms.errors import ValidationFailed
 from stations.enums import JobKind, OcppVersion
 from stations.models import CommandJob, CommandJobTarget, ConfigurationTemplate
@@ -25,12 +25,6 @@ from stations.services.jobs import (
     configuration_template_create,
     configuration_template_update,
 )
-
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
-FORBIDDEN = OpenApiResponse(
-    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
-)
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 
 
 class TemplateOutputSerializer(serializers.ModelSerializer):

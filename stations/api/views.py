@@ -1,11 +1,11 @@
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.enums import Capability
-from cpms.api import ErrorOutputSerializer, paginated_response
+from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, paginated_response
 from stations.api.serializers import (
     DeviceVariableFilterSerializer,
     DeviceVariableOutputSerializer,
@@ -35,11 +35,6 @@ from stations.selectors import (
 )
 from stations.services.management import site_create, site_update, station_create, station_update
 
-NOT_FOUND = OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope.")
-FORBIDDEN = OpenApiResponse(
-    ErrorOutputSerializer, description="Visible to you, but your role may not do this."
-)
-BAD_REQUEST = OpenApiResponse(description="Invalid input: {field: [messages]} or {detail: message}.")
 IDENTITY = OpenApiParameter(
     "identity", str, OpenApiParameter.PATH, description="The station's OCPP identity (URL-encoded)."
 )
