@@ -22,6 +22,7 @@ class Capability(models.TextChoices):
     EXPORT = "export", "Export finance data"
     BILLING = "billing", "Issue credits on charge detail records"
     MANAGE_USERS = "manage_users", "Manage users"
+    PRICING = "pricing", "Set prices and access rules of their sites"
 
 
 ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
@@ -33,10 +34,13 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
             Capability.EXPORT,
             Capability.BILLING,
             Capability.MANAGE_USERS,
+            Capability.PRICING,
         }
     ),
-    Role.OPERATOR_STAFF: frozenset({Capability.VIEW, Capability.MANAGE, Capability.COMMAND}),
-    Role.SITE_HOST: frozenset({Capability.VIEW, Capability.COMMAND}),
+    Role.OPERATOR_STAFF: frozenset({Capability.VIEW, Capability.MANAGE, Capability.COMMAND, Capability.PRICING}),
+    # A site host sets prices and access rules only on the sites where they were also granted
+    # `stations.change_site` (see accounts.selectors.site_host_site_ids).
+    Role.SITE_HOST: frozenset({Capability.VIEW, Capability.COMMAND, Capability.PRICING}),
     Role.FINANCE: frozenset({Capability.VIEW, Capability.EXPORT, Capability.BILLING}),
     Role.SUPPORT: frozenset({Capability.VIEW, Capability.COMMAND}),
 }

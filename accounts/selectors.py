@@ -44,9 +44,11 @@ def site_host_site_ids(*, user: User, capability: str = Capability.VIEW) -> list
     host_orgs = [org for org, role in membership_roles(user=user).items() if role == Role.SITE_HOST]
     if not host_orgs:
         return []
+    # Pricing (prices and access rules) needs a second, per-site grant: `stations.change_site`.
+    permission = "stations.change_site" if capability == Capability.PRICING else "stations.view_site"
     sites = get_objects_for_user(
         user,
-        "stations.view_site",
+        permission,
         klass=Site.objects.filter(organisation_id__in=host_orgs),
         accept_global_perms=False,
     )

@@ -23,8 +23,9 @@ def membership_set(*, user: User, organisation: Organisation, role: str) -> Memb
 
 
 @transaction.atomic
-def site_host_grant(*, user: User, site) -> None:
-    """Make `user` a site host of `site` (a membership in the site's organisation plus object perms)."""
+def site_host_grant(*, user: User, site, may_set_prices: bool = False) -> None:
+    """Make `user` a site host of `site` (a membership in the site's organisation plus object perms).
+    `may_set_prices` also lets them set the site's prices and access rules (Capability.PRICING)."""
     existing = Membership.objects.filter(user=user, organisation_id=site.organisation_id).first()
     if existing is None:
         membership_set(user=user, organisation=site.organisation, role=Role.SITE_HOST)
@@ -32,12 +33,17 @@ def site_host_grant(*, user: User, site) -> None:
         raise ValidationFailed(f"{user} already has the organisation-wide role {existing.role}.")
     assign_perm("stations.view_site", user, site)
     assign_perm("stations.operate_site", user, site)
+    if may_set_prices:
+        assign_perm("stations.change_site", user, site)
+    else:
+        remove_perm("stations.change_site", user, site)
 
 
 @transaction.atomic
 def site_host_revoke(*, user: User, site) -> None:
     remove_perm("stations.view_site", user, site)
     remove_perm("stations.operate_site", user, site)
+    remove_perm("stations.change_site", user, site)
 
 
 @transaction.atomic

@@ -35,7 +35,10 @@ urlpatterns = [
     path("", ApiRootApi.as_view(), name="api-root"),
     path("", include("accounts.api.urls")),
     path("", include("stations.api.urls")),
+    path("", include("stations.api.urls_incidents")),
     path("", include("sessions.api.urls")),
+    path("", include("sessions.api.urls_waitlists")),
     path("", include("billing.api.urls")),
+    path("", include("billing.api.urls_kpis")),
     path("", include("energy.api.urls")),
 ]

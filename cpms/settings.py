@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
@@ -36,6 +37,8 @@ INSTALLED_APPS = [
     "guardian",
     "channels",
     "django_celery_beat",
+    "django_htmx",
+    "cpms",
     "accounts",
     "stations",
     "sessions.apps.ChargingConfig",
@@ -51,6 +54,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -68,6 +72,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "cpms.portal.portal_context",
             ],
         },
     },
@@ -142,7 +147,22 @@ MEDIA_ROOT = Path(env_str("CPMS_MEDIA_ROOT", str(VAR_DIR / "media")))
 CPMS_PUBLIC_URL = env_str("CPMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
 # Largest diagnostics/log file a charger may upload.
 CPMS_MAX_UPLOAD_BYTES = env_int("CPMS_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "portal:login"
+LOGIN_REDIRECT_URL = "portal:overview"
+LOGOUT_REDIRECT_URL = "portal:login"
+
+# --- Email (incident alerts, waitlist offers, user invitations) ------------------------------------
+# Unset: mails are printed to the server's log. Set EMAIL_HOST (and friends) to send them.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CPMS <cpms@localhost>")
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_SAVE_EVERY_REQUEST = True  # idle sessions expire: the age counts from the last request
@@ -202,6 +222,10 @@ CELERY_BEAT_SCHEDULE = {
     "expire-reservations": {"task": "sessions.tasks.reservations_expire", "schedule": 60.0},
     "bill-completed-sessions": {"task": "billing.tasks.sessions_bill_pending", "schedule": 60.0},
     "send-running-costs": {"task": "billing.tasks.running_costs_send", "schedule": 60.0},
+    "detect-offline-incidents": {"task": "stations.tasks.incidents_detect_offline", "schedule": 60.0},
+    "send-incident-alerts": {"task": "stations.tasks.incidents_notify_pending", "schedule": 60.0},
+    "advance-waitlists": {"task": "sessions.tasks.waitlists_advance", "schedule": 30.0},
+    "compute-kpis": {"task": "billing.tasks.kpis_compute_recent", "schedule": env_float("KPI_COMPUTE_S", 900.0)},
     "rebalance-sites": {
         "task": "energy.tasks.sites_rebalance",
         "schedule": env_float("ENERGY_REBALANCE_S", 30.0),

@@ -1,6 +1,6 @@
-from django.shortcuts import render
+from django.shortcuts import redirect
 
 
 def home(request):
-    """Portal placeholder until the portal issue: links to what exists today."""
-    return render(request, "home.html")
+    """The site root: the portal (which sends anonymous visitors to its login page)."""
+    return redirect("portal:overview")

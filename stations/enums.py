@@ -116,3 +116,11 @@ class JobTargetStatus(models.TextChoices):
 class UploadKind(models.TextChoices):
     DIAGNOSTICS = "diagnostics", "Diagnostics (1.6 GetDiagnostics)"
     LOG = "log", "Log (GetLog)"
+
+
+class IncidentKind(models.TextChoices):
+    """What opened an incident."""
+
+    FAULT = "fault", "Fault reported"  # a connector or station reported Faulted or an error code
+    OFFLINE = "offline", "Offline"  # the station lost its connection and did not come back in time
+    EVENT = "event", "Problem event"  # an OCPP 2.0.1 NotifyEvent with a problem or alerting trigger

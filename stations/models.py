@@ -6,6 +6,7 @@ from stations.enums import (
     CommandSource,
     CommandStatus,
     ConnectorStatus,
+    IncidentKind,
     ConnectorType,
     JobKind,
     JobStatus,
@@ -453,3 +454,66 @@ class DiagnosticsUpload(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+
+
+class Incident(models.Model):
+    """A problem that takes a station or EVSE out of service, from detection to resolution.
+
+    `occurred_at` is when the problem began (the charger's timestamp of the fault, or the last moment an
+    offline station was heard from); `detected_at` is when the CPMS raised the alert. MTTD is their
+    difference, MTTR runs from `detected_at` to `resolved_at`. `evse_id`/`connector_id` are the wire ids,
+    0 for the whole station. At most one incident of a kind is open per station/EVSE/connector.
+    """
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="incidents")
+    site = models.ForeignKey(Site, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents")
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="incidents")
+    evse_id = models.PositiveIntegerField(default=0)
+    connector_id = models.PositiveIntegerField(default=0)
+    kind = models.CharField(max_length=16, choices=IncidentKind.choices)
+    code = models.CharField(max_length=64, blank=True, help_text="Error code, event code or 'Offline'")
+    detail = models.CharField(max_length=500, blank=True)
+    occurred_at = models.DateTimeField()
+    detected_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty when the station itself reported the recovery.",
+    )
+    resolved_remotely = models.BooleanField(
+        null=True, blank=True, help_text="Resolved without a site visit (set when resolved)."
+    )
+    resolution_note = models.CharField(max_length=500, blank=True)
+    notified_at = models.DateTimeField(null=True, blank=True, help_text="When the alert emails went out.")
+
+    class Meta:
+        ordering = ["-detected_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "kind", "evse_id", "connector_id"],
+                condition=models.Q(resolved_at__isnull=True),
+                name="incident_one_open_per_place",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(detected_at__gte=models.F("occurred_at")), name="incident_detected_after"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(resolved_at__isnull=True) | models.Q(resolved_at__gte=models.F("occurred_at")),
+                name="incident_resolved_after",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "detected_at"], name="incident_org_detected"),
+            models.Index(fields=["station", "resolved_at"], name="incident_station_resolved"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.code} on {self.station_id} at {self.detected_at:%Y-%m-%d %H:%M}"

@@ -9,6 +9,7 @@ scoped here.
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import django_filters
@@ -389,3 +390,56 @@ def diagnostics_upload_access(*, user: User, pk: int) -> DiagnosticsUpload:
 
 def diagnostics_upload_by_token(*, token: str) -> DiagnosticsUpload | None:
     return DiagnosticsUpload.objects.filter(upload_token=token).first()
+
+
+# --- portal ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteOverview:
+    site: Site | None  # None: the organisation's stations not placed on a site yet
+    stations: list[ChargingStation]
+    status_counts: dict[str, int]  # connector status (or "Offline") -> connectors
+
+
+@dataclass(frozen=True)
+class NetworkOverview:
+    sites: list[SiteOverview]
+    status_counts: dict[str, int]
+    stations_total: int
+    stations_online: int
+
+
+def connector_shown_status(*, station: ChargingStation, connector: Connector) -> str:
+    """What a driver would find: a connector of a station that is offline is Offline, whatever it last said."""
+    return connector.status if station.is_connected else "Offline"
+
+
+def network_overview(*, user: User) -> NetworkOverview:
+    """Every station the user may see, grouped by site (sites without stations included), with connector
+    counts per shown status. Three queries (stations, EVSEs, connectors) plus the sites."""
+    stations = list(station_list(user=user).order_by("site__name", "identity"))
+    by_site: dict[int | None, list[ChargingStation]] = {}
+    for station in stations:
+        by_site.setdefault(station.site_id, []).append(station)
+    totals: dict[str, int] = {}
+    groups: list[SiteOverview] = []
+    sites = list(site_list(user=user).order_by("name"))
+    for site in [*sites, None]:
+        members = by_site.get(site.pk if site else None, [])
+        if site is None and not members:
+            continue
+        counts: dict[str, int] = {}
+        for station in members:
+            for evse in station.evses.all():
+                for connector in evse.connectors.all():
+                    shown = connector_shown_status(station=station, connector=connector)
+                    counts[shown] = counts.get(shown, 0) + 1
+                    totals[shown] = totals.get(shown, 0) + 1
+        groups.append(SiteOverview(site=site, stations=members, status_counts=counts))
+    return NetworkOverview(
+        sites=groups,
+        status_counts=dict(sorted(totals.items())),
+        stations_total=len(stations),
+        stations_online=sum(1 for s in stations if s.is_connected),
+    )

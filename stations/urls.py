@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from stations.views import firmware_download, ocpp_upload
+from stations.views.files import firmware_download, ocpp_upload
 
 urlpatterns = [
     path("firmware/<str:token>/<str:filename>", firmware_download, name="firmware-download"),

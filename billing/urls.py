@@ -1,0 +1,3 @@
+"""Placeholder until its owner adds the patterns."""
+
+urlpatterns: list = []
