@@ -10,41 +10,12 @@ from django.db import models
 
 from accounts.models import Organisation
 from billing.enums import AssignmentLevel, ExportKind, ExportStatus
+from cpms.db import ImmutableModel, ImmutableQuerySet, ImmutableRecordError  # noqa: F401 (re-exported)
 from sessions.models import ChargingSession, IdToken
 from stations.models import ChargingStation, Site
 
 MONEY = {"max_digits": 14, "decimal_places": 4}  # amounts are rounded to the minor unit (<= 4 decimals)
 PRICE = {"max_digits": 14, "decimal_places": 6}  # unit prices may carry more decimals than the currency
-
-
-class ImmutableRecordError(Exception):
-    """A billing record was about to be changed in place."""
-
-
-class ImmutableQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise ImmutableRecordError(f"{self.model.__name__} rows are never updated; issue a credit instead")
-
-    def delete(self):
-        raise ImmutableRecordError(f"{self.model.__name__} rows are never deleted")
-
-
-class ImmutableModel(models.Model):
-    """Insert-only: `save()` of a stored row and `delete()` raise. The database triggers are the guarantee;
-    this makes the mistake visible before any SQL runs."""
-
-    objects = ImmutableQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise ImmutableRecordError(f"{type(self).__name__} {self.pk} is final; issue a credit instead")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise ImmutableRecordError(f"{type(self).__name__} rows are never deleted")
 
 
 class Tariff(models.Model):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 
 WIDTH = 640
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 12, 12, 28
@@ -45,7 +45,9 @@ def _frame(points, title: str, unit: str, height: int, body: SafeString) -> Safe
             if i % label_every == 0
         ),
     )
-    rows = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", ((lbl, _fmt(v, unit)) for lbl, v in points))
+    rows = format_html_join(
+        "", "<tr><th>{}</th><td>{}</td></tr>", ((lbl, _fmt(v, unit)) for lbl, v in points)
+    )
     return format_html(
         '<figure class="chart"><figcaption>{title}</figcaption>'
         '<svg viewBox="0 0 {w} {h}" role="img" aria-label="{title}" preserveAspectRatio="none">'
@@ -84,8 +86,8 @@ def line_chart(points: Sequence[tuple[str, Number | None]], *, title: str, unit:
         x = PAD_LEFT + step * (i + 0.5)
         y = base - plot_h * float(value) / top
         segments[-1].append(f"{x:.1f},{y:.1f}")
-    body = mark_safe(
-        "".join(f'<polyline points="{" ".join(seg)}" class="chart-line"/>' for seg in segments if seg)
+    body = format_html_join(
+        "", '<polyline points="{}" class="chart-line"/>', ((" ".join(seg),) for seg in segments if seg)
     )
     return _frame(points, title, unit, height, body)
 
@@ -111,4 +113,4 @@ def bar_chart(points: Sequence[tuple[str, Number | None]], *, title: str, unit: 
                 _fmt(value, unit),
             )
         )
-    return _frame(points, title, unit, height, mark_safe("".join(bars)))
+    return _frame(points, title, unit, height, format_html_join("", "{}", ((bar,) for bar in bars)))

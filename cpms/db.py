@@ -1,4 +1,5 @@
-"""Bulk writes for append-only tables on the hot path (meter values, the OCPP message log)."""
+"""Append-only tables: bulk writes on the hot path (meter values, the OCPP message log) and insert-only models
+(billing records, the audit log)."""
 
 from django.db import connection, models
 
@@ -18,3 +19,33 @@ def rows_append(model: type[models.Model], columns: tuple[str, ...], rows: list[
                 copy.write_row(row)
         return
     model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=500)
+
+
+class ImmutableRecordError(Exception):
+    """An append-only record (CDR, credit, audit entry) was about to be changed in place."""
+
+
+class ImmutableQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise ImmutableRecordError(f"{self.model.__name__} rows are never updated; issue a credit instead")
+
+    def delete(self):
+        raise ImmutableRecordError(f"{self.model.__name__} rows are never deleted")
+
+
+class ImmutableModel(models.Model):
+    """Insert-only: `save()` of a stored row and `delete()` raise. Database triggers (per model, in its app's
+    migrations) are the guarantee; this makes the mistake visible before any SQL runs."""
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise ImmutableRecordError(f"{type(self).__name__} {self.pk} is final; issue a credit instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ImmutableRecordError(f"{type(self).__name__} rows are never deleted")

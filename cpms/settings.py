@@ -156,7 +156,9 @@ LOGOUT_REDIRECT_URL = "portal:login"
 EMAIL_HOST = env_str("EMAIL_HOST", "")
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
 )
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
@@ -225,7 +227,10 @@ CELERY_BEAT_SCHEDULE = {
     "detect-offline-incidents": {"task": "stations.tasks.incidents_detect_offline", "schedule": 60.0},
     "send-incident-alerts": {"task": "stations.tasks.incidents_notify_pending", "schedule": 60.0},
     "advance-waitlists": {"task": "sessions.tasks.waitlists_advance", "schedule": 30.0},
-    "compute-kpis": {"task": "billing.tasks.kpis_compute_recent", "schedule": env_float("KPI_COMPUTE_S", 900.0)},
+    "compute-kpis": {
+        "task": "billing.tasks.kpis_compute_recent",
+        "schedule": env_float("KPI_COMPUTE_S", 900.0),
+    },
     "rebalance-sites": {
         "task": "energy.tasks.sites_rebalance",
         "schedule": env_float("ENERGY_REBALANCE_S", 30.0),

@@ -51,7 +51,7 @@ def duration(seconds: float | int | None) -> str:
     """'2 h 05 min', '4 min 10 s', '—' for None."""
     if seconds is None:
         return "—"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     if hours:
@@ -71,7 +71,9 @@ def kwh(energy_wh: int | None) -> str:
 @register.simple_tag
 def status_badge(status: str, label: str = "") -> str:
     tone = STATUS_TONES.get(status, "muted")
-    return format_html('<span class="badge badge-{}" data-status="{}">{}</span>', tone, status, label or status)
+    return format_html(
+        '<span class="badge badge-{}" data-status="{}">{}</span>', tone, status, label or status
+    )
 
 
 @register.simple_tag
