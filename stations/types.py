@@ -14,6 +14,7 @@ class StationAuth:
     registration_status: str
     security_profile: int
     password_hash: str
+    site_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

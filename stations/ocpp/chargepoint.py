@@ -60,6 +60,9 @@ class StationContext:
     identity: str
     organisation_id: int
     registration_status: str
+    # As at the handshake: the portal's live status goes to this site's group (a station moved to another
+    # site while connected is published to its old site until it reconnects).
+    site_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

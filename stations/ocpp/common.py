@@ -7,7 +7,7 @@ from datetime import datetime
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
 from sessions.types import TransactionEventRequest, TransactionEventResult
 from stations.enums import SecurityEventKind
-from stations.ocpp import energy_hooks
+from stations.ocpp import energy_hooks, live_hooks
 from stations.ocpp.batching import GroupCommit
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.mappers import format_datetime, parse_datetime, text
@@ -55,6 +55,7 @@ def status_notification(status_report: Callable[[dict, datetime], ConnectorStatu
     async def handler(req: Request) -> dict:
         report = status_report(req.payload, req.received_at)
         await run_db(connector_status_update, station_id=req.station.station_id, report=report)
+        live_hooks.status_reported(req.station, report)
         return {}
 
     return handler

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from stations.enums import CommandStatus, SecurityEventKind
-from stations.ocpp import actions
+from stations.ocpp import actions, live_hooks
 from stations.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
 from stations.ocpp.command_results import answer_hook
 from stations.ocpp.errors import OcppError
@@ -203,12 +203,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
             "group_send", self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
         )
         await self._layer("group_add", self.group, self.channel_name)
+        connected_at = timezone.now()
         await run_db(
             station_connected,
             station_id=station.station_id,
             connection_id=self.connection_id,
             protocol=protocol,
-            at=timezone.now(),
+            at=connected_at,
         )
         self.cp = CHARGE_POINTS[protocol](
             station=StationContext(
@@ -216,6 +217,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 identity=identity,
                 organisation_id=station.organisation_id,
                 registration_status=station.registration_status,
+                site_id=station.site_id,
             ),
             send=self._send_text,
         )
@@ -224,6 +226,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self._throttled = False
         await self.accept(protocol)
         command_poller.hold(station.station_id, self)
+        live_hooks.connection_changed(self.cp.station, connected=True, at=connected_at)
 
     async def _layer(self, method: str, *args) -> None:
         """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
@@ -376,11 +379,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         command_poller.release(self.cp.station.station_id, self)
         self.cp.close()
         await self._layer("group_discard", self.group, self.channel_name)
-        await run_db(
+        disconnected_at = timezone.now()
+        if await run_db(
             station_disconnected,
             station_id=self.cp.station.station_id,
             connection_id=self.connection_id,
-            at=timezone.now(),
+            at=disconnected_at,
             reason=f"close code {code}",
-        )
+        ):
+            live_hooks.connection_changed(self.cp.station, connected=False, at=disconnected_at)
         self.cp = None
