@@ -27,7 +27,12 @@
     return document.querySelectorAll('[data-station="' + CSS.escape(identity) + '"]');
   }
 
+  // The events this page received, for troubleshooting (and the browser tests); the latest 500.
+  window.cpmsLiveLog = [];
+
   function apply(event) {
+    window.cpmsLiveLog.push(event);
+    if (window.cpmsLiveLog.length > 500) window.cpmsLiveLog.shift();
     stationElements(event.identity).forEach(function (el) {
       if (event.type === "status") {
         var key = event.evse_id + "-" + event.connector_id;
@@ -39,6 +44,8 @@
           setBadge(c, event.connected ? "Online" : "Offline");
         });
       }
+      // Parts of the page that show more than a badge (sessions, buttons) reload themselves (htmx).
+      if (el.hasAttribute("data-live-refresh")) el.dispatchEvent(new CustomEvent("cpms-live"));
     });
   }
 

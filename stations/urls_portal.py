@@ -7,6 +7,7 @@ from stations.views import portal
 
 urlpatterns = [
     path("", portal.overview, name="overview"),
+    path("sites/<int:pk>/", portal.site_detail, name="site-detail"),
     path("stations/", portal.station_list_page, name="station-list"),
     path("stations/<station_identity:identity>/", portal.station_detail, name="station-detail"),
     path(

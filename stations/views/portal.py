@@ -28,6 +28,7 @@ from stations.selectors import (
     device_variable_list,
     network_overview,
     ocpp_message_list,
+    site_access,
     site_list,
     station_access,
     station_list,
@@ -43,6 +44,14 @@ PORTAL_COMMAND_TIMEOUT_S = 20.0
 def overview(request: HttpRequest):
     """Stations by site with their live status; the page subscribes to the live-status websocket."""
     return render(request, "stations/overview.html", {"overview": network_overview(user=request.user)})
+
+
+@portal_view
+def site_detail(request: HttpRequest, pk: int):
+    """One site: its facts and its stations with their live status."""
+    site = site_access(user=request.user, pk=pk)
+    stations = station_list(user=request.user, filters={"site": site.pk}).order_by("identity")
+    return render(request, "stations/site_detail.html", {"site": site, "stations": stations})
 
 
 @portal_view
