@@ -378,3 +378,33 @@ class DeviceVariableAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, StationScop
     list_select_related = ["station"]
     search_fields = ["=station__identity", "component", "variable"]
     raw_id_fields = ["station"]
+
+
+# --- incidents (stations/services/incidents.py) -------------------------------------------------------
+
+from stations.models import Incident  # noqa: E402
+from stations.services.incidents import incident_acknowledge  # noqa: E402
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
+    """Read-only: incidents open and resolve from what stations report; operators acknowledge them here (or
+    in the portal, which also resolves them by hand)."""
+
+    list_display = ["detected_at", "station", "kind", "code", "evse_id", "connector_id", "resolved_at"]
+    list_filter = ["kind"]
+    list_select_related = ["station"]
+    search_fields = ["=station__identity", "code"]
+    raw_id_fields = ["station"]
+    actions = ["acknowledge"]
+
+    @admin.action(description="Acknowledge the selected incidents")
+    def acknowledge(self, request, queryset):
+        done = 0
+        for incident in queryset.order_by("pk"):
+            try:
+                incident_acknowledge(actor=request.user, incident=incident)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+        self.message_user(request, f"Acknowledged {done} incident(s).", messages.SUCCESS)

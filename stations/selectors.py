@@ -46,6 +46,7 @@ from stations.models import (
     Evse,
     FirmwareFile,
     FirmwareUpdate,
+    OcppMessage,
     SecurityEvent,
     Site,
     StationEvent,
@@ -206,6 +207,11 @@ def station_event_list(
 ) -> QuerySet[StationEvent]:
     qs = StationEvent.objects.filter(station=station).order_by("-received_at", "-id")
     return filters_apply(StationEventFilter, filters, qs)
+
+
+def ocpp_message_list(*, station: ChargingStation) -> QuerySet[OcppMessage]:
+    """The station's logged OCPP frames, newest first (empty when OCPP_MESSAGE_LOG keeps none)."""
+    return OcppMessage.objects.filter(station=station).order_by("-created_at", "-id")
 
 
 def status_change_list(
@@ -443,3 +449,78 @@ def network_overview(*, user: User) -> NetworkOverview:
         stations_total=len(stations),
         stations_online=sum(1 for s in stations if s.is_connected),
     )
+
+
+# --- incidents ------------------------------------------------------------------------------------------
+
+from django.db.models import Count  # noqa: E402
+
+from stations.enums import IncidentKind  # noqa: E402
+from stations.models import Incident  # noqa: E402
+
+
+class IncidentFilter(django_filters.FilterSet):
+    """status: open (nobody acknowledged it yet), acknowledged (someone is on it), resolved."""
+
+    status = django_filters.ChoiceFilter(
+        choices=[("open", "open"), ("acknowledged", "acknowledged"), ("resolved", "resolved")],
+        method="filter_status",
+    )
+    kind = django_filters.ChoiceFilter(choices=IncidentKind.choices)
+    site = django_filters.NumberFilter(field_name="site_id")
+    station = django_filters.CharFilter(field_name="station__identity")
+
+    class Meta:
+        model = Incident
+        fields = ["status", "kind", "site", "station"]
+
+    def filter_status(self, qs, name, value):
+        if value == "open":
+            return qs.filter(resolved_at__isnull=True, acknowledged_at__isnull=True)
+        if value == "acknowledged":
+            return qs.filter(resolved_at__isnull=True, acknowledged_at__isnull=False)
+        return qs.filter(resolved_at__isnull=False)
+
+
+def _incident_qs() -> QuerySet[Incident]:
+    return Incident.objects.select_related(
+        "station", "site", "organisation", "acknowledged_by", "resolved_by"
+    )
+
+
+def incident_list(*, user: User, filters: Mapping[str, Any] | None = None) -> QuerySet[Incident]:
+    """Incidents of the stations the user may see, newest detected first."""
+    qs = _incident_qs().filter(station_scope_q(user=user, prefix="station__"))
+    return filters_apply(IncidentFilter, filters, qs).order_by("-detected_at", "-id")
+
+
+def incident_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> Incident:
+    """The incident if the user may see its station (NotFound) and holds `capability` on it
+    (PermissionDenied)."""
+    incident = _incident_qs().filter(station_scope_q(user=user, prefix="station__")).filter(pk=pk).first()
+    if incident is None:
+        raise NotFound(f"Incident {pk} not found.")
+    if capability != Capability.VIEW and not user_can(
+        user=user, capability=capability, organisation_id=incident.organisation_id, site_id=incident.site_id
+    ):
+        raise PermissionDenied(f"You may not {capability} incident {incident.pk}.")
+    return incident
+
+
+def incident_open_counts(*, user: User) -> dict[str, int]:
+    """Unresolved incidents the user may see: {"open": n, "acknowledged": n, "<kind>": n per kind}."""
+    rows = (
+        Incident.objects.filter(station_scope_q(user=user, prefix="station__"), resolved_at__isnull=True)
+        .values("kind")
+        .annotate(
+            waiting=Count("id", filter=Q(acknowledged_at__isnull=True)),
+            taken=Count("id", filter=Q(acknowledged_at__isnull=False)),
+        )
+        .order_by()
+    )
+    counts = {"open": 0, "acknowledged": 0, **{kind: 0 for kind in IncidentKind.values}}
+    for row in rows:
+        counts["open"] += row["waiting"]
+        counts["acknowledged"] += row["taken"]
+        counts[row["kind"]] += row["waiting"] + row["taken"]
+    return counts

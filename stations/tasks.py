@@ -44,3 +44,20 @@ def command_job_run(job_id: int) -> dict:
 
 # Celery autodiscovers `tasks` modules only.
 from stations.tasks_firmware import firmware_campaign_run  # noqa: E402, F401
+
+
+@shared_task
+def incidents_detect_offline() -> int:
+    """Open offline incidents for stations silent longer than INCIDENT_OFFLINE_AFTER_S (idempotent: a station
+    with an open offline incident is skipped)."""
+    from stations.services.incidents import incidents_detect_offline as detect
+
+    return detect(now=timezone.now())
+
+
+@shared_task
+def incidents_notify_pending() -> int:
+    """Send the alert emails of new incidents (idempotent: each incident is claimed before its email)."""
+    from stations.services.incidents import incidents_notify_pending as notify
+
+    return notify(now=timezone.now())

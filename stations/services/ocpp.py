@@ -39,6 +39,7 @@ def _auth(station: ChargingStation) -> StationAuth:
         registration_status=station.registration_status,
         security_profile=station.security_profile,
         password_hash=station.password_hash,
+        site_id=station.site_id,
     )
 
 
@@ -110,6 +111,9 @@ def station_connected(*, station_id: int, connection_id: str, protocol: str, at:
         occurred_at=at,
         received_at=at,
     )
+    from stations.services.incidents import incident_offline_resolve
+
+    incident_offline_resolve(station_id=station_id, at=at)
 
 
 @transaction.atomic
@@ -222,6 +226,9 @@ def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -
         occurred_at=report.occurred_at,
         received_at=report.received_at,
     )
+    from stations.services.incidents import incident_from_status
+
+    incident_from_status(station_id=station_id, report=report)
 
 
 @transaction.atomic
@@ -257,3 +264,7 @@ def station_event_record(
         )
     elif kind == StationEventKind.LOG_STATUS:
         upload_status_record(station_id=station_id, kind=UploadKind.LOG, status=status, request_id=request_id)
+    elif kind == StationEventKind.NOTIFY_EVENT:
+        from stations.services.incidents import incidents_from_notify_event
+
+        incidents_from_notify_event(station_id=station_id, payload=detail, received_at=received_at)
