@@ -35,6 +35,8 @@ from billing.models import (
     CdrLine,
     ChargeDetailRecord,
     ExportJob,
+    KpiDay,
+    RoiInputs,
     SessionPricing,
     SiteEnergyPrice,
     Tariff,
@@ -555,6 +557,59 @@ class ExportJobAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
 
     def scope_q(self, *, user, capability) -> Q:
         return Q(requested_by=user)
+
+    def capable_somewhere(self, *, user, capability) -> bool:
+        return bool(organisation_ids_with(user=user, capability=Capability.EXPORT))
+
+
+# --- KPIs and ROI inputs --------------------------------------------------------------------------------
+
+
+@admin.register(KpiDay)
+class KpiDayAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """Computed by the KPI job (billing/services/kpis.py), never edited: recompute with `kpis_compute`."""
+
+    list_display = [
+        "day",
+        "station",
+        "site",
+        "ports",
+        "observed_s",
+        "in_service_s",
+        "sessions",
+        "energy_wh",
+        "incidents_detected",
+        "incidents_resolved",
+        "cdrs",
+        "revenue",
+        "currency",
+        "computed_at",
+    ]
+    list_select_related = ["station", "site"]
+    search_fields = ["=station__identity"]
+    raw_id_fields = ["station", "site", "organisation"]
+    date_hierarchy = "day"
+
+    def scope_q(self, *, user, capability) -> Q:
+        return station_scope_q(user=user, capability=capability, prefix="station__")
+
+
+@admin.register(RoiInputs)
+class RoiInputsAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """Shown to who may see the ROI (the export right); edited on the portal's ROI page or PATCH /api/v1/roi/,
+    which validate them."""
+
+    list_display = [
+        "organisation",
+        "cpms_cost_annual",
+        "truck_roll_cost",
+        "baseline_uptime_pct",
+        "updated_at",
+    ]
+    list_select_related = ["organisation"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return Q(organisation_id__in=organisation_ids_with(user=user, capability=Capability.EXPORT))
 
     def capable_somewhere(self, *, user, capability) -> bool:
         return bool(organisation_ids_with(user=user, capability=Capability.EXPORT))

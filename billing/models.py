@@ -290,3 +290,87 @@ class ExportJob(models.Model):
                 condition=models.Q(status__in=ExportStatus.values), name="exportjob_status_valid"
             ),
         ]
+
+
+class KpiDay(models.Model):
+    """One station's KPI components for one local day (its site's time zone; UTC for a station without a
+    site), written by `billing.services.kpis.kpi_days_compute`. Only sums and counts are stored, never ratios:
+    a summary over many days and stations adds the components first and divides once (docs/kpis.md)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey(Site, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="kpi_days")
+    day = models.DateField(help_text="The local day of the station's site.")
+    ports = models.PositiveIntegerField(default=0, help_text="EVSEs of the station.")
+    observed_s = models.BigIntegerField(default=0, help_text="Port-seconds with a known state.")
+    in_service_s = models.BigIntegerField(default=0, help_text="Port-seconds in service.")
+    sessions = models.PositiveIntegerField(default=0, help_text="Sessions started this day.")
+    energy_wh = models.BigIntegerField(default=0, help_text="Energy of the sessions started this day.")
+    incidents_detected = models.PositiveIntegerField(default=0)
+    detect_s = models.BigIntegerField(default=0, help_text="Sum of detected_at - occurred_at.")
+    incidents_resolved = models.PositiveIntegerField(default=0)
+    repair_s = models.BigIntegerField(default=0, help_text="Sum of resolved_at - detected_at.")
+    resolved_remotely = models.PositiveIntegerField(default=0)
+    cdrs = models.PositiveIntegerField(
+        default=0, help_text="CDRs in `currency` whose session stopped this day."
+    )
+    cdr_energy_wh = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3, help_text="The organisation's currency when computed.")
+    revenue = models.DecimalField(**MONEY, default=0, help_text="CDR amounts excl. tax, net of credits.")
+    energy_cost = models.DecimalField(**MONEY, default=0)
+    disputed_sessions = models.PositiveIntegerField(default=0, help_text="CDRs that got a first credit.")
+    other_currency_cdrs = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day", "station_id"]
+        verbose_name = "KPI day"
+        constraints = [models.UniqueConstraint(fields=["station", "day"], name="kpiday_unique_station_day")]
+        indexes = [
+            models.Index(fields=["organisation", "day"], name="kpiday_org_day"),
+            models.Index(fields=["site", "day"], name="kpiday_site_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"KPIs {self.station_id} {self.day}"
+
+
+class RoiInputs(models.Model):
+    """An organisation's annual figures for the ROI view, in its currency (docs/kpis.md#roi)."""
+
+    organisation = models.OneToOneField(Organisation, on_delete=models.CASCADE, related_name="roi_inputs")
+    cpms_cost_annual = models.DecimalField(
+        **MONEY, default=0, help_text="Subscription and licences per year."
+    )
+    integration_cost = models.DecimalField(**MONEY, default=0, help_text="One-off, amortised over the years.")
+    integration_years = models.PositiveSmallIntegerField(default=3)
+    support_cost_annual = models.DecimalField(**MONEY, default=0)
+    energy_savings_annual = models.DecimalField(**MONEY, default=0)
+    truck_roll_cost = models.DecimalField(**MONEY, default=0, help_text="The cost of one site visit.")
+    incremental_costs_annual = models.DecimalField(
+        **MONEY, default=0, help_text="Roaming fees, payment processing."
+    )
+    baseline_uptime_pct = models.DecimalField(
+        max_digits=6, decimal_places=3, null=True, blank=True, help_text="Uptime before the CPMS, in %."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = "ROI inputs"
+        verbose_name_plural = "ROI inputs"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(integration_years__gte=1), name="roiinputs_years_positive"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(baseline_uptime_pct__isnull=True)
+                | models.Q(baseline_uptime_pct__gte=0, baseline_uptime_pct__lte=100),
+                name="roiinputs_baseline_pct",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"ROI inputs of {self.organisation_id}"

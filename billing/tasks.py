@@ -41,3 +41,23 @@ def running_costs_send() -> int:
 
 # Registered with the worker through this module (cpms/celery.py discovers `<app>.tasks`).
 from billing.tasks_exports import export_job_run  # noqa: E402, F401
+
+KPI_BATCH = 100
+
+
+@shared_task
+def kpis_compute_recent() -> int:
+    """Every KPI_COMPUTE_S: today and yesterday (local to each site) of every station, in batches of
+    KPI_BATCH stations. Idempotent: unchanged days are not written (billing/services/kpis.py)."""
+    from billing.services.kpis import kpi_days_compute_recent, kpi_days_recent_targets
+
+    station_ids = kpi_days_recent_targets()
+    written = 0
+    for offset in range(0, len(station_ids), KPI_BATCH):
+        batch = station_ids[offset : offset + KPI_BATCH]
+        try:
+            written += kpi_days_compute_recent(station_ids=batch)
+        except Exception:
+            # One batch that fails must not stop the others; it is recomputed at the next run.
+            logger.exception("KPI batch starting at station %s failed", batch[0])
+    return written

@@ -1,3 +1,8 @@
-"""Placeholder until its owner adds the patterns."""
+from django.urls import path
 
-urlpatterns: list = []
+from billing.api.kpis import KpiSummaryApi, RoiApi
+
+urlpatterns = [
+    path("kpis/", KpiSummaryApi.as_view(), name="kpi-summary"),
+    path("roi/", RoiApi.as_view(), name="roi"),
+]
