@@ -20,9 +20,9 @@ from django.http import Http404
 from django.utils.functional import cached_property
 
 from accounts.enums import Capability
-from accounts.models import Membership, Organisation, User
+from accounts.models import AuditAction, AuditRecord, Membership, Organisation, User
 from accounts.selectors import membership_roles, organisation_ids_with, site_host_site_ids
-from accounts.services import membership_set, organisation_create
+from accounts.services import audit_record, membership_set, organisation_create
 from cpms.errors import DomainError, NotFound, PermissionDenied
 
 
@@ -143,6 +143,37 @@ class ScopedAdminMixin:
         except NotRegistered:
             return None
         return related if isinstance(related, ScopedAdminMixin) else None
+
+    # Audit log (RELIABILITY 42): Django's LogEntry can be edited and deleted; every admin write also leaves
+    # an AuditRecord, in the same transaction as the change.
+
+    def log_addition(self, request, obj, message):
+        entry = super().log_addition(request, obj, message)
+        audit_record(
+            actor=request.user,
+            action=AuditAction.ADMIN_ADD,
+            obj=obj,
+            changes={"message": message},
+            request=request,
+        )
+        return entry
+
+    def log_change(self, request, obj, message):
+        entry = super().log_change(request, obj, message)
+        audit_record(
+            actor=request.user,
+            action=AuditAction.ADMIN_CHANGE,
+            obj=obj,
+            changes={"message": message},
+            request=request,
+        )
+        return entry
+
+    def log_deletions(self, request, queryset):
+        objects = list(queryset)  # the rows are about to go: record them first
+        for obj in objects:
+            audit_record(actor=request.user, action=AuditAction.ADMIN_DELETE, obj=obj, request=request)
+        return super().log_deletions(request, objects)
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if not self._is_unscoped(request) and "queryset" not in kwargs:
@@ -321,3 +352,41 @@ class MembershipAdmin(ScopedAdminMixin, admin.ModelAdmin):
         with domain_errors_as_http():
             membership = membership_set(user=obj.user, organisation=obj.organisation, role=obj.role)
         saved_adopt(obj, membership)
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """The audit log: read-only for everyone, superusers included (the database refuses changes anyway).
+    Operator admins see their organisations' records (the users they manage are theirs to audit)."""
+
+    manage_capability = None
+    list_display = [
+        "created_at",
+        "action",
+        "actor",
+        "organisation",
+        "object_type",
+        "object_repr",
+        "remote_addr",
+    ]
+    list_filter = ["action"]
+    list_select_related = ["actor", "organisation"]
+    search_fields = ["object_repr", "object_id", "actor__username"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "created_at",
+        "actor",
+        "organisation",
+        "action",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "changes",
+        "remote_addr",
+    ]
+
+    def scope_q(self, *, user, capability):
+        return Q(organisation_id__in=organisation_ids_with(user=user, capability=Capability.MANAGE_USERS))
+
+    def capable_somewhere(self, *, user, capability):
+        return bool(organisation_ids_with(user=user, capability=Capability.MANAGE_USERS))

@@ -37,7 +37,9 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
             Capability.PRICING,
         }
     ),
-    Role.OPERATOR_STAFF: frozenset({Capability.VIEW, Capability.MANAGE, Capability.COMMAND, Capability.PRICING}),
+    Role.OPERATOR_STAFF: frozenset(
+        {Capability.VIEW, Capability.MANAGE, Capability.COMMAND, Capability.PRICING}
+    ),
     # A site host sets prices and access rules only on the sites where they were also granted
     # `stations.change_site` (see accounts.selectors.site_host_site_ids).
     Role.SITE_HOST: frozenset({Capability.VIEW, Capability.COMMAND, Capability.PRICING}),

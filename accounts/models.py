@@ -1,8 +1,10 @@
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 
 from accounts.enums import Role
+from cpms.db import ImmutableModel
 
 
 class User(AbstractUser):
@@ -46,3 +48,64 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} - {self.organisation} ({self.role})"
+
+
+class AuditAction(models.TextChoices):
+    """What an audit record says happened. Codes are stable: filters and exports use them."""
+
+    USER_INVITED = "user.invited", "User invited"
+    MEMBERSHIP_CHANGED = "membership.changed", "Role changed"
+    SITE_GRANT_ADDED = "site_grant.added", "Site grant added"
+    SITE_GRANT_REMOVED = "site_grant.removed", "Site grant removed"
+    SITE_GRANT_CHANGED = "site_grant.changed", "Site pricing right changed"
+    USER_DEACTIVATED = "user.deactivated", "User deactivated"
+    USER_ACTIVATED = "user.activated", "User reactivated"
+    INVITE_ACCEPTED = "user.invite_accepted", "Invitation accepted"
+    ADMIN_ADD = "admin.add", "Admin: added"
+    ADMIN_CHANGE = "admin.change", "Admin: changed"
+    ADMIN_DELETE = "admin.delete", "Admin: deleted"
+    COMMAND_SENT = "command.sent", "Remote command"
+    EXPORT_CREATED = "export.created", "Export"
+
+
+class AuditRecord(ImmutableModel):
+    """Who changed what, when, from where (RELIABILITY 42). Insert-only: the model refuses updates and
+    deletes, and database triggers (migration 0004) refuse them to raw SQL too.
+
+    The foreign keys carry no database constraint and do nothing on delete: the record keeps the ids of an
+    actor or organisation that was deleted later (and a cascade must not try to update or delete it)."""
+
+    created_at = models.DateTimeField(default=timezone.now)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Empty for the system.",
+    )
+    organisation = models.ForeignKey(
+        Organisation,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    action = models.CharField(max_length=64, choices=AuditAction.choices)
+    object_type = models.CharField(max_length=100, blank=True, help_text="app_label.model")
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["organisation", "created_at"], name="audit_org_time"),
+            models.Index(fields=["created_at"], name="audit_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.action} {self.object_type} {self.object_id}"

@@ -9,11 +9,14 @@ Scope rules:
 Capabilities (what a role may do with what it sees) come from accounts.enums.ROLE_CAPABILITIES.
 """
 
-from django.db.models import Q, QuerySet
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from accounts.enums import ORGANISATION_WIDE_ROLES, ROLE_CAPABILITIES, Capability, Role
-from accounts.models import Membership, Organisation, User
+from accounts.models import AuditRecord, Membership, Organisation, User
 from cpms.errors import NotFound, PermissionDenied
 
 
@@ -110,3 +113,100 @@ def organisation_access(*, user: User, pk: int, capability: str = Capability.VIE
     ):
         raise PermissionDenied(f"You may not {capability} organisation {organisation.pk}.")
     return organisation
+
+
+# --- user management and the audit log (Capability.MANAGE_USERS) -----------------------------------
+
+
+def managed_organisation_list(*, user: User) -> QuerySet[Organisation]:
+    """The organisations whose users `user` manages (superusers: all)."""
+    if user.is_superuser:
+        return Organisation.objects.all()
+    return Organisation.objects.filter(
+        pk__in=organisation_ids_with(user=user, capability=Capability.MANAGE_USERS)
+    )
+
+
+def _managed_organisation_ids(*, user: User) -> list[int] | None:
+    """None for superusers (everything); PermissionDenied for a user who manages no organisation."""
+    if user.is_superuser:
+        return None
+    ids = organisation_ids_with(user=user, capability=Capability.MANAGE_USERS)
+    if not ids:
+        raise PermissionDenied("Your role may not manage users.")
+    return ids
+
+
+def organisation_user_list(*, user: User, organisation: Organisation | None = None) -> QuerySet[User]:
+    """The users with a membership in the organisations `user` manages (or in `organisation` only), each
+    with `managed_memberships` (their memberships there) prefetched. A user whose only memberships are in
+    other organisations is not listed."""
+    if organisation is not None:
+        organisation = organisation_access(user=user, pk=organisation.pk, capability=Capability.MANAGE_USERS)
+        org_ids = [organisation.pk]
+    else:
+        org_ids = _managed_organisation_ids(user=user)
+    memberships = Membership.objects.select_related("organisation").order_by("organisation__name")
+    users = User.objects.all()
+    if org_ids is not None:
+        memberships = memberships.filter(organisation_id__in=org_ids)
+        users = users.filter(memberships__organisation_id__in=org_ids).distinct()
+    else:
+        users = users.filter(memberships__isnull=False).distinct()
+    return users.prefetch_related(
+        Prefetch("memberships", queryset=memberships, to_attr="managed_memberships")
+    ).order_by("username")
+
+
+def organisation_user_access(*, user: User, pk: int, organisation: Organisation | None = None) -> User:
+    """The user `pk` if `user` manages one of their organisations (or `organisation`); NotFound otherwise,
+    so that other tenants' users are indistinguishable from missing ones."""
+    target = organisation_user_list(user=user, organisation=organisation).filter(pk=pk).first()
+    if target is None:
+        raise NotFound(f"User {pk} not found.")
+    return target
+
+
+def user_site_grants(*, user: User, organisation: Organisation) -> tuple[list[int], list[int]]:
+    """(ids of the sites `user` hosts in `organisation`, ids of those where they may set prices)."""
+    from stations.models import Site
+
+    in_org = Site.objects.filter(organisation=organisation)
+    view = get_objects_for_user(user, "stations.view_site", klass=in_org, accept_global_perms=False)
+    change = get_objects_for_user(user, "stations.change_site", klass=in_org, accept_global_perms=False)
+    return sorted(view.values_list("pk", flat=True)), sorted(change.values_list("pk", flat=True))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditFilters:
+    """Audit log filters; `since` inclusive, `until` exclusive (aware datetimes)."""
+
+    action: str = ""
+    actor_id: int | None = None
+    organisation_id: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def audit_record_list(*, user: User, filters: AuditFilters | None = None) -> QuerySet[AuditRecord]:
+    """Audit records of the organisations where `user` manages users (superusers: all, those without an
+    organisation too), newest first. PermissionDenied for a user who manages no organisation; NotFound for
+    an organisation filter outside them."""
+    filters = filters or AuditFilters()
+    records = AuditRecord.objects.select_related("actor", "organisation")
+    org_ids = _managed_organisation_ids(user=user)
+    if org_ids is not None:
+        records = records.filter(organisation_id__in=org_ids)
+    if filters.organisation_id is not None:
+        if org_ids is not None and filters.organisation_id not in org_ids:
+            raise NotFound(f"Organisation {filters.organisation_id} not found.")
+        records = records.filter(organisation_id=filters.organisation_id)
+    if filters.action:
+        records = records.filter(action=filters.action)
+    if filters.actor_id is not None:
+        records = records.filter(actor_id=filters.actor_id)
+    if filters.since is not None:
+        records = records.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        records = records.filter(created_at__lt=filters.until)
+    return records.order_by("-created_at", "-id")

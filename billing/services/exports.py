@@ -74,8 +74,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from accounts.enums import Capability
-from accounts.models import Organisation, User
+from accounts.models import AuditAction, Organisation, User
 from accounts.selectors import organisation_access, organisation_ids_with
+from accounts.services import audit_record
 from billing.enums import ExportKind, ExportStatus
 from billing.models import CdrCredit, ChargeDetailRecord, ExportJob
 from billing.money import minor_unit, round_half_up
@@ -146,6 +147,8 @@ class ExportScope:
 
     organisation_ids: tuple[int, ...]
     site_ids: tuple[int, ...] = ()
+    # Who asked (the audit record of a streamed export names them); not part of what is read.
+    requested_by_id: int | None = field(default=None, compare=False)
 
 
 def _is_datetime(value: Bound) -> bool:
@@ -224,7 +227,7 @@ def export_scope_access(*, user: User, filters: ExportFilters) -> ExportScope:
     organisation_ids = (
         (filters.organisation_id,) if filters.organisation_id is not None else tuple(exportable)
     )
-    return ExportScope(organisation_ids=organisation_ids, site_ids=site_ids)
+    return ExportScope(organisation_ids=organisation_ids, site_ids=site_ids, requested_by_id=user.pk)
 
 
 def export_file_name(*, kind: str, filters: ExportFilters, job_id: int | None = None) -> str:
@@ -1249,6 +1252,7 @@ async def export_stream(*, reader: ExportReader) -> AsyncIterator[bytes]:
     sees a truncated transfer and not a file that looks complete.
     """
     await _request_connection_release()
+    await _db_runner(lambda: _export_audit(kind=reader.kind, period=reader._period, scope=reader._scope))
     while True:
         data = await _db_runner(lambda: _read(reader))
         if data is None:
@@ -1270,6 +1274,25 @@ async def export_file_stream(*, path: Path, block_bytes: int = 256 * 1024) -> As
 
 
 # --- jobs ----------------------------------------------------------------------------------------
+
+
+def _export_audit(*, kind: str, period: "_Period", scope: ExportScope, job: ExportJob | None = None) -> None:
+    """RELIABILITY 42: who exported what (a streamed export when it starts, a job when it is created)."""
+    organisation_ids = list(scope.organisation_ids)
+    audit_record(
+        actor=User.objects.filter(pk=scope.requested_by_id).first() if job is None else job.requested_by,
+        action=AuditAction.EXPORT_CREATED,
+        obj=job,
+        organisation_id=organisation_ids[0] if len(organisation_ids) == 1 else None,
+        changes={
+            "kind": kind,
+            "streamed": job is None,
+            "from": period.start.isoformat(),
+            "to": period.end.isoformat(),
+            "organisations": organisation_ids,
+            "sites": list(scope.site_ids),
+        },
+    )
 
 
 def export_job_path(*, job_id: int) -> Path:
@@ -1323,6 +1346,7 @@ def export_job_create(*, user: User, kind: str, filters: ExportFilters) -> Expor
             filters=filters.as_json(),
             organisation_ids=list(scope.organisation_ids),
         )
+        _export_audit(kind=kind, period=_Period(filters, _Zones()), scope=scope, job=job)
         transaction.on_commit(lambda: export_job_run_task.delay(job.pk))
     return job
 

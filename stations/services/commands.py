@@ -28,7 +28,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import AuditAction, User
+from accounts.services import audit_record
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command, CommandJob
 
@@ -130,7 +131,25 @@ def command_create(
             error_description=f"Station {station.identity} is not connected.",
             finished_at=now,
         )
-    return Command.objects.create(**fields)
+    with transaction.atomic():
+        command = Command.objects.create(**fields)
+        # RELIABILITY 42: what people (and their jobs) ask chargers to do; the system's own calls (smart
+        # charging profiles, cost updates) are in the command history only, at their volume.
+        if source != CommandSource.SYSTEM:
+            audit_record(
+                actor=user,
+                action=AuditAction.COMMAND_SENT,
+                obj=command,
+                organisation_id=station.organisation_id,
+                changes={
+                    "station": station.identity,
+                    "action": action,
+                    "request": request_redacted(action, request),
+                    "source": source,
+                    "status": command.status,
+                },
+            )
+    return command
 
 
 def command_claim(*, command_id: int, station_id: int, unique_id: str) -> Command | None:
