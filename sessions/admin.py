@@ -12,7 +12,7 @@ from accounts.admin import (
     saved_adopt,
 )
 from accounts.enums import Capability
-from accounts.selectors import organisation_ids_with, site_host_site_ids
+from accounts.selectors import organisation_ids_with, site_host_site_ids, site_scope_q
 from cpms.errors import DomainError, ValidationFailed
 from sessions.enums import ReservationStatus
 from sessions.models import (
@@ -24,6 +24,7 @@ from sessions.models import (
     Reservation,
     SessionAnomaly,
     TransactionEvent,
+    WaitlistEntry,
 )
 from sessions.selectors import id_token_scope_q
 from sessions.services.local_lists import local_list_entries_forget
@@ -35,6 +36,7 @@ from sessions.services.tokens import (
     id_token_update,
     id_token_validate,
 )
+from sessions.services.waitlists import waitlist_leave
 from stations.admin import StationScopedAdmin
 from stations.enums import CommandSource
 from stations.ocpp.commands_auth import cancel_reservation_for
@@ -358,3 +360,63 @@ class LocalListEntryAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
     def delete_queryset(self, request, queryset):
         with domain_errors_as_http():
             local_list_entries_forget(actor=request.user, entries=queryset)
+
+
+# --- waitlists -------------------------------------------------------------------------------------
+
+
+@admin.register(WaitlistEntry)
+class WaitlistEntryAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """Drivers queueing at a site. Joined through the portal or the API; moved on by the waitlist job; here
+    looked at, and taken out of the queue (the same service as the portal's remove button)."""
+
+    list_display = [
+        "id",
+        "site",
+        "id_token",
+        "contact_email",
+        "status",
+        "joined_at",
+        "offered_connector",
+        "offer_expires_at",
+        "notified_at",
+    ]
+    list_filter = ["status"]
+    list_select_related = ["site", "id_token", "offered_connector"]
+    search_fields = ["=id_token__value", "contact_email"]
+    raw_id_fields = [
+        "site",
+        "id_token",
+        "offered_station",
+        "offered_evse",
+        "offered_connector",
+        "reservation",
+        "created_by",
+    ]
+    actions = ["leave_entries"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return site_scope_q(user=user, capability=capability, prefix="site__")
+
+    def has_command_permission(self, request, obj=None) -> bool:
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or bool(
+            organisation_ids_with(user=user, capability=Capability.COMMAND)
+            or site_host_site_ids(user=user, capability=Capability.COMMAND)
+        )
+
+    @admin.action(description="Remove the selected entries from the waitlist", permissions=["command"])
+    def leave_entries(self, request, queryset):
+        removed = 0
+        for entry in queryset.select_related("site"):
+            try:
+                waitlist_leave(
+                    actor=request.user, entry=entry, cancel=cancel_reservation_for, source=CommandSource.ADMIN
+                )
+            except DomainError as exc:
+                self.message_user(request, f"Waitlist entry {entry.pk}: {exc.message}", messages.ERROR)
+                continue
+            removed += 1
+        self.message_user(request, f"Removed from the waitlist: {removed}.", messages.SUCCESS)

@@ -239,3 +239,66 @@ class LocalListState(models.Model):
     reported_version = models.IntegerField(null=True, blank=True)
     synced_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=200, blank=True)
+
+
+class WaitlistStatus(models.TextChoices):
+    """Life of a waitlist entry (kept here with its model: sessions/enums.py belongs to others)."""
+
+    WAITING = "waiting", "Waiting"
+    OFFERED = "offered", "Offered a connector"
+    FULFILLED = "fulfilled", "Charging (fulfilled)"
+    EXPIRED = "expired", "Offer expired"
+    CANCELLED = "cancelled", "Left the waitlist"
+
+
+WAITLIST_OPEN_STATUSES = (WaitlistStatus.WAITING, WaitlistStatus.OFFERED)
+
+
+class WaitlistEntry(models.Model):
+    """A driver queueing for a busy site: `id_token` is the token they will charge with (of the site's
+    organisation). Queue order is (joined_at, id). Life (WaitlistStatus): waiting -> offered (a free connector
+    held for them until `offer_expires_at`, with an OCPP reservation where the charger supports it) ->
+    fulfilled (their token started a session at the site) or expired (the offer ran out); cancelled when they
+    leave. A token holds at most one open (waiting or offered) entry per site."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="waitlist_entries")
+    id_token = models.ForeignKey(IdToken, on_delete=models.CASCADE, related_name="waitlist_entries")
+    contact_email = models.EmailField()
+    status = models.CharField(max_length=16, choices=WaitlistStatus.choices, default=WaitlistStatus.WAITING)
+    joined_at = models.DateTimeField()
+    offered_at = models.DateTimeField(null=True, blank=True)
+    offer_expires_at = models.DateTimeField(null=True, blank=True)
+    offered_station = models.ForeignKey(
+        ChargingStation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    offered_evse = models.ForeignKey(Evse, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    offered_connector = models.ForeignKey(
+        Connector, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    reservation = models.ForeignKey(
+        Reservation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # When the offer email went out (claimed before sending, so two runs never send it twice).
+    notified_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        verbose_name_plural = "waitlist entries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "id_token"],
+                condition=models.Q(status__in=["waiting", "offered"]),
+                name="waitlist_one_open_entry_per_token",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=WaitlistStatus.values), name="waitlist_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["site", "status", "joined_at"], name="waitlist_site_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}:{self.id_token_id} ({self.status})"

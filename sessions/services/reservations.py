@@ -46,8 +46,9 @@ REPORTED_STATUSES = {"Expired": ReservationStatus.EXPIRED, "Removed": Reservatio
 CANCEL_REJECTED = "CancelRejected"
 
 
-def _can_command(actor: User, station: ChargingStation) -> None:
-    if not user_can(
+def _can_command(actor: User | None, station: ChargingStation) -> None:
+    # No actor: the system itself (a waitlist offer, sessions.services.waitlists), which may.
+    if actor is not None and not user_can(
         user=actor,
         capability=Capability.COMMAND,
         organisation_id=station.organisation_id,
@@ -101,7 +102,7 @@ def _token_for_station(station: ChargingStation, id_token_id: int, now: datetime
 
 def reservation_create(
     *,
-    actor: User,
+    actor: User | None,
     station: ChargingStation,
     id_token_id: int,
     expires_at: datetime,

@@ -5,7 +5,7 @@ from ocpp.v16.enums import Action
 from sessions.services.ingest import MeterValuesItem
 from sessions.services.transactions import id_token_authorize, session_start, session_stop
 from stations.enums import StationEventKind
-from stations.ocpp import billing_hooks, energy_hooks
+from stations.ocpp import billing_hooks, energy_hooks, waitlist_hooks
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import (
     boot_notification,
@@ -13,7 +13,6 @@ from stations.ocpp.common import (
     meter_values_writer,
     recorded,
     security_event_notification,
-    status_notification,
 )
 from stations.ocpp.errors import V16_CODES
 from stations.ocpp.mappers import wire_id
@@ -74,7 +73,7 @@ class V16ChargePoint(ChargePoint):
     handlers = {
         "BootNotification": boot_notification(mappers.station_info),
         "Heartbeat": heartbeat,
-        "StatusNotification": status_notification(mappers.status_report),
+        "StatusNotification": waitlist_hooks.status_notification(mappers.status_report),
         "Authorize": authorize,
         "StartTransaction": start_transaction,
         "StopTransaction": stop_transaction,

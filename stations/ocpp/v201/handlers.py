@@ -10,7 +10,7 @@ from sessions.services.ingest import MeterValuesItem
 from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
-from stations.ocpp import billing_hooks, energy_hooks
+from stations.ocpp import billing_hooks, energy_hooks, waitlist_hooks
 from stations.ocpp.chargepoint import ChargePoint, Request, run_db
 from stations.ocpp.common import (
     boot_notification,
@@ -18,7 +18,6 @@ from stations.ocpp.common import (
     meter_values_writer,
     recorded,
     security_event_notification,
-    status_notification,
     transaction_events_writer,
 )
 from stations.ocpp.errors import V201_CODES
@@ -105,7 +104,7 @@ class V201ChargePoint(ChargePoint):
     handlers = {
         "BootNotification": boot_notification(mappers.station_info),
         "Heartbeat": heartbeat,
-        "StatusNotification": status_notification(mappers.status_report),
+        "StatusNotification": waitlist_hooks.status_notification(mappers.status_report),
         "Authorize": authorize,
         "TransactionEvent": transaction_event,
         "MeterValues": meter_values,
