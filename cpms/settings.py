@@ -5,6 +5,7 @@ transport. With DATABASE_URL / REDIS_URL: PostgreSQL, channels-redis and Redis a
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "channels",
     "django_celery_beat",
     "django_htmx",
+    "axes",
     "cpms",
     "accounts",
     "stations",
@@ -56,6 +58,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a lockout into its response (accounts.views.login_lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "cpms.urls"
@@ -114,6 +118,10 @@ elif env_int("DATABASE_POOL_MAX", 20) > 0:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
+    # First: refuses logins (portal, admin) of a locked-out username+address before any password check.
+    # A subclass of axes.backends.AxesStandaloneBackend that lets in-process authenticate() calls without
+    # a request (the test client's login(), a shell) through to the next backends.
+    "accounts.backends.LoginLockoutBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -165,6 +173,22 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CPMS <cpms@localhost>")
+
+# --- Login throttling (django-axes; RELIABILITY 41) ----------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins for one username from one address, that pair is locked out for
+# AXES_COOLOFF_MINUTES (a correct password is refused too). The locked-out answer is the login page with
+# the usual generic error, so that it tells nothing about whether the account exists.
+AXES_ENABLED = env_bool("AXES_ENABLED", True)
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_lockout_response"
+# The client address: REMOTE_ADDR, or behind the TLS proxy the last X-Forwarded-For entry (the one the
+# proxy appended; the earlier ones are whatever the client sent).
+AXES_CLIENT_IP_CALLABLE = "accounts.backends.client_ip"
+CLIENT_IP_FROM_FORWARDED_FOR = env_bool("BEHIND_TLS_PROXY", False)
+AXES_ENABLE_ADMIN = True  # attempts and lockouts are listed in the admin (superusers reset them there)
 
 SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600)
 SESSION_SAVE_EVERY_REQUEST = True  # idle sessions expire: the age counts from the last request
@@ -237,6 +261,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Waitlists ----------------------------------------------------------------------------------
+# How long a free connector offered to the next driver in a site's waitlist is held for them (seconds).
+WAITLIST_HOLD_S = env_int("WAITLIST_HOLD_S", 600)
+
 # --- Energy management ------------------------------------------------------------------------
 # A new limit is sent only if it differs from the last one sent by this much (or pauses/resumes).
 ENERGY_MIN_CHANGE_A = env_float("ENERGY_MIN_CHANGE_A", 1.0)
@@ -296,6 +324,8 @@ SPECTACULAR_SETTINGS = {
 OCPP_HEARTBEAT_INTERVAL_S = env_int("OCPP_HEARTBEAT_INTERVAL_S", 300)
 # A station that has sent nothing for this many heartbeat intervals is marked offline.
 OCPP_OFFLINE_AFTER_HEARTBEATS = env_float("OCPP_OFFLINE_AFTER_HEARTBEATS", 2.5)
+# A station that is disconnected (and silent) this long gets an offline incident (seconds).
+INCIDENT_OFFLINE_AFTER_S = env_int("INCIDENT_OFFLINE_AFTER_S", 300)
 OCPP_CALL_TIMEOUT_S = env_float("OCPP_CALL_TIMEOUT_S", 30.0)
 # A command to a connected station that no server process has taken after this long fails (NotDelivered).
 OCPP_COMMAND_DELIVERY_S = env_float("OCPP_COMMAND_DELIVERY_S", 5.0)

@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any
 
 import django_filters
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import organisation_ids_with, station_scope_q, user_can
+from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
 from sessions.enums import (
@@ -28,6 +28,7 @@ from sessions.enums import (
     SessionStatus,
 )
 from sessions.models import (
+    WAITLIST_OPEN_STATUSES,
     ChargingSession,
     IdToken,
     LocalListEntry,
@@ -36,8 +37,10 @@ from sessions.models import (
     Reservation,
     SessionAnomaly,
     TransactionEvent,
+    WaitlistEntry,
+    WaitlistStatus,
 )
-from stations.models import ChargingStation
+from stations.models import ChargingStation, Site
 
 
 def id_token_scope_q(*, user: User, capability: str = Capability.VIEW, prefix: str = "") -> Q:
@@ -217,3 +220,144 @@ def session_energy_readings(*, session: ChargingSession) -> list[tuple[datetime,
         .values_list("timestamp", "value", "unit")
     )
     return [(timestamp, int(value * UNIT_TO_WH[unit])) for timestamp, value, unit in rows]
+
+
+# --- portal: sessions by local date, power readings ---------------------------------------------------
+
+POWER_IMPORT = "Power.Active.Import"
+_UNIT_TO_W = {"": 1, "W": 1, "kW": 1000}
+
+
+def session_started_local_q(*, user: User, start=None, end=None) -> Q:
+    """Sessions started on local dates [start, end) (either may be None), the local date being the one at
+    the session's site (UTC for a station without a site), as the exports count them. One range per time
+    zone among the sites the user sees: the index on started_at still applies."""
+    from datetime import UTC, time
+    from zoneinfo import ZoneInfo
+
+    from accounts.selectors import site_scope_q
+    from stations.models import Site
+
+    if start is None and end is None:
+        return Q()
+
+    def window(zone_name: str | None) -> Q:
+        try:
+            zone = ZoneInfo(zone_name) if zone_name else UTC
+        except (KeyError, ValueError):
+            zone = UTC
+        q = Q()
+        if start is not None:
+            q &= Q(started_at__gte=datetime.combine(start, time(0), zone))
+        if end is not None:
+            q &= Q(started_at__lt=datetime.combine(end, time(0), zone))
+        return q
+
+    zones = set(Site.objects.filter(site_scope_q(user=user)).values_list("time_zone", flat=True))
+    q = Q(station__site__isnull=True) & window(None)
+    for zone_name in sorted(zones):
+        q |= Q(station__site__time_zone=zone_name) & window(zone_name)
+    return q
+
+
+def session_power_readings(*, session: ChargingSession) -> list[tuple[datetime, float]]:
+    """The session's active import power `(timestamp, W)` in time order: the phase-less readings
+    (Power.Active.Import, W or kW), or, for a charger that reports per phase only, the sum of its phases
+    at each instant. The caller checked access to the session."""
+    rows = list(
+        MeterValue.objects.filter(
+            session=session, measurand=POWER_IMPORT, value__isnull=False, unit__in=list(_UNIT_TO_W)
+        )
+        .order_by("timestamp", "id")
+        .values_list("timestamp", "phase", "value", "unit")
+    )
+    total = [(ts, float(value) * _UNIT_TO_W[unit]) for ts, phase, value, unit in rows if not phase]
+    if total:
+        return total
+    by_instant: dict[datetime, float] = {}
+    for ts, _phase, value, unit in rows:
+        by_instant[ts] = by_instant.get(ts, 0.0) + float(value) * _UNIT_TO_W[unit]
+    return sorted(by_instant.items())
+
+
+# --- waitlists ----------------------------------------------------------------------------------------
+
+
+class WaitlistEntryFilter(django_filters.FilterSet):
+    site = django_filters.NumberFilter(field_name="site_id")
+    status = django_filters.ChoiceFilter(choices=WaitlistStatus.choices)
+    open = django_filters.BooleanFilter(method="filter_open")
+
+    class Meta:
+        model = WaitlistEntry
+        fields = ["site", "status", "open"]
+
+    def filter_open(self, queryset, name, value):
+        lookup = Q(status__in=WAITLIST_OPEN_STATUSES)
+        return queryset.filter(lookup) if value else queryset.exclude(lookup)
+
+
+def _waitlist_entry_qs() -> QuerySet[WaitlistEntry]:
+    return WaitlistEntry.objects.select_related(
+        "site", "id_token", "offered_station", "offered_evse", "offered_connector", "reservation"
+    )
+
+
+def waitlist_entry_list(
+    *, user: User, site: Site | None = None, filters: Mapping[str, Any] | None = None
+) -> QuerySet[WaitlistEntry]:
+    """Waitlist entries at the sites the user sees (a site host: their sites), in queue order."""
+    qs = _waitlist_entry_qs().filter(site_scope_q(user=user, prefix="site__")).order_by("joined_at", "id")
+    if site is not None:
+        qs = qs.filter(site=site)
+    return filters_apply(WaitlistEntryFilter, filters, qs)
+
+
+def waitlist_entry_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> WaitlistEntry:
+    entry = _waitlist_entry_qs().filter(site_scope_q(user=user, prefix="site__")).filter(pk=pk).first()
+    if entry is None:
+        raise NotFound(f"Waitlist entry {pk} not found.")
+    if capability != Capability.VIEW and not user_can(
+        user=user, capability=capability, organisation_id=entry.site.organisation_id, site_id=entry.site_id
+    ):
+        raise PermissionDenied(f"You may not {capability} waitlist entry {entry.pk}.")
+    return entry
+
+
+def waitlist_positions(*, site_id: int) -> dict[int, int]:
+    """entry id -> place in line (1 = next) of the site's waiting entries. The caller checked access."""
+    waiting = (
+        WaitlistEntry.objects.filter(site_id=site_id, status=WaitlistStatus.WAITING)
+        .order_by("joined_at", "id")
+        .values_list("pk", flat=True)
+    )
+    return {pk: place for place, pk in enumerate(waiting, start=1)}
+
+
+def waitlist_site_summaries(*, user: User) -> QuerySet[Site]:
+    """The sites the user sees, each annotated with `waiting` and `offered` (open entries), by name."""
+    return (
+        Site.objects.filter(site_scope_q(user=user))
+        .annotate(
+            waiting=Count("waitlist_entries", filter=Q(waitlist_entries__status=WaitlistStatus.WAITING)),
+            offered=Count("waitlist_entries", filter=Q(waitlist_entries__status=WaitlistStatus.OFFERED)),
+        )
+        .order_by("name", "pk")
+    )
+
+
+def waitlist_site_ids_open() -> list[int]:
+    """Sites with open (waiting or offered) entries: what the periodic advance visits."""
+    return sorted(
+        set(WaitlistEntry.objects.filter(status__in=WAITLIST_OPEN_STATUSES).values_list("site_id", flat=True))
+    )
+
+
+def waitlist_site_for_station(*, station_id: int) -> int | None:
+    """The site of `station_id` if someone waits there (one query on the queue index), else None: a
+    connector freed where nobody waits queues no job."""
+    return (
+        WaitlistEntry.objects.filter(site__stations__pk=station_id, status=WaitlistStatus.WAITING)
+        .values_list("site_id", flat=True)
+        .first()
+    )

@@ -6,8 +6,8 @@ from stations.enums import (
     CommandSource,
     CommandStatus,
     ConnectorStatus,
-    IncidentKind,
     ConnectorType,
+    IncidentKind,
     JobKind,
     JobStatus,
     JobTargetStatus,
@@ -506,7 +506,8 @@ class Incident(models.Model):
                 condition=models.Q(detected_at__gte=models.F("occurred_at")), name="incident_detected_after"
             ),
             models.CheckConstraint(
-                condition=models.Q(resolved_at__isnull=True) | models.Q(resolved_at__gte=models.F("occurred_at")),
+                condition=models.Q(resolved_at__isnull=True)
+                | models.Q(resolved_at__gte=models.F("occurred_at")),
                 name="incident_resolved_after",
             ),
         ]
@@ -516,4 +517,6 @@ class Incident(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.code} on {self.station_id} at {self.detected_at:%Y-%m-%d %H:%M}"
+        return (
+            f"{self.get_kind_display()} {self.code} on {self.station_id} at {self.detected_at:%Y-%m-%d %H:%M}"
+        )

@@ -151,7 +151,13 @@ USERS: tuple[DemoUserSpec, ...] = (
     DemoUserSpec("admin", "admin-demo", None, "superuser: everything"),
     DemoUserSpec("operator", "operator-demo", Role.OPERATOR_ADMIN, "operator admin of Demo Charging Co"),
     DemoUserSpec("staff", "staff-demo", Role.OPERATOR_STAFF, "operator staff of Demo Charging Co"),
-    DemoUserSpec("host", "host-demo", Role.SITE_HOST, "site host of Berlin Depot only", "Berlin Depot"),
+    DemoUserSpec(
+        "host",
+        "host-demo",
+        Role.SITE_HOST,
+        "site host of Berlin Depot only (may set its prices)",
+        "Berlin Depot",
+    ),
     DemoUserSpec("finance", "finance-demo", Role.FINANCE, "finance of Demo Charging Co"),
     DemoUserSpec("support", "support-demo", Role.SUPPORT, "support of Demo Charging Co"),
 )
@@ -323,7 +329,8 @@ def _member_ensure(*, spec: DemoUserSpec, organisation: Organisation, sites: dic
     if Membership.objects.filter(user=user, organisation=organisation).exists():
         return created
     if spec.role == Role.SITE_HOST:
-        site_host_grant(user=user, site=sites[spec.site_name])
+        # The demo host may also set the Berlin Depot's prices (the per-site pricing grant).
+        site_host_grant(user=user, site=sites[spec.site_name], may_set_prices=True)
     else:
         membership_set(user=user, organisation=organisation, role=spec.role)
     return created + 1

@@ -6,12 +6,14 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from accounts.models import Membership, Organisation, User
+from accounts.models import AuditRecord, Membership, Organisation, User
 from billing.models import (
     CdrCredit,
     CdrLine,
     ChargeDetailRecord,
     ExportJob,
+    KpiDay,
+    RoiInputs,
     SessionPricing,
     SiteEnergyPrice,
     Tariff,
@@ -35,6 +37,7 @@ from sessions.models import (
     Reservation,
     SessionAnomaly,
     TransactionEvent,
+    WaitlistEntry,
 )
 from stations.models import (
     ChargingStation,
@@ -48,13 +51,14 @@ from stations.models import (
     Evse,
     FirmwareFile,
     FirmwareUpdate,
+    Incident,
     OcppMessage,
     SecurityEvent,
     Site,
     StationEvent,
     StatusChange,
 )
-from tests.support import row
+from tests.support import at, row
 
 # model -> (path to the organisation id, path to the station id or None): the ground truth the admin's scope
 # is compared with, written independently of the selectors under test.
@@ -101,11 +105,56 @@ SCOPED = {
     EvseElectrical: ("evse__station__organisation_id", "evse__station_id"),
     EvseAllocation: ("evse__station__organisation_id", "evse__station_id"),
     ChargingProfileRecord: ("station__organisation_id", "station_id"),
+    # KPI days follow their station; ROI inputs are organisation-wide, for the export right.
+    KpiDay: ("organisation_id", "station_id"),
+    RoiInputs: ("organisation_id", None),
+    # Waitlists follow their site (the fixture puts each station alone on its site).
+    WaitlistEntry: ("site__organisation_id", "site__stations__id"),
+    Incident: ("organisation_id", "station_id"),
 }
 # Scoped otherwise: export jobs are seen by who asked for them (test_export_jobs_are_their_requesters).
 SCOPED_BY_REQUESTER = (ExportJob,)
+# The audit log: read-only for everyone (superusers too), seen by who manages users in its organisation
+# (test_audit_records_are_read_only_and_for_user_managers).
+READ_ONLY_FOR_EVERYONE = (AuditRecord,)
 # Organisation-wide objects: a site host has none (403 on their changelist).
-ORGANISATION_WIDE = (IdToken, ConfigurationTemplate, FirmwareFile, CommandJob)
+ORGANISATION_WIDE = (IdToken, ConfigurationTemplate, FirmwareFile, CommandJob, RoiInputs)
+
+
+@pytest.fixture
+def logs(logs, world, tenants):
+    """The shared log rows, plus a waitlist entry at each standing station's site."""
+    tokens = {world.org_a.pk: tenants.token_a, world.org_b.pk: tenants.token_b}
+    for station in (world.station_a1, world.station_a2, world.station_b1):
+        logs.by_station[station.identity][WaitlistEntry] = WaitlistEntry.objects.create(
+            site=station.site,
+            id_token=tokens[station.organisation_id],
+            contact_email="driver@example.com",
+            joined_at=at(6),
+        )
+        # A KPI day per station, ROI inputs per organisation (under its first station).
+        logs.by_station[station.identity][KpiDay] = KpiDay.objects.create(
+            organisation_id=station.organisation_id,
+            site=station.site,
+            station=station,
+            day=at(6).date(),
+            currency="EUR",
+            computed_at=at(6),
+        )
+        if not RoiInputs.objects.filter(organisation_id=station.organisation_id).exists():
+            logs.by_station[station.identity][RoiInputs] = RoiInputs.objects.create(
+                organisation_id=station.organisation_id
+            )
+        logs.by_station[station.identity][Incident] = Incident.objects.create(
+            organisation_id=station.organisation_id,
+            site=station.site,
+            station=station,
+            kind="fault",
+            code="GroundFailure",
+            occurred_at=at(6),
+            detected_at=at(6),
+        )
+    return logs
 
 
 def changelist_url(model) -> str:
@@ -324,3 +373,32 @@ def test_members_who_are_not_staff_stay_out(world, client):
     response = client.get(changelist_url(ChargingStation))
     assert response.status_code == 302
     assert response["Location"].startswith(reverse("admin:login"))
+
+
+@pytest.mark.parametrize("model", READ_ONLY_FOR_EVERYONE, ids=lambda m: m.__name__)
+def test_audit_records_are_read_only_and_for_user_managers(world, admin_client_for, model):
+    from accounts.services import audit_record
+
+    record_a = audit_record(actor=world.operator_a, action="admin.change", obj=world.station_a1)
+    record_b = audit_record(actor=world.operator_b, action="admin.change", obj=world.station_b1)
+    expected = {
+        "operator_a": {record_a.pk},
+        "operator_b": {record_b.pk},
+        "superuser": {record_a.pk, record_b.pk},
+    }
+    for actor, pks in expected.items():
+        client = admin_client_for(getattr(world, actor))
+        assert shown_pks(client.get(changelist_url(model))) == pks
+        assert client.get(reverse(f"admin:accounts_{model._meta.model_name}_add")).status_code == 403
+        delete = reverse(f"admin:accounts_{model._meta.model_name}_delete", args=[record_a.pk])
+        assert client.post(delete, {"post": "yes"}).status_code == 403
+        assert client.post(change_url(record_a), {"action": "admin.delete"}).status_code == 403
+    assert (
+        admin_client_for(world.operator_b).get(change_url(record_a)).status_code == 302
+    )  # outside: as if deleted
+    assert admin_client_for(world.finance_a).get(changelist_url(model)).status_code == 403
+    assert admin_client_for(world.host_a1).get(changelist_url(model)).status_code == 403
+    assert list(AuditRecord.objects.order_by("pk").values_list("pk", "action")) == [
+        (record_a.pk, "admin.change"),
+        (record_b.pk, "admin.change"),
+    ]

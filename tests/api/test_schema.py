@@ -8,6 +8,7 @@ def test_schema_validates_without_warnings(db, tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
     schema = yaml.safe_load(target.read_text())
     assert sorted(schema["paths"]) == [
+        "/api/v1/audit-records/",
         "/api/v1/cdrs/",
         "/api/v1/cdrs/{id}/",
         "/api/v1/cdrs/{id}/credits/",
@@ -29,13 +30,19 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/grid-nodes/{id}/signals/",
         "/api/v1/id-tokens/",
         "/api/v1/id-tokens/{id}/",
+        "/api/v1/incidents/",
+        "/api/v1/incidents/{id}/",
+        "/api/v1/incidents/{id}/acknowledge/",
+        "/api/v1/incidents/{id}/resolve/",
         "/api/v1/jobs/",
         "/api/v1/jobs/read-configuration/",
         "/api/v1/jobs/{id}/",
+        "/api/v1/kpis/",
         "/api/v1/organisations/",
         "/api/v1/reservations/",
         "/api/v1/reservations/{id}/",
         "/api/v1/reservations/{id}/cancel/",
+        "/api/v1/roi/",
         "/api/v1/security-events/",
         "/api/v1/session-anomalies/",
         "/api/v1/sessions/",
@@ -48,6 +55,7 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/sites/{id}/energy-prices/",
         "/api/v1/sites/{id}/energy/",
         "/api/v1/sites/{id}/grid-nodes/",
+        "/api/v1/sites/{id}/waitlist/",
         "/api/v1/stations/",
         "/api/v1/stations/{identity}/",
         "/api/v1/stations/{identity}/charging-profiles/",
@@ -82,6 +90,9 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/tariffs/{id}/versions/",
         "/api/v1/tariffs/{id}/versions/{version}/",
         "/api/v1/uploads/{id}/file/",
+        "/api/v1/users/",
+        "/api/v1/users/{id}/",
+        "/api/v1/waitlist-entries/{id}/",
     ]
     assert sorted(schema["paths"]["/api/v1/stations/{identity}/"]) == ["get", "patch"]
     assert sorted(schema["paths"]["/api/v1/sessions/{id}/"]) == ["get"]

@@ -168,8 +168,12 @@ def test_site_page_is_scoped(client, world):
     url = reverse("portal:site-detail", args=[world.site_a1.pk])
     body = page(client, world.host_a1, url).content.decode()
     assert "A1-CP1" in body and "Europe/Berlin" in body
-    assert page(client, world.host_a1, reverse("portal:site-detail", args=[world.site_a2.pk])).status_code == 404
-    assert page(client, world.host_a1, reverse("portal:site-detail", args=[world.site_b1.pk])).status_code == 404
+    assert (
+        page(client, world.host_a1, reverse("portal:site-detail", args=[world.site_a2.pk])).status_code == 404
+    )
+    assert (
+        page(client, world.host_a1, reverse("portal:site-detail", args=[world.site_b1.pk])).status_code == 404
+    )
     assert page(client, world.operator_b, url).status_code == 404
     assert page(client, world.finance_a, url).status_code == 200
     client.logout()

@@ -110,7 +110,7 @@ def test_second_run_changes_nothing():
         "IdToken": 5,
         "User": 6,
         "Membership": 5,
-        "UserObjectPermission": 2,
+        "UserObjectPermission": 3,  # view, operate and change (prices) on Berlin Depot
     }
 
     output = load_demo()
