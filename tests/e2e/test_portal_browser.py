@@ -8,19 +8,29 @@ Screenshots of each step are saved under test-artifacts/portal/ (tests/e2e/brows
 """
 
 import asyncio
+import csv
+import io
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
+from django.utils import timezone
 from django.utils.crypto import get_random_string
 
+from billing.services.exports import SESSION_HEADER
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import ChargingSession
 from stations.ocpp.simulator import FleetConfig, run_fleet
-from tests.e2e.browser import chromium, log_in, screenshot
-from tests.factories import DEFAULT_STATION_PASSWORD, ConnectorFactory, EvseFactory, IdTokenFactory
+from tests.e2e.browser import artifacts_dir, chromium, log_in, screenshot
+from tests.factories import (
+    DEFAULT_STATION_PASSWORD,
+    ChargingSessionFactory,
+    ConnectorFactory,
+    EvseFactory,
+    IdTokenFactory,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -149,3 +159,43 @@ def test_site_host_sees_only_their_site_and_404_elsewhere(cpms_server, world):
             assert response.status == 404, url
             assert page.get_by_role("heading", name="Not found").is_visible()
         screenshot(page, "site-host-2-other-site-404")
+
+
+def test_finance_user_downloads_a_csv_export(cpms_server, world):
+    session = ChargingSessionFactory(
+        station=world.station_a1,
+        transaction_id="BROWSER-TX-1",
+        status=SessionStatus.COMPLETED,
+        stopped_at=timezone.now(),
+        meter_stop_wh=13_500,
+        energy_wh=12_500,
+    )
+    with_password(world.finance_a)
+    with chromium() as browser:
+        page = log_in(browser, cpms_server.http_url, "finance_a", PASSWORD)
+        page.get_by_role("link", name="Exports").click()
+        page.wait_for_url("**/portal/exports/")
+        screenshot(page, "finance-1-exports")
+        with page.expect_download(timeout=WAIT_MS) as download_info:
+            page.locator('a[data-kind="sessions"]').click()
+        download = download_info.value
+        path = artifacts_dir() / "finance-sessions.csv"
+        download.save_as(str(path))
+        rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+        assert download.suggested_filename.endswith(".csv")
+        assert rows[0] == list(SESSION_HEADER)
+        assert len(rows) == 2, rows  # organisation A's one session, nothing of organisation B
+        row = dict(zip(SESSION_HEADER, rows[1], strict=True))
+        assert (
+            row["session_id"],
+            row["transaction_id"],
+            row["station"],
+            row["status"],
+            row["energy_kwh"],
+        ) == (
+            str(session.pk),
+            "BROWSER-TX-1",
+            "A1-CP1",
+            "completed",
+            "12.500",
+        )
