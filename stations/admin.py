@@ -21,12 +21,14 @@ from stations.models import (
     Connector,
     DeviceVariable,
     Evse,
+    Incident,
     OcppMessage,
     SecurityEvent,
     Site,
     StationEvent,
     StatusChange,
 )
+from stations.services.incidents import incident_acknowledge
 from stations.services.management import (
     site_create,
     site_update,
@@ -381,9 +383,6 @@ class DeviceVariableAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, StationScop
 
 
 # --- incidents (stations/services/incidents.py) -------------------------------------------------------
-
-from stations.models import Incident  # noqa: E402
-from stations.services.incidents import incident_acknowledge  # noqa: E402
 
 
 @admin.register(Incident)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import django_filters
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from accounts.enums import Capability
 from accounts.models import User
@@ -28,6 +28,7 @@ from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from cpms.filters import filters_apply
 from stations.enums import (
     CommandStatus,
+    IncidentKind,
     JobKind,
     OcppVersion,
     RegistrationStatus,
@@ -46,6 +47,7 @@ from stations.models import (
     Evse,
     FirmwareFile,
     FirmwareUpdate,
+    Incident,
     OcppMessage,
     SecurityEvent,
     Site,
@@ -86,7 +88,8 @@ def site_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> Si
     if capability != Capability.VIEW and not user_can(
         user=user, capability=capability, organisation_id=site.organisation_id, site_id=site.pk
     ):
-        raise PermissionDenied(f"You may not {capability} site {site.pk}.")
+        verb = "set the prices of" if capability == Capability.PRICING else capability
+        raise PermissionDenied(f"You may not {verb} site {site.pk}.")
     return site
 
 
@@ -452,11 +455,6 @@ def network_overview(*, user: User) -> NetworkOverview:
 
 
 # --- incidents ------------------------------------------------------------------------------------------
-
-from django.db.models import Count  # noqa: E402
-
-from stations.enums import IncidentKind  # noqa: E402
-from stations.models import Incident  # noqa: E402
 
 
 class IncidentFilter(django_filters.FilterSet):

@@ -23,6 +23,11 @@ from stations.models import (
     StatusChange,
 )
 from stations.services.credentials import password_hash_make
+from stations.services.incidents import (
+    incident_from_status,
+    incident_offline_resolve,
+    incidents_from_notify_event,
+)
 from stations.types import BootResult, ConnectorStatusReport, StationAuth, StationInfo
 
 logger = logging.getLogger(__name__)
@@ -111,8 +116,6 @@ def station_connected(*, station_id: int, connection_id: str, protocol: str, at:
         occurred_at=at,
         received_at=at,
     )
-    from stations.services.incidents import incident_offline_resolve
-
     incident_offline_resolve(station_id=station_id, at=at)
 
 
@@ -226,8 +229,6 @@ def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -
         occurred_at=report.occurred_at,
         received_at=report.received_at,
     )
-    from stations.services.incidents import incident_from_status
-
     incident_from_status(station_id=station_id, report=report)
 
 
@@ -265,6 +266,4 @@ def station_event_record(
     elif kind == StationEventKind.LOG_STATUS:
         upload_status_record(station_id=station_id, kind=UploadKind.LOG, status=status, request_id=request_id)
     elif kind == StationEventKind.NOTIFY_EVENT:
-        from stations.services.incidents import incidents_from_notify_event
-
         incidents_from_notify_event(station_id=station_id, payload=detail, received_at=received_at)
