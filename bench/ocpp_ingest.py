@@ -300,7 +300,25 @@ class BenchChargerV201(BenchCharger):
         )
 
 
-CHARGERS = {"1.6": BenchCharger, "2.0.1": BenchChargerV201}
+class BenchChargerStatus(BenchCharger):
+    """OCPP 1.6 with StatusNotification in the loop (Charging <-> SuspendedEV, every few a Faulted and back): the
+    status path, with its history row, the incident check and the portal's live-status publish."""
+
+    loop_action = "StatusNotification"
+
+    def __init__(self, url: str, ident: str, stats: ClientStats):
+        super().__init__(url, ident, stats)
+        self.statuses = itertools.cycle(
+            ["SuspendedEV", "Charging", "SuspendedEV", "Charging", "Faulted", "Charging"]
+        )
+
+    def loop_payload(self) -> dict:
+        status = next(self.statuses)
+        error = "GroundFailure" if status == "Faulted" else "NoError"
+        return {"connectorId": 1, "errorCode": error, "status": status, "timestamp": _now_text()}
+
+
+CHARGERS = {"1.6": BenchCharger, "2.0.1": BenchChargerV201, "1.6-status": BenchChargerStatus}
 
 
 async def client_main(args) -> None:
@@ -744,7 +762,8 @@ def main(argv: list[str] | None = None) -> None:
         "--protocol",
         choices=sorted(CHARGERS),
         default="1.6",
-        help="1.6: MeterValues in the loop; 2.0.1: TransactionEvent Updated",
+        help="1.6: MeterValues in the loop; 2.0.1: TransactionEvent Updated; 1.6-status: StatusNotification "
+        "(with a fault opened and resolved every sixth message)",
     )
     parser.add_argument(
         "--server-cmd",

@@ -31,6 +31,13 @@ def main() -> int:
         "beat": [python, "-m", "celery", "-A", "cpms", "beat", "--loglevel", "INFO"],
     }
     procs = {name: subprocess.Popen(cmd) for name, cmd in commands.items()}  # noqa: S603
+    # Beat runs interval jobs only after their first interval: compute today's KPIs now, so that the portal's
+    # KPI page has numbers from the start (the job is idempotent).
+    subprocess.run(  # noqa: S603
+        [python, "-m", "celery", "-A", "cpms", "call", "billing.tasks.kpis_compute_recent"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+    )
     print(f"CPMS running: http://{bind}:{port}/  (OCPP: ws://{bind}:{port}/ocpp/<identity>). Ctrl-C stops.")
 
     stopping = False

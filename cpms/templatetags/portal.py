@@ -34,6 +34,13 @@ STATUS_TONES = {
     "open": "bad",
     "acknowledged": "warn",
     "resolved": "ok",
+    "Active": "ok",
+    "Inactive": "muted",
+    "waiting": "warn",
+    "offered": "live",
+    "fulfilled": "ok",
+    "expired": "muted",
+    "cancelled": "muted",
 }
 
 

@@ -1,6 +1,9 @@
 """Waitlists at the edge: a connector that reports Available may be the one the next driver in a site's queue
-is waiting for. The site's advance is queued as a Celery job off the reply path (never waiting for the
-broker); the periodic `waitlists_advance` catches up if the publish is lost."""
+is waiting for. The check (one indexed query) and the site's advance are started in the background once the
+status is committed, so the charger's answer waits for neither the database nor the broker; the periodic
+`waitlists_advance` catches up if the publish is lost."""
+
+import asyncio
 
 from sessions.selectors import waitlist_site_for_station
 from sessions.tasks import waitlist_advance_site
@@ -8,6 +11,9 @@ from stations.enums import ConnectorStatus
 from stations.ocpp import task_queue
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.common import status_notification as plain_status_notification
+
+# Running checks, referenced so they are not garbage-collected before they finish.
+_pending: set[asyncio.Task] = set()
 
 
 async def connector_available(station_id: int) -> None:
@@ -26,7 +32,9 @@ def status_notification(status_report) -> Handler:
     async def with_waitlist(req: Request) -> dict:
         answer = await handler(req)
         if status_report(req.payload, req.received_at).status == ConnectorStatus.AVAILABLE:
-            await connector_available(req.station.station_id)
+            task = asyncio.get_running_loop().create_task(connector_available(req.station.station_id))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
         return answer
 
     return with_waitlist
