@@ -91,13 +91,13 @@ def test_foreign_or_missing_origin_is_refused_even_when_logged_in(world):
 
 
 def test_groups_are_scoped_per_role(world):
-    assert user_live_groups(user=world.operator_a) == [f"live.org.{world.org_a.pk}"]
-    assert user_live_groups(user=world.operator_b) == [f"live.org.{world.org_b.pk}"]
-    assert user_live_groups(user=world.finance_a) == [f"live.org.{world.org_a.pk}"]
+    org_a = [f"live.org.{world.org_a.pk}", f"live.site.{world.site_a1.pk}", f"live.site.{world.site_a2.pk}"]
+    org_b = [f"live.org.{world.org_b.pk}", f"live.site.{world.site_b1.pk}"]
+    assert user_live_groups(user=world.operator_a) == org_a
+    assert user_live_groups(user=world.operator_b) == org_b
+    assert user_live_groups(user=world.finance_a) == org_a
     assert user_live_groups(user=world.host_a1) == [f"live.site.{world.site_a1.pk}"]
-    assert sorted(user_live_groups(user=world.superuser)) == sorted(
-        [f"live.org.{world.org_a.pk}", f"live.org.{world.org_b.pk}"]
-    )
+    assert sorted(user_live_groups(user=world.superuser)) == sorted(org_a + org_b)
     assert user_live_groups(user=UserFactory(username="nobody")) == []
 
 
@@ -163,3 +163,25 @@ def test_the_browser_cannot_send_anything_that_matters(world):
         return events
 
     assert run(scenario()) == []
+
+
+def test_a_station_without_a_site_reaches_its_organisation_only(world):
+    world.station_a1.site = None
+    world.station_a1.save()
+    cookies = {name: session_cookie(getattr(world, name)) for name in ("operator_a", "host_a1", "operator_b")}
+
+    async def scenario():
+        browsers = {}
+        for name, cookie in cookies.items():
+            state, (comm, _) = await open_browser(ORIGIN, cookie)
+            assert state == "accepted"
+            browsers[name] = comm
+        await charger_reports("A1-CP1", "Available")
+        seen = {name: await events_of(comm) for name, comm in browsers.items()}
+        for comm in browsers.values():
+            await comm.disconnect()
+        return seen
+
+    seen = run(scenario())
+    assert [e["type"] for e in seen["operator_a"]] == ["connection", "status", "connection"]
+    assert seen["host_a1"] == [] and seen["operator_b"] == []
