@@ -7,7 +7,7 @@ from datetime import datetime
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
 from sessions.types import TransactionEventRequest, TransactionEventResult
 from stations.enums import SecurityEventKind
-from stations.ocpp import energy_hooks, live_hooks
+from stations.ocpp import energy_hooks, live_hooks, task_queue
 from stations.ocpp.batching import GroupCommit
 from stations.ocpp.chargepoint import Handler, Request, run_db
 from stations.ocpp.mappers import format_datetime, parse_datetime, text
@@ -18,6 +18,7 @@ from stations.services.ocpp import (
     station_event_record,
     station_seen,
 )
+from stations.tasks import incidents_notify_pending
 from stations.types import ConnectorStatusReport, StationInfo
 
 # MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
@@ -54,8 +55,13 @@ def status_notification(status_report: Callable[[dict, datetime], ConnectorStatu
 
     async def handler(req: Request) -> dict:
         report = status_report(req.payload, req.received_at)
-        await run_db(connector_status_update, station_id=req.station.station_id, report=report)
+        incident_opened = await run_db(
+            connector_status_update, station_id=req.station.station_id, report=report
+        )
         live_hooks.status_reported(req.station, report)
+        if incident_opened:
+            # The alert goes out now rather than at the next minute's sweep (which catches a lost publish).
+            task_queue.submit(incidents_notify_pending)
         return {}
 
     return handler

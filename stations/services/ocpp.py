@@ -204,8 +204,9 @@ def connector_resolve(*, station_id: int, evse_id: int, connector_id: int) -> tu
 
 
 @transaction.atomic
-def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -> None:
-    """StatusNotification: the current status on the connector (or station) and one history row."""
+def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -> bool:
+    """StatusNotification: the current status on the connector (or station) and one history row, and the
+    fault incident it opens or resolves. True when it opened an incident (its alert is due)."""
     if report.evse_id is None:
         ChargingStation.objects.filter(pk=station_id).update(
             status=report.status, error_code=report.error_code, last_seen_at=report.received_at
@@ -229,7 +230,7 @@ def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -
         occurred_at=report.occurred_at,
         received_at=report.received_at,
     )
-    incident_from_status(station_id=station_id, report=report)
+    return incident_from_status(station_id=station_id, report=report) is not None
 
 
 @transaction.atomic

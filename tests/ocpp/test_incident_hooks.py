@@ -63,7 +63,7 @@ def exchange(identity: str, subprotocol: str, frames: list[list], station_id: in
     return asyncio.run(scenario())
 
 
-def test_1_6_status_notification_opens_and_resolves_a_fault():
+def test_1_6_status_notification_opens_and_resolves_a_fault(queued_tasks):
     station = ChargingStationFactory(identity="CP-F16")
     now = timezone.now().replace(microsecond=0)
 
@@ -88,6 +88,10 @@ def test_1_6_status_notification_opens_and_resolves_a_fault():
     assert seen[0] == [("fault", 2, 1, "GroundFailure", None)]
     assert seen[1] == seen[0]
     assert seen[2] == [("fault", 2, 1, "GroundFailure", now - timedelta(seconds=50))]
+    # The new incident's alert was queued at once, off the reply path; the repeated Faulted queued nothing.
+    assert [task for task in queued_tasks if task[0].startswith("stations.tasks.incident")] == [
+        ("stations.tasks.incidents_notify_pending", ())
+    ]
 
 
 def test_2_0_1_status_and_notify_event_open_incidents():
