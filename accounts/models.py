@@ -66,6 +66,7 @@ class AuditAction(models.TextChoices):
     ADMIN_DELETE = "admin.delete", "Admin: deleted"
     COMMAND_SENT = "command.sent", "Remote command"
     EXPORT_CREATED = "export.created", "Export"
+    SITE_ACCESS_RULES_CHANGED = "site.access_rules_changed", "Site access rules changed"
 
 
 class AuditRecord(ImmutableModel):

@@ -23,6 +23,7 @@ from sessions.models import (
     MeterValue,
     Reservation,
     SessionAnomaly,
+    SiteAccessGroup,
     TransactionEvent,
     WaitlistEntry,
 )
@@ -420,3 +421,20 @@ class WaitlistEntryAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin)
                 continue
             removed += 1
         self.message_user(request, f"Removed from the waitlist: {removed}.", messages.SUCCESS)
+
+
+# --- site access rules -----------------------------------------------------------------------------
+
+
+@admin.register(SiteAccessGroup)
+class SiteAccessGroupAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+    """The groups allowed at restricted sites. Looked at here; changed on the site's prices page or through
+    the API (sessions.services.site_access: the pricing right, validation and an audit record)."""
+
+    list_display = ["id", "site", "group", "created_at"]
+    list_select_related = ["site", "group"]
+    search_fields = ["=group__value", "site__name"]
+    raw_id_fields = ["site", "group"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return site_scope_q(user=user, capability=capability, prefix="site__")

@@ -302,3 +302,23 @@ class WaitlistEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id}:{self.id_token_id} ({self.status})"
+
+
+class SiteAccessGroup(models.Model):
+    """A group id token allowed to charge at a site whose `access_mode` is restricted: the token itself and
+    its members (tokens whose `group` it is). The site's rule, set by who holds the pricing right on the site
+    (sessions.services.site_access), not a property of the token: it lives here because stations may not
+    import sessions."""
+
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="access_groups")
+    group = models.ForeignKey(IdToken, on_delete=models.CASCADE, related_name="site_access")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["site_id", "group_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "group"], name="siteaccessgroup_unique_per_site")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}:{self.group_id}"

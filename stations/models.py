@@ -20,8 +20,18 @@ from stations.enums import (
 )
 
 
+class SiteAccessMode(models.TextChoices):
+    """Who may charge at a site (kept here with its model: stations/enums.py belongs to others)."""
+
+    PUBLIC = "public", "Public: every id token the organisation accepts"
+    RESTRICTED = "restricted", "Restricted: members of the allowed groups only"
+
+
 class Site(models.Model):
-    """A place with chargers behind one grid connection; prices and access are usually set per site."""
+    """A place with chargers behind one grid connection; prices and access are usually set per site.
+
+    `access_mode` restricted: only id tokens that are, or belong to, one of the site's allowed groups
+    (sessions.models.SiteAccessGroup) may charge here (sessions.services.tokens.id_token_allowed_q)."""
 
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="sites")
     name = models.CharField(max_length=200)
@@ -35,6 +45,9 @@ class Site(models.Model):
     grid_capacity_w = models.BigIntegerField(
         null=True, blank=True, help_text="Grid connection capacity in watts (all phases)."
     )
+    access_mode = models.CharField(
+        max_length=16, choices=SiteAccessMode.choices, default=SiteAccessMode.PUBLIC
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -42,6 +55,9 @@ class Site(models.Model):
         permissions = [("operate_site", "Operate the stations of a site (site host)")]
         constraints = [
             models.UniqueConstraint(fields=["organisation", "name"], name="site_name_unique_per_org"),
+            models.CheckConstraint(
+                condition=models.Q(access_mode__in=SiteAccessMode.values), name="site_access_mode_valid"
+            ),
             models.CheckConstraint(
                 condition=models.Q(grid_capacity_w__isnull=True) | models.Q(grid_capacity_w__gte=0),
                 name="site_grid_capacity_non_negative",

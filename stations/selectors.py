@@ -88,7 +88,7 @@ def site_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> Si
     if capability != Capability.VIEW and not user_can(
         user=user, capability=capability, organisation_id=site.organisation_id, site_id=site.pk
     ):
-        verb = "set the prices of" if capability == Capability.PRICING else capability
+        verb = "set the prices and access rules of" if capability == Capability.PRICING else capability
         raise PermissionDenied(f"You may not {verb} site {site.pk}.")
     return site
 

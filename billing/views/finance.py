@@ -41,6 +41,7 @@ from billing.services.site_prices import (
     site_tariff_versions,
     site_token_rules,
 )
+from billing.views.site_access import site_access_rules_context
 from cpms.errors import DomainError
 from cpms.portal import page_of, portal_view, require_capability
 from stations.models import Site
@@ -477,6 +478,7 @@ def site_prices_site_page(request: HttpRequest, site_id: int):
             "versions": site_tariff_versions(tariff=dedicated) if dedicated else [],
             "overrides": site_tariff_overrides(site=site),
             "tokens": site_token_rules(user=user, site=site),
+            "access": site_access_rules_context(site=site),
             "form": form,
         },
         status=400 if request.method == "POST" else 200,

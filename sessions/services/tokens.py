@@ -6,8 +6,9 @@ organisation-wide (site hosts hold no id tokens). References arrive as ids and a
 actor's scope, as in stations.services.management.
 
 Where a token may charge: with neither `allowed_sites` nor `allowed_stations`, at every station of its
-organisation; otherwise only at the stations of those sites and at those stations. Elsewhere its status is
-NotAtThisLocation (2.0.1 AuthorizationStatusEnumType; the 1.6 mappers say Invalid).
+organisation; otherwise only at the stations of those sites and at those stations. A site whose access is
+restricted (sessions.services.site_access) further admits only its allowed groups and their members.
+Elsewhere its status is NotAtThisLocation (2.0.1 AuthorizationStatusEnumType; the 1.6 mappers say Invalid).
 """
 
 from collections.abc import Iterable
@@ -24,8 +25,8 @@ from accounts.models import User
 from accounts.selectors import organisation_access, site_scope_q, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from sessions.enums import IdTokenStatus, IdTokenType
-from sessions.models import IdToken, LocalListState
-from stations.models import ChargingStation, Site
+from sessions.models import IdToken, LocalListState, SiteAccessGroup
+from stations.models import ChargingStation, Site, SiteAccessMode
 
 # ConcurrentTx is an answer to an authorisation, not something a token is.
 SETTABLE_STATUSES = (
@@ -61,18 +62,27 @@ LOCAL_LIST_STALE = "A listed token changed its value or was deleted: the next sy
 
 # --- where a token may charge -----------------------------------------------------------------------
 def id_token_allowed_q(*, station_id: int) -> Q:
-    """The id tokens (a Q on IdToken) that may charge at station `station_id` as far as their site and station
-    restrictions go: unrestricted ones, and those allowed at its site or at it. EXISTS subqueries on the
-    link tables' (idtoken_id, ...) unique indexes: no join that multiplies rows, no extra round trip."""
+    """The id tokens (a Q on IdToken) that may charge at station `station_id` as far as places go:
+    - the token's own restriction: unrestricted ones, and those allowed at its site or at it;
+    - and the site's rule: at a station whose site is restricted (Site.access_mode), only a token that is,
+      or whose group is, one of the site's allowed groups (SiteAccessGroup).
+    EXISTS subqueries on the link tables' unique indexes: no join that multiplies rows, no extra round trip."""
     sites = IdToken.allowed_sites.through.objects
     stations = IdToken.allowed_stations.through.objects
     token = OuterRef("pk")
     unrestricted = ~Q(Exists(sites.filter(idtoken_id=token))) & ~Q(Exists(stations.filter(idtoken_id=token)))
-    return (
+    own_places = (
         unrestricted
         | Q(Exists(sites.filter(idtoken_id=token, site__stations=station_id)))
         | Q(Exists(stations.filter(idtoken_id=token, chargingstation_id=station_id)))
     )
+    restricted_site = ChargingStation.objects.filter(
+        pk=station_id, site__access_mode=SiteAccessMode.RESTRICTED
+    )
+    in_allowed_group = SiteAccessGroup.objects.filter(site__stations=station_id).filter(
+        Q(group_id=token) | Q(group_id=OuterRef("group_id"))
+    )
+    return own_places & (~Q(Exists(restricted_site)) | Q(Exists(in_allowed_group)))
 
 
 def id_token_with_place(qs: QuerySet[IdToken], *, station_id: int) -> QuerySet[IdToken]:

@@ -36,6 +36,7 @@ from sessions.models import (
     MeterValue,
     Reservation,
     SessionAnomaly,
+    SiteAccessGroup,
     TransactionEvent,
     WaitlistEntry,
 )
@@ -110,6 +111,8 @@ SCOPED = {
     RoiInputs: ("organisation_id", None),
     # Waitlists follow their site (the fixture puts each station alone on its site).
     WaitlistEntry: ("site__organisation_id", "site__stations__id"),
+    # Access rules follow their site too.
+    SiteAccessGroup: ("site__organisation_id", "site__stations__id"),
     Incident: ("organisation_id", "station_id"),
 }
 # Scoped otherwise: export jobs are seen by who asked for them (test_export_jobs_are_their_requesters).
@@ -131,6 +134,9 @@ def logs(logs, world, tenants):
             id_token=tokens[station.organisation_id],
             contact_email="driver@example.com",
             joined_at=at(6),
+        )
+        logs.by_station[station.identity][SiteAccessGroup] = SiteAccessGroup.objects.create(
+            site=station.site, group=tokens[station.organisation_id]
         )
         # A KPI day per station, ROI inputs per organisation (under its first station).
         logs.by_station[station.identity][KpiDay] = KpiDay.objects.create(

@@ -52,6 +52,7 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/sessions/{id}/meter-values/",
         "/api/v1/sites/",
         "/api/v1/sites/{id}/",
+        "/api/v1/sites/{id}/access-rules/",
         "/api/v1/sites/{id}/energy-prices/",
         "/api/v1/sites/{id}/energy/",
         "/api/v1/sites/{id}/grid-nodes/",

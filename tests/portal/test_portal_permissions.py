@@ -10,6 +10,7 @@ The table below must name every URL of the `portal` namespace: a new page withou
 The pages' own tests (tests/portal/test_*_pages.py) check what each page shows; this checks who gets in.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -22,9 +23,9 @@ from accounts.models import AuditRecord, Membership, User
 from billing.models import ExportJob, RoiInputs, Tariff, TariffAssignment, TariffVersion
 from cpms import portal_urls
 from sessions.enums import IdTokenStatus, SessionStatus
-from sessions.models import Reservation, WaitlistEntry
+from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
 from stations.enums import IncidentKind
-from stations.models import Command, Incident
+from stations.models import Command, Incident, Site
 from tests.factories import ChargingSessionFactory, IdTokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -38,17 +39,23 @@ class Row:
     """GET statuses per role (operator_a, operator_b, host_a1, finance_a); POST-only views have get=None and
     `post_denied` names the roles whose POST must be refused with the given status."""
 
-    url: callable
+    url: Callable
     get: tuple[int, int, int, int] | None
     post_denied: dict[str, int] | None = None
-    post_data: dict | None = None
+    post_data: dict | Callable | None = None  # a callable gets (world, objects)
+
+    def data(self, world, objects) -> dict:
+        return self.post_data(world, objects) if callable(self.post_data) else (self.post_data or {})
 
 
 @pytest.fixture
 def objects(world):
     """One object of organisation A behind each object URL."""
     now = timezone.now()
-    token = IdTokenFactory(organisation=world.org_a, value="MATRIX-TAG", status=IdTokenStatus.ACCEPTED)
+    group = IdTokenFactory(organisation=world.org_a, value="MATRIX-GROUP", status=IdTokenStatus.ACCEPTED)
+    token = IdTokenFactory(
+        organisation=world.org_a, value="MATRIX-TAG", status=IdTokenStatus.ACCEPTED, group=group
+    )
     session = ChargingSessionFactory(station=world.station_a1, status=SessionStatus.COMPLETED, stopped_at=now)
     incident = Incident.objects.create(
         organisation=world.org_a,
@@ -65,7 +72,14 @@ def objects(world):
     job = ExportJob.objects.create(
         requested_by=world.finance_a, kind="cdrs", organisation_ids=[world.org_a.pk]
     )
-    return {"session": session, "incident": incident, "entry": entry, "job": job, "token": token}
+    return {
+        "session": session,
+        "incident": incident,
+        "entry": entry,
+        "job": job,
+        "token": token,
+        "group": group,
+    }
 
 
 def station(name: str, *extra) -> callable:
@@ -137,6 +151,12 @@ MATRIX: dict[str, Row] = {
         {"operator_b": 404, "host_a1": 403, "finance_a": 403},
         {"energy_price": "0.40", "tax_rate": "19", "currency": "EUR"},
     ),
+    "site-access-rules": Row(
+        lambda w, o: reverse("portal:site-access-rules", args=[w.site_a1.pk]),
+        None,
+        {"operator_b": 404, "host_a1": 403, "finance_a": 403},
+        lambda w, o: {"mode": "restricted", "groups": [str(o["group"].pk)]},
+    ),
     "revenue": Row(lambda w, o: reverse("portal:revenue"), (200, 200, 403, 200)),
     "exports": Row(
         lambda w, o: reverse("portal:exports"),
@@ -180,6 +200,8 @@ def snapshot() -> dict:
         "users": list(User.objects.values_list("pk", "is_active", "email")),
         "memberships": list(Membership.objects.values_list("user_id", "organisation_id", "role")),
         "audit": AuditRecord.objects.count(),
+        "site_access": list(Site.objects.values_list("pk", "access_mode")),
+        "site_access_groups": list(SiteAccessGroup.objects.values_list("site_id", "group_id")),
     }
 
 
@@ -201,7 +223,7 @@ def test_anonymous_is_sent_to_log_in_and_changes_nothing(client, world, objects,
     else:
         response = client.get(url)
         assert (response.status_code, response["Location"]) == (302, f"/portal/login/?next={url}")
-    response = client.post(url, row.post_data or {})
+    response = client.post(url, row.data(world, objects))
     assert response.status_code == 302 and response["Location"].startswith("/portal/login/?next=")
     assert snapshot() == before
 
@@ -226,7 +248,7 @@ def test_denied_posts_change_nothing(client, world, objects, name):
     for role, status in row.post_denied.items():
         before = snapshot()
         client.force_login(getattr(world, role))
-        assert client.post(url, row.post_data or {}).status_code == status, role
+        assert client.post(url, row.data(world, objects)).status_code == status, role
         assert snapshot() == before, role
 
 
@@ -236,5 +258,5 @@ def test_posts_without_the_csrf_token_are_refused(world, objects, name):
     client = Client(enforce_csrf_checks=True)
     client.force_login(world.operator_a)
     before = snapshot()
-    assert client.post(row.url(world, objects), row.post_data or {}).status_code == 403
+    assert client.post(row.url(world, objects), row.data(world, objects)).status_code == 403
     assert snapshot() == before
