@@ -85,7 +85,10 @@ def test_a_site_host_without_the_grant_is_refused_and_nothing_is_created(world, 
     assert client.get("/portal/prices/").status_code == 403
     response = client.get(f"/portal/prices/site/{world.site_a1.pk}/")
     assert response.status_code == 403
-    assert f"You may not set the prices and access rules of site {world.site_a1.pk}." in response.content.decode()
+    assert (
+        f"You may not set the prices and access rules of site {world.site_a1.pk}."
+        in response.content.decode()
+    )
     assert client.post(f"/portal/prices/site/{world.site_a1.pk}/", PRICES).status_code == 403
     assert billing_rows() == before
 
