@@ -44,6 +44,22 @@ class SiteAccessRules:
 # --- reads ---------------------------------------------------------------------------------------------
 
 
+def id_token_admitted_at_site(*, site: Site, token: IdToken) -> bool:
+    """Whether `token` may charge somewhere at `site` as far as places go: its own restriction (allowed sites or
+    stations) and the site's rule. The per-station check at authorisation is `id_token_allowed_q`; this is its
+    site-level counterpart for decisions taken before a station is chosen (joining a waitlist)."""
+    own_sites = token.allowed_sites.all()
+    own_stations = token.allowed_stations.all()
+    if (own_sites.exists() or own_stations.exists()) and not (
+        own_sites.filter(pk=site.pk).exists() or own_stations.filter(site=site).exists()
+    ):
+        return False
+    if site.access_mode != SiteAccessMode.RESTRICTED:
+        return True
+    candidates = [token.pk] if token.group_id is None else [token.pk, token.group_id]
+    return SiteAccessGroup.objects.filter(site=site, group_id__in=candidates).exists()
+
+
 def site_access_rules_get(*, site: Site) -> SiteAccessRules:
     """The site's rule as stored (the caller has checked the site is visible: `site_access`)."""
     group_ids = SiteAccessGroup.objects.filter(site_id=site.pk).order_by("group_id")

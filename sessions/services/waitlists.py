@@ -53,6 +53,7 @@ from sessions.services.reservations import (
     reservation_cancel,
     reservation_create,
 )
+from sessions.services.site_access import id_token_admitted_at_site
 from sessions.services.tokens import id_token_status_at
 from stations.enums import CommandSource, ConnectorStatus
 from stations.models import ChargingStation, Connector, DeviceVariable, Site
@@ -115,6 +116,10 @@ def waitlist_join(
     status = id_token_status_at(token, now)
     if status != IdTokenStatus.ACCEPTED:
         raise ValidationFailed(f"Id token {token.value!r} may not charge ({status}).")
+    if not id_token_admitted_at_site(site=site, token=token):
+        raise ValidationFailed(
+            f"Id token {token.value!r} may not charge at site {site.name!r} (NotAtThisLocation)."
+        )
     email = (contact_email or "").strip() or token.owner_email
     if not email:
         raise ValidationFailed("A contact email is needed: the token has no owner email.")

@@ -8,7 +8,7 @@ import pytest
 
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
 from sessions import tasks
-from sessions.models import Reservation, WaitlistEntry
+from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
 from sessions.selectors import waitlist_positions
 from sessions.services.waitlists import (
     AdvanceResult,
@@ -17,7 +17,7 @@ from sessions.services.waitlists import (
     waitlist_join,
     waitlist_leave,
 )
-from stations.models import ChargingStation, DeviceVariable
+from stations.models import ChargingStation, DeviceVariable, SiteAccessMode
 from stations.ocpp import commands_auth as auth
 from stations.ocpp.mappers import format_datetime
 from tests.commands import CallError
@@ -152,6 +152,28 @@ def test_join_refuses_tokens_that_may_not_charge(world, drivers):
         join(world, drivers[0], email="not-an-address")
     assert error.value.message == "'not-an-address' is not a valid email address."
     assert WaitlistEntry.objects.count() == 0
+
+
+def test_join_follows_the_sites_access_rule_and_the_tokens_own_places(world, drivers):
+    """A restricted site admits only its groups' tokens; a token restricted to other sites is refused too."""
+    fleet = IdTokenFactory(organisation=world.org_a, value="FLEET")
+    member = IdTokenFactory(
+        organisation=world.org_a, value="MEMBER", group=fleet, owner_email="m@example.com"
+    )
+    elsewhere = IdTokenFactory(organisation=world.org_a, value="ELSEWHERE", owner_email="e@example.com")
+    elsewhere.allowed_sites.set([world.site_a2])
+    with pytest.raises(ValidationFailed) as error:
+        join(world, elsewhere)
+    assert error.value.message == "Id token 'ELSEWHERE' may not charge at site 'A1' (NotAtThisLocation)."
+
+    world.site_a1.access_mode = SiteAccessMode.RESTRICTED
+    world.site_a1.save()
+    SiteAccessGroup.objects.create(site=world.site_a1, group=fleet)
+    with pytest.raises(ValidationFailed) as error:
+        join(world, drivers[0])
+    assert error.value.message == "Id token 'DRIVER1' may not charge at site 'A1' (NotAtThisLocation)."
+    assert WaitlistEntry.objects.count() == 0
+    assert join(world, member).id_token == member
 
 
 def test_one_open_entry_per_token_and_site(world, drivers):
