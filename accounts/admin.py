@@ -90,6 +90,13 @@ class ScopedAdminMixin:
             or site_host_site_ids(user=user, capability=capability)
         )
 
+    def has_command_permission(self, request, obj=None) -> bool:
+        """For admin actions with `permissions=["command"]` (they send OCPP calls)."""
+        user = request.user
+        if not (user.is_active and user.is_staff):
+            return False
+        return user.is_superuser or self.capable_somewhere(user=user, capability=Capability.COMMAND)
+
     def _is_unscoped(self, request) -> bool:
         return request.user.is_active and request.user.is_superuser
 

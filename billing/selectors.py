@@ -32,6 +32,7 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
+from billing.services.exports import REVENUE_SITES_HEADER
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
 from sessions.models import ChargingSession
@@ -215,18 +216,7 @@ def credit_list(*, cdr: ChargeDetailRecord) -> QuerySet[CdrCredit]:
 # --- revenue (portal) -----------------------------------------------------------------------------------
 
 # The revenue_sites export's money columns, read back as Decimals (None where the export leaves a cell empty).
-REVENUE_DECIMAL_COLUMNS = (
-    "energy_kwh",
-    "revenue_excl_tax",
-    "tax",
-    "revenue_incl_tax",
-    "credits_excl_tax",
-    "credits_tax",
-    "net_excl_tax",
-    "energy_cost",
-    "margin",
-    "energy_cost_per_kwh",
-)
+REVENUE_DECIMAL_COLUMNS = REVENUE_SITES_HEADER[5:]
 
 
 def revenue_site_rows(*, user: User, filters) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from accounts.admin import (
     saved_adopt,
 )
 from accounts.enums import Capability
-from accounts.selectors import organisation_ids_with, site_host_site_ids, site_scope_q
+from accounts.selectors import organisation_ids_with, site_scope_q
 from cpms.errors import DomainError, ValidationFailed
 from sessions.enums import ReservationStatus
 from sessions.models import (
@@ -292,15 +292,6 @@ class ReservationAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
         # Superusers only, as for every model here: deleting an id token deletes its reservations.
         return request.user.is_active and request.user.is_superuser
 
-    def has_command_permission(self, request, obj=None) -> bool:
-        user = request.user
-        if not (user.is_active and user.is_staff):
-            return False
-        return user.is_superuser or bool(
-            organisation_ids_with(user=user, capability=Capability.COMMAND)
-            or site_host_site_ids(user=user, capability=Capability.COMMAND)
-        )
-
     @admin.action(description="Cancel the selected reservations (CancelReservation)", permissions=["command"])
     def cancel_reservations(self, request, queryset):
         cancelled = 0
@@ -398,15 +389,6 @@ class WaitlistEntryAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin)
 
     def scope_q(self, *, user, capability) -> Q:
         return site_scope_q(user=user, capability=capability, prefix="site__")
-
-    def has_command_permission(self, request, obj=None) -> bool:
-        user = request.user
-        if not (user.is_active and user.is_staff):
-            return False
-        return user.is_superuser or bool(
-            organisation_ids_with(user=user, capability=Capability.COMMAND)
-            or site_host_site_ids(user=user, capability=Capability.COMMAND)
-        )
 
     @admin.action(description="Remove the selected entries from the waitlist", permissions=["command"])
     def leave_entries(self, request, queryset):

@@ -17,6 +17,7 @@ from channels.layers import get_channel_layer
 from accounts.enums import Capability
 from accounts.models import Organisation, User
 from accounts.selectors import organisation_ids_with, site_host_site_ids
+from stations.models import Site
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ def user_live_groups(*, user: User) -> list[str]:
     """The groups `user`'s browser may join (empty for an anonymous or role-less user)."""
     if not user.is_authenticated or not user.is_active:
         return []
-    from stations.models import Site
-
     if user.is_superuser:
         organisation_ids = list(Organisation.objects.order_by("pk").values_list("pk", flat=True))
     else:

@@ -63,6 +63,10 @@ KPI_FIELDS = (
     "disputed_sessions",
     "other_currency_cdrs",
 )
+# The components a summary adds up (the rest say where and in which currency).
+SUMMED_FIELDS = tuple(
+    field for field in KPI_FIELDS if field not in {"organisation_id", "site_id", "currency"}
+)
 
 
 # --- uptime: pure -----------------------------------------------------------------------------------------
@@ -467,29 +471,12 @@ def kpi_summary(
     rows = kpi_scope(user=user, site_id=site, station_id=station, station_identity=station_identity).filter(
         day__gte=start, day__lte=end
     )
-    sums = (
-        "ports",
-        "observed_s",
-        "in_service_s",
-        "sessions",
-        "energy_wh",
-        "incidents_detected",
-        "detect_s",
-        "incidents_resolved",
-        "repair_s",
-        "resolved_remotely",
-        "cdrs",
-        "cdr_energy_wh",
-        "revenue",
-        "energy_cost",
-        "disputed_sessions",
-        "other_currency_cdrs",
-    )
+
     total = rows.aggregate(
-        **{field: Sum(field) for field in sums},
+        **{field: Sum(field) for field in SUMMED_FIELDS},
         stations=Count("station_id", distinct=True),
     )
-    t = {field: total[field] or 0 for field in sums}
+    t = {field: total[field] or 0 for field in SUMMED_FIELDS}
     currency_list = list(rows.order_by().values_list("currency", flat=True).distinct()[:2])
     # Amounts of different currencies are not added: no money figures then.
     currency = currency_list[0] if len(currency_list) == 1 else None

@@ -14,6 +14,7 @@ from accounts.enums import Capability
 from billing.models import RoiInputs
 from billing.services.kpis import (
     DAYS_PER_MONTH,
+    ROI_INPUT_FIELDS,
     KpiSummary,
     roi_access,
     roi_can_edit,
@@ -184,16 +185,7 @@ def kpis_page(request: HttpRequest):
 class RoiInputsForm(forms.ModelForm):
     class Meta:
         model = RoiInputs
-        fields = [
-            "cpms_cost_annual",
-            "integration_cost",
-            "integration_years",
-            "support_cost_annual",
-            "energy_savings_annual",
-            "truck_roll_cost",
-            "incremental_costs_annual",
-            "baseline_uptime_pct",
-        ]
+        fields = list(ROI_INPUT_FIELDS)
 
     def clean(self):
         data = super().clean()

@@ -99,7 +99,7 @@ def station_detail(request: HttpRequest, identity: str):
             "commands": command_list(user=request.user, station=station).order_by("-created_at", "-id")[:10],
             "log": ocpp_message_list(station=station)[:20],
             "variables": device_variable_list(station=station)[:30],
-            "time_zone": station.site.time_zone if station.site else "UTC",
+            "time_zone": _zone(station),
             "reset_types": RESET_TYPES,
             "availability_statuses": AVAILABILITY_STATUSES,
         },
