@@ -47,8 +47,12 @@ async def transaction_event(req: Request) -> dict:
         billing_hooks.session_ended(result.session_id)
     if result.opened or result.ended:
         energy_hooks.session_changed(req.station.station_id)
-    # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken".
-    return {"idTokenInfo": mappers.id_token_info(result.token)} if result.token is not None else {}
+    # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken"
+    # and only then (E01/E02: cable plugged in first, or a remote start whose token comes in a later event):
+    # an idTokenInfo Unknown for an event without a token makes some chargers stop the transaction.
+    if "idToken" in req.payload and result.token is not None:
+        return {"idTokenInfo": mappers.id_token_info(result.token)}
+    return {}
 
 
 async def meter_values(req: Request) -> dict:
