@@ -221,10 +221,12 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    # A broker that needs no server: kombu's filesystem transport, shared by every local process.
+    # A broker that needs no server: kombu's filesystem transport with atomic writes, quarantine of bad
+    # files and redelivery after a worker crash (cpms/broker.py), shared by every local process.
     _broker_dir = VAR_DIR / "celery-broker"
     _broker_dir.mkdir(exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT = "cpms.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
