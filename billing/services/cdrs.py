@@ -20,6 +20,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import User
+from billing import drill_hook
 from billing.models import CdrCredit, CdrLine, ChargeDetailRecord, SessionPricing
 from billing.money import minor_unit, round_money
 from billing.services.energy_prices import energy_cost, energy_price_in_force
@@ -189,10 +190,35 @@ def session_bill(*, session_id: int) -> BillResult:
                 )
                 for position, line in enumerate(result.lines, start=1)
             )
+            if drill_hook.ARMED:  # test hook (worker-kill drill): a kill here must leave no CDR
+                drill_hook.reached("billing", f"session {session_id}")
     except IntegrityError:
         # Billed at the same moment by another worker (a redelivered task): theirs stands.
         return BillResult("exists", ChargeDetailRecord.objects.get(session_id=session_id))
     return BillResult("billed", cdr)
+
+
+def session_final_cost(*, session_id: int) -> Decimal | None:
+    """The total (tax included) the session's CDR has or will have, for the answer to a 2.0.1 Ended
+    TransactionEvent (I03: totalCost), computed now rather than waiting for the billing job. The same
+    functions as session_bill price the same committed readings under the same snapshot, so the amounts are
+    equal to the cent. None when the session has no tariff (the platform does not price it), is not completed,
+    is held for review, or cannot be priced; a read only: the snapshot taken at the start is required (taking
+    one here would write on the charger's reply path)."""
+    pricing = SessionPricing.objects.filter(session_id=session_id, tariff__isnull=False).first()
+    if pricing is None:
+        return None  # one query for an unpriced session
+    cdr = ChargeDetailRecord.objects.filter(session_id=session_id).values_list("total", flat=True).first()
+    if cdr is not None:
+        return cdr
+    session = ChargingSession.objects.select_related("station").get(pk=session_id)
+    if session.status != SessionStatus.COMPLETED or session.stopped_at is None or session.held_for_review:
+        return None
+    try:
+        result, _label = _price(session, pricing, session_usage(session))
+    except BillingError:
+        return None
+    return result.total
 
 
 def sessions_to_bill(*, limit: int = 500) -> list[int]:

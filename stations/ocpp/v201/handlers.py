@@ -47,12 +47,22 @@ async def transaction_event(req: Request) -> dict:
         billing_hooks.session_ended(result.session_id)
     if result.opened or result.ended:
         energy_hooks.session_changed(req.station.station_id)
+    answer: dict = {}
     # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken"
     # and only then (E01/E02: cable plugged in first, or a remote start whose token comes in a later event):
     # an idTokenInfo Unknown for an event without a token makes some chargers stop the transaction.
     if "idToken" in req.payload and result.token is not None:
-        return {"idTokenInfo": mappers.id_token_info(result.token)}
-    return {}
+        answer["idTokenInfo"] = mappers.id_token_info(result.token)
+    if request.event_type == "Ended":
+        # I03 (E06): the final total cost, tax included, in the session's currency, read after the commit
+        # above (a redelivered Ended gets it again). Sent whatever the station's device model says about
+        # TariffCostCtrlr: the field is optional and a station that shows no costs ignores it, while leaving
+        # it out tells a station that does that the charge "was NOT free" (TransactionEventResponse.totalCost),
+        # and the device model we hold may simply not have been read yet.
+        total = await billing_hooks.session_total_cost(result.session_id)
+        if total is not None:
+            answer["totalCost"] = total
+    return answer
 
 
 async def meter_values(req: Request) -> dict:
