@@ -1,7 +1,6 @@
 """Wire-format helpers shared by the version mappers (pure functions, no database)."""
 
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 
 from stations.ocpp.errors import ErrorKind, OcppError
 
@@ -24,21 +23,13 @@ def format_datetime(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def parse_decimal(value) -> Decimal | None:
-    """A sampled value; None when it is not a finite number (kept raw in the message log)."""
-    try:
-        number = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return None
-    return number if number.is_finite() else None
-
-
 def text(value, limit: int) -> str:
     return "" if value is None else str(value)[:limit]
 
 
 def wire_id(value: int, field: str) -> int:
-    """An EVSE/connector number or sequence number: never negative (the schemas do not say so)."""
+    """An EVSE/connector number or sequence number: never negative (the schemas do not say so). An int even
+    when sent as 1.0, which the 2.0.1 schemas (JSON Schema draft 6) accept and integer columns refuse."""
     if value < 0:
         raise OcppError(ErrorKind.PROPERTY, f"{field}: must not be negative")
-    return value
+    return int(value)

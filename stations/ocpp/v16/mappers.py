@@ -6,8 +6,9 @@
 from datetime import datetime
 
 from sessions.types import Sample, StartRequest, StopRequest, TokenInfo
+from stations.ocpp import ranges
 from stations.ocpp.errors import ErrorKind, OcppError
-from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text, wire_id
+from stations.ocpp.mappers import format_datetime, parse_datetime, text, wire_id
 from stations.types import ConnectorStatusReport, StationInfo
 
 
@@ -64,7 +65,7 @@ def samples(meter_values: list[dict]) -> list[Sample]:
             result.append(
                 Sample(
                     timestamp=timestamp,
-                    value=None if signed else parse_decimal(raw),
+                    value=None if signed else ranges.sampled_value(raw),
                     measurand=sampled.get("measurand", "Energy.Active.Import.Register"),
                     phase=sampled.get("phase", ""),
                     location=sampled.get("location", ""),

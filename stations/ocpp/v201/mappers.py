@@ -6,7 +6,8 @@ from decimal import Decimal
 import orjson
 
 from sessions.types import Sample, TokenInfo, TransactionEventRequest
-from stations.ocpp.mappers import format_datetime, parse_datetime, parse_decimal, text, wire_id
+from stations.ocpp import ranges
+from stations.ocpp.mappers import format_datetime, parse_datetime, text, wire_id
 from stations.services.device_model import VariableReport
 from stations.types import ConnectorStatusReport, StationInfo
 
@@ -56,10 +57,7 @@ def samples(meter_values: list[dict]) -> list[Sample]:
         timestamp = parse_datetime(meter_value["timestamp"], "meterValue.timestamp")
         for sampled in meter_value["sampledValue"]:
             unit = sampled.get("unitOfMeasure") or {}
-            value = parse_decimal(sampled["value"])
-            multiplier = unit.get("multiplier", 0)
-            if value is not None and multiplier:
-                value = value.scaleb(multiplier)
+            value = ranges.sampled_value(sampled["value"], multiplier=unit.get("multiplier", 0))
             signed = sampled.get("signedMeterValue")
             result.append(
                 Sample(
@@ -68,7 +66,7 @@ def samples(meter_values: list[dict]) -> list[Sample]:
                     measurand=sampled.get("measurand", "Energy.Active.Import.Register"),
                     phase=sampled.get("phase", ""),
                     location=sampled.get("location", ""),
-                    unit=unit.get("unit", "Wh"),
+                    unit=ranges.unit(unit.get("unit", "Wh")),
                     context=sampled.get("context", "Sample.Periodic"),
                     # The whole signedMeterValue object, its signedMeterData byte-for-byte (RELIABILITY C28).
                     signed_data=orjson.dumps(signed).decode() if signed else "",
@@ -103,7 +101,7 @@ def transaction_event(payload: dict, *, station_id: int, received_at: datetime) 
 
 
 def _limit(value) -> Decimal | None:
-    return None if value is None else parse_decimal(value)
+    return None if value is None else ranges.variable_limit(value)
 
 
 def variable_reports(report_data: list[dict]) -> list[VariableReport]:
