@@ -5,6 +5,9 @@ CONTRACT.md wants HTTP 404 for an unknown charger and 401 for wrong credentials.
 Denial Response" extension (`websocket.http.response.start` / `.body`) carries that status; uvicorn
 implements it, Daphne 4.2 does not and answers every refusal 403. This adds the extension to Daphne's
 protocol class (status and body only), and advertises it in the scope so the consumer knows it may use it.
+
+It also makes an HTTP response whose application fails after the first byte end visibly (see
+`_install_http_abort`).
 """
 
 import logging
@@ -75,4 +78,28 @@ def install() -> None:
         return original_create(self, protocol_obj, scope)
 
     server_cls.create_application = create_application
+    _install_http_abort()
     _installed = True
+
+
+def _install_http_abort() -> None:
+    """An application that fails after its HTTP response started (a streamed export, RELIABILITY 45) must
+    leave a connection the client sees fail. Daphne answers every application exception with a 500 page:
+    once the response has started that raises "HTTP response has already been started" inside Daphne's
+    application checker, which then never runs again, and the chunked body is never ended, so the client
+    hangs. Here the connection is closed instead, without the chunked terminator (what uvicorn does):
+    the client gets an incomplete transfer, everything sent before it included."""
+    from daphne import http_protocol
+
+    request_cls = http_protocol.WebRequest
+    original_handle_exception = request_cls.handle_exception
+
+    def handle_exception(self, exception):
+        if not self._response_started:
+            return original_handle_exception(self, exception)
+        logger.warning("response to %s aborted after an application error: %s", self.client_addr, exception)
+        if self.channel is not None and self.channel.transport is not None:
+            self.channel.transport.loseConnection()
+        return None
+
+    request_cls.handle_exception = handle_exception

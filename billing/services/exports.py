@@ -1243,18 +1243,41 @@ _db_runner = _in_worker_thread
 _request_connection_release = _release_request_connection
 
 
+class ExportStreamFailed(Exception):
+    """A streamed export failed after its first bytes (the cause is logged); the server drops the
+    connection without ending the chunked body."""
+
+
+def export_failure_line(*, records: int) -> bytes:
+    """The last line of a streamed export that failed: one cell, in no column of the header, so that a
+    tool that reads the partial file anyway finds a malformed last row rather than a shorter file that
+    looks complete (chunks end at row boundaries)."""
+    return (
+        f"#EXPORT FAILED: this file is incomplete ({records} records written); see the server log\r\n"
+    ).encode()
+
+
 async def export_stream(*, reader: ExportReader) -> AsyncIterator[bytes]:
     """The CSV of `reader` as an async iterator, one database round trip per chunk in a worker thread.
 
     Async because under ASGI Django consumes a synchronous streaming iterator into a list before sending
     the first byte (django.http.StreamingHttpResponse.__aiter__): the whole export would sit in memory.
-    An error after the first byte propagates: the server then drops the connection, so that the client
-    sees a truncated transfer and not a file that looks complete.
+
+    A failure after the first byte (RELIABILITY 45) is logged, ends the body with `export_failure_line`,
+    and raises ExportStreamFailed: the server then closes the connection without the chunked
+    terminator (Daphne through cpms.daphne_compat, uvicorn by itself), so that an HTTP client reports
+    an incomplete transfer (curl exit 18, `http.client.IncompleteRead`, a browser's failed download)
+    instead of waiting forever or keeping a file that looks complete.
     """
     await _request_connection_release()
     await _db_runner(lambda: _export_audit(kind=reader.kind, period=reader._period, scope=reader._scope))
     while True:
-        data = await _db_runner(lambda: _read(reader))
+        try:
+            data = await _db_runner(lambda: _read(reader))
+        except Exception as exc:
+            logger.exception("%s export failed after %d records", reader.kind, reader.records)
+            yield export_failure_line(records=reader.records)
+            raise ExportStreamFailed(f"{reader.kind} export failed after {reader.records} records") from exc
         if data is None:
             return
         if data:
