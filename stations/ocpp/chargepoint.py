@@ -24,7 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from stations.enums import MessageDirection, RegistrationStatus
-from stations.ocpp import framing, schemas
+from stations.ocpp import drill_hook, framing, schemas
 from stations.ocpp.errors import ErrorKind, OcppError
 from stations.ocpp.message_log import message_log
 from stations.services.commands import request_redacted
@@ -115,9 +115,15 @@ class ChargePoint:
                 )
                 await self._reply(cached, message.unique_id, message.action)
                 return
+            if drill_hook.ARMED:
+                drill_hook.reached("received", message.action)
             reply = await self._handle_call(message, received_at)
             self._remember(message.unique_id, reply)
+            if drill_hook.ARMED:
+                drill_hook.reached("committed", message.action)
             await self._reply(reply, message.unique_id, message.action)
+            if drill_hook.ARMED:
+                drill_hook.reached("answered", message.action)
             await self._maybe_touch(received_at)
         else:
             self._handle_response(message, raw)
