@@ -4,6 +4,9 @@ default profiles of a station that booted."""
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from energy.services.profiles import site_rebalance as rebalance
 from energy.services.profiles import sites_to_rebalance, station_default_profiles_send
@@ -11,14 +14,28 @@ from stations.models import ChargingStation
 
 logger = logging.getLogger(__name__)
 
+# A database restart or a Redis outage (RELIABILITY 31/32) fails a job that would succeed a moment later; a
+# session's start or stop and a boot queue one job each, and the periodic sweep covers only sites with EVSEs
+# in use, so such a job is retried, ten times, each after a random delay of up to 2, 4, 8, 16, 32, then 60 s
+# (Celery's backoff with jitter: at most ~6 minutes in all).
+# Safe because a rebalance is idempotent (an unchanged picture sends nothing) and a station's default
+# profiles replace themselves (same profile id). Any other exception is a bug and is not retried.
+RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 10,
+}
 
-@shared_task
+
+@shared_task(**RETRY)
 def site_rebalance(site_id: int) -> int:
     """Returns how many profiles the chargers accepted. Idempotent: an unchanged picture sends nothing."""
     return rebalance(site_id=site_id).accepted
 
 
-@shared_task
+@shared_task(**RETRY)
 def station_site_rebalance(station_id: int) -> int:
     """Queued by the OCPP handlers when a session starts or stops at the station."""
     site_id = ChargingStation.objects.filter(pk=station_id).values_list("site_id", flat=True).first()
@@ -38,7 +55,7 @@ def sites_rebalance() -> int:
     return accepted
 
 
-@shared_task
+@shared_task(**RETRY)
 def station_default_profiles(station_id: int) -> int:
     """Queued when a station boots: its fail-safe TxDefaultProfiles."""
     return station_default_profiles_send(station_id=station_id)
