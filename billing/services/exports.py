@@ -284,6 +284,16 @@ def _utc(moment: datetime | None) -> str:
     return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}Z"
 
 
+def _local_in(moment: datetime, zone: ZoneInfo) -> str:
+    """`moment` in `zone`; empty when it is not representable there (past year 9999 or before year 1: a
+    charger's absurd clock in rows older than the timestamp window, RELIABILITY 45). Its `*_utc` cell
+    still carries it."""
+    try:
+        return _local(moment.astimezone(zone))
+    except OverflowError:
+        return ""
+
+
 def _local(moment: datetime | None) -> str:
     """`moment`, already in the local zone."""
     if moment is None:
@@ -823,7 +833,7 @@ class ExportReader:
                     _text(id_tag),
                     _text(tariff),
                     _text(zone.key),
-                    _local(started_at.astimezone(zone)),
+                    _local_in(started_at, zone),
                     _local(stopped_local),
                     _utc(started_at),
                     _utc(stopped_at),
@@ -893,8 +903,8 @@ class ExportReader:
                     _text(id_tag),
                     _text(tariff),
                     _text(zone.key),
-                    _local(started_at.astimezone(zone)),
-                    _local(stopped_at.astimezone(zone)),
+                    _local_in(started_at, zone),
+                    _local_in(stopped_at, zone),
                     _utc(started_at),
                     _utc(stopped_at),
                     "",
@@ -997,7 +1007,7 @@ class ExportReader:
                     _text(";".join(map(str, flags)) if isinstance(flags, list) else ""),
                     _text(zone.key),
                     _local(started_local),
-                    _local(stopped_at.astimezone(zone)) if stopped_at is not None else "",
+                    _local_in(stopped_at, zone) if stopped_at is not None else "",
                     _utc(started_at),
                     _utc(stopped_at),
                     _kwh(energy_wh),

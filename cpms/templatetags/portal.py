@@ -1,6 +1,6 @@
 """Template helpers shared by every portal page: times in a site's own time zone, status badges, charts."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from django import template
@@ -53,8 +53,13 @@ def local(value: datetime | None, time_zone: str | None = None) -> str:
         zone = ZoneInfo(time_zone) if time_zone else timezone.get_current_timezone()
     except (KeyError, ValueError):
         zone = timezone.get_current_timezone()
-    moment = value.astimezone(zone)
-    return f"{moment:%d %b %Y, %H:%M} {moment.tzname()}"
+    try:
+        moment = value.astimezone(zone)
+    except OverflowError:
+        # A charger's absurd clock (9999-12-31 is in year 10000 east of UTC; RELIABILITY 45): in UTC.
+        moment = value.astimezone(UTC)
+    # The year by hand: strftime's %Y gives "1", not "0001", for year 1 on glibc.
+    return f"{moment:%d %b} {moment.year:04d}, {moment:%H:%M} {moment.tzname()}"
 
 
 @register.filter

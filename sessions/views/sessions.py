@@ -203,9 +203,20 @@ def _labelled(points: list[tuple[datetime, float]], zone_name: str) -> list[tupl
         zone = ZoneInfo(zone_name)
     except (KeyError, ValueError):
         zone = ZoneInfo("UTC")
+    if any(not _fits(moment, zone) for moment, _ in points[:1] + points[-1:]):
+        zone = ZoneInfo("UTC")  # a charger's absurd clock (RELIABILITY 45): the chart in UTC
     multi_day = bool(points) and points[0][0].astimezone(zone).date() != points[-1][0].astimezone(zone).date()
     label = "%d %b %H:%M" if multi_day else "%H:%M"
     return [(moment.astimezone(zone).strftime(label), value) for moment, value in points]
+
+
+def _fits(moment: datetime, zone) -> bool:
+    """Whether `moment` is representable in `zone` (not past year 9999 or before year 1 there)."""
+    try:
+        moment.astimezone(zone)
+    except OverflowError:
+        return False
+    return True
 
 
 def _plain(value: Decimal) -> str:
