@@ -4,12 +4,21 @@ A handler `await`s `submit(item)`; a task per event loop collects what arrives w
 (or up to `max_batch` items), runs the batch service in a worker thread (one transaction), then resolves
 every waiting handler with its own result, so each charger is answered only after its data committed.
 While one batch is being written the next one fills up, so batches grow with load.
+
+One charger's message must not fail the others' (RELIABILITY 44): when the batch's transaction fails (a value
+the database refuses, a bug in one item's path), it has rolled back, and every item is written again in a
+transaction of its own, so only the item that fails alone gets an error. Not when the connection itself failed
+(database down, connection lost, perhaps during COMMIT, so the outcome is unknown): writing the items again
+could store one twice, and would wait out the outage once per item; every caller gets the error and retries.
 """
 
 import asyncio
 import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
+
+import psycopg
+from django.db import InterfaceError, OperationalError
 
 from stations.ocpp.chargepoint import run_db
 
@@ -59,9 +68,9 @@ class GroupCommit(Generic[T, R]):
 
     async def _write(self, batch: list[tuple[T, asyncio.Future]]) -> None:
         try:
-            results = await run_db(self._flush, items=[item for item, _ in batch])
+            results = await run_db(_flush_or_fall_back, flush=self._flush, items=[item for item, _ in batch])
         except Exception as exc:
-            # Nothing of the batch committed: every charger in it gets an error and retries.
+            # The connection failed: nothing of the batch is known to be written; every charger retries.
             logger.exception("group commit of %d items failed", len(batch))
             for _, future in batch:
                 if not future.done():
@@ -70,7 +79,50 @@ class GroupCommit(Generic[T, R]):
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # the connection may have gone away meanwhile
                 continue
-            if isinstance(result, Exception):  # that item alone failed (its savepoint rolled back)
+            if isinstance(result, Exception):  # that item alone failed (its own transaction rolled back)
                 future.set_exception(result)
             else:
                 future.set_result(result)
+
+
+# The database is unreachable, the connection broke, a lock or a statement timed out. psycopg's own classes
+# too: COPY runs on the raw cursor, whose errors Django does not wrap. Data errors (DataError, IntegrityError)
+# and bugs are none of these.
+_CONNECTION_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _connection_failed(exc: Exception) -> bool:
+    return isinstance(exc, _CONNECTION_ERRORS)
+
+
+def _flush_or_fall_back(*, flush: Callable[..., list], items: list) -> list:
+    """`flush(items=items)` in one transaction; if that fails (and rolled back), each item in its own.
+
+    Runs in one worker thread: the items are written one after the other, and their callers are answered
+    once all are done (each after its own commit). Raises when the connection failed (see the module doc).
+    """
+    try:
+        return flush(items=items)
+    except Exception as exc:
+        if _connection_failed(exc):
+            raise
+        if len(items) == 1:
+            return [exc]  # that item's own error, answered (and logged) by its handler
+        batch_error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    results: list = []
+    for index, item in enumerate(items):
+        try:
+            results += flush(items=[item])
+        except Exception as exc:
+            if _connection_failed(exc):  # the database went away meanwhile: the rest waits for the retry
+                results += [exc] * (len(items) - index)
+                break
+            results.append(exc)  # logged once, with the charger's identity, by the handler that gets it
+    failed = sum(isinstance(r, Exception) for r in results)
+    logger.warning(
+        "group commit of %d items failed (%s); writing them one by one: %d failed",
+        len(items),
+        batch_error[:300],
+        failed,
+    )
+    return results

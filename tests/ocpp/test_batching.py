@@ -1,9 +1,11 @@
 """Group commit: many connections' messages in one transaction, each caller answered with its own result."""
 
 import asyncio
+import logging
 from datetime import timedelta
 
 import pytest
+from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 
 from sessions.models import ChargingSession, TransactionEvent
@@ -58,6 +60,82 @@ def test_group_commit_failure_of_whole_batch_reaches_every_caller():
         return await asyncio.gather(*(writer.submit(i) for i in range(3)), return_exceptions=True)
 
     assert [str(r) for r in asyncio.run(scenario())] == ["database down"] * 3
+
+
+def _gather(writer: GroupCommit, items: list) -> list:
+    async def scenario():
+        return await asyncio.gather(*(writer.submit(i) for i in items), return_exceptions=True)
+
+    return asyncio.run(scenario())
+
+
+def test_rel_44_failed_batch_is_written_item_by_item_so_only_the_bad_item_fails(caplog):
+    calls: list[list[str]] = []
+
+    def flush(*, items):
+        calls.append(list(items))
+        if "bad" in items:  # the database refuses this item: the whole transaction rolls back
+            raise IntegrityError('new row violates check constraint "x"')
+        return [f"stored {i}" for i in items]
+
+    writer = GroupCommit(flush, max_wait_s=0.05)
+    with caplog.at_level(logging.INFO, logger="stations.ocpp.batching"):
+        results = _gather(writer, ["a", "bad", "b", "c"])
+
+    assert [results[0], results[2], results[3]] == ["stored a", "stored b", "stored c"]
+    assert isinstance(results[1], IntegrityError)
+    assert str(results[1]) == 'new row violates check constraint "x"'
+    # The batch once (rolled back), then each item in a transaction of its own: none written twice.
+    assert calls == [["a", "bad", "b", "c"], ["a"], ["bad"], ["b"], ["c"]]
+    # One line for the batch, no traceback; the failing item's own error is logged by its handler.
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        (
+            "WARNING",
+            'group commit of 4 items failed (IntegrityError: new row violates check constraint "x"); '
+            "writing them one by one: 1 failed",
+            None,
+        )
+    ]
+
+
+def test_rel_44_per_item_results_that_are_errors_stay_with_their_item_in_the_fallback():
+    def flush(*, items):
+        if "bad" in items:
+            raise IntegrityError("refused")
+        return [ValueError(i) if i == "careful" else i for i in items]
+
+    results = _gather(GroupCommit(flush, max_wait_s=0.05), ["a", "careful", "bad"])
+    assert [type(r).__name__ for r in results] == ["str", "ValueError", "IntegrityError"]
+    assert results[0] == "a"
+
+
+def test_rel_44_lost_connection_fails_the_batch_without_writing_items_again():
+    # The connection died (perhaps during COMMIT: the outcome is unknown) or the database is down: writing
+    # each item again could store it twice and would wait out the outage once per item.
+    calls: list[list[int]] = []
+
+    def flush(*, items):
+        calls.append(list(items))
+        raise OperationalError("server closed the connection unexpectedly")
+
+    results = _gather(GroupCommit(flush, max_wait_s=0.05), [1, 2, 3])
+    assert calls == [[1, 2, 3]]
+    assert [str(r) for r in results] == ["server closed the connection unexpectedly"] * 3
+
+
+def test_rel_44_fallback_stops_when_the_database_goes_away_meanwhile():
+    calls: list[list[int]] = []
+
+    def flush(*, items):
+        calls.append(list(items))
+        if len(items) > 1 or items == [2]:
+            raise IntegrityError("refused") if len(items) > 1 else OperationalError("connection lost")
+        return list(items)
+
+    results = _gather(GroupCommit(flush, max_wait_s=0.05), [1, 2, 3])
+    assert calls == [[1, 2, 3], [1], [2]]
+    assert results[0] == 1
+    assert [str(r) for r in results[1:]] == ["connection lost", "connection lost"]
 
 
 @pytest.mark.django_db
