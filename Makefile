@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint bench clean
+.PHONY: run test venv lint bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ocpp_ingest.py
+
+# The embedded mode under simulated chargers for MINUTES, the worker killed halfway (docs/deployment.md).
+MINUTES ?= 30
+CHARGERS ?= 6
+soak: $(STAMP)
+	$(PY) bench/soak.py --minutes $(MINUTES) --chargers $(CHARGERS)
 
 clean:
 	rm -rf $(VENV) var db.sqlite3

@@ -6,10 +6,10 @@ up to `CPMS_RESTART_MAX_DELAY_S`), and starts again at 1 s once a child has run 
 dies quickly more than `CPMS_RESTART_LIMIT` times in a row, the launcher gives up: it stops the others and
 exits 1, its only non-zero exit.
 
-Ctrl-C (or SIGTERM) stops all three (SIGTERM to each; SIGKILL after `STOP_TIMEOUT_S`; a second Ctrl-C kills at
-once) and exits 0. Each child runs in its own process group, so that a dead child's own children (the worker's
-pool processes) are killed with it, and a Ctrl-C in the terminal reaches the children only through the
-launcher: one orderly stop.
+Ctrl-C (or SIGTERM) stops all three (SIGTERM to each; SIGKILL to each one's process group after it exited or
+after `STOP_TIMEOUT_S`; a second Ctrl-C kills at once) and exits 0. Each child runs in its own process group, so
+that a dead child's own children (the worker's pool processes) are killed with it, and a Ctrl-C in the terminal
+reaches the children only through the launcher: one orderly stop.
 """
 
 import contextlib
@@ -142,7 +142,9 @@ class Supervisor:
     def stop_all(self) -> None:
         running = [c for c in self.children if c.process is not None and c.process.poll() is None]
         for child in running:
-            child.signal_group(signal.SIGTERM)
+            # The main process only: the worker stops its own pool (a SIGTERM to the whole group would kill
+            # the pool processes under it, which it reports as errors and replaces).
+            child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for child in running:
             try:
