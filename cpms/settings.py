@@ -106,9 +106,12 @@ elif env_int("DATABASE_POOL_MAX", 20) > 0:
     # request thread, never reused and never closed (Django's docs: disable them under ASGI). A pool per
     # process bounds them; a thread waits up to `timeout` for a free connection.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # A health check would cost a round trip at every checkout (every database call of the OCPP loop); a
-    # connection that broke while idle (database restart) fails its first query and leaves the pool.
+    # Django's health check would cost a round trip at every checkout (every database call of the OCPP
+    # loop) and sleeps between dead connections after a restart; our backend instead drops, at checkout,
+    # connections the server closed (one poll() each; cpms/db_backends/postgresql/base.py).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["ENGINE"] = "cpms.db_backends.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
         "max_size": env_int("DATABASE_POOL_MAX", 20),
@@ -206,6 +209,13 @@ if env_bool("BEHIND_TLS_PROXY", False):
 
 # --- Redis, channel layer, Celery -------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
+# Job recovery after a worker is killed (docs/operations.md#job-recovery). A running job whose heartbeat
+# is older than JOB_LEASE_S is taken as lost; the sweep (every JOB_SWEEP_S) queues it again, at most
+# JOB_MAX_ATTEMPTS attempts in all, then fails it. CELERY_VISIBILITY_TIMEOUT_S: see the Redis broker.
+JOB_LEASE_S = env_float("JOB_LEASE_S", 120.0)
+JOB_SWEEP_S = env_float("JOB_SWEEP_S", 60.0)
+JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
+CELERY_VISIBILITY_TIMEOUT_S = env_int("CELERY_VISIBILITY_TIMEOUT_S", 600)
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -219,6 +229,16 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # A task whose worker died unacknowledged (acks_late) goes back to the queue this long after it
+        # was delivered; kombu's default is an hour. Redelivery while a task still runs is harmless (tasks
+        # are idempotent, jobs with a lease skip it) but repeats work: keep it above the longest task
+        # without a lease and above every countdown (60 s). docs/operations.md#job-recovery
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_S,
+        # Look for such tasks every few seconds (kombu: every 10 x 10 s).
+        "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_S // 2)),
+        "unacked_restore_throttle": 1,
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     # A broker that needs no server: kombu's filesystem transport with atomic writes, quarantine of bad
@@ -248,7 +268,12 @@ CELERY_BEAT_SCHEDULE = {
     "mark-silent-stations-offline": {"task": "stations.tasks.stations_mark_silent_offline", "schedule": 60.0},
     "expire-commands": {"task": "stations.tasks.commands_expire", "schedule": 60.0},
     "expire-reservations": {"task": "sessions.tasks.reservations_expire", "schedule": 60.0},
-    "bill-completed-sessions": {"task": "billing.tasks.sessions_bill_pending", "schedule": 60.0},
+    "bill-completed-sessions": {
+        "task": "billing.tasks.sessions_bill_pending",
+        "schedule": env_float("BILLING_SWEEP_S", 60.0),
+    },
+    "recover-export-jobs": {"task": "billing.tasks.export_jobs_recover", "schedule": JOB_SWEEP_S},
+    "recover-command-jobs": {"task": "stations.tasks.command_jobs_recover", "schedule": JOB_SWEEP_S},
     "send-running-costs": {"task": "billing.tasks.running_costs_send", "schedule": 60.0},
     "detect-offline-incidents": {"task": "stations.tasks.incidents_detect_offline", "schedule": 60.0},
     "send-incident-alerts": {"task": "stations.tasks.incidents_notify_pending", "schedule": 60.0},
@@ -343,6 +368,11 @@ OCPP_MESSAGE_LOG_DAYS = env_int("OCPP_MESSAGE_LOG_DAYS", 14)
 # "all" logs every frame, "none" none; the log is written in batches off the message path.
 OCPP_MESSAGE_LOG = env_str("OCPP_MESSAGE_LOG", "all")
 OCPP_CLOCK_SKEW_FLAG_S = env_int("OCPP_CLOCK_SKEW_FLAG_S", 300)
+# Charger timestamps accepted as event times: at most this old, at most this far ahead of our receive time.
+# Outside, the time is kept as sent on a SessionAnomaly, the session flagged `clock_out_of_window`, and our
+# receive time used (RELIABILITY 45; docs/configuration.md says why these defaults).
+OCPP_TIMESTAMP_MAX_AGE_DAYS = env_int("OCPP_TIMESTAMP_MAX_AGE_DAYS", 30)
+OCPP_TIMESTAMP_MAX_AHEAD_S = env_int("OCPP_TIMESTAMP_MAX_AHEAD_S", 3600)
 
 LOGGING = {
     "version": 1,

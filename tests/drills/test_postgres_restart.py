@@ -1,0 +1,111 @@
+"""PostgreSQL restart drills (RELIABILITY 31) on a private PostgreSQL cluster with a real server process.
+
+Every test here starts its own PostgreSQL 15 (tests/drills/services.py) and restarts it; the shared
+database of the other tests is never touched. The test process reads the private database through
+`django_run` (a process of its own), since its own Django connection belongs to the test database.
+"""
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.drills.chargers import CALL_RESULT, RawCharger
+from tests.drills.services import csms_server, django_run, migrate, private_postgres
+from tests.factories import DEFAULT_STATION_PASSWORD
+
+pytestmark = pytest.mark.e2e
+
+ID_TAG = "DRILL-TAG"
+
+SEED = """
+from sessions.enums import IdTokenStatus
+from tests.factories import ChargingStationFactory, IdTokenFactory, SiteFactory
+site = SiteFactory()
+for identity in {identities!r}:
+    ChargingStationFactory(identity=identity, site=site)
+IdTokenFactory(organisation=site.organisation, value={id_tag!r}, status=IdTokenStatus.ACCEPTED)
+"""
+
+METER_ROWS = """
+import json
+from collections import Counter
+from sessions.models import MeterValue
+rows = MeterValue.objects.filter(station__identity__in={identities!r})
+print(json.dumps(sorted(Counter((r.station.identity, str(int(r.value))) for r in rows.select_related("station")).items())))
+"""
+
+
+@pytest.fixture(scope="module")
+def drill_postgres(tmp_path_factory):
+    """A private PostgreSQL with the project's schema, shared by this module's drills (migrating costs ~15 s)."""
+    var_dir = tmp_path_factory.mktemp("drill-var")
+    with private_postgres() as pg:
+        url = pg.create_database("cpms_drill")
+        migrate(url, var_dir=var_dir)
+        yield pg, url, var_dir
+
+
+def stored_meter_rows(url: str, var_dir: Path, identities: tuple[str, ...]) -> dict[tuple[str, str], int]:
+    out = django_run(url, METER_ROWS.format(identities=identities), var_dir=var_dir)
+    return {(identity, value): count for (identity, value), count in json.loads(out)}
+
+
+def test_rel_31_first_messages_after_a_postgres_restart_are_answered(drill_postgres, tmp_path):
+    """Pooled connections that the restart broke while idle must not fail the first messages after it."""
+    pg, url, var_dir = drill_postgres
+    identities = tuple(f"DRILL-PGR-{n:02d}" for n in range(1, 9))
+    django_run(url, SEED.format(identities=identities, id_tag=ID_TAG), var_dir=var_dir)
+
+    async def scenario(server) -> tuple[list, list]:
+        chargers = [RawCharger(server.ws_url, identity, DEFAULT_STATION_PASSWORD) for identity in identities]
+        await asyncio.gather(*(c.open() for c in chargers))
+        assert [a.kind for a in await asyncio.gather(*(c.boot() for c in chargers))] == [CALL_RESULT] * 8
+        transactions = await asyncio.gather(
+            *(c.start_transaction(id_tag=ID_TAG, meter_start_wh=1000) for c in chargers)
+        )
+        # Several rounds at once, so that the server's pool holds several connections when PostgreSQL goes.
+        for register in (1100, 1200):
+            answers = await asyncio.gather(
+                *(
+                    c.meter_values(transaction_id=t, register_wh=register)
+                    for c, t in zip(chargers, transactions, strict=True)
+                )
+            )
+            assert [a.kind for a in answers] == [CALL_RESULT] * 8
+        await asyncio.to_thread(pg.restart)
+        back_at = time.monotonic()
+        first = await asyncio.gather(
+            *(
+                c.meter_values(transaction_id=t, register_wh=1300)
+                for c, t in zip(chargers, transactions, strict=True)
+            )
+        )
+        second = await asyncio.gather(
+            *(
+                c.meter_values(transaction_id=t, register_wh=1400)
+                for c, t in zip(chargers, transactions, strict=True)
+            )
+        )
+        print(
+            f"\nfirst answers after the restart: {[a.kind for a in first]}; slowest "
+            f"{max(a.answered_at for a in first) - back_at:.2f} s after PostgreSQL accepted connections"
+        )
+        await asyncio.gather(*(c.close() for c in chargers))
+        return first, second
+
+    # Nothing but the chargers' messages may meet the stale connections first: the command poll and the
+    # frame log's writer would otherwise take (and discard) some of them while the chargers are quiet.
+    quiet = {"OCPP_COMMAND_POLL_S": "600", "OCPP_MESSAGE_LOG": "none"}
+    with csms_server(
+        database_url=url, redis_url=None, var_dir=var_dir, log_path=tmp_path / "server.log", env=quiet
+    ) as server:
+        first, second = asyncio.run(scenario(server))
+        log = server.log_tail(200)
+
+    assert [(a.kind, a.error_code) for a in first] == [(CALL_RESULT, "")] * 8, log
+    assert [(a.kind, a.error_code) for a in second] == [(CALL_RESULT, "")] * 8, log
+    stored = stored_meter_rows(url, var_dir, identities)
+    assert stored == {(i, v): 1 for i in identities for v in ("1100", "1200", "1300", "1400")}
