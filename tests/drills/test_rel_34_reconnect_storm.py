@@ -1,0 +1,158 @@
+"""RELIABILITY 34 (bounded): a reconnect storm after kill -9 of a web process. Hundreds of chargers (half
+1.6, half 2.0.1) hold their connections to web process 1 of two, on PostgreSQL with Redis as channel
+layer; process 1 is killed; every charger that lost its connection reconnects at once (to process 2, or to
+process 1 once it is back) and is re-admitted. Prints how long the storm took; no error may be logged.
+
+The scale work of issue 13 (case 43: 10,000 chargers over several processes) is beyond what this test
+runs in CI; DRILL_STORM_CHARGERS makes it bigger by hand (docs/reliability.md).
+"""
+
+import asyncio
+import statistics
+import time
+
+import pytest
+
+from stations.models import ChargingStation
+from tests.drills.harness import (
+    Storm,
+    cluster,
+    fleet,
+    hold_connections,
+    identities,
+    scaled,
+    skip_without_postgres_and_redis,
+)
+from tests.factories import ChargingStationFactory, SiteFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+ERROR_MARKS = (" ERROR ", "Traceback", " CRITICAL ")
+
+
+def still_connected(names: list[str], *, timeout_s: float) -> int:
+    """Stations still marked connected once the chargers left (the server records each close)."""
+    deadline = time.monotonic() + timeout_s
+    while (count := ChargingStation.objects.filter(identity__in=names, is_connected=True).count()) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    return count
+
+
+def test_rel_34_reconnect_storm_after_kill_9_of_a_web_process(request, transactional_db, tmp_path):
+    skip_without_postgres_and_redis()
+    chargers_n = scaled("STORM_CHARGERS", 300)
+    names = identities("DRILL-S", chargers_n)
+    site = SiteFactory()
+    for name in names:
+        ChargingStationFactory(identity=name, site=site)
+
+    with cluster(request, tmp_path, processes=2) as web:
+        chargers = fleet(web, names, id_tag="DRILL-TAG")
+        for charger in chargers:
+            charger.home = 0  # everybody on process 1: its kill sends them all away at once
+        storm = Storm()
+        figures: dict[str, float] = {}
+        errors_in_storm: list[str] = []
+
+        async def drill() -> None:
+            stop = asyncio.Event()
+            holding = asyncio.create_task(
+                hold_connections(chargers, storm=storm, stop=stop, spread_s=5.0, deadline_s=80)
+            )
+            started = time.monotonic()
+            while storm.booted < chargers_n and time.monotonic() - started < 30:
+                await asyncio.sleep(0.1)
+            figures["connect_s"] = time.monotonic() - started
+            on_victim = sum(1 for c in chargers if c.connected_to == 0 and not c.closed.is_set())
+            figures["on_victim"] = on_victim
+            killed_at = time.monotonic()
+            web.kill(web.slots[0])
+            restart = asyncio.get_running_loop().run_in_executor(None, web.restart, web.slots[0])
+            while len(storm.readmitted_at) < on_victim and time.monotonic() - killed_at < 45:
+                await asyncio.sleep(0.05)
+            figures["storm_s"] = max(storm.readmitted_at, default=killed_at) - killed_at
+            await restart
+            errors_in_storm.extend(web.log_lines(*ERROR_MARKS))
+            stop.set()
+            await holding
+
+        asyncio.run(drill())
+        connected = still_connected(names, timeout_s=15)
+        # The chargers have left, all at once: see test_rel_43_mass_disconnect_logs_no_error.
+        errors_after_leaving = web.log_lines(*ERROR_MARKS)
+
+    readmitted = [c.stats.readmitted_s for c in chargers if c.stats.readmitted_s]
+    waits = [w for per_charger in readmitted for w in per_charger]
+    print(
+        f"RELIABILITY 34, reconnect storm: {chargers_n} chargers booted in {figures['connect_s']:.1f} s; "
+        f"kill -9 of the process holding {figures['on_victim']:.0f} of them; all {len(storm.readmitted_at)} "
+        f"re-admitted {figures['storm_s']:.1f} s after the kill (per charger: median "
+        f"{statistics.median(waits) if waits else 0:.2f} s, max {max(waits, default=0):.2f} s); "
+        f"{len(errors_in_storm)} error lines logged in the storm, {len(errors_after_leaving)} once all "
+        "chargers left at once"
+    )
+    assert [c.identity for c in chargers if c.stats.failure] == []
+    assert storm.booted == chargers_n
+    assert figures["on_victim"] > 0
+    # Every charger that lost its connection was re-admitted exactly once, and nobody else reconnected.
+    assert len(storm.readmitted_at) == figures["on_victim"]
+    assert sorted(c.stats.connections for c in chargers if c.stats.readmitted_s) == [2] * int(
+        figures["on_victim"]
+    )
+    # No assertion on the error lines here: with Redis they are the known failure of case 43, asserted
+    # (xfail) by test_rel_43_connect_storm_and_mass_disconnect_log_no_error below.
+    # The chargers left (stop) before this count: each disconnect was recorded, none is left "connected".
+    assert connected == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RELIABILITY 43, scale work (issue 13; issue 15 leaves the Redis reconnect storm to it): with "
+    "hundreds of chargers connecting to one web process within a second or two, the channel layer calls of "
+    "the handshake (new_channel, group_send, group_add; stations/ocpp/consumers.py) wait for the "
+    "RedisPubSubChannelLayer's shard lock past LAYER_TIMEOUT_S and log ERROR 'channel layer unavailable; "
+    "serving the charger without it' (that charger then cannot get commands from other processes), and when "
+    "they all leave at once channels_redis.pubsub logs ERROR 'Unexpected exception while cleaning-up "
+    "channel' (a CancelledError: Daphne cancels consumers still unsubscribing 5 s after the disconnect)",
+)
+def test_rel_43_connect_storm_and_mass_disconnect_log_no_error(request, transactional_db, tmp_path):
+    skip_without_postgres_and_redis()
+    chargers_n = scaled("LEAVE_CHARGERS", 300)
+    names = identities("DRILL-L", chargers_n)
+    site = SiteFactory()
+    for name in names:
+        ChargingStationFactory(identity=name, site=site)
+
+    with cluster(request, tmp_path, processes=1) as web:
+        chargers = fleet(web, names, id_tag="DRILL-TAG")
+        storm = Storm()
+        figures: dict[str, float] = {}
+
+        async def drill() -> None:
+            stop = asyncio.Event()
+            holding = asyncio.create_task(
+                hold_connections(chargers, storm=storm, stop=stop, spread_s=1.0, deadline_s=60)
+            )
+            started = time.monotonic()
+            while storm.booted < chargers_n and time.monotonic() - started < 30:
+                await asyncio.sleep(0.1)
+            figures["connect_s"] = time.monotonic() - started
+            figures["errors_connecting"] = len(web.log_lines(*ERROR_MARKS))
+            stop.set()  # everybody leaves at once
+            await holding
+
+        asyncio.run(drill())
+        connected = still_connected(names, timeout_s=20)
+        time.sleep(1.0)  # the last clean-ups log after the disconnects are recorded
+        errors = web.log_lines(*ERROR_MARKS)
+
+    print(
+        f"RELIABILITY 43, {chargers_n} chargers connecting to one web process within a second "
+        f"({figures['connect_s']:.1f} s until all booted; {figures['errors_connecting']:.0f} error lines) and "
+        f"leaving at once ({len(errors) - figures['errors_connecting']:.0f} more error lines)"
+    )
+    assert errors == []
+    assert storm.booted == chargers_n
+    assert connected == 0
