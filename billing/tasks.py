@@ -1,4 +1,5 @@
-"""Billing jobs: a session's CDR when it ends, the periodic sweep, running costs to 2.0.1 chargers."""
+"""Billing jobs: a session's CDR when it ends, the periodic sweep, running costs to 2.0.1 chargers, the
+recovery sweep of export jobs."""
 
 import logging
 
@@ -31,6 +32,15 @@ def sessions_bill_pending() -> int:
     if billed:
         logger.info("billed %d session(s) found by the sweep", billed)
     return billed
+
+
+@shared_task
+def export_jobs_recover() -> dict:
+    """Every JOB_SWEEP_S: export jobs whose worker died are queued again or failed (cpms/jobs.py)."""
+    from billing.services.exports import export_jobs_recover as recover
+
+    result = recover()
+    return {"requeued": result.requeued, "resent": result.resent, "failed": result.failed}
 
 
 @shared_task

@@ -11,8 +11,9 @@ from billing.services.exports import export_job_run as run_export
 
 @shared_task
 def export_job_run(job_id: int) -> dict:
-    """Write an export job's CSV file. Idempotent: a done job is left alone, a running one (its worker
-    died, the task was redelivered: acks_late is on) is run again from the start into the same file."""
+    """Write an export job's CSV file. Idempotent: a done job, or one running alive in another worker (a
+    duplicate delivery), is left alone; one whose worker died (no heartbeat for JOB_LEASE_S: the task was
+    redelivered, or the recovery sweep queued it again) is run again from the start into the same file."""
     job = run_export(job_id=job_id)
     if job is None:
         return {"job": job_id, "status": "missing"}

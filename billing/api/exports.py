@@ -126,8 +126,10 @@ class ExportJobOutputSerializer(serializers.ModelSerializer):
             "progress",
             "download_url",
             "error",
+            "attempts",
             "created_at",
             "started_at",
+            "heartbeat_at",
             "finished_at",
         ]
         read_only_fields = fields

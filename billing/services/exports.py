@@ -62,6 +62,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
+from time import monotonic as time_monotonic
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -77,10 +78,12 @@ from accounts.enums import Capability
 from accounts.models import AuditAction, Organisation, User
 from accounts.selectors import organisation_access, organisation_ids_with
 from accounts.services import audit_record
+from billing import drill_hook
 from billing.enums import ExportKind, ExportStatus
 from billing.models import CdrCredit, ChargeDetailRecord, ExportJob
 from billing.money import minor_unit, round_half_up
 from cpms.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
+from cpms.jobs import Heartbeat, Recovered, job_claim, jobs_recover
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from stations.models import Site
@@ -89,8 +92,9 @@ logger = logging.getLogger(__name__)
 
 # Rows per database round trip: big enough to amortise the query, small enough to keep memory flat.
 CHUNK_ROWS = 2000
-# A running job writes its progress this often (one conditional UPDATE).
+# A running job writes its progress this often (one conditional UPDATE), in records or seconds.
 PROGRESS_EVERY = 5000
+PROGRESS_EVERY_S = 5.0
 # Local dates are UTC+14 (Line Islands) to UTC-12 (Baker Island): a local day lies within its UTC day
 # widened by 14 hours on both sides.
 WINDOW_MARGIN = timedelta(hours=14)
@@ -1397,68 +1401,97 @@ def _job_update(*, job_id: int, claim: datetime, **values) -> None:
         raise _Superseded
 
 
+def _job_partials_remove(job: ExportJob) -> None:
+    """Temporary files of runs of `job` that died (a killed worker leaves its half-written file)."""
+    folder = export_job_path(job_id=job.pk).parent
+    for leftover in folder.glob(f".job-{job.pk}-*.part"):
+        leftover.unlink(missing_ok=True)
+
+
 def export_job_run(*, job_id: int) -> ExportJob | None:
     """Write the job's CSV to its file. Idempotent.
 
-    Claims the job with a conditional update: a queued job, or a running one whose worker died (the task
-    is redelivered: acks_late), becomes running with a new `started_at`, which is this run's claim; a done
-    or failed job is left as it is. A run that loses its claim to a later one stops at its next progress
-    update. Counts the rows first (rows_total), writes to a temporary file next to the final one, updates
-    rows_done every PROGRESS_EVERY records, and renames the file into place at the end, so a rerun
-    replaces the file instead of adding one. Ends `done` (rows_total = rows_done = records written) or
-    `failed` with a message. Returns the job as it is afterwards (None if it no longer exists).
+    Claims the job (cpms/jobs.py `job_claim`): a queued job, or a running one whose run was lost (no
+    heartbeat for JOB_LEASE_S: its worker was killed), becomes running with a new `started_at`, which is
+    this run's claim; a job that is running alive elsewhere (a duplicate delivery), done or failed is left
+    as it is. While it runs a heartbeat thread keeps its lease. A run that loses its claim to a later one
+    stops at its next progress update. Counts the rows first (rows_total), writes to a temporary file next
+    to the final one (removing those of dead runs), updates rows_done every PROGRESS_EVERY records or
+    PROGRESS_EVERY_S seconds, and renames the file into place at the end, so a rerun replaces the file
+    instead of adding one. Ends `done` (rows_total = rows_done = records written) or `failed` with a
+    message. Returns the job as it is afterwards (None if it no longer exists).
     """
-    claim = timezone.now()
-    claimed = ExportJob.objects.filter(
-        pk=job_id, status__in=[ExportStatus.QUEUED, ExportStatus.RUNNING]
-    ).update(status=ExportStatus.RUNNING, started_at=claim, finished_at=None, rows_done=0, error="")
-    if claimed != 1:
+    claim = job_claim(
+        model=ExportJob,
+        job_id=job_id,
+        reset_fields={"rows_done": 0, "rows_total": None},
+        on_failed=_job_partials_remove,
+    )
+    if claim is None:
         return ExportJob.objects.filter(pk=job_id).first()
     job = ExportJob.objects.get(pk=job_id)
     path = export_job_path(job_id=job_id)
     temporary: str | None = None
+    mine = ExportJob.objects.filter(pk=job_id, status=ExportStatus.RUNNING, started_at=claim)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for leftover in path.parent.glob(f".job-{job_id}-*.part"):  # from a run that died
-            leftover.unlink(missing_ok=True)
-        filters = ExportFilters.from_json(job.filters)
-        scope = ExportScope(organisation_ids=tuple(job.organisation_ids), site_ids=filters.site_ids)
-        reader = ExportReader(kind=job.kind, filters=filters, scope=scope)
-        _job_update(job_id=job_id, claim=claim, rows_total=reader.count())
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".job-{job_id}-", suffix=".part")
-        reported = 0
+        with Heartbeat(mine):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _job_partials_remove(job)
+            filters = ExportFilters.from_json(job.filters)
+            scope = ExportScope(organisation_ids=tuple(job.organisation_ids), site_ids=filters.site_ids)
+            reader = ExportReader(kind=job.kind, filters=filters, scope=scope)
+            _job_update(job_id=job_id, claim=claim, rows_total=reader.count())
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".job-{job_id}-", suffix=".part")
+            reported, reported_at = 0, time_monotonic()
 
-        def progress(records: int) -> None:
-            nonlocal reported
-            if records - reported >= PROGRESS_EVERY:
-                _job_update(job_id=job_id, claim=claim, rows_done=records)
-                reported = records
+            def progress(records: int) -> None:
+                nonlocal reported, reported_at
+                if drill_hook.ARMED and records:  # test hook (worker-kill drill): a half-written file
+                    drill_hook.reached("export", f"job {job_id}")
+                now = time_monotonic()
+                if records - reported >= PROGRESS_EVERY or now - reported_at >= PROGRESS_EVERY_S:
+                    _job_update(job_id=job_id, claim=claim, rows_done=records)
+                    reported, reported_at = records, now
 
-        with os.fdopen(handle, "wb") as out:
-            records = export_write(reader=reader, out=out, on_chunk=progress)
-            out.flush()
-            os.fsync(out.fileno())
-        _job_update(job_id=job_id, claim=claim, rows_done=records)  # still ours: the file may be placed
-        os.replace(temporary, path)
-        temporary = None
-        _job_update(
-            job_id=job_id,
-            claim=claim,
-            status=ExportStatus.DONE,
-            rows_done=records,
-            rows_total=records,
-            file_name=f"{EXPORTS_DIR}/{path.name}",
-            finished_at=timezone.now(),
-        )
+            with os.fdopen(handle, "wb") as out:
+                records = export_write(reader=reader, out=out, on_chunk=progress)
+                out.flush()
+                os.fsync(out.fileno())
+            _job_update(job_id=job_id, claim=claim, rows_done=records)  # still ours: the file may be placed
+            os.replace(temporary, path)
+            temporary = None
+            _job_update(
+                job_id=job_id,
+                claim=claim,
+                status=ExportStatus.DONE,
+                rows_done=records,
+                rows_total=records,
+                file_name=f"{EXPORTS_DIR}/{path.name}",
+                heartbeat_at=None,
+                finished_at=timezone.now(),
+            )
     except _Superseded:
         logger.info("export job %s: taken over by another run", job_id)
     except Exception as exc:
         logger.exception("export job %s failed", job_id)
         message = exc.message if isinstance(exc, DomainError) else "Internal error; see the worker log."
-        ExportJob.objects.filter(pk=job_id, status=ExportStatus.RUNNING, started_at=claim).update(
-            status=ExportStatus.FAILED, error=message, finished_at=timezone.now()
-        )
+        mine.update(status=ExportStatus.FAILED, error=message, heartbeat_at=None, finished_at=timezone.now())
     finally:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
     return ExportJob.objects.filter(pk=job_id).first()
+
+
+def export_jobs_recover() -> Recovered:
+    """The sweep of export jobs (Celery beat every JOB_SWEEP_S; cpms/jobs.py): a job whose worker died
+    is queued again as its next attempt (its progress reset; the rerun replaces its half-written file), or
+    failed after JOB_MAX_ATTEMPTS lost attempts (its half-written files removed); a queued job nobody took
+    within the lease has its task sent again."""
+    from billing.tasks_exports import export_job_run as export_job_run_task  # tasks import services
+
+    return jobs_recover(
+        model=ExportJob,
+        enqueue=lambda job: export_job_run_task.delay(job.pk),
+        requeue_fields={"rows_done": 0, "rows_total": None},
+        on_failed=_job_partials_remove,
+    )

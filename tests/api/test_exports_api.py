@@ -293,8 +293,10 @@ def test_job_from_creation_to_download(api, world, ledger, media, django_capture
         "progress": 0.0,
         "download_url": None,
         "error": "",
+        "attempts": 1,
         "created_at": iso(job.created_at),
         "started_at": None,
+        "heartbeat_at": None,
         "finished_at": None,
     }
     queued = api(world.finance_a).get(f"/api/v1/exports/{job.pk}/download/")
