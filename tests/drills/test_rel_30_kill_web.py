@@ -105,7 +105,7 @@ def test_rel_30_kill_9_of_web_processes_under_load(
         elapsed = time.monotonic() - started
         sessions_total = sum(len(c.sessions) for c in chargers)
         cdrs, swept = _cdrs_with_sweep(web, sessions_total)
-        errors = web.log_lines(" ERROR ", "Traceback")
+        errors = web.log_lines(" ERROR ", " CRITICAL ")
 
     report = verify(chargers, cdrs=True)
     print(
