@@ -1,9 +1,16 @@
-"""The OCPP message log, written off the message path.
+"""The OCPP frame log, written off the message path: a best-effort diagnostic, not a record of truth.
 
-Writing one row per frame inside the charger's transaction would double the database work of every
-message. Frames are queued in memory and written in batches by one task per event loop; the queue is
-bounded (a database outage drops the oldest log rows, never blocks chargers). This is a troubleshooting
-log, not a record of truth: sessions and meter values are committed before the charger is answered.
+Sessions, meter values and every other fact are committed before the charger is answered; this log is the
+raw frames for troubleshooting. Writing it durably would put a second write on every message's way: in the
+charger's transaction (a row per frame in the batch that holds the data) or as a commit awaited before each
+answer (measured in docs/ocpp.md#the-frame-log). It is queued in memory instead and written with COPY by one
+task per event loop, every FLUSH_INTERVAL_S, so what it can lose is bounded and documented (docs/ocpp.md):
+
+- a process that dies without stopping (kill -9, out of memory, power) loses the frames of its last
+  FLUSH_INTERVAL_S, and of a database outage in progress (below);
+- a write that fails (database restart or outage) keeps its rows and is tried again at the next interval, so
+  an outage loses nothing unless more than MAX_QUEUED frames wait: then the oldest are dropped, counted and
+  logged. The queue never blocks a charger.
 """
 
 import asyncio
@@ -12,7 +19,7 @@ from collections import deque
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
 from cpms.db import rows_append
@@ -27,13 +34,20 @@ MAX_PAYLOAD_CHARS = 64 * 1024
 
 class MessageLog:
     def __init__(self) -> None:
-        self._queue: deque[tuple] = deque(maxlen=MAX_QUEUED)
+        self._queue: deque[tuple] = deque()
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Rows dropped because the queue was full (only while the database refuses writes).
+        self.dropped = 0
+        self._failing = False
 
     @property
     def enabled(self) -> bool:
         return settings.OCPP_MESSAGE_LOG != "none"
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
 
     def record(
         self,
@@ -48,6 +62,9 @@ class MessageLog:
     ) -> None:
         if not self.enabled:
             return
+        if len(self._queue) >= MAX_QUEUED:
+            self._queue.popleft()
+            self.dropped += 1
         self._queue.append(
             (
                 station_id,
@@ -77,17 +94,37 @@ class MessageLog:
             await self.flush()
 
     async def flush(self) -> int:
-        rows = []
-        while self._queue:
-            rows.append(self._queue.popleft())
+        """Write what is queued; returns how many rows were written. Rows whose write failed stay queued
+        (ahead of newer ones) for the next flush."""
+        rows = list(self._queue)
+        self._queue.clear()
         if not rows:
             return 0
         try:
             await database_sync_to_async(_write, thread_sensitive=False)(rows)
-        except Exception:
-            logger.exception("could not write %d OCPP log rows; dropped", len(rows))
+        except (OperationalError, InterfaceError) as exc:  # the database is restarting or unreachable
+            self._requeue(rows)
+            if not self._failing:  # once per outage, not once a second
+                logger.error("could not write %d OCPP log rows (kept, retried): %s", len(rows), exc)
+            self._failing = True
             return 0
+        except Exception:
+            # Not the connection: these rows themselves (a station deleted meanwhile); retrying cannot help.
+            logger.exception("could not write %d OCPP log rows; dropped", len(rows))
+            self.dropped += len(rows)
+            return 0
+        if self._failing:
+            logger.warning("OCPP log written again (%d rows dropped while it failed)", self.dropped)
+            self._failing = False
         return len(rows)
+
+    def _requeue(self, rows: list[tuple]) -> None:
+        # Frames recorded while the write was running come after the failed rows; the oldest overflow.
+        newer = list(self._queue)
+        kept = (rows + newer)[-MAX_QUEUED:]
+        self.dropped += len(rows) + len(newer) - len(kept)
+        self._queue.clear()
+        self._queue.extend(kept)
 
 
 _COLUMNS = (

@@ -30,6 +30,7 @@ class Answer:
     payload: dict | None
     error_code: str = ""
     answered_at: float = 0.0  # time.monotonic()
+    unique_id: str = ""
 
 
 class RawCharger:
@@ -66,7 +67,7 @@ class RawCharger:
                 try:
                     raw = await asyncio.wait_for(self._connection.recv(), deadline - time.monotonic())
                 except TimeoutError:
-                    return Answer(NO_ANSWER, None)
+                    return Answer(NO_ANSWER, None, unique_id=unique_id)
                 frame = json.loads(raw)
                 if frame[0] == 2:  # a CSMS->charger call (none expected in these drills): refuse it
                     await self._connection.send(json.dumps([4, frame[1], "NotSupported", "", {}]))
@@ -74,8 +75,10 @@ class RawCharger:
                 if frame[1] != unique_id:
                     continue
                 if frame[0] == CALL_RESULT:
-                    return Answer(CALL_RESULT, frame[2], answered_at=time.monotonic())
-                return Answer(CALL_ERROR, None, error_code=frame[2], answered_at=time.monotonic())
+                    return Answer(CALL_RESULT, frame[2], answered_at=time.monotonic(), unique_id=unique_id)
+                return Answer(
+                    CALL_ERROR, None, error_code=frame[2], answered_at=time.monotonic(), unique_id=unique_id
+                )
 
     async def boot(self) -> Answer:
         return await self.call(
