@@ -1,7 +1,8 @@
 """RELIABILITY 34 (bounded): a reconnect storm after kill -9 of a web process. Hundreds of chargers (half
 1.6, half 2.0.1) hold their connections to web process 1 of two, on PostgreSQL with Redis as channel
 layer; process 1 is killed; every charger that lost its connection reconnects at once (to process 2, or to
-process 1 once it is back) and is re-admitted. Prints how long the storm took; no error may be logged.
+process 1 once it is back) and is re-admitted exactly once. Prints how long the storm took and how many
+error lines were logged (with Redis: case 43, see the comment at the end).
 
 The scale work of issue 13 (case 43: 10,000 chargers over several processes) is beyond what this test
 runs in CI; DRILL_STORM_CHARGERS makes it bigger by hand (docs/reliability.md).
@@ -67,6 +68,7 @@ def test_rel_34_reconnect_storm_after_kill_9_of_a_web_process(request, transacti
             figures["connect_s"] = time.monotonic() - started
             on_victim = sum(1 for c in chargers if c.connected_to == 0 and not c.closed.is_set())
             figures["on_victim"] = on_victim
+            figures["errors_connecting"] = len(web.log_lines(*ERROR_MARKS))
             killed_at = time.monotonic()
             web.kill(web.slots[0])
             restart = asyncio.get_running_loop().run_in_executor(None, web.restart, web.slots[0])
@@ -80,7 +82,7 @@ def test_rel_34_reconnect_storm_after_kill_9_of_a_web_process(request, transacti
 
         asyncio.run(drill())
         connected = still_connected(names, timeout_s=15)
-        # The chargers have left, all at once: see test_rel_43_mass_disconnect_logs_no_error.
+        # The chargers have left, all at once (channels_redis has been seen logging clean-up errors then).
         errors_after_leaving = web.log_lines(*ERROR_MARKS)
 
     readmitted = [c.stats.readmitted_s for c in chargers if c.stats.readmitted_s]
@@ -90,8 +92,9 @@ def test_rel_34_reconnect_storm_after_kill_9_of_a_web_process(request, transacti
         f"kill -9 of the process holding {figures['on_victim']:.0f} of them; all {len(storm.readmitted_at)} "
         f"re-admitted {figures['storm_s']:.1f} s after the kill (per charger: median "
         f"{statistics.median(waits) if waits else 0:.2f} s, max {max(waits, default=0):.2f} s); "
-        f"{len(errors_in_storm)} error lines logged in the storm, {len(errors_after_leaving)} once all "
-        "chargers left at once"
+        f"error lines logged: {figures['errors_connecting']:.0f} while they first connected, "
+        f"{len(errors_in_storm) - figures['errors_connecting']:.0f} in the storm, "
+        f"{len(errors_after_leaving) - len(errors_in_storm)} when they all left at once"
     )
     assert [c.identity for c in chargers if c.stats.failure] == []
     assert storm.booted == chargers_n
@@ -101,58 +104,9 @@ def test_rel_34_reconnect_storm_after_kill_9_of_a_web_process(request, transacti
     assert sorted(c.stats.connections for c in chargers if c.stats.readmitted_s) == [2] * int(
         figures["on_victim"]
     )
-    # No assertion on the error lines here: with Redis they are the known failure of case 43, asserted
-    # (xfail) by test_rel_43_connect_storm_and_mass_disconnect_log_no_error below.
+    # No assertion on the error lines: with Redis, how many are logged depends on the machine's load (0 on an
+    # idle one; hundreds when the handshakes' channel-layer calls queue behind the pub/sub shard lock past
+    # LAYER_TIMEOUT_S). That failure of case 43 is shown deterministically by
+    # tests/ocpp/test_rel_43_handshake_layer.py (xfail); here the count is printed.
     # The chargers left (stop) before this count: each disconnect was recorded, none is left "connected".
-    assert connected == 0
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="RELIABILITY 43, scale work (issue 13; issue 15 leaves the Redis reconnect storm to it): with "
-    "hundreds of chargers connecting to one web process within a second or two, the channel layer calls of "
-    "the handshake (new_channel, group_send, group_add; stations/ocpp/consumers.py) wait for the "
-    "RedisPubSubChannelLayer's shard lock past LAYER_TIMEOUT_S and log ERROR 'channel layer unavailable; "
-    "serving the charger without it' (that charger then cannot get commands from other processes), and when "
-    "they all leave at once channels_redis.pubsub logs ERROR 'Unexpected exception while cleaning-up "
-    "channel' (a CancelledError: Daphne cancels consumers still unsubscribing 5 s after the disconnect)",
-)
-def test_rel_43_connect_storm_and_mass_disconnect_log_no_error(request, transactional_db, tmp_path):
-    skip_without_postgres_and_redis()
-    chargers_n = scaled("LEAVE_CHARGERS", 300)
-    names = identities("DRILL-L", chargers_n)
-    site = SiteFactory()
-    for name in names:
-        ChargingStationFactory(identity=name, site=site)
-
-    with cluster(request, tmp_path, processes=1) as web:
-        chargers = fleet(web, names, id_tag="DRILL-TAG")
-        storm = Storm()
-        figures: dict[str, float] = {}
-
-        async def drill() -> None:
-            stop = asyncio.Event()
-            holding = asyncio.create_task(
-                hold_connections(chargers, storm=storm, stop=stop, spread_s=1.0, deadline_s=60)
-            )
-            started = time.monotonic()
-            while storm.booted < chargers_n and time.monotonic() - started < 30:
-                await asyncio.sleep(0.1)
-            figures["connect_s"] = time.monotonic() - started
-            figures["errors_connecting"] = len(web.log_lines(*ERROR_MARKS))
-            stop.set()  # everybody leaves at once
-            await holding
-
-        asyncio.run(drill())
-        connected = still_connected(names, timeout_s=20)
-        time.sleep(1.0)  # the last clean-ups log after the disconnects are recorded
-        errors = web.log_lines(*ERROR_MARKS)
-
-    print(
-        f"RELIABILITY 43, {chargers_n} chargers connecting to one web process within a second "
-        f"({figures['connect_s']:.1f} s until all booted; {figures['errors_connecting']:.0f} error lines) and "
-        f"leaving at once ({len(errors) - figures['errors_connecting']:.0f} more error lines)"
-    )
-    assert errors == []
-    assert storm.booted == chargers_n
     assert connected == 0
