@@ -31,8 +31,10 @@ class LiveStatusConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def receive_json(self, content, **kwargs):
-        """Browsers have nothing to say on this socket."""
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        """Browsers have nothing to say on this socket: anything they send (binary frames, text that is not
+        JSON) is ignored without being parsed (the JSON consumer's own receive raises on both; RELIABILITY
+        46)."""
 
     async def live_event(self, message):
         await self.send_json(message["event"])

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from urllib.parse import unquote_to_bytes
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
@@ -35,7 +36,7 @@ from stations.services.commands import (
     request_redacted,
     station_group,
 )
-from stations.services.credentials import basic_auth_parse, password_hash_check
+from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
 from stations.services.ocpp import (
     security_event_record,
     station_auth_get,
@@ -63,6 +64,57 @@ def negotiate(offered: list[str]) -> str | None:
         if protocol in CHARGE_POINTS:
             return protocol
     return None
+
+
+def identity_parse(scope) -> tuple[str, str]:
+    """The identity in the charger's URL, and what is wrong with it ("" when nothing).
+
+    Taken from the raw path when the server gives it (Daphne and uvicorn do): their decoded `path` cannot
+    tell an encoded slash (`CP%2F1`) from a separator and replaces invalid UTF-8 with U+FFFD. CONTRACT.md:
+    the identity is URL-decoded, 1-48 characters; identity_validate never registers one with a '/' or a
+    non-printable character, so such an identity is unknown (RELIABILITY 46).
+    """
+    identity = scope["url_route"]["kwargs"].get("identity") or ""
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        _, found, segment = bytes(raw_path).split(b"?", 1)[0].partition(b"/ocpp/")
+        segment = segment if found else b""
+        if segment.endswith(b"/"):
+            segment = segment[:-1]  # the router's optional trailing slash (`/ocpp/CP1/`)
+        try:
+            identity = unquote_to_bytes(segment).decode("utf-8")
+        except UnicodeDecodeError:
+            return segment.decode("ascii", "backslashreplace"), "not UTF-8"
+    if "/" in identity:
+        return identity, "contains '/'"
+    if not identity:
+        return identity, "empty"
+    if len(identity) > MAX_IDENTITY_LENGTH:
+        return identity, f"longer than {MAX_IDENTITY_LENGTH} characters"
+    if not identity.isprintable():
+        return identity, "control characters"
+    return identity, ""
+
+
+def identity_shown(identity: str) -> str:
+    """For logs and the security log: control characters escaped (a NUL would fail PostgreSQL), and
+    bounded."""
+    if not identity.isprintable():
+        identity = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in identity)
+    return identity[:100]
+
+
+async def refuse(scope, send, status: int, reason: str) -> None:
+    """Refuse a handshake with an HTTP status (ASGI WebSocket Denial Response), or a plain close (403) on a
+    server without that extension."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Basic realm="OCPP"'))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": reason.encode()})
+    else:
+        await send({"type": "websocket.close"})
 
 
 class CommandPoller:
@@ -106,6 +158,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
     cp: ChargePoint | None = None
     connection_id: str = ""
     channel_name: str = ""
+    _closing: bool = False
 
     async def __call__(self, scope, receive, send):
         """channels' AsyncConsumer.__call__, with the channel layer optional at every step: a charger must
@@ -143,25 +196,36 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self):
-        identity = self.scope["url_route"]["kwargs"]["identity"]
+        identity, problem = identity_parse(self.scope)
         remote = (self.scope.get("client") or ["", 0])[0] or ""
         protocol = negotiate(self.scope.get("subprotocols") or [])
         if protocol is None:
             logger.info(
                 "refused %r from %s: no supported subprotocol in %s",
-                identity,
+                identity_shown(identity),
                 remote,
                 self.scope.get("subprotocols"),
             )
             await self._refuse(400, "No supported OCPP subprotocol (" + ", ".join(CHARGE_POINTS) + ")")
             return
-        if not 1 <= len(identity) <= MAX_IDENTITY_LENGTH or not identity.isprintable():
-            await self._refuse(404, "Unknown charging station")
-            return
 
-        if handshake_throttle.blocked(identity=identity, address=remote):
-            logger.warning("throttled handshake for %r from %s", identity[:48], remote)
+        shown = identity_shown(identity)
+        if handshake_throttle.blocked(identity=shown, address=remote):
+            logger.warning("throttled handshake for %r from %s", shown[:48], remote)
             await self._refuse(429, "Too many failed attempts; retry later")
+            return
+        if problem:
+            # No station can have this identity (RELIABILITY 46): refused like any unknown one, without a
+            # lookup, and counted and logged like any failed handshake.
+            await run_db(
+                security_event_record,
+                identity=shown,
+                kind=SecurityEventKind.UNKNOWN_IDENTITY,
+                detail=f"malformed identity: {problem}",
+                remote_addr=remote,
+            )
+            handshake_throttle.failed(identity=shown, address=remote)
+            await self._refuse(404, "Unknown charging station")
             return
 
         headers = dict(self.scope.get("headers") or [])
@@ -181,7 +245,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 handshake_throttle.failed(identity=identity, address=remote)
                 await self._refuse(404, "Unknown charging station")
                 return
-        elif not self._authenticated(station, identity, credentials):
+        elif not await self._authenticated(station, identity, credentials):
             await run_db(
                 security_event_record,
                 identity=identity,
@@ -241,38 +305,61 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
 
     @staticmethod
-    def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
+    async def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
         if station.security_profile == 0 and not station.password_hash:
             return True  # profile 0: no authentication (for trusted networks only)
-        if credentials is None or not station.password_hash:
+        if credentials is None or not (station.password_hash or station.pending_password_hash):
             return False
         username, password = credentials
-        return username == identity and password_hash_check(password, station.password_hash)
+        if username != identity:
+            return False
+        matched = station_password_check(
+            password_hash=station.password_hash,
+            pending_password_hash=station.pending_password_hash,
+            password=password,
+        )
+        if matched == "pending":
+            # RELIABILITY A5: a password sent to the charger whose answer we have not committed; connecting
+            # with it confirms the charger took it, so it becomes the only one.
+            await run_db(
+                station_password_promote,
+                station_id=station.station_id,
+                pending_password_hash=station.pending_password_hash,
+            )
+        return matched is not None
 
     async def _refuse(self, status: int, reason: str) -> None:
-        """Refuse the handshake with an HTTP status (ASGI WebSocket Denial Response), or a plain close
-        (403) on a server without that extension."""
-        if "websocket.http.response" in (self.scope.get("extensions") or {}):
-            headers = [(b"content-type", b"text/plain; charset=utf-8")]
-            if status == 401:
-                headers.append((b"www-authenticate", b'Basic realm="OCPP"'))
-            await self.base_send(
-                {"type": "websocket.http.response.start", "status": status, "headers": headers}
-            )
-            await self.base_send({"type": "websocket.http.response.body", "body": reason.encode()})
-        else:
-            await self.close()
+        await refuse(self.scope, self.base_send, status, reason)
 
     async def _send_text(self, frame: str) -> None:
         await self.send(text_data=frame)
 
     async def receive(self, text_data=None, bytes_data=None):
-        if self.cp is None:
+        if self.cp is None or self._closing:
+            return
+        if text_data is None:
+            await self._refuse_binary(len(bytes_data or b""))
             return
         wait = self._rate.delay()
         if wait:
             await self._throttle(wait)
-        await self.cp.route_message(text_data if text_data is not None else bytes_data)
+        await self.cp.route_message(text_data)
+
+    async def _refuse_binary(self, size: int) -> None:
+        """OCPP-J carries every message as a WebSocket text frame (UTF-8 JSON; OCPP-J 1.6 section 4, 2.0.1
+        Part 4 section 4.1). A binary frame is closed with 1003, "unsupported data" (RFC 6455 7.4.1), as
+        SteVe does: answering it with a CALLERROR would suggest we read it. RELIABILITY 46."""
+        self._closing = True
+        station = self.cp.station
+        logger.warning("%s: binary frame of %d bytes; closing with 1003", station.identity, size)
+        await self.close(code=1003, reason="Binary frames are not supported: OCPP-J uses text frames")
+        await run_db(
+            security_event_record,
+            identity=station.identity,
+            station_id=station.station_id,
+            kind=SecurityEventKind.PROTOCOL_VIOLATION,
+            detail=f"binary WebSocket frame ({size} bytes); OCPP-J uses text frames only: closed with 1003",
+        )
 
     async def _throttle(self, wait: float) -> None:
         """RELIABILITY.md B13: a connection sending faster than OCPP_MESSAGES_PER_S (past its burst) is
@@ -389,3 +476,16 @@ class OcppConsumer(AsyncWebsocketConsumer):
         ):
             live_hooks.connection_changed(self.cp.station, connected=False, at=disconnected_at)
         self.cp = None
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Every WebSocket path that is neither an OCPP URL nor the portal's: refused with 404 (a router error
+    would answer 500 with a traceback; RELIABILITY 46). No identity, so nothing for the security log."""
+
+    async def connect(self):
+        logger.info(
+            "refused WebSocket for unknown path %r from %s",
+            self.scope.get("path", "")[:200],
+            (self.scope.get("client") or ["", 0])[0],
+        )
+        await refuse(self.scope, self.base_send, 404, "Not found")

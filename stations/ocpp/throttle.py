@@ -17,6 +17,7 @@ WINDOW_S = 60.0
 class HandshakeThrottle:
     def __init__(self) -> None:
         self._failures: dict[tuple, deque[float]] = defaultdict(deque)
+        self._swept_at = float("-inf")
 
     def _recent(self, key: tuple, now: float) -> deque[float]:
         window = self._failures.get(key)
@@ -38,8 +39,19 @@ class HandshakeThrottle:
 
     def failed(self, *, identity: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
+        if now - self._swept_at >= WINDOW_S:
+            self._sweep(now)
         self._failures[("pair", identity, address)].append(now)
         self._failures[("address", address)].append(now)
+
+    def _sweep(self, now: float) -> None:
+        """Forget keys whose failures have all left the window: an identity tried once (every malformed
+        path is a key of its own) is never looked up again, and would otherwise stay for ever. At most
+        once a window, one pass over the keys."""
+        self._swept_at = now
+        stale = [key for key, window in self._failures.items() if not window or window[-1] <= now - WINDOW_S]
+        for key in stale:
+            del self._failures[key]
 
     def succeeded(self, *, identity: str, address: str) -> None:
         self._failures.pop(("pair", identity, address), None)
