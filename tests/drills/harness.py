@@ -16,6 +16,7 @@ DRILL_* environment variables (see `scaled`) make the same drills bigger by hand
 """
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -283,8 +284,6 @@ class DrillCharger:
     def _headers(self) -> dict[str, str]:
         if self.password is None:
             return {}
-        import base64
-
         token = base64.b64encode(f"{self.identity}:{self.password}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
 
