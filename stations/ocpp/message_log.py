@@ -3,11 +3,11 @@
 Sessions, meter values and every other fact are committed before the charger is answered; this log is the
 raw frames for troubleshooting. Writing it durably would put a second write on every message's way: in the
 charger's transaction (a row per frame in the batch that holds the data) or as a commit awaited before each
-answer (measured in docs/ocpp.md#the-frame-log). It is queued in memory instead and written with COPY by one
-task per event loop, every FLUSH_INTERVAL_S, so what it can lose is bounded and documented (docs/ocpp.md):
+answer. It is queued in memory instead and written with COPY by one task per event loop, every
+FLUSH_INTERVAL_S, so what it can lose is bounded and documented (docs/ocpp.md#the-frame-log):
 
-- a process that dies without stopping (kill -9, out of memory, power) loses the frames of its last
-  FLUSH_INTERVAL_S, and of a database outage in progress (below);
+- a process that ends (kill -9, out of memory, power, and a normal stop: nothing flushes at shutdown) loses
+  the frames of its last FLUSH_INTERVAL_S, and those held from a database outage in progress (below);
 - a write that fails (database restart or outage) keeps its rows and is tried again at the next interval, so
   an outage loses nothing unless more than MAX_QUEUED frames wait: then the oldest are dropped, counted and
   logged. The queue never blocks a charger.
