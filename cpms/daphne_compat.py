@@ -1,5 +1,6 @@
-"""Let Daphne answer a refused WebSocket handshake with the status the application chose, and close
-oversized frames with 1009 instead of dropping the connection.
+"""Let Daphne answer a refused WebSocket handshake with the status the application chose, close
+oversized frames with 1009 instead of dropping the connection, and let the application close with the
+RFC 6455 codes about a peer's data (1003 for a binary OCPP frame).
 
 CONTRACT.md wants HTTP 404 for an unknown charger and 401 for wrong credentials. The ASGI "WebSocket
 Denial Response" extension (`websocket.http.response.start` / `.body`) carries that status; uvicorn
@@ -15,6 +16,9 @@ import logging
 logger = logging.getLogger(__name__)
 
 _installed = False
+# RFC 6455 7.4.1 codes an endpoint may send about the peer's data: unsupported data (1003), invalid
+# payload (1007), policy violation (1008), too big (1009), internal error (1011).
+PROTOCOL_CLOSE_CODES = frozenset({1003, 1007, 1008, 1009, 1011})
 
 
 def install() -> None:
@@ -48,6 +52,17 @@ def install() -> None:
             self.handshake_deferred.errback(ConnectionDeny(code=status, reason=reason))
             del self.handshake_deferred
             self.server.protocol_disconnected(self)
+            return None
+        if (
+            kind == "websocket.close"
+            and message.get("code") in PROTOCOL_CLOSE_CODES
+            and self.state == self.STATE_OPEN
+        ):
+            # autobahn's sendClose lets an application use only 1000 and 3000-4999; a charger that sent
+            # something the protocol cannot take is told so with the RFC 6455 code (1003 for a binary
+            # frame, RELIABILITY 46), and the reason Daphne would drop.
+            reason = (message.get("reason") or "").encode()[:123].decode("utf-8", "ignore").encode() or None
+            self.sendCloseFrame(code=message["code"], reasonUtf8=reason, isReply=False)
             return None
         return original_handle_reply(self, message)
 
