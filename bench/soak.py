@@ -12,10 +12,12 @@ stays connected, boots, sends heartbeats (every 10 s: OCPP_HEARTBEAT_INTERVAL_S)
 runs sessions back to back (idTag DEMO-TAG-OK) with --meter-samples MeterValues every --meter-interval
 seconds. A charger whose connection drops reconnects after 2 s, as a real one does.
 
-At the fraction --kill-worker-at (--kill-web-at) of the run it SIGKILLs the launcher's Celery worker (web
-server); 0 disables. At the end it waits for billing to catch up, stops the launcher with SIGTERM and prints:
-minutes run, frames sent/received, sessions started/completed/stored, meter values, CDRs, each child's
-restarts and crashes (from the launcher's log), task errors and ERROR lines in the log, and PASS or FAIL.
+At the fraction --kill-worker-at (--kill-web-at) of the run it SIGKILLs the launcher's Celery worker with its
+pool processes (the web server); 0 disables. The worker is killed when it holds a broker message (waiting up to 20 s for one), so that
+the run shows that message delivered again. At the end it waits for billing to catch up, stops the launcher with SIGTERM and prints:
+minutes run, charger calls sent/answered, sessions started/completed/stored, meter values, CDRs, each child's
+restarts and crashes (from the launcher's log), task errors and ERROR lines in the log, the children's memory
+and the broker's files at the end, and PASS or FAIL.
 
 PASS means: the launcher exited 0 on SIGTERM and never gave up; no child died except those the drill killed,
 and each of those was restarted; every session the chargers completed is stored exactly once, as completed,
@@ -50,6 +52,7 @@ START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 60.0
 BILLING_TIMEOUT_S = 150.0
 RECONNECT_DELAY_S = 2.0
+KILL_WAIT_S = 20.0
 HEARTBEAT_INTERVAL_S = 10
 ID_TAG = "DEMO-TAG-OK"
 SITES = ("Berlin Depot", "Boston Plaza")
@@ -63,6 +66,7 @@ class ChargerLog:
     connections: int = 0
     frames_sent: int = 0
     frames_received: int = 0
+    csms_calls: int = 0  # calls from the CSMS the charger answered (SetChargingProfile, ...)
     call_errors: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
@@ -178,6 +182,7 @@ async def play_charger(
         log.connections += result.connections
         log.frames_sent += result.messages_sent
         log.frames_received += result.messages_received
+        log.csms_calls += sum(result.calls_received.values())
         log.call_errors += result.call_errors
         log.errors += result.errors
         if result.failure:
@@ -228,6 +233,34 @@ def parse_launcher_log(text: str) -> dict:
         "restored_messages": sum(int(n) for n in re.findall(r"broker: (\d+) unacknowledged message", text)),
         "error_lines": error_lines,
     }
+
+
+def broker_files(var_dir: Path) -> dict[str, int]:
+    """What lies in the embedded broker's folders (cpms/broker.py): growth here over hours would be a leak."""
+    folder = var_dir / "celery-broker"
+
+    def count(path: Path, suffix: str) -> int:
+        try:
+            return sum(1 for name in os.listdir(path) if name.endswith(suffix))
+        except FileNotFoundError:
+            return 0
+
+    return {
+        "ready": count(folder, ".msg"),
+        "in_flight": count(folder / "inflight", ".msg"),
+        "bad": count(folder / "bad", ".msg"),
+        "tmp": count(folder / "tmp", ".msg"),
+    }
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 def check_database(logs: list[ChargerLog]) -> dict:
@@ -359,15 +392,34 @@ def run(args: argparse.Namespace) -> dict:
         plan = {"worker": args.kill_worker_at, "web": args.kill_web_at}
         started = time.monotonic()
 
+        due: dict[str, float] = {}
+
         def on_tick(fraction: float) -> None:
             for name, at in plan.items():
-                if at and name not in kills and fraction >= at:
-                    pid = launcher_children(launcher.pid).get(name)
-                    if pid is None:
-                        continue  # restarting already: try again on the next tick
-                    os.kill(pid, signal.SIGKILL)
-                    kills[name] = {"pid": pid, "at_min": round((time.monotonic() - started) / 60, 2)}
-                    print(f"soak: SIGKILL {name} (pid {pid}) at {kills[name]['at_min']} min", flush=True)
+                if not at or name in kills or fraction < at:
+                    continue
+                due.setdefault(name, time.monotonic())
+                pid = launcher_children(launcher.pid).get(name)
+                if pid is None:
+                    continue  # restarting already: try again on the next tick
+                # The worker preferably while it holds a message (a task running or reserved), to show that
+                # the message is delivered again; at most KILL_WAIT_S later than planned.
+                in_flight = broker_files(workdir / "var")["in_flight"]
+                if name == "worker" and not in_flight and time.monotonic() - due[name] < KILL_WAIT_S:
+                    continue
+                # The whole child, the worker's pool processes included (each child leads its process group):
+                # an orphaned pool process would log the broken pipe to its dead parent as an ERROR.
+                os.killpg(pid, signal.SIGKILL)
+                kills[name] = {
+                    "pid": pid,
+                    "at_min": round((time.monotonic() - started) / 60, 2),
+                    "messages_in_flight": in_flight,
+                }
+                print(
+                    f"soak: SIGKILL {name} (pid {pid}) at {kills[name]['at_min']} min, {in_flight} broker "
+                    "message(s) in flight",
+                    flush=True,
+                )
 
         logs = asyncio.run(
             play_fleet(
@@ -389,6 +441,8 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(2)
         database = check_database(logs)
         children_before_stop = launcher_children(launcher.pid)
+        rss = {name: rss_mib(pid) for name, pid in sorted(children_before_stop.items())}
+        broker = broker_files(workdir / "var")
     finally:
         if launcher.poll() is None:
             launcher.send_signal(signal.SIGTERM)
@@ -405,12 +459,18 @@ def run(args: argparse.Namespace) -> dict:
         "launcher_exit_code": exit_code,
         "frames_sent": sum(log.frames_sent for log in logs),
         "frames_received": sum(log.frames_received for log in logs),
+        "calls_sent": sum(log.frames_sent - log.csms_calls for log in logs),
+        "calls_answered": sum(log.frames_received - log.csms_calls for log in logs),
+        "csms_calls_answered": sum(log.csms_calls for log in logs),
         "connections": sum(log.connections for log in logs),
         "call_errors": [e for log in logs for e in log.call_errors],
         "charger_errors": [e for log in logs for e in log.errors],
         "charger_failures": Counter(f for log in logs for f in log.failures),
         "kills": kills,
         "children_alive_at_end": sorted(children_before_stop),
+        "rss_mib_at_end": rss,
+        "broker_files_at_end": broker,
+        "database_mib": round((workdir / "db.sqlite3").stat().st_size / 2**20, 1),
         **database,
         **launcher_log,
         "workdir": str(workdir),
@@ -450,7 +510,13 @@ def verdict(r: dict) -> tuple[str, list[str]]:
 
 
 def print_report(r: dict) -> None:
-    kills = ", ".join(f"{name} at {k['at_min']} min" for name, k in r["kills"].items()) or "none"
+    kills = (
+        ", ".join(
+            f"{name} at {k['at_min']} min ({k['messages_in_flight']} broker message(s) in flight)"
+            for name, k in r["kills"].items()
+        )
+        or "none"
+    )
     children = " | ".join(
         f"{name}: {c['restarts']} restart(s), {c['crashes']} crash(es) {c['exits'] or ''}"
         for name, c in r["children"].items()
@@ -458,8 +524,10 @@ def print_report(r: dict) -> None:
     lines = [
         "",
         f"Soak drill: {r['minutes']} min run, {r['chargers']} chargers (1.6 and 2.0.1), embedded mode",
-        f"  frames: sent {r['frames_sent']}, received {r['frames_received']}; connections {r['connections']}; "
-        f"CALLERRORs {len(r['call_errors'])}; simulator errors {len(r['charger_errors'])}",
+        f"  charger calls: sent {r['calls_sent']}, answered {r['calls_answered']} (CALLERRORs "
+        f"{len(r['call_errors'])}); CSMS calls answered by chargers {r['csms_calls_answered']}; frames sent "
+        f"{r['frames_sent']}, received {r['frames_received']}; connections {r['connections']}; simulator errors "
+        f"{len(r['charger_errors'])}",
         f"  sessions: started {r['sessions_started']}, completed {r['sessions_completed']}, stored "
         f"{r['sessions_stored']} (stored twice {r['sessions_stored_twice']}), cut by the web kill "
         f"{r['sessions_interrupted']}",
@@ -470,6 +538,8 @@ def print_report(r: dict) -> None:
         f"  children: {children}",
         f"  launcher: exit {r['launcher_exit_code']} on SIGTERM, gave up: {r['gave_up']}; "
         f"broker messages redelivered after the kill: {r['restored_messages']}",
+        f"  at the end: RSS MiB {r['rss_mib_at_end']}; broker files {r['broker_files_at_end']}; SQLite "
+        f"{r['database_mib']} MiB",
         f"  log: task errors {len(r['task_errors'])}, quarantined broker files {len(r['quarantined'])}, "
         f"ERROR lines {len(r['error_lines'])}",
     ]
