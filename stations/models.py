@@ -93,6 +93,14 @@ class ChargingStation(models.Model):
     security_profile = models.PositiveSmallIntegerField(default=1)
     # "hmac-sha256$<salt>$<hex>"; empty means no password set (allowed only with security_profile 0).
     password_hash = models.CharField(max_length=200, blank=True)
+    # A new password sent to the charger (1.6 AuthorizationKey / 2.0.1 BasicAuthPassword) and the command that
+    # carries it, written before the command is sent. The handshake accepts it beside `password_hash` until
+    # the charger's answer is committed (Accepted: it replaces `password_hash`; Rejected: it is dropped) or
+    # the charger connects with it: a crash in between locks nobody out (RELIABILITY A5).
+    pending_password_hash = models.CharField(max_length=200, blank=True)
+    pending_password_command = models.ForeignKey(
+        "Command", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     is_connected = models.BooleanField(default=False)
     # Which WebSocket holds the station now: a superseded connection's late disconnect must not mark the

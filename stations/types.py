@@ -15,6 +15,8 @@ class StationAuth:
     security_profile: int
     password_hash: str
     site_id: int | None = None
+    # A password sent to the charger whose answer is not committed yet (credentials.station_password_check).
+    pending_password_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)

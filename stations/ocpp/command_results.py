@@ -5,11 +5,28 @@ the hooks of its own actions."""
 from stations.ocpp import commands, commands_auth, commands_firmware
 from stations.services.commands import AnswerHook
 
-HOOKS: dict[tuple[str, str], AnswerHook] = {
-    **commands.HOOKS,
-    **commands_firmware.HOOKS,
-    **commands_auth.HOOKS,
-}
+
+def _chained(*hooks: AnswerHook) -> AnswerHook:
+    def hook(command, response: dict) -> None:
+        for each in hooks:
+            each(command, response)
+
+    return hook
+
+
+def _merged(*modules: dict[tuple[str, str], AnswerHook]) -> dict[tuple[str, str], AnswerHook]:
+    """One hook per (version, action); where several modules mean something by the same answer (a
+    SetVariables both sets device variables and may rotate the password), each runs, in module order."""
+    merged: dict[tuple[str, str], list[AnswerHook]] = {}
+    for hooks in modules:
+        for key, hook in hooks.items():
+            merged.setdefault(key, []).append(hook)
+    return {key: hooks[0] if len(hooks) == 1 else _chained(*hooks) for key, hooks in merged.items()}
+
+
+HOOKS: dict[tuple[str, str], AnswerHook] = _merged(
+    commands.HOOKS, commands_firmware.HOOKS, commands_auth.HOOKS
+)
 
 
 def answer_hook(version: str, action: str) -> AnswerHook | None:

@@ -1,5 +1,5 @@
-"""Reservations and local authorisation lists on the wire (1.6 Reservation and Local Auth List Management
-profiles; 2.0.1 blocks H and D).
+"""Reservations, local authorisation lists and the charger's own password on the wire (1.6 Reservation and
+Local Auth List Management profiles, security whitepaper; 2.0.1 blocks H, D and A).
 
 - Builders are pure, `builder(version, ...) -> Call`, like stations.ocpp.commands, each checked against the
   official request schema (ValidationFailed for what the version cannot express). 2.1 is built like 2.0.1.
@@ -23,10 +23,11 @@ from sessions.services.local_lists import (
 from sessions.services.reservations import reservation_answered, reservation_cancel_answered
 from stations.models import ChargingStation, Command
 from stations.ocpp import schemas
-from stations.ocpp.commands import VERSIONS, Call, station_version
+from stations.ocpp.commands import SET_APPLIED, VERSIONS, Call, station_version
 from stations.ocpp.errors import OcppError
 from stations.ocpp.mappers import format_datetime, parse_datetime
 from stations.services.commands import AnswerHook
+from stations.services.credentials import ROTATION_KEY, is_password_item, station_password_answered
 from stations.services.device_model import OCPP16_COMPONENT
 
 # Longest idTag (1.6 IdToken: CiString20) / idToken (2.0.1 identifierString 36; 2.1 255) per version.
@@ -291,7 +292,34 @@ def _local_list_version_answered(key: str) -> AnswerHook:
     return hook
 
 
+def _authorization_key_answered(command: Command, response: dict) -> None:
+    """1.6 ChangeConfiguration AuthorizationKey.conf: Accepted (or RebootRequired: stored, used after the
+    reboot) makes the pending password the station's; Rejected / NotSupported drops it (RELIABILITY A5)."""
+    if command.request.get("key") == ROTATION_KEY:
+        station_password_answered(
+            station_id=command.station_id,
+            command_id=command.pk,
+            applied=response.get("status") in SET_APPLIED,
+        )
+
+
+def _basic_auth_password_answered(command: Command, response: dict) -> None:
+    """2.0.1 SetVariablesResponse: the result for SecurityCtrlr.BasicAuthPassword decides (A01: Accepted /
+    RebootRequired, the station then reconnects with the new password; anything else: it keeps the old one).
+    A request without the password, or an answer without its result, changes nothing."""
+    if not any(is_password_item(item) for item in command.request.get("setVariableData") or []):
+        return
+    results = [item for item in response.get("setVariableResult") or [] if is_password_item(item)]
+    if results:
+        station_password_answered(
+            station_id=command.station_id,
+            command_id=command.pk,
+            applied=results[0].get("attributeStatus") in SET_APPLIED,
+        )
+
+
 HOOKS: dict[tuple[str, str], AnswerHook] = {
+    ("1.6", "ChangeConfiguration"): _authorization_key_answered,
     ("1.6", "ReserveNow"): _reserve_now_answered("reservationId"),
     ("1.6", "CancelReservation"): _cancel_reservation_answered,
     ("1.6", "SendLocalList"): _send_local_list_16,
@@ -304,6 +332,7 @@ HOOKS: dict[tuple[str, str], AnswerHook] = {
             "CancelReservation": _cancel_reservation_answered,
             "SendLocalList": _send_local_list_201,
             "GetLocalListVersion": _local_list_version_answered("versionNumber"),
+            "SetVariables": _basic_auth_password_answered,
         }.items()
     },
 }

@@ -32,6 +32,11 @@ from accounts.models import AuditAction, User
 from accounts.services import audit_record
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command, CommandJob
+from stations.services.credentials import (
+    rotation_password,
+    rotation_password_validate,
+    station_password_pending_set,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +116,10 @@ def command_create(
 ) -> Command:
     """Record a command. For a station that is not connected it is recorded as failed (NotConnected),
     unless `queue_for_s` asks for it to wait in the outbox that long for the station to connect."""
+    # A new Basic-auth password for the charger is checked before anything is recorded (RELIABILITY A5).
+    password = rotation_password(action=action, request=request)
+    if password is not None:
+        rotation_password_validate(action=action, password=password)
     now = timezone.now()
     fields = {
         "station": station,
@@ -133,6 +142,9 @@ def command_create(
         )
     with transaction.atomic():
         command = Command.objects.create(**fields)
+        if password is not None and command.status == CommandStatus.PENDING:
+            # Before it is sent: from now on the handshake accepts it beside the current one.
+            station_password_pending_set(station_id=station.pk, command_id=command.pk, password=password)
         # RELIABILITY 42: what people (and their jobs) ask chargers to do; the system's own calls (smart
         # charging profiles, cost updates) are in the command history only, at their volume.
         if source != CommandSource.SYSTEM:

@@ -13,6 +13,7 @@ import secrets
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
 from cpms.errors import ValidationFailed
 from stations.models import ChargingStation
@@ -54,10 +55,125 @@ def password_validate(password: str) -> None:
 
 @transaction.atomic
 def station_password_set(*, station: ChargingStation, password: str) -> ChargingStation:
+    """An operator sets the password by hand: it replaces the current one and any rotation in flight."""
     password_validate(password)
     station.password_hash = password_hash_make(password)
-    station.save(update_fields=["password_hash", "updated_at"])
+    station.pending_password_hash = ""
+    station.pending_password_command = None
+    station.save(
+        update_fields=["password_hash", "pending_password_hash", "pending_password_command", "updated_at"]
+    )
     return station
+
+
+# --- rotation: a new password sent to the charger (RELIABILITY A5) ------------------------------------
+#
+# 1. command_create records the command and, in the same transaction, the new password hashed as the
+#    station's pending one (station_password_pending_set), before anything is sent.
+# 2. The handshake accepts the current or the pending password (station_password_check); a charger that
+#    connects with the pending one has taken it: it becomes the current one (station_password_promote).
+# 3. The charger's answer, in the transaction that records it: Accepted (or RebootRequired) promotes the
+#    pending password, anything else drops it (station_password_answered).
+# A crash between the charger's answer and our commit leaves both passwords valid until 2 or 3 happens:
+# nobody is locked out, and the old one stops working as soon as the new one is confirmed.
+
+ROTATION_SECURITY_COMPONENT = "SecurityCtrlr"
+ROTATION_VARIABLE = "BasicAuthPassword"  # 2.0.1 / 2.1 SecurityCtrlr.BasicAuthPassword
+ROTATION_KEY = "AuthorizationKey"  # 1.6 security whitepaper configuration key
+# 1.6 security whitepaper (A00.FR.205 of its edition 3): AuthorizationKey "minimal 16 bytes ... 20 bytes
+# maximum, represented as a string of up to 40 hexadecimal digits". 2.0.1 A00.FR.205 / SecurityCtrlr:
+# BasicAuthPassword 16-40 characters.
+AUTHORIZATION_KEY_HEX_DIGITS = (32, 40)
+BASIC_AUTH_PASSWORD_LENGTH = (16, 40)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def is_password_item(item) -> bool:
+    return (
+        isinstance(item, dict)
+        and (item.get("component") or {}).get("name") == ROTATION_SECURITY_COMPONENT
+        and not (item.get("component") or {}).get("instance")
+        and (item.get("variable") or {}).get("name") == ROTATION_VARIABLE
+        and item.get("attributeType", "Actual") == "Actual"
+    )
+
+
+def rotation_password(*, action: str, request) -> str | None:
+    """The new Basic-auth password a command's request gives the charger, if it gives one: 1.6
+    ChangeConfiguration AuthorizationKey, 2.0.1/2.1 SetVariables SecurityCtrlr.BasicAuthPassword (Actual)."""
+    if not isinstance(request, dict):
+        return None
+    if action == "ChangeConfiguration" and request.get("key") == ROTATION_KEY:
+        value = request.get("value")
+        return value if isinstance(value, str) else None
+    if action == "SetVariables" and isinstance(request.get("setVariableData"), list):
+        values = [
+            item.get("attributeValue") for item in request["setVariableData"] if is_password_item(item)
+        ]
+        if len(values) > 1:
+            raise ValidationFailed("Send one new BasicAuthPassword at a time.")
+        return values[0] if values and isinstance(values[0], str) else None
+    return None
+
+
+def rotation_password_validate(*, action: str, password: str) -> None:
+    """What the charger must be able to use as its password, or ValidationFailed (nothing is sent)."""
+    if action == "ChangeConfiguration":
+        low, high = AUTHORIZATION_KEY_HEX_DIGITS
+        if not (low <= len(password) <= high and len(password) % 2 == 0 and set(password) <= _HEX_DIGITS):
+            raise ValidationFailed(
+                f"AuthorizationKey must be {low // 2}-{high // 2} bytes written as {low}-{high} hexadecimal "
+                "digits (OCPP 1.6 security whitepaper)."
+            )
+        return
+    low, high = BASIC_AUTH_PASSWORD_LENGTH
+    if not (low <= len(password) <= high) or not password.isprintable():
+        raise ValidationFailed(f"BasicAuthPassword must be {low}-{high} printable characters (OCPP 2.0.1).")
+
+
+def station_password_pending_set(*, station_id: int, command_id: int, password: str) -> None:
+    """Keep `password` hashed as the station's pending password, carried by command `command_id` (caller
+    holds the transaction that records the command). A rotation still in flight is replaced."""
+    ChargingStation.objects.filter(pk=station_id).update(
+        pending_password_hash=password_hash_make(password), pending_password_command_id=command_id
+    )
+
+
+def station_password_answered(*, station_id: int, command_id: int, applied: bool) -> bool:
+    """The charger answered the command carrying the pending password: `applied` makes it the station's
+    password (the old one stops working), otherwise it is dropped (the old one keeps working). A rotation
+    replaced by a later one, or already confirmed at a handshake, is left alone. True if something changed."""
+    pending = ChargingStation.objects.filter(pk=station_id, pending_password_command_id=command_id).exclude(
+        pending_password_hash=""
+    )
+    if applied:
+        changed = pending.update(
+            password_hash=F("pending_password_hash"), pending_password_hash="", pending_password_command=None
+        )
+    else:
+        changed = pending.update(pending_password_hash="", pending_password_command=None)
+    return changed == 1
+
+
+def station_password_check(*, password_hash: str, pending_password_hash: str, password: str) -> str | None:
+    """Which of the station's passwords `password` is: "current", "pending" or None. Constant-time each;
+    the pending hash is tried only when the current one does not match."""
+    if password_hash and password_hash_check(password, password_hash):
+        return "current"
+    if pending_password_hash and password_hash_check(password, pending_password_hash):
+        return "pending"
+    return None
+
+
+def station_password_promote(*, station_id: int, pending_password_hash: str) -> bool:
+    """The charger connected with its pending password: it has taken it, so it becomes the current one.
+    Conditional on the pending hash still being the one checked (a newer rotation is left alone)."""
+    return (
+        ChargingStation.objects.filter(pk=station_id, pending_password_hash=pending_password_hash).update(
+            password_hash=F("pending_password_hash"), pending_password_hash="", pending_password_command=None
+        )
+        == 1
+    )
 
 
 def basic_auth_parse(header_value: bytes | None) -> tuple[str, str] | None:

@@ -45,13 +45,23 @@ def _auth(station: ChargingStation) -> StationAuth:
         security_profile=station.security_profile,
         password_hash=station.password_hash,
         site_id=station.site_id,
+        pending_password_hash=station.pending_password_hash,
     )
 
 
 def station_auth_get(*, identity: str) -> StationAuth | None:
     row = (
         ChargingStation.objects.filter(identity=identity)
-        .only("pk", "identity", "organisation_id", "registration_status", "security_profile", "password_hash")
+        .only(
+            "pk",
+            "identity",
+            "organisation_id",
+            "registration_status",
+            "security_profile",
+            "password_hash",
+            "pending_password_hash",
+            "site_id",
+        )
         .first()
     )
     return _auth(row) if row else None
