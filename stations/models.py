@@ -370,6 +370,12 @@ class CommandJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The lease (cpms/jobs.py): set while a run lives; a job whose worker died is queued again by the sweep.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=1, help_text="Which attempt this is: 1, and one more each time its worker was lost."
+    )
+    error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -37,9 +37,19 @@ def commands_expire() -> int:
 @shared_task(acks_late=True)
 def command_job_run(job_id: int) -> dict:
     """Run a bulk command job (configuration template, read configuration, fleet command); a rerun
-    continues where a killed worker stopped."""
+    continues where a killed worker stopped (a redelivery, or the recovery sweep: cpms/jobs.py)."""
     job = run_job(job_id=job_id)
     return {"job": job.pk, "status": job.status, "done": job.done_count, "failed": job.failed_count}
+
+
+@shared_task
+def command_jobs_recover() -> dict:
+    """Every JOB_SWEEP_S: bulk command jobs and firmware campaigns whose worker died are queued again or
+    failed (cpms/jobs.py)."""
+    from stations.services.jobs import command_jobs_recover as recover
+
+    result = recover()
+    return {"requeued": result.requeued, "resent": result.resent, "failed": result.failed}
 
 
 # Celery autodiscovers `tasks` modules only.

@@ -160,9 +160,12 @@ class FirmwareCampaignOutputSerializer(serializers.ModelSerializer):
             "done_count",
             "failed_count",
             "progress",
+            "error",
+            "attempts",
             "created_by",
             "created_at",
             "started_at",
+            "heartbeat_at",
             "finished_at",
         ]
         read_only_fields = fields

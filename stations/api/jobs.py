@@ -90,9 +90,12 @@ class JobOutputSerializer(serializers.ModelSerializer):
             "done_count",
             "failed_count",
             "progress",
+            "error",
+            "attempts",
             "created_by",
             "created_at",
             "started_at",
+            "heartbeat_at",
             "finished_at",
         ]
         read_only_fields = fields

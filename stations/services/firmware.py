@@ -52,7 +52,7 @@ from stations.models import (
 )
 from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED, firmware_file_list, stations_for_command
 from stations.services.commands import command_execute, command_execute_async
-from stations.services.jobs import job_claim, job_target_finish
+from stations.services.jobs import job_claim, job_heartbeat, job_target_finish
 
 logger = logging.getLogger(__name__)
 
@@ -395,30 +395,32 @@ def firmware_campaign_run(
     )
     if job is None:
         return None
-    if not job_claim(job=job):  # running elsewhere, finished, or claimed meanwhile
+    claim = job_claim(job=job)
+    if claim is None:  # running alive elsewhere, finished, or claimed meanwhile
         return campaign_progress(job_id=job_id, in_flight=0)
     raw_retrieve_at = job.request.get("retrieve_at")
     retrieve_at = datetime.fromisoformat(raw_retrieve_at) if raw_retrieve_at else None
     in_flight = 0
     after = 0
-    while True:
-        batch = list(
-            CommandJobTarget.objects.filter(job=job, status=JobTargetStatus.PENDING, pk__gt=after)
-            .select_related("station")
-            .order_by("pk")[:batch_size]
-        )
-        if not batch:
-            break
-        after = batch[-1].pk
-        in_flight += _campaign_batch_run(job=job, targets=batch, retrieve_at=retrieve_at, build=build)
+    with job_heartbeat(job_id=job_id, claim=claim):
+        while True:
+            batch = list(
+                CommandJobTarget.objects.filter(job=job, status=JobTargetStatus.PENDING, pk__gt=after)
+                .select_related("station")
+                .order_by("pk")[:batch_size]
+            )
+            if not batch:
+                break
+            after = batch[-1].pk
+            in_flight += _campaign_batch_run(job=job, targets=batch, retrieve_at=retrieve_at, build=build)
+    mine = CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, started_at=claim)
     if in_flight == 0:
-        CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-            status=JobStatus.DONE, finished_at=timezone.now()
-        )
+        mine.update(status=JobStatus.DONE, heartbeat_at=None, finished_at=timezone.now())
     else:
         # Back to queued: the task's retry claims it again (queued -> running) once those commands ended;
-        # left running, the retry would take it for a run in progress and leave it alone.
-        CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(status=JobStatus.QUEUED)
+        # left running, the retry would take it for a run in progress and leave it alone. heartbeat_at:
+        # when it was queued, so that the recovery sweep waits a lease (> IN_FLIGHT_RETRY_S) for the retry.
+        mine.update(status=JobStatus.QUEUED, heartbeat_at=timezone.now())
     return campaign_progress(job_id=job_id, in_flight=in_flight)
 
 

@@ -10,18 +10,20 @@ send what the operator saw when starting it.
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Organisation, User
 from cpms.errors import ValidationFailed
-from stations.enums import CommandSource, CommandStatus, JobStatus, JobTargetStatus
-from stations.models import ChargingStation, CommandJob, CommandJobTarget, ConfigurationTemplate
-from stations.services.commands import command_execute_async
+from cpms.jobs import Heartbeat, Recovered, jobs_recover
+from cpms.jobs import job_claim as claim_job
+from stations.enums import CommandSource, CommandStatus, JobKind, JobStatus, JobTargetStatus
+from stations.models import ChargingStation, Command, CommandJob, CommandJobTarget, ConfigurationTemplate
+from stations.services.commands import FINAL_STATUSES, _command_wait, command_execute_async
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +32,6 @@ BATCH_SIZE = 50
 CONCURRENCY = 20
 # Answers that mean "done" (ChangeConfiguration RebootRequired: stored, applied at the next reboot).
 OK_STATUSES = frozenset({"Accepted", "RebootRequired", "Scheduled"})
-
-# A running job with no progress for this long is taken to be orphaned (its worker died): a redelivered
-# task takes it over.
-STALE_AFTER = timedelta(minutes=15)
 
 Calls = Mapping[str, list[list]]
 
@@ -75,42 +73,63 @@ def command_job_create(
 def command_job_run(*, job_id: int, batch_size: int = BATCH_SIZE) -> CommandJob:
     """Run the job's pending targets in batches. Idempotent: a target already ok or failed is not sent
     again, so a rerun after a crash finishes the rest and changes nothing twice. A job that is running
-    (recent progress) is left to its runner: a duplicate delivery of the task does nothing."""
+    alive (its heartbeat within JOB_LEASE_S) is left to its runner: a duplicate delivery does nothing."""
     job = CommandJob.objects.select_related("created_by").get(pk=job_id)
-    if not job_claim(job=job):
+    claim = job_claim(job=job)
+    if claim is None:
         return CommandJob.objects.get(pk=job_id)
     calls = job.request.get("calls", {})
-    while True:
-        batch = list(
-            CommandJobTarget.objects.filter(job=job, status=JobTargetStatus.PENDING)
-            .select_related("station")
-            .order_by("pk")[:batch_size]
-        )
-        if not batch:
-            break
-        async_to_sync(_run_batch)(job, batch, calls)
-    CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING).update(
-        status=JobStatus.DONE, finished_at=timezone.now()
+    with job_heartbeat(job_id=job_id, claim=claim):
+        while True:
+            batch = list(
+                CommandJobTarget.objects.filter(job=job, status=JobTargetStatus.PENDING)
+                .select_related("station")
+                .order_by("pk")[:batch_size]
+            )
+            if not batch:
+                break
+            async_to_sync(_run_batch)(job, batch, calls)
+    CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, started_at=claim).update(
+        status=JobStatus.DONE, heartbeat_at=None, finished_at=timezone.now()
     )
     return CommandJob.objects.get(pk=job_id)
 
 
-def job_claim(*, job: CommandJob) -> bool:
-    """Whether this run may work on `job`: a queued job becomes running; a running one is taken over only
-    when it has made no progress for STALE_AFTER (its worker died). A duplicate delivery while it runs, a
-    finished job, or another run that claimed it between our read and this write: False."""
-    now = timezone.now()
-    if job.status == JobStatus.RUNNING:
-        last_finished = job.targets.aggregate(last=Max("finished_at"))["last"]
-        last_activity = max(filter(None, [job.started_at, last_finished]), default=now)
-        if last_activity > now - STALE_AFTER:
-            return False
-    elif job.status != JobStatus.QUEUED:
-        return False
-    claimed = CommandJob.objects.filter(pk=job.pk, status=job.status, started_at=job.started_at).update(
-        status=JobStatus.RUNNING, started_at=now
-    )
-    return claimed == 1
+def job_claim(*, job: CommandJob) -> datetime | None:
+    """Claim `job` for this run (cpms/jobs.py `job_claim`): a queued job becomes running; a running one is
+    taken over only when its run was lost (no heartbeat for JOB_LEASE_S: its worker died), as its next
+    attempt, or failed after JOB_MAX_ATTEMPTS lost attempts. Returns the claim (`started_at`), or None: a
+    duplicate delivery while it runs, a finished job, or another run that claimed it meanwhile."""
+    return claim_job(model=CommandJob, job_id=job.pk, on_failed=_pending_targets_fail)
+
+
+def job_heartbeat(*, job_id: int, claim: datetime) -> Heartbeat:
+    """The lease of the run holding `claim`, kept while the `with` block runs."""
+    return Heartbeat(CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, started_at=claim))
+
+
+def _pending_targets_fail(job: CommandJob) -> None:
+    """A job failed after its last lost attempt: its stations still pending did not get it."""
+    with transaction.atomic():
+        failed = CommandJobTarget.objects.filter(job_id=job.pk, status=JobTargetStatus.PENDING).update(
+            status=JobTargetStatus.FAILED, detail="Not sent: the job was stopped.", finished_at=timezone.now()
+        )
+        CommandJob.objects.filter(pk=job.pk).update(failed_count=F("failed_count") + failed)
+
+
+def command_jobs_recover() -> Recovered:
+    """The sweep of bulk command jobs and firmware campaigns (Celery beat every JOB_SWEEP_S; cpms/jobs.py):
+    a job whose worker died is queued again as its next attempt (its rerun sends only what is pending), or
+    failed after JOB_MAX_ATTEMPTS lost attempts with its pending stations failed; a queued job nobody took
+    within the lease has its task sent again."""
+    from stations.tasks import command_job_run as command_job_task  # tasks import services, not at load
+    from stations.tasks_firmware import firmware_campaign_run
+
+    def enqueue(job: CommandJob) -> None:
+        task = firmware_campaign_run if job.kind == JobKind.FIRMWARE else command_job_task
+        task.delay(job.pk)
+
+    return jobs_recover(model=CommandJob, enqueue=enqueue, on_failed=_pending_targets_fail)
 
 
 def job_target_finish(*, target: CommandJobTarget, ok: bool, detail: str) -> bool:
@@ -143,16 +162,28 @@ async def _run_target(
 ) -> tuple[bool, str]:
     if not calls:
         return False, f"Nothing to send to a station speaking {station.protocol or 'no protocol yet'}."
+    # Calls an earlier run of this job already sent to the station (its worker died before the station's
+    # outcome was recorded): their outcome is taken, never a second send (a bulk Reset must not reset twice).
+    earlier = await sync_to_async(_earlier_commands, thread_sensitive=True)(
+        job_id=job.pk, station_id=station.pk
+    )
     details = []
-    for action, payload in calls:
-        command = await command_execute_async(
-            station=station,
-            action=action,
-            request=payload,
-            user=job.created_by,
-            source=CommandSource.JOB,
-            job=job,
-        )
+    for index, (action, payload) in enumerate(calls):
+        if index < len(earlier):
+            command = earlier[index]
+            if command.status not in FINAL_STATUSES:
+                # Still on its way: the process holding the station records the answer, or the command's
+                # timeout fails it (the same wait as the run that sent it).
+                command = await _command_wait(command, None, None)
+        else:
+            command = await command_execute_async(
+                station=station,
+                action=action,
+                request=payload,
+                user=job.created_by,
+                source=CommandSource.JOB,
+                job=job,
+            )
         if command.status != CommandStatus.ANSWERED:
             return False, f"{action}: {command.error_description or command.status}"
         refused = _refusals(command.response or {})
@@ -160,6 +191,11 @@ async def _run_target(
             return False, f"{action}: {', '.join(refused)}"
         details.append(f"{action}: {(command.response or {}).get('status', 'answered')}")
     return True, "; ".join(details)
+
+
+def _earlier_commands(*, job_id: int, station_id: int) -> list[Command]:
+    """The commands earlier runs of the job sent to the station, in the order of the job's calls."""
+    return list(Command.objects.filter(job_id=job_id, station_id=station_id).order_by("pk"))
 
 
 def _refusals(response: dict) -> list[str]:
