@@ -40,6 +40,7 @@ class MessageLog:
         # Rows dropped because the queue was full (only while the database refuses writes).
         self.dropped = 0
         self._failing = False
+        self._dropped_before = 0
 
     @property
     def enabled(self) -> bool:
@@ -106,6 +107,7 @@ class MessageLog:
             self._requeue(rows)
             if not self._failing:  # once per outage, not once a second
                 logger.error("could not write %d OCPP log rows (kept, retried): %s", len(rows), exc)
+                self._dropped_before = self.dropped
             self._failing = True
             return 0
         except Exception:
@@ -114,7 +116,8 @@ class MessageLog:
             self.dropped += len(rows)
             return 0
         if self._failing:
-            logger.warning("OCPP log written again (%d rows dropped while it failed)", self.dropped)
+            lost = self.dropped - self._dropped_before
+            logger.warning("OCPP log written again (%d rows dropped while it failed)", lost)
             self._failing = False
         return len(rows)
 

@@ -21,7 +21,7 @@ from tests.drills.services import csms_server, django_run, migrate, private_post
 from tests.e2e.helpers import parse_ts
 from tests.factories import DEFAULT_STATION_PASSWORD
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 ID_TAG = "DRILL-TAG"
 

@@ -25,7 +25,7 @@ from tests.e2e.helpers import api_post, operator_token, sent_meter_rows
 from tests.e2e.test_commands_two_processes import wait_connected
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, IdTokenFactory, SiteFactory
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 CHARGERS = 6
 OUTAGE_S = 6.0
