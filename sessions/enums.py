@@ -45,6 +45,10 @@ class SessionFlag(models.TextChoices):
     DUPLICATE_STOP = "duplicate_stop"
     STOPPED_BY_NEW_SESSION = "stopped_by_new_session"
     BILLING_ERROR = "billing_error"
+    # A charger time outside the accepted window: our receive time was used instead (RELIABILITY 45).
+    CLOCK_OUT_OF_WINDOW = "clock_out_of_window"
+    # A 2.0.1 transaction ended without any energy register reading (RELIABILITY 23).
+    ENERGY_UNKNOWN = "energy_unknown"
 
 
 HOLD_FLAGS = frozenset(
@@ -53,6 +57,7 @@ HOLD_FLAGS = frozenset(
         SessionFlag.NEGATIVE_METER,
         SessionFlag.STOP_BEFORE_START,
         SessionFlag.BILLING_ERROR,
+        SessionFlag.ENERGY_UNKNOWN,
     }
 )
 
@@ -64,6 +69,7 @@ class AnomalyKind(models.TextChoices):
     METER_BACKWARDS = "meter_backwards", "Meter register went backwards"
     CLOCK_SKEW = "clock_skew", "Charger clock ahead of ours"
     BILLING_ERROR = "billing_error", "The session could not be priced"
+    CLOCK_OUT_OF_WINDOW = "clock_out_of_window", "Charger time outside the accepted window"
 
 
 class ReservationStatus(models.TextChoices):

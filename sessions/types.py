@@ -28,6 +28,9 @@ class Sample:
     unit: str = ""
     context: str = ""
     signed_data: str = ""
+    # The charger's timestamp as sent when it was outside the accepted window (RELIABILITY 45): then
+    # `timestamp` is our receive time. Empty when `timestamp` is the charger's.
+    charger_timestamp: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,9 @@ class StartRequest:
     # The charger's own transaction id (2.0.1); None means we issue one (1.6).
     transaction_id: str | None = None
     offline: bool = False
+    # The charger's timestamp as sent when it was outside the accepted window: `started_at` is then
+    # our receive time (RELIABILITY 45).
+    charger_started_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +70,8 @@ class StopRequest:
     reason: str = ""
     id_tag: str = ""
     samples: tuple[Sample, ...] = ()
+    # As StartRequest.charger_started_at, for `stopped_at`.
+    charger_stopped_at: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,8 @@ class TransactionEventRequest:
     stopped_reason: str = ""
     remote_start_id: int | None = None
     reservation_id: int | None = None
+    # As StartRequest.charger_started_at, for `timestamp`.
+    charger_timestamp: str = ""
 
 
 @dataclass(frozen=True, slots=True)

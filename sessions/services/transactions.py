@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from sessions.enums import (
@@ -111,6 +111,21 @@ def _skew_flags(charger_time: datetime, received_at: datetime) -> list[str]:
     return [SessionFlag.CLOCK_SKEW] if charger_time > received_at + skew else []
 
 
+def _clock_out_of_window(session: ChargingSession, *, field: str, charger_value: str, used: datetime) -> None:
+    """RELIABILITY 45: a charger time outside the accepted window (stations.ocpp.mappers.charger_time) was
+    replaced by our receive time `used`. The value as sent is kept here, on a SessionAnomaly that billing
+    never reads; the session is flagged (not held: its times are ours, and a charger whose clock is lost
+    after a power cut would otherwise never be billed). Caller saves the session's flags."""
+    _add_flags(session, SessionFlag.CLOCK_OUT_OF_WINDOW)
+    SessionAnomaly.objects.create(
+        station_id=session.station_id,
+        session=session,
+        kind=AnomalyKind.CLOCK_OUT_OF_WINDOW,
+        transaction_id=session.transaction_id,
+        detail={"field": field, "charger_value": charger_value, "used": used.isoformat()},
+    )
+
+
 def _start_fingerprint(request: StartRequest) -> str:
     key = "|".join(
         [
@@ -151,13 +166,14 @@ def _session_open(
         station_id=request.station_id, evse_id=request.evse_id, connector_id=request.connector_id
     )
     # A new start on a connector that still has an open session means we missed its stop: close the
-    # old one for review rather than leaving two sessions open on one connector.
+    # old one for review rather than leaving two sessions open on one connector. It stopped before the new
+    # start, and before we heard of it: never at a time ahead of ours (RELIABILITY 45).
     for stale in ChargingSession.objects.select_for_update().filter(
         connector_id=connector_pk, status=SessionStatus.ACTIVE, started_at__lt=request.started_at
     ):
         _add_flags(stale, SessionFlag.STOPPED_BY_NEW_SESSION)
         stale.status = SessionStatus.COMPLETED
-        stale.stopped_at = request.started_at
+        stale.stopped_at = min(request.started_at, request.received_at)
         stale.stop_received_at = request.received_at
         stale.stop_reason = "Other"
         stale.held_for_review = True
@@ -192,6 +208,11 @@ def _session_open(
         flags.append(SessionFlag.NEGATIVE_METER)
     _add_flags(session, *flags)
     session.save()
+    if request.charger_started_at:
+        _clock_out_of_window(
+            session, field="started_at", charger_value=request.charger_started_at, used=request.started_at
+        )
+        session.save(update_fields=["flags", "held_for_review", "updated_at"])
     if request.transaction_id is None:
         # 1.6 transaction ids are integers, globally unique and never reused (RELIABILITY C27): the
         # primary key comes from a sequence (PostgreSQL) / AUTOINCREMENT (SQLite) that never goes back.
@@ -216,6 +237,7 @@ def _session_close(
     received_at: datetime,
     reason: str,
     meter_stop_wh: int | None,
+    charger_stopped_at: str = "",
 ) -> None:
     session.status = SessionStatus.COMPLETED
     session.stopped_at = stopped_at
@@ -227,6 +249,7 @@ def _session_close(
     if stopped_at < session.started_at:
         flags.append(SessionFlag.STOP_BEFORE_START)
     if meter_stop is None or session.meter_start_wh is None:
+        flags.append(SessionFlag.ENERGY_UNKNOWN)  # no register reading at all: nothing to bill from
         session.energy_wh = None
     elif meter_stop < session.meter_start_wh:
         flags.append(SessionFlag.METER_BACKWARDS)
@@ -234,6 +257,8 @@ def _session_close(
     else:
         session.energy_wh = meter_stop - session.meter_start_wh
     _add_flags(session, *flags)
+    if charger_stopped_at:
+        _clock_out_of_window(session, field="stopped_at", charger_value=charger_stopped_at, used=stopped_at)
     session.save()
 
 
@@ -271,9 +296,20 @@ def apply_readings(session: ChargingSession, samples) -> bool:
 
     Energy comes from register readings ordered by the charger's timestamps, not by arrival
     (RELIABILITY C23): a late batch does not move the running total back. A register that goes down
-    at a later time flags the session (C25).
+    at a later time flags the session (C25). A sample whose charger time was out of the window (its
+    `timestamp` is our receive time) flags the session, and the first such sample of a session is kept
+    as sent on a SessionAnomaly (RELIABILITY 45; the only write here, once per session).
     """
     changed = False
+    late_clock = next((s.charger_timestamp for s in samples if s.charger_timestamp), "")
+    if late_clock and SessionFlag.CLOCK_OUT_OF_WINDOW not in session.flags:
+        _clock_out_of_window(
+            session,
+            field="meter_value",
+            charger_value=late_clock,
+            used=next(s.timestamp for s in samples if s.charger_timestamp),
+        )
+        changed = True
     for sample in sorted(samples, key=lambda s: s.timestamp):
         energy = _energy_wh(sample)
         if energy is None:
@@ -405,6 +441,7 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
         received_at=request.received_at,
         reason=request.reason,
         meter_stop_wh=request.meter_stop_wh,
+        charger_stopped_at=request.charger_stopped_at,
     )
     return StopResult(session_id=session.pk, token=token, applied=True)
 
@@ -473,6 +510,7 @@ def _transaction_event_apply(
                 remote_start_id=request.remote_start_id,
                 transaction_id=request.transaction_id,
                 offline=request.offline,
+                charger_started_at=request.charger_timestamp,
             ),
             organisation_id,
             fingerprint="",
@@ -524,14 +562,37 @@ def _transaction_event_apply(
     evse_number = request.evse_id or _evse_number(session)
     _record_samples(session, request.station_id, evse_number, request.samples, request.received_at)
     if request.event_type == "Ended" and session.status == SessionStatus.ACTIVE:
+        meter_stop_wh = _register_span_apply(session)
         _session_close(
             session,
             stopped_at=request.timestamp,
             received_at=request.received_at,
             reason=request.stopped_reason or "Local",
-            meter_stop_wh=_last_energy(request.samples),
+            meter_stop_wh=meter_stop_wh,
+            charger_stopped_at=request.charger_timestamp,
         )
         ended = True
     return TransactionEventResult(
         session_id=session.pk, token=token, duplicate=False, opened=opened, ended=ended
     )
+
+
+def _register_span_apply(session: ChargingSession) -> int | None:
+    """At a 2.0.1 Ended (RELIABILITY 23): the session's energy from its stored register readings ordered by
+    the charger's timestamps, not by arrival. Events may come out of order and without a Started (an
+    Updated with an earlier time arriving second): the earliest reading is the meter start (ties: the
+    lower), and without a Started event the session started no later than its earliest event. Returns the
+    latest reading (ties: the higher), the meter stop; None without any reading (then ENERGY_UNKNOWN)."""
+    readings = MeterValue.objects.filter(
+        session=session, measurand=ENERGY_REGISTER, phase="", value__isnull=False, unit__in=list(UNIT_TO_WH)
+    ).values_list("value", "unit")
+    first = readings.order_by("timestamp", "value").first()
+    last = readings.order_by("-timestamp", "-value").first()
+    if first is not None:
+        session.meter_start_wh = int(first[0] * UNIT_TO_WH[first[1]])
+    events = TransactionEvent.objects.filter(session=session).aggregate(
+        first_at=Min("timestamp"), started=Count("pk", filter=Q(event_type="Started"))
+    )
+    if not events["started"] and events["first_at"] is not None and events["first_at"] < session.started_at:
+        session.started_at = events["first_at"]
+    return int(last[0] * UNIT_TO_WH[last[1]]) if last is not None else None

@@ -59,7 +59,7 @@ async def meter_values(req: Request) -> dict:
             station_id=req.station.station_id,
             evse_id=connector_id or None,
             transaction_id=str(transaction_id) if transaction_id is not None else None,
-            samples=tuple(mappers.samples(req.payload["meterValue"])),
+            samples=tuple(mappers.samples(req.payload["meterValue"], req.received_at)),
             received_at=req.received_at,
         )
     )

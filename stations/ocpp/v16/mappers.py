@@ -8,7 +8,13 @@ from datetime import datetime
 from sessions.types import Sample, StartRequest, StopRequest, TokenInfo
 from stations.ocpp import ranges
 from stations.ocpp.errors import ErrorKind, OcppError
-from stations.ocpp.mappers import format_datetime, parse_datetime, text, wire_id
+from stations.ocpp.mappers import (
+    charger_time,
+    format_datetime,
+    text,
+    timestamp_window,
+    wire_id,
+)
 from stations.types import ConnectorStatusReport, StationInfo
 
 
@@ -36,7 +42,7 @@ def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport
         info=text(payload.get("info"), 255),
         vendor_id=text(payload.get("vendorId"), 255),
         vendor_error_code=text(payload.get("vendorErrorCode"), 50),
-        occurred_at=parse_datetime(timestamp, "timestamp") if timestamp else received_at,
+        occurred_at=charger_time(timestamp, "timestamp", received_at)[0] if timestamp else received_at,
         received_at=received_at,
     )
 
@@ -55,10 +61,13 @@ def id_tag_info(token: TokenInfo) -> dict:
     return info
 
 
-def samples(meter_values: list[dict]) -> list[Sample]:
+def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
     result = []
+    window = timestamp_window(received_at)
     for meter_value in meter_values:
-        timestamp = parse_datetime(meter_value["timestamp"], "meterValue.timestamp")
+        timestamp, raw_time = charger_time(
+            meter_value["timestamp"], "meterValue.timestamp", received_at, window
+        )
         for sampled in meter_value["sampledValue"]:
             raw = sampled["value"]
             signed = sampled.get("format") == "SignedData"
@@ -72,6 +81,7 @@ def samples(meter_values: list[dict]) -> list[Sample]:
                     unit=sampled.get("unit", "Wh"),
                     context=sampled.get("context", "Sample.Periodic"),
                     signed_data=raw if signed else "",
+                    charger_timestamp=raw_time,
                 )
             )
     return result
@@ -81,26 +91,30 @@ def start_request(payload: dict, *, station_id: int, received_at: datetime) -> S
     connector_id = payload["connectorId"]
     if connector_id < 1:
         raise OcppError(ErrorKind.PROPERTY, "connectorId: a transaction needs a connector > 0")
+    started_at, raw_time = charger_time(payload["timestamp"], "timestamp", received_at)
     return StartRequest(
         station_id=station_id,
         evse_id=connector_id,
         connector_id=1,
         id_tag=payload["idTag"],
         meter_start_wh=payload["meterStart"],
-        started_at=parse_datetime(payload["timestamp"], "timestamp"),
+        started_at=started_at,
         received_at=received_at,
         reservation_id=payload.get("reservationId"),
+        charger_started_at=raw_time,
     )
 
 
 def stop_request(payload: dict, *, station_id: int, received_at: datetime) -> StopRequest:
+    stopped_at, raw_time = charger_time(payload["timestamp"], "timestamp", received_at)
     return StopRequest(
         station_id=station_id,
         transaction_id=str(payload["transactionId"]),
         meter_stop_wh=payload["meterStop"],
-        stopped_at=parse_datetime(payload["timestamp"], "timestamp"),
+        stopped_at=stopped_at,
         received_at=received_at,
         reason=payload.get("reason", "Local"),
         id_tag=payload.get("idTag", ""),
-        samples=tuple(samples(payload.get("transactionData", []))),
+        samples=tuple(samples(payload.get("transactionData", []), received_at)),
+        charger_stopped_at=raw_time,
     )

@@ -72,7 +72,7 @@ async def meter_values(req: Request) -> dict:
             station_id=req.station.station_id,
             evse_id=wire_id(req.payload["evseId"], "evseId") or None,
             transaction_id=None,
-            samples=tuple(mappers.samples(req.payload["meterValue"])),
+            samples=tuple(mappers.samples(req.payload["meterValue"], req.received_at)),
             received_at=req.received_at,
         )
     )

@@ -7,7 +7,13 @@ import orjson
 
 from sessions.types import Sample, TokenInfo, TransactionEventRequest
 from stations.ocpp import ranges
-from stations.ocpp.mappers import format_datetime, parse_datetime, text, wire_id
+from stations.ocpp.mappers import (
+    charger_time,
+    format_datetime,
+    text,
+    timestamp_window,
+    wire_id,
+)
 from stations.services.device_model import VariableReport
 from stations.types import ConnectorStatusReport, StationInfo
 
@@ -36,7 +42,7 @@ def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport
         info="",
         vendor_id="",
         vendor_error_code="",
-        occurred_at=parse_datetime(payload["timestamp"], "timestamp"),
+        occurred_at=charger_time(payload["timestamp"], "timestamp", received_at)[0],
         received_at=received_at,
     )
 
@@ -51,10 +57,13 @@ def id_token_info(token: TokenInfo) -> dict:
     return info
 
 
-def samples(meter_values: list[dict]) -> list[Sample]:
+def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
     result = []
+    window = timestamp_window(received_at)
     for meter_value in meter_values:
-        timestamp = parse_datetime(meter_value["timestamp"], "meterValue.timestamp")
+        timestamp, raw_time = charger_time(
+            meter_value["timestamp"], "meterValue.timestamp", received_at, window
+        )
         for sampled in meter_value["sampledValue"]:
             unit = sampled.get("unitOfMeasure") or {}
             value = ranges.sampled_value(sampled["value"], multiplier=unit.get("multiplier", 0))
@@ -70,6 +79,7 @@ def samples(meter_values: list[dict]) -> list[Sample]:
                     context=sampled.get("context", "Sample.Periodic"),
                     # The whole signedMeterValue object, its signedMeterData byte-for-byte (RELIABILITY C28).
                     signed_data=orjson.dumps(signed).decode() if signed else "",
+                    charger_timestamp=raw_time,
                 )
             )
     return result
@@ -79,24 +89,26 @@ def transaction_event(payload: dict, *, station_id: int, received_at: datetime) 
     info = payload["transactionInfo"]
     evse = payload.get("evse") or {}
     id_token = payload.get("idToken") or {}
+    timestamp, raw_time = charger_time(payload["timestamp"], "timestamp", received_at)
     return TransactionEventRequest(
         station_id=station_id,
         transaction_id=info["transactionId"],
         seq_no=wire_id(payload["seqNo"], "seqNo"),
         event_type=payload["eventType"],
         trigger_reason=payload["triggerReason"],
-        timestamp=parse_datetime(payload["timestamp"], "timestamp"),
+        timestamp=timestamp,
         received_at=received_at,
         payload=payload,
         offline=bool(payload.get("offline", False)),
         evse_id=wire_id(evse.get("id", 0), "evse.id") or None,
         connector_id=wire_id(evse.get("connectorId", 1), "evse.connectorId") or 1,
         id_tag=id_token.get("idToken", ""),
-        samples=tuple(samples(payload.get("meterValue", []))),
+        samples=tuple(samples(payload.get("meterValue", []), received_at)),
         charging_state=info.get("chargingState", ""),
         stopped_reason=info.get("stoppedReason", ""),
         remote_start_id=info.get("remoteStartId"),
         reservation_id=payload.get("reservationId"),
+        charger_timestamp=raw_time,
     )
 
 
