@@ -204,12 +204,14 @@ def test_rel_36_47_export_job_finishes_once_after_a_whole_worker_kill(processes,
     [partial] = exports_dir.glob(f".job-{job.pk}-*.part")  # half written: the first chunk of three
     assert (job.status, job.attempts, partial.stat().st_size > 0) == (ExportStatus.RUNNING, 1, True)
     kill_whole_worker(first)
+    killed_at = time.monotonic()
     processes.worker("worker-2")
 
-    deadline = time.monotonic() + WAIT_S
+    deadline = killed_at + WAIT_S
     while job.status in (ExportStatus.QUEUED, ExportStatus.RUNNING) and time.monotonic() < deadline:
         time.sleep(0.2)
         job.refresh_from_db()
+    print(f"export: kill -> {job.status} in {time.monotonic() - killed_at:.1f} s (lease 3 s, sweep 1 s)")
     assert (job.status, job.error, job.attempts) == (ExportStatus.DONE, "", 2)
     assert (job.rows_done, job.rows_total, job.file_name) == (
         EXPORT_SESSIONS,
@@ -261,11 +263,13 @@ def test_rel_36_47_billing_bills_each_ended_session_once_after_a_whole_worker_ki
     wait_for_log(first, rf"drill pause at billing session {sessions[0].pk}\b")
     kill_whole_worker(first)
     assert ChargeDetailRecord.objects.count() == 0  # the insert was not committed
+    killed_at = time.monotonic()
     processes.worker("worker-2", env)
 
-    deadline = time.monotonic() + WAIT_S
+    deadline = killed_at + WAIT_S
     while ChargeDetailRecord.objects.count() < BILLED_SESSIONS and time.monotonic() < deadline:
         time.sleep(0.2)
+    print(f"billing: kill -> all CDRs in {time.monotonic() - killed_at:.1f} s (visibility timeout 5 s)")
     time.sleep(1)  # a second delivery, were there one, would land now
     billed = sorted(ChargeDetailRecord.objects.values_list("session_id", "energy_wh", "total"))
     assert billed == [(s.pk, 1000 * (n + 1), Decimal("0.00")) for n, s in enumerate(sessions)]
