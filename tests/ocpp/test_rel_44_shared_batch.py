@@ -171,11 +171,9 @@ def test_rel_44_hostile_charger_fails_alone_in_a_shared_batch(request, batches, 
         internal = "Internal error; retry later"
         assert answers["mv-hostile"] == [4, "mv-hostile", "InternalError", internal, {}]
         assert answers["te-hostile"] == [4, "te-hostile", "InternalError", internal, {}]
-        # One batch with the hostile message in it (rolled back), then each message on its own.
-        assert batches == {
-            "meter_values": [GOOD_V16 + 1] + [1] * (GOOD_V16 + 1),
-            "transaction_events": [GOOD_V201 + 1] + [1] * (GOOD_V201 + 1),
-        }
+        # One batch with the hostile message (the last) in it, rolled back; then halves of what failed, down
+        # to the hostile message alone: 7 = 3 + 4, 4 = 2 + 2, 2 = 1 + 1 (and 5 = 2 + 3, 3 = 1 + 2, 2 = 1 + 1).
+        assert batches == {"meter_values": [7, 3, 4, 2, 2, 1, 1], "transaction_events": [5, 2, 3, 1, 2, 1, 1]}
 
     # Each well-behaved charger's values stored exactly once, its session moved on; nothing of the hostile ones.
     stored_v16 = {
