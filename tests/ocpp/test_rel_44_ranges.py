@@ -257,3 +257,64 @@ def test_rel_44_v201_device_model_limit_beyond_the_column_is_kept_as_no_limit(st
     assert cp.call("NotifyReport", report) == [3, "m1", {}]
     variable = DeviceVariable.objects.get()
     assert (variable.value, variable.min_limit, variable.max_limit) == ("0.1", None, None)
+
+
+# --- Integers: the schemas' 32-bit bounds (stations.ocpp.schemas) hold every integer column on the path ---
+@pytest.mark.parametrize(
+    ("cp_class", "action", "payload", "field"),
+    [
+        (
+            V16ChargePoint,
+            "StartTransaction",
+            {"connectorId": 1, "idTag": "GOOD", "meterStart": 2**63, "timestamp": "2026-01-01T00:00:00Z"},
+            "meterStart",
+        ),
+        (
+            V16ChargePoint,
+            "StopTransaction",
+            {"transactionId": 2**63, "meterStop": 1, "timestamp": "2026-01-01T00:00:00Z"},
+            "transactionId",
+        ),
+        (
+            V16ChargePoint,
+            "MeterValues",
+            {
+                "connectorId": 1,
+                "transactionId": 2**31,
+                "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": "1"}]}],
+            },
+            "transactionId",
+        ),
+        (
+            V201ChargePoint,
+            "MeterValues",
+            {
+                "evseId": 2**63,
+                "meterValue": [{"timestamp": "2026-01-01T00:00:00Z", "sampledValue": [{"value": 1}]}],
+            },
+            "evseId",
+        ),
+        (
+            V201ChargePoint,
+            "TransactionEvent",
+            {
+                "eventType": "Updated",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "triggerReason": "MeterValuePeriodic",
+                "seqNo": 2**64,
+                "transactionInfo": {"transactionId": "TX-44"},
+            },
+            "seqNo",
+        ),
+    ],
+)
+def test_rel_44_integers_beyond_32_bits_answered_alone(station, cp_class, action, payload, field):
+    answer = Harness(cp_class, station).call(action, payload)
+    assert answer == [
+        4,
+        "m1",
+        "PropertyConstraintViolation",
+        f"{field}: data.{field} must be smaller than or equal to 2147483647",
+        {"field": field},
+    ]
+    assert (ChargingSession.objects.count(), MeterValue.objects.count()) == (0, 0)
