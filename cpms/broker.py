@@ -21,7 +21,7 @@ kombu's `filesystem://` in three ways (RELIABILITY 47, issue 15 item 4):
   every `ORPHAN_CHECK_S` seconds after. Delivery is therefore at least once: tasks must be idempotent (they
   are, STYLE.md).
 
-Layout under `data_folder_in` (which is also `data_folder_out`): `<ms>_<uuid>.<queue>.msg` ready messages,
+Layout under `data_folder_in` (which is also `data_folder_out`): `<ns>_<uuid>.<queue>.msg` ready messages,
 `tmp/` messages being written, `inflight/<pid>.<name>` claimed and not yet acked, `bad/` quarantined files.
 """
 
@@ -99,8 +99,9 @@ class Channel(filesystem.Channel):
     def _put(self, queue, payload, **kwargs):
         """Write the message under tmp/, then rename it into the queue folder: a reader never sees a `*.msg`
         name before its whole content."""
-        # Zero-padded so that sorting the names sorts by age (kombu sorts by name too).
-        name = f"{time.monotonic_ns() // 1_000_000:015d}_{uuid.uuid4()}.{queue}.msg"
+        # Zero-padded nanoseconds, so that sorting the names sorts by age (kombu sorts by name too, but its
+        # milliseconds let two messages of one millisecond swap places).
+        name = f"{time.monotonic_ns():020d}_{uuid.uuid4()}.{queue}.msg"
         tmp_dir = self._tmp_dir
         tmp_path = tmp_dir / name
         data = str_to_bytes(dumps(payload))

@@ -101,7 +101,7 @@ def test_rel_47_undecodable_message_is_quarantined_and_consuming_goes_on(tmp_pat
         queue = conn.SimpleQueue(QUEUE)
         queue.put({"n": 1})
         # What a producer killed mid-write under kombu's transport leaves: a *.msg name, half a message.
-        bad_name = f"{0:015d}_half.{QUEUE}.msg"
+        bad_name = f"{0:020d}_half.{QUEUE}.msg"
         (tmp_path / bad_name).write_bytes(b'{"body": "eyJu')
         queue.put({"n": 2})
 

@@ -145,7 +145,7 @@ def test_rel_47_worker_quarantines_an_undecodable_message_and_keeps_consuming(tr
         # What kombu's own transport leaves when a reader is faster than its writer: a *.msg name, half a
         # message. The oldest name of the worker's queue, so it is read first.
         broker = tmp_path / "var" / "celery-broker"
-        bad_name = f"{0:015d}_half.{env['CELERY_QUEUE']}.msg"
+        bad_name = f"{0:020d}_half.{env['CELERY_QUEUE']}.msg"
         (broker / bad_name).write_bytes(b'{"body": "eyJ')
 
         subprocess.run(
