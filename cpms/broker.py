@@ -45,8 +45,8 @@ ORPHAN_CHECK_S = 30.0
 LOCK_SUFFIX = ".lock"
 STALE_TMP_S = 3600.0
 
-# The lock this process holds while it has messages in flight: {"pid": ..., "file": open file}. Module-level
-# because every channel of a process shares one owner identity; reset in a forked child (other pid).
+# The in-flight lock this process holds from its first poll to its death: {"pid", "folder", "file"}. Per
+# process, not per channel: every channel of a process has one owner identity (a forked child has another pid).
 _owner: dict = {}
 
 
@@ -134,11 +134,11 @@ class Channel(filesystem.Channel):
         if now >= self._next_orphan_check:
             self._next_orphan_check = now + ORPHAN_CHECK_S
             self.restore_orphans()
-        suffix = f".{queue}.msg"
+        wanted = f"{queue}.msg"
         pid = os.getpid()
         for name in sorted(os.listdir(self._queue_dir)):
-            # Only `<ms>_<uuid>.<queue>.msg`: a queue name may contain dots, so compare the whole tail.
-            if name.partition(".")[2] != suffix[1:]:
+            # Only `<ns>_<uuid>.<queue>.msg`: a queue name may contain dots, so compare the whole tail.
+            if name.partition(".")[2] != wanted:
                 continue
             claimed = inflight / f"{pid}.{name}"
             try:
@@ -148,11 +148,8 @@ class Channel(filesystem.Channel):
             try:
                 payload = loads(bytes_to_str(claimed.read_bytes()))
                 tag = payload["properties"]["delivery_tag"]
-            except (
-                ValueError,
-                KeyError,
-                TypeError,
-            ) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors; Key/TypeError: JSON, but not a message.
+            except (ValueError, KeyError, TypeError) as exc:
                 self._quarantine(claimed, name, exc)
                 continue
             except OSError as exc:
