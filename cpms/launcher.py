@@ -13,6 +13,7 @@ reaches the children only through the launcher: one orderly stop.
 """
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -21,6 +22,12 @@ import time
 from dataclasses import dataclass, field
 
 from cpms.env import env_float, env_int
+
+PR_SET_PDEATHSIG = 1
+try:
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True) if sys.platform.startswith("linux") else None
+except OSError:
+    _LIBC = None
 
 STABLE_AFTER_S = 60.0
 STOP_TIMEOUT_S = 10.0
@@ -66,12 +73,10 @@ class Child:
 
 
 def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if the launcher itself is killed (its own process group does not)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """Linux, in the child before exec: SIGTERM when the launcher dies, even by SIGKILL (in a process group of
+    its own, the child would otherwise live on)."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def commands(python: str, bind: str, port: str) -> dict[str, list[str]]:
