@@ -1284,9 +1284,12 @@ async def export_stream(*, reader: ExportReader) -> AsyncIterator[bytes]:
     instead of waiting forever or keeping a file that looks complete.
     """
     await _request_connection_release()
-    await _db_runner(lambda: _export_audit(kind=reader.kind, period=reader._period, scope=reader._scope))
     while True:
         try:
+            if not reader._header_sent:  # the status line and headers are already on their way
+                await _db_runner(
+                    lambda: _export_audit(kind=reader.kind, period=reader._period, scope=reader._scope)
+                )
             data = await _db_runner(lambda: _read(reader))
         except Exception as exc:
             logger.exception("%s export failed after %d records", reader.kind, reader.records)
