@@ -204,11 +204,17 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Production values: docs/production.env (what `check --deploy` is tested with, tests/deployment/).
 if not DEBUG:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
     CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Chargers fetch firmware and upload diagnostics at the URLs we give them (CPMS_PUBLIC_URL); many cannot
+# follow a redirect, so these token URLs are served as asked, never redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^firmware/", r"^ocpp-upload/"]
 if env_bool("BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
@@ -259,6 +265,20 @@ else:
         "control_folder": str(VAR_DIR / "celery-control"),
         "store_processed": False,
     }
+
+# The API throttle's counters (cpms/throttling.py): shared by every web process through Redis; without Redis,
+# per process (the embedded mode has one web process). Short timeouts: a slow Redis must not hold requests.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cpms-throttle",
+        "OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1},
+    }
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "cpms-throttle"},
+}
 
 # One queue per deployment sharing a broker (end-to-end tests give each test its own).
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "celery")
@@ -319,7 +339,8 @@ BILLING_COST_UPDATE_S = env_int("BILLING_COST_UPDATE_S", 300)
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Token auth whose failures are throttled per client address (RELIABILITY 41; cpms/throttling.py).
+        "cpms.throttling.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -328,8 +349,14 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "cpms.api.exception_handler",
-    "DEFAULT_THROTTLE_RATES": {"anon": "60/min", "user": "6000/min"},
+    "DEFAULT_THROTTLE_CLASSES": ["cpms.throttling.ApiRateThrottle"],
 }
+# Failed token authentications one client address may make per window before every token from it gets 429
+# (0: no limit); requests per user, and per address for anonymous endpoints ("6000/min", "off").
+API_AUTH_FAILURES_PER_ADDRESS = env_int("API_AUTH_FAILURES_PER_ADDRESS", 20)
+API_AUTH_FAILURE_WINDOW_S = env_int("API_AUTH_FAILURE_WINDOW_S", 600)
+API_THROTTLE_USER_RATE = env_str("API_THROTTLE_USER_RATE", "6000/min")
+API_THROTTLE_ANON_RATE = env_str("API_THROTTLE_ANON_RATE", "60/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "CPMS API",
     "DESCRIPTION": "Charge Point Management System REST API (OCPP 1.6J and 2.0.1 back office).",

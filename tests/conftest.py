@@ -79,6 +79,20 @@ def _ocpp_test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def _api_throttle_per_test(settings, request):
+    """The API throttle counts in this test's own memory: with REDIS_URL set it would count in Redis, across
+    tests and test runs (a fixed address and recycled user ids), and the suite would start tripping limits.
+    Tests of the throttle set the limits they test; tests/e2e test the shared Redis counting."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "throttle": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": request.node.nodeid,
+        },
+    }
+
+
 def _close_connections_after_each_use():
     """OCPP handlers run services in worker threads (database_sync_to_async). With persistent connections
     those threads would keep test-database connections open past the test, and PostgreSQL refuses to drop
