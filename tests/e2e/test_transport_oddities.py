@@ -47,7 +47,7 @@ def status_line(server, raw_path: str, *, identity: str = "CP-1") -> str:
 
 
 @pytest.fixture
-def throttling_server(request, monkeypatch):
+def throttling_server(request, monkeypatch, transactional_db):
     monkeypatch.setenv("OCPP_HANDSHAKE_FAILURES_PER_ADDRESS", str(ADDRESS_LIMIT))
     return request.getfixturevalue("cpms_server")
 
