@@ -193,6 +193,15 @@ class PrivateRedis:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def missing_binaries() -> str:
+    """Why the drills on private servers cannot run here ("" when they can): for a pytest.skip."""
+    if not (PG_BIN / "initdb").exists():
+        return f"no PostgreSQL binaries in {PG_BIN} (set CPMS_DRILL_PG_BIN)"
+    if shutil.which(REDIS_SERVER) is None:
+        return f"no {REDIS_SERVER} on PATH (set CPMS_DRILL_REDIS_SERVER)"
+    return ""
+
+
 @contextlib.contextmanager
 def private_postgres() -> Iterator[PrivatePostgres]:
     server = PrivatePostgres()

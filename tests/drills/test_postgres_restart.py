@@ -19,11 +19,15 @@ import pytest
 
 from stations.ocpp.simulator import FleetConfig, FleetSummary, run_fleet
 from tests.drills.chargers import CALL_RESULT, RawCharger
-from tests.drills.services import csms_server, django_run, migrate, private_postgres
+from tests.drills.services import csms_server, django_run, migrate, missing_binaries, private_postgres
 from tests.e2e.helpers import parse_ts
 from tests.factories import DEFAULT_STATION_PASSWORD
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("e2e"),
+    pytest.mark.skipif(bool(missing_binaries()), reason=missing_binaries() or "-"),
+]
 
 ID_TAG = "DRILL-TAG"
 

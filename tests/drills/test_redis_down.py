@@ -19,13 +19,17 @@ from sessions.models import MeterValue
 from stations.enums import CommandStatus
 from stations.models import Command
 from stations.ocpp.simulator import FleetConfig, run_fleet
-from tests.drills.services import csms_server, private_redis
+from tests.drills.services import csms_server, missing_binaries, private_redis
 from tests.e2e.conftest import database_url
 from tests.e2e.helpers import api_post, operator_token, sent_meter_rows
 from tests.e2e.test_commands_two_processes import wait_connected
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, IdTokenFactory, SiteFactory
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.xdist_group("e2e"),
+    pytest.mark.skipif(bool(missing_binaries()), reason=missing_binaries() or "-"),
+]
 
 CHARGERS = 6
 OUTAGE_S = 6.0
