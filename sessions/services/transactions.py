@@ -521,7 +521,21 @@ def _transaction_event_apply(
         first = _first_energy(request.samples)
         if first is not None:
             session.meter_start_wh = first
-        session.save(update_fields=["started_at", "meter_start_wh", "updated_at"])
+        fields = ["started_at", "meter_start_wh", "updated_at"]
+        if (
+            session.status == SessionStatus.COMPLETED
+            and session.meter_stop_wh is not None
+            and first is not None
+        ):
+            # The Ended came first (an offline batch, RELIABILITY 23): its energy counted from the first
+            # reading it had; the Started knows the real start.
+            if session.meter_stop_wh < first:
+                _add_flags(session, SessionFlag.METER_BACKWARDS)
+                session.energy_wh = None
+            else:
+                session.energy_wh = session.meter_stop_wh - first
+            fields += ["energy_wh", "flags", "held_for_review"]
+        session.save(update_fields=fields)
 
     TransactionEvent.objects.create(
         station_id=request.station_id,

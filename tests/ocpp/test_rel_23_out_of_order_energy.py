@@ -82,3 +82,17 @@ def test_rel_23_an_ended_transaction_without_any_register_reading_is_held(dialec
     cp.call("TransactionEvent", ended, "e")
     session = ChargingSession.objects.get(station=station, transaction_id="TX-OOO")
     assert (session.energy_wh, session.flags, session.held_for_review) == (None, ["energy_unknown"], True)
+
+
+def test_rel_23_a_started_arriving_after_ended_corrects_the_energy(dialect, station):
+    cp = Harness(dialect.cp_class, station)
+    t1 = timezone.now().replace(microsecond=0) - timedelta(minutes=3)
+    ended = event(1, "Ended", t1 + timedelta(minutes=2), 5_000, "Transaction.End", stoppedReason="Local")
+    ended["evse"] = {"id": 1, "connectorId": 1}
+    started = event(0, "Started", t1, 1_000, "Transaction.Begin")
+    assert cp.call("TransactionEvent", ended, "e")[0] == 3
+    assert cp.call("TransactionEvent", started, "s")[0] == 3
+    session = ChargingSession.objects.get(station=station, transaction_id="TX-OOO")
+    assert (session.started_at, session.stopped_at) == (t1, t1 + timedelta(minutes=2))
+    assert (session.meter_start_wh, session.meter_stop_wh, session.energy_wh) == (1_000, 5_000, 4_000)
+    assert (session.status, session.flags) == ("completed", [])
