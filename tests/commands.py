@@ -1,6 +1,7 @@
 """A fake charger for tests of code that issues commands: `fake_charger.answers[action] = response` (a dict,
-a `CallError(...)`, or `TIMEOUT`), and every command is claimed, answered and finished through the real
-services (answer hooks included); only the WebSocket is skipped. The consumer and e2e tests cover that."""
+a `CallError(...)`, `TIMEOUT`, or a function of the request returning one of those), and every command is
+claimed, answered and finished through the real services (answer hooks included); only the WebSocket is
+skipped. The consumer and e2e tests cover that."""
 
 from dataclasses import dataclass, field
 
@@ -33,6 +34,8 @@ class FakeCharger:
         )
         assert claimed is not None
         answer = self.answers.get(command.action, {"status": "Accepted"})
+        if callable(answer):  # an answer made from the request (e.g. one result per item asked)
+            answer = answer(command.request)
         if answer is TIMEOUT:
             outcome = {
                 "status": CommandStatus.TIMED_OUT,

@@ -17,6 +17,7 @@ Caller errors (unknown station, not allowed) are the caller's to check; this mod
 """
 
 import asyncio
+import copy
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
@@ -31,12 +32,13 @@ from django.utils import timezone
 from accounts.models import AuditAction, User
 from accounts.services import audit_record
 from stations.enums import CommandSource, CommandStatus
-from stations.models import ChargingStation, Command, CommandJob
+from stations.models import ChargingStation, Command, CommandJob, DeviceVariable
 from stations.services.credentials import (
     rotation_password,
     rotation_password_validate,
     station_password_pending_set,
 )
+from stations.services.device_model import OCPP16_COMPONENT
 
 logger = logging.getLogger(__name__)
 
@@ -272,19 +274,25 @@ async def command_execute_async(
     """Record a command, have it sent by whichever process holds the station, wait for the outcome.
 
     Returns the final record (answered, failed, timed out), or a pending one when it waits in the outbox
-    (`queue_for_s`) for the station to connect.
+    (`queue_for_s`) for the station to connect. A request with more items than the station takes in one
+    message is sent as several (`_execute_in_parts`).
     """
-    command = await _db(
-        command_create,
-        station=station,
-        action=action,
-        request=request,
-        user=user,
-        source=source,
-        timeout_s=timeout_s,
-        queue_for_s=queue_for_s,
-        job=job,
-    )
+    options = {
+        "user": user,
+        "source": source,
+        "timeout_s": timeout_s,
+        "queue_for_s": queue_for_s,
+        "job": job,
+    }
+    if action in SPLIT_ITEMS and isinstance(request.get(SPLIT_ITEMS[action][0]), list):
+        limit = await _db(station_items_per_message, station_id=station.pk, action=action)
+        if limit is not None and len(request[SPLIT_ITEMS[action][0]]) > limit:
+            return await _execute_in_parts(station, action, request, limit, options)
+    return await _execute_one(station, action, request, options)
+
+
+async def _execute_one(station: ChargingStation, action: str, request: dict, options: dict) -> Command:
+    command = await _db(command_create, station=station, action=action, request=request, **options)
     if command.status != CommandStatus.PENDING:
         return command
     if not station.is_connected:
@@ -368,6 +376,98 @@ async def _command_wait(command: Command, layer, reply_to: str | None) -> Comman
 
 # Tests replace this with a fake charger (tests/commands.py); everything else about a command is real.
 _transport = _deliver
+
+
+# --- items per message ------------------------------------------------------------------------------
+# A station says how many items it takes in one message and a CSMS must not send more: OCPP 2.0.1
+# DeviceDataCtrlr.ItemsPerMessage[GetVariables] (B06.FR.05) and [SetVariables] (its B05 counterpart); the keys
+# of a 1.6 GetConfiguration.req, GetConfigurationMaxKeys (1.6 section 9.1). A longer request goes as several messages, one
+# after the other (OCPP-J: one CALL at a time), and the caller gets one result.
+# action -> (the request's list of items, the answer's lists of results)
+SPLIT_ITEMS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "GetConfiguration": ("key", ("configurationKey", "unknownKey")),
+    "GetVariables": ("getVariableData", ("getVariableResult",)),
+    "SetVariables": ("setVariableData", ("setVariableResult",)),
+}
+# action -> where the limit is in the device model, (component, variable, variable instance), in order of
+# preference: the standard name, then the flat spelling some chargers report.
+ITEM_LIMITS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "GetConfiguration": ((OCPP16_COMPONENT, "GetConfigurationMaxKeys", ""),),
+    "GetVariables": (
+        ("DeviceDataCtrlr", "ItemsPerMessage", "GetVariables"),
+        ("DeviceDataCtrlr", "ItemsPerMessageGetVariables", ""),
+    ),
+    "SetVariables": (
+        ("DeviceDataCtrlr", "ItemsPerMessage", "SetVariables"),
+        ("DeviceDataCtrlr", "ItemsPerMessageSetVariables", ""),
+    ),
+}
+
+
+def station_items_per_message(*, station_id: int, action: str) -> int | None:
+    """The most items one `action` request may carry for this station, as its device model reports it (read
+    by GetVariables / GetConfiguration or a report); None when it reported none we can use."""
+    places = ITEM_LIMITS.get(action, ())
+    if not places:
+        return None
+    found = {
+        (component, variable, instance): value
+        for component, variable, instance, value in DeviceVariable.objects.filter(
+            station_id=station_id,
+            component__in={place[0] for place in places},
+            variable__in={place[1] for place in places},
+            attribute_type="Actual",
+            evse_id=0,
+            connector_id=0,
+        ).values_list("component", "variable", "variable_instance", "value")
+    }
+    for place in places:
+        value = found.get(place, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def _request_parts(action: str, request: dict, limit: int) -> list[dict]:
+    key = SPLIT_ITEMS[action][0]
+    items = request[key]
+    return [{**request, key: items[start : start + limit]} for start in range(0, len(items), limit)]
+
+
+def _responses_merged(action: str, responses: list[dict]) -> dict:
+    """The answers to the parts as one answer: each list of results concatenated in the parts' order (a
+    list no part had stays absent); other fields as the first answer has them."""
+    merged = dict(responses[0])
+    for key in SPLIT_ITEMS[action][1]:
+        values = [value for response in responses for value in response.get(key) or []]
+        if values or any(key in response for response in responses):
+            merged[key] = values
+    return merged
+
+
+async def _execute_in_parts(
+    station: ChargingStation, action: str, request: dict, limit: int, options: dict
+) -> Command:
+    """Send `request` as messages of at most `limit` items, in order, each recorded as a command of its own
+    (with its answer hook: the device model is updated per part).
+
+    All answered: the first part's record with the whole request and the merged answer (in memory; each
+    part's own record keeps its own). A part that fails or times out ends it: the parts after it are not
+    sent and its record is the result. Parts queued for an offline station are all queued, in order; the
+    first is the result."""
+    done: list[Command] = []
+    for part in _request_parts(action, request, limit):
+        command = await _execute_one(station, action, part, options)
+        if command.status not in (CommandStatus.ANSWERED, CommandStatus.PENDING):
+            return command
+        done.append(command)
+    if any(command.status == CommandStatus.PENDING for command in done):
+        return done[0]
+    result = copy.copy(done[0])
+    result.request = request
+    result.response = _responses_merged(action, [command.response or {} for command in done])
+    result.finished_at = done[-1].finished_at
+    return result
 
 
 RELOADED = ("status", "response", "error_code", "error_description", "unique_id", "sent_at", "finished_at")
