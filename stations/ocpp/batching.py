@@ -102,10 +102,10 @@ def _flush_or_fall_back(*, flush: Callable[..., list], items: list) -> list:
     A failed part is halved and each half written in a transaction of its own, down to single items, so
     that one bad item among 500 costs about 2 x log2(500) = 18 transactions, not 500 (measured on
     PostgreSQL, 500 MeterValues of 5 values with one refused: 0.4-0.6 s in parts, 6-10 s one by one, the
-    batch itself 0.15-0.27 s); every item is committed once, in exactly one part. Runs in one worker thread; the
-    callers are answered once all parts are done (each item after its own part's commit). Raises when the
-    connection failed on the whole batch (see the module doc); when it fails on a part, the parts already
-    committed keep their results and the others get that error.
+    batch itself 0.15-0.27 s); every item is committed once, in exactly one part. Runs in one worker
+    thread; the callers are answered once all parts are done (each item after its own part's commit).
+    Raises when the connection failed on the whole batch (see the module doc); when it fails on a part,
+    the parts already committed keep their results and the others get that error.
     """
     try:
         return flush(items=items)

@@ -18,7 +18,8 @@ from stations.ocpp.errors import ErrorKind, OcppError
 
 _VALUE = MeterValue._meta.get_field("value")
 VALUE_PLACES: int = _VALUE.decimal_places
-# DECIMAL(p, s) holds magnitudes below 10^(p - s) once rounded to s places (PostgreSQL: "numeric field overflow").
+# DECIMAL(p, s) holds magnitudes below 10^(p - s) once rounded to s places (else PostgreSQL's "numeric field
+# overflow").
 VALUE_LIMIT = Decimal(10) ** (_VALUE.max_digits - _VALUE.decimal_places)
 _QUANTUM = Decimal(1).scaleb(-VALUE_PLACES)
 UNIT_LENGTH: int = MeterValue._meta.get_field("unit").max_length
@@ -71,9 +72,10 @@ def sampled_value(raw, *, multiplier=0) -> Decimal | None:
         return _ZERO
     if not _fits(value, VALUE_LIMIT, _QUANTUM):
         shown = str(raw)[:40] + (f" x 10^{multiplier}" if multiplier else "")
+        limit = f"10^{VALUE_LIMIT.adjusted()}"
         raise OcppError(
             ErrorKind.PROPERTY,
-            f"sampledValue.value: {shown} is out of range (the magnitude must be below 10^{VALUE_LIMIT.adjusted()})",
+            f"sampledValue.value: {shown} is out of range (the magnitude must be below {limit})",
         )
     return _stored(value, _QUANTUM)
 

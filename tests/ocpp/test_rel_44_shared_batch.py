@@ -175,7 +175,8 @@ def test_rel_44_hostile_charger_fails_alone_in_a_shared_batch(request, batches, 
         # to the hostile message alone: 7 = 3 + 4, 4 = 2 + 2, 2 = 1 + 1 (and 5 = 2 + 3, 3 = 1 + 2, 2 = 1 + 1).
         assert batches == {"meter_values": [7, 3, 4, 2, 2, 1, 1], "transaction_events": [5, 2, 3, 1, 2, 1, 1]}
 
-    # Each well-behaved charger's values stored exactly once, its session moved on; nothing of the hostile ones.
+    # Each well-behaved charger's values stored exactly once, its session moved on; nothing of the hostile
+    # ones.
     stored_v16 = {
         identity: sorted(
             MeterValue.objects.filter(station__identity=identity).values_list("value", flat=True)
