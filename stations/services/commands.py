@@ -146,7 +146,9 @@ def command_create(
         command = Command.objects.create(**fields)
         if password is not None and command.status == CommandStatus.PENDING:
             # Before it is sent: from now on the handshake accepts it beside the current one.
-            station_password_pending_set(station_id=station.pk, command_id=command.pk, password=password)
+            station_password_pending_set(
+                station_id=station.pk, command_id=command.pk, action=action, password=password
+            )
         # RELIABILITY 42: what people (and their jobs) ask chargers to do; the system's own calls (smart
         # charging profiles, cost updates) are in the command history only, at their volume.
         if source != CommandSource.SYSTEM:

@@ -29,7 +29,8 @@ MAX_PASSWORD_LENGTH = 64
 def password_hash_make(password: str, *, salt: str | None = None) -> str:
     salt = salt or secrets.token_hex(16)
     key = f"{settings.SECRET_KEY}:{salt}".encode()
-    digest = hmac.new(key, password.encode("utf-8"), hashlib.sha256).hexdigest()
+    # surrogateescape: a password of raw octets (basic_auth_parse) hashes as those octets.
+    digest = hmac.new(key, password.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
     return f"{ALGORITHM}${salt}${digest}"
 
 
@@ -107,9 +108,7 @@ def rotation_password(*, action: str, request) -> str | None:
         value = request.get("value")
         return value if isinstance(value, str) else None
     if action == "SetVariables" and isinstance(request.get("setVariableData"), list):
-        values = [
-            item.get("attributeValue") for item in request["setVariableData"] if is_password_item(item)
-        ]
+        values = [item.get("attributeValue") for item in request["setVariableData"] if is_password_item(item)]
         if len(values) > 1:
             raise ValidationFailed("Send one new BasicAuthPassword at a time.")
         return values[0] if values and isinstance(values[0], str) else None
@@ -131,9 +130,12 @@ def rotation_password_validate(*, action: str, password: str) -> None:
         raise ValidationFailed(f"BasicAuthPassword must be {low}-{high} printable characters (OCPP 2.0.1).")
 
 
-def station_password_pending_set(*, station_id: int, command_id: int, password: str) -> None:
+def station_password_pending_set(*, station_id: int, command_id: int, action: str, password: str) -> None:
     """Keep `password` hashed as the station's pending password, carried by command `command_id` (caller
-    holds the transaction that records the command). A rotation still in flight is replaced."""
+    holds the transaction that records the command). A rotation still in flight is replaced. A 1.6
+    AuthorizationKey is kept as its lowercase hex digits (_password_forms)."""
+    if action == "ChangeConfiguration":
+        password = password.lower()
     ChargingStation.objects.filter(pk=station_id).update(
         pending_password_hash=password_hash_make(password), pending_password_command_id=command_id
     )
@@ -155,13 +157,27 @@ def station_password_answered(*, station_id: int, command_id: int, applied: bool
     return changed == 1
 
 
+def _password_forms(password: str) -> list[str]:
+    """The ways a charger may present a password: as is; and, for a 1.6 AuthorizationKey (stored as its
+    lowercase hex digits), its digits in capitals, or its 16-20 raw octets, which the 1.6 security whitepaper
+    makes the password ("hexadecimal represented"; chargers differ on whether they decode it)."""
+    forms = [password]
+    if password != password.lower() and set(password) <= _HEX_DIGITS:
+        forms.append(password.lower())
+    octets = password.encode("utf-8", "surrogateescape")
+    if AUTHORIZATION_KEY_HEX_DIGITS[0] // 2 <= len(octets) <= AUTHORIZATION_KEY_HEX_DIGITS[1] // 2:
+        forms.append(octets.hex())
+    return forms
+
+
 def station_password_check(*, password_hash: str, pending_password_hash: str, password: str) -> str | None:
-    """Which of the station's passwords `password` is: "current", "pending" or None. Constant-time each;
-    the pending hash is tried only when the current one does not match."""
-    if password_hash and password_hash_check(password, password_hash):
-        return "current"
-    if pending_password_hash and password_hash_check(password, pending_password_hash):
-        return "pending"
+    """Which of the station's passwords `password` is: "current", "pending" or None. Each comparison is
+    constant-time; the other forms of the password (_password_forms) and the pending hash are tried only
+    when the current one does not match as sent (a handful of HMACs, microseconds)."""
+    forms = _password_forms(password)
+    for encoded, which in ((password_hash, "current"), (pending_password_hash, "pending")):
+        if encoded and any(password_hash_check(form, encoded) for form in forms):
+            return which
     return None
 
 
@@ -184,7 +200,9 @@ def basic_auth_parse(header_value: bytes | None) -> tuple[str, str] | None:
         scheme, _, encoded = header_value.decode("latin-1").partition(" ")
         if scheme.lower() != "basic":
             return None
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        # Octets that are not UTF-8 are kept (as surrogates): a 1.6 AuthorizationKey may be sent as its raw
+        # bytes (station_password_check).
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8", "surrogateescape")
     except (ValueError, UnicodeDecodeError, binascii.Error):
         return None
     username, sep, password = decoded.partition(":")

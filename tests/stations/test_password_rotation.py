@@ -4,6 +4,7 @@ new one works; after Rejected the old one keeps working; a crash between the cha
 locks nobody out. Handshakes go through the real consumer (channels WebsocketCommunicator)."""
 
 import asyncio
+import base64
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -115,11 +116,15 @@ class Charger:
         # connection is given back when the test ends (a thread that just exits would keep it checked out).
         self.loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
 
-    def outcome(self, password: str) -> tuple:
+    def outcome(self, password: str | bytes) -> tuple:
+        """The handshake's outcome with `password` (bytes: sent as those octets)."""
+        if isinstance(password, bytes):
+            header = (b"authorization", b"Basic " + base64.b64encode(b"CP-ROT:" + password))
+        else:
+            header = basic("CP-ROT", password)
+
         async def scenario():
-            comm = communicator(
-                "CP-ROT", headers=[basic("CP-ROT", password)], subprotocols=[self.version.protocol]
-            )
+            comm = communicator("CP-ROT", headers=[header], subprotocols=[self.version.protocol])
             result = await handshake(comm)
             if result[0] == "accepted":
                 await comm.disconnect()
@@ -269,3 +274,20 @@ def test_rel_05_an_operator_password_set_by_hand_ends_a_rotation_in_flight(stati
     with transaction.atomic():
         station_password_set(station=ChargingStation.objects.get(), password="by-hand-pw-1")
     assert (charger.outcome(version.new_password), charger.outcome("by-hand-pw-1")) == (REFUSED, ACCEPTED)
+
+
+@pytest.mark.parametrize("version", [V16], ids=["1.6"])
+def test_rel_05_authorization_key_as_digits_or_as_its_octets(version, station, charger, fake_charger):
+    """1.6 security whitepaper: AuthorizationKey is "hexadecimal represented" (20 bytes at most, as up to 40
+    hex digits). Chargers differ: some send the digits as the password, others the octets they stand for;
+    both work, in either case of digits."""
+    key = "C0FFEE00112233445566778899AABBCCDDEEFF80"  # octets that are not UTF-8 (0xC0, 0xFF, 0x80...)
+    fake_charger.answers["ChangeConfiguration"] = {"status": "Accepted"}
+    command_execute(station=station, action="ChangeConfiguration", request=V16.request(key))
+    assert [
+        charger.outcome(key),
+        charger.outcome(key.lower()),
+        charger.outcome(bytes.fromhex(key)),
+        charger.outcome(bytes.fromhex(key)[:-1]),
+        charger.outcome(DEFAULT_STATION_PASSWORD),
+    ] == [ACCEPTED, ACCEPTED, ACCEPTED, REFUSED, REFUSED]
