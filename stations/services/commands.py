@@ -287,6 +287,10 @@ async def command_execute_async(
         "job": job,
     }
     if action in SPLIT_ITEMS and isinstance(request.get(SPLIT_ITEMS[action][0]), list):
+        # The whole request is checked before any part of it is sent (command_create checks each part).
+        password = rotation_password(action=action, request=request)
+        if password is not None:
+            rotation_password_validate(action=action, password=password)
         limit = await _db(station_items_per_message, station_id=station.pk, action=action)
         if limit is not None and len(request[SPLIT_ITEMS[action][0]]) > limit:
             return await _execute_in_parts(station, action, request, limit, options)

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts.services import api_token_get_or_create
+from cpms.errors import ValidationFailed
 from stations.enums import CommandStatus
 from stations.models import Command, DeviceVariable
 from stations.services.commands import command_execute
@@ -203,3 +204,20 @@ def test_the_api_caller_gets_one_merged_answer(station_201, fake_charger, client
         },
     )
     assert len(fake_charger.received) == 3
+
+
+def test_a_bad_password_in_a_later_part_stops_the_whole_request_before_anything_is_sent(
+    station_201, fake_charger
+):
+    limit(station_201, "DeviceDataCtrlr", "ItemsPerMessage", "SetVariables", "2")
+    items = [{**ref(name), "attributeValue": "1"} for name in FIVE[:4]]
+    items.append(
+        {
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "BasicAuthPassword"},
+            "attributeValue": "short",
+        }
+    )
+    with pytest.raises(ValidationFailed, match="BasicAuthPassword must"):
+        command_execute(station=station_201, action="SetVariables", request={"setVariableData": items})
+    assert (fake_charger.received, Command.objects.count()) == ([], 0)
