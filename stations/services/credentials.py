@@ -81,9 +81,9 @@ def station_password_set(*, station: ChargingStation, password: str) -> Charging
 ROTATION_SECURITY_COMPONENT = "SecurityCtrlr"
 ROTATION_VARIABLE = "BasicAuthPassword"  # 2.0.1 / 2.1 SecurityCtrlr.BasicAuthPassword
 ROTATION_KEY = "AuthorizationKey"  # 1.6 security whitepaper configuration key
-# 1.6 security whitepaper (A00.FR.205 of its edition 3): AuthorizationKey "minimal 16 bytes ... 20 bytes
-# maximum, represented as a string of up to 40 hexadecimal digits". 2.0.1 A00.FR.205 / SecurityCtrlr:
-# BasicAuthPassword 16-40 characters.
+# 1.6 security whitepaper, configuration key AuthorizationKey: "minimal 16 bytes ... 20 bytes maximum,
+# represented as a string of up to 40 hexadecimal digits" (A00.FR.205). 2.0.1 A00.FR.205, SecurityCtrlr:
+# BasicAuthPassword at least 16 characters; 40 is the smallest maxLimit a station may report.
 AUTHORIZATION_KEY_HEX_DIGITS = (32, 40)
 BASIC_AUTH_PASSWORD_LENGTH = (16, 40)
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
