@@ -37,6 +37,7 @@ from stations.services.credentials import (
     rotation_password,
     rotation_password_validate,
     station_password_pending_set,
+    station_password_withdrawn,
 )
 from stations.services.device_model import OCPP16_COMPONENT
 
@@ -203,7 +204,18 @@ def command_finish(
         )
         if finished == 1 and status == CommandStatus.ANSWERED and on_answer is not None:
             on_answer(Command.objects.select_related("station").get(pk=command_id), response or {})
+        if finished == 1 and status == CommandStatus.FAILED and _not_taken(error_code, response):
+            # A new password it carried was never taken by the charger (RELIABILITY A5). A timeout or a
+            # lost connection says nothing: the pending password then stays valid until confirmed.
+            station_password_withdrawn(command_id=command_id)
     return finished == 1
+
+
+def _not_taken(error_code: str, response: dict | None) -> bool:
+    """A failed command the charger certainly did not apply: never delivered, or refused with a CALLERROR."""
+    if error_code == NOT_DELIVERED:
+        return True
+    return error_code != DISCONNECTED and isinstance(response, dict) and "errorCode" in response
 
 
 def command_pending_for(*, station_ids: Iterable[int]) -> list[tuple[int, int]]:

@@ -74,7 +74,8 @@ def station_password_set(*, station: ChargingStation, password: str) -> Charging
 # 2. The handshake accepts the current or the pending password (station_password_check); a charger that
 #    connects with the pending one has taken it: it becomes the current one (station_password_promote).
 # 3. The charger's answer, in the transaction that records it: Accepted (or RebootRequired) promotes the
-#    pending password, anything else drops it (station_password_answered).
+#    pending password, anything else drops it (station_password_answered); so do a CALLERROR and a command
+#    never delivered (station_password_withdrawn), while a timeout or a lost connection leave it pending.
 # A crash between the charger's answer and our commit leaves both passwords valid until 2 or 3 happens:
 # nobody is locked out, and the old one stops working as soon as the new one is confirmed.
 
@@ -155,6 +156,17 @@ def station_password_answered(*, station_id: int, command_id: int, applied: bool
     else:
         changed = pending.update(pending_password_hash="", pending_password_command=None)
     return changed == 1
+
+
+def station_password_withdrawn(*, command_id: int) -> bool:
+    """The command carrying a pending password failed in a way that shows the charger did not take it (never
+    delivered, or a CALLERROR): the pending password is dropped. True if there was one."""
+    return (
+        ChargingStation.objects.filter(pending_password_command_id=command_id).update(
+            pending_password_hash="", pending_password_command=None
+        )
+        == 1
+    )
 
 
 def _password_forms(password: str) -> list[str]:

@@ -23,6 +23,7 @@ from stations.services.commands import (
     request_redacted,
 )
 from stations.services.credentials import station_password_set
+from tests.commands import TIMEOUT, CallError
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 from tests.ocpp.test_consumer import _fresh_throttle, basic, communicator, handshake  # noqa: F401
 
@@ -291,3 +292,20 @@ def test_rel_05_authorization_key_as_digits_or_as_its_octets(version, station, c
         charger.outcome(bytes.fromhex(key)[:-1]),
         charger.outcome(DEFAULT_STATION_PASSWORD),
     ] == [ACCEPTED, ACCEPTED, ACCEPTED, REFUSED, REFUSED]
+
+
+def test_rel_05_a_callerror_drops_the_new_password_a_timeout_keeps_it(
+    version, station, charger, fake_charger
+):
+    # A CALLERROR: the charger did not take it. No answer: it may have; the new one works until confirmed.
+    fake_charger.answers[version.action] = CallError("InternalError")
+    refused = command_execute(
+        station=station, action=version.action, request=version.request(version.new_password)
+    )
+    assert (refused.status, charger.outcome(version.new_password)) == (CommandStatus.FAILED, REFUSED)
+    fake_charger.answers[version.action] = TIMEOUT
+    command_execute(station=station, action=version.action, request=version.request(version.new_password))
+    assert (charger.outcome(DEFAULT_STATION_PASSWORD), charger.outcome(version.new_password)) == (
+        ACCEPTED,
+        ACCEPTED,
+    )
