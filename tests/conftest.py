@@ -105,6 +105,29 @@ def _close_connections_after_each_use():
 _close_connections_after_each_use()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_pool_after_leaky_tests():
+    """A fresh connection pool after a test that left pooled connections checked out.
+
+    Every in-process async test runs its own event loop (`asyncio.run`), whose worker threads die at its end;
+    a connection a dead thread still held is never handed back, so the pool (20 connections) ran dry after a
+    few dozen handshake tests and later tests waited out its timeout. A server process has one loop for its
+    life and returns each connection after every call (checked: 28 refused handshakes against a pool of 3,
+    then a charger connects normally). After the test (this fixture is set up first, so torn down last, after
+    the database teardown) nothing of the test may hold a connection but the main thread's one."""
+    yield
+    from django.db import connections
+
+    wrapper = connections["default"]
+    pool = getattr(wrapper, "pool", None) if wrapper.vendor == "postgresql" else None
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    if stats.get("pool_size", 0) - stats.get("pool_available", 0) > 1:
+        wrapper.close()
+        wrapper.close_pool()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _release_worker_thread_connections(django_db_setup):
     """Worker threads that ran OCPP services may hold their last connection until they are collected;

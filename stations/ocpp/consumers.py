@@ -352,7 +352,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self._closing = True
         station = self.cp.station
         logger.warning("%s: binary frame of %d bytes; closing with 1003", station.identity, size)
-        await self.close(code=1003, reason="Binary frames are not supported: OCPP-J uses text frames")
+        # Recorded before the close, so that the event is there by the time the charger sees the close.
         await run_db(
             security_event_record,
             identity=station.identity,
@@ -360,6 +360,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             kind=SecurityEventKind.PROTOCOL_VIOLATION,
             detail=f"binary WebSocket frame ({size} bytes); OCPP-J uses text frames only: closed with 1003",
         )
+        await self.close(code=1003, reason="Binary frames are not supported: OCPP-J uses text frames")
 
     async def _throttle(self, wait: float) -> None:
         """RELIABILITY.md B13: a connection sending faster than OCPP_MESSAGES_PER_S (past its burst) is

@@ -63,14 +63,24 @@ def _kill() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+_dying = False
+
+
 def reached(point: str, action: str) -> None:
-    """Called at `point` for every CALL when ARMED; kills this process if a spec says so."""
+    """Called at `point` for every CALL when ARMED; kills this process if a spec says so.
+
+    Once an `answered` kill is scheduled, no other spec fires in this process: it would be claimed (once
+    across all processes) by a process that dies of the first one, and the drill would count one kill less."""
+    global _dying
+    if _dying:
+        return
     for spec in ARMED:
         if spec.point != point or spec.action != action:
             continue
         _seen[spec.index] += 1
         if _seen[spec.index] == spec.n and _claim(spec):
             if point == "answered":
+                _dying = True
                 asyncio.get_running_loop().call_later(ANSWERED_DELAY_S, _kill)
             else:
                 _kill()

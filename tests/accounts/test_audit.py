@@ -200,7 +200,8 @@ def test_a_command_records_secrets_masked(world):
     command_create(
         station=world.station_a1,
         action="ChangeConfiguration",
-        request={"key": "AuthorizationKey", "value": "s3cret-key"},
+        # A valid key (40 hex digits): an invalid one is refused before anything is recorded.
+        request={"key": "AuthorizationKey", "value": "0123456789abcdef0123456789abcdef01234567"},
         user=world.operator_a,
         queue_for_s=60,
     )
