@@ -222,44 +222,47 @@ def private_redis() -> Iterator[PrivateRedis]:
         server.destroy()
 
 
-def migrate(database_url: str, *, var_dir: Path) -> None:
-    """`manage.py migrate` on `database_url` in a process of its own (the test process keeps its database)."""
-    base_dir = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "DATABASE_URL": database_url, "CPMS_VAR_DIR": str(var_dir)}
+def _run_django(args: list[str], *, database_url: str, var_dir: Path, timeout_s: float, what: str) -> str:
+    """`python ARGS` with Django's settings on `database_url` (no Redis) in a process of its own; its output."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "cpms.settings",
+        "DATABASE_URL": database_url,
+        "CPMS_VAR_DIR": str(var_dir),
+    }
     env.pop("REDIS_URL", None)
     done = subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=base_dir,
+        [sys.executable, *args],
+        cwd=Path(__file__).resolve().parents[2],
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"migrate failed:\n{done.stdout}\n{done.stderr}")
+        raise RuntimeError(f"{what} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def migrate(database_url: str, *, var_dir: Path) -> None:
+    """`manage.py migrate` on `database_url` in a process of its own (the test process keeps its database)."""
+    _run_django(
+        ["manage.py", "migrate", "--noinput", "-v", "0"],
+        database_url=database_url,
+        var_dir=var_dir,
+        timeout_s=300,
+        what="migrate",
+    )
 
 
 def django_run(database_url: str, code: str, *, var_dir: Path) -> str:
     """Run `code` with Django set up on `database_url` in a process of its own; returns what it printed.
     Seeds and reads a private database that the test process (on its own test database) cannot reach."""
-    base_dir = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "DATABASE_URL": database_url, "CPMS_VAR_DIR": str(var_dir)}
-    env["DJANGO_SETTINGS_MODULE"] = "cpms.settings"
-    env.pop("REDIS_URL", None)
     script = "import django\ndjango.setup()\n" + code
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=base_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    return _run_django(
+        ["-c", script], database_url=database_url, var_dir=var_dir, timeout_s=120, what="django_run"
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"django_run failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
 
 
 @contextlib.contextmanager
@@ -267,10 +270,8 @@ def csms_server(
     *, database_url: str, redis_url: str | None, var_dir: Path, log_path: Path, env: dict | None = None
 ) -> Iterator["LiveCsms"]:  # noqa: F821 - tests.e2e.conftest.LiveCsms
     """`python -m cpms.server` on a free port, on the given database and Redis (None: in-memory layer)."""
-    from tests.e2e.conftest import LiveCsms, _stop, _wait_until_listening
+    from tests.e2e.conftest import server_process
 
-    base_dir = Path(__file__).resolve().parents[2]
-    port = free_port()
     process_env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "cpms.settings",
@@ -284,19 +285,5 @@ def csms_server(
         process_env["REDIS_URL"] = redis_url
     else:
         process_env.pop("REDIS_URL", None)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cpms.server", "--bind", "127.0.0.1", "--port", str(port)],
-            cwd=base_dir,
-            env=process_env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = LiveCsms(host="127.0.0.1", port=port, log_path=log_path, process=process)
-    try:
-        _wait_until_listening(process, port, log_path)
+    with server_process(process_env, log_path) as server:
         yield server
-    finally:
-        _stop(process)

@@ -139,10 +139,9 @@ def _process_env(request) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
-    """`python -m cpms.server` on a free loopback port, on this test's database; stopped on exit."""
+def server_process(env: dict[str, str], log_path: Path) -> Iterator[LiveCsms]:
+    """`python -m cpms.server` on a free loopback port with `env`, listening when yielded; stopped on exit."""
     port = free_port()
-    env = _process_env(request)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cpms.server", "--bind", "127.0.0.1", "--port", str(port)],
@@ -153,12 +152,20 @@ def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = LiveCsms(host="127.0.0.1", port=port, log_path=log_path, process=process)
     try:
         _wait_until_listening(process, port, log_path)
-        yield server
+        yield LiveCsms(host="127.0.0.1", port=port, log_path=log_path, process=process)
     finally:
         _stop(process)
+
+
+@contextlib.contextmanager
+def _serving(request, log_path: Path) -> Iterator[LiveCsms]:
+    """A server process on this test's database; its log's tail printed when the test failed."""
+    try:
+        with server_process(_process_env(request), log_path) as server:
+            yield server
+    finally:
         report = getattr(request.node, "report_call", None)
         if report is not None and report.failed:
             print(f"--- server log ({log_path}), last lines ---\n{server.log_tail()}")
