@@ -7,7 +7,7 @@
 In a temporary directory (its own SQLite file, var dir and port; REDIS_URL and DATABASE_URL from the
 environment are ignored) it does what `make run` does (`manage.py migrate`, `manage.py load_demo`,
 `python -m cpms.launcher`), registers --chargers stations (SOAK-001..., half at each demo site, the demo
-station password), and plays them with the simulator (stations/ocpp/simulator) for --minutes: each charger
+station password), and plays them with the simulator (cpms/simulator) for --minutes: each charger
 stays connected, boots, sends heartbeats (every 10 s: OCPP_HEARTBEAT_INTERVAL_S) and status notifications, and
 runs sessions back to back (idTag DEMO-TAG-OK) with --meter-samples MeterValues every --meter-interval
 seconds. A charger whose connection drops reconnects after 2 s, as a real one does.
@@ -155,8 +155,8 @@ async def play_charger(
     log: ChargerLog, *, url: str, password: str, deadline: float, args: argparse.Namespace, index: int
 ) -> None:
     """One charger for the whole run: connected, sessions back to back; reconnects when the connection drops."""
-    from stations.ocpp.simulator.charger import SimulatedCharger
-    from stations.ocpp.simulator.config import ChargerConfig
+    from cpms.simulator.charger import SimulatedCharger
+    from cpms.simulator.config import ChargerConfig
 
     loop = asyncio.get_running_loop()
     round_no = 0

@@ -12,8 +12,8 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import path  # noqa: E402
 
 from cpms import daphne_compat  # noqa: E402
-from stations.consumers import LiveStatusConsumer  # noqa: E402
-from stations.ocpp.routing import websocket_urlpatterns  # noqa: E402
+from cpms.ocpp.routing import websocket_urlpatterns  # noqa: E402
+from cpms.portal.consumers import LiveStatusConsumer  # noqa: E402
 
 daphne_compat.install()
 

@@ -58,7 +58,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last, as django-axes requires: turns a lockout into its response (accounts.views.login_lockout_response).
+    # Last, as django-axes requires: turns a lockout into its response (cpms.portal.accounts.login_lockout_response).
     "axes.middleware.AxesMiddleware",
 ]
 
@@ -191,7 +191,7 @@ AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10)
 AXES_COOLOFF_TIME = timedelta(minutes=env_float("AXES_COOLOFF_MINUTES", 15.0))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
-AXES_LOCKOUT_CALLABLE = "accounts.views.login_lockout_response"
+AXES_LOCKOUT_CALLABLE = "cpms.portal.accounts.login_lockout_response"
 # The client address: REMOTE_ADDR, or behind the TLS proxy the last X-Forwarded-For entry (the one the
 # proxy appended; the earlier ones are whatever the client sent).
 AXES_CLIENT_IP_CALLABLE = "accounts.backends.client_ip"

@@ -7,7 +7,7 @@ from cpms.views import home
 urlpatterns = [
     path("", home, name="home"),
     path("admin/", admin.site.urls),
-    path("portal/", include("cpms.portal_urls")),
+    path("portal/", include("cpms.portal.urls")),
     path("", include("stations.urls")),
     path("api/v1/", include("cpms.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

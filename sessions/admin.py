@@ -14,6 +14,7 @@ from accounts.admin import (
 from accounts.enums import Capability
 from accounts.selectors import organisation_ids_with, site_scope_q
 from cpms.errors import DomainError, ValidationFailed
+from cpms.ocpp.commands_auth import cancel_reservation_for
 from sessions.enums import ReservationStatus
 from sessions.models import (
     ChargingSession,
@@ -40,7 +41,6 @@ from sessions.services.tokens import (
 from sessions.services.waitlists import waitlist_leave
 from stations.admin import StationScopedAdmin
 from stations.enums import CommandSource
-from stations.ocpp.commands_auth import cancel_reservation_for
 
 # --- id tokens ------------------------------------------------------------------------------------
 

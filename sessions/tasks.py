@@ -4,10 +4,10 @@ import logging
 
 from celery import shared_task
 
+from cpms.ocpp.commands_auth import reserve_now_for
 from sessions.selectors import waitlist_site_ids_open
 from sessions.services.reservations import reservations_expire as expire_reservations
 from sessions.services.waitlists import waitlist_advance
-from stations.ocpp.commands_auth import reserve_now_for
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 the station list (a bulk job per organisation), and the command history.
 
 Everything goes through the same services as the API: `command_execute` for one station,
-`command_job_create` for many; the calls are built per version by stations.ocpp.commands.
+`command_job_create` for many; the calls are built per version by cpms.ocpp.commands.
 """
 
 import json
@@ -21,10 +21,10 @@ from accounts.admin import NoFullCountAdminMixin, ReadOnlyAdminMixin, ScopedAdmi
 from accounts.enums import Capability
 from accounts.selectors import organisation_ids_with, station_scope_q
 from cpms.errors import DomainError
+from cpms.ocpp import commands as builders
+from cpms.ocpp.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
 from stations.enums import CommandSource, CommandStatus, JobKind
 from stations.models import ChargingStation, Command, CommandJobTarget, ConfigurationTemplate
-from stations.ocpp import commands as builders
-from stations.ocpp.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
 from stations.selectors import (
     configuration_template_access,
     configuration_template_list,

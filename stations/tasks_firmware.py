@@ -8,7 +8,7 @@ import logging
 
 from celery import shared_task
 
-from stations.ocpp.commands_firmware import firmware_update_request
+from cpms.ocpp.commands_firmware import firmware_update_request
 from stations.services.firmware import firmware_campaign_run as run_campaign
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 from asgiref.sync import sync_to_async
 
+from cpms.ocpp.command_results import answer_hook
 from stations.enums import CommandStatus
-from stations.ocpp.command_results import answer_hook
 from stations.services import commands
 
 

@@ -147,9 +147,7 @@ def queued_tasks(monkeypatch) -> list[tuple[str, tuple]]:
     broker (a worker of another test could pick it up); end-to-end tests run a real worker on their own
     queue."""
     queued: list[tuple[str, tuple]] = []
-    monkeypatch.setattr(
-        "stations.ocpp.task_queue.publish", lambda task, *args: queued.append((task.name, args))
-    )
+    monkeypatch.setattr("cpms.ocpp.task_queue.publish", lambda task, *args: queued.append((task.name, args)))
     return queued
 
 

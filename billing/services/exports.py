@@ -1239,7 +1239,7 @@ def export_write(*, reader: ExportReader, out, on_chunk: Callable[[int], None] |
 def _in_worker_thread(func: Callable[[], Any]):
     # channels' database_sync_to_async closes the thread's connection before and after the call when it
     # is not persistent (CONN_MAX_AGE 0: pooled connections go back to the pool), as OCPP handlers do
-    # (stations/ocpp/chargepoint.py:run_db). thread_sensitive=False: chunks do not queue behind the
+    # (cpms/ocpp/chargepoint.py:run_db). thread_sensitive=False: chunks do not queue behind the
     # request threads, and nothing holds a connection between two chunks.
     return database_sync_to_async(func, thread_sensitive=False)()
 

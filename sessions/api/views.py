@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from accounts.enums import Capability
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ErrorOutputSerializer, paginated_response
 from cpms.errors import NotFound, ValidationFailed
+from cpms.ocpp.commands_auth import cancel_reservation_for, local_list_wire, reserve_now_for
 from sessions.api.serializers import (
     IdTokenFilterSerializer,
     IdTokenInputSerializer,
@@ -43,7 +44,6 @@ from sessions.services.reservations import reservation_cancel, reservation_creat
 from sessions.services.tokens import id_token_create, id_token_update
 from stations.api.views import IDENTITY, RecordListApi, record_list_schema
 from stations.enums import CommandSource
-from stations.ocpp.commands_auth import cancel_reservation_for, local_list_wire, reserve_now_for
 from stations.selectors import station_access
 
 NOT_CONNECTED = OpenApiResponse(ErrorOutputSerializer, description="The station is not connected.")

@@ -18,11 +18,11 @@ from cpms.api import (
     ErrorOutputSerializer,
     StrictInputSerializer,
 )
+from cpms.ocpp.commands_auth import cancel_reservation_for
 from sessions.models import WaitlistEntry, WaitlistStatus
 from sessions.selectors import waitlist_entry_access, waitlist_entry_list, waitlist_positions
 from sessions.services.waitlists import waitlist_join, waitlist_leave
 from stations.enums import CommandSource
-from stations.ocpp.commands_auth import cancel_reservation_for
 from stations.selectors import site_access
 
 TAGS = ["waitlists"]

@@ -25,7 +25,7 @@ Concurrent syncs of one station are not serialised (that would hold a lock acros
 the second one's update carries the same version and is refused (VersionMismatch) or detected when its
 answer is applied, and the next sync is then Full.
 
-The wire format is the OCPP layer's (stations.ocpp.commands_auth.local_list_wire): this module is version-
+The wire format is the OCPP layer's (cpms.ocpp.commands_auth.local_list_wire): this module is version-
 neutral and receives it as a LocalListWire.
 """
 
@@ -92,7 +92,7 @@ class LocalListSyncResult:
 
 
 def _ms(value: datetime | None) -> datetime | None:
-    # Chargers are sent milliseconds (stations.ocpp.mappers.format_datetime), and entries store what was sent.
+    # Chargers are sent milliseconds (cpms.ocpp.mappers.format_datetime), and entries store what was sent.
     return None if value is None else value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 

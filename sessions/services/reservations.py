@@ -13,7 +13,7 @@ Every change is a conditional UPDATE from the states it may leave: whichever com
 repeated message changes nothing.
 
 The OCPP reservationId is the row's primary key. The wire format of the calls is the OCPP layer's
-(stations.ocpp.commands_auth): callers pass a `build` that turns a reservation into (action, payload) for its
+(cpms.ocpp.commands_auth): callers pass a `build` that turns a reservation into (action, payload) for its
 station's version, so that this module stays version-neutral.
 """
 

@@ -112,7 +112,7 @@ def _skew_flags(charger_time: datetime, received_at: datetime) -> list[str]:
 
 
 def _clock_out_of_window(session: ChargingSession, *, field: str, charger_value: str, used: datetime) -> None:
-    """RELIABILITY 45: a charger time outside the accepted window (stations.ocpp.mappers.charger_time) was
+    """RELIABILITY 45: a charger time outside the accepted window (cpms.ocpp.mappers.charger_time) was
     replaced by our receive time `used`. The value as sent is kept here, on a SessionAnomaly that billing
     never reads; the session is flagged (not held: its times are ours, and a charger whose clock is lost
     after a power cut would otherwise never be billed). Caller saves the session's flags."""

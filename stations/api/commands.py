@@ -10,10 +10,10 @@ from rest_framework.views import APIView
 from accounts.enums import Capability
 from cpms.api import ErrorOutputSerializer, paginated_response
 from cpms.errors import ValidationFailed
+from cpms.ocpp import actions
+from cpms.ocpp.errors import OcppError
 from stations.enums import CommandSource, CommandStatus
 from stations.models import Command
-from stations.ocpp import actions
-from stations.ocpp.errors import OcppError
 from stations.selectors import command_access, command_list, station_access
 from stations.services.commands import (
     DISCONNECTED,

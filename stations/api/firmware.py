@@ -27,6 +27,7 @@ from rest_framework.views import APIView
 from accounts.enums import Capability
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, paginated_response
 from cpms.errors import NotFound
+from cpms.ocpp.commands_firmware import diagnostics_request, firmware_update_request
 from stations.api.firmware_serializers import (
     DiagnosticsInputSerializer,
     DiagnosticsRequestOutputSerializer,
@@ -43,7 +44,6 @@ from stations.api.firmware_serializers import (
 from stations.api.views import IDENTITY
 from stations.enums import CommandSource, CommandStatus
 from stations.models import Command, CommandJob
-from stations.ocpp.commands_firmware import diagnostics_request, firmware_update_request
 from stations.selectors import (
     diagnostics_upload_access,
     diagnostics_upload_list,

@@ -10,9 +10,9 @@ from accounts.enums import Capability
 from accounts.selectors import organisation_access
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, StrictInputSerializer, paginated_response
 from cpms.errors import ValidationFailed
+from cpms.ocpp.templates import read_configuration_calls, template_calls
 from stations.enums import JobKind, OcppVersion
 from stations.models import CommandJob, CommandJobTarget, ConfigurationTemplate
-from stations.ocpp.templates import read_configuration_calls, template_calls
 from stations.selectors import (
     command_job_access,
     command_job_list,

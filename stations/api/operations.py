@@ -1,6 +1,6 @@
 """Version-neutral operations on a station: `POST /api/v1/stations/<identity>/commands/<operation>/`.
 
-One body for every OCPP version: the view checks access, parses, lets stations/ocpp/commands.py build the
+One body for every OCPP version: the view checks access, parses, lets cpms/ocpp/commands.py build the
 call of the station's version, sends it with command_execute and answers as the generic OCPP endpoint does
 (stations/api/commands.py: 200 answered, 409 not connected, 502 CALLERROR, 504 timeout). The wire payload
 is in the answer's `request`.
@@ -13,6 +13,8 @@ from rest_framework.views import APIView
 
 from accounts.enums import Capability
 from cpms.api import ErrorOutputSerializer
+from cpms.ocpp import commands as builders
+from cpms.ocpp.commands import Call
 from stations.api.commands import (
     CommandErrorOutputSerializer,
     OcppCallOutputSerializer,
@@ -34,8 +36,6 @@ from stations.api.operations_serializers import (
 from stations.api.views import IDENTITY
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command
-from stations.ocpp import commands as builders
-from stations.ocpp.commands import Call
 from stations.selectors import station_access
 from stations.services.commands import command_execute
 

@@ -1,5 +1,5 @@
 """Input and output of the version-neutral operations (stations/api/operations.py). The same body works for a
-1.6 and a 2.0.1 station; stations/ocpp/commands.py turns it into the station's OCPP call.
+1.6 and a 2.0.1 station; cpms/ocpp/commands.py turns it into the station's OCPP call.
 
 Types only here: what a version can express (a 1.6 reset of one EVSE, a 1.6 idTag over 20 characters) is
 the builders' to refuse, with a message naming the version."""
@@ -8,17 +8,17 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
-from stations.api.commands import (
-    MAX_QUEUE_S,
-    MAX_TIMEOUT_S,
-    CommandOutputSerializer,
-)
-from stations.ocpp.commands import (
+from cpms.ocpp.commands import (
     AVAILABILITY_STATUSES,
     CENTRAL_TOKEN,
     ID_TOKEN_TYPES,
     RESET_TYPES,
     TRIGGER_MESSAGES,
+)
+from stations.api.commands import (
+    MAX_QUEUE_S,
+    MAX_TIMEOUT_S,
+    CommandOutputSerializer,
 )
 
 ATTRIBUTE_TYPES = ("Actual", "Target", "MinSet", "MaxSet")

@@ -4,7 +4,7 @@ Chargers fetch firmware from us and upload diagnostics to us over plain HTTP, at
 CPMS_PUBLIC_URL that carry a random token: a charger cannot send our API credentials, so the token is the
 credential (stations/views/files.py).
 
-How the wire looks per OCPP version is the OCPP layer's business (stations/ocpp/commands_firmware.py): the
+How the wire looks per OCPP version is the OCPP layer's business (cpms/ocpp/commands_firmware.py): the
 functions here that send something take the request builder as an argument (`build`) and call it with the
 id of the row they just created (OCPP's requestId is that row's pk), so the payload always refers to a
 committed row that status notifications can find.

@@ -11,6 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from cpms.ocpp import schemas
 from stations.models import (
     ChargingStation,
     Command,
@@ -20,7 +21,6 @@ from stations.models import (
     FirmwareFile,
     FirmwareUpdate,
 )
-from stations.ocpp import schemas
 from stations.services.firmware import firmware_file_create
 from stations.tasks_firmware import firmware_campaign_run
 from tests.commands import TIMEOUT, CallError

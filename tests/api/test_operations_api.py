@@ -6,8 +6,8 @@ endpoint answers it. Denied callers leave no command behind."""
 
 import pytest
 
+from cpms.ocpp import commands as builders
 from stations.models import ChargingStation, Command, DeviceVariable
-from stations.ocpp import commands as builders
 from tests.commands import TIMEOUT, CallError
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory
 
@@ -28,7 +28,7 @@ def connect(station, protocol: str):
 
 @pytest.fixture(autouse=True)
 def fixed_request_ids(monkeypatch):
-    # 2.0.1 remoteStartId / GetBaseReport requestId are random (stations/ocpp/commands.py): pin them.
+    # 2.0.1 remoteStartId / GetBaseReport requestId are random (cpms/ocpp/commands.py): pin them.
     monkeypatch.setattr(builders, "new_request_id", lambda: 4242)
 
 

@@ -1,6 +1,6 @@
 """A minimal OCPP 1.6 charger for drills: sends exactly the frames the test asks for and reports each answer.
 
-The simulator (`stations.ocpp.simulator`) plays whole sessions; a drill around an outage needs to know, for
+The simulator (`cpms.simulator`) plays whole sessions; a drill around an outage needs to know, for
 one message sent at one moment, whether it was answered with a CALLRESULT (the CSMS promises the data is
 committed), a CALLERROR, or nothing.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stations.ocpp.simulator import FleetConfig, FleetSummary, run_fleet
+from cpms.simulator import FleetConfig, FleetSummary, run_fleet
 from tests.drills.chargers import CALL_RESULT, RawCharger
 from tests.drills.services import csms_server, django_run, migrate, missing_binaries, private_postgres
 from tests.e2e.helpers import parse_ts

@@ -15,10 +15,10 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from cpms.simulator import FleetConfig, run_fleet
 from sessions.models import MeterValue
 from stations.enums import CommandStatus
 from stations.models import Command
-from stations.ocpp.simulator import FleetConfig, run_fleet
 from tests.drills.services import csms_server, missing_binaries, private_redis
 from tests.e2e.conftest import database_url
 from tests.e2e.helpers import api_post, operator_token, sent_meter_rows

@@ -5,7 +5,7 @@ to the other one. Afterwards every session is stored exactly once with the charg
 acknowledged meter value once, every CDR once: nothing lost, nothing twice.
 
 Two drills: kills at random moments under load (from outside, like an OOM killer), and kills at the three
-points of case 30 made exact by the server's test hook (stations/ocpp/drill_hook.py): before the commit,
+points of case 30 made exact by the server's test hook (cpms/ocpp/drill_hook.py): before the commit,
 after the commit before the answer, after the answer.
 """
 

@@ -12,10 +12,10 @@ from rest_framework.authtoken.models import Token
 
 from accounts.enums import Role
 from accounts.services import membership_set
+from cpms.simulator import FleetConfig, FleetSummary, SessionRecord, run_fleet
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession, MeterValue
 from stations.models import StatusChange
-from stations.ocpp.simulator import FleetConfig, FleetSummary, SessionRecord, run_fleet
 from tests.factories import DEFAULT_STATION_PASSWORD, UserFactory
 
 

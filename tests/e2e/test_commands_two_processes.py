@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from cpms.simulator import FleetConfig, run_fleet
 from stations.models import ChargingStation, Command, DeviceVariable
-from stations.ocpp.simulator import FleetConfig, run_fleet
 from tests.e2e.helpers import api_post, operator_token
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 

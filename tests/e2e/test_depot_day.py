@@ -12,14 +12,14 @@ from decimal import Decimal
 
 import pytest
 
+from cpms.simulator.charger import SimulatedCharger
+from cpms.simulator.config import ChargerConfig
+from cpms.simulator.meter import EnergyMeter, EvSession
 from energy.enums import ProfileKind
 from energy.models import ChargingProfileRecord
 from energy.services.topology import evse_electrical_set, grid_node_create
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import ChargingSession, MeterValue
-from stations.ocpp.simulator.charger import SimulatedCharger
-from stations.ocpp.simulator.config import ChargerConfig
-from stations.ocpp.simulator.meter import EnergyMeter, EvSession
 from tests.factories import (
     DEFAULT_STATION_PASSWORD,
     ChargingStationFactory,
@@ -48,10 +48,10 @@ DAY = (
     ("DEPOT-08", "1.6", 16.0, 26.0),
 )
 ID_TAG = "DEPOT-TAG"
-# Every reading is the charger's limit x uniform(0.97, 1.0) rounded to 0.1 A (stations/ocpp/simulator/meter.py),
+# Every reading is the charger's limit x uniform(0.97, 1.0) rounded to 0.1 A (cpms/simulator/meter.py),
 # so one EVSE may read up to 0.05 A above its limit: at most 8 x 0.05 A over the site.
 ROUNDING_TOLERANCE_A = Decimal("0.05") * len(DAY)
-# The simulated cars draw at most this (stations/ocpp/simulator/meter.py: 16 A on-board chargers here).
+# The simulated cars draw at most this (cpms/simulator/meter.py: 16 A on-board chargers here).
 EV_MAX_A = 16
 # Delivered / unconstrained optimum must reach this. Unconstrained, the day's peak demand is 6 x 16 A = 96 A
 # on a 64 A connection, and the balancer keeps each idle charger's fail-safe share (8 A) free for a car that

@@ -10,10 +10,10 @@ import uuid
 import pytest
 from websockets.asyncio.client import connect
 
+from cpms.simulator.meter import ocpp_timestamp
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import ChargingSession, MeterValue, TransactionEvent
 from stations.enums import OcppVersion
-from stations.ocpp.simulator.meter import ocpp_timestamp
 from tests.e2e.helpers import assert_session_stored, simulate, status_history
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, IdTokenFactory
 

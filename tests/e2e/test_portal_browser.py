@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.utils.crypto import get_random_string
 
 from billing.services.exports import SESSION_HEADER
+from cpms.simulator import FleetConfig, run_fleet
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import ChargingSession
-from stations.ocpp.simulator import FleetConfig, run_fleet
 from tests.e2e.browser import artifacts_dir, chromium, log_in, screenshot
 from tests.factories import (
     DEFAULT_STATION_PASSWORD,

@@ -6,6 +6,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from cpms.ocpp.actions import request_validate
 from energy.models import (
     ChargingProfileRecord,
     EvseAllocation,
@@ -16,7 +17,6 @@ from energy.models import (
 from energy.profiles_wire import set_profile_request
 from energy.services.profiles import safe_shares, site_rebalance, station_default_profiles_send
 from sessions.models import ChargingSession
-from stations.ocpp.actions import request_validate
 from tests.factories import ChargingSessionFactory, ChargingStationFactory, EvseFactory
 
 # --- wire format -----------------------------------------------------------------------------------------

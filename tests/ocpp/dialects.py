@@ -5,10 +5,10 @@ answer back into version-neutral values."""
 
 from datetime import datetime
 
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.v16.handlers import V16ChargePoint
-from stations.ocpp.v21.handlers import V21ChargePoint
-from stations.ocpp.v201.handlers import V201ChargePoint
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.v16.handlers import V16ChargePoint
+from cpms.ocpp.v21.handlers import V21ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
 
 
 def energy_sample(wh: int, context: str = "Sample.Periodic") -> dict:

@@ -7,10 +7,10 @@ import orjson
 import pytest
 from django.db import connections
 
+from cpms.ocpp import chargepoint
+from cpms.ocpp.chargepoint import StationContext
+from cpms.ocpp.message_log import message_log
 from stations.models import ChargingStation
-from stations.ocpp import chargepoint
-from stations.ocpp.chargepoint import StationContext
-from stations.ocpp.message_log import message_log
 
 
 class Harness:

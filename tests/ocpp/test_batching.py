@@ -8,10 +8,10 @@ import pytest
 from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 
+from cpms.ocpp.batching import GroupCommit
 from sessions.models import ChargingSession, TransactionEvent
 from sessions.services.ingest import transaction_events_record_many
 from sessions.types import TransactionEventRequest
-from stations.ocpp.batching import GroupCommit
 from tests.factories import ChargingStationFactory
 
 
@@ -79,7 +79,7 @@ def test_rel_44_failed_batch_is_written_item_by_item_so_only_the_bad_item_fails(
         return [f"stored {i}" for i in items]
 
     writer = GroupCommit(flush, max_wait_s=0.05)
-    with caplog.at_level(logging.INFO, logger="stations.ocpp.batching"):
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp.batching"):
         results = _gather(writer, ["a", "bad", "b", "c"])
 
     assert [results[0], results[2], results[3]] == ["stored a", "stored b", "stored c"]

@@ -1,12 +1,12 @@
-"""Version-neutral builders (stations/ocpp/commands.py): one operation, the exact call of each OCPP version,
+"""Version-neutral builders (cpms/ocpp/commands.py): one operation, the exact call of each OCPP version,
 and every call valid against the official request schema of its version."""
 
 import pytest
 
 from cpms.errors import Conflict, NotFound, ValidationFailed
-from stations.ocpp import commands as c
-from stations.ocpp import schemas
-from stations.ocpp.commands import Call, Target
+from cpms.ocpp import commands as c
+from cpms.ocpp import schemas
+from cpms.ocpp.commands import Call, Target
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory
 
 V2 = ("2.0.1", "2.1")  # 2.1 is built like 2.0.1

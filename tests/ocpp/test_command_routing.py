@@ -274,8 +274,8 @@ def test_rel_32_redis_down_commands_still_reach_the_charger_through_the_database
 def test_secrets_sent_to_a_charger_are_masked_in_the_record_the_log_and_the_api(world, settings):
     """A 1.6 AuthorizationKey (the station's Basic-auth password) goes to the charger as is, but the command
     history, the OCPP message log and the API only ever show it masked once it was sent."""
+    from cpms.ocpp.message_log import message_log
     from stations.models import OcppMessage
-    from stations.ocpp.message_log import message_log
 
     settings.OCPP_MESSAGE_LOG = "all"
     ChargingStationFactory(identity="CMD-KEY", site=world.site_a1)

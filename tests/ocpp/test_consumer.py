@@ -10,10 +10,10 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
 from accounts.models import Organisation
+from cpms.ocpp.chargepoint import run_db
+from cpms.ocpp.routing import websocket_urlpatterns
+from cpms.ocpp.throttle import HandshakeThrottle, handshake_throttle
 from stations.models import ChargingStation, SecurityEvent, StationEvent
-from stations.ocpp.chargepoint import run_db
-from stations.ocpp.routing import websocket_urlpatterns
-from stations.ocpp.throttle import HandshakeThrottle, handshake_throttle
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -292,7 +292,7 @@ def test_rel_32_redis_down_charger_still_served(settings):
 
 
 def test_rate_bucket_allows_a_burst_then_spaces_messages_at_the_rate():
-    from stations.ocpp.throttle import MessageRate
+    from cpms.ocpp.throttle import MessageRate
 
     bucket = MessageRate(rate_per_s=10, burst=3)
     start = bucket._stamp

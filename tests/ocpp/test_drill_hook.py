@@ -1,11 +1,11 @@
-"""The kill-point test hook of the fault drills (stations/ocpp/drill_hook.py): off unless configured, and
+"""The kill-point test hook of the fault drills (cpms/ocpp/drill_hook.py): off unless configured, and
 exact about which CALL it fires on."""
 
 import signal
 
 import pytest
 
-from stations.ocpp import drill_hook
+from cpms.ocpp import drill_hook
 
 
 def test_the_hook_is_off_without_its_environment_variable():

@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
+from cpms.ocpp import framing
+from cpms.ocpp.v16.handlers import V16ChargePoint
 from stations.models import StatusChange
-from stations.ocpp import framing
-from stations.ocpp.v16.handlers import V16ChargePoint
 from tests.factories import ChargingStationFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 
@@ -113,7 +113,7 @@ def test_rel_14_duplicate_call_id_not_processed_twice(cp):
 
 
 def test_rel_15_result_for_unknown_id_logged_and_ignored(cp, caplog):
-    with caplog.at_level(logging.INFO, logger="stations.ocpp.chargepoint"):
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp.chargepoint"):
         assert cp.feed('[3, "never-asked", {}]') is None
         assert cp.feed('[4, "never-asked", "GenericError", "x", {}]') is None
     assert "answer for unknown call id never-asked ignored" in caplog.text

@@ -10,10 +10,10 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from cpms.ocpp.chargepoint import run_db
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.routing import websocket_urlpatterns
 from stations.models import Incident
-from stations.ocpp.chargepoint import run_db
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.routing import websocket_urlpatterns
 from stations.services.incidents import incidents_detect_offline
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 

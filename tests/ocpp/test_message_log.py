@@ -6,9 +6,9 @@ import asyncio
 import pytest
 from django.db import IntegrityError, OperationalError
 
+from cpms.ocpp import message_log as message_log_module
+from cpms.ocpp.message_log import MessageLog
 from stations.models import OcppMessage
-from stations.ocpp import message_log as message_log_module
-from stations.ocpp.message_log import MessageLog
 from tests.factories import ChargingStationFactory
 
 

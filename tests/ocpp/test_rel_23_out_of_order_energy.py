@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from cpms.ocpp.mappers import format_datetime
 from sessions.models import ChargingSession
-from stations.ocpp.mappers import format_datetime
 from tests.factories import ChargingStationFactory
 from tests.ocpp.dialects import V21, V201
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401

@@ -15,7 +15,7 @@ import logging
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from stations.ocpp import consumers
+from cpms.ocpp import consumers
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 from tests.ocpp.test_consumer import basic, communicator, handshake
 
@@ -46,7 +46,7 @@ class SlowLayer(InMemoryChannelLayer):
 @pytest.mark.xfail(
     strict=True,
     reason="RELIABILITY 43, scale work (issue 13): OcppConsumer.__call__ awaits channel_layer.new_channel() "
-    "and connect() awaits group_send/group_add (stations/ocpp/consumers.py) before accepting, each up to "
+    "and connect() awaits group_send/group_add (cpms/ocpp/consumers.py) before accepting, each up to "
     "LAYER_TIMEOUT_S; a busy but healthy Redis delays every handshake and ends in an ERROR log and a charger "
     "that commands from other processes cannot reach",
 )

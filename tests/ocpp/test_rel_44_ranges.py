@@ -8,12 +8,12 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.v16.handlers import V16ChargePoint
+from cpms.ocpp.v21.handlers import V21ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
 from sessions.models import ChargingSession, MeterValue, TransactionEvent
 from stations.models import DeviceVariable
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.v16.handlers import V16ChargePoint
-from stations.ocpp.v21.handlers import V21ChargePoint
-from stations.ocpp.v201.handlers import V201ChargePoint
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 
@@ -36,7 +36,7 @@ def station():
 
 
 def test_limits_follow_the_meter_value_column():
-    from stations.ocpp import ranges
+    from cpms.ocpp import ranges
 
     # MeterValue.value is DECIMAL(20, 6): 14 digits before the point, 6 after.
     limits = (ranges.VALUE_LIMIT, ranges.VALUE_PLACES)
@@ -259,7 +259,7 @@ def test_rel_44_v201_device_model_limit_beyond_the_column_is_kept_as_no_limit(st
     assert (variable.value, variable.min_limit, variable.max_limit) == ("0.1", None, None)
 
 
-# --- Integers: the schemas' 32-bit bounds (stations.ocpp.schemas) hold every integer column on the path ---
+# --- Integers: the schemas' 32-bit bounds (cpms.ocpp.schemas) hold every integer column on the path ---
 @pytest.mark.parametrize(
     ("cp_class", "action", "payload", "field"),
     [

@@ -18,11 +18,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from cpms.ocpp import common
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.v16.handlers import V16ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
 from sessions.models import ChargingSession, MeterValue, TransactionEvent
-from stations.ocpp import common
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.v16.handlers import V16ChargePoint
-from stations.ocpp.v201.handlers import V201ChargePoint
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness
 

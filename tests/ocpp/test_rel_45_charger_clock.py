@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
+from cpms.ocpp.mappers import charger_time
 from sessions.models import ChargingSession, MeterValue, SessionAnomaly, TransactionEvent
 from stations.models import Connector, StatusChange
-from stations.ocpp.mappers import charger_time
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.dialects import DIALECTS
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.test import Client
 
 from cpms.asgi import application
+from cpms.ocpp.throttle import HandshakeThrottle, handshake_throttle
 from stations.models import ChargingStation, SecurityEvent
-from stations.ocpp.throttle import HandshakeThrottle, handshake_throttle
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

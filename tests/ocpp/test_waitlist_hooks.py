@@ -11,11 +11,11 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.routing import websocket_urlpatterns
+from cpms.ocpp.throttle import handshake_throttle
 from sessions.models import WaitlistEntry
 from stations.models import Connector
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.routing import websocket_urlpatterns
-from stations.ocpp.throttle import handshake_throttle
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, IdTokenFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -17,7 +17,7 @@ from billing.models import ExportJob
 from billing.selectors import revenue_site_rows
 from billing.services import exports
 from billing.services.exports import HEADERS, ExportFilters, export_job_run
-from billing.views.finance import default_period
+from cpms.portal.finance import default_period
 from tests.billing.test_exports import (
     REVENUE_SITES_HEADER,
     expected_cdrs_march,

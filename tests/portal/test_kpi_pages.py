@@ -11,7 +11,7 @@ from django.test import Client
 from accounts.services import membership_set
 from billing.models import RoiInputs
 from billing.services.kpis import kpi_days_compute
-from billing.views.kpis import DEFINITIONS
+from cpms.portal.kpis import DEFINITIONS
 from tests.billing.test_kpis import DAY, NOW, berlin, connection, session, status, two_port_station
 from tests.factories import UserFactory
 from tests.support import row

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import Client
 
 from cpms.asgi import application
-from stations.live import user_live_groups
+from cpms.portal.live import user_live_groups
 from tests.factories import DEFAULT_STATION_PASSWORD, UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

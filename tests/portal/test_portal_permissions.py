@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from accounts.models import AuditRecord, Membership, User
 from billing.models import ExportJob, RoiInputs, Tariff, TariffAssignment, TariffVersion
-from cpms import portal_urls
+from cpms.portal import urls as portal_urls
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
 from stations.enums import IncidentKind

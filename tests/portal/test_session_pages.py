@@ -12,8 +12,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from billing.models import CdrLine
+from cpms.portal.sessions import downsample
 from sessions.models import MeterValue
-from sessions.views.sessions import downsample
 from tests.billing.test_exports import ledger_make
 from tests.factories import ChargingSessionFactory
 

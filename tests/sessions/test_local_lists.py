@@ -9,6 +9,10 @@ import pytest
 from django.utils import timezone
 
 from cpms.errors import Conflict, PermissionDenied
+from cpms.ocpp import commands_auth as auth
+from cpms.ocpp import schemas
+from cpms.ocpp.commands import Call
+from cpms.ocpp.mappers import format_datetime
 from sessions.models import IdToken, LocalListEntry, LocalListState
 from sessions.services.local_lists import (
     CONCURRENT_UPDATE,
@@ -19,10 +23,6 @@ from sessions.services.local_lists import (
 )
 from sessions.services.tokens import LOCAL_LIST_STALE, id_token_delete, id_token_update
 from stations.models import ChargingStation, Command, DeviceVariable
-from stations.ocpp import commands_auth as auth
-from stations.ocpp import schemas
-from stations.ocpp.commands import Call
-from stations.ocpp.mappers import format_datetime
 from stations.services.commands import command_execute
 from tests.commands import TIMEOUT
 from tests.factories import IdTokenFactory

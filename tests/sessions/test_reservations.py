@@ -9,6 +9,13 @@ from django.test import Client
 from django.utils import timezone
 
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
+from cpms.ocpp import commands_auth as auth
+from cpms.ocpp import schemas
+from cpms.ocpp.commands import Call
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.v16.handlers import V16ChargePoint
+from cpms.ocpp.v21.handlers import V21ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
 from sessions.models import ChargingSession, Reservation
 from sessions.services.reservations import (
     reservation_cancel,
@@ -17,13 +24,6 @@ from sessions.services.reservations import (
 )
 from sessions.tasks import reservations_expire as reservations_expire_task
 from stations.models import ChargingStation, Command, StationEvent
-from stations.ocpp import commands_auth as auth
-from stations.ocpp import schemas
-from stations.ocpp.commands import Call
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.v16.handlers import V16ChargePoint
-from stations.ocpp.v21.handlers import V21ChargePoint
-from stations.ocpp.v201.handlers import V201ChargePoint
 from tests.commands import TIMEOUT, CallError
 from tests.factories import ConnectorFactory, EvseFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401

@@ -10,10 +10,10 @@ from rest_framework.test import APIClient
 
 from accounts.services import api_token_get_or_create
 from cpms.errors import PermissionDenied
+from cpms.ocpp.mappers import format_datetime
 from sessions.models import ChargingSession, IdToken
 from sessions.services.tokens import id_token_delete
 from sessions.services.transactions import id_token_authorize
-from stations.ocpp.mappers import format_datetime
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.dialects import DIALECTS
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
+from cpms.ocpp import commands_auth as auth
+from cpms.ocpp.mappers import format_datetime
 from sessions import tasks
 from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
 from sessions.selectors import waitlist_positions
@@ -18,8 +20,6 @@ from sessions.services.waitlists import (
     waitlist_leave,
 )
 from stations.models import ChargingStation, DeviceVariable, SiteAccessMode
-from stations.ocpp import commands_auth as auth
-from stations.ocpp.mappers import format_datetime
 from tests.commands import CallError
 from tests.factories import (
     ChargingSessionFactory,

@@ -17,6 +17,10 @@ from django.utils import timezone
 
 import stations.admin_firmware  # noqa: F401  (registers the admin, as stations/admin.py does)
 from cpms.errors import PermissionDenied, ValidationFailed
+from cpms.ocpp import schemas
+from cpms.ocpp.commands_firmware import diagnostics_request, firmware_update_request
+from cpms.ocpp.v16.handlers import V16ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
 from stations.enums import CommandStatus, StationEventKind
 from stations.models import (
     ChargingStation,
@@ -28,10 +32,6 @@ from stations.models import (
     FirmwareUpdate,
     StationEvent,
 )
-from stations.ocpp import schemas
-from stations.ocpp.commands_firmware import diagnostics_request, firmware_update_request
-from stations.ocpp.v16.handlers import V16ChargePoint
-from stations.ocpp.v201.handlers import V201ChargePoint
 from stations.services.firmware import (
     diagnostics_upload_request,
     firmware_campaign_create,

@@ -12,9 +12,9 @@ from channels.layers import channel_layers
 from django.db import connections, transaction
 
 from cpms.errors import ValidationFailed
+from cpms.ocpp.command_results import answer_hook
 from stations.enums import CommandStatus
 from stations.models import ChargingStation, Command
-from stations.ocpp.command_results import answer_hook
 from stations.services.commands import (
     command_claim,
     command_create,

@@ -23,7 +23,7 @@ from ocpp.v16 import ChargePoint, call, call_result
 from ocpp.v16.enums import Action
 from websockets.asyncio.server import serve
 
-from stations.ocpp.simulator import FleetConfig, run_fleet
+from cpms.simulator import FleetConfig, run_fleet
 
 PASSWORD = "sim-test-password"
 

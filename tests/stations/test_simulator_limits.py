@@ -2,7 +2,7 @@
 
 import random
 
-from stations.ocpp.simulator.meter import EnergyMeter, EvSession
+from cpms.simulator.meter import EnergyMeter, EvSession
 
 
 def ev(seed: int = 3) -> EvSession:

@@ -18,7 +18,7 @@ from ocpp.routing import on
 from ocpp.v201 import ChargePoint, call, call_result
 from ocpp.v201.enums import Action
 
-from stations.ocpp.simulator import FleetConfig, run_fleet
+from cpms.simulator import FleetConfig, run_fleet
 from tests.stations.test_simulator import PASSWORD, StandInChargePoint, StandInCsms, _fleet, _now
 
 SUBPROTOCOLS = ["ocpp2.0.1", "ocpp1.6"]

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from cpms.ocpp.v16.handlers import V16ChargePoint
 from sessions.models import ChargingSession, MeterValue, SessionAnomaly
 from stations.models import ChargingStation, Connector, SecurityEvent, StationEvent, StatusChange
-from stations.ocpp.v16.handlers import V16ChargePoint
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 

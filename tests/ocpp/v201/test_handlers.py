@@ -7,10 +7,10 @@ import orjson
 import pytest
 from django.utils import timezone
 
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.v201.handlers import V201ChargePoint
 from sessions.models import ChargingSession, MeterValue, TransactionEvent
 from stations.models import Connector, DeviceVariable, SecurityEvent, StationEvent, StatusChange
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.v201.handlers import V201ChargePoint
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 

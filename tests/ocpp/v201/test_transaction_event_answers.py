@@ -9,10 +9,10 @@ from django.utils import timezone
 from billing.models import ChargeDetailRecord
 from billing.services.cdrs import session_bill
 from billing.services.tariffs import TariffVersionInput, tariff_assign, tariff_create, tariff_version_create
+from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp.v21.handlers import V21ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
 from sessions.models import ChargingSession, TransactionEvent
-from stations.ocpp.mappers import format_datetime
-from stations.ocpp.v21.handlers import V21ChargePoint
-from stations.ocpp.v201.handlers import V201ChargePoint
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 

@@ -1,0 +1,115 @@
+"""Handlers the versions share: boot, status, heartbeat, and notifications that are recorded and answered
+with a fixed result. Version differences come in as the version's mapper."""
+
+from collections.abc import Callable
+from datetime import datetime
+
+from cpms.ocpp import energy_hooks, live_hooks, task_queue
+from cpms.ocpp.batching import GroupCommit
+from cpms.ocpp.chargepoint import Handler, Request, run_db
+from cpms.ocpp.mappers import format_datetime, parse_datetime, text
+from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
+from sessions.types import TransactionEventRequest, TransactionEventResult
+from stations.enums import SecurityEventKind
+from stations.services.ocpp import (
+    connector_status_update,
+    security_event_record,
+    station_boot,
+    station_event_record,
+    station_seen,
+)
+from stations.tasks import incidents_notify_pending
+from stations.types import ConnectorStatusReport, StationInfo
+
+# MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
+meter_values_writer: GroupCommit[MeterValuesItem, int | None] = GroupCommit(meter_values_record_many)
+transaction_events_writer: GroupCommit[tuple[TransactionEventRequest, int], TransactionEventResult] = (
+    GroupCommit(transaction_events_record_many)
+)
+
+
+def boot_notification(station_info: Callable[[dict], StationInfo]) -> Handler:
+    """BootNotification in either version: `station_info` is the version's mapper."""
+
+    async def handler(req: Request) -> dict:
+        result = await run_db(
+            station_boot,
+            station_id=req.station.station_id,
+            info=station_info(req.payload),
+            received_at=req.received_at,
+        )
+        req.station.registration_status = result.status
+        if result.status == "Accepted":
+            energy_hooks.station_booted(req.station.station_id)
+        return {
+            "status": result.status,
+            "currentTime": format_datetime(result.current_time),
+            "interval": result.interval_s,
+        }
+
+    return handler
+
+
+def status_notification(status_report: Callable[[dict, datetime], ConnectorStatusReport]) -> Handler:
+    """StatusNotification in either version: `status_report` is the version's mapper."""
+
+    async def handler(req: Request) -> dict:
+        report = status_report(req.payload, req.received_at)
+        incident_opened = await run_db(
+            connector_status_update, station_id=req.station.station_id, report=report
+        )
+        live_hooks.status_reported(req.station, report)
+        if incident_opened:
+            # The alert goes out now rather than at the next minute's sweep (which catches a lost publish).
+            task_queue.submit(incidents_notify_pending)
+        return {}
+
+    return handler
+
+
+async def heartbeat(req: Request) -> dict:
+    await run_db(station_seen, station_id=req.station.station_id, at=req.received_at)
+    return {"currentTime": format_datetime(req.received_at)}
+
+
+def recorded(
+    kind: str,
+    answer: dict | None = None,
+    *,
+    status_field: str | None = None,
+    status_key: str = "status",
+    detail: Callable[[dict], dict] = dict,
+) -> Handler:
+    """A handler that keeps the notification as a StationEvent (optionally mirroring its status into
+    `status_field` on the station) and answers `answer`."""
+    response = answer or {}
+
+    async def handler(req: Request) -> dict:
+        timestamp = req.payload.get("timestamp") or req.payload.get("generatedAt")
+        await run_db(
+            station_event_record,
+            station_id=req.station.station_id,
+            kind=kind,
+            detail=detail(req.payload),
+            occurred_at=parse_datetime(timestamp, "timestamp") if timestamp else req.received_at,
+            received_at=req.received_at,
+            status_field=status_field,
+            status=str(req.payload.get(status_key, "")),
+        )
+        return dict(response)
+
+    handler.__name__ = f"record_{kind}"
+    return handler
+
+
+async def security_event_notification(req: Request) -> dict:
+    """SecurityEventNotification (1.6 security whitepaper, 2.0.1 A04): into the security log."""
+    detail = f"{req.payload['type']} at {req.payload['timestamp']}: {text(req.payload.get('techInfo'), 255)}"
+    await run_db(
+        security_event_record,
+        identity=req.station.identity,
+        station_id=req.station.station_id,
+        kind=SecurityEventKind.CHARGER_REPORTED,
+        detail=detail,
+    )
+    return {}

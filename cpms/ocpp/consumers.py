@@ -1,0 +1,492 @@
+"""The OCPP-J WebSocket endpoint: `ws(s)://HOST/ocpp/<identity>` (CONTRACT.md).
+
+Handshake: subprotocol negotiation, station lookup (404 unknown), HTTP Basic auth (401), then the
+version's ChargePoint takes every frame. The consumer joins a channel-layer group per station so any
+process can reach the charger, and a newer connection of the same identity replaces an older one.
+"""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from urllib.parse import unquote_to_bytes
+
+from channels.consumer import get_handler_name
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
+from django.conf import settings
+from django.utils import timezone
+
+from cpms.ocpp import actions, live_hooks
+from cpms.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
+from cpms.ocpp.command_results import answer_hook
+from cpms.ocpp.errors import OcppError
+from cpms.ocpp.throttle import MessageRate, handshake_throttle
+from cpms.ocpp.v16.handlers import V16ChargePoint
+from cpms.ocpp.v21.handlers import V21ChargePoint
+from cpms.ocpp.v201.handlers import V201ChargePoint
+from stations.enums import CommandStatus, SecurityEventKind
+from stations.services.commands import (
+    DISCONNECTED,
+    command_claim,
+    command_finish,
+    command_pending_for,
+    request_redacted,
+    station_group,
+)
+from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
+from stations.services.ocpp import (
+    security_event_record,
+    station_auth_get,
+    station_auto_register,
+    station_connected,
+    station_disconnected,
+)
+
+logger = logging.getLogger(__name__)
+
+# Subprotocol -> ChargePoint class. The charger's list is in its order of preference: we take the first
+# one we speak (CONTRACT.md).
+CHARGE_POINTS: dict[str, type[ChargePoint]] = {
+    "ocpp1.6": V16ChargePoint,
+    "ocpp2.0.1": V201ChargePoint,
+    "ocpp2.1": V21ChargePoint,
+}
+MAX_IDENTITY_LENGTH = 48
+LAYER_TIMEOUT_S = 3.0
+LAYER_RETRY_S = 5.0
+
+
+def negotiate(offered: list[str]) -> str | None:
+    for protocol in offered:
+        if protocol in CHARGE_POINTS:
+            return protocol
+    return None
+
+
+def identity_parse(scope) -> tuple[str, str]:
+    """The identity in the charger's URL, and what is wrong with it ("" when nothing).
+
+    Taken from the raw path when the server gives it (Daphne and uvicorn do): their decoded `path` cannot
+    tell an encoded slash (`CP%2F1`) from a separator and replaces invalid UTF-8 with U+FFFD. CONTRACT.md:
+    the identity is URL-decoded, 1-48 characters; identity_validate never registers one with a '/' or a
+    non-printable character, so such an identity is unknown (RELIABILITY 46).
+    """
+    identity = scope["url_route"]["kwargs"].get("identity") or ""
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        _, found, segment = bytes(raw_path).split(b"?", 1)[0].partition(b"/ocpp/")
+        segment = segment if found else b""
+        if segment.endswith(b"/"):
+            segment = segment[:-1]  # the router's optional trailing slash (`/ocpp/CP1/`)
+        try:
+            identity = unquote_to_bytes(segment).decode("utf-8")
+        except UnicodeDecodeError:
+            return segment.decode("ascii", "backslashreplace"), "not UTF-8"
+    if "/" in identity:
+        return identity, "contains '/'"
+    if not identity:
+        return identity, "empty"
+    if len(identity) > MAX_IDENTITY_LENGTH:
+        return identity, f"longer than {MAX_IDENTITY_LENGTH} characters"
+    if not identity.isprintable():
+        return identity, "control characters"
+    return identity, ""
+
+
+def identity_shown(identity: str) -> str:
+    """For logs and the security log: control characters escaped (a NUL would fail PostgreSQL), and
+    bounded."""
+    if not identity.isprintable():
+        identity = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in identity)
+    return identity[:100]
+
+
+async def refuse(scope, send, status: int, reason: str) -> None:
+    """Refuse a handshake with an HTTP status (ASGI WebSocket Denial Response), or a plain close (403) on a
+    server without that extension."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        headers = [(b"content-type", b"text/plain; charset=utf-8")]
+        if status == 401:
+            headers.append((b"www-authenticate", b'Basic realm="OCPP"'))
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": reason.encode()})
+    else:
+        await send({"type": "websocket.close"})
+
+
+class CommandPoller:
+    """Per server process: the stations whose connection this process holds, and a loop that sends
+    them the pending commands the channel layer did not bring (see stations.services.commands)."""
+
+    def __init__(self):
+        self.consumers: dict[int, OcppConsumer] = {}
+        self._task: asyncio.Task | None = None
+
+    def hold(self, station_id: int, consumer: "OcppConsumer") -> None:
+        self.consumers[station_id] = consumer
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run())
+
+    def release(self, station_id: int, consumer: "OcppConsumer") -> None:
+        if self.consumers.get(station_id) is consumer:
+            del self.consumers[station_id]
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(settings.OCPP_COMMAND_POLL_S)
+            if not self.consumers:
+                continue
+            try:
+                pending = await run_db(command_pending_for, station_ids=list(self.consumers))
+            except Exception:
+                logger.exception("looking for pending commands failed")
+                continue
+            for command_id, station_id in pending:
+                consumer = self.consumers.get(station_id)
+                if consumer is not None:
+                    consumer.command_start(command_id, reply_to=None)
+
+
+command_poller = CommandPoller()
+
+
+class OcppConsumer(AsyncWebsocketConsumer):
+    cp: ChargePoint | None = None
+    connection_id: str = ""
+    channel_name: str = ""
+    _closing: bool = False
+
+    async def __call__(self, scope, receive, send):
+        """channels' AsyncConsumer.__call__, with the channel layer optional at every step: a charger must
+        be able to connect and be served while Redis is down (RELIABILITY D32); only commands from other
+        processes cannot reach it then."""
+        self.scope = scope
+        self.base_send = send
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        sources = [receive]
+        if self.channel_layer is not None:
+            try:
+                self.channel_name = await asyncio.wait_for(self.channel_layer.new_channel(), LAYER_TIMEOUT_S)
+                sources.append(self._layer_receive)
+            except Exception:
+                logger.exception("channel layer unavailable; serving the charger without it")
+                self.channel_layer = None
+        with contextlib.suppress(StopConsumer):
+            await await_many_dispatch(sources, self.dispatch)
+
+    async def _layer_receive(self):
+        while True:
+            try:
+                return await self.channel_layer.receive(self.channel_name)
+            except Exception:
+                logger.exception("channel layer receive failed; retrying")
+                await asyncio.sleep(LAYER_RETRY_S)
+
+    async def dispatch(self, message):
+        # Channels >= 4.2 runs aclose_old_connections() in a thread before every message: 25-29% of the
+        # server's CPU (PERFORMANCE.md). Our database work runs in worker threads through
+        # database_sync_to_async, which closes stale connections itself, so we skip it here.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self):
+        identity, problem = identity_parse(self.scope)
+        remote = (self.scope.get("client") or ["", 0])[0] or ""
+        protocol = negotiate(self.scope.get("subprotocols") or [])
+        if protocol is None:
+            logger.info(
+                "refused %r from %s: no supported subprotocol in %s",
+                identity_shown(identity),
+                remote,
+                self.scope.get("subprotocols"),
+            )
+            await self._refuse(400, "No supported OCPP subprotocol (" + ", ".join(CHARGE_POINTS) + ")")
+            return
+
+        shown = identity_shown(identity)
+        if handshake_throttle.blocked(identity=shown, address=remote):
+            logger.warning("throttled handshake for %r from %s", shown[:48], remote)
+            await self._refuse(429, "Too many failed attempts; retry later")
+            return
+        if problem:
+            # No station can have this identity (RELIABILITY 46): refused like any unknown one, without a
+            # lookup, and counted and logged like any failed handshake.
+            await run_db(
+                security_event_record,
+                identity=shown,
+                kind=SecurityEventKind.UNKNOWN_IDENTITY,
+                detail=f"malformed identity: {problem}",
+                remote_addr=remote,
+            )
+            handshake_throttle.failed(identity=shown, address=remote)
+            await self._refuse(404, "Unknown charging station")
+            return
+
+        headers = dict(self.scope.get("headers") or [])
+        credentials = basic_auth_parse(headers.get(b"authorization"))
+        station = await run_db(station_auth_get, identity=identity)
+        if station is None:
+            password = credentials[1] if credentials and credentials[0] == identity else None
+            station = await run_db(station_auto_register, identity=identity, password=password)
+            if station is None:
+                await run_db(
+                    security_event_record,
+                    identity=identity,
+                    kind=SecurityEventKind.UNKNOWN_IDENTITY,
+                    detail="handshake for an unregistered identity",
+                    remote_addr=remote,
+                )
+                handshake_throttle.failed(identity=identity, address=remote)
+                await self._refuse(404, "Unknown charging station")
+                return
+        elif not await self._authenticated(station, identity, credentials):
+            await run_db(
+                security_event_record,
+                identity=identity,
+                station_id=station.station_id,
+                kind=SecurityEventKind.AUTH_FAILED,
+                # Never the password itself (RELIABILITY A2): only what was wrong.
+                detail="missing credentials" if credentials is None else "wrong username or password",
+                remote_addr=remote,
+            )
+            handshake_throttle.failed(identity=identity, address=remote)
+            await self._refuse(401, "Authentication required")
+            return
+        handshake_throttle.succeeded(identity=identity, address=remote)
+
+        self.connection_id = uuid.uuid4().hex
+        self.group = station_group(identity)
+        # RELIABILITY A6: a newer connection wins; tell any older one (in any process) to close.
+        await self._layer(
+            "group_send", self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
+        )
+        await self._layer("group_add", self.group, self.channel_name)
+        connected_at = timezone.now()
+        await run_db(
+            station_connected,
+            station_id=station.station_id,
+            connection_id=self.connection_id,
+            protocol=protocol,
+            at=connected_at,
+        )
+        self.cp = CHARGE_POINTS[protocol](
+            station=StationContext(
+                station_id=station.station_id,
+                identity=identity,
+                organisation_id=station.organisation_id,
+                registration_status=station.registration_status,
+                site_id=station.site_id,
+            ),
+            send=self._send_text,
+        )
+        self._commands: dict[int, asyncio.Task] = {}
+        self._rate = MessageRate(rate_per_s=settings.OCPP_MESSAGES_PER_S, burst=settings.OCPP_MESSAGE_BURST)
+        self._throttled = False
+        await self.accept(protocol)
+        command_poller.hold(station.station_id, self)
+        live_hooks.connection_changed(self.cp.station, connected=True, at=connected_at)
+
+    async def _layer(self, method: str, *args) -> None:
+        """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
+        goes on (RELIABILITY D32); only reaching this charger from other processes is lost, and logged."""
+        if self.channel_layer is None:
+            return
+        try:
+            await asyncio.wait_for(getattr(self.channel_layer, method)(*args), timeout=LAYER_TIMEOUT_S)
+        except Exception:
+            logger.exception(
+                "channel layer unavailable for %s; commands from other processes cannot reach it", self.group
+            )
+
+    @staticmethod
+    async def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
+        if station.security_profile == 0 and not station.password_hash:
+            return True  # profile 0: no authentication (for trusted networks only)
+        if credentials is None or not (station.password_hash or station.pending_password_hash):
+            return False
+        username, password = credentials
+        if username != identity:
+            return False
+        matched = station_password_check(
+            password_hash=station.password_hash,
+            pending_password_hash=station.pending_password_hash,
+            password=password,
+        )
+        if matched == "pending":
+            # RELIABILITY A5: a password sent to the charger whose answer we have not committed; connecting
+            # with it confirms the charger took it, so it becomes the only one.
+            await run_db(
+                station_password_promote,
+                station_id=station.station_id,
+                pending_password_hash=station.pending_password_hash,
+            )
+        return matched is not None
+
+    async def _refuse(self, status: int, reason: str) -> None:
+        await refuse(self.scope, self.base_send, status, reason)
+
+    async def _send_text(self, frame: str) -> None:
+        await self.send(text_data=frame)
+
+    async def receive(self, text_data=None, bytes_data=None):
+        if self.cp is None or self._closing:
+            return
+        if text_data is None:
+            await self._refuse_binary(len(bytes_data or b""))
+            return
+        wait = self._rate.delay()
+        if wait:
+            await self._throttle(wait)
+        await self.cp.route_message(text_data)
+
+    async def _refuse_binary(self, size: int) -> None:
+        """OCPP-J carries every message as a WebSocket text frame (UTF-8 JSON; OCPP-J 1.6 section 4, 2.0.1
+        Part 4 section 4.1). A binary frame is closed with 1003, "unsupported data" (RFC 6455 7.4.1), as
+        SteVe does: answering it with a CALLERROR would suggest we read it. RELIABILITY 46."""
+        self._closing = True
+        station = self.cp.station
+        logger.warning("%s: binary frame of %d bytes; closing with 1003", station.identity, size)
+        # Recorded before the close, so that the event is there by the time the charger sees the close.
+        await run_db(
+            security_event_record,
+            identity=station.identity,
+            station_id=station.station_id,
+            kind=SecurityEventKind.PROTOCOL_VIOLATION,
+            detail=f"binary WebSocket frame ({size} bytes); OCPP-J uses text frames only: closed with 1003",
+        )
+        await self.close(code=1003, reason="Binary frames are not supported: OCPP-J uses text frames")
+
+    async def _throttle(self, wait: float) -> None:
+        """RELIABILITY.md B13: a connection sending faster than OCPP_MESSAGES_PER_S (past its burst) is
+        slowed to that rate; the first time, it is logged as a protocol violation."""
+        if not self._throttled:
+            self._throttled = True
+            station = self.cp.station
+            logger.warning(
+                "%s: message flood; throttled to %s/s", station.identity, settings.OCPP_MESSAGES_PER_S
+            )
+            await run_db(
+                security_event_record,
+                identity=station.identity,
+                station_id=station.station_id,
+                kind=SecurityEventKind.PROTOCOL_VIOLATION,
+                detail=f"message flood: more than {settings.OCPP_MESSAGES_PER_S:g}/s after a burst of "
+                f"{settings.OCPP_MESSAGE_BURST}; throttled",
+            )
+        await asyncio.sleep(wait)
+
+    async def ocpp_superseded(self, event):
+        if event["connection_id"] != self.connection_id and self.cp is not None:
+            logger.info("%s: replaced by a newer connection", self.cp.station.identity)
+            await self.close(code=1000)
+
+    # --- remote commands (stations.services.commands) -----------------------------------------------
+    async def ocpp_command(self, event):
+        self.command_start(event["command_id"], reply_to=event.get("reply_to"))
+
+    def command_start(self, command_id: int, *, reply_to: str | None) -> None:
+        """Send a command as a task of its own: this consumer must keep reading frames, the answer among
+        them (STYLE.md: never await a CSMS->charger call inside the consumer's message handling)."""
+        if self.cp is None or command_id in self._commands:
+            return
+        self._commands[command_id] = asyncio.ensure_future(self._command_run(self.cp, command_id, reply_to))
+
+    async def _command_run(self, cp: ChargePoint, command_id: int, reply_to: str | None) -> None:
+        try:
+            unique_id = str(uuid.uuid4())
+            command = await run_db(
+                command_claim, command_id=command_id, station_id=cp.station.station_id, unique_id=unique_id
+            )
+            if command is None:
+                return  # another process or task took it, or it was given up
+            outcome = await self._command_call(cp, command, unique_id)
+            redacted = request_redacted(command.action, command.request)
+            if redacted is not command.request:
+                outcome["request"] = redacted  # sent: the secret need not be kept any longer
+            await run_db(command_finish, command_id=command_id, **outcome)
+        except Exception:
+            logger.exception("%s: command %s failed", cp.station.identity, command_id)
+        finally:
+            self._commands.pop(command_id, None)
+            if reply_to:
+                await self._layer("send", reply_to, {"type": "ocpp.command.done", "command_id": command_id})
+
+    @staticmethod
+    async def _command_call(cp: ChargePoint, command, unique_id: str) -> dict:
+        try:
+            response = await cp.call(
+                command.action, command.request, timeout=command.timeout_s, unique_id=unique_id
+            )
+        except CallErrorReceived as exc:
+            return {
+                "status": CommandStatus.FAILED,
+                "response": {
+                    "errorCode": exc.code,
+                    "errorDescription": exc.description,
+                    "errorDetails": exc.details,
+                },
+                "error_code": exc.code,
+                "error_description": exc.description or exc.code,
+            }
+        except TimeoutError:
+            return {
+                "status": CommandStatus.TIMED_OUT,
+                "error_code": "Timeout",
+                "error_description": f"No answer within {command.timeout_s:g} s.",
+            }
+        except ConnectionError:
+            return {
+                "status": CommandStatus.FAILED,
+                "error_code": DISCONNECTED,
+                "error_description": "The connection closed before the charger answered.",
+            }
+        try:
+            actions.response_validate(protocol=cp.version, action=command.action, payload=response)
+        except OcppError as exc:
+            return {
+                "status": CommandStatus.FAILED,
+                "response": response,
+                "error_code": "InvalidResponse",
+                "error_description": f"The charger's answer does not match the schema: {exc.description}",
+            }
+        return {
+            "status": CommandStatus.ANSWERED,
+            "response": response,
+            "on_answer": answer_hook(cp.version, command.action),
+        }
+
+    async def disconnect(self, code):
+        if self.cp is None:
+            return
+        command_poller.release(self.cp.station.station_id, self)
+        self.cp.close()
+        await self._layer("group_discard", self.group, self.channel_name)
+        disconnected_at = timezone.now()
+        if await run_db(
+            station_disconnected,
+            station_id=self.cp.station.station_id,
+            connection_id=self.connection_id,
+            at=disconnected_at,
+            reason=f"close code {code}",
+        ):
+            live_hooks.connection_changed(self.cp.station, connected=False, at=disconnected_at)
+        self.cp = None
+
+
+class NotFoundConsumer(AsyncWebsocketConsumer):
+    """Every WebSocket path that is neither an OCPP URL nor the portal's: refused with 404 (a router error
+    would answer 500 with a traceback; RELIABILITY 46). No identity, so nothing for the security log."""
+
+    async def connect(self):
+        logger.info(
+            "refused WebSocket for unknown path %r from %s",
+            self.scope.get("path", "")[:200],
+            (self.scope.get("client") or ["", 0])[0],
+        )
+        await refuse(self.scope, self.base_send, 404, "Not found")

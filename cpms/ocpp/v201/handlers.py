@@ -1,0 +1,154 @@
+"""OCPP 2.0.1 charging-station-initiated messages: mapper -> one service call in a thread -> mapper -> result.
+
+Messages the platform cannot act on yet (certificates, EV charging needs) are recorded and answered with
+the spec's refusal, never dropped and never a crash.
+"""
+
+from ocpp.v201.enums import Action
+
+from cpms.ocpp import billing_hooks, energy_hooks, waitlist_hooks
+from cpms.ocpp.chargepoint import ChargePoint, Request, run_db
+from cpms.ocpp.common import (
+    boot_notification,
+    heartbeat,
+    meter_values_writer,
+    recorded,
+    security_event_notification,
+    transaction_events_writer,
+)
+from cpms.ocpp.errors import V201_CODES
+from cpms.ocpp.mappers import parse_datetime, wire_id
+from cpms.ocpp.v201 import mappers
+from sessions.services.ingest import MeterValuesItem
+from sessions.services.reservations import reservation_status_update
+from sessions.services.transactions import id_token_authorize
+from stations.enums import StationEventKind
+from stations.services.device_model import device_variables_record
+
+
+async def authorize(req: Request) -> dict:
+    token = await run_db(
+        id_token_authorize,
+        organisation_id=req.station.organisation_id,
+        value=req.payload["idToken"]["idToken"],
+        station_id=req.station.station_id,
+    )
+    return {"idTokenInfo": mappers.id_token_info(token)}
+
+
+async def transaction_event(req: Request) -> dict:
+    request = mappers.transaction_event(
+        req.payload, station_id=req.station.station_id, received_at=req.received_at
+    )
+    result = await transaction_events_writer.submit((request, req.station.organisation_id))
+    if result.opened:
+        await billing_hooks.session_opened(result.session_id)
+    if result.ended:
+        billing_hooks.session_ended(result.session_id)
+    if result.opened or result.ended:
+        energy_hooks.session_changed(req.station.station_id)
+    answer: dict = {}
+    # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken"
+    # and only then (E01/E02: cable plugged in first, or a remote start whose token comes in a later event):
+    # an idTokenInfo Unknown for an event without a token makes some chargers stop the transaction.
+    if "idToken" in req.payload and result.token is not None:
+        answer["idTokenInfo"] = mappers.id_token_info(result.token)
+    if request.event_type == "Ended":
+        # I03 (E06): the final total cost, tax included, in the session's currency, read after the commit
+        # above (a redelivered Ended gets it again). Sent whatever the station's device model says about
+        # TariffCostCtrlr: the field is optional and a station that shows no costs ignores it, while leaving
+        # it out tells a station that does that the charge "was NOT free" (TransactionEventResponse.totalCost),
+        # and the device model we hold may simply not have been read yet.
+        total = await billing_hooks.session_total_cost(result.session_id)
+        if total is not None:
+            answer["totalCost"] = total
+    return answer
+
+
+async def meter_values(req: Request) -> dict:
+    # 2.0.1 MeterValues carry no transaction id: values inside transactions come in TransactionEvent.
+    await meter_values_writer.submit(
+        MeterValuesItem(
+            station_id=req.station.station_id,
+            evse_id=wire_id(req.payload["evseId"], "evseId") or None,
+            transaction_id=None,
+            samples=tuple(mappers.samples(req.payload["meterValue"], req.received_at)),
+            received_at=req.received_at,
+        )
+    )
+    return {}
+
+
+async def notify_report(req: Request) -> dict:
+    await run_db(
+        device_variables_record,
+        station_id=req.station.station_id,
+        reports=mappers.variable_reports(req.payload.get("reportData", [])),
+        reported_at=parse_datetime(req.payload["generatedAt"], "generatedAt"),
+    )
+    return {}
+
+
+async def reservation_status_updated(req: Request) -> dict:
+    """H05: the station dropped a reservation (Expired / Removed): kept as a station event, and the
+    reservation, if it is ours and still open, follows."""
+    await run_db(
+        reservation_status_update,
+        station_id=req.station.station_id,
+        reservation_id=req.payload["reservationId"],
+        status=req.payload["reservationUpdateStatus"],
+        detail=dict(req.payload),
+        received_at=req.received_at,
+    )
+    return {}
+
+
+def _csr_only(payload: dict) -> dict:
+    return {"csr": payload["csr"][:5500], "certificateType": payload.get("certificateType", "")}
+
+
+def _without_exi(payload: dict) -> dict:
+    return {"iso15118SchemaVersion": payload["iso15118SchemaVersion"], "action": payload["action"]}
+
+
+class V201ChargePoint(ChargePoint):
+    version = "2.0.1"
+    error_codes = V201_CODES
+    known_actions = frozenset(action.value for action in Action)
+    handlers = {
+        "BootNotification": boot_notification(mappers.station_info),
+        "Heartbeat": heartbeat,
+        "StatusNotification": waitlist_hooks.status_notification(mappers.status_report),
+        "Authorize": authorize,
+        "TransactionEvent": transaction_event,
+        "MeterValues": meter_values,
+        "NotifyReport": notify_report,
+        "SecurityEventNotification": security_event_notification,
+        "NotifyEvent": recorded(StationEventKind.NOTIFY_EVENT),
+        "NotifyMonitoringReport": recorded(StationEventKind.MONITORING_REPORT),
+        "LogStatusNotification": recorded(StationEventKind.LOG_STATUS, status_field="diagnostics_status"),
+        "FirmwareStatusNotification": recorded(
+            StationEventKind.FIRMWARE_STATUS, status_field="firmware_status"
+        ),
+        "PublishFirmwareStatusNotification": recorded(StationEventKind.PUBLISH_FIRMWARE_STATUS),
+        # No vendor extensions are defined yet (P01.FR.06: unknown vendorId -> UnknownVendorId).
+        "DataTransfer": recorded(StationEventKind.DATA_TRANSFER, {"status": "UnknownVendorId"}),
+        "ReservationStatusUpdate": reservation_status_updated,
+        "NotifyChargingLimit": recorded(StationEventKind.CHARGING_LIMIT),
+        "ClearedChargingLimit": recorded(StationEventKind.CHARGING_LIMIT),
+        "ReportChargingProfiles": recorded(StationEventKind.CHARGING_PROFILES_REPORT),
+        # Smart charging schedules for ISO 15118 EVs are not computed yet: refuse, so the EV uses its own.
+        "NotifyEVChargingNeeds": recorded(StationEventKind.EV_CHARGING_NEEDS, {"status": "Rejected"}),
+        "NotifyEVChargingSchedule": recorded(StationEventKind.EV_CHARGING_SCHEDULE, {"status": "Accepted"}),
+        "NotifyDisplayMessages": recorded(StationEventKind.DISPLAY_MESSAGES),
+        "NotifyCustomerInformation": recorded(StationEventKind.CUSTOMER_INFORMATION),
+        # Certificate management (security profile 3, ISO 15118 Plug & Charge) is not built yet: requests
+        # are kept and refused so the station keeps its current certificates.
+        "SignCertificate": recorded(
+            StationEventKind.CERTIFICATE_REQUEST, {"status": "Rejected"}, detail=_csr_only
+        ),
+        "Get15118EVCertificate": recorded(
+            StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed", "exiResponse": ""}, detail=_without_exi
+        ),
+        "GetCertificateStatus": recorded(StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed"}),
+    }
