@@ -76,7 +76,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "cpms.portal.portal_context",
+                "cpms.portal.base.portal_context",
             ],
         },
     },
