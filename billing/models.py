@@ -10,12 +10,18 @@ from django.db import models
 
 from accounts.models import Organisation
 from billing.enums import AssignmentLevel, ExportKind, ExportStatus
-from cpms.db import ImmutableModel, ImmutableQuerySet, ImmutableRecordError  # noqa: F401 (re-exported)
+from cpms.db import (  # noqa: F401 (ImmutableRecordError re-exported)
+    DecimalDigits,
+    ImmutableModel,
+    ImmutableQuerySet,
+    ImmutableRecordError,
+)
 from sessions.models import ChargingSession, IdToken
 from stations.models import ChargingStation, Site
 
-MONEY = {"max_digits": 14, "decimal_places": 4}  # amounts are rounded to the minor unit (<= 4 decimals)
-PRICE = {"max_digits": 14, "decimal_places": 6}  # unit prices may carry more decimals than the currency
+# Amounts are rounded to the minor unit (<= 4 decimals); unit prices may carry more decimals than the currency.
+MONEY: DecimalDigits = {"max_digits": 14, "decimal_places": 4}
+PRICE: DecimalDigits = {"max_digits": 14, "decimal_places": 6}
 
 
 class Tariff(models.Model):

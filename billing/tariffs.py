@@ -212,8 +212,10 @@ def _price(tariff: Tariff, usage: SessionUsage, *, apply_min_price: bool) -> Pri
         grace=(grace_start, grace_end),
     )
 
-    # (dimension, element index) -> used quantity in Wh or µs, and the element of each dimension's last piece.
+    # (dimension, element index) -> used quantity in Wh or µs and the component it is priced with, and the
+    # element of each dimension's last piece.
     used: dict[tuple[Dimension, int], int] = {}
+    priced_with: dict[tuple[Dimension, int], PriceComponent] = {}
     last_element: dict[Dimension, int] = {}
     charging_us = parking_us = billed_parking_us = 0
     for piece in pieces:
@@ -232,8 +234,9 @@ def _price(tariff: Tariff, usage: SessionUsage, *, apply_min_price: bool) -> Pri
         for dimension, quantity in billed:
             match = _first_match(tariff, dimension, piece)
             if match is not None:
-                index = match[0]
+                index, component = match
                 used[dimension, index] = used.get((dimension, index), 0) + quantity
+                priced_with[dimension, index] = component
                 last_element[dimension] = index
 
     lines: list[PriceLine] = []
@@ -254,11 +257,11 @@ def _price(tariff: Tariff, usage: SessionUsage, *, apply_min_price: bool) -> Pri
         extra = 0
         if dimension in (Dimension.ENERGY, time_rounded):
             total = sum(quantity for _, quantity in per_element)
-            step = max(_component(tariff.elements[last].price_components, dimension).step_size, 1)
+            step = max(priced_with[dimension, last].step_size, 1)
             step *= 1 if dimension == Dimension.ENERGY else US_PER_S
             extra = _ceil_div(total, step) * step - total
         for index, quantity in per_element:
-            component = _component(tariff.elements[index].price_components, dimension)
+            component = priced_with[dimension, index]
             billed_quantity = quantity + (extra if index == last else 0)
             lines.append(_usage_line(dimension, index, component, quantity, billed_quantity, currency))
 
@@ -364,7 +367,7 @@ def _offset_changes(tz: ZoneInfo, start: int, stop: int) -> list[int]:
 
 
 def _energy_thresholds(tariff: Tariff) -> list[int]:
-    thresholds = set()
+    thresholds: set[int] = set()
     for element in tariff.elements:
         restrictions = element.restrictions
         if restrictions is not None:

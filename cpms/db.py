@@ -1,7 +1,16 @@
 """Append-only tables: bulk writes on the hot path (meter values, the OCPP message log) and insert-only models
 (billing records, the audit log)."""
 
+from typing import TypedDict
+
 from django.db import connection, models
+
+
+class DecimalDigits(TypedDict):
+    """A decimal column's size, spread into the field (`DecimalField(**MONEY)`): typed, so both are checked."""
+
+    max_digits: int
+    decimal_places: int
 
 
 def rows_append(model: type[models.Model], columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -179,7 +179,7 @@ def balance(
     )
 
 
-def _topology(nodes: Sequence[Node]):
+def _topology(nodes: Sequence[Node]) -> tuple[list[int], list[list[int]], list[list[float]], list[float]]:
     """Validate the nodes; return their ids (sorted), each node's path to its root (node indexes, itself
     first), the base load per node (indexed like the ids) and the capacity per node phase."""
     by_id: dict[int, Node] = {}
@@ -202,23 +202,24 @@ def _topology(nodes: Sequence[Node]):
 
     node_ids = sorted(by_id)
     index = {node_id: position for position, node_id in enumerate(node_ids)}
-    paths: list[list[int] | None] = [None] * len(node_ids)
+    known: dict[int, list[int]] = {}  # node index -> its path
     for node_id in node_ids:
         # Walk up until a node whose path is known (or a root), then fill in the paths on the way down.
         chain: list[int] = []
         seen: set[int] = set()
         current: int | None = node_id
-        while current is not None and paths[index[current]] is None:
+        while current is not None and index[current] not in known:
             if current in seen:
                 cycle = [*chain[chain.index(current) :], current]
                 raise ValueError(f"nodes {' -> '.join(map(str, cycle))} form a cycle")
             seen.add(current)
             chain.append(current)
             current = by_id[current].parent_id
-        above = [] if current is None else paths[index[current]]
+        above = [] if current is None else known[index[current]]
         for member in reversed(chain):
             above = [index[member], *above]
-            paths[index[member]] = above
+            known[index[member]] = above
+    paths = [known[position] for position in range(len(node_ids))]
 
     # Children before parents (deepest first) for the base loads.
     base_load = [list(by_id[node_id].base_load_a) for node_id in node_ids]
@@ -282,7 +283,7 @@ def _phases_used(evse: EvseInput, threshold_a: float) -> tuple[int, ...]:
     return drawing or evse.phases
 
 
-def _serve_order(evse: EvseInput) -> tuple:
+def _serve_order(evse: EvseInput) -> tuple[int, bool, float, int]:
     running = evse.previous_a is not None and evse.previous_a > 0
     return (-evse.priority, not running, evse.since, evse.id)
 
@@ -379,16 +380,26 @@ def _floor_to_step(value: float, step_a: float, inverse: int) -> float:
     return multiple(k)
 
 
-def _node_loads(evses, served, limits, phases_used, paths, node_index, node_ids, base_load):
+def _node_loads(
+    evses: Sequence[EvseInput],
+    served: Sequence[int],
+    limits: Sequence[float],
+    phases_used: Sequence[tuple[int, ...]],
+    paths: Sequence[Sequence[int]],
+    node_index: dict[int, int],
+    node_ids: Sequence[int],
+    base_load: Sequence[Sequence[float]],
+) -> dict[int, tuple[float, float, float]]:
     parts: list[list[list[float]]] = [[[] for _ in range(PHASES)] for _ in node_ids]
     for index in served:
         for node in paths[node_index[evses[index].node_id]]:
             for phase in phases_used[index]:
                 parts[node][phase].append(limits[index])
-    # fsum is exactly rounded, so the sums do not depend on the order of the terms.
-    return {
-        node_id: tuple(
+    loads: dict[int, tuple[float, float, float]] = {}
+    for position, node_id in enumerate(node_ids):
+        # fsum is exactly rounded, so the sums do not depend on the order of the terms.
+        l1, l2, l3 = (
             math.fsum(parts[position][phase]) + base_load[position][phase] for phase in range(PHASES)
         )
-        for position, node_id in enumerate(node_ids)
-    }
+        loads[node_id] = (l1, l2, l3)
+    return loads

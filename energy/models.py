@@ -7,10 +7,11 @@ Currents are amps per phase. The balancing algorithm itself is a pure function (
 
 from django.db import models
 
+from cpms.db import DecimalDigits
 from energy.enums import NodeKind, ProfileKind, SignalKind
 from stations.models import ChargingStation, Command, Evse, Site
 
-AMPS = {"max_digits": 8, "decimal_places": 1}
+AMPS: DecimalDigits = {"max_digits": 8, "decimal_places": 1}
 
 
 class GridNode(models.Model):

@@ -254,8 +254,9 @@ def site_picture(*, site_id: int, at: datetime) -> SitePicture:
     active = ChargingSession.objects.filter(
         evse__electrical__node__site_id=site_id, status=SessionStatus.ACTIVE
     ).order_by("evse_id", "-started_at", "-id")
-    for session in active:
-        sessions.setdefault(session.evse_id, session)
+    for running in active:
+        if running.evse_id is not None:  # always: the query joins through the EVSE
+            sessions.setdefault(running.evse_id, running)
     # session pk -> charger phase index -> amps; ascending time, so the newest reading of a phase stays.
     readings: dict[int, dict[int, float]] = {}
     values = MeterValue.objects.filter(
@@ -267,6 +268,8 @@ def site_picture(*, site_id: int, at: datetime) -> SitePicture:
         value__isnull=False,
     ).order_by("timestamp", "id")
     for session_id, phase, value in values.values_list("session_id", "phase", "value"):
+        if session_id is None or value is None:  # excluded by the query
+            continue
         # Some chargers report a few tenths below zero for an idle phase; no current is less than none.
         readings.setdefault(session_id, {})[CURRENT_PHASES[phase]] = max(0.0, float(value))
 

@@ -7,7 +7,7 @@ the view scope and PermissionDenied for a visible object the user lacks `capabil
 """
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import django_filters
@@ -219,7 +219,11 @@ def session_energy_readings(*, session: ChargingSession) -> list[tuple[datetime,
         .order_by("timestamp", "id")
         .values_list("timestamp", "value", "unit")
     )
-    return [(timestamp, int(value * UNIT_TO_WH[unit])) for timestamp, value, unit in rows]
+    return [
+        (timestamp, int(value * UNIT_TO_WH[unit]))
+        for timestamp, value, unit in rows
+        if value is not None  # excluded by the query
+    ]
 
 
 # --- portal: sessions by local date, power readings ---------------------------------------------------
@@ -228,14 +232,14 @@ POWER_IMPORT = "Power.Active.Import"
 _UNIT_TO_W = {"": 1, "W": 1, "kW": 1000}
 
 
-def session_started_local_q(*, user: User, start=None, end=None) -> Q:
+def session_started_local_q(*, user: User, start: date | None = None, end: date | None = None) -> Q:
     """Sessions started on local dates [start, end) (either may be None), the local date being the one at
     the session's site (UTC for a station without a site), as the exports count them. One range per time
+    from accounts.selectors import site_scope_q
     zone among the sites the user sees: the index on started_at still applies."""
     from datetime import UTC, time
     from zoneinfo import ZoneInfo
 
-    from accounts.selectors import site_scope_q
     from stations.models import Site
 
     if start is None and end is None:
@@ -271,11 +275,18 @@ def session_power_readings(*, session: ChargingSession) -> list[tuple[datetime, 
         .order_by("timestamp", "id")
         .values_list("timestamp", "phase", "value", "unit")
     )
-    total = [(ts, float(value) * _UNIT_TO_W[unit]) for ts, phase, value, unit in rows if not phase]
+    # value__isnull=False in the query: `value is not None` only tells the type checker.
+    total = [
+        (ts, float(value) * _UNIT_TO_W[unit])
+        for ts, phase, value, unit in rows
+        if not phase and value is not None
+    ]
     if total:
         return total
     by_instant: dict[datetime, float] = {}
     for ts, _phase, value, unit in rows:
+        if value is None:
+            continue
         by_instant[ts] = by_instant.get(ts, 0.0) + float(value) * _UNIT_TO_W[unit]
     return sorted(by_instant.items())
 
@@ -292,7 +303,9 @@ class WaitlistEntryFilter(django_filters.FilterSet):
         model = WaitlistEntry
         fields = ["site", "status", "open"]
 
-    def filter_open(self, queryset, name, value):
+    def filter_open(
+        self, queryset: QuerySet[WaitlistEntry], name: str, value: bool
+    ) -> QuerySet[WaitlistEntry]:
         lookup = Q(status__in=WAITLIST_OPEN_STATUSES)
         return queryset.filter(lookup) if value else queryset.exclude(lookup)
 

@@ -18,9 +18,10 @@ from billing.services.kpis import (
 )
 from billing.services.kpis import kpi_summary as summarise
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, StrictInputSerializer
+from cpms.db import DecimalDigits
 
 DEFAULT_DAYS = 30
-MONEY = {"max_digits": 18, "decimal_places": 4}
+MONEY: DecimalDigits = {"max_digits": 18, "decimal_places": 4}
 
 
 class KpiQueryInputSerializer(StrictInputSerializer):

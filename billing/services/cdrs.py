@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -60,6 +61,8 @@ def session_usage(session: ChargingSession) -> SessionUsage:
     """The session's usage from its meter readings (module docstring). BillingError if they do not add up."""
     start_wh, stop_wh = session.meter_start_wh, session.meter_stop_wh
     started_at, stopped_at = session.started_at, session.stopped_at
+    if stopped_at is None:  # the callers bill ended sessions only
+        raise BillingError("the session has not ended")
     inside = [
         (timestamp, wh)
         for timestamp, wh in session_energy_readings(session=session)
@@ -102,7 +105,9 @@ def _zero(currency: str) -> Decimal:
     return round_money(0, currency)
 
 
-def _cdr_fields(session: ChargingSession, usage: SessionUsage, result: PriceResult, label: str) -> dict:
+def _cdr_fields(
+    session: ChargingSession, usage: SessionUsage, result: PriceResult, label: str
+) -> dict[str, Any]:
     station = session.station
     zero = _zero(result.currency)
     money = dict.fromkeys(
@@ -137,12 +142,13 @@ def _cdr_fields(session: ChargingSession, usage: SessionUsage, result: PriceResu
 
 
 def _energy_cost(session: ChargingSession, usage: SessionUsage, currency: str) -> Decimal | None:
-    if session.station.site_id is None:
+    site = session.station.site
+    if site is None:
         return None
-    price = energy_price_in_force(site_id=session.station.site_id, at=session.started_at)
+    price = energy_price_in_force(site_id=site.pk, at=session.started_at)
     if price is None or price.currency != currency:
         return None
-    return energy_cost(price=price, usage=usage, time_zone=session.station.site.time_zone)
+    return energy_cost(price=price, usage=usage, time_zone=site.time_zone)
 
 
 def session_bill(*, session_id: int) -> BillResult:

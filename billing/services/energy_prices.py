@@ -21,7 +21,7 @@ from stations.models import Site
 _WINDOW_KEYS = frozenset({"start_time", "end_time", "day_of_week", "price_per_kwh"})
 
 
-def _tariff(*, currency: str, price_per_kwh: Decimal, time_of_use: list, time_zone: str) -> Tariff:
+def _tariff(*, currency: str, price_per_kwh: Decimal, time_of_use: list[object], time_zone: str) -> Tariff:
     if not isinstance(time_of_use, list):
         raise TariffFormatError("time_of_use: a list is required")
     elements = []
@@ -48,7 +48,7 @@ class EnergyPriceInput:
     valid_from: datetime
     currency: str
     price_per_kwh: Decimal
-    time_of_use: list
+    time_of_use: list[object]  # as received, checked by _tariff
 
 
 def site_energy_price_create(*, site: Site, data: EnergyPriceInput) -> SiteEnergyPrice:

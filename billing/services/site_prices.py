@@ -59,7 +59,7 @@ class SitePricesInput:
     valid_from: datetime | None = None
 
 
-def site_prices_elements(data: SitePricesInput) -> list[dict]:
+def site_prices_elements(data: SitePricesInput) -> list[dict[str, object]]:
     """The OCPI TariffElement list of the price list: one element, a component per price (the energy price
     always, the others when not zero), step size 1."""
     components = []

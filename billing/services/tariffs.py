@@ -10,6 +10,7 @@ session's start wins:
 No match: the session is free (a CDR of 0 in the organisation's currency).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -61,7 +62,7 @@ class TariffVersionInput:
     valid_from: datetime
     currency: str
     tax_rate: Decimal
-    elements: list
+    elements: Sequence[object]  # OCPI TariffElements as received, checked by elements_parse
     valid_until: datetime | None = None
     min_price: Decimal | None = None
     max_price: Decimal | None = None
@@ -233,7 +234,7 @@ def engine_tariff(version: TariffVersion, *, time_zone: str) -> EngineTariff:
 
 def station_time_zone(station: ChargingStation) -> str:
     """Where a station's local times are taken: its site's time zone, UTC for a station without a site."""
-    return station.site.time_zone if station.site_id else "UTC"
+    return station.site.time_zone if station.site is not None else "UTC"
 
 
 def session_pricing_snapshot(*, session_id: int) -> SessionPricing:

@@ -94,8 +94,8 @@ def grid_node_validate(node: GridNode) -> None:
         _decimal_check("limit_kw", node.limit_kw, max_digits=10, places=2)
     if node.voltage_v is None or not 1 <= node.voltage_v <= 100_000:
         raise ValidationFailed("voltage_v: the phase-to-neutral voltage in volts, 1 or more (e.g. 230).")
-    if node.parent_id is not None:
-        parent = node.parent
+    parent = node.parent
+    if parent is not None:
         if parent.site_id != node.site_id:
             raise ValidationFailed(f"parent: grid node {parent.pk} is not a node of site {node.site_id}.")
         if node.pk is not None:
@@ -190,9 +190,10 @@ def grid_node_update(
     with transaction.atomic():
         _site_lock(node.site_id)
         pk = node.pk
-        node = GridNode.objects.select_related("parent").filter(pk=pk).first()
-        if node is None:  # deleted meanwhile
+        current = GridNode.objects.select_related("parent").filter(pk=pk).first()
+        if current is None:  # deleted meanwhile
             raise NotFound(f"Grid node {pk} not found.")
+        node = current
         if name is not UNSET:
             node.name = name
         if limit_a is not UNSET:

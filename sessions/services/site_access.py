@@ -146,7 +146,7 @@ def site_access_rules_set(
     return after
 
 
-def _audit_view(rules: SiteAccessRules) -> dict:
+def _audit_view(rules: SiteAccessRules) -> dict[str, Any]:
     data = asdict(rules)
     data.pop("site_id")
     data["group_ids"] = list(data["group_ids"])

@@ -182,10 +182,10 @@ def _local_lists_mark_stale(token_ids: Iterable[int]) -> None:
     )
 
 
-def _id_token_save(token: IdToken, **save_kwargs) -> None:
+def _id_token_save(token: IdToken, *, update_fields: list[str] | None = None) -> None:
     try:
         with transaction.atomic():
-            token.save(**save_kwargs)
+            token.save(update_fields=update_fields)
     except IntegrityError as exc:  # the same value created concurrently
         raise ValidationFailed(f"The organisation already has an id token {token.value!r}.") from exc
 

@@ -90,7 +90,7 @@ BASIC_AUTH_PASSWORD_LENGTH = (16, 40)
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
-def is_password_item(item) -> bool:
+def is_password_item(item: object) -> bool:
     return (
         isinstance(item, dict)
         and (item.get("component") or {}).get("name") == ROTATION_SECURITY_COMPONENT
@@ -100,7 +100,7 @@ def is_password_item(item) -> bool:
     )
 
 
-def rotation_password(*, action: str, request) -> str | None:
+def rotation_password(*, action: str, request: object) -> str | None:
     """The new Basic-auth password a command's request gives the charger, if it gives one: 1.6
     ChangeConfiguration AuthorizationKey, 2.0.1/2.1 SetVariables SecurityCtrlr.BasicAuthPassword (Actual)."""
     if not isinstance(request, dict):

@@ -115,7 +115,7 @@ def device_variable_values_record(
 ) -> int:
     """Upsert the values of attributes (the latest wins), leaving what else a NotifyReport stored about them
     (data type, unit, limits...) as it was. Returns how many rows were written."""
-    unique: dict[tuple, VariableValue] = {}
+    unique: dict[tuple[object, ...], VariableValue] = {}
     for item in values:
         unique[(*(getattr(item, f) for f in _VALUE_FIELDS), item.attribute_type)] = item
     written = 0
