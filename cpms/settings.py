@@ -391,6 +391,9 @@ OCPP_COMMAND_DELIVERY_S = env_float("OCPP_COMMAND_DELIVERY_S", 5.0)
 # Every server process looks for pending commands of the stations it holds this often (commands whose
 # channel-layer message was lost, from processes without a channel layer, and outbox commands).
 OCPP_COMMAND_POLL_S = env_float("OCPP_COMMAND_POLL_S", 1.0)
+# How a command's issuer tells the process holding the station (stations.services.commands.CommandTransport,
+# a dotted path); empty: no word at all, the holder's poller finds the command and the issuer polls.
+OCPP_COMMAND_TRANSPORT = env_str("OCPP_COMMAND_TRANSPORT", "cpms.ocpp.transport.ChannelLayerTransport")
 OCPP_MAX_FRAME_BYTES = env_int("OCPP_MAX_FRAME_BYTES", 256 * 1024)
 # Per connection: messages per second sustained, after a burst; past it the connection's messages are
 # handled no faster than this (and the first time is logged). 0 turns the limit off.

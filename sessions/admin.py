@@ -14,7 +14,6 @@ from accounts.admin import (
 from accounts.enums import Capability
 from accounts.selectors import organisation_ids_with, site_scope_q
 from cpms.errors import DomainError, ValidationFailed
-from cpms.ocpp.commands_auth import cancel_reservation_for
 from sessions.enums import ReservationStatus
 from sessions.models import (
     ChargingSession,
@@ -300,7 +299,6 @@ class ReservationAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
                 result = reservation_cancel(
                     actor=request.user,
                     reservation=reservation,
-                    build=cancel_reservation_for,
                     source=CommandSource.ADMIN,
                 )
             except DomainError as exc:
@@ -396,7 +394,7 @@ class WaitlistEntryAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin)
         for entry in queryset.select_related("site"):
             try:
                 waitlist_leave(
-                    actor=request.user, entry=entry, cancel=cancel_reservation_for, source=CommandSource.ADMIN
+                    actor=request.user, entry=entry, cancel_reservation=True, source=CommandSource.ADMIN
                 )
             except DomainError as exc:
                 self.message_user(request, f"Waitlist entry {entry.pk}: {exc.message}", messages.ERROR)

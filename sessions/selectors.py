@@ -16,7 +16,7 @@ from django.db.models import Count, Q, QuerySet
 from accounts.enums import Capability
 from accounts.models import User
 from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
-from cpms.errors import NotFound, PermissionDenied
+from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from cpms.filters import filters_apply
 from sessions.enums import (
     ENERGY_REGISTER,
@@ -136,6 +136,20 @@ def session_access(*, user: User, pk: int) -> ChargingSession:
     if session is None:
         raise NotFound(f"Session {pk} not found.")
     return session
+
+
+def session_transaction_id(*, user: User, station: ChargingStation, session_id: int) -> str:
+    """The wire transaction id of an active session at this station, to stop it remotely (NotFound for a
+    session the user cannot see or of another station)."""
+    try:
+        session = session_access(user=user, pk=session_id)
+    except NotFound:
+        session = None
+    if session is None or session.station_id != station.pk:
+        raise NotFound(f"Session {session_id} not found at station {station.identity!r}.")
+    if session.status != SessionStatus.ACTIVE:
+        raise ValidationFailed(f"Session {session_id} has already stopped.")
+    return session.transaction_id
 
 
 def meter_value_list(

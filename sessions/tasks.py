@@ -4,7 +4,6 @@ import logging
 
 from celery import shared_task
 
-from cpms.ocpp.commands_auth import reserve_now_for
 from sessions.selectors import waitlist_site_ids_open
 from sessions.services.reservations import reservations_expire as expire_reservations
 from sessions.services.waitlists import waitlist_advance
@@ -39,7 +38,7 @@ def waitlist_advance_site(site_id: int) -> dict:
     """Move one site's waitlist on (fulfil, expire, offer free connectors, reserve them where the charger
     can, email). Idempotent: a second delivery offers and sends nothing twice. Tasks are an interface layer:
     the ReserveNow wire format comes from the OCPP layer."""
-    result = waitlist_advance(site_id=site_id, build=reserve_now_for)
+    result = waitlist_advance(site_id=site_id)
     if result.offered or result.expired or result.fulfilled:
         logger.info("waitlist of site %s: %s", site_id, result)
     return {

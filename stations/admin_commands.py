@@ -1,8 +1,8 @@
 """Remote commands in the admin: buttons on a station's page (sent at once, the answer shown), actions on
 the station list (a bulk job per organisation), and the command history.
 
-Everything goes through the same services as the API: `command_execute` for one station,
-`command_job_create` for many; the calls are built per version by cpms.ocpp.commands.
+Everything goes through the same services as the API: `command_send` for one station,
+`command_job_create` for many; the calls are built per version by cpms.ocpp_wire.
 """
 
 import json
@@ -21,8 +21,10 @@ from accounts.admin import NoFullCountAdminMixin, ReadOnlyAdminMixin, ScopedAdmi
 from accounts.enums import Capability
 from accounts.selectors import organisation_ids_with, station_scope_q
 from cpms.errors import DomainError
-from cpms.ocpp import commands as builders
-from cpms.ocpp.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
+from cpms.ocpp_wire import operations as builders
+from cpms.ocpp_wire.calls import VERSIONS, Call
+from cpms.ocpp_wire.redaction import request_redacted
+from cpms.ocpp_wire.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
 from stations.enums import CommandSource, CommandStatus, JobKind
 from stations.models import ChargingStation, Command, CommandJobTarget, ConfigurationTemplate
 from stations.selectors import (
@@ -31,15 +33,15 @@ from stations.selectors import (
     firmware_file_list,
     station_access,
 )
-from stations.services.commands import command_execute, request_redacted
-from stations.services.firmware import firmware_campaign_create
+from stations.services.commands import command_send, station_version, target_resolve
+from stations.services.firmware_campaigns import firmware_campaign_create
 from stations.services.jobs import command_job_create
 
 RECENT_COMMANDS = 20
 
 
-def _all_versions(build: Callable[[str], builders.Call]) -> dict[str, list[list]]:
-    return {f"ocpp{version}": [list(build(version))] for version in builders.VERSIONS}
+def _all_versions(build: Callable[[str], Call]) -> dict[str, list[list]]:
+    return {f"ocpp{version}": [list(build(version))] for version in VERSIONS}
 
 
 # name -> (label, builder for one version or None for a read, needs a connector)
@@ -77,13 +79,13 @@ class StationCommandForm(forms.Form):
     )
 
 
-def _call_for(station: ChargingStation, operation: str, connector_id: int | None) -> builders.Call:
-    version = builders.station_version(station)
+def _call_for(station: ChargingStation, operation: str, connector_id: int | None) -> Call:
+    version = station_version(station)
     _label, build = OPERATIONS[operation]
     if build is None:
         action, payload = read_configuration_calls()[station.protocol][0]
-        return builders.Call(action, payload)
-    target = builders.target_resolve(station=station, evse_id=None, connector_id=connector_id)
+        return Call(action, payload)
+    target = target_resolve(station=station, evse_id=None, connector_id=connector_id)
     return build(version, target)
 
 
@@ -100,11 +102,10 @@ def station_command_view(model_admin: admin.ModelAdmin, request, object_id: str)
         except DomainError as exc:
             model_admin.message_user(request, exc.message, messages.ERROR)
         else:
-            command = command_execute(
+            command = command_send(
                 station=station,
-                action=call.action,
-                request=call.payload,
-                user=request.user,
+                call=call,
+                requested_by=request.user,
                 source=CommandSource.ADMIN,
             )
             _report(model_admin, request, command)

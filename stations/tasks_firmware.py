@@ -1,4 +1,4 @@
-"""Firmware campaigns (stations.services.firmware), run by Celery.
+"""Firmware campaigns (stations.services.firmware_campaigns), run by Celery.
 
 Celery's autodiscovery imports each app's `tasks` module only: stations/tasks.py imports this module so that
 workers register the task.
@@ -8,8 +8,7 @@ import logging
 
 from celery import shared_task
 
-from cpms.ocpp.commands_firmware import firmware_update_request
-from stations.services.firmware import firmware_campaign_run as run_campaign
+from stations.services.firmware_campaigns import firmware_campaign_run as run_campaign
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +22,7 @@ MAX_RETRIES = 30
 def firmware_campaign_run(self, job_id: int) -> dict | None:
     """Send a campaign's firmware to its pending stations and record each outcome. Idempotent: a rerun
     finishes what is left and changes nothing twice."""
-    progress = run_campaign(job_id=job_id, build=firmware_update_request)
+    progress = run_campaign(job_id=job_id)
     if progress is None:
         logger.info("firmware campaign %s no longer exists", job_id)
         return None

@@ -1,15 +1,17 @@
 """A fake charger for tests of code that issues commands: `fake_charger.answers[action] = response` (a dict,
 a `CallError(...)`, `TIMEOUT`, or a function of the request returning one of those), and every command is
 claimed, answered and finished through the real services (answer hooks included); only the WebSocket is
-skipped. The consumer and e2e tests cover that."""
+skipped: the fake is the command transport (stations.services.commands.CommandTransport). The consumer and
+e2e tests cover the real one."""
 
 from dataclasses import dataclass, field
 
 import pytest
 from asgiref.sync import sync_to_async
 
-from cpms.ocpp.command_results import answer_hook
+from sessions.services.command_answers import answer_hook
 from stations.enums import CommandStatus
+from stations.models import Command
 from stations.services import commands
 
 
@@ -63,13 +65,28 @@ class FakeCharger:
         commands.command_finish(command_id=command.pk, **outcome)
 
 
+class AnsweredReply:
+    """The fake charger answered before `notify` returned: the word is already there."""
+
+    async def wait(self, timeout_s: float) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeTransport:
+    charger: FakeCharger
+
+    async def notify(self, *, identity: str, command_id: int, reply: bool) -> AnsweredReply:
+        command = await sync_to_async(Command.objects.select_related("station").get)(pk=command_id)
+        await sync_to_async(self.charger.finish)(command)
+        return AnsweredReply()
+
+
 @pytest.fixture
 def fake_charger(monkeypatch) -> FakeCharger:
     charger = FakeCharger()
-
-    async def transport(command, station):
-        await sync_to_async(charger.finish)(command)
-        return await sync_to_async(commands._command_reload)(command=command)
-
-    monkeypatch.setattr(commands, "_transport", transport)
+    monkeypatch.setattr(commands, "command_transport", lambda: FakeTransport(charger))
     return charger

@@ -16,11 +16,12 @@ from django.utils import timezone
 
 from billing.models import SessionPricing
 from billing.services.cdrs import session_cost_so_far
+from cpms.ocpp_wire.costs import cost_updated
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from stations.enums import CommandSource, CommandStatus, OcppVersion
 from stations.models import DeviceVariable
-from stations.services.commands import command_execute_async
+from stations.services.commands import command_send_async, station_version
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +61,12 @@ def sessions_due_cost_update(*, limit: int = 500) -> list[ChargingSession]:
 
 async def _send(session: ChargingSession, total, gate: asyncio.Semaphore) -> bool:
     async with gate:
-        command = await command_execute_async(
+        command = await command_send_async(
             station=session.station,
-            action="CostUpdated",
-            request={"totalCost": float(total), "transactionId": session.transaction_id},
+            call=cost_updated(
+                station_version(session.station), total_cost=total, transaction_id=session.transaction_id
+            ),
+            requested_by=None,
             source=CommandSource.SYSTEM,
             timeout_s=SEND_TIMEOUT_S,
         )

@@ -2,7 +2,7 @@
 
 This is our own `route_message` rather than `ocpp.charge_point.ChargePoint`'s: the package swaps
 NotImplemented/NotSupported, accepts numeric message ids, drops unparsable frames silently and validates
-with jsonschema at ~0.5 ms per message (PERFORMANCE.md). We keep its JSON schemas (cpms.ocpp.schemas)
+with jsonschema at ~0.5 ms per message (PERFORMANCE.md). We keep its JSON schemas (cpms.ocpp_wire.schemas)
 and its action enums, and use its ChargePoint on the charger side (the simulator).
 
 One ChargePoint lives as long as one WebSocket. Channels delivers one message per connection at a time, so
@@ -23,11 +23,12 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
-from cpms.ocpp import drill_hook, framing, schemas
+from cpms.ocpp import drill_hook, framing
 from cpms.ocpp.errors import ErrorKind, OcppError
 from cpms.ocpp.message_log import message_log
+from cpms.ocpp_wire import schemas
+from cpms.ocpp_wire.redaction import request_redacted
 from stations.enums import MessageDirection, RegistrationStatus
-from stations.services.commands import request_redacted
 
 logger = logging.getLogger(__name__)
 

@@ -19,22 +19,23 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import timezone
 
-from cpms.ocpp import actions, live_hooks
+from cpms.ocpp import live_hooks
 from cpms.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
-from cpms.ocpp.command_results import answer_hook
 from cpms.ocpp.errors import OcppError
 from cpms.ocpp.throttle import MessageRate, handshake_throttle
+from cpms.ocpp.transport import station_group
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from cpms.ocpp.v21.handlers import V21ChargePoint
 from cpms.ocpp.v201.handlers import V201ChargePoint
+from cpms.ocpp_wire import actions
+from cpms.ocpp_wire.redaction import request_redacted
+from sessions.services.command_answers import answer_hook
 from stations.enums import CommandStatus, SecurityEventKind
 from stations.services.commands import (
     DISCONNECTED,
     command_claim,
     command_finish,
     command_pending_for,
-    request_redacted,
-    station_group,
 )
 from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
 from stations.services.ocpp import (

@@ -5,25 +5,11 @@
 "FormatViolation"; 2.0.1 adds RpcFrameworkError and MessageTypeNotSupported.
 """
 
-from dataclasses import dataclass, field
-from enum import StrEnum
+from cpms.ocpp_wire.errors import ErrorKind, OcppError
 
-
-class ErrorKind(StrEnum):
-    """Version-neutral error kinds; ErrorCodes maps each to the version's spelling."""
-
-    NOT_IMPLEMENTED = "not_implemented"  # unknown action
-    NOT_SUPPORTED = "not_supported"  # known action we do not accept from a charger
-    INTERNAL = "internal"
-    PROTOCOL = "protocol"
-    SECURITY = "security"
-    FORMAT = "format"  # payload or frame syntactically wrong
-    PROPERTY = "property"  # bad enum value, length, format
-    OCCURRENCE = "occurrence"  # required field missing
-    TYPE = "type"  # field of the wrong type
-    GENERIC = "generic"
-    RPC_FRAMEWORK = "rpc_framework"  # frame not a valid RPC (no readable message id, ...)
-    MESSAGE_TYPE_NOT_SUPPORTED = "message_type_not_supported"
+# ErrorKind and OcppError are the wire's (the schema check raises them); the server's modules import them
+# from here with the codes.
+__all__ = ["MAX_DESCRIPTION", "V16_CODES", "V201_CODES", "ErrorKind", "OcppError"]
 
 
 V16_CODES: dict[ErrorKind, str] = {
@@ -58,15 +44,3 @@ V201_CODES: dict[ErrorKind, str] = {
 }
 
 MAX_DESCRIPTION = 255  # ErrorDescription is at most 255 characters (both versions)
-
-
-@dataclass
-class OcppError(Exception):
-    """Raised while handling a CALL: answered with a CALLERROR of this kind."""
-
-    kind: ErrorKind
-    description: str = ""
-    details: dict = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.description}"

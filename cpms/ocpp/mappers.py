@@ -1,23 +1,14 @@
 """Wire-format helpers shared by the version mappers (pure functions, no database)."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 
 from cpms.ocpp.errors import ErrorKind, OcppError
+from cpms.ocpp_wire.times import format_datetime, parse_datetime
 
-
-def parse_datetime(value: str, field: str) -> datetime:
-    """An OCPP dateTime (RFC 3339). A missing offset is taken as UTC (some chargers omit the 'Z')."""
-    try:
-        parsed = datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise OcppError(
-            ErrorKind.PROPERTY, f"{field}: not an RFC 3339 date-time: {str(value)[:40]!r}"
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+# The wire's date-time forms; the version mappers import them from here with the rest.
+__all__ = ["charger_time", "format_datetime", "parse_datetime", "text", "timestamp_window", "wire_id"]
 
 
 _spans: dict[tuple[int, int], tuple[timedelta, timedelta]] = {}
@@ -46,11 +37,6 @@ def charger_time(
     if earliest <= parsed <= latest:
         return parsed, ""
     return received_at, str(value)[:64]
-
-
-def format_datetime(value: datetime) -> str:
-    """UTC with a 'Z' and millisecond precision, the form chargers parse most reliably."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
 def text(value, limit: int) -> str:

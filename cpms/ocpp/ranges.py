@@ -4,7 +4,7 @@ The OCPP schemas give sampled values no bounds (1.6: any string; 2.0.1: any JSON
 and the 2.0.1 schemas (JSON Schema draft 6) count 1.0 as an integer. A value the columns cannot hold used to
 fail in the database, and on the group-commit path it failed every message of the batch, other chargers'
 included. Checked here, such a value is answered with PropertyConstraintViolation for its own message, before
-anything of it is written. Integers are bounded to 32 bits by the schemas (cpms.ocpp.schemas), which every
+anything of it is written. Integers are bounded to 32 bits by the schemas (cpms.ocpp_wire.schemas), which every
 integer column on the ingest path holds.
 
 The bounds come from the model fields, so that they follow the columns.

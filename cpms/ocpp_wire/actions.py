@@ -1,8 +1,8 @@
 """The actions a CSMS may send to a charging station, per OCPP version (the charger-initiated ones are the
 handlers' business)."""
 
-from cpms.ocpp import schemas
-from cpms.ocpp.errors import ErrorKind, OcppError
+from cpms.ocpp_wire import schemas
+from cpms.ocpp_wire.errors import ErrorKind, OcppError
 
 # OCPP 1.6J: Core, Firmware Management, Local Auth List Management, Reservation, Smart Charging, Remote
 # Trigger, and the Improved Security whitepaper's extensions.

@@ -12,7 +12,7 @@ from pathlib import Path
 import fastjsonschema
 import ocpp
 
-from cpms.ocpp.errors import ErrorKind, OcppError
+from cpms.ocpp_wire.errors import ErrorKind, OcppError
 
 _SCHEMA_DIRS = {
     "1.6": Path(ocpp.__file__).parent / "v16" / "schemas",

@@ -1,4 +1,4 @@
-"""SetChargingProfile / ClearChargingProfile requests as each OCPP version expects them (pure; no I/O).
+"""SetChargingProfile and GetCompositeSchedule calls as each OCPP version expects them (pure; no I/O).
 
 Two kinds of profile, both in amps per phase and `Relative` (the schedule starts when the transaction does):
 - the fail-safe default, TxDefaultProfile at stack level 0 on each managed EVSE: what the charger applies to
@@ -11,6 +11,8 @@ Profile ids are fixed per EVSE and kind, so a new limit replaces the previous pr
 """
 
 from decimal import Decimal
+
+from cpms.ocpp_wire.calls import Call, call_checked, version_checked
 
 DEFAULT_STACK_LEVEL = 0
 TX_STACK_LEVEL = 1
@@ -35,16 +37,16 @@ def _periods(limit_a: Decimal) -> list[dict]:
     return [{"startPeriod": 0, "limit": _limit(limit_a)}]
 
 
-def set_profile_request(
-    *,
+def set_charging_profile(
     version: str,
+    *,
     evse_number: int,
     limit_a: Decimal,
     purpose: str,
     transaction_id: str | None = None,
-) -> dict:
-    """The SetChargingProfile request for `version` ("1.6", "2.0.1" or "2.1"); `purpose` TxDefaultProfile or
-    TxProfile (which needs `transaction_id`)."""
+) -> Call:
+    """SetChargingProfile for `version` ("1.6", "2.0.1" or "2.1"); `purpose` TxDefaultProfile or TxProfile
+    (which needs `transaction_id`)."""
     if purpose not in {"TxDefaultProfile", "TxProfile"}:
         raise ValueError(f"unsupported purpose {purpose!r}")
     if purpose == "TxProfile" and not transaction_id:
@@ -52,7 +54,7 @@ def set_profile_request(
     is_tx = purpose == "TxProfile"
     profile_id = tx_profile_id(evse_number) if is_tx else default_profile_id(evse_number)
     stack_level = TX_STACK_LEVEL if is_tx else DEFAULT_STACK_LEVEL
-    if version == "1.6":
+    if version_checked(version) == "1.6":
         profile: dict = {
             "chargingProfileId": profile_id,
             "stackLevel": stack_level,
@@ -63,7 +65,9 @@ def set_profile_request(
         if is_tx:
             # 1.6 transaction ids are integers on the wire.
             profile["transactionId"] = int(transaction_id)
-        return {"connectorId": evse_number, "csChargingProfiles": profile}
+        return call_checked(
+            version, Call("SetChargingProfile", {"connectorId": evse_number, "csChargingProfiles": profile})
+        )
     profile = {
         "id": profile_id,
         "stackLevel": stack_level,
@@ -75,4 +79,17 @@ def set_profile_request(
     }
     if is_tx:
         profile["transactionId"] = transaction_id
-    return {"evseId": evse_number, "chargingProfile": profile}
+    return call_checked(
+        version, Call("SetChargingProfile", {"evseId": evse_number, "chargingProfile": profile})
+    )
+
+
+def get_composite_schedule(version: str, *, evse_number: int, duration_s: int, rate_unit: str = "A") -> Call:
+    """GetCompositeSchedule of one EVSE (1.6 connectorId n is our EVSE n) for the next `duration_s`."""
+    key = "connectorId" if version_checked(version) == "1.6" else "evseId"
+    return call_checked(
+        version,
+        Call(
+            "GetCompositeSchedule", {key: evse_number, "duration": duration_s, "chargingRateUnit": rate_unit}
+        ),
+    )

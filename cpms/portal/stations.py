@@ -3,7 +3,7 @@ station page with its EVSEs, current sessions, command buttons, message log, com
 configuration.
 
 The portal is an interface layer, like the REST API and `cpms/ocpp`: its views read the selectors of every
-app (a station page shows its sessions) and build OCPP calls with `cpms.ocpp.commands`. Access is decided by
+app (a station page shows its sessions) and build OCPP calls with `cpms.ocpp_wire.operations`. Access is decided by
 the selectors (`station_access` with the capability the action needs), never here.
 """
 
@@ -16,11 +16,12 @@ from django.views.decorators.http import require_POST
 from accounts.enums import Capability
 from accounts.selectors import user_can
 from cpms.errors import DomainError
-from cpms.ocpp import commands as builders
-from cpms.ocpp.commands import AVAILABILITY_STATUSES, CENTRAL_TOKEN, RESET_TYPES, Call
+from cpms.ocpp_wire import operations as builders
+from cpms.ocpp_wire.calls import Call
+from cpms.ocpp_wire.operations import AVAILABILITY_STATUSES, CENTRAL_TOKEN, RESET_TYPES
 from cpms.portal.base import page_of, portal_view
 from sessions.enums import SessionStatus
-from sessions.selectors import session_list
+from sessions.selectors import session_list, session_transaction_id
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command
 from stations.selectors import (
@@ -33,7 +34,7 @@ from stations.selectors import (
     station_access,
     station_list,
 )
-from stations.services.commands import command_execute
+from stations.services.commands import command_send, station_version, target_resolve
 
 # Portal commands wait at most this long for the charger's answer before the page returns (the command goes on
 # and its outcome shows in the command history).
@@ -175,9 +176,7 @@ class _AvailabilityForm(_TargetForm):
 
 
 def _target(station: ChargingStation, data: dict) -> builders.Target:
-    return builders.target_resolve(
-        station=station, evse_id=data.get("evse_id"), connector_id=data.get("connector_id")
-    )
+    return target_resolve(station=station, evse_id=data.get("evse_id"), connector_id=data.get("connector_id"))
 
 
 def _build_start(request, station, version, data) -> Call:
@@ -187,9 +186,7 @@ def _build_start(request, station, version, data) -> Call:
 
 
 def _build_stop(request, station, version, data) -> Call:
-    transaction_id = builders.session_transaction_id(
-        user=request.user, station=station, session_id=data["session_id"]
-    )
+    transaction_id = session_transaction_id(user=request.user, station=station, session_id=data["session_id"])
     return builders.remote_stop(version, transaction_id=transaction_id)
 
 
@@ -259,12 +256,11 @@ def station_command(request: HttpRequest, identity: str, operation: str):
         messages.error(request, f"{label}: {problems}")
         return redirect("portal:station-detail", identity=station.identity)
     try:
-        call = build(request, station, builders.station_version(station), form.cleaned_data)
-        command = command_execute(
+        call = build(request, station, station_version(station), form.cleaned_data)
+        command = command_send(
             station=station,
-            action=call.action,
-            request=call.payload,
-            user=request.user,
+            call=call,
+            requested_by=request.user,
             source=CommandSource.PORTAL,
             timeout_s=PORTAL_COMMAND_TIMEOUT_S,
         )

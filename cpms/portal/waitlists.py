@@ -14,7 +14,6 @@ from django.views.decorators.http import require_POST
 from accounts.enums import Capability
 from accounts.selectors import user_can
 from cpms.errors import Conflict, ValidationFailed
-from cpms.ocpp.commands_auth import cancel_reservation_for
 from cpms.portal.base import page_of, portal_view, require_capability
 from sessions.models import WaitlistStatus
 from sessions.selectors import (
@@ -102,9 +101,7 @@ def waitlist_join_view(request: HttpRequest, site_id: int):
 def waitlist_leave_view(request: HttpRequest, entry_id: int):
     entry = waitlist_entry_access(user=request.user, pk=entry_id, capability=Capability.COMMAND)
     try:
-        waitlist_leave(
-            actor=request.user, entry=entry, cancel=cancel_reservation_for, source=CommandSource.PORTAL
-        )
+        waitlist_leave(actor=request.user, entry=entry, cancel_reservation=True, source=CommandSource.PORTAL)
     except Conflict as exc:
         messages.error(request, exc.message)
     else:

@@ -5,7 +5,7 @@ This module sends the charger's own messages and answers the Core and Remote Tri
 (Reset, Remote Start/Stop, Change/GetConfiguration, TriggerMessage, UnlockConnector, ChangeAvailability,
 ClearCache, DataTransfer); csms_commands_v16.py answers the rest (firmware, diagnostics and logs, local
 list, reservations, smart charging, the security whitepaper's calls). Together they answer every action
-of `cpms.ocpp.actions.V16`.
+of `cpms.ocpp_wire.actions.V16`.
 """
 
 import math

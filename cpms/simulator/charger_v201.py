@@ -10,7 +10,7 @@ This module sends the station's own messages and answers Reset, Request Start/St
 TriggerMessage, UnlockConnector, ChangeAvailability, ClearCache and DataTransfer. The device model and
 its calls (variables, reports, monitoring) are in device_model_v201.py, the other CSMS calls (firmware,
 logs, certificates, reservations, local list, smart charging, display messages, ...) in
-csms_commands_v201.py. Together they answer every action of `cpms.ocpp.actions.V201`.
+csms_commands_v201.py. Together they answer every action of `cpms.ocpp_wire.actions.V201`.
 """
 
 import asyncio

@@ -30,17 +30,23 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
+from cpms.ocpp_wire.calls import Call
+from cpms.ocpp_wire.smart_charging import (
+    default_profile_id,
+    get_composite_schedule,
+    set_charging_profile,
+    tx_profile_id,
+)
 from energy.balancing import balance
 from energy.enums import ProfileKind
 from energy.models import ChargingProfileRecord, EvseAllocation, EvseElectrical, GridNode, NodeLimitSchedule
-from energy.profiles_wire import default_profile_id, set_profile_request, tx_profile_id
 from energy.selectors import kw_limit_as_a, site_balancing_input
 from energy.types import EvseInput, Node
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation
-from stations.services.commands import command_execute_async
+from stations.services.commands import command_send, command_send_async
 
 logger = logging.getLogger(__name__)
 
@@ -64,15 +70,15 @@ class _Send:
     kind: str
     limit_a: Decimal
     transaction_id: str
-    request: dict
+    call: Call
 
 
 async def _deliver(send: _Send, gate: asyncio.Semaphore) -> tuple[_Send, int, str]:
     async with gate:
-        command = await command_execute_async(
+        command = await command_send_async(
             station=send.station,
-            action="SetChargingProfile",
-            request=send.request,
+            call=send.call,
+            requested_by=None,
             source=CommandSource.SYSTEM,
             timeout_s=settings.ENERGY_PROFILE_TIMEOUT_S,
         )
@@ -94,7 +100,7 @@ def _record(send: _Send, command_id: int, status: str) -> None:
         stack_level=1 if send.kind == ProfileKind.TRANSACTION else 0,
         limit_a=send.limit_a,
         transaction_id=send.transaction_id,
-        profile=send.request,
+        profile=send.call.payload,
         command_id=command_id,
         status=status,
     )
@@ -175,8 +181,8 @@ def station_default_profiles_send(*, station_id: int) -> int:
             kind=ProfileKind.DEFAULT,
             limit_a=shares[electrical.evse_id],
             transaction_id="",
-            request=set_profile_request(
-                version=_version(station),
+            call=set_charging_profile(
+                _version(station),
                 evse_number=electrical.evse.evse_id,
                 limit_a=shares[electrical.evse_id],
                 purpose="TxDefaultProfile",
@@ -302,8 +308,8 @@ def site_rebalance(*, site_id: int) -> RebalanceResult:
             kind=ProfileKind.TRANSACTION,
             limit_a=new,
             transaction_id=session.transaction_id,
-            request=set_profile_request(
-                version=_version(session.station),
+            call=set_charging_profile(
+                _version(session.station),
                 evse_number=session.evse.evse_id,
                 limit_a=new,
                 purpose="TxProfile",
@@ -390,15 +396,11 @@ def _expected_limit(station: ChargingStation, evse_number: int) -> Decimal | Non
 def evse_profile_check(*, station: ChargingStation, evse_number: int, user=None) -> ProfileCheck:
     """Ask the charger for its composite schedule of the EVSE (GetCompositeSchedule, 60 s, in A) and compare
     its limit now with what the platform sent."""
-    from stations.services.commands import command_execute
-
     expected = _expected_limit(station, evse_number)
-    key = "connectorId" if _version(station) == "1.6" else "evseId"
-    command = command_execute(
+    command = command_send(
         station=station,
-        action="GetCompositeSchedule",
-        request={key: evse_number, "duration": 60, "chargingRateUnit": "A"},
-        user=user,
+        call=get_composite_schedule(_version(station), evse_number=evse_number, duration_s=60),
+        requested_by=user,
         source=CommandSource.API,
         timeout_s=settings.ENERGY_PROFILE_TIMEOUT_S,
     )

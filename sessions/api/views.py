@@ -7,7 +7,6 @@ from rest_framework.views import APIView
 from accounts.enums import Capability
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, ErrorOutputSerializer, paginated_response
 from cpms.errors import NotFound, ValidationFailed
-from cpms.ocpp.commands_auth import cancel_reservation_for, local_list_wire, reserve_now_for
 from sessions.api.serializers import (
     IdTokenFilterSerializer,
     IdTokenInputSerializer,
@@ -228,7 +227,6 @@ class ReservationListApi(APIView):
             expires_at=data["expires_at"],
             evse_id=data.get("evse_id"),
             connector_id=data.get("connector_id"),
-            build=reserve_now_for,
             source=CommandSource.API,
         )
         return Response(ReservationOutputSerializer(reservation).data, status=status.HTTP_201_CREATED)
@@ -266,7 +264,6 @@ class ReservationCancelApi(APIView):
         reservation = reservation_cancel(
             actor=request.user,
             reservation=reservation,
-            build=cancel_reservation_for,
             source=CommandSource.API,
         )
         return Response(ReservationOutputSerializer(reservation).data)
@@ -322,7 +319,6 @@ class StationLocalListSyncApi(APIView):
         result = local_list_sync(
             actor=request.user,
             station=station,
-            wire=local_list_wire,
             full=serializer.validated_data["full"],
             source=CommandSource.API,
         )

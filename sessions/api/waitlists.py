@@ -18,7 +18,6 @@ from cpms.api import (
     ErrorOutputSerializer,
     StrictInputSerializer,
 )
-from cpms.ocpp.commands_auth import cancel_reservation_for
 from sessions.models import WaitlistEntry, WaitlistStatus
 from sessions.selectors import waitlist_entry_access, waitlist_entry_list, waitlist_positions
 from sessions.services.waitlists import waitlist_join, waitlist_leave
@@ -200,6 +199,6 @@ class WaitlistEntryDetailApi(APIView):
     def delete(self, request, pk: int):
         entry = waitlist_entry_access(user=request.user, pk=pk, capability=Capability.COMMAND)
         entry = waitlist_leave(
-            actor=request.user, entry=entry, cancel=cancel_reservation_for, source=CommandSource.API
+            actor=request.user, entry=entry, cancel_reservation=True, source=CommandSource.API
         )
         return Response(WaitlistEntryOutputSerializer(entry, context={"positions": {}}).data)

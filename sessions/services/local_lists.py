@@ -25,11 +25,11 @@ Concurrent syncs of one station are not serialised (that would hold a lock acros
 the second one's update carries the same version and is refused (VersionMismatch) or detected when its
 answer is applied, and the next sync is then Full.
 
-The wire format is the OCPP layer's (cpms.ocpp.commands_auth.local_list_wire): this module is version-
-neutral and receives it as a LocalListWire.
+The wire format is cpms.ocpp_wire.auth's (send_local_list, the longest token per version); this module
+finds the station's version and its message size limit.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,12 +40,14 @@ from accounts.enums import Capability
 from accounts.models import User
 from accounts.selectors import user_can
 from cpms.errors import Conflict, PermissionDenied
+from cpms.ocpp_wire.auth import ID_TOKEN_MAX_LENGTH, LocalListItem, send_local_list
 from sessions.enums import IdTokenStatus
 from sessions.models import IdToken, LocalListEntry, LocalListState
 from sessions.services.tokens import LOCAL_LIST_STALE, id_token_allowed_q, id_token_status_at
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command, DeviceVariable
-from stations.services.commands import NOT_CONNECTED, NOT_DELIVERED, command_execute
+from stations.services.commands import NOT_CONNECTED, NOT_DELIVERED, command_send, station_version
+from stations.services.device_model import OCPP16_COMPONENT
 
 FULL = "Full"
 DIFFERENTIAL = "Differential"
@@ -53,16 +55,12 @@ ACCEPTED = "Accepted"
 CONCURRENT_UPDATE = "Another update was applied meanwhile: the next sync sends the full list."
 
 
-@dataclass(frozen=True, slots=True)
-class LocalListItem:
-    """One token in an update. `status` None: a removal (sent without idTagInfo / idTokenInfo)."""
-
-    value: str
-    type: str
-    status: str | None = None
-    expires_at: datetime | None = None
-    group_value: str = ""
-    group_type: str = ""
+# Where a station reports the most entries one SendLocalList may carry (a DeviceVariable), per version.
+LIST_LIMIT_KEYS = {
+    "1.6": (OCPP16_COMPONENT, "SendLocalListMaxLength"),
+    "2.0.1": ("LocalAuthListCtrlr", "ItemsPerMessage"),
+    "2.1": ("LocalAuthListCtrlr", "ItemsPerMessage"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +72,6 @@ class LocalListUpdate:
     items: tuple[LocalListItem, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class LocalListWire:
-    """How a station's OCPP version carries local lists."""
-
-    value_max_length: int  # longest idTag / idToken (and group) the version carries
-    limit_component: str  # DeviceVariable holding the most entries one message may carry
-    limit_variable: str
-    build: Callable[[LocalListUpdate], tuple[str, dict]]  # -> (action, payload)
-
-
 @dataclass(frozen=True)
 class LocalListSyncResult:
     update: LocalListUpdate | None  # None: the station holds the list it should; nothing was sent
@@ -92,7 +80,7 @@ class LocalListSyncResult:
 
 
 def _ms(value: datetime | None) -> datetime | None:
-    # Chargers are sent milliseconds (cpms.ocpp.mappers.format_datetime), and entries store what was sent.
+    # Chargers are sent milliseconds (cpms.ocpp_wire.times.format_datetime), and entries store what was sent.
     return None if value is None else value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
@@ -175,12 +163,13 @@ def local_list_split(update: LocalListUpdate, per_message: int | None) -> list[L
     ]
 
 
-def _per_message(station: ChargingStation, wire: LocalListWire) -> int | None:
+def _per_message(station: ChargingStation, version: str) -> int | None:
+    component, variable = LIST_LIMIT_KEYS[version]
     value = (
         DeviceVariable.objects.filter(
             station=station,
-            component=wire.limit_component,
-            variable=wire.limit_variable,
+            component=component,
+            variable=variable,
             attribute_type="Actual",
         )
         .values_list("value", flat=True)
@@ -197,13 +186,12 @@ def local_list_sync(
     *,
     actor: User,
     station: ChargingStation,
-    wire: Callable[[ChargingStation], LocalListWire],
     full: bool = False,
     source: str = CommandSource.API,
     now: datetime | None = None,
 ) -> LocalListSyncResult:
     """Bring the station's local list up to date (see the module docstring): plan, send, and return what was
-    sent and the state the answers left. `wire(station)` gives the station's version's format."""
+    sent and the state the answers left."""
     if not user_can(
         user=actor,
         capability=Capability.COMMAND,
@@ -213,15 +201,17 @@ def local_list_sync(
         raise PermissionDenied(f"You may not command station {station.identity!r}.")
     if not station.is_connected:
         raise Conflict(f"Station {station.identity!r} is not connected.")
-    dialect = wire(station)
-    update = local_list_plan(station=station, value_max_length=dialect.value_max_length, full=full, now=now)
+    version = station_version(station)
+    update = local_list_plan(
+        station=station, value_max_length=ID_TOKEN_MAX_LENGTH[version], full=full, now=now
+    )
     commands: list[Command] = []
     if update is not None:
-        for part in local_list_split(update, _per_message(station, dialect)):
-            action, payload = dialect.build(part)
-            command = command_execute(
-                station=station, action=action, request=payload, user=actor, source=source
+        for part in local_list_split(update, _per_message(station, version)):
+            call = send_local_list(
+                version, version_number=part.version, update_type=part.update_type, items=part.items
             )
+            command = command_send(station=station, call=call, requested_by=actor, source=source)
             commands.append(command)
             if command.status != CommandStatus.ANSWERED:
                 _unanswered(station.pk, command)

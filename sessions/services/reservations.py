@@ -12,12 +12,10 @@ Life of a reservation (ReservationStatus):
 Every change is a conditional UPDATE from the states it may leave: whichever comes first wins, and a late or
 repeated message changes nothing.
 
-The OCPP reservationId is the row's primary key. The wire format of the calls is the OCPP layer's
-(cpms.ocpp.commands_auth): callers pass a `build` that turns a reservation into (action, payload) for its
-station's version, so that this module stays version-neutral.
+The OCPP reservationId is the row's primary key. The calls are built for the station's version by
+cpms.ocpp_wire.auth (reserve_now, cancel_reservation).
 """
 
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -27,16 +25,15 @@ from accounts.enums import Capability
 from accounts.models import User
 from accounts.selectors import user_can
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
+from cpms.ocpp_wire.auth import cancel_reservation, reserve_now
+from cpms.ocpp_wire.calls import Call
 from sessions.enums import IdTokenStatus, ReservationStatus
 from sessions.models import IdToken, Reservation
 from sessions.services.tokens import id_token_status_at, id_token_with_place
 from stations.enums import CommandSource, CommandStatus, StationEventKind
 from stations.models import ChargingStation, Command, Connector, Evse
-from stations.services.commands import command_execute
+from stations.services.commands import command_send, station_version
 from stations.services.ocpp import station_event_record
-
-# (action, payload) of the OCPP call for a reservation, in its station's version.
-ReservationCall = Callable[[Reservation], tuple[str, dict]]
 
 # Longest a reservation may hold a connector: longer holds are parking, not reservations.
 MAX_DURATION = timedelta(hours=24)
@@ -106,7 +103,6 @@ def reservation_create(
     station: ChargingStation,
     id_token_id: int,
     expires_at: datetime,
-    build: ReservationCall,
     evse_id: int | None = None,
     connector_id: int | None = None,
     source: str = CommandSource.API,
@@ -141,8 +137,8 @@ def reservation_create(
         )
         # Built inside the transaction: input the station's version cannot carry (a token too long for
         # 1.6, say) raises ValidationFailed and leaves no row behind.
-        action, payload = build(reservation)
-    command = command_execute(station=station, action=action, request=payload, user=actor, source=source)
+        call = _reserve_now(reservation)
+    command = command_send(station=station, call=call, requested_by=actor, source=source)
     _command_outcome(reservation.pk, command, from_status=ReservationStatus.REQUESTED)
     return Reservation.objects.select_related("station", "evse", "connector", "id_token", "command").get(
         pk=reservation.pk
@@ -150,7 +146,7 @@ def reservation_create(
 
 
 def reservation_cancel(
-    *, actor: User, reservation: Reservation, build: ReservationCall, source: str = CommandSource.API
+    *, actor: User, reservation: Reservation, source: str = CommandSource.API
 ) -> Reservation:
     """Ask the charger to drop the reservation (CancelReservation); its answer cancels it here."""
     station = reservation.station
@@ -158,12 +154,30 @@ def reservation_cancel(
     if reservation.status not in OPEN_STATUSES:
         raise Conflict(f"Reservation {reservation.pk} is {reservation.status}: there is nothing to cancel.")
     _connected(station)
-    action, payload = build(reservation)
-    command = command_execute(station=station, action=action, request=payload, user=actor, source=source)
+    call = cancel_reservation(station_version(station), reservation_id=reservation.pk)
+    command = command_send(station=station, call=call, requested_by=actor, source=source)
     # A failed cancel changes nothing: the charger may still hold the reservation.
     Reservation.objects.filter(pk=reservation.pk).update(command=command, updated_at=timezone.now())
     return Reservation.objects.select_related("station", "evse", "connector", "id_token", "command").get(
         pk=reservation.pk
+    )
+
+
+def _reserve_now(reservation: Reservation) -> Call:
+    """The ReserveNow of a reservation (its station, EVSE, connector, token and group loaded or loadable)."""
+    token = reservation.id_token
+    group = token.group
+    connector = reservation.connector
+    return reserve_now(
+        station_version(reservation.station),
+        reservation_id=reservation.pk,
+        expires_at=reservation.expires_at,
+        id_token=token.value,
+        id_token_type=token.type,
+        evse_id=reservation.evse.evse_id if reservation.evse is not None else None,
+        connector_type=connector.connector_type if connector is not None else None,
+        group_id_token=group.value if group is not None else None,
+        group_type=group.type if group is not None else None,
     )
 
 

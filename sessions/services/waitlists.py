@@ -16,7 +16,7 @@ every state change is a conditional UPDATE. It runs in three steps, the OCPP cal
 3. email each offered driver not told yet (the entry is claimed by setting `notified_at` first, so two runs
    never send the same email; a failed send is released and retried by the next run).
 
-The wire format of ReserveNow is the OCPP layer's: callers pass `build`, as for `reservation_create`.
+ReserveNow and CancelReservation go out through the reservation services.
 """
 
 import logging
@@ -49,7 +49,6 @@ from sessions.services.reservations import (
     OPEN_STATUSES as RESERVATION_OPEN_STATUSES,
 )
 from sessions.services.reservations import (
-    ReservationCall,
     reservation_cancel,
     reservation_create,
 )
@@ -144,12 +143,12 @@ def waitlist_leave(
     *,
     actor: User,
     entry: WaitlistEntry,
-    cancel: ReservationCall | None = None,
+    cancel_reservation: bool = False,
     source: str = CommandSource.API,
     now: datetime | None = None,
 ) -> WaitlistEntry:
     """Take an entry out of the queue (cancelled). An offer's reservation is cancelled on the charger when
-    `cancel` (the CancelReservation builder) is given; if that fails the reservation runs out on its own at
+    `cancel_reservation` asks for it; if that fails the reservation runs out on its own at
     the offer's end. Needs the command right on the site; an entry no longer open is a Conflict."""
     now = now or timezone.now()
     _can_command(actor, entry.site)
@@ -166,9 +165,9 @@ def waitlist_leave(
         if entry.reservation_id
         else None
     )
-    if reservation is not None and cancel is not None:
+    if reservation is not None and cancel_reservation:
         try:
-            reservation_cancel(actor=actor, reservation=reservation, build=cancel, source=source)
+            reservation_cancel(actor=actor, reservation=reservation, source=source)
         except DomainError as exc:
             logger.info("waitlist entry %s left; its reservation stays until it expires: %s", entry.pk, exc)
     return _reload(entry.pk)
@@ -202,7 +201,7 @@ def station_supports_reservations(station: ChargingStation) -> bool:
     return value is not None and value.strip().lower() == "true"
 
 
-def waitlist_advance(*, site_id: int, build: ReservationCall, now: datetime | None = None) -> AdvanceResult:
+def waitlist_advance(*, site_id: int, now: datetime | None = None) -> AdvanceResult:
     """Move `site_id`'s queue on (see the module docstring): fulfil offers whose token started a session at the
     site since the offer (and waiting entries whose token started one since joining), expire offers past their
     time (their reservation, held on the charger until the same instant, is closed too) and tell the driver,
@@ -237,7 +236,7 @@ def waitlist_advance(*, site_id: int, build: ReservationCall, now: datetime | No
             )
             if moved == 1:
                 offers.append((entry.pk, connector))
-    reserved = sum(_reserve(entry_id, connector, now + hold, build, now) for entry_id, connector in offers)
+    reserved = sum(_reserve(entry_id, connector, now + hold, now) for entry_id, connector in offers)
     for entry_id in expired:
         _send_expired(entry_id)
     notified = _notify_offers(site_id, now)
@@ -331,7 +330,7 @@ def _free_connectors(site_id: int, now: datetime) -> list[Connector]:
     return free
 
 
-def _reserve(entry_id: int, connector: Connector, expires_at: datetime, build: ReservationCall, now) -> bool:
+def _reserve(entry_id: int, connector: Connector, expires_at: datetime, now) -> bool:
     """ReserveNow for a new offer where the charger supports it; the reservation (whatever the charger said) is
     linked to the entry. True if the charger accepted it. Any refusal leaves the offer standing."""
     station = ChargingStation.objects.get(pk=connector.evse.station_id)
@@ -346,7 +345,6 @@ def _reserve(entry_id: int, connector: Connector, expires_at: datetime, build: R
             station=station,
             id_token_id=entry.id_token_id,
             expires_at=expires_at,
-            build=build,
             evse_id=connector.evse.evse_id,
             connector_id=connector.connector_id,
             source=CommandSource.SYSTEM,

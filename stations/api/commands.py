@@ -10,18 +10,14 @@ from rest_framework.views import APIView
 from accounts.enums import Capability
 from cpms.api import ErrorOutputSerializer, paginated_response
 from cpms.errors import ValidationFailed
-from cpms.ocpp import actions
-from cpms.ocpp.errors import OcppError
+from cpms.ocpp_wire import actions
+from cpms.ocpp_wire.calls import Call
+from cpms.ocpp_wire.errors import OcppError
+from cpms.ocpp_wire.redaction import request_redacted
 from stations.enums import CommandSource, CommandStatus
 from stations.models import Command
 from stations.selectors import command_access, command_list, station_access
-from stations.services.commands import (
-    DISCONNECTED,
-    NOT_CONNECTED,
-    NOT_DELIVERED,
-    command_execute,
-    request_redacted,
-)
+from stations.services.commands import DISCONNECTED, NOT_CONNECTED, NOT_DELIVERED, command_send
 
 MAX_TIMEOUT_S = 300
 MAX_QUEUE_S = 7 * 24 * 3600
@@ -182,11 +178,11 @@ class StationOcppCallApi(APIView):
                 actions.request_validate(protocol=station.protocol, action=action, payload=request.data)
             except OcppError as exc:
                 raise ValidationFailed(f"{action} ({station.protocol}): {exc.description}") from None
-        command = command_execute(
+        # The generic endpoint's call is the integrator's own payload, checked above like a builder's.
+        command = command_send(
             station=station,
-            action=action,
-            request=request.data,
-            user=request.user,
+            call=Call(action, request.data),
+            requested_by=request.user,
             source=CommandSource.API,
             **options,
         )

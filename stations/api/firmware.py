@@ -27,7 +27,6 @@ from rest_framework.views import APIView
 from accounts.enums import Capability
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, paginated_response
 from cpms.errors import NotFound
-from cpms.ocpp.commands_firmware import diagnostics_request, firmware_update_request
 from stations.api.firmware_serializers import (
     DiagnosticsInputSerializer,
     DiagnosticsRequestOutputSerializer,
@@ -56,12 +55,8 @@ from stations.selectors import (
     station_access,
 )
 from stations.services.commands import NOT_CONNECTED, NOT_DELIVERED
-from stations.services.firmware import (
-    diagnostics_upload_request,
-    firmware_campaign_create,
-    firmware_file_create,
-    firmware_update_start,
-)
+from stations.services.firmware import diagnostics_upload_request, firmware_file_create, firmware_update_start
+from stations.services.firmware_campaigns import firmware_campaign_create
 
 
 def _outcome(command: Command) -> tuple[int, str | None]:
@@ -176,7 +171,6 @@ class StationFirmwareUpdateApi(APIView):
             station=station,
             firmware_id=data.validated_data["firmware_id"],
             retrieve_at=data.validated_data.get("retrieve_at"),
-            build=firmware_update_request,
             source=CommandSource.API,
         )
         http_status, detail = _outcome(update.command)
@@ -285,7 +279,6 @@ class StationDiagnosticsApi(APIView):
             log_type=data.validated_data.get("log_type"),
             oldest=data.validated_data.get("start"),
             latest=data.validated_data.get("stop"),
-            build=diagnostics_request,
             source=CommandSource.API,
         )
         http_status, detail = _outcome(upload.command)

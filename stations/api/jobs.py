@@ -10,7 +10,7 @@ from accounts.enums import Capability
 from accounts.selectors import organisation_access
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, StrictInputSerializer, paginated_response
 from cpms.errors import ValidationFailed
-from cpms.ocpp.templates import read_configuration_calls, template_calls
+from cpms.ocpp_wire.templates import read_configuration_calls, template_calls
 from stations.enums import JobKind, OcppVersion
 from stations.models import CommandJob, CommandJobTarget, ConfigurationTemplate
 from stations.selectors import (

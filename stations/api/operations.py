@@ -1,7 +1,7 @@
 """Version-neutral operations on a station: `POST /api/v1/stations/<identity>/commands/<operation>/`.
 
-One body for every OCPP version: the view checks access, parses, lets cpms/ocpp/commands.py build the
-call of the station's version, sends it with command_execute and answers as the generic OCPP endpoint does
+One body for every OCPP version: the view checks access, parses, lets cpms.ocpp_wire.operations build the
+call of the station's version, sends it with command_send and answers as the generic OCPP endpoint does
 (stations/api/commands.py: 200 answered, 409 not connected, 502 CALLERROR, 504 timeout). The wire payload
 is in the answer's `request`.
 """
@@ -13,8 +13,9 @@ from rest_framework.views import APIView
 
 from accounts.enums import Capability
 from cpms.api import ErrorOutputSerializer
-from cpms.ocpp import commands as builders
-from cpms.ocpp.commands import Call
+from cpms.ocpp_wire import operations as builders
+from cpms.ocpp_wire.calls import Call
+from sessions.selectors import session_transaction_id
 from stations.api.commands import (
     CommandErrorOutputSerializer,
     OcppCallOutputSerializer,
@@ -37,7 +38,7 @@ from stations.api.views import IDENTITY
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command
 from stations.selectors import station_access
-from stations.services.commands import command_execute
+from stations.services.commands import command_send, station_version, target_resolve
 
 OUTCOMES = {
     400: OpenApiResponse(
@@ -59,7 +60,7 @@ OUTCOMES = {
 
 
 class OperationApi(APIView):
-    """Access (COMMAND) -> parse -> build for the station's version -> command_execute -> the outcome.
+    """Access (COMMAND) -> parse -> build for the station's version -> command_send -> the outcome.
 
     Access comes first, so that a 400 never tells a caller that a foreign station exists."""
 
@@ -74,17 +75,16 @@ class OperationApi(APIView):
         parsed.is_valid(raise_exception=True)
         data = parsed.validated_data
         call = self.build(
-            station=station, version=builders.station_version(station), data=data, user=request.user
+            station=station, version=station_version(station), data=data, user=request.user
         )
         return command_http_response(_execute(station=station, call=call, user=request.user, data=data))
 
 
 def _execute(*, station: ChargingStation, call: Call, user, data: dict) -> Command:
-    return command_execute(
+    return command_send(
         station=station,
-        action=call.action,
-        request=call.payload,
-        user=user,
+        call=call,
+        requested_by=user,
         source=CommandSource.API,
         timeout_s=data.get("timeout"),
         queue_for_s=data.get("queue"),
@@ -92,7 +92,7 @@ def _execute(*, station: ChargingStation, call: Call, user, data: dict) -> Comma
 
 
 def _target(station: ChargingStation, data: dict) -> builders.Target:
-    return builders.target_resolve(
+    return target_resolve(
         station=station, evse_id=data.get("evse_id"), connector_id=data.get("connector_id")
     )
 
@@ -147,7 +147,7 @@ class RemoteStopApi(OperationApi):
     def build(self, *, station, version, data, user):
         transaction_id = data.get("transaction_id")
         if transaction_id is None:
-            transaction_id = builders.session_transaction_id(
+            transaction_id = session_transaction_id(
                 user=user, station=station, session_id=data["session_id"]
             )
         return builders.remote_stop(version, transaction_id=transaction_id)
@@ -275,7 +275,7 @@ class SetConfigurationApi(OperationApi):
         parsed = SetConfigurationInputSerializer(data=request.data)
         parsed.is_valid(raise_exception=True)
         data = parsed.validated_data
-        version = builders.station_version(station)
+        version = station_version(station)
         values = [(item["key"], item["value"]) for item in data["values"]]
         calls = builders.set_configuration(version, values=values)
         outcomes, answers, failed, queued = [], [], None, None

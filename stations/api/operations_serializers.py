@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from cpms.api import StrictInputSerializer
-from cpms.ocpp.commands import (
+from cpms.ocpp_wire.operations import (
     AVAILABILITY_STATUSES,
     CENTRAL_TOKEN,
     ID_TOKEN_TYPES,

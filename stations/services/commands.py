@@ -1,16 +1,16 @@
 """Remote commands: CSMS->charger OCPP calls, issued from any process (API, admin, Celery).
 
 How a command travels:
-1. `command_create` writes the record (status `pending`) and commits. The record is the outbox: nothing
-   lives only in the channel layer.
-2. The issuer sends `{"type": "ocpp.command", "command_id", "reply_to"}` to the station's channel-layer
-   group (the fast path). Every server process also polls for pending commands of the stations it holds
-   (`command_pending_for`, once a second), which delivers commands when Redis lost the message, when the
-   issuer had no channel layer (a Celery worker in embedded mode) and outbox commands once their station
-   connects.
+1. `command_send` takes a `Call` built by a cpms.ocpp_wire builder; `command_create` writes the record
+   (status `pending`) and commits. The record is the outbox: nothing lives only in the transport.
+2. The issuer tells the process holding the station through the transport (`CommandTransport`, chosen by
+   the setting OCPP_COMMAND_TRANSPORT; the OCPP server's, cpms/ocpp/transport.py, uses the channel layer):
+   the fast path. Every server process also polls for pending commands of the stations it holds
+   (`command_pending_for`, once a second), which delivers commands when the transport lost the word, when
+   the issuer had none (a Celery worker in embedded mode) and outbox commands once their station connects.
 3. The process that holds the connection claims the command (`command_claim`: pending -> sent, exactly
-   once), sends the CALL, and records the answer (`command_finish`: sent -> answered / failed / timed_out),
-   then tells `reply_to`.
+   once), sends the CALL, and records the answer (`command_finish`: sent -> answered / failed / timed_out,
+   with the answer hook of sessions.services.command_answers), then tells the issuer.
 4. The issuer waits for that word (or polls the record) and returns the final record.
 
 Caller errors (unknown station, not allowed) are the caller's to check; this module records what happened.
@@ -18,19 +18,24 @@ Caller errors (unknown station, not allowed) are the caller's to check; this mod
 
 import asyncio
 import copy
-import hashlib
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Protocol
 
 from asgiref.sync import async_to_sync, sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from accounts.models import AuditAction, User
 from accounts.services import audit_record
+from cpms.errors import Conflict, ValidationFailed
+from cpms.ocpp_wire.calls import Call, version_checked
+from cpms.ocpp_wire.operations import Target
+from cpms.ocpp_wire.redaction import request_redacted
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command, CommandJob, DeviceVariable
 from stations.services.credentials import (
@@ -53,9 +58,8 @@ FINAL_STATUSES = frozenset({CommandStatus.ANSWERED, CommandStatus.FAILED, Comman
 # After its timeout, a sent command is given this long for the holding process to record the outcome
 # before anyone else declares it lost.
 FINISH_GRACE_S = 5.0
-LAYER_TIMEOUT_S = 3.0
-# How often a waiting issuer re-reads the record without a channel layer (nothing will tell it); with one,
-# every OCPP_COMMAND_POLL_S (only to notice a lost message).
+# How often a waiting issuer re-reads the record without a transport's word (nothing will tell it); with
+# one, every OCPP_COMMAND_POLL_S (only to notice a lost word).
 POLL_WITHOUT_LAYER_S = 0.2
 
 # Given (command, response) inside the transaction that records an answer: applies what the answer means
@@ -63,47 +67,76 @@ POLL_WITHOUT_LAYER_S = 0.2
 AnswerHook = Callable[[Command, dict], None]
 
 
-# Secrets a CSMS may send a charger: shown and logged masked; the Command row keeps the real value only
-# until the command is finished (the outbox needs it to send).
-REDACTED = "********"
-SECRET_CONFIGURATION_KEYS = frozenset({"AuthorizationKey"})  # 1.6 security profile 1/2 password
-SECRET_VARIABLES = frozenset({"BasicAuthPassword"})  # 2.0.1 SecurityCtrlr
-SECRET_NETWORK_FIELDS = {"apn": ("apnPassword",), "vpn": ("password", "key")}
+def station_version(station: ChargingStation) -> str:
+    """The OCPP schema version to build calls for. A station that never connected has no version: nothing
+    can be built for it, and it is not connected (Conflict, as a command to an offline station is)."""
+    version = station.protocol.removeprefix("ocpp")
+    if not version:
+        raise Conflict(
+            f"Station {station.identity!r} has never connected: its OCPP version is not known yet."
+        )
+    return version_checked(version)
 
 
-def request_redacted(action: str, request):
-    """`request` with the secrets in it masked (a copy; the same object when there are none)."""
-    if not isinstance(request, dict):
-        return request
-    if action == "ChangeConfiguration" and request.get("key") in SECRET_CONFIGURATION_KEYS:
-        return {**request, "value": REDACTED}
-    if action == "SetVariables" and isinstance(request.get("setVariableData"), list):
-        items = request["setVariableData"]
-        if any(_secret_variable(item) for item in items):
-            masked = [
-                {**item, "attributeValue": REDACTED} if _secret_variable(item) else item for item in items
-            ]
-            return {**request, "setVariableData": masked}
-    if action == "SetNetworkProfile" and isinstance(request.get("connectionData"), dict):
-        data = dict(request["connectionData"])
-        changed = False
-        for part, fields in SECRET_NETWORK_FIELDS.items():
-            if isinstance(data.get(part), dict) and any(f in data[part] for f in fields):
-                data[part] = {k: (REDACTED if k in fields else v) for k, v in data[part].items()}
-                changed = True
-        if changed:
-            return {**request, "connectionData": data}
-    return request
+def target_resolve(*, station: ChargingStation, evse_id: int | None, connector_id: int | None) -> Target:
+    """Operator input -> Target. `evse_id` (with or without `connector_id`) is taken as it is. A lone
+    `connector_id` counts the connectors of the whole station, as 1.6 and most chargers' labels do: in 1.6
+    it is the connectorId (EVSE n, connector 1); in 2.0.1 it is the n-th connector in (EVSE, connector) order
+    of those the station reported (its Evse/Connector rows)."""
+    if evse_id is not None or connector_id is None:
+        return Target(evse_id=evse_id, connector_id=connector_id)
+    if station_version(station) == "1.6":
+        return Target(evse_id=connector_id, connector_id=1)
+    points = sorted(
+        (evse.evse_id, connector.connector_id)
+        for evse in station.evses.all()
+        for connector in evse.connectors.all()
+    )
+    if not 1 <= connector_id <= len(points):
+        raise ValidationFailed(
+            f"Station {station.identity!r} reported {len(points)} connector(s), so it has no connector "
+            f"{connector_id}: give evse_id and connector_id."
+        )
+    evse, connector = points[connector_id - 1]
+    return Target(evse_id=evse, connector_id=connector)
 
 
-def _secret_variable(item) -> bool:
-    return isinstance(item, dict) and (item.get("variable") or {}).get("name") in SECRET_VARIABLES
+# --- the transport ----------------------------------------------------------------------------------
 
 
-def station_group(identity: str) -> str:
-    """Channel-layer group of a station. Group names allow only [A-Za-z0-9._-] and < 100 characters,
-    identities allow more, so the group is named by a hash of the identity."""
-    return "ocpp.station." + hashlib.sha256(identity.encode()).hexdigest()[:40]
+class CommandReply(Protocol):
+    """The word of the process holding a station that it finished a command."""
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return when the word came or `timeout_s` passed; raise when the reply channel failed."""
+
+    def close(self) -> None: ...
+
+
+class CommandTransport(Protocol):
+    """How an issuer tells the process holding a station's connection that a command is pending."""
+
+    async def notify(self, *, identity: str, command_id: int, reply: bool) -> CommandReply | None:
+        """Tell the holder of `identity`; with `reply`, a CommandReply to wait on for its word. None when
+        nothing can carry the word (the issuer then polls the record, and the holder's poller finds the
+        command)."""
+
+
+class PollingTransport:
+    """No transport (no channel layer): the holder's poller finds the command, the issuer polls the record."""
+
+    async def notify(self, *, identity: str, command_id: int, reply: bool) -> CommandReply | None:
+        return None
+
+
+@functools.cache
+def _transport_load(path: str) -> CommandTransport:
+    return import_string(path)() if path else PollingTransport()
+
+
+def command_transport() -> CommandTransport:
+    """The transport of the setting OCPP_COMMAND_TRANSPORT (a dotted path; empty: PollingTransport)."""
+    return _transport_load(settings.OCPP_COMMAND_TRANSPORT)
 
 
 def command_create(
@@ -269,30 +302,51 @@ def commands_expire(*, now=None) -> int:
 # --- issuing and waiting --------------------------------------------------------------------------
 
 
-def command_execute(**kwargs) -> Command:
-    """`command_execute_async` for synchronous callers (API views, admin actions, Celery tasks)."""
-    return async_to_sync(command_execute_async)(**kwargs)
-
-
-async def command_execute_async(
+def command_send(
     *,
     station: ChargingStation,
-    action: str,
-    request: dict,
-    user: User | None = None,
+    call: Call,
+    requested_by: User | None,
     source: str = CommandSource.API,
     timeout_s: float | None = None,
     queue_for_s: float | None = None,
     job: CommandJob | None = None,
+    wait: bool = True,
 ) -> Command:
-    """Record a command, have it sent by whichever process holds the station, wait for the outcome.
+    """`command_send_async` for synchronous callers (API views, admin actions, services, Celery tasks)."""
+    return async_to_sync(command_send_async)(
+        station=station,
+        call=call,
+        requested_by=requested_by,
+        source=source,
+        timeout_s=timeout_s,
+        queue_for_s=queue_for_s,
+        job=job,
+        wait=wait,
+    )
+
+
+async def command_send_async(
+    *,
+    station: ChargingStation,
+    call: Call,
+    requested_by: User | None,
+    source: str = CommandSource.API,
+    timeout_s: float | None = None,
+    queue_for_s: float | None = None,
+    job: CommandJob | None = None,
+    wait: bool = True,
+) -> Command:
+    """Record `call` for `station` (audited unless the system sends it), have it sent by whichever process
+    holds the station, and (`wait`) wait for the outcome.
 
     Returns the final record (answered, failed, timed out), or a pending one when it waits in the outbox
-    (`queue_for_s`) for the station to connect. A request with more items than the station takes in one
-    message is sent as several (`_execute_in_parts`).
+    (`queue_for_s`) for the station to connect or `wait` is False. A request with more items than the
+    station takes in one message is sent as several (`_execute_in_parts`), waited for one after the other.
     """
+    action, request = call
     options = {
-        "user": user,
+        "user": requested_by,
         "source": source,
         "timeout_s": timeout_s,
         "queue_for_s": queue_for_s,
@@ -306,59 +360,47 @@ async def command_execute_async(
         limit = await _db(station_items_per_message, station_id=station.pk, action=action)
         if limit is not None and len(request[SPLIT_ITEMS[action][0]]) > limit:
             return await _execute_in_parts(station, action, request, limit, options)
-    return await _execute_one(station, action, request, options)
+    return await _execute_one(station, action, request, options, wait=wait)
 
 
-async def _execute_one(station: ChargingStation, action: str, request: dict, options: dict) -> Command:
+async def _execute_one(
+    station: ChargingStation, action: str, request: dict, options: dict, *, wait: bool = True
+) -> Command:
     command = await _db(command_create, station=station, action=action, request=request, **options)
     if command.status != CommandStatus.PENDING:
         return command
     if not station.is_connected:
         return command  # queued for a station that is offline: the poller sends it when it connects
-    return await _transport(command, station)
+    transport = command_transport()
+    try:
+        reply = await transport.notify(identity=station.identity, command_id=command.pk, reply=wait)
+    except Exception:
+        logger.warning("command transport failed; command %s goes by the database", command.pk, exc_info=True)
+        reply = None
+    if not wait:
+        if reply is not None:
+            reply.close()
+        return command
+    return await command_wait(command, reply=reply)
 
 
-async def _deliver(command: Command, station: ChargingStation) -> Command:
-    """Hand a pending command to the process holding the station and wait for its outcome."""
-    layer = get_channel_layer()
-    reply_to = None
-    if layer is not None:
-        try:
-            reply_to = await asyncio.wait_for(layer.new_channel(), LAYER_TIMEOUT_S)
-            await asyncio.wait_for(
-                layer.group_send(
-                    station_group(station.identity),
-                    {"type": "ocpp.command", "command_id": command.pk, "reply_to": reply_to},
-                ),
-                LAYER_TIMEOUT_S,
-            )
-        except Exception:
-            logger.warning(
-                "channel layer unavailable; command %s goes by the database", command.pk, exc_info=True
-            )
-            reply_to = None
-    return await _command_wait(command, layer if reply_to else None, reply_to)
-
-
-async def _command_wait(command: Command, layer, reply_to: str | None) -> Command:
+async def command_wait(command: Command, *, reply: CommandReply | None = None) -> Command:
+    """Wait for the outcome of a command that was recorded (pending or sent): the holder's word on `reply`,
+    or the record re-read. Gives up a pending command nobody took within OCPP_COMMAND_DELIVERY_S
+    (NotDelivered; an outbox command stays pending) and a sent one whose outcome nobody recorded within its
+    timeout (Lost)."""
     loop = asyncio.get_running_loop()
     delivery_deadline = loop.time() + settings.OCPP_COMMAND_DELIVERY_S
-    poll = (
-        settings.OCPP_COMMAND_POLL_S if reply_to else min(POLL_WITHOUT_LAYER_S, settings.OCPP_COMMAND_POLL_S)
-    )
-    word: asyncio.Future | None = None
+    poll = settings.OCPP_COMMAND_POLL_S if reply else min(POLL_WITHOUT_LAYER_S, settings.OCPP_COMMAND_POLL_S)
     try:
         while True:
-            if reply_to is not None:
-                # One long-lived receive: cancelling a pubsub receive would unsubscribe the channel.
-                if word is None:
-                    word = asyncio.ensure_future(layer.receive(reply_to))
-                done, _ = await asyncio.wait({word}, timeout=poll)
-                if done:
-                    if word.exception() is not None:
-                        logger.warning("reply channel failed: %s; polling", word.exception())
-                        reply_to, poll = None, POLL_WITHOUT_LAYER_S
-                    word = None
+            if reply is not None:
+                try:
+                    await reply.wait(poll)
+                except Exception as exc:
+                    logger.warning("reply channel failed: %s; polling", exc)
+                    reply.close()
+                    reply, poll = None, POLL_WITHOUT_LAYER_S
             else:
                 await asyncio.sleep(poll)
             current = await _db(_command_reload, command=command)
@@ -388,12 +430,8 @@ async def _command_wait(command: Command, layer, reply_to: str | None) -> Comman
                 ):
                     return await _db(_command_reload, command=command)
     finally:
-        if word is not None:
-            word.cancel()
-
-
-# Tests replace this with a fake charger (tests/commands.py); everything else about a command is real.
-_transport = _deliver
+        if reply is not None:
+            reply.close()
 
 
 # --- items per message ------------------------------------------------------------------------------

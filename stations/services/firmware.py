@@ -4,10 +4,10 @@ Chargers fetch firmware from us and upload diagnostics to us over plain HTTP, at
 CPMS_PUBLIC_URL that carry a random token: a charger cannot send our API credentials, so the token is the
 credential (stations/views/files.py).
 
-How the wire looks per OCPP version is the OCPP layer's business (cpms/ocpp/commands_firmware.py): the
-functions here that send something take the request builder as an argument (`build`) and call it with the
-id of the row they just created (OCPP's requestId is that row's pk), so the payload always refers to a
-committed row that status notifications can find.
+How the wire looks per OCPP version is cpms.ocpp_wire.firmware's: the functions here that send something
+build the call with the id of the row they just created (OCPP's requestId is that row's pk), so the payload
+always refers to a committed row that status notifications can find. Campaigns (one update to many
+stations) are in stations.services.firmware_campaigns.
 
 Outcomes are read from the Command record (stations.services.commands): an answer with status Accepted (or
 no status at all: 1.6 UpdateFirmware.conf and GetDiagnostics.conf have none) is an acceptance; anything
@@ -16,7 +16,6 @@ else, a CALLERROR, a timeout or a station that is not connected is a failure wit
 The reads (lists and `*_access`) are in stations/selectors.py.
 """
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -24,9 +23,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import Protocol
 
-from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
@@ -40,19 +37,19 @@ from accounts.enums import Capability
 from accounts.models import User
 from accounts.selectors import organisation_access, user_can
 from cpms.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
-from stations.enums import CommandSource, CommandStatus, JobKind, JobStatus, JobTargetStatus, UploadKind
+from cpms.ocpp_wire.calls import Call
+from cpms.ocpp_wire.firmware import diagnostics_request, firmware_update_request
+from stations.enums import CommandSource, CommandStatus, UploadKind
 from stations.models import (
     ChargingStation,
     Command,
     CommandJob,
-    CommandJobTarget,
     DiagnosticsUpload,
     FirmwareFile,
     FirmwareUpdate,
 )
-from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED, firmware_file_list, stations_for_command
-from stations.services.commands import command_execute, command_execute_async
-from stations.services.jobs import job_claim, job_heartbeat, job_target_finish
+from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED
+from stations.services.commands import command_send
 
 logger = logging.getLogger(__name__)
 
@@ -74,41 +71,7 @@ REFUSED = frozenset({"Rejected", "InvalidCertificate", "RevokedCertificate"})
 # 4.5, 2.0.1 L01.FR.25, N01.FR.10): that says nothing about an earlier update or upload.
 IDLE = "Idle"
 
-CAMPAIGN_BATCH_SIZE = 50
-# Stations of one campaign batch that are sent their update at once (each waits for its charger's answer).
-CAMPAIGN_CONCURRENCY = 20
-# A running campaign without progress for this long is taken to be orphaned (its worker died): a redelivered
-# task takes it over; a recent one is left to the worker running it (stations.services.jobs does the same).
-
-
 # What the API renders with an update or upload (its command with the command's station and requester).
-
-
-class FirmwareRequestBuilder(Protocol):
-    def __call__(
-        self,
-        *,
-        protocol: str,
-        request_id: int,
-        location: str,
-        retrieve_at: datetime,
-        signature: str,
-        signing_certificate: str,
-    ) -> tuple[str, dict]: ...
-
-
-class DiagnosticsRequestBuilder(Protocol):
-    def __call__(
-        self,
-        *,
-        protocol: str,
-        kind: str,
-        request_id: int,
-        location: str,
-        log_type: str,
-        oldest: datetime | None,
-        latest: datetime | None,
-    ) -> tuple[str, dict]: ...
 
 
 class UploadTooLarge(DomainError):
@@ -253,15 +216,14 @@ def firmware_file_create(
 
 
 @transaction.atomic
-def _firmware_update_prepare(
+def firmware_update_prepare(
     *,
     station: ChargingStation,
     firmware: FirmwareFile,
     job: CommandJob | None,
     retrieve_at: datetime,
-    build: FirmwareRequestBuilder,
-) -> tuple[FirmwareUpdate, str, dict]:
-    """The update row and the request that refers to it, committed before anything is sent. A builder
+) -> tuple[FirmwareUpdate, Call]:
+    """The update row and the call that refers to it, committed before anything is sent. A builder
     refusal (unknown protocol, a value the version cannot carry) rolls the row back."""
     update = None
     if job is not None:
@@ -269,7 +231,7 @@ def _firmware_update_prepare(
         update = FirmwareUpdate.objects.filter(job=job, station=station, command__isnull=True).first()
     if update is None:
         update = FirmwareUpdate.objects.create(station=station, firmware=firmware, job=job)
-    action, payload = build(
+    call = firmware_update_request(
         protocol=station.protocol,
         request_id=update.pk,
         location=firmware_download_url(firmware),
@@ -278,14 +240,14 @@ def _firmware_update_prepare(
         signing_certificate=firmware.signing_certificate,
     )
     # 1.6 UpdateFirmware has no requestId: its notifications are matched to the station's latest update.
-    request_id = update.pk if "requestId" in payload else None
+    request_id = update.pk if "requestId" in call.payload else None
     if update.request_id != request_id:
         update.request_id = request_id
         update.save(update_fields=["request_id", "updated_at"])
-    return update, action, payload
+    return update, call
 
 
-def _firmware_update_finish(*, update: FirmwareUpdate, command: Command) -> FirmwareUpdate:
+def firmware_update_finish(*, update: FirmwareUpdate, command: Command) -> FirmwareUpdate:
     """Link the command and take its answer as the update's first status. A status notification that
     came in first (chargers send Downloading right after answering) is not overwritten."""
     now = timezone.now()
@@ -301,7 +263,6 @@ def firmware_update_start(
     actor: User,
     station: ChargingStation,
     firmware_id: int,
-    build: FirmwareRequestBuilder,
     retrieve_at: datetime | None = None,
     source: str = CommandSource.API,
 ) -> FirmwareUpdate:
@@ -311,208 +272,11 @@ def firmware_update_start(
     firmware = FirmwareFile.objects.filter(pk=firmware_id, organisation_id=station.organisation_id).first()
     if firmware is None:
         raise ValidationFailed(f"Firmware file {firmware_id} not found.")
-    update, action, payload = _firmware_update_prepare(
-        station=station, firmware=firmware, job=None, retrieve_at=retrieve_at or timezone.now(), build=build
+    update, call = firmware_update_prepare(
+        station=station, firmware=firmware, job=None, retrieve_at=retrieve_at or timezone.now()
     )
-    command = command_execute(station=station, action=action, request=payload, user=actor, source=source)
-    return _firmware_update_finish(update=update, command=command)
-
-
-# --- campaigns --------------------------------------------------------------------------------------
-
-
-def firmware_campaign_create(
-    *,
-    actor: User,
-    firmware_id: int,
-    station_identities: list[str] | None = None,
-    site_id: int | None = None,
-    retrieve_at: datetime | None = None,
-) -> CommandJob:
-    """A firmware campaign: a CommandJob (kind firmware) with one target per station, run by
-    stations.tasks_firmware.firmware_campaign_run once this commits.
-
-    Campaigns are organisation-wide operations: COMMAND on the firmware's organisation (not only on some
-    of its sites), and every station named must be one the actor may command there (stations_for_command).
-    """
-    from stations.tasks_firmware import firmware_campaign_run  # tasks import services, not at load
-
-    firmware = firmware_file_list(user=actor).filter(pk=firmware_id).first()
-    if firmware is None:
-        raise ValidationFailed(f"Firmware file {firmware_id} not found.")
-    if not user_can(user=actor, capability=Capability.COMMAND, organisation_id=firmware.organisation_id):
-        raise PermissionDenied(
-            f"You may not run firmware campaigns in organisation {firmware.organisation_id}."
-        )
-    if (station_identities is None) == (site_id is None):
-        raise ValidationFailed("Give either the stations (identities) or a site.")
-    if station_identities is not None and not station_identities:
-        raise ValidationFailed("Choose at least one station.")
-    stations = stations_for_command(
-        user=actor, organisation_id=firmware.organisation_id, identities=station_identities, site_id=site_id
-    )
-    with transaction.atomic():
-        job = CommandJob.objects.create(
-            organisation_id=firmware.organisation_id,
-            kind=JobKind.FIRMWARE,
-            action="UpdateFirmware",
-            request={"retrieve_at": retrieve_at.isoformat() if retrieve_at else None},
-            firmware=firmware,
-            total=len(stations),
-            created_by=actor,
-        )
-        CommandJobTarget.objects.bulk_create(CommandJobTarget(job=job, station=s) for s in stations)
-        transaction.on_commit(lambda: firmware_campaign_run.delay(job.pk))
-    return job
-
-
-@dataclass(frozen=True)
-class CampaignProgress:
-    job_id: int
-    status: str
-    total: int
-    done: int
-    failed: int
-    # Targets whose command is still on its way (sent by an earlier run): the task comes back for them.
-    in_flight: int
-
-
-def firmware_campaign_run(
-    *, job_id: int, build: FirmwareRequestBuilder, batch_size: int = CAMPAIGN_BATCH_SIZE
-) -> CampaignProgress | None:
-    """Send the campaign's firmware to its pending targets, a batch at a time, and record each station's
-    outcome (the counters move as targets finish). None when the job no longer exists.
-
-    Idempotent: a target that is ok or failed is not sent again, and a target whose command an earlier
-    run already sent takes that command's outcome instead of a second update. A duplicate delivery while
-    another worker runs the campaign (recent progress) leaves it alone. The job is `done` once every target
-    has an outcome, whatever the outcomes: `failed_count` says how many stations did not take it.
-    """
-    job = (
-        CommandJob.objects.filter(pk=job_id, kind=JobKind.FIRMWARE)
-        .select_related("firmware", "created_by")
-        .first()
-    )
-    if job is None:
-        return None
-    claim = job_claim(job=job)
-    if claim is None:  # running alive elsewhere, finished, or claimed meanwhile
-        return campaign_progress(job_id=job_id, in_flight=0)
-    raw_retrieve_at = job.request.get("retrieve_at")
-    retrieve_at = datetime.fromisoformat(raw_retrieve_at) if raw_retrieve_at else None
-    in_flight = 0
-    after = 0
-    with job_heartbeat(job_id=job_id, claim=claim):
-        while True:
-            batch = list(
-                CommandJobTarget.objects.filter(job=job, status=JobTargetStatus.PENDING, pk__gt=after)
-                .select_related("station")
-                .order_by("pk")[:batch_size]
-            )
-            if not batch:
-                break
-            after = batch[-1].pk
-            in_flight += _campaign_batch_run(job=job, targets=batch, retrieve_at=retrieve_at, build=build)
-    mine = CommandJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, started_at=claim)
-    if in_flight == 0:
-        mine.update(status=JobStatus.DONE, heartbeat_at=None, finished_at=timezone.now())
-    else:
-        # Back to queued: the task's retry claims it again (queued -> running) once those commands ended;
-        # left running, the retry would take it for a run in progress and leave it alone. heartbeat_at:
-        # when it was queued, so that the recovery sweep waits a lease (> IN_FLIGHT_RETRY_S) for the retry.
-        mine.update(status=JobStatus.QUEUED, heartbeat_at=timezone.now())
-    return campaign_progress(job_id=job_id, in_flight=in_flight)
-
-
-def _campaign_batch_run(
-    *,
-    job: CommandJob,
-    targets: list[CommandJobTarget],
-    retrieve_at: datetime | None,
-    build: FirmwareRequestBuilder,
-) -> int:
-    """One batch: targets already sent take their command's outcome, the others are sent concurrently.
-    Returns how many targets are still in flight."""
-    in_flight = 0
-    sends: list[tuple[CommandJobTarget, FirmwareUpdate, str, dict]] = []
-    for target in targets:
-        earlier = Command.objects.filter(job=job, station_id=target.station_id).order_by("-id").first()
-        if earlier is not None:
-            outcome = command_outcome(earlier)
-            if outcome is None:
-                in_flight += 1  # its outcome comes when the process holding the station records it
-                continue
-            update = (
-                FirmwareUpdate.objects.filter(job=job, station_id=target.station_id).order_by("-id").first()
-            )
-            if update is not None:
-                _firmware_update_finish(update=update, command=earlier)
-            job_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
-            continue
-        try:
-            update, action, payload = _firmware_update_prepare(
-                station=target.station,
-                firmware=job.firmware,
-                job=job,
-                retrieve_at=retrieve_at or timezone.now(),
-                build=build,
-            )
-        except DomainError as exc:
-            job_target_finish(target=target, ok=False, detail=exc.message)
-            continue
-        sends.append((target, update, action, payload))
-    if sends:
-        async_to_sync(_campaign_send)(job, sends)
-        for target, _update, _action, _payload in sends:
-            if CommandJobTarget.objects.filter(pk=target.pk, status=JobTargetStatus.PENDING).exists():
-                in_flight += 1
-    return in_flight
-
-
-async def _campaign_send(
-    job: CommandJob, sends: list[tuple[CommandJobTarget, FirmwareUpdate, str, dict]]
-) -> None:
-    slots = asyncio.Semaphore(CAMPAIGN_CONCURRENCY)
-
-    async def one(target: CommandJobTarget, update: FirmwareUpdate, action: str, payload: dict) -> None:
-        async with slots:
-            try:
-                command = await command_execute_async(
-                    station=target.station,
-                    action=action,
-                    request=payload,
-                    user=job.created_by,
-                    source=CommandSource.JOB,
-                    job=job,
-                )
-            except Exception:
-                # The target stays pending: the next run reads the command if it was recorded.
-                logger.exception("campaign %s: sending to %s failed", job.pk, target.station.identity)
-                return
-        await sync_to_async(_campaign_command_record, thread_sensitive=True)(
-            target=target, update=update, command=command
-        )
-
-    await asyncio.gather(*(one(*send) for send in sends))
-
-
-def _campaign_command_record(*, target: CommandJobTarget, update: FirmwareUpdate, command: Command) -> None:
-    _firmware_update_finish(update=update, command=command)
-    outcome = command_outcome(command)
-    if outcome is not None:
-        job_target_finish(target=target, ok=outcome.ok, detail=outcome.detail)
-
-
-def campaign_progress(*, job_id: int, in_flight: int) -> CampaignProgress:
-    job = CommandJob.objects.get(pk=job_id)
-    return CampaignProgress(
-        job_id=job.pk,
-        status=job.status,
-        total=job.total,
-        done=job.done_count,
-        failed=job.failed_count,
-        in_flight=in_flight,
-    )
+    command = command_send(station=station, call=call, requested_by=actor, source=source)
+    return firmware_update_finish(update=update, command=command)
 
 
 # --- diagnostics and log uploads --------------------------------------------------------------------
@@ -529,7 +293,6 @@ def diagnostics_upload_request(
     actor: User,
     station: ChargingStation,
     kind: str,
-    build: DiagnosticsRequestBuilder,
     log_type: str | None = None,
     oldest: datetime | None = None,
     latest: datetime | None = None,
@@ -548,7 +311,7 @@ def diagnostics_upload_request(
         upload = DiagnosticsUpload.objects.create(
             station=station, kind=kind, upload_token=secrets.token_urlsafe(TOKEN_BYTES), requested_by=actor
         )
-        action, payload = build(
+        call = diagnostics_request(
             protocol=station.protocol,
             kind=kind,
             request_id=upload.pk,
@@ -557,10 +320,10 @@ def diagnostics_upload_request(
             oldest=oldest,
             latest=latest,
         )
-        if "requestId" in payload:
+        if "requestId" in call.payload:
             upload.request_id = upload.pk
             upload.save(update_fields=["request_id"])
-    command = command_execute(station=station, action=action, request=payload, user=actor, source=source)
+    command = command_send(station=station, call=call, requested_by=actor, source=source)
     DiagnosticsUpload.objects.filter(pk=upload.pk).update(command=command)
     outcome = command_outcome(command)
     if outcome is not None and outcome.answer:

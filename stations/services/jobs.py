@@ -3,8 +3,8 @@ station's configuration, one command to a fleet), run by a Celery task in batche
 result per station.
 
 The calls are built by the caller, per protocol, when the job is created (`calls` maps a station protocol
-to a list of [action, payload]): the version-specific payloads belong to the OCPP layer, and a job must
-send what the operator saw when starting it.
+to a list of [action, payload], built by cpms.ocpp_wire): a job must send what the operator saw when
+starting it.
 """
 
 import asyncio
@@ -21,9 +21,10 @@ from accounts.models import Organisation, User
 from cpms.errors import ValidationFailed
 from cpms.jobs import Heartbeat, Recovered, jobs_recover
 from cpms.jobs import job_claim as claim_job
+from cpms.ocpp_wire.calls import Call
 from stations.enums import CommandSource, CommandStatus, JobKind, JobStatus, JobTargetStatus
 from stations.models import ChargingStation, Command, CommandJob, CommandJobTarget, ConfigurationTemplate
-from stations.services.commands import FINAL_STATUSES, _command_wait, command_execute_async
+from stations.services.commands import FINAL_STATUSES, command_send_async, command_wait
 
 logger = logging.getLogger(__name__)
 
@@ -174,13 +175,12 @@ async def _run_target(
             if command.status not in FINAL_STATUSES:
                 # Still on its way: the process holding the station records the answer, or the command's
                 # timeout fails it (the same wait as the run that sent it).
-                command = await _command_wait(command, None, None)
+                command = await command_wait(command)
         else:
-            command = await command_execute_async(
+            command = await command_send_async(
                 station=station,
-                action=action,
-                request=payload,
-                user=job.created_by,
+                call=Call(action, payload),
+                requested_by=job.created_by,
                 source=CommandSource.JOB,
                 job=job,
             )

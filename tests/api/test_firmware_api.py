@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from cpms.ocpp import schemas
+from cpms.ocpp_wire import schemas
 from stations.models import (
     ChargingStation,
     Command,

@@ -1,12 +1,12 @@
 """Version-neutral operations: POST /api/v1/stations/<identity>/commands/<operation>/.
 
 The same body to a 1.6 and a 2.0.1 station goes out as each version's own call (that is the point), through
-command_execute and the fake charger (tests/commands.py); the outcome is answered as the generic OCPP
+command_send and the fake charger (tests/commands.py); the outcome is answered as the generic OCPP
 endpoint answers it. Denied callers leave no command behind."""
 
 import pytest
 
-from cpms.ocpp import commands as builders
+from cpms.ocpp_wire import operations as builders
 from stations.models import ChargingStation, Command, DeviceVariable
 from tests.commands import TIMEOUT, CallError
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory

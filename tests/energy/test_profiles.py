@@ -6,7 +6,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from cpms.ocpp.actions import request_validate
+from cpms.ocpp_wire.actions import request_validate
+from cpms.ocpp_wire.smart_charging import set_charging_profile
 from energy.models import (
     ChargingProfileRecord,
     EvseAllocation,
@@ -14,7 +15,6 @@ from energy.models import (
     GridNode,
     NodeLimitSchedule,
 )
-from energy.profiles_wire import set_profile_request
 from energy.services.profiles import safe_shares, site_rebalance, station_default_profiles_send
 from sessions.models import ChargingSession
 from tests.factories import ChargingSessionFactory, ChargingStationFactory, EvseFactory
@@ -23,9 +23,9 @@ from tests.factories import ChargingSessionFactory, ChargingStationFactory, Evse
 
 
 def test_profiles_in_1_6():
-    assert set_profile_request(
-        version="1.6", evse_number=2, limit_a=Decimal("10.66"), purpose="TxProfile", transaction_id="42"
-    ) == {
+    assert set_charging_profile(
+        "1.6", evse_number=2, limit_a=Decimal("10.66"), purpose="TxProfile", transaction_id="42"
+    ).payload == {
         "connectorId": 2,
         "csChargingProfiles": {
             "chargingProfileId": 9_100_002,
@@ -42,9 +42,9 @@ def test_profiles_in_1_6():
 
 
 def test_profiles_in_2_0_1():
-    assert set_profile_request(
-        version="2.0.1", evse_number=1, limit_a=Decimal(16), purpose="TxDefaultProfile"
-    ) == {
+    assert set_charging_profile(
+        "2.0.1", evse_number=1, limit_a=Decimal(16), purpose="TxDefaultProfile"
+    ).payload == {
         "evseId": 1,
         "chargingProfile": {
             "id": 9_000_001,
@@ -65,19 +65,20 @@ def test_profiles_in_2_0_1():
 @pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"])
 @pytest.mark.parametrize("purpose", ["TxDefaultProfile", "TxProfile"])
 def test_every_profile_is_schema_valid(protocol, purpose):
-    request = set_profile_request(
-        version=protocol.removeprefix("ocpp"),
+    call = set_charging_profile(
+        protocol.removeprefix("ocpp"),
         evse_number=3,
         limit_a=Decimal("0"),
         purpose=purpose,
         transaction_id="77" if purpose == "TxProfile" else None,
     )
-    request_validate(protocol=protocol, action="SetChargingProfile", payload=request)
+    assert call.action == "SetChargingProfile"
+    request_validate(protocol=protocol, action=call.action, payload=call.payload)
 
 
 def test_a_tx_profile_needs_its_transaction():
     with pytest.raises(ValueError, match="transaction id"):
-        set_profile_request(version="1.6", evse_number=1, limit_a=Decimal(6), purpose="TxProfile")
+        set_charging_profile("1.6", evse_number=1, limit_a=Decimal(6), purpose="TxProfile")
 
 
 # --- topology fixture ----------------------------------------------------------------------------------

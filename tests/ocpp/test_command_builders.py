@@ -4,9 +4,12 @@ and every call valid against the official request schema of its version."""
 import pytest
 
 from cpms.errors import Conflict, NotFound, ValidationFailed
-from cpms.ocpp import commands as c
-from cpms.ocpp import schemas
-from cpms.ocpp.commands import Call, Target
+from cpms.ocpp_wire import operations as c
+from cpms.ocpp_wire import schemas
+from cpms.ocpp_wire.calls import Call
+from cpms.ocpp_wire.operations import Target
+from sessions.selectors import session_transaction_id
+from stations.services.commands import station_version, target_resolve
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory
 
 V2 = ("2.0.1", "2.1")  # 2.1 is built like 2.0.1
@@ -488,39 +491,39 @@ def station_201(world):
 def test_a_lone_connector_id_on_2_0_1_counts_the_stations_connectors_in_order(
     station_201, connector_id, expected
 ):
-    assert c.target_resolve(station=station_201, evse_id=None, connector_id=connector_id) == expected
+    assert target_resolve(station=station_201, evse_id=None, connector_id=connector_id) == expected
 
 
 def test_a_lone_connector_id_beyond_the_stations_connectors_is_refused(station_201):
     with pytest.raises(ValidationFailed) as refused:
-        c.target_resolve(station=station_201, evse_id=None, connector_id=4)
+        target_resolve(station=station_201, evse_id=None, connector_id=4)
     assert refused.value.message == (
         "Station 'A1-CP1' reported 3 connector(s), so it has no connector 4: give evse_id and connector_id."
     )
 
 
 def test_an_evse_id_is_taken_as_given(station_201):
-    assert c.target_resolve(station=station_201, evse_id=7, connector_id=None) == Target(7, None)
-    assert c.target_resolve(station=station_201, evse_id=2, connector_id=3) == Target(2, 3)
-    assert c.target_resolve(station=station_201, evse_id=None, connector_id=None) == Target()
+    assert target_resolve(station=station_201, evse_id=7, connector_id=None) == Target(7, None)
+    assert target_resolve(station=station_201, evse_id=2, connector_id=3) == Target(2, 3)
+    assert target_resolve(station=station_201, evse_id=None, connector_id=None) == Target()
 
 
 def test_a_lone_connector_id_on_1_6_is_the_connector_id(world):
     world.station_a1.protocol = "ocpp1.6"
-    assert c.target_resolve(station=world.station_a1, evse_id=None, connector_id=3) == Target(3, 1)
+    assert target_resolve(station=world.station_a1, evse_id=None, connector_id=3) == Target(3, 1)
 
 
 def test_a_station_that_never_connected_has_no_version_to_build_for(world):
     world.station_a1.protocol = ""
     with pytest.raises(Conflict) as refused:
-        c.station_version(world.station_a1)
+        station_version(world.station_a1)
     assert refused.value.message == "Station 'A1-CP1' has never connected: its OCPP version is not known yet."
 
 
 def test_a_session_is_stopped_by_its_wire_transaction_id(world):
     session = ChargingSessionFactory(station=world.station_a1, transaction_id="1001")
     assert (
-        c.session_transaction_id(user=world.operator_a, station=world.station_a1, session_id=session.pk)
+        session_transaction_id(user=world.operator_a, station=world.station_a1, session_id=session.pk)
         == "1001"
     )
 
@@ -528,19 +531,19 @@ def test_a_session_is_stopped_by_its_wire_transaction_id(world):
 def test_a_session_of_another_station_is_not_found(world):
     session = ChargingSessionFactory(station=world.station_a2, transaction_id="2001")
     with pytest.raises(NotFound) as missing:
-        c.session_transaction_id(user=world.operator_a, station=world.station_a1, session_id=session.pk)
+        session_transaction_id(user=world.operator_a, station=world.station_a1, session_id=session.pk)
     assert missing.value.message == f"Session {session.pk} not found at station 'A1-CP1'."
 
 
 def test_a_session_outside_the_users_scope_is_not_found(world):
     session = ChargingSessionFactory(station=world.station_b1, transaction_id="3001")
     with pytest.raises(NotFound) as missing:
-        c.session_transaction_id(user=world.operator_a, station=world.station_b1, session_id=session.pk)
+        session_transaction_id(user=world.operator_a, station=world.station_b1, session_id=session.pk)
     assert missing.value.message == f"Session {session.pk} not found at station 'B1-CP1'."
 
 
 def test_a_stopped_session_is_not_stopped_again(world):
     session = ChargingSessionFactory(station=world.station_a1, transaction_id="1001", status="completed")
     with pytest.raises(ValidationFailed) as refused:
-        c.session_transaction_id(user=world.operator_a, station=world.station_a1, session_id=session.pk)
+        session_transaction_id(user=world.operator_a, station=world.station_a1, session_id=session.pk)
     assert refused.value.message == f"Session {session.pk} has already stopped."

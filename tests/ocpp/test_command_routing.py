@@ -10,9 +10,10 @@ import pytest
 from channels.db import database_sync_to_async
 from django.utils import timezone
 
+from cpms.ocpp_wire.calls import Call
 from stations.enums import CommandStatus
 from stations.models import ChargingStation, Command, DeviceVariable
-from stations.services.commands import command_execute_async, commands_expire
+from stations.services.commands import command_send_async, commands_expire
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 from tests.ocpp.test_consumer import basic, communicator, handshake
 
@@ -48,8 +49,8 @@ def test_answered_command_is_recorded_with_its_wire_id_and_times(world):
     async def scenario():
         comm, station = await connect("CMD-1")
         task = started(
-            command_execute_async(
-                station=station, action="Reset", request={"type": "Soft"}, user=world.operator_a
+            command_send_async(
+                station=station, call=Call("Reset", {"type": "Soft"}), requested_by=world.operator_a
             )
         )
         frame = await next_call(comm)
@@ -73,7 +74,9 @@ def test_answer_hook_runs_in_the_recording_transaction(world):
 
     async def scenario():
         comm, station = await connect("CMD-CFG")
-        task = started(command_execute_async(station=station, action="GetConfiguration", request={}))
+        task = started(
+            command_send_async(station=station, call=Call("GetConfiguration", {}), requested_by=None)
+        )
         frame = await next_call(comm)
         await answer(
             comm,
@@ -95,7 +98,7 @@ def test_callerror_fails_the_command_with_the_chargers_code(world):
 
     async def scenario():
         comm, station = await connect("CMD-ERR")
-        task = started(command_execute_async(station=station, action="ClearCache", request={}))
+        task = started(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
         frame = await next_call(comm)
         await comm.send_to(text_data=json.dumps([4, frame[1], "NotSupported", "no cache here", {"x": 1}]))
         command = await asyncio.wait_for(task, 10)
@@ -120,7 +123,7 @@ def test_schema_invalid_answer_fails_the_command_and_keeps_the_answer(world):
 
     async def scenario():
         comm, station = await connect("CMD-BAD")
-        task = started(command_execute_async(station=station, action="ClearCache", request={}))
+        task = started(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
         frame = await next_call(comm)
         await answer(comm, frame, {"status": "Maybe"})
         command = await asyncio.wait_for(task, 10)
@@ -140,7 +143,9 @@ def test_no_answer_times_out(world):
 
     async def scenario():
         comm, station = await connect("CMD-SLOW")
-        task = started(command_execute_async(station=station, action="ClearCache", request={}, timeout_s=0.3))
+        task = started(
+            command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None, timeout_s=0.3)
+        )
         await next_call(comm)
         command = await asyncio.wait_for(task, 10)
         await comm.disconnect()
@@ -156,7 +161,7 @@ def test_connection_lost_mid_call_fails_the_command_visibly(world):
 
     async def scenario():
         comm, station = await connect("CMD-GONE")
-        task = started(command_execute_async(station=station, action="ClearCache", request={}))
+        task = started(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
         await next_call(comm)
         await comm.disconnect()
         return await asyncio.wait_for(task, 10)
@@ -167,7 +172,7 @@ def test_connection_lost_mid_call_fails_the_command_visibly(world):
 
 def test_offline_station_fails_at_once_and_nothing_is_sent(world):
     station = ChargingStationFactory(identity="CMD-OFF", site=world.site_a1, is_connected=False)
-    command = asyncio.run(command_execute_async(station=station, action="ClearCache", request={}))
+    command = asyncio.run(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
     assert (command.status, command.error_code) == ("failed", "NotConnected")
     assert command.sent_at is None
 
@@ -175,7 +180,7 @@ def test_offline_station_fails_at_once_and_nothing_is_sent(world):
 def test_marked_connected_but_held_by_no_process_is_not_delivered(world, settings):
     settings.OCPP_COMMAND_DELIVERY_S = 0.3
     station = ChargingStationFactory(identity="CMD-STALE", site=world.site_a1, is_connected=True)
-    command = asyncio.run(command_execute_async(station=station, action="ClearCache", request={}))
+    command = asyncio.run(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
     assert (command.status, command.error_code) == ("failed", "NotDelivered")
 
 
@@ -188,7 +193,7 @@ def test_without_a_channel_layer_the_poller_delivers(world, settings):
 
     async def scenario():
         comm, station = await connect("CMD-POLL")
-        task = started(command_execute_async(station=station, action="ClearCache", request={}))
+        task = started(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
         frame = await next_call(comm)
         await answer(comm, frame, {"status": "Accepted"})
         command = await asyncio.wait_for(task, 10)
@@ -202,7 +207,7 @@ def test_outbox_command_waits_for_the_station_and_is_sent_once_it_connects(world
     settings.OCPP_COMMAND_POLL_S = 0.05
     station = ChargingStationFactory(identity="CMD-LATER", site=world.site_a1, is_connected=False)
     queued = asyncio.run(
-        command_execute_async(station=station, action="ClearCache", request={}, queue_for_s=600)
+        command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None, queue_for_s=600)
     )
     assert (queued.status, queued.sent_at) == ("pending", None)
 
@@ -260,7 +265,7 @@ def test_rel_32_redis_down_commands_still_reach_the_charger_through_the_database
 
     async def scenario():
         comm, station = await connect("CMD-NOREDIS")
-        task = started(command_execute_async(station=station, action="ClearCache", request={}))
+        task = started(command_send_async(station=station, call=Call("ClearCache", {}), requested_by=None))
         frame = await next_call(comm)
         await answer(comm, frame, {"status": "Accepted"})
         command = await asyncio.wait_for(task, 15)
@@ -283,7 +288,9 @@ def test_secrets_sent_to_a_charger_are_masked_in_the_record_the_log_and_the_api(
 
     async def scenario():
         comm, station = await connect("CMD-KEY")
-        task = started(command_execute_async(station=station, action="ChangeConfiguration", request=secret))
+        task = started(
+            command_send_async(station=station, call=Call("ChangeConfiguration", secret), requested_by=None)
+        )
         frame = await next_call(comm)
         await answer(comm, frame, {"status": "Accepted"})
         command = await asyncio.wait_for(task, 10)
@@ -300,7 +307,7 @@ def test_secrets_sent_to_a_charger_are_masked_in_the_record_the_log_and_the_api(
 
 
 def test_request_redaction_rules():
-    from stations.services.commands import request_redacted
+    from cpms.ocpp_wire.redaction import request_redacted
 
     assert request_redacted("ChangeConfiguration", {"key": "HeartbeatInterval", "value": "60"}) == {
         "key": "HeartbeatInterval",

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis_jsonschema import from_schema
 
-from cpms.ocpp import schemas
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from cpms.ocpp.v21.handlers import V21ChargePoint
 from cpms.ocpp.v201.handlers import V201ChargePoint
+from cpms.ocpp_wire import schemas
 from tests.factories import ChargingStationFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 

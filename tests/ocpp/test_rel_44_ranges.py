@@ -259,7 +259,7 @@ def test_rel_44_v201_device_model_limit_beyond_the_column_is_kept_as_no_limit(st
     assert (variable.value, variable.min_limit, variable.max_limit) == ("0.1", None, None)
 
 
-# --- Integers: the schemas' 32-bit bounds (cpms.ocpp.schemas) hold every integer column on the path ---
+# --- Integers: the schemas' 32-bit bounds (cpms.ocpp_wire.schemas) hold every integer column on the path ---
 @pytest.mark.parametrize(
     ("cp_class", "action", "payload", "field"),
     [

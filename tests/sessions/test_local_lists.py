@@ -9,21 +9,21 @@ import pytest
 from django.utils import timezone
 
 from cpms.errors import Conflict, PermissionDenied
-from cpms.ocpp import commands_auth as auth
-from cpms.ocpp import schemas
-from cpms.ocpp.commands import Call
 from cpms.ocpp.mappers import format_datetime
+from cpms.ocpp_wire import auth, schemas
+from cpms.ocpp_wire.auth import LocalListItem
+from cpms.ocpp_wire.calls import Call
 from sessions.models import IdToken, LocalListEntry, LocalListState
 from sessions.services.local_lists import (
     CONCURRENT_UPDATE,
-    LocalListItem,
+    LIST_LIMIT_KEYS,
     local_list_answered,
     local_list_entries_forget,
     local_list_sync,
 )
 from sessions.services.tokens import LOCAL_LIST_STALE, id_token_delete, id_token_update
 from stations.models import ChargingStation, Command, DeviceVariable
-from stations.services.commands import command_execute
+from stations.services.commands import command_send
 from tests.commands import TIMEOUT
 from tests.factories import IdTokenFactory
 
@@ -137,9 +137,7 @@ def tokens(world):
 
 
 def sync(world, station, *, full=False, actor=None):
-    return local_list_sync(
-        actor=actor or world.operator_a, station=station, wire=auth.local_list_wire, full=full
-    )
+    return local_list_sync(actor=actor or world.operator_a, station=station, full=full)
 
 
 def sent(fake_charger) -> list:
@@ -308,7 +306,7 @@ class Answers(dict):
 
 @pytest.fixture
 def limit(station):
-    component, variable = auth.LIST_LIMIT_KEYS[version_of(station)]
+    component, variable = LIST_LIMIT_KEYS[version_of(station)]
     return DeviceVariable.objects.create(
         station=station, component=component, variable=variable, value="2", updated_at=timezone.now()
     )
@@ -348,7 +346,7 @@ def test_get_local_list_version_answer(world, station, tokens, fake_charger, rep
     key = "listVersion" if station.protocol == "ocpp1.6" else "versionNumber"
     fake_charger.answers["GetLocalListVersion"] = {key: reported}
     action, payload = auth.get_local_list_version(version_of(station))
-    command_execute(station=station, action=action, request=payload, user=world.operator_a)
+    command_send(station=station, call=Call(action, payload), requested_by=world.operator_a)
     if reported == 3:
         assert state_of(station) == (3, 3, "")
         assert sync(world, station).update is None
@@ -436,7 +434,7 @@ def test_a_hand_made_list_keeps_only_our_tokens_and_our_statuses(world, tokens):
 def test_the_list_of_another_organisation_is_never_sent(world, tokens, fake_charger):
     ChargingStation.objects.filter(pk=world.station_b1.pk).update(protocol="ocpp1.6", is_connected=True)
     station = ChargingStation.objects.get(pk=world.station_b1.pk)
-    local_list_sync(actor=world.operator_b, station=station, wire=auth.local_list_wire)
+    local_list_sync(actor=world.operator_b, station=station)
     assert sent(fake_charger) == [list_call("1.6", 1, "Full", [item("1.6", "ALPHA", "Accepted")])]
     assert held(station) == {"ALPHA": ("Accepted", None, "")}
     assert LocalListEntry.objects.get(station=station).id_token.organisation_id == world.org_b.pk

@@ -9,13 +9,12 @@ from django.test import Client
 from django.utils import timezone
 
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
-from cpms.ocpp import commands_auth as auth
-from cpms.ocpp import schemas
-from cpms.ocpp.commands import Call
 from cpms.ocpp.mappers import format_datetime
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from cpms.ocpp.v21.handlers import V21ChargePoint
 from cpms.ocpp.v201.handlers import V201ChargePoint
+from cpms.ocpp_wire import auth, schemas
+from cpms.ocpp_wire.calls import Call
 from sessions.models import ChargingSession, Reservation
 from sessions.services.reservations import (
     reservation_cancel,
@@ -176,7 +175,6 @@ def create(world, station, token, **kwargs) -> Reservation:
         station=station,
         id_token_id=kwargs.pop("id_token_id", token.pk),
         expires_at=kwargs.pop("expires_at", None) or expiry(),
-        build=auth.reserve_now_for,
         **kwargs,
     )
 
@@ -331,9 +329,7 @@ def test_the_site_host_reserves_at_their_site(world, station, token, fake_charge
 
 
 def cancel(world, reservation, actor=None) -> Reservation:
-    return reservation_cancel(
-        actor=actor or world.operator_a, reservation=reservation, build=auth.cancel_reservation_for
-    )
+    return reservation_cancel(actor=actor or world.operator_a, reservation=reservation)
 
 
 def test_cancel(world, station, token, fake_charger):

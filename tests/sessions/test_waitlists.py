@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
-from cpms.ocpp import commands_auth as auth
 from cpms.ocpp.mappers import format_datetime
 from sessions import tasks
 from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
@@ -83,7 +82,7 @@ def join(world, token, *, at=NOW, email="", actor=None, site=None) -> WaitlistEn
 
 
 def advance(world, at=NOW) -> AdvanceResult:
-    return waitlist_advance(site_id=world.site_a1.pk, build=auth.reserve_now_for, now=at)
+    return waitlist_advance(site_id=world.site_a1.pk, now=at)
 
 
 def state(entry: WaitlistEntry) -> tuple:
@@ -444,7 +443,7 @@ def test_leaving_an_offer_cancels_its_reservation(world, station, drivers, fake_
     advance(world)
     entry.refresh_from_db()
     left = waitlist_leave(
-        actor=world.host_a1, entry=entry, cancel=auth.cancel_reservation_for, now=NOW + timedelta(minutes=1)
+        actor=world.host_a1, entry=entry, cancel_reservation=True, now=NOW + timedelta(minutes=1)
     )
     assert (left.status, left.closed_at, left.reservation.status) == (
         "cancelled",

@@ -17,10 +17,10 @@ from django.utils import timezone
 
 import stations.admin_firmware  # noqa: F401  (registers the admin, as stations/admin.py does)
 from cpms.errors import PermissionDenied, ValidationFailed
-from cpms.ocpp import schemas
-from cpms.ocpp.commands_firmware import diagnostics_request, firmware_update_request
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from cpms.ocpp.v201.handlers import V201ChargePoint
+from cpms.ocpp_wire import schemas
+from cpms.ocpp_wire.firmware import diagnostics_request, firmware_update_request
 from stations.enums import CommandStatus, StationEventKind
 from stations.models import (
     ChargingStation,
@@ -34,12 +34,11 @@ from stations.models import (
 )
 from stations.services.firmware import (
     diagnostics_upload_request,
-    firmware_campaign_create,
-    firmware_campaign_run,
     firmware_file_create,
     firmware_update_start,
     stored_name,
 )
+from stations.services.firmware_campaigns import firmware_campaign_create, firmware_campaign_run
 from stations.services.ocpp import station_event_record
 from stations.tasks_firmware import firmware_campaign_run as firmware_campaign_task
 from tests.commands import TIMEOUT, CallError
@@ -345,7 +344,7 @@ def test_diagnostics_request_per_version_matches_the_schema(protocol, kind, acti
                 signature="s" * 801,
                 signing_certificate="",
             ),
-            "UpdateFirmware (ocpp2.0.1): firmware.signature: data.firmware.signature must be shorter than or "
+            "UpdateFirmware (OCPP 2.0.1): firmware.signature: data.firmware.signature must be shorter than or "
             "equal to 800 characters",
         ),
     ],
@@ -366,7 +365,6 @@ def test_update_of_a_16_station_is_sent_and_its_answer_recorded(online, firmware
         station=online.station_a1,
         firmware_id=firmware.pk,
         retrieve_at=WHEN,
-        build=firmware_update_request,
     )
     assert fake_charger.received == [
         (
@@ -401,7 +399,6 @@ def test_update_of_a_201_station_carries_the_update_as_request_id(online, signed
         station=online.station_a2,
         firmware_id=signed_firmware.pk,
         retrieve_at=WHEN,
-        build=firmware_update_request,
     )
     [(_, action, request)] = fake_charger.received
     assert action == "UpdateFirmware"
@@ -417,7 +414,6 @@ def test_update_of_an_offline_station_records_the_failed_command(online, firmwar
         actor=online.operator_a,
         station=online.station_a1,
         firmware_id=firmware.pk,
-        build=firmware_update_request,
     )
     assert fake_charger.received == []
     assert (update.status, update.command.status, update.command.error_code) == ("", "failed", "NotConnected")
@@ -431,7 +427,6 @@ def test_update_of_a_never_connected_station_is_refused_before_anything_is_recor
             actor=world.operator_a,
             station=world.station_a1,
             firmware_id=firmware.pk,
-            build=firmware_update_request,
         )
     assert not FirmwareUpdate.objects.exists()
     assert not Command.objects.exists()
@@ -445,14 +440,12 @@ def test_update_needs_command_on_the_station_and_a_firmware_of_its_organisation(
             actor=online.finance_a,
             station=online.station_a1,
             firmware_id=firmware_a.pk,
-            build=firmware_update_request,
         )
     with pytest.raises(ValidationFailed, match=f"Firmware file {firmware_b.pk} not found."):
         firmware_update_start(
             actor=online.operator_a,
             station=online.station_a1,
             firmware_id=firmware_b.pk,
-            build=firmware_update_request,
         )
     assert not FirmwareUpdate.objects.exists()
     assert fake_charger.received == []
@@ -483,7 +476,6 @@ def test_firmware_status_with_request_id_moves_that_update_only(online, firmware
             actor=online.operator_a,
             station=online.station_a2,
             firmware_id=firmware.pk,
-            build=firmware_update_request,
         )
         for _ in range(2)
     )
@@ -503,18 +495,12 @@ def test_16_firmware_status_without_request_id_moves_the_latest_update_that_reac
 ):
     fake_charger.answers["UpdateFirmware"] = {}
     station = online.station_a1
-    accepted = firmware_update_start(
-        actor=online.operator_a, station=station, firmware_id=firmware.pk, build=firmware_update_request
-    )
+    accepted = firmware_update_start(actor=online.operator_a, station=station, firmware_id=firmware.pk)
     fake_charger.answers["UpdateFirmware"] = CallError("InternalError")
-    firmware_update_start(
-        actor=online.operator_a, station=station, firmware_id=firmware.pk, build=firmware_update_request
-    )
+    firmware_update_start(actor=online.operator_a, station=station, firmware_id=firmware.pk)
     ChargingStation.objects.filter(pk=station.pk).update(is_connected=False)
     station.refresh_from_db()
-    firmware_update_start(
-        actor=online.operator_a, station=station, firmware_id=firmware.pk, build=firmware_update_request
-    )
+    firmware_update_start(actor=online.operator_a, station=station, firmware_id=firmware.pk)
     assert statuses(FirmwareUpdate) == ["Accepted", "", ""]
 
     notify(station, StationEventKind.FIRMWARE_STATUS, {"status": "Downloading"})
@@ -541,12 +527,10 @@ def test_a_notification_before_the_answer_is_recorded_goes_to_the_update_in_flig
 def test_diagnostics_and_log_status_move_their_uploads(online, media, fake_charger):
     fake_charger.answers["GetDiagnostics"] = {"fileName": "diag.zip"}
     diagnostics = diagnostics_upload_request(
-        actor=online.operator_a, station=online.station_a1, kind="diagnostics", build=diagnostics_request
+        actor=online.operator_a, station=online.station_a1, kind="diagnostics"
     )
     log_a, log_b = (
-        diagnostics_upload_request(
-            actor=online.operator_a, station=online.station_a1, kind="log", build=diagnostics_request
-        )
+        diagnostics_upload_request(actor=online.operator_a, station=online.station_a1, kind="log")
         for _ in range(2)
     )
     assert statuses(DiagnosticsUpload) == ["Accepted", "Accepted", "Accepted"]
@@ -612,7 +596,7 @@ def test_campaign_runs_in_batches_and_records_each_station(fleet, signed_firmwar
     job = create_campaign(fleet, signed_firmware, ["A1-CP1", "A2-CP1", "A1-CP3", "A1-CP4"])
     assert (job.status, job.total, job.kind, job.firmware) == ("queued", 4, "firmware", signed_firmware)
 
-    progress = firmware_campaign_run(job_id=job.pk, build=firmware_update_request, batch_size=3)
+    progress = firmware_campaign_run(job_id=job.pk, batch_size=3)
 
     assert (progress.status, progress.total, progress.done, progress.failed, progress.in_flight) == (
         "done",
@@ -661,7 +645,7 @@ def test_campaign_runs_in_batches_and_records_each_station(fleet, signed_firmwar
 def test_campaign_target_outcome_per_answer(online, firmware, fake_charger, answer, detail):
     fake_charger.answers["UpdateFirmware"] = answer
     job = create_campaign(online, firmware, ["A1-CP1"])
-    firmware_campaign_run(job_id=job.pk, build=firmware_update_request)
+    firmware_campaign_run(job_id=job.pk)
     expected = ("ok", "UpdateFirmware: Accepted") if detail is None else ("failed", detail)
     assert targets(job) == {"A1-CP1": expected}
 
@@ -669,7 +653,7 @@ def test_campaign_target_outcome_per_answer(online, firmware, fake_charger, answ
 def test_campaign_rerun_changes_nothing_twice(online, firmware, fake_charger):
     fake_charger.answers["UpdateFirmware"] = {}
     job = create_campaign(online, firmware, ["A1-CP1", "A2-CP1"])
-    firmware_campaign_run(job_id=job.pk, build=firmware_update_request)
+    firmware_campaign_run(job_id=job.pk)
     before = (targets(job), list(CommandJob.objects.filter(pk=job.pk).values()), len(fake_charger.received))
 
     again = firmware_campaign_task(job.pk)
@@ -687,7 +671,7 @@ def test_campaign_rerun_changes_nothing_twice(online, firmware, fake_charger):
 def test_an_interrupted_campaign_is_finished_from_the_commands_already_sent(online, firmware, fake_charger):
     fake_charger.answers["UpdateFirmware"] = {}
     job = create_campaign(online, firmware, ["A1-CP1", "A2-CP1"])
-    firmware_campaign_run(job_id=job.pk, build=firmware_update_request)
+    firmware_campaign_run(job_id=job.pk)
     # The worker died after A2-CP1's command was answered but before its target was recorded, long ago.
     CommandJobTarget.objects.filter(job=job, station=online.station_a2).update(status="pending", detail="")
     CommandJob.objects.filter(pk=job.pk).update(
@@ -696,7 +680,7 @@ def test_an_interrupted_campaign_is_finished_from_the_commands_already_sent(onli
     CommandJobTarget.objects.filter(job=job).update(finished_at=datetime(2025, 1, 1, tzinfo=UTC))
     sent = len(fake_charger.received)
 
-    progress = firmware_campaign_run(job_id=job.pk, build=firmware_update_request)
+    progress = firmware_campaign_run(job_id=job.pk)
 
     assert (progress.status, progress.done, progress.failed) == ("done", 2, 0)
     assert len(fake_charger.received) == sent  # nothing sent twice
@@ -706,7 +690,7 @@ def test_an_interrupted_campaign_is_finished_from_the_commands_already_sent(onli
 def test_a_duplicate_delivery_leaves_a_running_campaign_alone(online, firmware, fake_charger):
     job = create_campaign(online, firmware, ["A1-CP1"])
     CommandJob.objects.filter(pk=job.pk).update(status="running", started_at=timezone.now())
-    progress = firmware_campaign_run(job_id=job.pk, build=firmware_update_request)
+    progress = firmware_campaign_run(job_id=job.pk)
     assert (progress.status, progress.done, progress.failed) == ("running", 0, 0)
     assert fake_charger.received == []
 
@@ -780,9 +764,7 @@ def test_firmware_download_serves_the_image_by_token(client, firmware):
 
 @pytest.fixture
 def upload(online, media, fake_charger) -> DiagnosticsUpload:
-    return diagnostics_upload_request(
-        actor=online.operator_a, station=online.station_a1, kind="diagnostics", build=diagnostics_request
-    )
+    return diagnostics_upload_request(actor=online.operator_a, station=online.station_a1, kind="diagnostics")
 
 
 def upload_path(upload) -> str:

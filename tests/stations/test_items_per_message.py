@@ -7,9 +7,10 @@ from django.utils import timezone
 
 from accounts.services import api_token_get_or_create
 from cpms.errors import ValidationFailed
+from cpms.ocpp_wire.calls import Call
 from stations.enums import CommandStatus
 from stations.models import Command, DeviceVariable
-from stations.services.commands import command_execute
+from stations.services.commands import command_send
 from tests.commands import CallError
 from tests.factories import ChargingStationFactory, UserFactory
 
@@ -74,7 +75,7 @@ def test_get_variables_over_the_limit_go_in_several_messages_merged_in_order(sta
     fake_charger.answers["GetVariables"] = get_variables_answer
     request = {"getVariableData": [ref(name) for name in FIVE]}
 
-    command = command_execute(station=station_201, action="GetVariables", request=request)
+    command = command_send(station=station_201, call=Call("GetVariables", request), requested_by=None)
 
     assert [payload for _identity, _action, payload in fake_charger.received] == [
         {"getVariableData": [ref("Alpha"), ref("Bravo")]},
@@ -103,7 +104,9 @@ def test_set_variables_over_the_limit_go_in_several_messages_merged_in_order(sta
     fake_charger.answers["SetVariables"] = set_variables_answer
     items = [{**ref(name), "attributeValue": str(index)} for index, name in enumerate(FIVE)]
 
-    command = command_execute(station=station_201, action="SetVariables", request={"setVariableData": items})
+    command = command_send(
+        station=station_201, call=Call("SetVariables", {"setVariableData": items}), requested_by=None
+    )
 
     assert [payload for _identity, _action, payload in fake_charger.received] == [
         {"setVariableData": items[0:2]},
@@ -120,7 +123,9 @@ def test_get_configuration_over_max_keys_goes_in_several_messages_merged_in_orde
     limit(station_16, "OCPP16", "GetConfigurationMaxKeys", "", "2")
     fake_charger.answers["GetConfiguration"] = get_configuration_answer
 
-    command = command_execute(station=station_16, action="GetConfiguration", request={"key": FIVE})
+    command = command_send(
+        station=station_16, call=Call("GetConfiguration", {"key": FIVE}), requested_by=None
+    )
 
     assert [payload for _identity, _action, payload in fake_charger.received] == [
         {"key": ["Alpha", "Bravo"]},
@@ -143,10 +148,12 @@ def test_an_unknown_limit_sends_one_message(station_201, station_16, fake_charge
     # A limit reported as something other than a positive integer is no limit we can use.
     limit(station_16, "OCPP16", "GetConfigurationMaxKeys", "", "many")
 
-    command_execute(
-        station=station_201, action="GetVariables", request={"getVariableData": [ref(n) for n in FIVE]}
+    command_send(
+        station=station_201,
+        call=Call("GetVariables", {"getVariableData": [ref(n) for n in FIVE]}),
+        requested_by=None,
     )
-    command_execute(station=station_16, action="GetConfiguration", request={"key": FIVE})
+    command_send(station=station_16, call=Call("GetConfiguration", {"key": FIVE}), requested_by=None)
 
     assert fake_charger.received == [
         ("CP-IPM", "GetVariables", {"getVariableData": [ref(name) for name in FIVE]}),
@@ -157,8 +164,10 @@ def test_an_unknown_limit_sends_one_message(station_201, station_16, fake_charge
 def test_within_the_limit_one_message(station_201, fake_charger):
     limit(station_201, "DeviceDataCtrlr", "ItemsPerMessage", "GetVariables", "5")
     fake_charger.answers["GetVariables"] = get_variables_answer
-    command = command_execute(
-        station=station_201, action="GetVariables", request={"getVariableData": [ref(n) for n in FIVE]}
+    command = command_send(
+        station=station_201,
+        call=Call("GetVariables", {"getVariableData": [ref(n) for n in FIVE]}),
+        requested_by=None,
     )
     assert (len(fake_charger.received), Command.objects.count(), command.pk) == (
         1,
@@ -174,8 +183,10 @@ def test_a_failed_message_stops_the_rest_and_is_the_result(station_201, fake_cha
     )
     fake_charger.answers["GetVariables"] = lambda request: next(answers)
 
-    command = command_execute(
-        station=station_201, action="GetVariables", request={"getVariableData": [ref(n) for n in FIVE]}
+    command = command_send(
+        station=station_201,
+        call=Call("GetVariables", {"getVariableData": [ref(n) for n in FIVE]}),
+        requested_by=None,
     )
 
     assert len(fake_charger.received) == 2  # the third message is not sent
@@ -219,5 +230,7 @@ def test_a_bad_password_in_a_later_part_stops_the_whole_request_before_anything_
         }
     )
     with pytest.raises(ValidationFailed, match="BasicAuthPassword must"):
-        command_execute(station=station_201, action="SetVariables", request={"setVariableData": items})
+        command_send(
+            station=station_201, call=Call("SetVariables", {"setVariableData": items}), requested_by=None
+        )
     assert (fake_charger.received, Command.objects.count()) == ([], 0)

@@ -12,16 +12,12 @@ from channels.layers import channel_layers
 from django.db import connections, transaction
 
 from cpms.errors import ValidationFailed
-from cpms.ocpp.command_results import answer_hook
+from cpms.ocpp_wire.calls import Call
+from cpms.ocpp_wire.redaction import request_redacted
+from sessions.services.command_answers import answer_hook
 from stations.enums import CommandStatus
 from stations.models import ChargingStation, Command
-from stations.services.commands import (
-    command_claim,
-    command_create,
-    command_execute,
-    command_finish,
-    request_redacted,
-)
+from stations.services.commands import command_claim, command_create, command_finish, command_send
 from stations.services.credentials import station_password_set
 from tests.commands import TIMEOUT, CallError
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
@@ -151,8 +147,8 @@ def charger(version):
 
 def test_rel_05_accepted_new_password_works_old_one_refused(version, station, charger, fake_charger):
     fake_charger.answers[version.action] = version.answer("Accepted")
-    command = command_execute(
-        station=station, action=version.action, request=version.request(version.new_password)
+    command = command_send(
+        station=station, call=Call(version.action, version.request(version.new_password)), requested_by=None
     )
     assert command.status == CommandStatus.ANSWERED
     assert (charger.outcome(version.new_password), charger.outcome(DEFAULT_STATION_PASSWORD)) == (
@@ -165,8 +161,8 @@ def test_rel_05_accepted_new_password_works_old_one_refused(version, station, ch
 
 def test_rel_05_rejected_old_password_keeps_working_new_one_refused(version, station, charger, fake_charger):
     fake_charger.answers[version.action] = version.answer("Rejected")
-    command = command_execute(
-        station=station, action=version.action, request=version.request(version.new_password)
+    command = command_send(
+        station=station, call=Call(version.action, version.request(version.new_password)), requested_by=None
     )
     assert command.status == CommandStatus.ANSWERED
     assert (charger.outcome(DEFAULT_STATION_PASSWORD), charger.outcome(version.new_password)) == (
@@ -284,7 +280,7 @@ def test_rel_05_authorization_key_as_digits_or_as_its_octets(version, station, c
     both work, in either case of digits."""
     key = "C0FFEE00112233445566778899AABBCCDDEEFF80"  # octets that are not UTF-8 (0xC0, 0xFF, 0x80...)
     fake_charger.answers["ChangeConfiguration"] = {"status": "Accepted"}
-    command_execute(station=station, action="ChangeConfiguration", request=V16.request(key))
+    command_send(station=station, call=Call("ChangeConfiguration", V16.request(key)), requested_by=None)
     assert [
         charger.outcome(key),
         charger.outcome(key.lower()),
@@ -299,12 +295,14 @@ def test_rel_05_a_callerror_drops_the_new_password_a_timeout_keeps_it(
 ):
     # A CALLERROR: the charger did not take it. No answer: it may have; the new one works until confirmed.
     fake_charger.answers[version.action] = CallError("InternalError")
-    refused = command_execute(
-        station=station, action=version.action, request=version.request(version.new_password)
+    refused = command_send(
+        station=station, call=Call(version.action, version.request(version.new_password)), requested_by=None
     )
     assert (refused.status, charger.outcome(version.new_password)) == (CommandStatus.FAILED, REFUSED)
     fake_charger.answers[version.action] = TIMEOUT
-    command_execute(station=station, action=version.action, request=version.request(version.new_password))
+    command_send(
+        station=station, call=Call(version.action, version.request(version.new_password)), requested_by=None
+    )
     assert (charger.outcome(DEFAULT_STATION_PASSWORD), charger.outcome(version.new_password)) == (
         ACCEPTED,
         ACCEPTED,

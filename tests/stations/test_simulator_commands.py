@@ -1,5 +1,5 @@
 """The simulator as the end-to-end peer of the CSMS: it answers every CSMS-initiated action of OCPP 1.6J
-and 2.0.1 (`cpms.ocpp.actions.V16`, `V201`) with a CALLRESULT that matches the response schema, and
+and 2.0.1 (`cpms.ocpp_wire.actions.V16`, `V201`) with a CALLRESULT that matches the response schema, and
 keeps the state the answers imply.
 
 A stand-in CSMS on a loopback WebSocket (as in test_simulator.py), speaking raw OCPP-J frames so that each
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import pytest
 from websockets.asyncio.server import serve
 
-from cpms.ocpp import actions, schemas
 from cpms.ocpp.errors import OcppError
+from cpms.ocpp_wire import actions, schemas
 from cpms.simulator import ChargerConfig, SimulatedCharger, device_model_v201
 from cpms.simulator.charger import cancel_and_wait
 
