@@ -1,8 +1,8 @@
 """Admin for accounts, and the scoping every app's admin shares (ScopedAdminMixin and friends).
 
 Non-superuser staff get their admin rights from their roles (accounts.enums.ROLE_CAPABILITIES), not from
-Django model permissions: they see what accounts.selectors lets them see, change what they may `manage`,
-and delete nothing. An object outside their scope does not exist for them (its change page redirects to the
+Django model permissions: they see what accounts.selectors (and stations.scope) lets them see, change what
+they may `manage`, and delete nothing. An object outside their scope does not exist for them (its change page redirects to the
 admin index, as for a deleted object). Superusers see and do everything, as Django's admin normally allows.
 """
 
@@ -21,7 +21,7 @@ from django.utils.functional import cached_property
 
 from accounts.enums import Capability
 from accounts.models import AuditAction, AuditRecord, Membership, Organisation, User
-from accounts.selectors import membership_roles, organisation_ids_with, site_host_site_ids
+from accounts.selectors import membership_roles, organisation_ids_with
 from accounts.services import audit_record, membership_set, organisation_create
 from cpms.errors import DomainError, NotFound, PermissionDenied
 
@@ -84,11 +84,11 @@ class ScopedAdminMixin:
         raise NotImplementedError
 
     def capable_somewhere(self, *, user: User, capability: str) -> bool:
-        """Whether the user's roles grant `capability` anywhere (the changelist and the add page)."""
-        return bool(
-            organisation_ids_with(user=user, capability=capability)
-            or site_host_site_ids(user=user, capability=capability)
-        )
+        """Whether the user's roles grant `capability` anywhere (the changelist and the add page).
+
+        Here: an organisation-wide role. The admins of the apps above accounts use
+        stations.admin_scope.SiteScopedAdminMixin, which adds the site host's sites."""
+        return bool(organisation_ids_with(user=user, capability=capability))
 
     def has_command_permission(self, request, obj=None) -> bool:
         """For admin actions with `permissions=["command"]` (they send OCPP calls)."""

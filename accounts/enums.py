@@ -41,7 +41,7 @@ ROLE_CAPABILITIES: dict[str, frozenset[str]] = {
         {Capability.VIEW, Capability.MANAGE, Capability.COMMAND, Capability.PRICING}
     ),
     # A site host sets prices and access rules only on the sites where they were also granted
-    # `stations.change_site` (see accounts.selectors.site_host_site_ids).
+    # `stations.change_site` (see stations.scope.site_host_site_ids).
     Role.SITE_HOST: frozenset({Capability.VIEW, Capability.COMMAND, Capability.PRICING}),
     Role.FINANCE: frozenset({Capability.VIEW, Capability.EXPORT, Capability.BILLING}),
     Role.SUPPORT: frozenset({Capability.VIEW, Capability.COMMAND}),

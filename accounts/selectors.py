@@ -1,21 +1,19 @@
-"""Who may see and do what. Every list and lookup in API, admin, portal and exports goes through here.
+"""Who may see and do what, as far as roles in organisations say. Every list and lookup in API, admin,
+portal and exports goes through here or through stations.scope, which adds the site host's per-site grants
+(permissions on `stations.Site`, a model of the app above this one).
 
-Scope rules:
 - superusers see everything;
-- an organisation-wide role (operator admin/staff, finance, support) sees every site, station, session and
-  id token of that organisation;
-- a site host sees the sites they hold `stations.view_site` on (django-guardian), those sites' stations and
-  sessions, and no id tokens.
+- an organisation-wide role (operator admin/staff, finance, support) sees all of that organisation;
+- a site host belongs to the organisation but sees only their sites (stations.scope).
 Capabilities (what a role may do with what it sees) come from accounts.enums.ROLE_CAPABILITIES.
 """
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Prefetch, Q, QuerySet
-from guardian.shortcuts import get_objects_for_user
+from django.db.models import Prefetch, QuerySet
 
-from accounts.enums import ORGANISATION_WIDE_ROLES, ROLE_CAPABILITIES, Capability, Role
+from accounts.enums import ORGANISATION_WIDE_ROLES, ROLE_CAPABILITIES, Capability
 from accounts.models import AuditRecord, Membership, Organisation, User
 from cpms.errors import NotFound, PermissionDenied
 
@@ -38,26 +36,6 @@ def organisation_ids_with(*, user: User, capability: str = Capability.VIEW) -> l
     ]
 
 
-def site_host_site_ids(*, user: User, capability: str = Capability.VIEW) -> list[int]:
-    """Sites a site host holds, if the site-host role grants `capability` at all."""
-    from stations.models import Site
-
-    if capability not in ROLE_CAPABILITIES[Role.SITE_HOST]:
-        return []
-    host_orgs = [org for org, role in membership_roles(user=user).items() if role == Role.SITE_HOST]
-    if not host_orgs:
-        return []
-    # Pricing (prices and access rules) needs a second, per-site grant: `stations.change_site`.
-    permission = "stations.change_site" if capability == Capability.PRICING else "stations.view_site"
-    sites = get_objects_for_user(
-        user,
-        permission,
-        klass=Site.objects.filter(organisation_id__in=host_orgs),
-        accept_global_perms=False,
-    )
-    return list(sites.values_list("pk", flat=True))
-
-
 def user_get(*, username: str) -> User | None:
     return User.objects.filter(username=username).first()
 
@@ -68,48 +46,14 @@ def organisation_list(*, user: User) -> QuerySet[Organisation]:
     return Organisation.objects.filter(pk__in=list(membership_roles(user=user)))
 
 
-def site_scope_q(*, user: User, capability: str = Capability.VIEW, prefix: str = "") -> Q:
-    """A Q selecting the sites (via `prefix`, e.g. "site__") the user may act on with `capability`.
-
-    Stations and sessions use it with their path to Site; superusers get an always-true Q.
-    """
-    if user.is_superuser:
-        return Q()
-    q = Q(**{f"{prefix}organisation_id__in": organisation_ids_with(user=user, capability=capability)})
-    site_ids = site_host_site_ids(user=user, capability=capability)
-    if site_ids:
-        q |= Q(**{f"{prefix}pk__in": site_ids})
-    return q
-
-
-def station_scope_q(*, user: User, capability: str = Capability.VIEW, prefix: str = "") -> Q:
-    """Stations the user may act on with `capability`. `prefix` is the path to ChargingStation."""
-    if user.is_superuser:
-        return Q()
-    q = Q(**{f"{prefix}organisation_id__in": organisation_ids_with(user=user, capability=capability)})
-    site_ids = site_host_site_ids(user=user, capability=capability)
-    if site_ids:
-        q |= Q(**{f"{prefix}site_id__in": site_ids})
-    return q
-
-
-def user_can(*, user: User, capability: str, organisation_id: int, site_id: int | None = None) -> bool:
-    """Whether `user` has `capability` on an object of `organisation_id` (and `site_id`, if any)."""
-    if user.is_superuser:
-        return True
-    if organisation_id in organisation_ids_with(user=user, capability=capability):
-        return True
-    return site_id is not None and site_id in site_host_site_ids(user=user, capability=capability)
-
-
 def organisation_access(*, user: User, pk: int, capability: str = Capability.VIEW) -> Organisation:
     """The organisation `pk` if the user belongs to it (NotFound otherwise), checked for `capability`
     organisation-wide (PermissionDenied): a site host belongs to the organisation but manages none of it."""
     organisation = organisation_list(user=user).filter(pk=pk).first()
     if organisation is None:
         raise NotFound(f"Organisation {pk} not found.")
-    if capability != Capability.VIEW and not user_can(
-        user=user, capability=capability, organisation_id=organisation.pk
+    if capability != Capability.VIEW and not (
+        user.is_superuser or organisation.pk in organisation_ids_with(user=user, capability=capability)
     ):
         raise PermissionDenied(f"You may not {capability} organisation {organisation.pk}.")
     return organisation
@@ -165,16 +109,6 @@ def organisation_user_access(*, user: User, pk: int, organisation: Organisation 
     if target is None:
         raise NotFound(f"User {pk} not found.")
     return target
-
-
-def user_site_grants(*, user: User, organisation: Organisation) -> tuple[list[int], list[int]]:
-    """(ids of the sites `user` hosts in `organisation`, ids of those where they may set prices)."""
-    from stations.models import Site
-
-    in_org = Site.objects.filter(organisation=organisation)
-    view = get_objects_for_user(user, "stations.view_site", klass=in_org, accept_global_perms=False)
-    change = get_objects_for_user(user, "stations.change_site", klass=in_org, accept_global_perms=False)
-    return sorted(view.values_list("pk", flat=True)), sorted(change.values_list("pk", flat=True))
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,13 +23,12 @@ from accounts.admin import (
     DomainValidatedForm,
     NoFullCountAdminMixin,
     ReadOnlyAdminMixin,
-    ScopedAdminMixin,
     ScopedInlineMixin,
     domain_errors_as_http,
     saved_adopt,
 )
 from accounts.enums import Capability
-from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
+from accounts.selectors import organisation_ids_with
 from billing.models import (
     CdrCredit,
     CdrLine,
@@ -57,6 +56,8 @@ from billing.services.tariffs import (
 )
 from billing.tariff_json import TariffFormatError, elements_normalise
 from cpms.errors import ValidationFailed
+from stations.admin_scope import SiteScopedAdminMixin
+from stations.scope import site_scope_q, station_scope_q, user_can
 
 
 class ReadOnlyInline(ScopedInlineMixin, admin.TabularInline):
@@ -102,7 +103,7 @@ class TariffAdminForm(DomainValidatedForm):
 
 
 @admin.register(Tariff)
-class TariffAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class TariffAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = TariffAdminForm
     list_display = ["name", "organisation", "created_at", "updated_at"]
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter)]
@@ -166,7 +167,7 @@ class TariffVersionAddForm(DomainValidatedForm):
 
 
 @admin.register(TariffVersion)
-class TariffVersionAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class TariffVersionAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """Versions are added, never edited: their change page is read-only for everyone."""
 
     form = TariffVersionAddForm
@@ -223,7 +224,7 @@ class TariffAssignmentForm(DomainValidatedForm):
 
 
 @admin.register(TariffAssignment)
-class TariffAssignmentAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class TariffAssignmentAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """Added (replacing the assignment at the same scope) or removed, never edited."""
 
     form = TariffAssignmentForm
@@ -288,7 +289,7 @@ class TariffAssignmentAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SiteEnergyPrice)
-class SiteEnergyPriceAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class SiteEnergyPriceAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """A price change is a new row from its valid_from on; the history stays."""
 
     list_display = ["site", "valid_from", "currency", "price_per_kwh", "created_at"]
@@ -372,7 +373,9 @@ CDR_FIELDS = [
 
 
 @admin.register(ChargeDetailRecord)
-class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class ChargeDetailRecordAdmin(
+    ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin
+):
     """Final: nobody adds, edits or deletes a CDR (the database refuses it too). Corrections are credits."""
 
     list_display = [
@@ -413,7 +416,7 @@ class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedA
 
 
 @admin.register(CdrLine)
-class CdrLineAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class CdrLineAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """The priced lines of every CDR (also shown on the CDR's page)."""
 
     list_display = ["cdr", "position", "dimension", "quantity", "unit", "unit_price", "amount"]
@@ -466,7 +469,7 @@ class CdrCreditAddForm(DomainValidatedForm):
 
 
 @admin.register(CdrCredit)
-class CdrCreditAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class CdrCreditAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """Credits are issued here (the billing right: operator admins, finance) and never changed or deleted."""
 
     form = CdrCreditAddForm
@@ -526,7 +529,7 @@ class CdrCreditAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(SessionPricing)
-class SessionPricingAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class SessionPricingAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """The tariff each session was priced with, copied when it started."""
 
     list_display = ["session", "tariff_version", "assignment_scope", "snapshotted_at"]
@@ -539,7 +542,7 @@ class SessionPricingAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin
 
 
 @admin.register(ExportJob)
-class ExportJobAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class ExportJobAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Export runs, each seen by who asked for it (as in the API); started and downloaded through the API."""
 
     list_display = [
@@ -566,7 +569,7 @@ class ExportJobAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(KpiDay)
-class KpiDayAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class KpiDayAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Computed by the KPI job (billing/services/kpis.py), never edited: recompute with `kpis_compute`."""
 
     list_display = [
@@ -595,7 +598,7 @@ class KpiDayAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, a
 
 
 @admin.register(RoiInputs)
-class RoiInputsAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class RoiInputsAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Shown to who may see the ROI (the export right); edited on the portal's ROI page or PATCH /api/v1/roi/,
     which validate them."""
 

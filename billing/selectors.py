@@ -21,7 +21,7 @@ from django.db.models import Prefetch, Q, QuerySet
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import organisation_ids_with, site_host_site_ids, site_scope_q, user_can
+from accounts.selectors import organisation_ids_with
 from billing.enums import AssignmentLevel
 from billing.models import (
     CdrCredit,
@@ -37,6 +37,7 @@ from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
 from sessions.models import ChargingSession
 from stations.models import Site
+from stations.scope import site_host_site_ids, site_scope_q, user_can
 
 # --- tariffs --------------------------------------------------------------------------------------------
 

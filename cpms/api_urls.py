@@ -34,6 +34,7 @@ class ApiRootApi(APIView):
 urlpatterns = [
     path("", ApiRootApi.as_view(), name="api-root"),
     path("", include("accounts.api.urls")),
+    path("", include("stations.api.urls_users")),
     path("", include("stations.api.urls")),
     path("", include("stations.api.urls_incidents")),
     path("", include("sessions.api.urls")),

@@ -16,12 +16,10 @@ from accounts.admin import (
     DomainValidatedForm,
     NoFullCountAdminMixin,
     ReadOnlyAdminMixin,
-    ScopedAdminMixin,
     ScopedInlineMixin,
     domain_errors_as_http,
     saved_adopt,
 )
-from accounts.selectors import station_scope_q
 from cpms.errors import DomainError
 from energy.models import (
     ChargingProfileRecord,
@@ -43,6 +41,8 @@ from energy.services.topology import (
     node_schedule_set,
     schedule_row_validate,
 )
+from stations.admin_scope import SiteScopedAdminMixin
+from stations.scope import station_scope_q
 
 # --- grid nodes and their schedules ---------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class GridNodeAdminForm(DomainConstraintsForm):
 
 
 @admin.register(GridNode)
-class GridNodeAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class GridNodeAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = GridNodeAdminForm
     list_display = ["name", "site", "kind", "parent", "limit_a", "limit_kw", "voltage_v"]
     list_filter = [("site", admin.RelatedOnlyFieldListFilter), "kind"]
@@ -207,7 +207,7 @@ class GridNodeAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(NodeLimitSchedule)
-class NodeLimitScheduleAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class NodeLimitScheduleAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Every schedule row, for lookups; they are edited on their node's page."""
 
     list_display = ["node", "position", "start_time", "end_time", "day_of_week", "limit_a"]
@@ -219,7 +219,7 @@ class NodeLimitScheduleAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAd
 
 
 @admin.register(GridSignal)
-class GridSignalAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class GridSignalAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Meter readings and dynamic limits as received (POST /grid-nodes/{id}/signals/), newest first."""
 
     list_display = [
@@ -262,7 +262,7 @@ class EvseElectricalAdminForm(DomainConstraintsForm):
 
 
 @admin.register(EvseElectrical)
-class EvseElectricalAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class EvseElectricalAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = EvseElectricalAdminForm
     list_display = ["evse", "station", "node", "phase_rotation", "min_current_a", "max_current_a", "priority"]
     list_select_related = ["evse__station", "node"]
@@ -297,7 +297,7 @@ class EvseElectricalAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(EvseAllocation)
-class EvseAllocationAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class EvseAllocationAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """What the balancer last decided per EVSE, and what the charger last accepted."""
 
     list_display = ["evse", "limit_a", "paused", "phases_used", "computed_at", "sent_limit_a", "sent_at"]
@@ -311,7 +311,7 @@ class EvseAllocationAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin
 
 @admin.register(ChargingProfileRecord)
 class ChargingProfileRecordAdmin(
-    ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin
+    ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin
 ):
     """Every charging profile sent (or cleared), newest first."""
 

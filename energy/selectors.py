@@ -32,7 +32,6 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import site_scope_q, station_scope_q, user_can
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
 from energy.enums import ProfileKind, SignalKind
@@ -48,6 +47,7 @@ from energy.types import PHASES, UNLIMITED, EvseInput, Node
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession, MeterValue
 from stations.models import ChargingStation, Evse, Site
+from stations.scope import site_scope_q, station_scope_q, user_can
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 CURRENT_MEASURAND = "Current.Import"

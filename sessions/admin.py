@@ -6,13 +6,12 @@ from accounts.admin import (
     DomainValidatedForm,
     NoFullCountAdminMixin,
     ReadOnlyAdminMixin,
-    ScopedAdminMixin,
     ScopedInlineMixin,
     domain_errors_as_http,
     saved_adopt,
 )
 from accounts.enums import Capability
-from accounts.selectors import organisation_ids_with, site_scope_q
+from accounts.selectors import organisation_ids_with
 from cpms.errors import DomainError, ValidationFailed
 from sessions.enums import ReservationStatus
 from sessions.models import (
@@ -39,7 +38,9 @@ from sessions.services.tokens import (
 )
 from sessions.services.waitlists import waitlist_leave
 from stations.admin import StationScopedAdmin
+from stations.admin_scope import SiteScopedAdminMixin
 from stations.enums import CommandSource
+from stations.scope import site_scope_q
 
 # --- id tokens ------------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ ID_TOKEN_PLACES = {
 
 
 @admin.register(IdToken)
-class IdTokenAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class IdTokenAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = IdTokenAdminForm
     list_display = [
         "value",
@@ -356,7 +357,7 @@ class LocalListEntryAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
 
 
 @admin.register(WaitlistEntry)
-class WaitlistEntryAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class WaitlistEntryAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Drivers queueing at a site. Joined through the portal or the API; moved on by the waitlist job; here
     looked at, and taken out of the queue (the same service as the portal's remove button)."""
 
@@ -407,7 +408,7 @@ class WaitlistEntryAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin)
 
 
 @admin.register(SiteAccessGroup)
-class SiteAccessGroupAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class SiteAccessGroupAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """The groups allowed at restricted sites. Looked at here; changed on the site's prices page or through
     the API (sessions.services.site_access: the pricing right, validation and an audit record)."""
 

@@ -15,7 +15,7 @@ from django.db.models import Count, Q, QuerySet
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import organisation_ids_with, site_scope_q, station_scope_q, user_can
+from accounts.selectors import organisation_ids_with
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from cpms.filters import filters_apply
 from sessions.enums import (
@@ -41,6 +41,7 @@ from sessions.models import (
     WaitlistStatus,
 )
 from stations.models import ChargingStation, Site
+from stations.scope import site_scope_q, station_scope_q, user_can
 
 
 def id_token_scope_q(*, user: User, capability: str = Capability.VIEW, prefix: str = "") -> Q:

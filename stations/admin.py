@@ -7,14 +7,13 @@ from accounts.admin import (
     DomainValidatedForm,
     NoFullCountAdminMixin,
     ReadOnlyAdminMixin,
-    ScopedAdminMixin,
     ScopedInlineMixin,
     domain_errors_as_http,
     saved_adopt,
 )
-from accounts.selectors import site_scope_q, station_scope_q
 from cpms.errors import DomainError
 from stations.admin_commands import StationCommandsMixin
+from stations.admin_scope import SiteScopedAdminMixin
 from stations.enums import RegistrationStatus
 from stations.models import (
     ChargingStation,
@@ -28,6 +27,7 @@ from stations.models import (
     StationEvent,
     StatusChange,
 )
+from stations.scope import site_scope_q, station_scope_q
 from stations.services.incidents import incident_acknowledge
 from stations.services.management import (
     site_create,
@@ -39,7 +39,7 @@ from stations.services.management import (
 )
 
 
-class StationScopedAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class StationScopedAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """A model reached from ChargingStation through `station_path` (e.g. "station__")."""
 
     station_path = "station__"
@@ -74,7 +74,7 @@ SITE_FIELDS = [
 
 
 @admin.register(Site)
-class SiteAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class SiteAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = SiteAdminForm
     list_display = ["name", "organisation", "city", "country", "time_zone", "grid_capacity_w"]
     list_filter = [("organisation", admin.RelatedOnlyFieldListFilter), "country"]
@@ -160,7 +160,7 @@ STATION_WRITABLE = {
 
 
 @admin.register(ChargingStation)
-class ChargingStationAdmin(StationCommandsMixin, ScopedAdminMixin, admin.ModelAdmin):
+class ChargingStationAdmin(StationCommandsMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     form = StationAdminForm
     list_display = [
         "identity",

@@ -17,16 +17,18 @@ from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from accounts.admin import NoFullCountAdminMixin, ReadOnlyAdminMixin, ScopedAdminMixin, domain_errors_as_http
+from accounts.admin import NoFullCountAdminMixin, ReadOnlyAdminMixin, domain_errors_as_http
 from accounts.enums import Capability
-from accounts.selectors import organisation_ids_with, station_scope_q
+from accounts.selectors import organisation_ids_with
 from cpms.errors import DomainError
 from cpms.ocpp_wire import operations as builders
 from cpms.ocpp_wire.calls import VERSIONS, Call
 from cpms.ocpp_wire.redaction import request_redacted
 from cpms.ocpp_wire.templates import PROTOCOLS_OF, read_configuration_calls, template_calls
+from stations.admin_scope import SiteScopedAdminMixin
 from stations.enums import CommandSource, CommandStatus, JobKind
 from stations.models import ChargingStation, Command, CommandJobTarget, ConfigurationTemplate
+from stations.scope import station_scope_q
 from stations.selectors import (
     configuration_template_access,
     configuration_template_list,
@@ -302,7 +304,7 @@ class StationCommandsMixin:
 
 
 @admin.register(Command)
-class CommandAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class CommandAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     list_display = [
         "created_at",
         "station",
@@ -350,7 +352,7 @@ class ConfigurationTemplateForm(forms.ModelForm):
 
 
 @admin.register(ConfigurationTemplate)
-class ConfigurationTemplateAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class ConfigurationTemplateAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     form = ConfigurationTemplateForm
     list_display = ["name", "organisation", "protocol", "created_at"]
     list_filter = ["protocol"]
@@ -364,7 +366,9 @@ class ConfigurationTemplateAdmin(ScopedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(CommandJobTarget)
-class CommandJobTargetAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class CommandJobTargetAdmin(
+    ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin
+):
     """Each station's outcome in a bulk job (also shown on the job's page)."""
 
     list_display = ["job", "station", "status", "detail", "finished_at"]

@@ -12,19 +12,15 @@ from django.contrib import admin
 from django.db.models import Q
 from django.utils.html import format_html
 
-from accounts.admin import (
-    ReadOnlyAdminMixin,
-    ScopedAdminMixin,
-    ScopedInlineMixin,
-    domain_errors_as_http,
-    saved_adopt,
-)
-from accounts.selectors import organisation_ids_with, station_scope_q
+from accounts.admin import ReadOnlyAdminMixin, ScopedInlineMixin, domain_errors_as_http, saved_adopt
+from accounts.selectors import organisation_ids_with
+from stations.admin_scope import SiteScopedAdminMixin
 from stations.models import CommandJob, CommandJobTarget, DiagnosticsUpload, FirmwareFile, FirmwareUpdate
+from stations.scope import station_scope_q
 from stations.services.firmware import firmware_download_url, firmware_file_create
 
 
-class OrganisationScopedAdmin(ScopedAdminMixin, admin.ModelAdmin):
+class OrganisationScopedAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
     """Objects of an organisation as a whole: organisation-wide roles only (site hosts hold none)."""
 
     def scope_q(self, *, user, capability) -> Q:
@@ -34,7 +30,7 @@ class OrganisationScopedAdmin(ScopedAdminMixin, admin.ModelAdmin):
         return bool(organisation_ids_with(user=user, capability=capability))
 
 
-class StationRecordAdmin(ReadOnlyAdminMixin, ScopedAdminMixin, admin.ModelAdmin):
+class StationRecordAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
     """Read-only records of one station."""
 
     def scope_q(self, *, user, capability) -> Q:

@@ -17,13 +17,7 @@ from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import (
-    membership_roles,
-    organisation_ids_with,
-    site_scope_q,
-    station_scope_q,
-    user_can,
-)
+from accounts.selectors import membership_roles, organisation_ids_with
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from cpms.filters import filters_apply
 from stations.enums import (
@@ -54,6 +48,7 @@ from stations.models import (
     StationEvent,
     StatusChange,
 )
+from stations.scope import site_scope_q, station_scope_q, user_can
 
 
 class SiteFilter(django_filters.FilterSet):

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.services import api_token_get_or_create, membership_set, site_host_grant
+from accounts.services import api_token_get_or_create, membership_set
+from stations.services.site_hosts import site_host_grant
 from tests.factories import (
     ChargingStationFactory,
     OrganisationFactory,

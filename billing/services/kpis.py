@@ -29,12 +29,13 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from accounts.models import Organisation, User
-from accounts.selectors import organisation_list, site_scope_q, station_scope_q, user_can
+from accounts.selectors import organisation_list
 from billing.models import CdrCredit, ChargeDetailRecord, KpiDay, RoiInputs
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from sessions.models import ChargingSession
 from stations.enums import ConnectorStatus, StationEventKind
 from stations.models import ChargingStation, Evse, Incident, Site, StationEvent, StatusChange
+from stations.scope import site_scope_q, station_scope_q, user_can
 
 OUT_OF_SERVICE = frozenset({ConnectorStatus.FAULTED, ConnectorStatus.UNAVAILABLE})
 # Revenue per port is shown per average month: 365.25 / 12 days.

@@ -25,7 +25,6 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import user_can
 from billing.models import Tariff, TariffAssignment, TariffVersion
 from billing.services.tariffs import (
     TariffVersionInput,
@@ -38,6 +37,7 @@ from cpms.errors import PermissionDenied, ValidationFailed
 from sessions.models import IdToken
 from sessions.selectors import id_token_list
 from stations.models import Site
+from stations.scope import user_can
 
 SITE_TARIFF_PREFIX = "Site prices: "
 _HUNDRED = Decimal(100)

@@ -31,19 +31,12 @@ from accounts.selectors import (
     organisation_access,
     organisation_user_access,
     organisation_user_list,
-    user_site_grants,
 )
-from accounts.services import (
-    user_activate,
-    user_deactivate,
-    user_invite,
-    user_invite_accept,
-    user_invite_resend,
-    user_role_set,
-    user_site_grants_set,
-)
+from accounts.services import user_activate, user_deactivate, user_invite_accept, user_invite_resend
 from cpms.errors import DomainError, PermissionDenied
 from cpms.portal.base import page_of, portal_view, require_capability
+from stations.scope import user_site_grants
+from stations.services.site_hosts import user_invite, user_role_set, user_site_grants_set
 
 
 class PortalLoginView(auth_views.LoginView):

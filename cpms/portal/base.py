@@ -18,8 +18,9 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
 from accounts.enums import Capability
-from accounts.selectors import organisation_ids_with, site_host_site_ids
+from accounts.selectors import organisation_ids_with
 from cpms.errors import NotFound, PermissionDenied
+from stations.scope import site_host_site_ids
 
 PAGE_SIZE = 25
 

@@ -21,7 +21,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.enums import Capability
-from accounts.selectors import site_scope_q
 from billing.enums import ExportKind, ExportStatus
 from billing.money import minor_unit
 from billing.selectors import revenue_site_rows
@@ -45,6 +44,7 @@ from cpms.errors import DomainError
 from cpms.portal.base import page_of, portal_view, require_capability
 from cpms.portal.site_access import site_access_rules_context
 from stations.models import Site
+from stations.scope import site_scope_q
 from stations.selectors import site_access, site_list
 
 # --- shared helpers ------------------------------------------------------------------------------------

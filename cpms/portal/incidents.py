@@ -11,10 +11,10 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.enums import Capability
-from accounts.selectors import user_can
 from cpms.errors import Conflict, ValidationFailed
 from cpms.portal.base import page_of, portal_view
 from stations.enums import IncidentKind
+from stations.scope import user_can
 from stations.selectors import incident_access, incident_list, incident_open_counts, site_list
 from stations.services.incidents import (
     incident_acknowledge,

@@ -16,8 +16,9 @@ from channels.layers import get_channel_layer
 
 from accounts.enums import Capability
 from accounts.models import Organisation, User
-from accounts.selectors import organisation_ids_with, site_host_site_ids
+from accounts.selectors import organisation_ids_with
 from stations.models import Site
+from stations.scope import site_host_site_ids
 
 logger = logging.getLogger(__name__)
 

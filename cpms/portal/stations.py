@@ -14,7 +14,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.enums import Capability
-from accounts.selectors import user_can
 from cpms.errors import DomainError
 from cpms.ocpp_wire import operations as builders
 from cpms.ocpp_wire.calls import Call
@@ -24,6 +23,7 @@ from sessions.enums import SessionStatus
 from sessions.selectors import session_list, session_transaction_id
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command
+from stations.scope import user_can
 from stations.selectors import (
     command_list,
     device_variable_list,

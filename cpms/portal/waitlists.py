@@ -12,7 +12,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.enums import Capability
-from accounts.selectors import user_can
 from cpms.errors import Conflict, ValidationFailed
 from cpms.portal.base import page_of, portal_view, require_capability
 from sessions.models import WaitlistStatus
@@ -24,6 +23,7 @@ from sessions.selectors import (
 )
 from sessions.services.waitlists import waitlist_join, waitlist_leave
 from stations.enums import CommandSource
+from stations.scope import user_can
 from stations.selectors import site_access
 
 # Closed entries (fulfilled, expired, cancelled) shown under the queue, newest first.

@@ -38,7 +38,6 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import user_can
 from cpms.errors import Conflict, PermissionDenied
 from cpms.ocpp_wire.auth import ID_TOKEN_MAX_LENGTH, LocalListItem, send_local_list
 from sessions.enums import IdTokenStatus
@@ -46,6 +45,7 @@ from sessions.models import IdToken, LocalListEntry, LocalListState
 from sessions.services.tokens import LOCAL_LIST_STALE, id_token_allowed_q, id_token_status_at
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command, DeviceVariable
+from stations.scope import user_can
 from stations.services.commands import NOT_CONNECTED, NOT_DELIVERED, command_send, station_version
 from stations.services.device_model import OCPP16_COMPONENT
 

@@ -23,7 +23,6 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import user_can
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
 from cpms.ocpp_wire.auth import cancel_reservation, reserve_now
 from cpms.ocpp_wire.calls import Call
@@ -32,6 +31,7 @@ from sessions.models import IdToken, Reservation
 from sessions.services.tokens import id_token_status_at, id_token_with_place
 from stations.enums import CommandSource, CommandStatus, StationEventKind
 from stations.models import ChargingStation, Command, Connector, Evse
+from stations.scope import user_can
 from stations.services.commands import command_send, station_version
 from stations.services.ocpp import station_event_record
 

@@ -22,11 +22,12 @@ from django.db.models import BooleanField, Exists, ExpressionWrapper, OuterRef, 
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import organisation_access, site_scope_q, station_scope_q, user_can
+from accounts.selectors import organisation_access
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from sessions.enums import IdTokenStatus, IdTokenType
 from sessions.models import IdToken, LocalListState, SiteAccessGroup
 from stations.models import ChargingStation, Site, SiteAccessMode
+from stations.scope import site_scope_q, station_scope_q, user_can
 
 # ConcurrentTx is an answer to an authorisation, not something a token is.
 SETTABLE_STATUSES = (

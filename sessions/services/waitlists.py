@@ -34,7 +34,6 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import user_can
 from cpms.errors import Conflict, DomainError, PermissionDenied, ValidationFailed
 from sessions.enums import IdTokenStatus, ReservationStatus
 from sessions.models import (
@@ -56,6 +55,7 @@ from sessions.services.site_access import id_token_admitted_at_site
 from sessions.services.tokens import id_token_status_at
 from stations.enums import CommandSource, ConnectorStatus
 from stations.models import ChargingStation, Connector, DeviceVariable, Site
+from stations.scope import user_can
 from stations.services.device_model import OCPP16_COMPONENT
 
 logger = logging.getLogger(__name__)

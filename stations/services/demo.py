@@ -1,17 +1,15 @@
-"""Demo data for `make run`: one organisation, two sites in different time zones, four chargers, id tokens
-and one user per role, all with known passwords.
+"""Demo data for `make run`: one organisation, two sites in different time zones, four chargers and one
+user per role, all with known passwords. Each app above seeds its own part (sessions.services.demo: the id
+tokens; billing, energy: prices and load management); `load_demo` calls them in that order.
 
 Everything is created through the same services operators use (with the demo superuser as the actor), so
-the demo data passes the same validation. The demo seeds every app, so unlike the rest of `stations` it also
-calls `sessions.services.tokens` (imported inside the function, so that importing `stations` never imports
-`sessions`: accounts <- stations <- sessions).
+the demo data passes the same validation.
 
 Idempotent by "create what is missing, never modify what exists": `make run` calls it on every start, so
 a second run changes nothing, and a password an operator changed after the first run is never reset to the
 public demo value. The passwords below are printed and documented: they are for a local demo only.
 """
 
-import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -19,11 +17,12 @@ from django.db import transaction
 
 from accounts.enums import Role
 from accounts.models import Membership, Organisation, User
-from accounts.services import membership_set, organisation_create, site_host_grant
+from accounts.services import membership_set, organisation_create
 from cpms.errors import Conflict
 from stations.enums import ConnectorType
 from stations.models import ChargingStation, Connector, Evse, Site
 from stations.services.management import site_create, station_create
+from stations.services.site_hosts import site_host_grant
 
 ORGANISATION_SLUG = "demo"
 ORGANISATION_NAME = "Demo Charging Co"
@@ -68,15 +67,6 @@ class DemoUserSpec:
     description: str
     # Only for Role.SITE_HOST: the one site granted.
     site_name: str = ""
-
-
-@dataclass(frozen=True)
-class DemoIdTokenSpec:
-    value: str
-    status: str
-    owner_name: str
-    expires_at: dt.datetime | None = None
-    group_value: str | None = None
 
 
 SITES: tuple[DemoSiteSpec, ...] = (
@@ -162,40 +152,27 @@ USERS: tuple[DemoUserSpec, ...] = (
     DemoUserSpec("support", "support-demo", Role.SUPPORT, "support of Demo Charging Co"),
 )
 
-# 1.6 idTag is at most 20 characters (CiString20Type); these fit both versions.
-ID_TOKENS: tuple[DemoIdTokenSpec, ...] = (
-    DemoIdTokenSpec("DEMO-FLEET", "Accepted", "Demo fleet (group token)"),
-    DemoIdTokenSpec("DEMO-TAG-OK", "Accepted", "Alice Accepted", group_value="DEMO-FLEET"),
-    DemoIdTokenSpec("DEMO-TAG-OK-2", "Accepted", "Bob Accepted"),
-    DemoIdTokenSpec("DEMO-TAG-BLOCKED", "Blocked", "Carol Blocked"),
-    DemoIdTokenSpec(
-        "DEMO-TAG-EXPIRED",
-        "Expired",
-        "Dave Expired",
-        expires_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
-    ),
-)
-
 
 @dataclass(frozen=True)
 class DemoData:
     """What the demo consists of (whether created by this call or an earlier one).
 
     `created` counts the rows this call inserted (users, memberships, permissions, sites, stations, EVSEs,
-    connectors, tokens); 0 means everything was already there and nothing was changed.
+    connectors); 0 means everything was already there and nothing was changed.
     """
 
     organisation: Organisation
+    # The demo superuser: the actor the other apps' demo data is created by.
+    superuser: User
     sites: tuple[Site, ...]
     stations: tuple[DemoStationSpec, ...]
     users: tuple[DemoUserSpec, ...]
-    id_tokens: tuple[DemoIdTokenSpec, ...]
     created: int
 
 
 @transaction.atomic
 def demo_data_load() -> DemoData:
-    """Create the demo organisation with its sites, stations, id tokens and users, where missing.
+    """Create the demo organisation with its sites, stations and users, where missing.
 
     Existing rows are left as they are (passwords included). Raises Conflict when a demo station identity
     is already taken by another organisation (identities are unique across the whole system), or when a
@@ -239,17 +216,15 @@ def demo_data_load() -> DemoData:
             spec=spec, actor=admin, organisation=organisation, site=sites[spec.site_name]
         )
 
-    created += _id_tokens_ensure(actor=admin, organisation=organisation)
-
     for spec in member_specs:
         created += _member_ensure(spec=spec, organisation=organisation, sites=sites)
 
     return DemoData(
         organisation=organisation,
+        superuser=admin,
         sites=tuple(sites.values()),
         stations=STATIONS,
         users=USERS,
-        id_tokens=ID_TOKENS,
         created=created,
     )
 
@@ -285,30 +260,6 @@ def _station_ensure(*, spec: DemoStationSpec, actor: User, organisation: Organis
             defaults={"connector_type": spec.connector_type, "max_power_w": spec.max_power_w},
         )
         created += was_created
-    return created
-
-
-def _id_tokens_ensure(*, actor: User, organisation: Organisation) -> int:
-    from sessions.models import IdToken
-    from sessions.services.tokens import id_token_create
-
-    created = 0
-    tokens: dict[str, IdToken] = {}
-    # ID_TOKENS lists a group before its members.
-    for spec in ID_TOKENS:
-        token = IdToken.objects.filter(organisation=organisation, value=spec.value).first()
-        if token is None:
-            token = id_token_create(
-                actor=actor,
-                organisation_id=organisation.pk,
-                value=spec.value,
-                status=spec.status,
-                expires_at=spec.expires_at,
-                group_id=tokens[spec.group_value].pk if spec.group_value else None,
-                owner_name=spec.owner_name,
-            )
-            created += 1
-        tokens[spec.value] = token
     return created
 
 

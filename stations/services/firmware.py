@@ -35,7 +35,7 @@ from django.utils.text import get_valid_filename
 
 from accounts.enums import Capability
 from accounts.models import User
-from accounts.selectors import organisation_access, user_can
+from accounts.selectors import organisation_access
 from cpms.errors import Conflict, DomainError, NotFound, PermissionDenied, ValidationFailed
 from cpms.ocpp_wire.calls import Call
 from cpms.ocpp_wire.firmware import diagnostics_request, firmware_update_request
@@ -48,6 +48,7 @@ from stations.models import (
     FirmwareFile,
     FirmwareUpdate,
 )
+from stations.scope import user_can
 from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED
 from stations.services.commands import command_send
 

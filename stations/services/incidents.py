@@ -36,10 +36,10 @@ from guardian.shortcuts import get_users_with_perms
 
 from accounts.enums import Capability, Role
 from accounts.models import Membership, User
-from accounts.selectors import user_can
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
 from stations.enums import IncidentKind, RegistrationStatus, StationEventKind
 from stations.models import ChargingStation, Incident, StationEvent
+from stations.scope import user_can
 from stations.types import ConnectorStatusReport
 
 logger = logging.getLogger(__name__)

@@ -20,10 +20,11 @@ from django.db import IntegrityError, transaction
 
 from accounts.enums import Capability
 from accounts.models import Organisation, User
-from accounts.selectors import organisation_access, site_scope_q, user_can
+from accounts.selectors import organisation_access
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from stations.enums import RegistrationStatus
 from stations.models import ChargingStation, Site
+from stations.scope import site_scope_q, user_can
 from stations.services.credentials import password_validate, station_password_set
 
 IDENTITY_MAX_LENGTH = 48

@@ -1,5 +1,5 @@
-from accounts.selectors import station_scope_q, user_can
 from stations.models import ChargingStation
+from stations.scope import station_scope_q, user_can
 
 
 def visible(user):

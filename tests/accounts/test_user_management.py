@@ -7,16 +7,11 @@ import pytest
 from guardian.shortcuts import get_perms
 
 from accounts.models import AuditRecord, Membership, User
-from accounts.selectors import organisation_user_access, organisation_user_list, user_site_grants
-from accounts.services import (
-    membership_set,
-    user_activate,
-    user_deactivate,
-    user_invite,
-    user_role_set,
-    user_site_grants_set,
-)
+from accounts.selectors import organisation_user_access, organisation_user_list
+from accounts.services import membership_set, user_activate, user_deactivate
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
+from stations.scope import user_site_grants
+from stations.services.site_hosts import user_invite, user_role_set, user_site_grants_set
 from tests.factories import SiteFactory, UserFactory
 
 

@@ -2,8 +2,8 @@
 404 and absent; denied writes change nothing."""
 
 from accounts.models import AuditRecord, Membership, User
-from accounts.selectors import user_site_grants
 from accounts.services import audit_record
+from stations.scope import user_site_grants
 
 
 def test_list_is_scoped(world, api):

@@ -5,10 +5,11 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts.models import AuditRecord
-from accounts.services import api_token_get_or_create, site_host_grant
+from accounts.services import api_token_get_or_create
 from sessions.models import SiteAccessGroup
 from sessions.services.site_access import AUDIT_ACTION, site_access_rules_set
 from stations.models import Site
+from stations.services.site_hosts import site_host_grant
 from tests.factories import IdTokenFactory
 
 

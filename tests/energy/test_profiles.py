@@ -312,7 +312,7 @@ def test_without_a_session_the_check_expects_the_default(depot, fake_charger, ap
 
 @pytest.mark.parametrize(("who", "expected"), [("finance_a", 403), ("operator_b", 404), ("host_a2", 404)])
 def test_the_check_is_a_command_and_scoped(depot, fake_charger, api, world, who, expected):
-    from accounts.services import site_host_grant
+    from stations.services.site_hosts import site_host_grant
     from tests.factories import UserFactory
 
     if who == "host_a2":

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from django.test import Client
 
-from accounts.services import membership_set, site_host_grant
+from accounts.services import membership_set
 from billing.models import Tariff, TariffAssignment, TariffVersion
 from billing.services.tariffs import (
     TariffVersionInput,
@@ -18,6 +18,7 @@ from billing.services.tariffs import (
     tariff_resolve,
     tariff_version_create,
 )
+from stations.services.site_hosts import site_host_grant
 from tests.factories import IdTokenFactory, UserFactory
 
 

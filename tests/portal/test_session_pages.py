@@ -282,7 +282,7 @@ def test_downsampling_keeps_at_most_300_points_over_the_same_span():
 
 def test_tokens_show_only_for_organisations_where_the_user_has_an_organisation_wide_role(world, ledger):
     """Operator of A and site host of B1: A's tokens show, B's are hidden."""
-    from accounts.services import site_host_grant
+    from stations.services.site_hosts import site_host_grant
 
     site_host_grant(user=world.operator_a, site=world.site_b1)
     html = client_for(world.operator_a).get("/portal/sessions/").content.decode()

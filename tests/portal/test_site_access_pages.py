@@ -7,10 +7,10 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.models import AuditRecord
-from accounts.services import site_host_grant
 from sessions.models import SiteAccessGroup
 from sessions.services.site_access import AUDIT_ACTION, site_access_rules_set
 from stations.models import Site
+from stations.services.site_hosts import site_host_grant
 from tests.factories import IdTokenFactory
 
 

@@ -5,8 +5,8 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditRecord, Membership, User
-from accounts.selectors import user_site_grants
 from accounts.services import audit_record
+from stations.scope import user_site_grants
 
 
 def login(client, user):

@@ -8,7 +8,6 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import AuditRecord
-from accounts.services import site_host_grant
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from sessions.models import ChargingSession, IdToken, SiteAccessGroup
 from sessions.services.local_lists import local_list_desired
@@ -21,6 +20,7 @@ from sessions.services.site_access import (
 )
 from sessions.services.transactions import id_token_authorize
 from stations.models import Site
+from stations.services.site_hosts import site_host_grant
 from tests.factories import IdTokenFactory
 from tests.ocpp.dialects import DIALECTS
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.db import IntegrityError, transaction
 
-from accounts.services import membership_set, site_host_grant
+from accounts.services import membership_set
 from cpms.errors import Conflict, PermissionDenied, ValidationFailed
 from stations.models import Incident, StationEvent
 from stations.services.incidents import (
@@ -22,6 +22,7 @@ from stations.services.ocpp import (
     station_disconnected,
     station_event_record,
 )
+from stations.services.site_hosts import site_host_grant
 from stations.types import ConnectorStatusReport
 from tests.factories import ChargingStationFactory, UserFactory
 from tests.support import row

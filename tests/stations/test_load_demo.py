@@ -8,9 +8,9 @@ from django.core.management.base import CommandError
 from guardian.models import UserObjectPermission
 
 from accounts.models import Membership, Organisation, User
-from accounts.selectors import station_scope_q
 from sessions.models import IdToken
 from stations.models import ChargingStation, Connector, Evse, Site
+from stations.scope import station_scope_q
 from stations.services.credentials import password_hash_check
 
 pytestmark = pytest.mark.django_db

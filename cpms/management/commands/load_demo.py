@@ -4,12 +4,15 @@ Idempotent: a second run creates nothing and changes nothing (see stations.servi
 """
 
 import os
+from dataclasses import replace
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 
 from billing.services.demo import DEMO_PRICES, demo_prices_load
 from cpms.errors import DomainError
 from energy.services.demo import CIRCUIT_LIMIT_A, DEMO_SITE, GRID_LIMIT_A, demo_energy_load
+from sessions.services.demo import ID_TOKENS, demo_id_tokens_load
 from stations.services.demo import DemoData, demo_data_load
 
 
@@ -26,7 +29,11 @@ class Command(BaseCommand):
 
     def handle(self, *args, base_url: str | None = None, **options):
         try:
-            data = demo_data_load()
+            # The stations' demo data and its id tokens in one transaction, as one count.
+            with transaction.atomic():
+                data = demo_data_load()
+                tokens_created = demo_id_tokens_load(actor=data.superuser, organisation=data.organisation)
+            data = replace(data, created=data.created + tokens_created)
             prices_created = demo_prices_load(organisation=data.organisation)
             energy_created = demo_energy_load(organisation=data.organisation)
         except DomainError as exc:
@@ -83,7 +90,7 @@ class Command(BaseCommand):
                 f"{ws_url}/{station.identity}"
             )
         out.write("")
-        out.write("Id tokens: " + ", ".join(f"{token.value} ({token.status})" for token in data.id_tokens))
+        out.write("Id tokens: " + ", ".join(f"{token.value} ({token.status})" for token in ID_TOKENS))
 
 
 def _default_base_url() -> str:
