@@ -1,4 +1,8 @@
-"""Version-neutral inputs and results of the session services."""
+"""Version-neutral inputs and results of the session services, and the outcomes they report.
+
+An outcome (SessionOpened, SessionEnded) says what a committed report changed; the OCPP layer maps each one to
+what follows it (billing, energy, ...) in one place, cpms/ocpp/effects.py.
+"""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,11 +57,35 @@ class StartRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionOpened:
+    """The report opened this session (committed)."""
+
+    session_id: int
+    station_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnded:
+    """The report ended this session (committed). `repeated`: the session had already ended (a redelivered or
+    late end, a duplicate stop): nothing that follows an end may happen twice, but a 2.0.1 answer still
+    carries the final cost."""
+
+    session_id: int
+    station_id: int
+    repeated: bool = False
+
+
+SessionOutcome = SessionOpened | SessionEnded
+
+
+@dataclass(frozen=True, slots=True)
 class StartResult:
+    """`outcomes`: (SessionOpened,) when this start opened the session, () for a start re-sent."""
+
     session_id: int
     transaction_id: str
     token: TokenInfo
-    created: bool
+    outcomes: tuple[SessionOutcome, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +104,11 @@ class StopRequest:
 
 @dataclass(frozen=True, slots=True)
 class StopResult:
+    """`outcomes`: SessionEnded, `repeated` for a duplicate stop; () for a stop of an unknown transaction."""
+
     session_id: int | None
     token: TokenInfo | None
-    applied: bool
+    outcomes: tuple[SessionOutcome, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +138,10 @@ class TransactionEventRequest:
 
 @dataclass(frozen=True, slots=True)
 class TransactionEventResult:
-    """`opened`: this event created the session; `ended`: this event completed it (billing starts there)."""
+    """`outcomes`: SessionOpened when this event created the session; SessionEnded for every Ended event
+    (`repeated` unless this one completed the session)."""
 
     session_id: int
     token: TokenInfo | None
     duplicate: bool
-    opened: bool = False
-    ended: bool = False
+    outcomes: tuple[SessionOutcome, ...] = ()

@@ -1,4 +1,5 @@
-"""Frozen value types returned by station services (no ORM objects cross into the async OCPP loop)."""
+"""Frozen value types returned by station services (no ORM objects cross into the async OCPP loop), and the
+outcomes they report: what a committed report changed, mapped to what follows it in cpms/ocpp/effects.py."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,13 +18,6 @@ class StationAuth:
     site_id: int | None = None
     # A password sent to the charger whose answer is not committed yet (credentials.station_password_check).
     pending_password_hash: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class BootResult:
-    status: str
-    interval_s: int
-    current_time: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,3 +45,53 @@ class StationInfo:
     imsi: str = ""
     meter_type: str = ""
     meter_serial_number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StationBooted:
+    """The station booted and is Accepted (a Pending or Rejected one gets nothing until it is)."""
+
+    station_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StationConnected:
+    station_id: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StationDisconnected:
+    """The station's current connection closed (not one that a newer connection had replaced)."""
+
+    station_id: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReported:
+    """A connector (or the whole station) reported a status, stored; repeats included."""
+
+    station_id: int
+    report: ConnectorStatusReport
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentOpened:
+    """A report opened a fault incident: its alert is due."""
+
+    station_id: int
+    incident_id: int
+
+
+StationOutcome = StationBooted | StationConnected | StationDisconnected | StatusReported | IncidentOpened
+
+
+@dataclass(frozen=True, slots=True)
+class BootResult:
+    """`outcomes`: (StationBooted,) when the station is Accepted."""
+
+    status: str
+    interval_s: int
+    current_time: datetime
+    outcomes: tuple[StationOutcome, ...] = ()

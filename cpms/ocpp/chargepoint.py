@@ -72,6 +72,8 @@ class Request:
     payload: dict
     unique_id: str
     received_at: datetime
+    # The connection's OCPP version (ChargePoint.version): what follows a report may differ (cpms.ocpp.effects).
+    version: str = ""
 
 
 Handler = Callable[[Request], Awaitable[dict]]
@@ -149,7 +151,9 @@ class ChargePoint:
                     f"Station is {self.station.registration_status}: BootNotification first",
                 )
             schemas.validate(self.version, schemas.request_schema(self.version, call.action), call.payload)
-            result = await handler(Request(self.station, call.payload, call.unique_id, received_at))
+            result = await handler(
+                Request(self.station, call.payload, call.unique_id, received_at, self.version)
+            )
             if settings.OCPP_VALIDATE_RESPONSES:
                 schemas.validate(self.version, schemas.response_schema(call.action), result)
             return framing.call_result(call.unique_id, result)

@@ -1,10 +1,11 @@
 """Handlers the versions share: boot, status, heartbeat, and notifications that are recorded and answered
-with a fixed result. Version differences come in as the version's mapper."""
+with a fixed result. Version differences come in as the version's mapper; what follows a report is in
+cpms.ocpp.effects."""
 
 from collections.abc import Callable
 from datetime import datetime
 
-from cpms.ocpp import energy_hooks, live_hooks, task_queue
+from cpms.ocpp import effects
 from cpms.ocpp.batching import GroupCommit
 from cpms.ocpp.chargepoint import Handler, Request, run_db
 from cpms.ocpp.mappers import format_datetime, parse_datetime, text
@@ -18,7 +19,6 @@ from stations.services.ocpp import (
     station_event_record,
     station_seen,
 )
-from stations.tasks import incidents_notify_pending
 from stations.types import ConnectorStatusReport, StationInfo
 
 # MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
@@ -39,8 +39,7 @@ def boot_notification(station_info: Callable[[dict], StationInfo]) -> Handler:
             received_at=req.received_at,
         )
         req.station.registration_status = result.status
-        if result.status == "Accepted":
-            energy_hooks.station_booted(req.station.station_id)
+        await effects.apply(result.outcomes, station=req.station, version=req.version)
         return {
             "status": result.status,
             "currentTime": format_datetime(result.current_time),
@@ -55,13 +54,8 @@ def status_notification(status_report: Callable[[dict, datetime], ConnectorStatu
 
     async def handler(req: Request) -> dict:
         report = status_report(req.payload, req.received_at)
-        incident_opened = await run_db(
-            connector_status_update, station_id=req.station.station_id, report=report
-        )
-        live_hooks.status_reported(req.station, report)
-        if incident_opened:
-            # The alert goes out now rather than at the next minute's sweep (which catches a lost publish).
-            task_queue.submit(incidents_notify_pending)
+        outcomes = await run_db(connector_status_update, station_id=req.station.station_id, report=report)
+        await effects.apply(outcomes, station=req.station, version=req.version)
         return {}
 
     return handler

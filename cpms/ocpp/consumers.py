@@ -19,7 +19,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import timezone
 
-from cpms.ocpp import live_hooks
+from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
 from cpms.ocpp.errors import OcppError
 from cpms.ocpp.throttle import MessageRate, handshake_throttle
@@ -269,7 +269,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         await self._layer("group_add", self.group, self.channel_name)
         connected_at = timezone.now()
-        await run_db(
+        connected = await run_db(
             station_connected,
             station_id=station.station_id,
             connection_id=self.connection_id,
@@ -291,7 +291,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self._throttled = False
         await self.accept(protocol)
         command_poller.hold(station.station_id, self)
-        live_hooks.connection_changed(self.cp.station, connected=True, at=connected_at)
+        await effects.apply(connected, station=self.cp.station, version=self.cp.version)
 
     async def _layer(self, method: str, *args) -> None:
         """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
@@ -468,15 +468,14 @@ class OcppConsumer(AsyncWebsocketConsumer):
         command_poller.release(self.cp.station.station_id, self)
         self.cp.close()
         await self._layer("group_discard", self.group, self.channel_name)
-        disconnected_at = timezone.now()
-        if await run_db(
+        disconnected = await run_db(
             station_disconnected,
             station_id=self.cp.station.station_id,
             connection_id=self.connection_id,
-            at=disconnected_at,
+            at=timezone.now(),
             reason=f"close code {code}",
-        ):
-            live_hooks.connection_changed(self.cp.station, connected=False, at=disconnected_at)
+        )
+        await effects.apply(disconnected, station=self.cp.station, version=self.cp.version)
         self.cp = None
 
 

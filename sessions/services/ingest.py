@@ -17,12 +17,8 @@ from django.utils import timezone
 from cpms.db import rows_append
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession, MeterValue, TransactionEvent
-from sessions.services.transactions import (
-    SESSION_METER_FIELDS,
-    apply_readings,
-    not_yet_stored,
-    transaction_event_record,
-)
+from sessions.services.readings import SESSION_METER_FIELDS, apply_readings, not_yet_stored
+from sessions.services.transactions import transaction_event_record
 from sessions.types import Sample, TransactionEventRequest, TransactionEventResult
 
 _SESSION_UPDATE_FIELDS = [*SESSION_METER_FIELDS, "charging_state"]

@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from sessions.enums import (
     ENERGY_REGISTER,
-    HOLD_FLAGS,
     UNIT_TO_WH,
     AnomalyKind,
     IdTokenStatus,
@@ -27,10 +26,18 @@ from sessions.enums import (
     SessionStatus,
 )
 from sessions.models import ChargingSession, IdToken, MeterValue, SessionAnomaly, TransactionEvent
+from sessions.services.readings import (
+    clock_out_of_window_keep,
+    first_energy,
+    flags_add,
+    samples_record,
+)
 from sessions.services.reservations import reservation_use
 from sessions.services.tokens import id_token_status_at, id_token_with_place
 from sessions.types import (
-    Sample,
+    SessionEnded,
+    SessionOpened,
+    SessionOutcome,
     StartRequest,
     StartResult,
     StopRequest,
@@ -78,52 +85,10 @@ def _token_info(token: IdToken, now: datetime) -> TokenInfo:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-def _energy_wh(sample: Sample) -> int | None:
-    if sample.measurand != ENERGY_REGISTER or sample.value is None or sample.phase:
-        return None
-    factor = UNIT_TO_WH.get(sample.unit)
-    if factor is None:
-        return None
-    return int(sample.value * factor)
-
-
-def _first_energy(samples) -> int | None:
-    readings = [(s.timestamp, e) for s in samples if (e := _energy_wh(s)) is not None]
-    return min(readings)[1] if readings else None
-
-
-def _last_energy(samples) -> int | None:
-    readings = [(s.timestamp, e) for s in samples if (e := _energy_wh(s)) is not None]
-    return max(readings)[1] if readings else None
-
-
-def _add_flags(session: ChargingSession, *flags: str) -> None:
-    for flag in flags:
-        if flag not in session.flags:
-            session.flags.append(str(flag))
-    if any(flag in HOLD_FLAGS for flag in session.flags):
-        session.held_for_review = True
-
-
 def _skew_flags(charger_time: datetime, received_at: datetime) -> list[str]:
     """RELIABILITY C26: a charger clock more than OCPP_CLOCK_SKEW_FLAG_S ahead of ours is flagged."""
     skew = timedelta(seconds=settings.OCPP_CLOCK_SKEW_FLAG_S)
     return [SessionFlag.CLOCK_SKEW] if charger_time > received_at + skew else []
-
-
-def _clock_out_of_window(session: ChargingSession, *, field: str, charger_value: str, used: datetime) -> None:
-    """RELIABILITY 45: a charger time outside the accepted window (cpms.ocpp.mappers.charger_time) was
-    replaced by our receive time `used`. The value as sent is kept here, on a SessionAnomaly that billing
-    never reads; the session is flagged (not held: its times are ours, and a charger whose clock is lost
-    after a power cut would otherwise never be billed). Caller saves the session's flags."""
-    _add_flags(session, SessionFlag.CLOCK_OUT_OF_WINDOW)
-    SessionAnomaly.objects.create(
-        station_id=session.station_id,
-        session=session,
-        kind=AnomalyKind.CLOCK_OUT_OF_WINDOW,
-        transaction_id=session.transaction_id,
-        detail={"field": field, "charger_value": charger_value, "used": used.isoformat()},
-    )
 
 
 def _start_fingerprint(request: StartRequest) -> str:
@@ -171,7 +136,7 @@ def _session_open(
     for stale in ChargingSession.objects.select_for_update().filter(
         connector_id=connector_pk, status=SessionStatus.ACTIVE, started_at__lt=request.started_at
     ):
-        _add_flags(stale, SessionFlag.STOPPED_BY_NEW_SESSION)
+        flags_add(stale, SessionFlag.STOPPED_BY_NEW_SESSION)
         stale.status = SessionStatus.COMPLETED
         stale.stopped_at = min(request.started_at, request.received_at)
         stale.stop_received_at = request.received_at
@@ -206,10 +171,10 @@ def _session_open(
         flags.append(SessionFlag.OFFLINE_START)
     if request.meter_start_wh is not None and request.meter_start_wh < 0:
         flags.append(SessionFlag.NEGATIVE_METER)
-    _add_flags(session, *flags)
+    flags_add(session, *flags)
     session.save()
     if request.charger_started_at:
-        _clock_out_of_window(
+        clock_out_of_window_keep(
             session, field="started_at", charger_value=request.charger_started_at, used=request.started_at
         )
         session.save(update_fields=["flags", "held_for_review", "updated_at"])
@@ -256,105 +221,12 @@ def _session_close(
         session.energy_wh = None  # no defensible figure: held for review, never billed as is
     else:
         session.energy_wh = meter_stop - session.meter_start_wh
-    _add_flags(session, *flags)
+    flags_add(session, *flags)
     if charger_stopped_at:
-        _clock_out_of_window(session, field="stopped_at", charger_value=charger_stopped_at, used=stopped_at)
+        clock_out_of_window_keep(
+            session, field="stopped_at", charger_value=charger_stopped_at, used=stopped_at
+        )
     session.save()
-
-
-def not_yet_stored(session: ChargingSession, samples) -> list[Sample]:
-    """Drop samples this session already has. A 1.6 charger that re-sends MeterValues after a reconnect
-    uses a new message id, so only the content tells. Only readings no newer than the latest one can be
-    repeats, so the usual case (new readings) costs no query."""
-    if (
-        not samples
-        or session.meter_last_at is None
-        or min(s.timestamp for s in samples) > session.meter_last_at
-    ):
-        return list(samples)
-    seen = set(
-        MeterValue.objects.filter(session=session, timestamp__in={s.timestamp for s in samples}).values_list(
-            "timestamp", "measurand", "phase", "location", "context"
-        )
-    )
-    return [s for s in samples if (s.timestamp, s.measurand, s.phase, s.location, s.context) not in seen]
-
-
-# The session fields apply_readings may change.
-SESSION_METER_FIELDS = [
-    "meter_start_wh",
-    "meter_last_wh",
-    "meter_last_at",
-    "flags",
-    "held_for_review",
-    "updated_at",
-]
-
-
-def apply_readings(session: ChargingSession, samples) -> bool:
-    """Move the session's running meter state forward with these samples (in memory); True if it changed.
-
-    Energy comes from register readings ordered by the charger's timestamps, not by arrival
-    (RELIABILITY C23): a late batch does not move the running total back. A register that goes down
-    at a later time flags the session (C25). A sample whose charger time was out of the window (its
-    `timestamp` is our receive time) flags the session, and the first such sample of a session is kept
-    as sent on a SessionAnomaly (RELIABILITY 45; the only write here, once per session).
-    """
-    changed = False
-    late_clock = next((s.charger_timestamp for s in samples if s.charger_timestamp), "")
-    if late_clock and SessionFlag.CLOCK_OUT_OF_WINDOW not in session.flags:
-        _clock_out_of_window(
-            session,
-            field="meter_value",
-            charger_value=late_clock,
-            used=next(s.timestamp for s in samples if s.charger_timestamp),
-        )
-        changed = True
-    for sample in sorted(samples, key=lambda s: s.timestamp):
-        energy = _energy_wh(sample)
-        if energy is None:
-            continue
-        if session.meter_start_wh is None:
-            session.meter_start_wh = energy  # 2.0.1 start without a reading: the first one counts
-            changed = True
-        if session.meter_last_at is None or sample.timestamp >= session.meter_last_at:
-            if session.meter_last_wh is not None and energy < session.meter_last_wh:
-                _add_flags(session, SessionFlag.METER_BACKWARDS)
-            session.meter_last_wh = energy
-            session.meter_last_at = sample.timestamp
-            changed = True
-    if changed:
-        session.updated_at = timezone.now()
-    return changed
-
-
-def _record_samples(
-    session: ChargingSession | None, station_id: int, evse_id: int | None, samples, received_at: datetime
-) -> None:
-    if session is not None:
-        samples = not_yet_stored(session, samples)
-    if samples:
-        MeterValue.objects.bulk_create(
-            [
-                MeterValue(
-                    station_id=station_id,
-                    session=session,
-                    evse_id=evse_id,
-                    timestamp=s.timestamp,
-                    measurand=s.measurand,
-                    phase=s.phase,
-                    location=s.location,
-                    unit=s.unit,
-                    context=s.context,
-                    value=s.value,
-                    signed_data=s.signed_data,
-                    received_at=received_at,
-                )
-                for s in samples
-            ]
-        )
-    if session is not None and apply_readings(session, samples):
-        session.save(update_fields=SESSION_METER_FIELDS)
 
 
 def _evse_number(session: ChargingSession) -> int | None:
@@ -386,8 +258,9 @@ def session_start(*, request: StartRequest, organisation_id: int) -> StartResult
         token = id_token_authorize(
             organisation_id=organisation_id, value=request.id_tag, station_id=request.station_id
         )
-        return StartResult(existing.pk, existing.transaction_id, token, created=False)
-    return StartResult(session.pk, session.transaction_id, token, created)
+        return StartResult(existing.pk, existing.transaction_id, token)
+    opened = (SessionOpened(session_id=session.pk, station_id=request.station_id),) if created else ()
+    return StartResult(session.pk, session.transaction_id, token, outcomes=opened)
 
 
 @transaction.atomic
@@ -421,8 +294,8 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
             transaction_id=request.transaction_id[:36],
             detail=detail,
         )
-        _record_samples(None, request.station_id, None, request.samples, request.received_at)
-        return StopResult(session_id=None, token=token, applied=False)
+        samples_record(None, request.station_id, None, request.samples, request.received_at)
+        return StopResult(session_id=None, token=token)
 
     if session.status != SessionStatus.ACTIVE:
         SessionAnomaly.objects.create(
@@ -432,9 +305,10 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
             transaction_id=session.transaction_id,
             detail=detail,
         )
-        return StopResult(session_id=session.pk, token=token, applied=False)
+        repeated = SessionEnded(session_id=session.pk, station_id=request.station_id, repeated=True)
+        return StopResult(session_id=session.pk, token=token, outcomes=(repeated,))
 
-    _record_samples(session, request.station_id, _evse_number(session), request.samples, request.received_at)
+    samples_record(session, request.station_id, _evse_number(session), request.samples, request.received_at)
     _session_close(
         session,
         stopped_at=request.stopped_at,
@@ -443,7 +317,8 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
         meter_stop_wh=request.meter_stop_wh,
         charger_stopped_at=request.charger_stopped_at,
     )
-    return StopResult(session_id=session.pk, token=token, applied=True)
+    ended = SessionEnded(session_id=session.pk, station_id=request.station_id)
+    return StopResult(session_id=session.pk, token=token, outcomes=(ended,))
 
 
 # --- OCPP 2.0.1 entry point -------------------------------------------------------------------------
@@ -470,7 +345,16 @@ def transaction_event_record(
         session = ChargingSession.objects.get(
             station_id=request.station_id, transaction_id=request.transaction_id
         )
-        return TransactionEventResult(session_id=session.pk, token=token, duplicate=True)
+        return TransactionEventResult(
+            session_id=session.pk, token=token, duplicate=True, outcomes=_end_repeated(request, session.pk)
+        )
+
+
+def _end_repeated(request: TransactionEventRequest, session_id: int) -> tuple[SessionEnded, ...]:
+    """An Ended event that did not end the session (it had ended already) still reports its end."""
+    if request.event_type != "Ended":
+        return ()
+    return (SessionEnded(session_id=session_id, station_id=request.station_id, repeated=True),)
 
 
 @transaction.atomic
@@ -491,19 +375,20 @@ def _transaction_event_apply(
             if request.id_tag
             else None
         )
-        return TransactionEventResult(session_id=session.pk, token=token, duplicate=True)
+        return TransactionEventResult(
+            session_id=session.pk, token=token, duplicate=True, outcomes=_end_repeated(request, session.pk)
+        )
 
     token = None
-    opened = ended = False
+    opened = session is None
     if session is None:
-        opened = True
         session, token, _created = _session_open(
             StartRequest(
                 station_id=request.station_id,
                 evse_id=request.evse_id or 1,
                 connector_id=request.connector_id or 1,
                 id_tag=request.id_tag,
-                meter_start_wh=_first_energy(request.samples),
+                meter_start_wh=first_energy(request.samples),
                 started_at=request.timestamp,
                 received_at=request.received_at,
                 reservation_id=request.reservation_id,
@@ -518,7 +403,7 @@ def _transaction_event_apply(
     elif request.event_type == "Started" and request.timestamp < session.started_at:
         # The Started event arrived after a later event opened the session: it knows the real start.
         session.started_at = request.timestamp
-        first = _first_energy(request.samples)
+        first = first_energy(request.samples)
         if first is not None:
             session.meter_start_wh = first
         fields = ["started_at", "meter_start_wh", "updated_at"]
@@ -530,7 +415,7 @@ def _transaction_event_apply(
             # The Ended came first (an offline batch, RELIABILITY 23): its energy counted from the first
             # reading it had; the Started knows the real start.
             if session.meter_stop_wh < first:
-                _add_flags(session, SessionFlag.METER_BACKWARDS)
+                flags_add(session, SessionFlag.METER_BACKWARDS)
                 session.energy_wh = None
             else:
                 session.energy_wh = session.meter_stop_wh - first
@@ -574,7 +459,10 @@ def _transaction_event_apply(
         session.save(update_fields=["charging_state", "updated_at"])
     # A 2.0.1 charger sends `evse` only in the first event of a transaction: the session knows it.
     evse_number = request.evse_id or _evse_number(session)
-    _record_samples(session, request.station_id, evse_number, request.samples, request.received_at)
+    samples_record(session, request.station_id, evse_number, request.samples, request.received_at)
+    outcomes: tuple[SessionOutcome, ...] = (
+        (SessionOpened(session_id=session.pk, station_id=request.station_id),) if opened else ()
+    )
     if request.event_type == "Ended" and session.status == SessionStatus.ACTIVE:
         meter_stop_wh = _register_span_apply(session)
         _session_close(
@@ -585,10 +473,10 @@ def _transaction_event_apply(
             meter_stop_wh=meter_stop_wh,
             charger_stopped_at=request.charger_timestamp,
         )
-        ended = True
-    return TransactionEventResult(
-        session_id=session.pk, token=token, duplicate=False, opened=opened, ended=ended
-    )
+        outcomes += (SessionEnded(session_id=session.pk, station_id=request.station_id),)
+    else:
+        outcomes += _end_repeated(request, session.pk)
+    return TransactionEventResult(session_id=session.pk, token=token, duplicate=False, outcomes=outcomes)
 
 
 def _register_span_apply(session: ChargingSession) -> int | None:

@@ -28,7 +28,17 @@ from stations.services.incidents import (
     incident_offline_resolve,
     incidents_from_notify_event,
 )
-from stations.types import BootResult, ConnectorStatusReport, StationAuth, StationInfo
+from stations.types import (
+    BootResult,
+    ConnectorStatusReport,
+    IncidentOpened,
+    StationAuth,
+    StationBooted,
+    StationConnected,
+    StationDisconnected,
+    StationInfo,
+    StatusReported,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +125,10 @@ def security_events_recent_count(*, identity: str, remote_addr: str, since: date
 
 
 @transaction.atomic
-def station_connected(*, station_id: int, connection_id: str, protocol: str, at: datetime) -> None:
+def station_connected(
+    *, station_id: int, connection_id: str, protocol: str, at: datetime
+) -> tuple[StationConnected]:
+    """The station's new connection, and the resolution of its offline incident."""
     ChargingStation.objects.filter(pk=station_id).update(
         is_connected=True, connection_id=connection_id, protocol=protocol, connected_at=at, last_seen_at=at
     )
@@ -127,11 +140,14 @@ def station_connected(*, station_id: int, connection_id: str, protocol: str, at:
         received_at=at,
     )
     incident_offline_resolve(station_id=station_id, at=at)
+    return (StationConnected(station_id=station_id, at=at),)
 
 
 @transaction.atomic
-def station_disconnected(*, station_id: int, connection_id: str, at: datetime, reason: str = "") -> bool:
-    """Mark the station offline, unless a newer connection already took over (then return False)."""
+def station_disconnected(
+    *, station_id: int, connection_id: str, at: datetime, reason: str = ""
+) -> tuple[StationDisconnected, ...]:
+    """Mark the station offline, unless a newer connection already took over (then return ())."""
     updated = ChargingStation.objects.filter(pk=station_id, connection_id=connection_id).update(
         is_connected=False, connection_id=""
     )
@@ -143,7 +159,7 @@ def station_disconnected(*, station_id: int, connection_id: str, at: datetime, r
             occurred_at=at,
             received_at=at,
         )
-    return updated == 1
+    return (StationDisconnected(station_id=station_id, at=at),) if updated == 1 else ()
 
 
 def station_seen(*, station_id: int, at: datetime) -> None:
@@ -197,7 +213,13 @@ def station_boot(*, station_id: int, info: StationInfo, received_at: datetime) -
         occurred_at=received_at,
         received_at=received_at,
     )
-    return BootResult(status=station.registration_status, interval_s=interval, current_time=received_at)
+    accepted = station.registration_status == RegistrationStatus.ACCEPTED
+    return BootResult(
+        status=station.registration_status,
+        interval_s=interval,
+        current_time=received_at,
+        outcomes=(StationBooted(station_id=station_id),) if accepted else (),
+    )
 
 
 def _connector_for(station_id: int, evse_id: int, connector_id: int) -> Connector:
@@ -214,9 +236,11 @@ def connector_resolve(*, station_id: int, evse_id: int, connector_id: int) -> tu
 
 
 @transaction.atomic
-def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -> bool:
+def connector_status_update(
+    *, station_id: int, report: ConnectorStatusReport
+) -> tuple[StatusReported | IncidentOpened, ...]:
     """StatusNotification: the current status on the connector (or station) and one history row, and the
-    fault incident it opens or resolves. True when it opened an incident (its alert is due)."""
+    fault incident it opens or resolves. IncidentOpened follows StatusReported when it opened one."""
     if report.evse_id is None:
         ChargingStation.objects.filter(pk=station_id).update(
             status=report.status, error_code=report.error_code, last_seen_at=report.received_at
@@ -240,7 +264,11 @@ def connector_status_update(*, station_id: int, report: ConnectorStatusReport) -
         occurred_at=report.occurred_at,
         received_at=report.received_at,
     )
-    return incident_from_status(station_id=station_id, report=report) is not None
+    reported = StatusReported(station_id=station_id, report=report)
+    incident = incident_from_status(station_id=station_id, report=report)
+    if incident is None:
+        return (reported,)
+    return (reported, IncidentOpened(station_id=station_id, incident_id=incident.pk))
 
 
 @transaction.atomic

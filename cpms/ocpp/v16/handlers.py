@@ -2,7 +2,7 @@
 
 from ocpp.v16.enums import Action
 
-from cpms.ocpp import billing_hooks, energy_hooks, waitlist_hooks
+from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import ChargePoint, Request, run_db
 from cpms.ocpp.common import (
     boot_notification,
@@ -10,6 +10,7 @@ from cpms.ocpp.common import (
     meter_values_writer,
     recorded,
     security_event_notification,
+    status_notification,
 )
 from cpms.ocpp.errors import V16_CODES
 from cpms.ocpp.mappers import wire_id
@@ -34,9 +35,7 @@ async def start_transaction(req: Request) -> dict:
         req.payload, station_id=req.station.station_id, received_at=req.received_at
     )
     result = await run_db(session_start, request=request, organisation_id=req.station.organisation_id)
-    if result.created:
-        await billing_hooks.session_opened(result.session_id)
-        energy_hooks.session_changed(req.station.station_id)
+    await effects.apply(result.outcomes, station=req.station, version=req.version)
     return {"transactionId": int(result.transaction_id), "idTagInfo": mappers.id_tag_info(result.token)}
 
 
@@ -45,9 +44,7 @@ async def stop_transaction(req: Request) -> dict:
         req.payload, station_id=req.station.station_id, received_at=req.received_at
     )
     result = await run_db(session_stop, request=request, organisation_id=req.station.organisation_id)
-    if result.applied and result.session_id is not None:
-        billing_hooks.session_ended(result.session_id)
-        energy_hooks.session_changed(req.station.station_id)
+    await effects.apply(result.outcomes, station=req.station, version=req.version)
     return {"idTagInfo": mappers.id_tag_info(result.token)} if result.token is not None else {}
 
 
@@ -73,7 +70,7 @@ class V16ChargePoint(ChargePoint):
     handlers = {
         "BootNotification": boot_notification(mappers.station_info),
         "Heartbeat": heartbeat,
-        "StatusNotification": waitlist_hooks.status_notification(mappers.status_report),
+        "StatusNotification": status_notification(mappers.status_report),
         "Authorize": authorize,
         "StartTransaction": start_transaction,
         "StopTransaction": stop_transaction,

@@ -6,7 +6,7 @@ the spec's refusal, never dropped and never a crash.
 
 from ocpp.v201.enums import Action
 
-from cpms.ocpp import billing_hooks, energy_hooks, waitlist_hooks
+from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import ChargePoint, Request, run_db
 from cpms.ocpp.common import (
     boot_notification,
@@ -14,6 +14,7 @@ from cpms.ocpp.common import (
     meter_values_writer,
     recorded,
     security_event_notification,
+    status_notification,
     transaction_events_writer,
 )
 from cpms.ocpp.errors import V201_CODES
@@ -41,27 +42,20 @@ async def transaction_event(req: Request) -> dict:
         req.payload, station_id=req.station.station_id, received_at=req.received_at
     )
     result = await transaction_events_writer.submit((request, req.station.organisation_id))
-    if result.opened:
-        await billing_hooks.session_opened(result.session_id)
-    if result.ended:
-        billing_hooks.session_ended(result.session_id)
-    if result.opened or result.ended:
-        energy_hooks.session_changed(req.station.station_id)
+    applied = await effects.apply(result.outcomes, station=req.station, version=req.version)
     answer: dict = {}
     # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken"
     # and only then (E01/E02: cable plugged in first, or a remote start whose token comes in a later event):
     # an idTokenInfo Unknown for an event without a token makes some chargers stop the transaction.
     if "idToken" in req.payload and result.token is not None:
         answer["idTokenInfo"] = mappers.id_token_info(result.token)
-    if request.event_type == "Ended":
-        # I03 (E06): the final total cost, tax included, in the session's currency, read after the commit
-        # above (a redelivered Ended gets it again). Sent whatever the station's device model says about
-        # TariffCostCtrlr: the field is optional and a station that shows no costs ignores it, while leaving
-        # it out tells a station that does that the charge "was NOT free" (TransactionEventResponse.totalCost),
-        # and the device model we hold may simply not have been read yet.
-        total = await billing_hooks.session_total_cost(result.session_id)
-        if total is not None:
-            answer["totalCost"] = total
+    if applied.total_cost is not None:
+        # I03 (E06): the final total cost of an Ended event, tax included, in the session's currency, read
+        # after the commit above (a redelivered Ended gets it again: effects.FinalCost). Sent whatever the
+        # station's device model says about TariffCostCtrlr: the field is optional and a station that shows
+        # no costs ignores it, while leaving it out tells a station that does that the charge "was NOT free"
+        # (TransactionEventResponse.totalCost), and the device model we hold may simply not have been read yet.
+        answer["totalCost"] = applied.total_cost
     return answer
 
 
@@ -118,7 +112,7 @@ class V201ChargePoint(ChargePoint):
     handlers = {
         "BootNotification": boot_notification(mappers.station_info),
         "Heartbeat": heartbeat,
-        "StatusNotification": waitlist_hooks.status_notification(mappers.status_report),
+        "StatusNotification": status_notification(mappers.status_report),
         "Authorize": authorize,
         "TransactionEvent": transaction_event,
         "MeterValues": meter_values,
