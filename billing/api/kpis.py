@@ -8,7 +8,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.services.kpis import (
+from billing.services.kpis import kpi_summary as summarise
+from billing.services.roi import (
     ROI_INPUT_FIELDS,
     roi_access,
     roi_can_edit,
@@ -16,7 +17,6 @@ from billing.services.kpis import (
     roi_inputs_update,
     roi_report,
 )
-from billing.services.kpis import kpi_summary as summarise
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND, StrictInputSerializer
 from cpms.db import DecimalDigits
 

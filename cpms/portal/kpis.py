@@ -12,10 +12,10 @@ from django.utils import timezone
 
 from accounts.enums import Capability
 from billing.models import RoiInputs
-from billing.services.kpis import (
-    DAYS_PER_MONTH,
+from billing.services.kpis import DAYS_PER_MONTH, KpiSummary
+from billing.services.kpis import kpi_summary as summarise
+from billing.services.roi import (
     ROI_INPUT_FIELDS,
-    KpiSummary,
     roi_access,
     roi_can_edit,
     roi_inputs_get,
@@ -24,7 +24,6 @@ from billing.services.kpis import (
     roi_organisations,
     roi_report,
 )
-from billing.services.kpis import kpi_summary as summarise
 from cpms.errors import NotFound, PermissionDenied
 from cpms.portal.base import portal_view, require_capability
 from cpms.templatetags.portal import duration

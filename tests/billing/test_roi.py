@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.services import membership_set
 from billing.models import KpiDay, RoiInputs
-from billing.services.kpis import roi_access, roi_compute, roi_inputs_update, roi_report
+from billing.services.roi import roi_access, roi_compute, roi_inputs_update, roi_report
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from tests.factories import UserFactory
 from tests.support import row
