@@ -18,6 +18,7 @@ from billing.selectors import revenue_site_rows
 from billing.services import exports
 from billing.services.exports import HEADERS, ExportFilters, export_job_run
 from cpms.portal.finance import default_period
+from tests.billing.test_export_columns import edge_ledger
 from tests.billing.test_exports import (
     REVENUE_SITES_HEADER,
     expected_cdrs_march,
@@ -158,6 +159,37 @@ def test_the_page_rows_equal_the_export_for_the_same_period(world, ledger):
             assert ("" if shown is None else str(shown)) == value, key
     assert rows[1]["margin"] == Decimal("-1.65")
     assert rows[2]["energy_cost"] is None
+
+
+def test_the_revenue_page_shows_the_edge_cases_to_the_exports_decimal(world):
+    """The page reads the rows the CSV is written from: a 3-decimal currency keeps its 3 decimals, and the
+    site-less CDR shows with an empty site name."""
+    edge_ledger(world)
+    html = (
+        client_for(world.finance_a)
+        .get("/portal/revenue/?period_from=2025-01-01&period_to=2025-04-01")
+        .content.decode()
+    )
+    bhd, eur = section(html, "BHD"), section(html, "EUR")
+    assert [stat(bhd, r) for r in ("net", "revenue", "credits", "energy-cost", "margin", "sessions")] == [
+        "1.234 BHD",
+        "1.235 BHD",
+        "-0.001 BHD",
+        "0.000 BHD",
+        "1.234 BHD",
+        "1",
+    ]
+    assert [stat(eur, r) for r in ("net", "revenue", "credits", "energy-cost", "margin", "sessions")] == [
+        "0.01 EUR",
+        "0.01 EUR",
+        "0.00 EUR",
+        "0.01 EUR",
+        "0.00 EUR",
+        "1",
+    ]
+    assert cells(eur, "data-month", "2025-01") == [
+        "2025-01", "Org A", "", "1", "0.999 kWh", "0.01 EUR", "0.00 EUR", "0.01 EUR", "0.01 EUR", "0.00 EUR",
+    ]  # fmt: skip
 
 
 def test_another_organisation_sees_only_its_own_revenue(world, ledger):
