@@ -7,6 +7,7 @@ what follows it (billing, energy, ...) in one place, cpms/ocpp/effects.py.
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ class TransactionEventRequest:
     trigger_reason: str
     timestamp: datetime
     received_at: datetime
-    payload: dict
+    payload: dict[str, Any]
     offline: bool = False
     evse_id: int | None = None
     connector_id: int | None = None

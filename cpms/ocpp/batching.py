@@ -15,7 +15,7 @@ once per part; every caller gets the error and retries.
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import psycopg
@@ -30,14 +30,21 @@ R = TypeVar("R")
 
 
 class GroupCommit(Generic[T, R]):
-    def __init__(self, flush: Callable[..., list[R]], *, max_batch: int = 500, max_wait_s: float = 0.004):
+    def __init__(
+        self,
+        flush: Callable[..., Sequence[R | Exception]],
+        *,
+        max_batch: int = 500,
+        max_wait_s: float = 0.004,
+    ):
         """`flush(items=[...])` runs in a worker thread and returns one result per item, in order; a result
         that is an exception is raised to that item's caller."""
         self._flush = flush
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self._pending: list[tuple[T, asyncio.Future]] = []
-        self._wakeup: asyncio.Event | None = None
+        # Replaced by one of its own for each event loop that submits (see submit).
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 

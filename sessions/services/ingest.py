@@ -8,8 +8,10 @@ batch's transaction has committed.
 """
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -70,8 +72,12 @@ def _sessions_locked(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Chargi
 
 
 def _value_rows(
-    station_id: int, session_id: int | None, evse_id: int | None, samples, received_at
-) -> list[tuple]:
+    station_id: int,
+    session_id: int | None,
+    evse_id: int | None,
+    samples: Sequence[Sample],
+    received_at: datetime,
+) -> list[tuple[Any, ...]]:
     return [
         (
             station_id,
@@ -102,7 +108,7 @@ def meter_values_record_many(*, items: list[MeterValuesItem]) -> list[int | None
     sessions = _sessions_locked(
         {(item.station_id, item.transaction_id) for item in items if item.transaction_id}
     )
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     changed: dict[int, ChargingSession] = {}
     results: list[int | None] = []
     for item in items:
@@ -154,8 +160,8 @@ def transaction_events_record_many(
         }
         sessions = _sessions_locked({(items[i][0].station_id, items[i][0].transaction_id) for i in simple})
         stored = _stored_seq_nos(sessions, [items[i][0] for i in simple])
-        event_rows: list[tuple] = []
-        value_rows: list[tuple] = []
+        event_rows: list[tuple[Any, ...]] = []
+        value_rows: list[tuple[Any, ...]] = []
         changed: dict[int, ChargingSession] = {}
         for index in sorted(simple):
             request = items[index][0]
@@ -181,7 +187,7 @@ def transaction_events_record_many(
                 )
             )
             samples = not_yet_stored(session, request.samples)
-            evse_number = request.evse_id or (session.evse.evse_id if session.evse_id else None)
+            evse_number = request.evse_id or (session.evse.evse_id if session.evse is not None else None)
             value_rows += _value_rows(
                 request.station_id, session.pk, evse_number, samples, request.received_at
             )
@@ -202,7 +208,7 @@ def transaction_events_record_many(
                 results[index] = transaction_event_record(request=request, organisation_id=organisation_id)
             except Exception as exc:
                 results[index] = exc
-    return results
+    return cast(list[TransactionEventResult | Exception], results)  # every index was filled above
 
 
 def _stored_seq_nos(
@@ -232,7 +238,7 @@ def _update_sessions(sessions: list[ChargingSession]) -> None:
     # which costs more CPU than the rest of the batch together.
     table = ChargingSession._meta.db_table
     values = ", ".join(["(%s, %s, %s, %s, %s::jsonb, %s, %s, %s)"] * len(sessions))
-    params: list = []
+    params: list[Any] = []
     for s in sessions:
         params += [
             s.pk,

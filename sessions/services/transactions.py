@@ -490,11 +490,12 @@ def _register_span_apply(session: ChargingSession) -> int | None:
     ).values_list("value", "unit")
     first = readings.order_by("timestamp", "value").first()
     last = readings.order_by("-timestamp", "-value").first()
-    if first is not None:
+    # `value` is never null here (filtered above); the checks tell the type checker.
+    if first is not None and first[0] is not None:
         session.meter_start_wh = int(first[0] * UNIT_TO_WH[first[1]])
     events = TransactionEvent.objects.filter(session=session).aggregate(
         first_at=Min("timestamp"), started=Count("pk", filter=Q(event_type="Started"))
     )
     if not events["started"] and events["first_at"] is not None and events["first_at"] < session.started_at:
         session.started_at = events["first_at"]
-    return int(last[0] * UNIT_TO_WH[last[1]]) if last is not None else None
+    return int(last[0] * UNIT_TO_WH[last[1]]) if last is not None and last[0] is not None else None

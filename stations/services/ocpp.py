@@ -6,6 +6,7 @@ plain values. Nothing here knows which OCPP version a charger speaks.
 
 import logging
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -276,7 +277,7 @@ def station_event_record(
     *,
     station_id: int,
     kind: str,
-    detail: dict,
+    detail: dict[str, Any],
     occurred_at: datetime,
     received_at: datetime,
     status_field: str | None = None,
