@@ -2,9 +2,10 @@
 reboots.
 
 This module is protocol-independent. The frames themselves are built and parsed by a `ProtocolClient`
-(one per OCPP version: charger_v16.py, charger_v201.py), chosen through `PROTOCOLS`. The
+(protocol.py; one per OCPP version: charger_v16.py, charger_v201.py), chosen through `PROTOCOLS`. The
 client also answers CSMS-initiated calls, calling back into the charger for anything that changes its
-state (start/stop a session, reboot, availability, reservations). The charging profiles of both
+state (start/stop a session, reboot, availability, reservations: charger_requests.py). The connectors'
+state is in connectors.py. The charging profiles of both
 versions are kept here too (`charging_profiles`, smart_charging.py): a TxProfile ends with its session.
 
 Every wait is bounded: by the response timeout, the meter interval, the deadline (`duration_s`) or the
@@ -14,20 +15,22 @@ reboot limit, so a charger always finishes.
 import asyncio
 import base64
 import contextlib
-import datetime as dt
 import enum
 import logging
 import random
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from cpms.simulator.charger_requests import CsmsRequestsMixin
 from cpms.simulator.config import ChargerConfig
-from cpms.simulator.meter import EnergyMeter, EvSession, Sample, ocpp_timestamp, parse_time, utc_now
+from cpms.simulator.connectors import ActiveSession, ConnectorState
+from cpms.simulator.meter import EnergyMeter, EvSession, ocpp_timestamp, parse_time, utc_now
+from cpms.simulator.protocol import BootResult, CallFailed, ProtocolClient
 from cpms.simulator.smart_charging import ProfileStore
 from cpms.simulator.summary import ChargerResult, SessionRecord
 
@@ -36,68 +39,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_HEARTBEAT_INTERVAL_S = 300
 # A rebooting charger is back after this long (real chargers take tens of seconds; tests don't wait).
 REBOOT_DELAY_S = 0.5
-
-
-class CallFailed(Exception):
-    """A call the CSMS answered with a CALLERROR, answered invalidly, or did not answer in time.
-    Already recorded in the charger's result by the protocol client."""
-
-
-@dataclass(frozen=True)
-class BootResult:
-    status: str
-    interval_s: int
-
-
-@dataclass(frozen=True)
-class StartResult:
-    transaction_id: str
-    id_token_status: str
-    # The Transaction.Begin reading as sent with the start (2.0.1 TransactionEvent Started). Empty when
-    # the version sends it in a MeterValues of its own (1.6).
-    meter_values: list[dict]
-
-
-class ProtocolClient(Protocol):
-    """What a charger needs from one OCPP version. Transaction ids are strings (1.6 sends integers)."""
-
-    async def serve(self) -> None:
-        """Read and route frames until the connection closes."""
-
-    async def boot(self) -> BootResult: ...
-
-    async def heartbeat(self) -> None: ...
-
-    async def status_notification(
-        self, *, connector_id: int, status: str, error_code: str = "NoError"
-    ) -> None: ...
-
-    async def authorize(self, *, id_tag: str) -> str:
-        """The id token's status as the CSMS answered it."""
-
-    async def start_transaction(
-        self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str, begin: Sample
-    ) -> StartResult: ...
-
-    async def meter_values(
-        self, *, connector_id: int, transaction_id: str | None, samples: list[Sample]
-    ) -> list[dict]:
-        """Send samples; return them as sent on the wire."""
-
-    async def stop_transaction(
-        self,
-        *,
-        transaction_id: str,
-        id_tag: str,
-        meter_stop_wh: int,
-        timestamp: str,
-        reason: str,
-        samples: list[Sample],
-    ) -> list[dict]:
-        """Stop; return the meter values sent with the stop as they were on the wire."""
-
-    async def reservation_ended(self, reservation_id: int) -> None:
-        """A reservation expired (2.0.1 ReservationStatusUpdate Expired; 1.6 says nothing)."""
 
 
 @dataclass(frozen=True)
@@ -131,59 +72,7 @@ class _Outcome(enum.Enum):
     REBOOT = "reboot"
 
 
-@dataclass
-class ActiveSession:
-    record: SessionRecord
-    ev: EvSession
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    stop_reason: str = "Local"
-
-    def request_stop(self, reason: str) -> None:
-        if not self.stop.is_set():
-            self.stop_reason = reason
-            self.stop.set()
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """A connector held for one id token until `expires_at` (1.6 ReserveNow, 2.0.1 H01)."""
-
-    reservation_id: int
-    id_tag: str
-    expires_at: dt.datetime
-
-
-@dataclass
-class ConnectorState:
-    connector_id: int
-    meter: EnergyMeter
-    status: str = "Available"
-    operative: bool = True
-    # Set by ChangeAvailability while a session runs ("Scheduled"): applied when the session ends.
-    scheduled_operative: bool | None = None
-    # A RemoteStart was accepted for this connector and its session is about to begin.
-    claimed: bool = False
-    session: ActiveSession | None = None
-    reservation: Reservation | None = None
-
-    @property
-    def free(self) -> bool:
-        """Nobody uses or holds it: it can be reserved, or used by anyone."""
-        return self.usable_by(None)
-
-    def usable_by(self, id_tag: str | None) -> bool:
-        """A session for `id_tag` may start here (a reserved connector only for its token)."""
-        if not self.operative or self.claimed or self.session is not None:
-            return False
-        return self.reservation is None or (id_tag is not None and self.reservation.id_tag == id_tag)
-
-    def idle_status(self) -> str:
-        if not self.operative:
-            return "Unavailable"
-        return "Reserved" if self.reservation is not None else "Available"
-
-
-class SimulatedCharger:
+class SimulatedCharger(CsmsRequestsMixin):
     def __init__(self, config: ChargerConfig):
         if config.protocol not in PROTOCOLS:
             raise ValueError(f"Unsupported protocol {config.protocol!r}; supported: {', '.join(PROTOCOLS)}")
@@ -576,198 +465,6 @@ class SimulatedCharger:
     async def _set_status(self, connector: ConnectorState, status: str) -> None:
         connector.status = status
         await self.client.status_notification(connector_id=connector.connector_id, status=status)
-
-    # --- called by protocol clients on CSMS requests --------------------------------------------
-    # These run inside the handler of a CSMS call: they decide and change state synchronously, and
-    # start any calls of our own with spawn(), never awaiting them (the reply must go out first).
-
-    def session_by_transaction(self, transaction_id: str) -> ActiveSession | None:
-        for connector in self.connectors.values():
-            if connector.session is not None and connector.session.record.transaction_id == transaction_id:
-                return connector.session
-        return None
-
-    def transaction_start(self, connector_id: int) -> dt.datetime | None:
-        """When the session on `connector_id` started (a Relative charging schedule starts then)."""
-        connector = self.connectors.get(connector_id)
-        if connector is None or connector.session is None:
-            return None
-        return parse_time(connector.session.record.started_at)
-
-    def remote_start_claim(self, connector_id: int | None, id_tag: str) -> ConnectorState | None:
-        """Pick (and claim) the connector for a RemoteStart; None means Rejected. Without a connector,
-        one reserved for `id_tag` comes first."""
-        if self._reboot.is_set():
-            return None
-        if connector_id is not None:
-            connector = self.connectors.get(connector_id)
-            candidates = [connector] if connector is not None else []
-        else:
-            candidates = sorted(
-                self.connectors.values(),
-                key=lambda c: c.reservation is None or c.reservation.id_tag != id_tag,
-            )
-        for connector in candidates:
-            if connector.usable_by(id_tag):
-                connector.claimed = True
-                return connector
-        return None
-
-    def remote_start_begin(
-        self, connector: ConnectorState, id_tag: str, remote_start_id: int | None = None
-    ) -> None:
-        self.spawn(
-            self.run_session(connector, id_tag=id_tag, remote=True, remote_start_id=remote_start_id),
-            session=True,
-        )
-
-    def remote_stop(self, transaction_id: str) -> bool:
-        session = self.session_by_transaction(transaction_id)
-        if session is None or session.stop.is_set():
-            return False
-        session.request_stop("Remote")
-        return True
-
-    def reserve(
-        self, *, reservation_id: int, connector_id: int | None, id_tag: str, expires_at: dt.datetime
-    ) -> tuple[str, ConnectorState | None]:
-        """ReserveNow: ("Accepted", the connector), else ("Occupied" | "Unavailable" | "Rejected", None).
-
-        `connector_id` None: any connector (2.0.1 without evseId; the simulator holds the first free one).
-        A reservation with the id of an existing one replaces it (OCPP 1.6 5.13). After "Accepted" the
-        caller starts `reservation_begin` (status Reserved, then expiry)."""
-        previous = next(
-            (
-                c
-                for c in self.connectors.values()
-                if c.reservation and c.reservation.reservation_id == reservation_id
-            ),
-            None,
-        )
-        held = previous.reservation if previous is not None else None
-        if previous is not None:
-            previous.reservation = None
-        if connector_id is not None:
-            connector = self.connectors.get(connector_id)
-            candidates = [connector] if connector is not None else []
-        else:
-            candidates = list(self.connectors.values())
-        status = "Rejected"
-        if candidates:
-            status = "Unavailable" if all(not c.operative for c in candidates) else "Occupied"
-        for connector in candidates:
-            if connector.free:
-                connector.reservation = Reservation(reservation_id, id_tag, expires_at)
-                return "Accepted", connector
-        if previous is not None:
-            previous.reservation = held
-        return status, None
-
-    async def reservation_begin(self, connector: ConnectorState) -> None:
-        """After an accepted ReserveNow: status Reserved, then the expiry."""
-        reservation = connector.reservation
-        if reservation is None:
-            return
-        if connector.session is None and not connector.claimed:
-            await self._set_status(connector, connector.idle_status())
-        await self._reservation_expiry(connector, reservation)
-
-    async def _reservation_expiry(self, connector: ConnectorState, reservation: Reservation) -> None:
-        # Bounded by the connection: the task ends with it, and the next connection starts a new one.
-        await asyncio.sleep(max(0.0, (reservation.expires_at - utc_now()).total_seconds()))
-        if connector.reservation is not reservation:
-            return  # used, cancelled or replaced meanwhile
-        connector.reservation = None
-        self._connector_freed.set()
-        await self.client.reservation_ended(reservation.reservation_id)
-        if (
-            connector.session is None
-            and not connector.claimed
-            and connector.status != connector.idle_status()
-        ):
-            await self._set_status(connector, connector.idle_status())
-
-    def cancel_reservation(self, reservation_id: int) -> ConnectorState | None:
-        """CancelReservation: the connector it held (the caller sends its status), None: no such one."""
-        for connector in self.connectors.values():
-            if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
-                connector.reservation = None
-                self._connector_freed.set()
-                return connector
-        return None
-
-    def request_reboot(self, kind: str) -> None:
-        """Reset: stop every session gracefully (reason SoftReset/HardReset), then reconnect and boot."""
-        for connector in self.connectors.values():
-            if connector.session is not None:
-                connector.session.request_stop(f"{kind}Reset")
-        self._reboot.set()
-
-    def unlock(self, connector_id: int) -> bool:
-        """UnlockConnector: a running session on it is stopped first (OCPP 1.6 5.18). False: no such connector."""
-        connector = self.connectors.get(connector_id)
-        if connector is None:
-            return False
-        if connector.session is not None:
-            connector.session.request_stop("UnlockCommand")
-        return True
-
-    def change_availability(self, connector_id: int, operative: bool) -> str | None:
-        """ "Accepted", "Scheduled" (a session runs: applied when it ends) or None (no such connector).
-        After "Accepted", the caller sends the new statuses with availability_notify()."""
-        if connector_id == 0:
-            targets = list(self.connectors.values())
-        elif connector_id in self.connectors:
-            targets = [self.connectors[connector_id]]
-        else:
-            return None
-        scheduled = False
-        for connector in targets:
-            if connector.session is not None or connector.claimed:
-                connector.scheduled_operative = operative
-                scheduled = True
-            else:
-                connector.operative = operative
-        if connector_id == 0:
-            self.station_status = "Available" if operative else "Unavailable"
-        return "Scheduled" if scheduled else "Accepted"
-
-    async def availability_notify(self, connector_id: int) -> None:
-        if connector_id == 0:
-            await self.client.status_notification(connector_id=0, status=self.station_status)
-        for connector in self.connectors.values():
-            in_scope = connector_id in (0, connector.connector_id)
-            if in_scope and connector.session is None and connector.status != connector.idle_status():
-                await self._set_status(connector, connector.idle_status())
-
-    async def send_status(self, connector_id: int | None) -> None:
-        """Triggered StatusNotification: the current status of one connector (0: the station) or all."""
-        if connector_id in (None, 0):
-            await self.client.status_notification(connector_id=0, status=self.station_status)
-        for connector in self.connectors.values():
-            if connector_id in (None, connector.connector_id):
-                await self.client.status_notification(
-                    connector_id=connector.connector_id, status=connector.status
-                )
-
-    async def send_meter_values(self, connector_id: int | None) -> None:
-        """Triggered MeterValues: a reading (context Trigger) of one connector or all."""
-        for connector in self.connectors.values():
-            if connector_id not in (None, 0, connector.connector_id):
-                continue
-            session = connector.session
-            if session is not None and session.record.transaction_id is not None:
-                samples = [session.ev.sample("Trigger")]
-                transaction_id = session.record.transaction_id
-            else:
-                # An idle connector: the register only.
-                samples = [
-                    Sample(timestamp=utc_now(), context="Trigger", energy_wh=connector.meter.register_wh)
-                ]
-                transaction_id = None
-            await self.client.meter_values(
-                connector_id=connector.connector_id, transaction_id=transaction_id, samples=samples
-            )
 
 
 async def cancel_and_wait(tasks: set[asyncio.Task], *, attempts: int = 5, grace_s: float = 1.0) -> None:

@@ -17,7 +17,7 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
 
 from cpms.simulator import smart_charging
-from cpms.simulator.charger import BootResult, SimulatedCharger, StartResult
+from cpms.simulator.charger import SimulatedCharger
 from cpms.simulator.client import (
     DATA_TRANSFER_VENDOR,
     FIRMWARE_VERSION,
@@ -29,6 +29,7 @@ from cpms.simulator.client import (
 )
 from cpms.simulator.csms_commands_v16 import CommandStateV16, CsmsCommandsV16
 from cpms.simulator.meter import Sample, ocpp_timestamp, utc_now
+from cpms.simulator.protocol import BootResult, StartResult
 
 TRIGGERABLE = frozenset(
     {

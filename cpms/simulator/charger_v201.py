@@ -23,7 +23,7 @@ from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection
 
 from cpms.simulator import smart_charging
-from cpms.simulator.charger import BootResult, SimulatedCharger, StartResult
+from cpms.simulator.charger import SimulatedCharger
 from cpms.simulator.client import (
     DATA_TRANSFER_VENDOR,
     FIRMWARE_VERSION,
@@ -40,6 +40,7 @@ from cpms.simulator.device_model_v201 import (
     default_variables,
 )
 from cpms.simulator.meter import Sample, ocpp_timestamp, utc_now
+from cpms.simulator.protocol import BootResult, StartResult
 
 ID_TOKEN_TYPE = "ISO14443"
 # The 1.6 statuses the flow sets, as 2.0.1 ConnectorStatus. Charging, SuspendedEV(SE) and Finishing are

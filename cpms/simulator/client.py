@@ -16,8 +16,9 @@ from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import MessageType, unpack
 from websockets.asyncio.client import ClientConnection
 
-from cpms.simulator.charger import CallFailed, SimulatedCharger
+from cpms.simulator.charger import SimulatedCharger
 from cpms.simulator.meter import PHASES, Sample
+from cpms.simulator.protocol import CallFailed
 
 # The `ocpp` package logs every frame at INFO; the management command turns this up with -v 2.
 wire_logger = logging.getLogger("cpms.simulator.wire")

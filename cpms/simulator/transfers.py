@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from cpms.simulator.charger import CallFailed, SimulatedCharger
+from cpms.simulator.charger import SimulatedCharger
 from cpms.simulator.client import FIRMWARE_VERSION, MODEL, VENDOR
 from cpms.simulator.meter import ocpp_timestamp, utc_now
+from cpms.simulator.protocol import CallFailed
 from cpms.simulator.summary import Transfer
 
 TRANSFER_TIMEOUT_S = 30.0
