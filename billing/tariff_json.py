@@ -16,8 +16,9 @@ Every parse error is a `TariffFormatError` whose message names the field (`eleme
 from collections.abc import Mapping
 from datetime import date, time
 from decimal import Decimal, InvalidOperation
+from typing import Any, cast
 
-from billing.types import PriceComponent, Restrictions, Tariff, TariffElement
+from billing.types import Dimension, PriceComponent, Restrictions, Tariff, TariffElement
 
 _DECIMAL_RESTRICTIONS = {
     "min_kwh": "min_kwh",
@@ -66,7 +67,8 @@ def _time(value: object, path: str) -> time:
         raise TariffFormatError(f"{path}: expected HH:MM") from None
 
 
-def _date(value: object, path: str) -> date:
+def _date(value: object, path: str) -> date | None:
+    # A value that is not a string is read as None (no restriction), not refused.
     try:
         return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
     except ValueError:
@@ -82,7 +84,8 @@ def restrictions_parse(data: object, path: str) -> Restrictions | None:
     unknown = sorted(set(data) - _RESTRICTION_KEYS)
     if unknown:
         raise TariffFormatError(f"{path}: unknown field(s) {', '.join(unknown)}")
-    fields: dict[str, object] = {}
+    # Restrictions' keyword arguments, of several types: Restrictions itself checks each (TypeError/ValueError).
+    fields: dict[str, Any] = {}
     for key in ("start_time", "end_time"):
         if data.get(key) is not None:
             fields[key] = _time(data[key], f"{path}.{key}")
@@ -134,7 +137,8 @@ def elements_parse(data: object) -> tuple[TariffElement, ...]:
             try:
                 components.append(
                     PriceComponent(
-                        type=component.get("type"),
+                        # Checked by PriceComponent (ValueError for an unknown type).
+                        type=cast(Dimension, component.get("type")),
                         price=decimal_from_json(component.get("price"), f"{component_path}.price"),
                         step_size=_int(component.get("step_size", 1), f"{component_path}.step_size"),
                     )
@@ -156,7 +160,7 @@ def _decimal_text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def restrictions_dump(restrictions: Restrictions | None) -> dict | None:
+def restrictions_dump(restrictions: Restrictions | None) -> dict[str, object] | None:
     if restrictions is None:
         return None
     data: dict[str, object] = {}
@@ -184,7 +188,7 @@ def restrictions_dump(restrictions: Restrictions | None) -> dict | None:
     return data
 
 
-def elements_dump(elements: tuple[TariffElement, ...]) -> list[dict]:
+def elements_dump(elements: tuple[TariffElement, ...]) -> list[dict[str, object]]:
     """Engine elements -> the stored JSON form (prices as strings)."""
     dumped = []
     for element in elements:
@@ -205,12 +209,12 @@ def elements_dump(elements: tuple[TariffElement, ...]) -> list[dict]:
     return dumped
 
 
-def elements_normalise(data: object) -> list[dict]:
+def elements_normalise(data: object) -> list[dict[str, object]]:
     """Validate OCPI elements and return their canonical stored form."""
     return elements_dump(elements_parse(data))
 
 
-def tariff_dump(tariff: Tariff) -> dict:
+def tariff_dump(tariff: Tariff) -> dict[str, object]:
     """An engine Tariff as JSON: the session snapshot (`SessionPricing.tariff`)."""
     return {
         "currency": tariff.currency,
@@ -224,7 +228,7 @@ def tariff_dump(tariff: Tariff) -> dict:
     }
 
 
-def tariff_load(data: Mapping) -> Tariff:
+def tariff_load(data: Mapping[str, Any]) -> Tariff:
     """The inverse of `tariff_dump`."""
 
     def optional(key: str) -> Decimal | None:

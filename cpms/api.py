@@ -1,11 +1,17 @@
 """API plumbing shared by every app: the one exception handler, strict input parsing, pagination."""
 
 from collections.abc import Mapping
+from typing import Any, cast
 
+from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
+from rest_framework.pagination import BasePagination
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.settings import api_settings
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from cpms.errors import DomainError
@@ -52,13 +58,19 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-def paginated_response(*, request, view, queryset, serializer_class) -> Response:
+def paginated_response(
+    *, request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[BaseSerializer[Any]]
+) -> Response:
     """One page of `queryset` rendered with `serializer_class`, with the configured paginator.
 
     API views that use it declare `pagination_class = api_settings.DEFAULT_PAGINATION_CLASS` so that the
     OpenAPI schema shows the page envelope and the limit/offset parameters.
     """
-    paginator = getattr(view, "pagination_class", None) or api_settings.DEFAULT_PAGINATION_CLASS
-    paginator = paginator()
+    # api_settings imports the dotted path of DEFAULT_PAGINATION_CLASS: a class, which the stubs type as the
+    # setting's text.
+    paginator_class = cast(
+        type[BasePagination], getattr(view, "pagination_class", None) or api_settings.DEFAULT_PAGINATION_CLASS
+    )
+    paginator = paginator_class()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)

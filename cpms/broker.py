@@ -35,7 +35,7 @@ import uuid
 from pathlib import Path
 from queue import Empty
 
-from kombu.transport import filesystem
+from kombu.transport import filesystem, virtual
 from kombu.utils.encoding import bytes_to_str, str_to_bytes
 from kombu.utils.json import dumps, loads
 
@@ -280,4 +280,4 @@ class Transport(filesystem.Transport):
     """`filesystem://` with the channel above; same transport options as kombu's."""
 
     Channel = Channel
-    global_state = filesystem.virtual.BrokerState()
+    global_state = virtual.BrokerState()

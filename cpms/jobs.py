@@ -15,6 +15,7 @@ A job row has `status` (queued, running, done, failed), `created_at`, `started_a
   queued jobs that nobody claimed within the lease (a message lost with its broker or never sent).
 """
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -95,6 +96,11 @@ class Heartbeat:
         self._thread.join()
 
 
+def _job_rows(model: type[Model]) -> QuerySet[Any]:
+    """The rows of a job model: any model with the fields of the module docstring (typed by none)."""
+    return model._default_manager.all()
+
+
 def job_claim(
     *,
     model: type[Model],
@@ -115,12 +121,12 @@ def job_claim(
         "error": "",
         **(reset_fields or {}),
     }
-    if model.objects.filter(pk=job_id, status=QUEUED).update(**fields) == 1:
+    if _job_rows(model).filter(pk=job_id, status=QUEUED).update(**fields) == 1:
         return now
-    job = model.objects.filter(lost_q(now=now), pk=job_id).first()
+    job = _job_rows(model).filter(lost_q(now=now), pk=job_id).first()
     if job is None:
         return None
-    same = model.objects.filter(
+    same = _job_rows(model).filter(
         pk=job.pk, status=RUNNING, heartbeat_at=job.heartbeat_at, started_at=job.started_at
     )
     if job.attempts >= settings.JOB_MAX_ATTEMPTS:
@@ -160,8 +166,8 @@ def jobs_recover(
     again; `on_failed(job)` cleans up after a job that is failed."""
     now = now or timezone.now()
     result = Recovered()
-    for job in model.objects.filter(lost_q(now=now)).order_by("pk")[:SWEEP_BATCH]:
-        same = model.objects.filter(pk=job.pk, status=RUNNING, heartbeat_at=job.heartbeat_at)
+    for job in _job_rows(model).filter(lost_q(now=now)).order_by("pk")[:SWEEP_BATCH]:
+        same = _job_rows(model).filter(pk=job.pk, status=RUNNING, heartbeat_at=job.heartbeat_at)
         same = same.filter(started_at=job.started_at)
         if job.attempts >= settings.JOB_MAX_ATTEMPTS:
             error = lost_message(attempts=job.attempts, heartbeat_at=job.heartbeat_at or job.started_at)
@@ -176,14 +182,14 @@ def jobs_recover(
                 status=QUEUED, heartbeat_at=now, attempts=F("attempts") + 1, **(requeue_fields or {})
             )
             if requeued == 1:
-                transaction.on_commit(lambda job=job: _enqueue(enqueue, job))
+                transaction.on_commit(functools.partial(_enqueue, enqueue, job))
         if requeued == 1:
             logger.warning(
                 "job %s %s lost its worker (attempt %d); queued again", model.__name__, job.pk, job.attempts
             )
             result.requeued.append(job.pk)
-    for job in model.objects.filter(unclaimed_q(now=now)).order_by("pk")[:SWEEP_BATCH]:
-        same = model.objects.filter(pk=job.pk, status=QUEUED, heartbeat_at=job.heartbeat_at)
+    for job in _job_rows(model).filter(unclaimed_q(now=now)).order_by("pk")[:SWEEP_BATCH]:
+        same = _job_rows(model).filter(pk=job.pk, status=QUEUED, heartbeat_at=job.heartbeat_at)
         if same.update(heartbeat_at=now) == 1:
             _enqueue(enqueue, job)
             result.resent.append(job.pk)

@@ -49,7 +49,7 @@ def describe_exit(returncode: int) -> str:
 class Child:
     name: str
     command: list[str]
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
     # Exits the launcher did not ask for; quick_deaths counts those in a row that came soon after a start.
@@ -64,6 +64,13 @@ class Child:
         )
         self.started_at = time.monotonic()
         self.restart_at = None
+
+    @property
+    def started(self) -> subprocess.Popen[bytes]:
+        """The process of the last start(): the supervisor only looks at children it started."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.process
 
     def signal_group(self, signum: int) -> None:
         if self.process is None:
@@ -119,9 +126,9 @@ class Supervisor:
                 if now >= child.restart_at:
                     child.restarts += 1
                     child.start()
-                    log(f"{child.name} restarted (pid {child.process.pid}), restart {child.restarts}")
+                    log(f"{child.name} restarted (pid {child.started.pid}), restart {child.restarts}")
                 continue
-            returncode = child.process.poll()
+            returncode = child.started.poll()
             if returncode is None:
                 continue
             # Whatever it left behind in its process group (the worker's pool processes) goes with it.
@@ -138,7 +145,7 @@ class Supervisor:
                 return child.name
             delay = min(self.max_delay_s, 2.0 ** max(0, child.quick_deaths - 1))
             log(
-                f"{child.name} (pid {child.process.pid}) exited with {describe_exit(returncode)} after "
+                f"{child.name} (pid {child.started.pid}) exited with {describe_exit(returncode)} after "
                 f"{ran_s:.1f} s; restart {child.restarts + 1} in {delay:.0f} s"
             )
             child.restart_at = now + delay
@@ -149,15 +156,15 @@ class Supervisor:
         for child in running:
             # The main process only: the worker stops its own pool (a SIGTERM to the whole group would kill
             # the pool processes under it, which it reports as errors and replaces).
-            child.process.send_signal(signal.SIGTERM)
+            child.started.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for child in running:
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.started.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log(f"{child.name} did not stop within {STOP_TIMEOUT_S:.0f} s; killing it")
                 child.signal_group(signal.SIGKILL)
-                child.process.wait()
+                child.started.wait()
         for child in self.children:
             child.signal_group(signal.SIGKILL)  # stragglers of each group
 

@@ -2,6 +2,7 @@
 default profiles of a station that booted."""
 
 import logging
+from typing import TypedDict
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
@@ -14,13 +15,22 @@ from stations.models import ChargingStation
 
 logger = logging.getLogger(__name__)
 
+
 # A database restart or a Redis outage (RELIABILITY 31/32) fails a job that would succeed a moment later; a
 # session's start or stop and a boot queue one job each, and the periodic sweep covers only sites with EVSEs
 # in use, so such a job is retried, ten times, each after a random delay of up to 2, 4, 8, 16, 32, then 60 s
 # (Celery's backoff with jitter: at most ~6 minutes in all).
 # Safe because a rebalance is idempotent (an unchanged picture sends nothing) and a station's default
 # profiles replace themselves (same profile id). Any other exception is a bug and is not retried.
-RETRY = {
+class _Retry(TypedDict):
+    autoretry_for: tuple[type[BaseException], ...]
+    retry_backoff: int
+    retry_backoff_max: int
+    retry_jitter: bool
+    max_retries: int
+
+
+RETRY: _Retry = {
     "autoretry_for": (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError),
     "retry_backoff": 2,
     "retry_backoff_max": 60,

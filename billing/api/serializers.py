@@ -231,7 +231,12 @@ class EnergyPriceInputSerializer(StrictInputSerializer):
         min_value=Decimal(0),
         help_text="Excl. tax, outside the time-of-use windows.",
     )
-    time_of_use = serializers.JSONField(required=False, default=list, help_text=TIME_OF_USE_HELP)
+    # The stubs allow a mapping only as a JSONField's default; any JSON value is one.
+    time_of_use = serializers.JSONField(
+        required=False,
+        default=list,  # type: ignore[arg-type]
+        help_text=TIME_OF_USE_HELP,
+    )
 
 
 # --- CDRs and credits -----------------------------------------------------------------------------------

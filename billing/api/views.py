@@ -6,6 +6,8 @@ visible object the role may not change), then parses the body, then calls one se
 credits, and tariff versions are never changed: they have no PUT/PATCH/DELETE (405).
 """
 
+from typing import Any
+
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.response import Response
@@ -351,7 +353,8 @@ class CdrDetailApi(APIView):
     )
     def get(self, request, pk: int):
         cdr = cdr_access(user=request.user, pk=pk)
-        cdr.credit_totals = cdr_credit_totals(cdr=cdr)
+        # Read by CdrDetailOutputSerializer from the instance; not a model field.
+        cdr.credit_totals = cdr_credit_totals(cdr=cdr)  # type: ignore[attr-defined]
         return Response(CdrDetailOutputSerializer(cdr).data)
 
 
@@ -415,8 +418,8 @@ def _lines(lines) -> list[dict]:
     ]
 
 
-def _session_cost(session: ChargingSession) -> dict:
-    body = {
+def _session_cost(session: ChargingSession) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "session": session.pk,
         "cdr": None,
         "currency": None,

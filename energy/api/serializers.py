@@ -112,7 +112,7 @@ class GridNodeInputSerializer(StrictInputSerializer):
         help_text="Default: grid_connection for the root (no parent), else circuit. Only the root is the grid "
         "connection.",
     )
-    parent = serializers.IntegerField(
+    parent = serializers.IntegerField(  # type: ignore[assignment]  # a field named like Field.parent
         required=False,
         allow_null=True,
         default=None,
@@ -127,7 +127,7 @@ class GridNodeUpdateSerializer(StrictInputSerializer):
     """What a node may change; site and kind are fixed."""
 
     name = serializers.CharField(max_length=100, required=False)
-    parent = serializers.IntegerField(
+    parent = serializers.IntegerField(  # type: ignore[assignment]  # a field named like Field.parent
         required=False,
         allow_null=True,
         help_text="Move under another node of the site (not its own subtree).",
@@ -198,7 +198,7 @@ class GridSignalInputSerializer(StrictInputSerializer):
         default=None,
         help_text="In force until (exclusive); default: measured_at + 5 minutes.",
     )
-    source = serializers.CharField(
+    source = serializers.CharField(  # type: ignore[assignment]  # a field named like Field.source
         max_length=100, required=False, allow_blank=True, default="", help_text="Who sent it, free text."
     )
 
@@ -300,7 +300,7 @@ def _phases(help_text: str, *, allow_null_items: bool = False) -> serializers.Li
 
 class EnergyNodeOutputSerializer(serializers.Serializer):
     id = serializers.IntegerField()
-    parent = serializers.IntegerField(allow_null=True)
+    parent = serializers.IntegerField(allow_null=True)  # type: ignore[assignment]  # named like Field.parent
     name = serializers.CharField()
     kind = serializers.CharField(help_text="grid_connection, panel or circuit.")
     limit_a = _phases(

@@ -19,15 +19,16 @@ from sessions.models import (
 )
 from sessions.services.tokens import SETTABLE_STATUSES
 from stations.api.commands import CommandOutputSerializer
+from stations.models import ChargingStation, Site
 
 # --- id tokens --------------------------------------------------------------------------------------
 
 
 class IdTokenOutputSerializer(serializers.ModelSerializer):
-    allowed_sites = serializers.PrimaryKeyRelatedField(
+    allowed_sites: serializers.PrimaryKeyRelatedField[Site] = serializers.PrimaryKeyRelatedField(
         many=True, read_only=True, help_text="Site ids where the token may charge (with allowed_stations)."
     )
-    allowed_stations = serializers.SlugRelatedField(
+    allowed_stations: serializers.SlugRelatedField[ChargingStation] = serializers.SlugRelatedField(
         many=True,
         read_only=True,
         slug_field="identity",

@@ -1,4 +1,6 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
@@ -188,7 +190,8 @@ class RecordListApi(APIView):
 class StationRecordListApi(RecordListApi):
     owner_parameters = [IDENTITY]
 
-    def owner_access(self, *, user, identity: str):
+    # The owner takes its URL's own parameters (RecordListApi.get passes the URL's kwargs through).
+    def owner_access(self, *, user, identity: str):  # type: ignore[override]
         return station_access(user=user, identity=identity)
 
 
@@ -196,8 +199,10 @@ def record_list_schema(*, tag: str, operation_id: str, description: str):
     """The OpenAPI operation of a RecordListApi subclass, derived from its serializers and owner."""
 
     def decorate(view: type[RecordListApi]) -> type[RecordListApi]:
-        parameters = list(view.owner_parameters)
-        responses = {200: view.output_serializer_class(many=True)}
+        parameters: list[OpenApiParameter | type[serializers.Serializer[Any]]] = list(view.owner_parameters)
+        responses: dict[int, serializers.Serializer[Any] | OpenApiResponse] = {
+            200: view.output_serializer_class(many=True)
+        }
         if view.filter_serializer_class is not None:
             parameters.append(view.filter_serializer_class)
             responses[400] = BAD_REQUEST

@@ -8,7 +8,7 @@ import tempfile
 
 from django.core.files import File
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import FileResponse, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase
 from django.http.multipartparser import MultiPartParserError
 from django.utils.http import content_disposition_header
 from django.views.decorators.csrf import csrf_exempt
@@ -28,13 +28,17 @@ def _text(status: int, message: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "HEAD"])
-def firmware_download(request, token: str, filename: str):
+def firmware_download(request: HttpRequest, token: str, filename: str) -> HttpResponseBase:
     """GET/HEAD /firmware/<token>/<file name>: the image (the file name in the URL is for the charger's
     benefit; the token alone selects the file)."""
     firmware = firmware_file_by_token(token=token)
     if firmware is None:
         return _text(404, "Unknown firmware URL.")
-    name = firmware.file.name.rsplit("/", 1)[-1]
+    stored = firmware.file.name
+    if not stored:  # the file is required: a row without one is as good as a missing file
+        return _text(404, "The firmware file is missing.")
+    name = stored.rsplit("/", 1)[-1]
+    response: HttpResponseBase
     if request.method == "HEAD":
         # Chargers check the size before downloading; the file is not opened for that.
         response = HttpResponse(content_type="application/octet-stream")
@@ -42,7 +46,7 @@ def firmware_download(request, token: str, filename: str):
         response["Content-Disposition"] = content_disposition_header(True, name)
     else:
         try:
-            handle = firmware.file.storage.open(firmware.file.name, "rb")
+            handle = firmware.file.storage.open(stored, "rb")
         except FileNotFoundError:
             return _text(404, "The firmware file is missing.")
         response = FileResponse(
