@@ -11,7 +11,7 @@ claims the command, sends the CALL, the charger answers, the answer is recorded,
 reply channel and answers 200.
 
 Setup (PostgreSQL, DATABASE_URL default postgres://postgres@127.0.0.1:5432/cpms_bench; Redis, default
-redis://127.0.0.1:6379/8): migrate, make stations BENCH-00001..N (bench/ocpp_ingest.py `setup_database`),
+redis://127.0.0.1:6379/8): migrate, make stations BENCH-00001..N (bench/harness.py `setup_database`),
 an operator_admin user `bench-operator` of the bench organisation with an API token, and delete the
 `Command` rows of earlier runs so that runs compare.
 
@@ -37,36 +37,44 @@ ratio between the client-side and the server-side round trip more than absolute 
 """
 
 import argparse
-import asyncio
 import datetime as dt
-import http.client
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import ocpp_ingest as ingest
+import harness
+from command_chargers import HEARTBEAT_INTERVAL_S, run_client
+from command_load import load
+from harness import (
+    BASE_DIR,
+    DEFAULT_DATABASE_URL,
+    HOST,
+    IDENTITY_PREFIX,
+    LineReader,
+    cpu_seconds,
+    django_setup,
+    ensure_database,
+    free_port,
+    memory_kib,
+    percentile,
+    raise_fd_limit,
+    setup_database,
+    stop_process,
+    wait_listening,
+)
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/8"
 BENCH_USERNAME = "bench-operator"
-HOST = ingest.HOST
-# The server tells chargers this interval at boot: long enough that nobody expects a heartbeat in a run.
-HEARTBEAT_INTERVAL_S = 3600
-# The API waits up to OCPP_CALL_TIMEOUT_S (30 s) plus grace for a charger: a request may take that long.
-REQUEST_TIMEOUT_S = 60.0
-CLIENT_IDLE_TIMEOUT_S = 3600.0
 STOP_TIMEOUT_S = 60.0
 LOG_LINES_SHOWN = 8
 
-# The OCPP 1.6 body the API sends per action, and what the simulated charger answers.
+# The OCPP 1.6 body the API sends per action (what the charger answers: command_chargers.CHARGER_ANSWERS).
 REQUEST_BODIES: dict[str, dict] = {
     "ClearCache": {},
     "GetConfiguration": {},
@@ -78,170 +86,6 @@ REQUEST_BODIES: dict[str, dict] = {
     "DataTransfer": {"vendorId": "CPMS-Bench"},
     "GetLocalListVersion": {},
 }
-CHARGER_ANSWERS: dict[str, dict] = {
-    "ClearCache": {"status": "Accepted"},
-    "GetConfiguration": {
-        "configurationKey": [
-            {"key": "HeartbeatInterval", "readonly": False, "value": str(HEARTBEAT_INTERVAL_S)},
-            {"key": "MeterValueSampleInterval", "readonly": False, "value": "60"},
-            {"key": "NumberOfConnectors", "readonly": True, "value": "1"},
-        ],
-        "unknownKey": [],
-    },
-    "ChangeConfiguration": {"status": "Accepted"},
-    "Reset": {"status": "Accepted"},
-    "TriggerMessage": {"status": "Accepted"},
-    "ChangeAvailability": {"status": "Accepted"},
-    "UnlockConnector": {"status": "Unlocked"},
-    "DataTransfer": {"status": "Accepted"},
-    "GetLocalListVersion": {"listVersion": 0},
-}
-
-
-# --- charger client process ----------------------------------------------------------------------
-
-
-@dataclass
-class Tally:
-    """What the chargers of one client process did with the CSMS's calls."""
-
-    answered: Counter = field(default_factory=Counter)
-    not_implemented: int = 0
-    closed: int = 0
-    samples: list[str] = field(default_factory=list)
-    stopping: bool = False
-
-    def note(self, text: str) -> None:
-        if len(self.samples) < 10:
-            self.samples.append(text)
-
-    def snapshot(self) -> dict:
-        return {
-            "answered": sum(self.answered.values()),
-            "by_action": dict(self.answered),
-            "not_implemented": self.not_implemented,
-            "closed": self.closed,
-            "samples": self.samples,
-        }
-
-
-class CommandCharger(ingest.BenchCharger):
-    """A booted OCPP 1.6 charger that answers every CSMS CALL it knows (CHARGER_ANSWERS)."""
-
-    async def start_transaction(self) -> None:
-        # open() calls this after BootNotification: no transaction here, only the connector's status.
-        await self.call(
-            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
-        )
-
-    async def serve(self, tally: Tally) -> None:
-        import orjson
-        from websockets.exceptions import ConnectionClosed
-
-        ws = self.ws
-        try:
-            async for raw in ws:
-                frame = orjson.loads(raw)
-                if frame[0] != 2:
-                    continue  # the CSMS's answer to a Heartbeat we sent for a TriggerMessage
-                unique_id, action, payload = frame[1], frame[2], frame[3]
-                answer = CHARGER_ANSWERS.get(action)
-                if answer is None:
-                    await ws.send(
-                        orjson.dumps(
-                            [4, unique_id, "NotImplemented", f"bench charger: {action}", {}]
-                        ).decode()
-                    )
-                    tally.not_implemented += 1
-                    tally.note(f"{self.identity}: {action} not implemented")
-                    continue
-                await ws.send(orjson.dumps([3, unique_id, answer]).decode())
-                tally.answered[action] += 1
-                if action == "TriggerMessage" and payload.get("requestedMessage") == "Heartbeat":
-                    # OCPP 1.6 TriggerMessage: the charger then sends the message it was asked for.
-                    await ws.send(orjson.dumps([2, f"t{next(self.ids)}", "Heartbeat", {}]).decode())
-        except ConnectionClosed as exc:
-            if not tally.stopping:
-                tally.closed += 1
-                tally.note(f"{self.identity}: connection closed: {exc}")
-            return
-        if not tally.stopping:
-            tally.closed += 1
-            tally.note(f"{self.identity}: the server closed the connection")
-
-
-def _stdin_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue) -> None:
-    # A daemon thread, not run_in_executor: a readline still blocked at exit must not hold the loop.
-    for line in sys.stdin:
-        loop.call_soon_threadsafe(lines.put_nowait, line.strip())
-    loop.call_soon_threadsafe(lines.put_nowait, "")
-
-
-async def client_main(args) -> None:
-    stats = ingest.ClientStats()
-    tally = Tally()
-    chargers = [
-        CommandCharger(args.url, ingest.identity(n), stats)
-        for n in range(args.first, args.first + args.count)
-    ]
-    slots = asyncio.Semaphore(args.connect_concurrency)
-
-    async def open_one(charger: CommandCharger) -> bool:
-        try:
-            await charger.open(slots)
-        except Exception as exc:  # counted as a failed charger, the run goes on with the others
-            stats.failed += 1
-            if len(stats.failures) < 10:
-                stats.failures.append(f"{charger.identity}: {exc}")
-            if charger.ws is not None:
-                await charger.ws.close()
-                charger.ws = None
-            return False
-        stats.connected += 1
-        return True
-
-    async with asyncio.timeout(args.connect_timeout):
-        opened = await asyncio.gather(*(open_one(c) for c in chargers))
-    ready = [c for c, ok in zip(chargers, opened, strict=True) if ok]
-    serving = [asyncio.create_task(c.serve(tally)) for c in ready]
-    ready_line = {
-        "connected": stats.connected,
-        "failed": stats.failed,
-        "failures": stats.failures,
-        "identities": [c.identity for c in ready],
-    }
-    print("READY " + json.dumps(ready_line), flush=True)
-
-    lines: asyncio.Queue[str] = asyncio.Queue()
-    loop = asyncio.get_running_loop()
-    threading.Thread(target=_stdin_lines, args=(loop, lines), daemon=True).start()
-    while True:
-        try:
-            word = await asyncio.wait_for(lines.get(), timeout=CLIENT_IDLE_TIMEOUT_S)
-        except TimeoutError:
-            break
-        if word == "COUNT":
-            print("COUNT " + json.dumps(tally.snapshot()), flush=True)
-        else:
-            break  # STOP, or the parent is gone (end of stdin)
-    tally.stopping = True
-    async with asyncio.timeout(30):
-        await asyncio.gather(*(c.ws.close() for c in ready), return_exceptions=True)
-    for task in serving:
-        task.cancel()
-    await asyncio.gather(*serving, return_exceptions=True)
-    print("BYE " + json.dumps(tally.snapshot()), flush=True)
-
-
-def run_client(args) -> None:
-    ingest.raise_fd_limit()
-    try:
-        import uvloop  # optional: a faster client loop when installed
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(client_main(args))
 
 
 # --- parent: database, servers, chargers, load, figures --------------------------------------------
@@ -261,7 +105,7 @@ def bench_token() -> str:
     user, _ = User.objects.get_or_create(username=BENCH_USERNAME)
     membership_set(user=user, organisation=organisation, role=Role.OPERATOR_ADMIN)
     key = api_token_get_or_create(user=user).key
-    deleted, _ = Command.objects.filter(station__identity__startswith=ingest.IDENTITY_PREFIX).delete()
+    deleted, _ = Command.objects.filter(station__identity__startswith=IDENTITY_PREFIX).delete()
     print(f"   deleted {deleted} rows of earlier commands", flush=True)
     connections.close_all()
     return key
@@ -277,7 +121,7 @@ def command_rows(since: dt.datetime) -> dict:
 
     rows = list(
         Command.objects.filter(
-            station__identity__startswith=ingest.IDENTITY_PREFIX, created_at__gte=since
+            station__identity__startswith=IDENTITY_PREFIX, created_at__gte=since
         ).values_list("status", "error_code", "created_at", "sent_at", "finished_at")
     )
     connections.close_all()
@@ -293,10 +137,10 @@ def command_rows(since: dt.datetime) -> dict:
     return {
         "rows": len(rows),
         "by_status": dict(by_status),
-        "rtt_p50_ms": ingest.percentile(round_trip, 0.50),
-        "rtt_p99_ms": ingest.percentile(round_trip, 0.99),
-        "created_to_sent_p50_ms": ingest.percentile(delivery, 0.50),
-        "sent_to_finished_p50_ms": ingest.percentile(at_charger, 0.50),
+        "rtt_p50_ms": percentile(round_trip, 0.50),
+        "rtt_p99_ms": percentile(round_trip, 0.99),
+        "created_to_sent_p50_ms": percentile(delivery, 0.50),
+        "sent_to_finished_p50_ms": percentile(at_charger, 0.50),
     }
 
 
@@ -311,92 +155,8 @@ def database_connections(database_url: str) -> int:
     return row[0]
 
 
-@dataclass
-class LoadResult:
-    latencies: list[float]
-    statuses: Counter
-    samples: list[str]
-    elapsed: float
-    cpu_s: float
-
-
-def load(
-    *,
-    port: int,
-    token: str,
-    targets: list[str],
-    action: str,
-    body: dict,
-    concurrency: int,
-    seconds: float,
-) -> LoadResult:
-    """`concurrency` threads, each with one keep-alive HTTP connection, POST commands in a closed loop."""
-    payload = json.dumps(body).encode()
-    headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    go = threading.Event()
-    window = {"deadline": 0.0}
-    latencies: list[float] = []
-    statuses: Counter = Counter()
-    samples: list[str] = []
-    merge = threading.Lock()
-
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        mine: list[float] = []
-        codes: Counter = Counter()
-        notes: list[str] = []
-        conn: http.client.HTTPConnection | None = None
-        if not go.wait(timeout=30):
-            return
-        clock = time.perf_counter
-        while clock() < window["deadline"]:
-            ident = rng.choice(targets)
-            if conn is None:
-                conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_S)
-            started = clock()
-            try:
-                conn.request(
-                    "POST", f"/api/v1/stations/{ident}/ocpp/{action}/", body=payload, headers=headers
-                )
-                response = conn.getresponse()
-                data = response.read()
-                code: int | str = response.status
-                if response.will_close:
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                code, data = type(exc).__name__, str(exc).encode()
-                conn.close()
-                conn = None
-            mine.append(clock() - started)
-            codes[code] += 1
-            if code != 200 and len(notes) < 5:
-                notes.append(f"{ident}: {code} {data[:400].decode(errors='replace')}")
-        if conn is not None:
-            conn.close()
-        with merge:
-            latencies.extend(mine)
-            statuses.update(codes)
-            samples.extend(notes[: max(0, 10 - len(samples))])
-
-    threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    cpu_before = time.process_time()
-    started = time.perf_counter()
-    window["deadline"] = started + seconds
-    go.set()
-    for thread in threads:
-        thread.join(timeout=max(0.0, window["deadline"] - time.perf_counter()) + REQUEST_TIMEOUT_S + 5)
-    elapsed = time.perf_counter() - started
-    stuck = sum(thread.is_alive() for thread in threads)
-    if stuck:
-        samples.append(f"{stuck} workers still waiting for a response after the bound")
-    return LoadResult(latencies, statuses, samples, elapsed, time.process_time() - cpu_before)
-
-
 def server_command(port: int) -> list[str]:
-    return ingest.server_command("daphne", port)
+    return harness.server_command("daphne", port)
 
 
 def start_server(name: str, port: int, env: dict, log_path: Path, cpus: set[int]) -> subprocess.Popen:
@@ -404,7 +164,7 @@ def start_server(name: str, port: int, env: dict, log_path: Path, cpus: set[int]
     with log_path.open("wb") as log:
         return subprocess.Popen(
             server_command(port),
-            cwd=ingest.BASE_DIR,
+            cwd=BASE_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -431,7 +191,7 @@ class ChargerClients:
     def __init__(self, *, count: int, port: int, procs: int, args, workdir: Path, cpus: set[int]):
         per_proc = -(-count // procs)
         self.processes: list[subprocess.Popen] = []
-        self.readers: list[ingest.LineReader] = []
+        self.readers: list[LineReader] = []
         for index, first in enumerate(range(1, count + 1, per_proc)):
             n = min(per_proc, count - first + 1)
             client_log = (workdir / f"chargers-{count}-{index}.log").open("wb")
@@ -449,7 +209,7 @@ class ChargerClients:
                     "--connect-timeout",
                     str(args.connect_timeout),
                 ],
-                cwd=ingest.BASE_DIR,
+                cwd=BASE_DIR,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=client_log,
@@ -459,7 +219,7 @@ class ChargerClients:
             )
             client_log.close()
             self.processes.append(process)
-            self.readers.append(ingest.LineReader(process))
+            self.readers.append(LineReader(process))
 
     def ready(self, timeout: float) -> dict:
         lines = [json.loads(reader.expect("READY", timeout)) for reader in self.readers]
@@ -486,7 +246,7 @@ class ChargerClients:
         return self._ask("COUNT", "COUNT", 30)
 
     def cpu_seconds(self) -> float:
-        return sum(ingest.cpu_seconds(process.pid) for process in self.processes)
+        return sum(cpu_seconds(process.pid) for process in self.processes)
 
     def stop(self) -> None:
         try:
@@ -495,15 +255,15 @@ class ChargerClients:
         except (OSError, TimeoutError, EOFError) as exc:
             print(f"   ! charger clients did not stop cleanly: {exc}", flush=True)
         for process in self.processes:
-            ingest.stop_process(process, group=True)
+            stop_process(process, group=True)
 
 
 def percentiles_ms(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
-        "p50_ms": ingest.percentile(ordered, 0.50) * 1000,
-        "p90_ms": ingest.percentile(ordered, 0.90) * 1000,
-        "p99_ms": ingest.percentile(ordered, 0.99) * 1000,
+        "p50_ms": percentile(ordered, 0.50) * 1000,
+        "p90_ms": percentile(ordered, 0.90) * 1000,
+        "p99_ms": percentile(ordered, 0.99) * 1000,
         "max_ms": ordered[-1] * 1000 if ordered else float("nan"),
     }
 
@@ -537,11 +297,11 @@ def run_chargers(args, count: int, token: str, workdir: Path) -> list[dict]:
     clients: ChargerClients | None = None
     try:
         for name, server_cpu in server_cpus.items():
-            ports[name] = ingest.free_port()
+            ports[name] = free_port()
             logs[name] = workdir / f"server-{name}-{count}.log"
             servers[name] = start_server(name, ports[name], env, logs[name], server_cpu)
         for name, server in servers.items():
-            ingest.wait_listening(server, ports[name], logs[name])
+            wait_listening(server, ports[name], logs[name])
         api = "B" if "B" in servers else "A"
 
         procs = args.client_procs or (1 if count <= 500 else 2)
@@ -581,7 +341,7 @@ def run_chargers(args, count: int, token: str, workdir: Path) -> list[dict]:
             offsets = {name: path.stat().st_size for name, path in logs.items()}
             answered_before = clients.count()["answered"]
             window_start = dt.datetime.now(dt.UTC)
-            cpu_before = {name: ingest.cpu_seconds(server.pid) for name, server in servers.items()}
+            cpu_before = {name: cpu_seconds(server.pid) for name, server in servers.items()}
             client_cpu_before = clients.cpu_seconds()
             run = load(
                 port=ports[api],
@@ -592,11 +352,9 @@ def run_chargers(args, count: int, token: str, workdir: Path) -> list[dict]:
                 concurrency=concurrency,
                 seconds=args.seconds,
             )
-            cpu = {
-                name: ingest.cpu_seconds(server.pid) - cpu_before[name] for name, server in servers.items()
-            }
+            cpu = {name: cpu_seconds(server.pid) - cpu_before[name] for name, server in servers.items()}
             client_cpu = clients.cpu_seconds() - client_cpu_before
-            rss = {name: ingest.memory_kib(server.pid)["VmRSS"] / 1024 for name, server in servers.items()}
+            rss = {name: memory_kib(server.pid)["VmRSS"] / 1024 for name, server in servers.items()}
             tally = clients.count()
             # The last answers are recorded after the responses are sent; give the rows a moment.
             time.sleep(0.5)
@@ -635,7 +393,7 @@ def run_chargers(args, count: int, token: str, workdir: Path) -> list[dict]:
         if clients is not None:
             clients.stop()
         for server in servers.values():
-            ingest.stop_process(server, group=True)
+            stop_process(server, group=True)
 
 
 def print_run(f: dict, samples: list[str], charger_samples: list[str], problems: dict) -> None:
@@ -719,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
         "--concurrency", type=int, nargs="+", default=[1, 10, 50], help="API requests in flight"
     )
     parser.add_argument("--action", choices=sorted(REQUEST_BODIES), default="ClearCache")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ingest.DEFAULT_DATABASE_URL))
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument(
         "--one-process",
@@ -748,14 +506,14 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     check_urls(args)
-    fd_limit = ingest.raise_fd_limit()
+    fd_limit = raise_fd_limit()
     if max(args.chargers) + 200 > fd_limit:
         print(f"warning: file descriptor limit {fd_limit} is below the charger count", flush=True)
-    ingest._ensure_database(args.database_url)
-    ingest.django_setup(args.database_url)
+    ensure_database(args.database_url)
+    django_setup(args.database_url)
     name = urlsplit(args.database_url).path.lstrip("/")
     print(f"Setting up {max(args.chargers)} stations and user {BENCH_USERNAME} in {name} ...", flush=True)
-    ingest.setup_database(args.database_url, max(args.chargers))
+    setup_database(args.database_url, max(args.chargers))
     token = bench_token()
 
     workdir = Path(tempfile.mkdtemp(prefix="command-rtt-"))

@@ -18,307 +18,48 @@ Not a test: it asserts nothing, it measures. Only 127.0.0.1 is used; every wait 
 import argparse
 import array
 import asyncio
-import base64
 import datetime as dt
-import itertools
 import json
 import os
-import queue
-import resource
-import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cpms_bench"
-IDENTITY_PREFIX = "BENCH-"
-PASSWORD = "bench-password-1"
-ID_TAG = "BENCH-TAG"
-HOST = "127.0.0.1"
-RESPONSE_TIMEOUT_S = 30.0
-SERVER_START_TIMEOUT_S = 60.0
+from harness import (
+    BASE_DIR,
+    DEFAULT_DATABASE_URL,
+    HOST,
+    IDENTITY_PREFIX,
+    LineReader,
+    cpu_seconds,
+    django_setup,
+    ensure_database,
+    free_port,
+    identity,
+    memory_kib,
+    percentile,
+    raise_fd_limit,
+    server_command,
+    setup_database,
+    stop_process,
+    wait_listening,
+)
+from ingest_chargers import (
+    CHARGERS,
+    RESPONSE_TIMEOUT_S,
+    SAMPLED_VALUES_PER_MESSAGE,
+    BenchCharger,
+    ClientStats,
+)
+
 GO_TIMEOUT_S = 600.0
-SAMPLED_VALUES_PER_MESSAGE = 5
-
-
-def identity(n: int) -> str:
-    return f"{IDENTITY_PREFIX}{n:05d}"
-
-
-def raise_fd_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or soft < hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError):
-            return soft
-        return hard
-    return soft
 
 
 # --- client process ------------------------------------------------------------------------------
-
-
-def _now_text() -> str:
-    moment = dt.datetime.now(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-@dataclass
-class ClientStats:
-    connected: int = 0
-    failed: int = 0
-    failures: list[str] = field(default_factory=list)
-    messages: int = 0
-    errors: int = 0
-    error_samples: list[str] = field(default_factory=list)
-    latencies: array.array = field(default_factory=lambda: array.array("d"))
-
-    def error(self, text: str) -> None:
-        self.errors += 1
-        if len(self.error_samples) < 10:
-            self.error_samples.append(text)
-
-
-class BenchCharger:
-    """One charger speaking just enough OCPP 1.6J, with frames built by hand (orjson)."""
-
-    subprotocol = "ocpp1.6"
-    loop_action = "MeterValues"
-
-    def __init__(self, url: str, ident: str, stats: ClientStats):
-        self.url = f"{url}/{ident}"
-        self.identity = ident
-        self.stats = stats
-        self.ws = None
-        self.ids = itertools.count(1)
-        self.transaction_id: int | str | None = None
-        self.register_wh = 1_000_000
-
-    async def call(self, action: str, payload: dict):
-        import orjson
-
-        unique_id = str(next(self.ids))
-        await self.ws.send(orjson.dumps([2, unique_id, action, payload]).decode())
-        async with asyncio.timeout(RESPONSE_TIMEOUT_S):
-            while True:
-                frame = orjson.loads(await self.ws.recv())
-                if frame[0] == 2:  # a CSMS call: not simulated here
-                    await self.ws.send(
-                        orjson.dumps([4, frame[1], "NotImplemented", "bench client", {}]).decode()
-                    )
-                    continue
-                if frame[1] != unique_id:
-                    continue
-                if frame[0] == 4:
-                    raise RuntimeError(f"{action}: CALLERROR {frame[2]} {frame[3]}")
-                return frame[2]
-
-    async def open(self, slots: asyncio.Semaphore) -> None:
-        from websockets.asyncio.client import connect
-
-        auth = base64.b64encode(f"{self.identity}:{PASSWORD}".encode()).decode()
-        last_error = None
-        for attempt in range(3):
-            try:
-                async with slots:
-                    self.ws = await connect(
-                        self.url,
-                        subprotocols=[self.subprotocol],
-                        additional_headers={"Authorization": f"Basic {auth}"},
-                        open_timeout=30,
-                        compression=None,
-                        proxy=None,
-                        ping_interval=None,
-                        max_queue=4,
-                    )
-                break
-            except Exception as exc:  # refused, timed out, reset: retried, then reported
-                last_error = exc
-                await asyncio.sleep(0.5 * (attempt + 1))
-        else:
-            raise RuntimeError(f"connect: {type(last_error).__name__}: {last_error}")
-        boot = await self.call("BootNotification", self.boot_payload())
-        if boot.get("status") != "Accepted":
-            raise RuntimeError(f"BootNotification {boot.get('status')}")
-        await self.start_transaction()
-
-    def boot_payload(self) -> dict:
-        return {"chargePointVendor": "CPMS", "chargePointModel": "Bench"}
-
-    async def start_transaction(self) -> None:
-        await self.call(
-            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Preparing"}
-        )
-        start = await self.call(
-            "StartTransaction",
-            {"connectorId": 1, "idTag": ID_TAG, "meterStart": self.register_wh, "timestamp": _now_text()},
-        )
-        self.transaction_id = start["transactionId"]
-        await self.call(
-            "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
-        )
-
-    def readings(self) -> list[tuple[str, str | None, int | float, str]]:
-        """(measurand, phase, value, unit): SAMPLED_VALUES_PER_MESSAGE of them."""
-        return [
-            ("Energy.Active.Import.Register", None, self.register_wh, "Wh"),
-            ("Power.Active.Import", None, 11040, "W"),
-            *(("Current.Import", phase, 16.0, "A") for phase in ("L1", "L2", "L3")),
-        ]
-
-    def sampled_value(
-        self,
-        measurand: str,
-        phase: str | None,
-        value: int | float,
-        unit: str,
-        context: str = "Sample.Periodic",
-    ) -> dict:
-        sampled = {**self.value_and_unit(value, unit), "context": context, "measurand": measurand}
-        return {**sampled, "phase": phase} if phase else sampled
-
-    def value_and_unit(self, value: int | float, unit: str) -> dict:
-        return {"value": str(value), "unit": unit}
-
-    def meter_value(self) -> dict:
-        return {"timestamp": _now_text(), "sampledValue": [self.sampled_value(*r) for r in self.readings()]}
-
-    def loop_payload(self) -> dict:
-        self.register_wh += 10
-        return {"connectorId": 1, "transactionId": self.transaction_id, "meterValue": [self.meter_value()]}
-
-    async def closed_loop(self, until: float) -> None:
-        stats = self.stats
-        clock = time.perf_counter
-        while clock() < until:
-            payload = self.loop_payload()
-            started = clock()
-            try:
-                await self.call(self.loop_action, payload)
-            except Exception as exc:  # a CALLERROR, a timeout or a closed connection ends this charger
-                stats.error(f"{self.identity}: {type(exc).__name__}: {exc}")
-                return
-            stats.latencies.append(clock() - started)
-            stats.messages += 1
-
-    async def stop_transaction(self) -> None:
-        await self.call(
-            "StopTransaction",
-            {
-                "transactionId": self.transaction_id,
-                "meterStop": self.register_wh,
-                "timestamp": _now_text(),
-                "reason": "Local",
-            },
-        )
-
-    async def close(self) -> None:
-        if self.ws is None:
-            return
-        try:
-            if self.transaction_id is not None:
-                await self.stop_transaction()
-        except Exception as exc:  # the figures are already taken; note it and close anyway
-            self.stats.error(f"{self.identity}: stop: {exc}")
-        finally:
-            await self.ws.close()
-
-
-class BenchChargerV201(BenchCharger):
-    """The same charger in OCPP 2.0.1: one transaction of TransactionEvents (Started, Updated..., Ended)."""
-
-    subprotocol = "ocpp2.0.1"
-    loop_action = "TransactionEvent"
-
-    def __init__(self, url: str, ident: str, stats: ClientStats):
-        super().__init__(url, ident, stats)
-        self.seq_no = 0
-
-    def boot_payload(self) -> dict:
-        return {"chargingStation": {"vendorName": "CPMS", "model": "Bench"}, "reason": "PowerUp"}
-
-    def transaction_event(self, event_type: str, trigger_reason: str, **fields) -> dict:
-        payload = {
-            "eventType": event_type,
-            "timestamp": _now_text(),
-            "triggerReason": trigger_reason,
-            "seqNo": self.seq_no,
-            "transactionInfo": {"transactionId": self.transaction_id, **fields.pop("info", {})},
-            **fields,
-        }
-        self.seq_no += 1
-        return payload
-
-    async def start_transaction(self) -> None:
-        await self.call(
-            "StatusNotification",
-            {"timestamp": _now_text(), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
-        )
-        # Unique across runs: the bench database keeps the sessions of earlier runs.
-        self.transaction_id = uuid.uuid4().hex[:20]
-        register = self.sampled_value(
-            "Energy.Active.Import.Register", None, self.register_wh, "Wh", context="Transaction.Begin"
-        )
-        begin = {"timestamp": _now_text(), "sampledValue": [register]}
-        await self.call(
-            "TransactionEvent",
-            self.transaction_event(
-                "Started",
-                "Authorized",
-                evse={"id": 1, "connectorId": 1},
-                idToken={"idToken": ID_TAG, "type": "ISO14443"},
-                meterValue=[begin],
-            ),
-        )
-
-    def value_and_unit(self, value: int | float, unit: str) -> dict:
-        return {"value": value, "unitOfMeasure": {"unit": unit}}
-
-    def loop_payload(self) -> dict:
-        self.register_wh += 10
-        return self.transaction_event(
-            "Updated",
-            "MeterValuePeriodic",
-            info={"chargingState": "Charging"},
-            meterValue=[self.meter_value()],
-        )
-
-    async def stop_transaction(self) -> None:
-        await self.call(
-            "TransactionEvent",
-            self.transaction_event("Ended", "StopAuthorized", info={"stoppedReason": "Local"}),
-        )
-
-
-class BenchChargerStatus(BenchCharger):
-    """OCPP 1.6 with StatusNotification in the loop (Charging <-> SuspendedEV, every few a Faulted and back): the
-    status path, with its history row, the incident check and the portal's live-status publish."""
-
-    loop_action = "StatusNotification"
-
-    def __init__(self, url: str, ident: str, stats: ClientStats):
-        super().__init__(url, ident, stats)
-        self.statuses = itertools.cycle(
-            ["SuspendedEV", "Charging", "SuspendedEV", "Charging", "Faulted", "Charging"]
-        )
-
-    def loop_payload(self) -> dict:
-        status = next(self.statuses)
-        error = "GroundFailure" if status == "Faulted" else "NoError"
-        return {"connectorId": 1, "errorCode": error, "status": status, "timestamp": _now_text()}
-
-
-CHARGERS = {"1.6": BenchCharger, "2.0.1": BenchChargerV201, "1.6-status": BenchChargerStatus}
 
 
 async def client_main(args) -> None:
@@ -391,60 +132,6 @@ def run_client(args) -> None:
 # --- parent: database, server, clients, figures --------------------------------------------------
 
 
-def django_setup(database_url: str) -> None:
-    """This process talks to the bench database through the ORM (setup and the final row count)."""
-    import django
-
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "cpms.settings"
-    if str(BASE_DIR) not in sys.path:
-        sys.path.insert(0, str(BASE_DIR))
-    django.setup()
-
-
-def setup_database(database_url: str, count: int) -> None:
-    """Migrate, then make sure stations BENCH-00001..count exist with the bench password, plus an id token.
-    Meter values, OCPP frames and status rows of earlier runs are deleted so that runs compare."""
-    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "cpms.settings"}
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=BASE_DIR, env=env, check=True
-    )
-    from django.db import connections, transaction
-
-    from accounts.models import Organisation
-    from sessions.models import IdToken, MeterValue
-    from stations.models import ChargingStation, OcppMessage, Site, StatusChange
-    from stations.services.credentials import password_hash_make
-
-    with transaction.atomic():
-        organisation, _ = Organisation.objects.get_or_create(slug="bench", defaults={"name": "Bench"})
-        site, _ = Site.objects.get_or_create(organisation=organisation, name="Bench site")
-        IdToken.objects.update_or_create(
-            organisation=organisation, value=ID_TAG, defaults={"status": "Accepted"}
-        )
-        ChargingStation.objects.bulk_create(
-            [
-                ChargingStation(identity=identity(n), organisation=organisation, site=site)
-                for n in range(1, count + 1)
-            ],
-            ignore_conflicts=True,
-            batch_size=1000,
-        )
-        stations = ChargingStation.objects.filter(identity__startswith=IDENTITY_PREFIX)
-        # One hash for all: the server checks each handshake against it exactly as with distinct ones.
-        stations.update(
-            password_hash=password_hash_make(PASSWORD),
-            registration_status="Accepted",
-            security_profile=1,
-            organisation=organisation,
-            site=site,
-        )
-        # No relation points at these append-only tables: each delete is one DELETE statement.
-        for model in (MeterValue, OcppMessage, StatusChange):
-            model.objects.filter(station__in=stations).delete()
-    connections.close_all()
-
-
 def meter_rows(since: dt.datetime) -> int:
     from django.db import connections
 
@@ -455,128 +142,6 @@ def meter_rows(since: dt.datetime) -> int:
     ).count()
     connections.close_all()
     return rows
-
-
-def server_command(spec: str, port: int) -> list[str]:
-    if spec == "daphne":
-        return [sys.executable, "-m", "cpms.server", "--bind", HOST, "--port", str(port)]
-    if spec == "uvicorn":
-        try:
-            import uvicorn  # noqa: F401
-        except ImportError:
-            raise SystemExit("uvicorn is not installed: pip install -e '.[fast]'") from None
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "cpms.asgi:application",
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--ws",
-            "websockets-sansio",
-            "--loop",
-            "auto",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
-    return shlex.split(spec.format(port=port, host=HOST, python=sys.executable))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(
-        f"server not listening after {SERVER_START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}"
-    )
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (/proc/<pid>/stat fields 14 and 15), in seconds."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state): utime is field 14, stime field 15.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def memory_kib(pid: int) -> dict[str, int]:
-    values = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in {"VmRSS", "VmHWM"}:
-                values[key] = int(rest.split()[0])
-    return values
-
-
-def stop_process(process: subprocess.Popen, *, group: bool) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        if group:
-            os.killpg(process.pid, signal.SIGTERM)
-        else:
-            process.terminate()
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        if group:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
-        process.wait(timeout=15)
-    except ProcessLookupError:
-        pass
-
-
-class LineReader:
-    """Lines from a child's stdout, readable with a timeout (a thread feeds a queue)."""
-
-    def __init__(self, process: subprocess.Popen):
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._pump, args=(process.stdout,), daemon=True)
-        self._thread.start()
-
-    def _pump(self, stream) -> None:
-        for line in stream:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    def expect(self, prefix: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no {prefix} line within {timeout:.0f} s")
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise EOFError(f"client exited before {prefix}")
-            if line.startswith(prefix):
-                return line[len(prefix) :].strip()
-
-
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(fraction * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 @dataclass
@@ -803,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     fd_limit = raise_fd_limit()
     if max(args.chargers) + 100 > fd_limit:
         print(f"warning: file descriptor limit {fd_limit} is below the charger count", flush=True)
-    _ensure_database(args.database_url)
+    ensure_database(args.database_url)
     django_setup(args.database_url)
     print(f"Setting up {max(args.chargers)} stations in {url.path.lstrip('/')} ...", flush=True)
     setup_database(args.database_url, max(args.chargers))
@@ -828,20 +393,6 @@ def main(argv: list[str] | None = None) -> None:
             f"{f.chargers:>8} {f.rate:>8.0f} {f.p50_ms:>8.1f} {f.p95_ms:>8.1f} {f.p99_ms:>8.1f} "
             f"{f.cpu_us_per_msg:>10.0f} {f.rss_end_mib:>8.0f}"
         )
-
-
-def _ensure_database(database_url: str) -> None:
-    """Create the bench database when it does not exist (connects to the `postgres` maintenance DB)."""
-    import psycopg
-    from psycopg import sql
-
-    url = urlsplit(database_url)
-    name = url.path.lstrip("/")
-    maintenance = url._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
-    with psycopg.connect(maintenance, autocommit=True, connect_timeout=10) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 if __name__ == "__main__":
