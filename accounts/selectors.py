@@ -23,7 +23,7 @@ def membership_roles(*, user: User) -> dict[int, str]:
     cached = getattr(user, "_cpms_roles", None)
     if cached is None:
         cached = dict(Membership.objects.filter(user=user).values_list("organisation_id", "role"))
-        user._cpms_roles = cached
+        setattr(user, "_cpms_roles", cached)  # noqa: B010 - not a field of User: a per-request cache
     return cached
 
 
@@ -87,7 +87,7 @@ def organisation_user_list(*, user: User, organisation: Organisation | None = No
     other organisations is not listed."""
     if organisation is not None:
         organisation = organisation_access(user=user, pk=organisation.pk, capability=Capability.MANAGE_USERS)
-        org_ids = [organisation.pk]
+        org_ids: list[int] | None = [organisation.pk]
     else:
         org_ids = _managed_organisation_ids(user=user)
     memberships = Membership.objects.select_related("organisation").order_by("organisation__name")

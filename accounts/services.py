@@ -84,7 +84,7 @@ def _organisation_id_of(obj: Any, depth: int = 0) -> int | None:
         return None
     if isinstance(obj, Organisation):
         return obj.pk
-    organisation_id = getattr(obj, "organisation_id", None)
+    organisation_id: int | None = getattr(obj, "organisation_id", None)
     if organisation_id is not None:
         return organisation_id
     for name in _ORGANISATION_PATHS:
@@ -99,7 +99,7 @@ def _organisation_id_of(obj: Any, depth: int = 0) -> int | None:
     return None
 
 
-def _remote_addr(request) -> str | None:
+def _remote_addr(request: Any) -> str | None:
     """The client's address as login throttling sees it (accounts.backends.client_ip)."""
     from accounts.backends import client_ip
 
@@ -112,8 +112,8 @@ def audit_record(
     action: str,
     obj: models.Model | None = None,
     organisation_id: int | None = None,
-    changes: dict | None = None,
-    request=None,
+    changes: dict[str, Any] | None = None,
+    request: Any = None,
 ) -> AuditRecord:
     """Write one audit record in the caller's transaction. `actor` None (or anonymous) is the system.
     `organisation_id` defaults to the object's organisation (found through its station, site... if any).
@@ -189,7 +189,7 @@ def invitation_send(*, user: User, organisation: Organisation, actor: User, base
         logger.exception("could not send the invitation to user %s", user.pk)
 
 
-def user_invite_resend(*, actor: User, user: User, organisation: Organisation, request=None) -> None:
+def user_invite_resend(*, actor: User, user: User, organisation: Organisation, request: Any = None) -> None:
     """Send the invitation again, to a member of `organisation` who never set a password."""
     users_manage_access(actor=actor, organisation=organisation)
     with transaction.atomic():
@@ -203,7 +203,7 @@ def user_invite_resend(*, actor: User, user: User, organisation: Organisation, r
 
 
 @transaction.atomic
-def user_invite_accept(*, user: User, password: str, request=None) -> User:
+def user_invite_accept(*, user: User, password: str, request: Any = None) -> User:
     """The invited user sets their password (the caller checked the link's token and the password's
     strength, e.g. with Django's SetPasswordForm)."""
     user.set_password(password)
@@ -219,7 +219,9 @@ def user_invite_accept(*, user: User, password: str, request=None) -> User:
     return user
 
 
-def _active_set(*, actor: User, user: User, organisation: Organisation, active: bool, request=None) -> User:
+def _active_set(
+    *, actor: User, user: User, organisation: Organisation, active: bool, request: Any = None
+) -> User:
     users_manage_access(actor=actor, organisation=organisation)
     with transaction.atomic():
         membership_locked(user=user, organisation=organisation)
@@ -259,12 +261,12 @@ def _active_set(*, actor: User, user: User, organisation: Organisation, active: 
     return user
 
 
-def user_deactivate(*, actor: User, user: User, organisation: Organisation, request=None) -> User:
+def user_deactivate(*, actor: User, user: User, organisation: Organisation, request: Any = None) -> User:
     """The user can no longer log in (portal, admin, API token). Not yourself, not the last active
     operator admin of an organisation, not a member of organisations the actor does not manage."""
     return _active_set(actor=actor, user=user, organisation=organisation, active=False, request=request)
 
 
-def user_activate(*, actor: User, user: User, organisation: Organisation, request=None) -> User:
+def user_activate(*, actor: User, user: User, organisation: Organisation, request: Any = None) -> User:
     """Undo `user_deactivate`."""
     return _active_set(actor=actor, user=user, organisation=organisation, active=True, request=request)

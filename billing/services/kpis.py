@@ -21,10 +21,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import transaction
-from django.db.models import Count, Min, Sum
+from django.db.models import Count, Min, QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import User
@@ -118,7 +119,7 @@ def port_seconds(history: StationHistory, start: datetime, end: datetime) -> tup
     return round(observed.total_seconds()), round(in_service.total_seconds())
 
 
-def _segment(state: dict, length: timedelta) -> tuple[timedelta, timedelta]:
+def _segment(state: dict[str, Any], length: timedelta) -> tuple[timedelta, timedelta]:
     if not state:  # nothing known yet: not observed
         return timedelta(0), timedelta(0)
     down = (
@@ -167,7 +168,7 @@ def _history_load(
 
     changes = StatusChange.objects.filter(station=station)
 
-    def timeline(qs) -> tuple[tuple[datetime, str], ...]:
+    def timeline(qs: QuerySet[StatusChange]) -> tuple[tuple[datetime, str], ...]:
         carried = (
             qs.filter(occurred_at__lt=start)
             .order_by("-occurred_at", "-id")
@@ -184,9 +185,11 @@ def _history_load(
     )
 
 
-def _by_day(values: Iterable[tuple[datetime, object]], days: Sequence[date], starts: Sequence[datetime]):
+def _by_day(
+    values: Iterable[tuple[datetime, Any]], days: Sequence[date], starts: Sequence[datetime]
+) -> dict[date, list[Any]]:
     """Groups (at, value) by the day whose window holds `at` (`starts` are the day starts, ascending)."""
-    grouped: dict[date, list] = defaultdict(list)
+    grouped: dict[date, list[Any]] = defaultdict(list)
     for at, value in values:
         index = bisect_left(starts, at + timedelta(microseconds=1)) - 1
         if 0 <= index < len(days):
@@ -194,9 +197,9 @@ def _by_day(values: Iterable[tuple[datetime, object]], days: Sequence[date], sta
     return grouped
 
 
-def _station_days(station: ChargingStation, days: list[date], now: datetime) -> dict[date, dict]:
+def _station_days(station: ChargingStation, days: list[date], now: datetime) -> dict[date, dict[str, Any]]:
     """The KPI components of one station for consecutive local days."""
-    time_zone = station.site.time_zone if station.site_id else "UTC"
+    time_zone = station.site.time_zone if station.site is not None else "UTC"
     currency = station.organisation.currency
     bounds = [day_bounds(day, time_zone) for day in days]
     starts = [b[0] for b in bounds]
@@ -204,7 +207,7 @@ def _station_days(station: ChargingStation, days: list[date], now: datetime) -> 
     ports = tuple(Evse.objects.filter(station=station).order_by("evse_id").values_list("evse_id", flat=True))
     history = _history_load(station, ports, period_start, min(period_end, now))
 
-    def window(field: str) -> dict:
+    def window(field: str) -> dict[str, datetime]:
         return {f"{field}__gte": period_start, f"{field}__lt": period_end}
 
     sessions = _by_day(
@@ -226,6 +229,7 @@ def _station_days(station: ChargingStation, days: list[date], now: datetime) -> 
         (
             (i.resolved_at, (max(i.resolved_at - i.detected_at, timedelta(0)), bool(i.resolved_remotely)))
             for i in Incident.objects.filter(station=station, **window("resolved_at"))
+            if i.resolved_at is not None  # always: the window's filter excludes NULL
         ),
         days,
         starts,
@@ -285,7 +289,7 @@ def _station_days(station: ChargingStation, days: list[date], now: datetime) -> 
     return result
 
 
-def _same(row: KpiDay, values: dict) -> bool:
+def _same(row: KpiDay, values: dict[str, Any]) -> bool:
     for field, value in values.items():
         current = getattr(row, field)
         if isinstance(value, Decimal):
@@ -307,11 +311,11 @@ def kpi_days_compute(*, station_ids: Iterable[int], days: Iterable[date], now: d
     written = 0
     stations = ChargingStation.objects.filter(pk__in=list(station_ids)).select_related("site", "organisation")
     for station in stations.order_by("pk"):
-        today = local_today(station.site.time_zone if station.site_id else "UTC", now)
+        today = local_today(station.site.time_zone if station.site is not None else "UTC", now)
         station_days = [day for day in wanted if day <= today]
         if not station_days:
             continue
-        computed: dict[date, dict] = {}
+        computed: dict[date, dict[str, Any]] = {}
         # Consecutive runs share one load of the history.
         run: list[date] = []
         for day in station_days:
@@ -325,7 +329,7 @@ def kpi_days_compute(*, station_ids: Iterable[int], days: Iterable[date], now: d
 
 
 @transaction.atomic
-def _upsert(station: ChargingStation, computed: dict[date, dict], now: datetime) -> int:
+def _upsert(station: ChargingStation, computed: dict[date, dict[str, Any]], now: datetime) -> int:
     existing = {
         row.day: row
         for row in KpiDay.objects.select_for_update().filter(station=station, day__in=list(computed))
@@ -362,7 +366,7 @@ def kpi_days_compute_recent(*, station_ids: Sequence[int], now: datetime | None 
     written = 0
     stations = ChargingStation.objects.filter(pk__in=list(station_ids)).select_related("site")
     for station in stations.order_by("pk"):
-        today = local_today(station.site.time_zone if station.site_id else "UTC", now)
+        today = local_today(station.site.time_zone if station.site is not None else "UTC", now)
         written += kpi_days_compute(
             station_ids=[station.pk], days=[today - timedelta(days=1), today], now=now
         )
@@ -417,7 +421,7 @@ class KpiSummary:
     series: tuple[KpiPoint, ...]
 
 
-def _ratio(numerator, denominator, scale=1):
+def _ratio(numerator: Any, denominator: Any, scale: int | Decimal = 1) -> Any:
     if not denominator:
         return None
     return numerator * scale / denominator
@@ -433,7 +437,7 @@ def kpi_scope(
     site_id: int | None = None,
     station_id: int | None = None,
     station_identity: str | None = None,
-):
+) -> QuerySet[KpiDay]:
     """The KpiDay rows the user may see, narrowed to a site or station (NotFound if outside the scope)."""
     rows = KpiDay.objects.filter(station_scope_q(user=user, prefix="station__"))
     if station_identity is not None:

@@ -4,6 +4,7 @@ last 365 days of its KpiDay rows (billing.services.kpis computes those)."""
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Sum
@@ -118,7 +119,7 @@ def roi_can_edit(*, user: User, organisation: Organisation) -> bool:
     )
 
 
-def roi_inputs_validate(data: dict) -> dict[str, str]:
+def roi_inputs_validate(data: dict[str, Any]) -> dict[str, str]:
     """Field -> message for every invalid value (amounts negative, years below 1, baseline outside 0-100)."""
     errors = {}
     for field, value in data.items():
@@ -136,7 +137,7 @@ def roi_inputs_validate(data: dict) -> dict[str, str]:
 
 
 @transaction.atomic
-def roi_inputs_update(*, user: User, organisation: Organisation, data: dict) -> RoiInputs:
+def roi_inputs_update(*, user: User, organisation: Organisation, data: dict[str, Any]) -> RoiInputs:
     """Saves some or all inputs (ROI_INPUT_FIELDS). Needs the billing or export right on the organisation."""
     if not roi_can_edit(user=user, organisation=organisation):
         raise PermissionDenied("Your role may not edit the ROI inputs.")

@@ -14,20 +14,23 @@ from cpms.simulator.summary import SessionRecord
 
 
 class CsmsRequestsMixin:
-    # Kept by SimulatedCharger (charger.py).
+    # Kept and implemented by SimulatedCharger (charger.py).
     connectors: dict[int, ConnectorState]
     station_status: str
     client: ProtocolClient | None
     _reboot: asyncio.Event
     _connector_freed: asyncio.Event
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], *, session: bool = False) -> asyncio.Task: ...
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, session: bool = False) -> asyncio.Task:
+        raise NotImplementedError
 
     async def run_session(
         self, connector: ConnectorState, *, id_tag: str, remote: bool, remote_start_id: int | None = None
-    ) -> SessionRecord: ...
+    ) -> SessionRecord:
+        raise NotImplementedError
 
-    async def _set_status(self, connector: ConnectorState, status: str) -> None: ...
+    async def _set_status(self, connector: ConnectorState, status: str) -> None:
+        raise NotImplementedError
 
     # --- called by protocol clients on CSMS requests --------------------------------------------
     # These run inside the handler of a CSMS call: they decide and change state synchronously, and

@@ -2,6 +2,8 @@
 whether a user may log in. Here rather than in accounts.api because a site host's grants are on sites
 (stations.services.site_hosts); the URLs are the same /api/v1/users/ as the rest of the API."""
 
+from typing import Any
+
 from django.db import transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -15,7 +17,7 @@ from accounts.api.serializers import (
     UserUpdateInputSerializer,
 )
 from accounts.enums import Capability, Role
-from accounts.models import User
+from accounts.models import Membership, User
 from accounts.selectors import organisation_access, organisation_user_access, organisation_user_list
 from accounts.services import user_activate, user_deactivate
 from cpms.api import BAD_REQUEST, FORBIDDEN, NOT_FOUND
@@ -24,10 +26,16 @@ from stations.scope import user_site_grants
 from stations.services.site_hosts import user_invite, user_role_set, user_site_grants_set
 
 
-def _user_data(member: User) -> dict:
+def _managed_memberships(member: User) -> list[Membership]:
+    """The memberships organisation_user_list prefetched (to_attr: not a declared attribute of User)."""
+    return member.managed_memberships  # type: ignore[attr-defined]
+
+
+def _user_data(member: User) -> dict[str, Any]:
     memberships = []
-    for membership in member.managed_memberships:
-        sites, prices = ([], [])
+    for membership in _managed_memberships(member):
+        sites: list[int] = []
+        prices: list[int] = []
         if membership.role == Role.SITE_HOST:
             sites, prices = user_site_grants(user=member, organisation=membership.organisation)
         memberships.append({"membership": membership, "sites": sites, "may_set_prices": prices})
@@ -110,12 +118,12 @@ class UserDetailApi(APIView):
         values = data.validated_data
         if "organisation" in values:
             membership = next(
-                (m for m in member.managed_memberships if m.organisation_id == values["organisation"]), None
+                (m for m in _managed_memberships(member) if m.organisation_id == values["organisation"]), None
             )
             if membership is None:
                 raise NotFound(f"Organisation {values['organisation']} not found for user {pk}.")
-        elif len(member.managed_memberships) == 1:
-            membership = member.managed_memberships[0]
+        elif len(_managed_memberships(member)) == 1:
+            membership = _managed_memberships(member)[0]
         else:
             raise ValidationFailed(
                 "The user belongs to several organisations you manage: give 'organisation'."

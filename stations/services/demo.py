@@ -211,13 +211,13 @@ def demo_data_load() -> DemoData:
             created += 1
         sites[spec.name] = site
 
-    for spec in STATIONS:
+    for station_spec in STATIONS:
         created += _station_ensure(
-            spec=spec, actor=admin, organisation=organisation, site=sites[spec.site_name]
+            spec=station_spec, actor=admin, organisation=organisation, site=sites[station_spec.site_name]
         )
 
-    for spec in member_specs:
-        created += _member_ensure(spec=spec, organisation=organisation, sites=sites)
+    for member_spec in member_specs:
+        created += _member_ensure(spec=member_spec, organisation=organisation, sites=sites)
 
     return DemoData(
         organisation=organisation,
@@ -282,6 +282,8 @@ def _member_ensure(*, spec: DemoUserSpec, organisation: Organisation, sites: dic
     if spec.role == Role.SITE_HOST:
         # The demo host may also set the Berlin Depot's prices (the per-site pricing grant).
         site_host_grant(user=user, site=sites[spec.site_name], may_set_prices=True)
+    elif spec.role is None:  # only the superuser's spec has no role, and it is not a member
+        raise ValueError(f"Demo user {spec.username!r} has no role.")
     else:
         membership_set(user=user, organisation=organisation, role=spec.role)
     return created + 1

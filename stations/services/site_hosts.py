@@ -60,9 +60,9 @@ def user_invite(
     organisation: Organisation,
     email: str,
     role: str,
-    sites: Iterable = (),
+    sites: Iterable[Site | int] = (),
     may_set_prices: bool = False,
-    request=None,
+    request: Any = None,
 ) -> User:
     """Create a user without a usable password, give them `role` in `organisation` (a site host: on
     `sites`), and email them a one-time link to set a password (sent once the transaction commits).
@@ -119,7 +119,7 @@ def user_invite(
 
 
 def user_role_set(
-    *, actor: User, user: User, organisation: Organisation, role: str, request=None
+    *, actor: User, user: User, organisation: Organisation, role: str, request: Any = None
 ) -> Membership:
     """Change a member's role in `organisation`. Leaving the site-host role drops their site grants there.
     The last active operator admin of an organisation keeps that role."""
@@ -164,9 +164,9 @@ def user_site_grants_set(
     actor: User,
     user: User,
     organisation: Organisation,
-    sites: Iterable,
+    sites: Iterable[Site | int],
     may_set_prices: bool,
-    request=None,
+    request: Any = None,
 ) -> list[int]:
     """Make `sites` exactly the sites of `organisation` the site host `user` holds, each with pricing
     rights if `may_set_prices`. Returns the site ids now held. Audited per kind of change: added,
