@@ -12,6 +12,10 @@ whole map: "what happens when a session ends?" is its SessionEnded case. Every e
   case 32); a job lost that way is caught by the periodic job that owns the same work (the billing sweep, the
   periodic rebalance, the waitlist advance, the incident alert sweep). Live events and the waitlist check run
   as tasks of the connection's event loop.
+
+Not here: what a service does inside its own transaction (a reservation used by a start, an incident resolved
+by a status or a reconnect, firmware and upload status moved by a notification). Incidents that a 2.0.1
+NotifyEvent opens have no IncidentOpened outcome yet: their alert goes out with the minute's sweep.
 """
 
 import asyncio
