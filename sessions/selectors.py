@@ -250,12 +250,12 @@ _UNIT_TO_W = {"": 1, "W": 1, "kW": 1000}
 def session_started_local_q(*, user: User, start: date | None = None, end: date | None = None) -> Q:
     """Sessions started on local dates [start, end) (either may be None), the local date being the one at
     the session's site (UTC for a station without a site), as the exports count them. One range per time
-    from accounts.selectors import site_scope_q
     zone among the sites the user sees: the index on started_at still applies."""
     from datetime import UTC, time
     from zoneinfo import ZoneInfo
 
     from stations.models import Site
+    from stations.scope import site_scope_q
 
     if start is None and end is None:
         return Q()
