@@ -2,12 +2,14 @@
 
 accounts <- stations <- sessions <- energy <- billing: an app imports only the apps to its left. Domain apps
 never import the interface layers under cpms/ (the OCPP server, the portal, the simulator); they may import
-the cpms base modules and the pure OCPP wire package cpms/ocpp_wire. The simulator imports nothing of Django
-nor of the server it talks to. Every import counts, those inside functions and `if TYPE_CHECKING:` blocks too:
-an import hidden in a function is still a dependency.
+the cpms base modules and the pure OCPP wire package cpms/ocpp_wire, as long as those import no domain app
+(that would be a cycle). The simulator imports nothing of Django nor of the server it talks to. Every import
+counts, those inside functions and `if TYPE_CHECKING:` blocks too: an import hidden in a function is still a
+dependency.
 """
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,8 +24,8 @@ INTERFACE_LAYERS = ("cpms.ocpp", "cpms.portal", "cpms.simulator")
 TEMPORARY_ALLOWED: frozenset[tuple[str, str]] = frozenset()
 
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
@@ -77,7 +79,9 @@ def simulator_violations(source: str, module: str, *, is_package: bool = False) 
     found = set()
     for imported in imported_modules(source, module, is_package=is_package):
         top = imported.split(".")[0]
-        if top in ("django", "channels", "rest_framework", *DOMAIN_APPS) or (top == "cpms" and imported != "cpms" and not _within(imported, "cpms.simulator")):
+        if top in ("django", "channels", "rest_framework", *DOMAIN_APPS) or (
+            top == "cpms" and imported != "cpms" and not _within(imported, "cpms.simulator")
+        ):
             found.add(imported)
     return found
 
@@ -86,19 +90,25 @@ def wire_violations(source: str, module: str, *, is_package: bool = False) -> se
     """The OCPP wire package is importable by the domain: no domain app, no database, no channels."""
     found = set()
     for imported in imported_modules(source, module, is_package=is_package):
-        if _app_of(imported) or _within(imported, "django.db") or imported.split(".")[0] == "channels" or any(_within(imported, layer) for layer in INTERFACE_LAYERS):
+        if (
+            _app_of(imported)
+            or _within(imported, "django.db")
+            or imported.split(".")[0] == "channels"
+            or any(_within(imported, layer) for layer in INTERFACE_LAYERS)
+        ):
             found.add(imported)
     return found
 
 
-def _sources(*packages: str) -> Iterator[tuple[Path, str]]:
+def _sources(*packages: str, root: Path = ROOT) -> Iterator[tuple[Path, str]]:
     for package in packages:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            if "migrations" in path.relative_to(ROOT).parts:
+        for path in sorted((root / package).rglob("*.py")):
+            if "migrations" in path.relative_to(root).parts:
                 continue
-            yield path, _module_name(path)
+            yield path, _module_name(path, root)
 
 
+@functools.cache
 def _all_violations() -> dict[str, set[tuple[str, str]]]:
     checks = {
         "domain": (domain_violations, DOMAIN_APPS),
@@ -133,6 +143,43 @@ def test_ocpp_wire_imports_no_domain_database_or_channels():
     assert sorted(_all_violations()["wire"]) == []
 
 
+def _module_path(module: str, root: Path) -> Path | None:
+    path = root.joinpath(*module.split("."))
+    for candidate in (path.with_suffix(".py"), path / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def base_module_cycles(root: Path = ROOT) -> set[tuple[str, str]]:
+    """(cpms module, domain module it imports) for every cpms module the domain imports, directly or
+    through other cpms modules: such an import would be a cycle between the domain and the project package."""
+    todo = [
+        imported
+        for path, module in _sources(*DOMAIN_APPS, root=root)
+        for imported in imported_modules(path.read_text(), module, is_package=path.name == "__init__.py")
+        if _within(imported, "cpms")
+    ]
+    seen: set[str] = set()
+    found = set()
+    while todo:
+        module = todo.pop()
+        path = _module_path(module, root)
+        if module in seen or path is None:
+            continue
+        seen.add(module)
+        for imported in imported_modules(path.read_text(), module, is_package=path.name == "__init__.py"):
+            if _app_of(imported):
+                found.add((module, imported))
+            elif _within(imported, "cpms"):
+                todo.append(imported)
+    return found
+
+
+def test_cpms_modules_the_domain_imports_import_no_domain_app():
+    assert sorted(base_module_cycles()) == []
+
+
 def test_the_scan_covers_every_domain_app():
     modules = {module.split(".")[0] for _, module in _sources(*DOMAIN_APPS)}
     assert modules == set(DOMAIN_APPS)
@@ -155,7 +202,11 @@ def test_the_scan_covers_every_domain_app():
         ("sessions.api.views", "from cpms import portal\n", {"cpms.portal"}),
         ("billing.services.kpis", "from ..selectors import x\n", set()),
         ("stations.services.demo", "from ...sessions import models\n", {"sessions", "sessions.models"}),
-        ("billing.tasks", "from sessions.models import ChargingSession\nfrom cpms.errors import NotFound\n", set()),
+        (
+            "billing.tasks",
+            "from sessions.models import ChargingSession\nfrom cpms.errors import NotFound\n",
+            set(),
+        ),
         ("stations.api.commands", "from cpms.ocpp_wire.calls import Call\n", set()),
     ],
 )
@@ -181,3 +232,17 @@ def test_wire_checker():
         "django.db",
         "channels.layers",
     }
+
+
+def test_cycle_checker(tmp_path):
+    files = {
+        "accounts/models.py": "from cpms.errors import NotFound\n",
+        "cpms/__init__.py": "",
+        "cpms/errors.py": "import cpms.jobs\n",
+        "cpms/jobs.py": "def run():\n    from billing.models import Cdr\n",
+        "cpms/portal/views.py": "from stations.models import Site\n",  # not imported by the domain: allowed
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert base_module_cycles(tmp_path) == {("cpms.jobs", "billing.models")}
