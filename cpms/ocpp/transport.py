@@ -39,8 +39,9 @@ class ChannelReply:
         done, _ = await asyncio.wait({self._word}, timeout=timeout_s)
         if done:
             word, self._word = self._word, None
-            if word.exception() is not None:
-                raise word.exception()
+            failure = word.exception()
+            if failure is not None:
+                raise failure
 
     def close(self) -> None:
         if self._word is not None:

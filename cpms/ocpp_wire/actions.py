@@ -1,6 +1,8 @@
 """The actions a CSMS may send to a charging station, per OCPP version (the charger-initiated ones are the
 handlers' business)."""
 
+from typing import Any
+
 from cpms.ocpp_wire import schemas
 from cpms.ocpp_wire.errors import ErrorKind, OcppError
 
@@ -91,7 +93,7 @@ def version_of(protocol: str) -> str:
     return protocol.removeprefix("ocpp")
 
 
-def request_validate(*, protocol: str, action: str, payload) -> None:
+def request_validate(*, protocol: str, action: str, payload: Any) -> None:
     """Raise OcppError unless `action` is one the CSMS sends in this version and `payload` matches its
     request schema."""
     version = version_of(protocol)
@@ -102,7 +104,7 @@ def request_validate(*, protocol: str, action: str, payload) -> None:
     schemas.validate(version, schemas.request_schema(version, action), payload)
 
 
-def response_validate(*, protocol: str, action: str, payload) -> None:
+def response_validate(*, protocol: str, action: str, payload: Any) -> None:
     version = version_of(protocol)
     if not isinstance(payload, dict):
         raise OcppError(ErrorKind.FORMAT, "the payload must be a JSON object")

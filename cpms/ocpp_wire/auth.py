@@ -66,7 +66,7 @@ def reserve_now(
     version: str,
     *,
     reservation_id: int,
-    expires_at,
+    expires_at: datetime,
     id_token: str,
     id_token_type: str,
     evse_id: int | None = None,
@@ -135,7 +135,7 @@ def get_local_list_version(version: str) -> Call:
     return call_checked(version, Call("GetLocalListVersion", {}))
 
 
-def _entry_16(item: LocalListItem) -> dict:
+def _entry_16(item: LocalListItem) -> dict[str, Any]:
     entry: dict[str, Any] = {"idTag": item.value}
     if item.status is not None:
         info: dict[str, Any] = {"status": item.status if item.status in STATUSES_16 else "Invalid"}
@@ -147,7 +147,7 @@ def _entry_16(item: LocalListItem) -> dict:
     return entry
 
 
-def _entry_201(item: LocalListItem) -> dict:
+def _entry_201(item: LocalListItem) -> dict[str, Any]:
     entry: dict[str, Any] = {"idToken": {"idToken": item.value, "type": item.type}}
     if item.status is not None:
         info: dict[str, Any] = {"status": item.status}
@@ -162,12 +162,12 @@ def _entry_201(item: LocalListItem) -> dict:
 # --- reading back what was sent ------------------------------------------------------------------
 
 
-def local_list_items_sent(version: str, request: dict) -> list[LocalListItem]:
+def local_list_items_sent(version: str, request: dict[str, Any]) -> list[LocalListItem]:
     """The items of a SendLocalList request as we sent it (removals with status None)."""
     return _sent_items_16(request) if version_checked(version) == "1.6" else _sent_items_201(request)
 
 
-def _sent_items_16(request: dict) -> list[LocalListItem]:
+def _sent_items_16(request: dict[str, Any]) -> list[LocalListItem]:
     items = []
     for entry in request.get("localAuthorizationList") or []:
         info = entry.get("idTagInfo")
@@ -183,7 +183,7 @@ def _sent_items_16(request: dict) -> list[LocalListItem]:
     return items
 
 
-def _sent_items_201(request: dict) -> list[LocalListItem]:
+def _sent_items_201(request: dict[str, Any]) -> list[LocalListItem]:
     items = []
     for entry in request.get("localAuthorizationList") or []:
         info = entry.get("idTokenInfo")
@@ -204,7 +204,7 @@ def _sent_items_201(request: dict) -> list[LocalListItem]:
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def _datetime_or_none(value):
+def _datetime_or_none(value: Any) -> datetime | None:
     if not value:
         return None
     try:

@@ -1,7 +1,7 @@
 """A CSMS-initiated OCPP call, and the one check every builder's output passes before anyone records it."""
 
 import secrets
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from cpms.errors import ValidationFailed
 from cpms.ocpp_wire import schemas
@@ -20,7 +20,7 @@ class Call(NamedTuple):
     """One OCPP call: the action and its payload, exactly as on the wire."""
 
     action: str
-    payload: dict
+    payload: dict[str, Any]
 
 
 def call_checked(version: str, call: Call) -> Call:

@@ -4,6 +4,7 @@ server's mappers raise OcppError; the server answers it with a CALLERROR spelt i
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class ErrorKind(StrEnum):
@@ -29,7 +30,7 @@ class OcppError(Exception):
 
     kind: ErrorKind
     description: str = ""
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.description}"

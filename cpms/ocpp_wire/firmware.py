@@ -7,6 +7,7 @@ longer than 800 characters, an unknown protocol) is a 400 for the caller, not a 
 """
 
 from datetime import datetime
+from typing import Any
 
 from cpms.errors import ValidationFailed
 from cpms.ocpp_wire.actions import CSMS_ACTIONS, version_of
@@ -91,13 +92,13 @@ def diagnostics_request(
             raise ValidationFailed(
                 f"GetDiagnostics is an OCPP 1.6 message; ask an OCPP {version} station for kind 'log'."
             )
-        payload: dict = {"location": location}
+        payload: dict[str, Any] = {"location": location}
         if oldest is not None:
             payload["startTime"] = format_datetime(oldest)
         if latest is not None:
             payload["stopTime"] = format_datetime(latest)
         return call_checked(version, Call("GetDiagnostics", payload))
-    log: dict = {"remoteLocation": location}
+    log: dict[str, Any] = {"remoteLocation": location}
     if oldest is not None:
         log["oldestTimestamp"] = format_datetime(oldest)
     if latest is not None:

@@ -86,7 +86,7 @@ def remote_start(
     id_token: str,
     id_token_type: str = CENTRAL_TOKEN,
     target: Target = STATION,
-    charging_profile: dict | None = None,
+    charging_profile: dict[str, Any] | None = None,
     remote_start_id: int | None = None,
 ) -> Call:
     """1.6 RemoteStartTransaction {connectorId?, idTag, chargingProfile?}; 2.0.1 RequestStartTransaction
@@ -169,7 +169,7 @@ def change_availability(version: str, *, operative: bool, target: Target = STATI
 
 
 def get_configuration(
-    version: str, *, keys: Sequence[str | Mapping] | None = None, request_id: int | None = None
+    version: str, *, keys: Sequence[str | Mapping[str, Any]] | None = None, request_id: int | None = None
 ) -> Call:
     """1.6 GetConfiguration{key?} (no keys: all of them). 2.0.1 GetVariables{getVariableData[]} for the
     given (component, variable)s ("Component.Variable" or mappings, see VariableRef); no keys: GetBaseReport
@@ -190,7 +190,7 @@ def get_configuration(
     )
 
 
-def set_configuration(version: str, *, values: Sequence[tuple[str | Mapping, str]]) -> list[Call]:
+def set_configuration(version: str, *, values: Sequence[tuple[str | Mapping[str, Any], str]]) -> list[Call]:
     """(key, value) pairs -> 1.6 one ChangeConfiguration{key, value} per pair (1.6 sets one key per call);
     2.0.1 one SetVariables{setVariableData[]} with an attributeValue per pair."""
     if not values:
@@ -243,7 +243,10 @@ def data_transfer(version: str, *, vendor_id: str, message_id: str | None = None
 
 
 def set_configuration_statuses(
-    version: str, *, values: Sequence[tuple[str | Mapping, str]], responses: Sequence[dict | None]
+    version: str,
+    *,
+    values: Sequence[tuple[str | Mapping[str, Any], str]],
+    responses: Sequence[dict[str, Any] | None],
 ) -> list[str | None]:
     """The charger's status for each (key, value) of set_configuration, in input order: None where no answer
     says it (the call was not answered or not sent). `responses` are the answers of set_configuration's calls,
@@ -274,14 +277,14 @@ def _connector_16(target: Target) -> int:
     return target.evse_id
 
 
-def _evse(target: Target) -> dict:
-    evse: dict[str, int] = {"id": target.evse_id}
+def _evse(target: Target) -> dict[str, Any]:
+    evse: dict[str, Any] = {"id": target.evse_id}
     if target.connector_id is not None:
         evse["connectorId"] = target.connector_id
     return evse
 
 
-def _key_16(key: str | Mapping) -> str:
+def _key_16(key: str | Mapping[str, Any]) -> str:
     if not isinstance(key, str):
         raise ValidationFailed(
             "OCPP 1.6 configuration keys are names (strings), not components and variables."
@@ -289,7 +292,7 @@ def _key_16(key: str | Mapping) -> str:
     return key
 
 
-def variable_ref(key: str | Mapping) -> VariableRef:
+def variable_ref(key: str | Mapping[str, Any]) -> VariableRef:
     """ "Component.Variable" (split at the first '.') or a mapping (see VariableRef) -> VariableRef."""
     if isinstance(key, str):
         component, dot, variable = key.partition(".")
@@ -308,7 +311,7 @@ def variable_ref(key: str | Mapping) -> VariableRef:
     return VariableRef(**{f: key[f] for f in known if key.get(f) is not None})
 
 
-def _variable_data(ref: VariableRef) -> dict:
+def _variable_data(ref: VariableRef) -> dict[str, Any]:
     """GetVariableData / SetVariableData (without attributeValue) of a reference; attributeType only when it
     is not the default (Actual)."""
     component: dict[str, Any] = {"name": ref.component}
@@ -327,7 +330,7 @@ def _variable_data(ref: VariableRef) -> dict:
     return data
 
 
-def result_key(item: dict) -> tuple:
+def result_key(item: dict[str, Any]) -> tuple[Any, ...]:
     """Identity of an attribute in a GetVariable/SetVariable data or result item."""
     component, variable = item.get("component") or {}, item.get("variable") or {}
     evse = component.get("evse") or {}
@@ -342,5 +345,5 @@ def result_key(item: dict) -> tuple:
     )
 
 
-def _ref_key(ref: VariableRef) -> tuple:
+def _ref_key(ref: VariableRef) -> tuple[Any, ...]:
     return result_key(_variable_data(ref))

@@ -1,6 +1,8 @@
 """The secrets a CSMS may send a charger, and a call's payload with them masked (for logs, the audit and the
 command history)."""
 
+from typing import Any
+
 # Secrets a CSMS may send a charger: shown and logged masked; the Command row keeps the real value only
 # until the command is finished (the outbox needs it to send).
 REDACTED = "********"
@@ -9,7 +11,7 @@ SECRET_VARIABLES = frozenset({"BasicAuthPassword"})  # 2.0.1 SecurityCtrlr
 SECRET_NETWORK_FIELDS = {"apn": ("apnPassword",), "vpn": ("password", "key")}
 
 
-def request_redacted(action: str, request):
+def request_redacted(action: str, request: Any) -> Any:
     """`request` with the secrets in it masked (a copy; the same object when there are none)."""
     if not isinstance(request, dict):
         return request
@@ -34,5 +36,5 @@ def request_redacted(action: str, request):
     return request
 
 
-def _secret_variable(item) -> bool:
+def _secret_variable(item: Any) -> bool:
     return isinstance(item, dict) and (item.get("variable") or {}).get("name") in SECRET_VARIABLES

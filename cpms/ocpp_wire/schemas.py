@@ -7,7 +7,9 @@ Schema violations map to the OCPP error kinds (RELIABILITY.md B10).
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import fastjsonschema
 import ocpp
@@ -37,7 +39,7 @@ _RULE_KINDS = {
 }
 
 
-def _load(version: str, name: str) -> dict | None:
+def _load(version: str, name: str) -> dict[str, Any] | None:
     path = _SCHEMA_DIRS[version] / f"{name}.json"
     if not path.exists():
         return None
@@ -49,13 +51,13 @@ def _load(version: str, name: str) -> dict | None:
     # timestamp is not RFC 3339), so the schema's own "format" check is not run twice.
     _drop_formats(schema)
     _bound_integers(schema)
-    return schema
+    return dict(schema)
 
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def _bound_integers(node) -> None:
+def _bound_integers(node: Any) -> None:
     """OCPP integers are 32-bit (2.0.1 Part 2 "integer"; 1.6 implementations alike) but the schemas give
     no bounds: without them a charger could send 10**30 and reach the database as an overflow."""
     if isinstance(node, dict):
@@ -69,7 +71,7 @@ def _bound_integers(node) -> None:
             _bound_integers(value)
 
 
-def _drop_formats(node) -> None:
+def _drop_formats(node: Any) -> None:
     if isinstance(node, dict):
         if node.get("format") == "date-time":
             del node["format"]
@@ -81,7 +83,7 @@ def _drop_formats(node) -> None:
 
 
 @functools.cache
-def _validator(version: str, name: str):
+def _validator(version: str, name: str) -> Callable[[Any], Any] | None:
     schema = _load(version, name)
     if schema is None:
         return None
@@ -97,7 +99,7 @@ def response_schema(action: str) -> str:
     return f"{action}Response"
 
 
-def validate(version: str, name: str, payload: dict) -> None:
+def validate(version: str, name: str, payload: dict[str, Any]) -> None:
     """Raise OcppError if `payload` does not match schema `name` (see request_schema/response_schema)."""
     validator = _validator(version, name)
     if validator is None:

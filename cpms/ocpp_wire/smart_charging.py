@@ -11,6 +11,7 @@ Profile ids are fixed per EVSE and kind, so a new limit replaces the previous pr
 """
 
 from decimal import Decimal
+from typing import Any
 
 from cpms.ocpp_wire.calls import Call, call_checked, version_checked
 
@@ -33,7 +34,7 @@ def _limit(limit_a: Decimal) -> float:
     return float(limit_a.quantize(Decimal("0.1")))
 
 
-def _periods(limit_a: Decimal) -> list[dict]:
+def _periods(limit_a: Decimal) -> list[dict[str, Any]]:
     return [{"startPeriod": 0, "limit": _limit(limit_a)}]
 
 
@@ -55,7 +56,7 @@ def set_charging_profile(
     profile_id = tx_profile_id(evse_number) if is_tx else default_profile_id(evse_number)
     stack_level = TX_STACK_LEVEL if is_tx else DEFAULT_STACK_LEVEL
     if version_checked(version) == "1.6":
-        profile: dict = {
+        profile: dict[str, Any] = {
             "chargingProfileId": profile_id,
             "stackLevel": stack_level,
             "chargingProfilePurpose": purpose,
@@ -64,7 +65,7 @@ def set_charging_profile(
         }
         if is_tx:
             # 1.6 transaction ids are integers on the wire.
-            profile["transactionId"] = int(transaction_id)
+            profile["transactionId"] = int(transaction_id)  # type: ignore[arg-type]  # checked above
         return call_checked(
             version, Call("SetChargingProfile", {"connectorId": evse_number, "csChargingProfiles": profile})
         )

@@ -8,6 +8,8 @@ A template's `settings`:
   -> one SetVariables with every setting.
 """
 
+from typing import Any
+
 from cpms.errors import ValidationFailed
 from cpms.ocpp_wire.actions import version_of
 from cpms.ocpp_wire.calls import new_request_id
@@ -27,12 +29,14 @@ V201_KEYS = {
 PROTOCOLS_OF = {"ocpp1.6": ("ocpp1.6",), "ocpp2.0.1": ("ocpp2.0.1", "ocpp2.1"), "ocpp2.1": ("ocpp2.1",)}
 
 
-def template_calls(*, protocol: str, settings: list) -> dict[str, list[list]]:
+def template_calls(*, protocol: str, settings: list[Any]) -> dict[str, list[list[Any]]]:
     """station protocol -> [[action, payload], ...]; ValidationFailed with the reason for a bad template."""
     if not isinstance(settings, list) or not settings:
         raise ValidationFailed("settings: a non-empty list of settings.")
     if protocol == "ocpp1.6":
-        values = [_v16_setting(i, setting) for i, setting in enumerate(settings)]
+        values: list[tuple[str | dict[str, Any], str]] = [
+            _v16_setting(i, setting) for i, setting in enumerate(settings)
+        ]
     else:
         values = [_v201_setting(i, setting) for i, setting in enumerate(settings)]
     try:
@@ -42,13 +46,13 @@ def template_calls(*, protocol: str, settings: list) -> dict[str, list[list]]:
     return {station_protocol: [list(call) for call in calls] for station_protocol in PROTOCOLS_OF[protocol]}
 
 
-def _v16_setting(index: int, setting) -> tuple[str, str]:
+def _v16_setting(index: int, setting: Any) -> tuple[str | dict[str, Any], str]:
     if not isinstance(setting, dict) or set(setting) != {"key", "value"}:
         raise ValidationFailed(f"settings[{index}]: an object with exactly 'key' and 'value'.")
     return str(setting["key"]), str(setting["value"])
 
 
-def _v201_setting(index: int, setting) -> tuple[dict, str]:
+def _v201_setting(index: int, setting: Any) -> tuple[str | dict[str, Any], str]:
     """A template setting as set_configuration's (variable reference, value)."""
     if not isinstance(setting, dict) or not {"component", "variable", "value"} <= set(setting):
         raise ValidationFailed(f"settings[{index}]: 'component', 'variable' and 'value' are required.")
@@ -70,7 +74,7 @@ def _v201_setting(index: int, setting) -> tuple[dict, str]:
     return ref, str(setting["value"])
 
 
-def read_configuration_calls() -> dict[str, list[list]]:
+def read_configuration_calls() -> dict[str, list[list[Any]]]:
     """Read every station's configuration into the database: 1.6 GetConfiguration (the answer is stored by
     its answer hook), 2.0.1 GetBaseReport FullInventory (the report arrives as NotifyReport messages)."""
     request_id = new_request_id()

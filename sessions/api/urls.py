@@ -2,6 +2,7 @@ from django.urls import path
 
 # Registers the `station_identity` path converter (cpms/api_urls.py includes it first anyway).
 import stations.api.urls  # noqa: F401
+from sessions.api.operations import RemoteStopApi
 from sessions.api.site_access import SiteAccessRulesApi
 from sessions.api.views import (
     IdTokenDetailApi,
@@ -19,6 +20,11 @@ from sessions.api.views import (
 )
 
 urlpatterns = [
+    path(
+        "stations/<station_identity:identity>/commands/remote-stop/",
+        RemoteStopApi.as_view(),
+        name="station-command-remote-stop",
+    ),
     path("id-tokens/", IdTokenListApi.as_view(), name="id-token-list"),
     path("sites/<int:pk>/access-rules/", SiteAccessRulesApi.as_view(), name="site-access-rules"),
     path("id-tokens/<int:pk>/", IdTokenDetailApi.as_view(), name="id-token-detail"),

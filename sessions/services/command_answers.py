@@ -12,6 +12,8 @@ from there on its next delivery.
 """
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
 
 from cpms.ocpp_wire.auth import local_list_items_sent
 from cpms.ocpp_wire.calls import SET_APPLIED
@@ -26,7 +28,7 @@ from stations.services.device_model import OCPP16_COMPONENT, VariableValue, devi
 # --- the device model (stations) ------------------------------------------------------------------------
 
 
-def _get_configuration_answered(command: Command, response: dict) -> None:
+def _get_configuration_answered(command: Command, response: dict[str, Any]) -> None:
     """1.6 GetConfiguration.conf: the known keys, value and mutability (`unknownKey`s are not stored)."""
     values = [
         VariableValue(
@@ -39,22 +41,22 @@ def _get_configuration_answered(command: Command, response: dict) -> None:
     ]
     if values:
         device_variable_values_record(
-            station_id=command.station_id, values=values, recorded_at=command.finished_at
+            station_id=command.station_id, values=values, recorded_at=_finished_at(command)
         )
 
 
-def _change_configuration_answered(command: Command, response: dict) -> None:
+def _change_configuration_answered(command: Command, response: dict[str, Any]) -> None:
     """1.6 ChangeConfiguration.conf: Accepted / RebootRequired mean the charger holds the value sent."""
     if response.get("status") in SET_APPLIED:
         value = VariableValue(
             component=OCPP16_COMPONENT, variable=command.request["key"], value=command.request["value"]
         )
         device_variable_values_record(
-            station_id=command.station_id, values=[value], recorded_at=command.finished_at
+            station_id=command.station_id, values=[value], recorded_at=_finished_at(command)
         )
 
 
-def _get_variables_answered(command: Command, response: dict) -> None:
+def _get_variables_answered(command: Command, response: dict[str, Any]) -> None:
     """2.0.1 GetVariablesResponse: the Accepted results' attributeValue."""
     values = [
         _value(result["component"], result["variable"], result.get("attributeType"), result["attributeValue"])
@@ -63,11 +65,11 @@ def _get_variables_answered(command: Command, response: dict) -> None:
     ]
     if values:
         device_variable_values_record(
-            station_id=command.station_id, values=values, recorded_at=command.finished_at
+            station_id=command.station_id, values=values, recorded_at=_finished_at(command)
         )
 
 
-def _set_variables_answered(command: Command, response: dict) -> None:
+def _set_variables_answered(command: Command, response: dict[str, Any]) -> None:
     """2.0.1 SetVariablesResponse: the values the charger now holds (SET_APPLIED), taken from our request;
     results are matched to the request's items by (component, variable, attribute type), not by position."""
     sent = {result_key(item): item["attributeValue"] for item in command.request.get("setVariableData", [])}
@@ -80,11 +82,19 @@ def _set_variables_answered(command: Command, response: dict) -> None:
             )
     if values:
         device_variable_values_record(
-            station_id=command.station_id, values=values, recorded_at=command.finished_at
+            station_id=command.station_id, values=values, recorded_at=_finished_at(command)
         )
 
 
-def _value(component: dict, variable: dict, attribute_type: str | None, value: str) -> VariableValue:
+def _finished_at(command: Command) -> datetime:
+    """When the answer was recorded: command_finish sets it before any hook runs."""
+    assert command.finished_at is not None
+    return command.finished_at
+
+
+def _value(
+    component: dict[str, Any], variable: dict[str, Any], attribute_type: str | None, value: str
+) -> VariableValue:
     evse = component.get("evse") or {}
     return VariableValue(
         component=component["name"],
@@ -101,7 +111,7 @@ def _value(component: dict, variable: dict, attribute_type: str | None, value: s
 # --- the station's password (stations) ------------------------------------------------------------------
 
 
-def _authorization_key_answered(command: Command, response: dict) -> None:
+def _authorization_key_answered(command: Command, response: dict[str, Any]) -> None:
     """1.6 ChangeConfiguration AuthorizationKey.conf: Accepted (or RebootRequired: stored, used after the
     reboot) makes the pending password the station's; Rejected / NotSupported drops it (RELIABILITY A5)."""
     if command.request.get("key") == ROTATION_KEY:
@@ -112,7 +122,7 @@ def _authorization_key_answered(command: Command, response: dict) -> None:
         )
 
 
-def _basic_auth_password_answered(command: Command, response: dict) -> None:
+def _basic_auth_password_answered(command: Command, response: dict[str, Any]) -> None:
     """2.0.1 SetVariablesResponse: the result for SecurityCtrlr.BasicAuthPassword decides (A01: Accepted /
     RebootRequired, the station then reconnects with the new password; anything else: it keeps the old one).
     A request without the password, or an answer without its result, changes nothing."""
@@ -131,7 +141,7 @@ def _basic_auth_password_answered(command: Command, response: dict) -> None:
 
 
 def _reserve_now_answered(id_key: str) -> AnswerHook:
-    def hook(command: Command, response: dict) -> None:
+    def hook(command: Command, response: dict[str, Any]) -> None:
         reservation_answered(
             station_id=command.station_id,
             reservation_id=command.request[id_key],
@@ -142,7 +152,7 @@ def _reserve_now_answered(id_key: str) -> AnswerHook:
     return hook
 
 
-def _cancel_reservation_answered(command: Command, response: dict) -> None:
+def _cancel_reservation_answered(command: Command, response: dict[str, Any]) -> None:
     reservation_cancel_answered(
         station_id=command.station_id,
         reservation_id=command.request["reservationId"],
@@ -151,7 +161,7 @@ def _cancel_reservation_answered(command: Command, response: dict) -> None:
 
 
 def _send_local_list_answered(version: str, version_key: str) -> AnswerHook:
-    def hook(command: Command, response: dict) -> None:
+    def hook(command: Command, response: dict[str, Any]) -> None:
         local_list_answered(
             station_id=command.station_id,
             version=command.request[version_key],
@@ -165,7 +175,7 @@ def _send_local_list_answered(version: str, version_key: str) -> AnswerHook:
 
 
 def _local_list_version_answered(key: str) -> AnswerHook:
-    def hook(command: Command, response: dict) -> None:
+    def hook(command: Command, response: dict[str, Any]) -> None:
         if isinstance(response.get(key), int):
             local_list_version_reported(station_id=command.station_id, version=response[key])
 
@@ -173,7 +183,7 @@ def _local_list_version_answered(key: str) -> AnswerHook:
 
 
 def _chained(*hooks: AnswerHook) -> AnswerHook:
-    def hook(command: Command, response: dict) -> None:
+    def hook(command: Command, response: dict[str, Any]) -> None:
         for each in hooks:
             each(command, response)
 
@@ -204,5 +214,5 @@ HOOKS: dict[tuple[str, str], AnswerHook] = {
 }
 
 
-def answer_hook(version: str, action: str) -> Callable[[Command, dict], None] | None:
+def answer_hook(version: str, action: str) -> Callable[[Command, dict[str, Any]], None] | None:
     return HOOKS.get((version, action))

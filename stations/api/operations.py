@@ -15,7 +15,6 @@ from accounts.enums import Capability
 from cpms.api import ErrorOutputSerializer
 from cpms.ocpp_wire import operations as builders
 from cpms.ocpp_wire.calls import Call
-from sessions.selectors import session_transaction_id
 from stations.api.commands import (
     CommandErrorOutputSerializer,
     OcppCallOutputSerializer,
@@ -27,7 +26,6 @@ from stations.api.operations_serializers import (
     DataTransferInputSerializer,
     GetConfigurationInputSerializer,
     RemoteStartInputSerializer,
-    RemoteStopInputSerializer,
     ResetInputSerializer,
     SetConfigurationInputSerializer,
     SetConfigurationOutputSerializer,
@@ -74,9 +72,7 @@ class OperationApi(APIView):
         parsed = self.input_serializer_class(data=request.data)
         parsed.is_valid(raise_exception=True)
         data = parsed.validated_data
-        call = self.build(
-            station=station, version=station_version(station), data=data, user=request.user
-        )
+        call = self.build(station=station, version=station_version(station), data=data, user=request.user)
         return command_http_response(_execute(station=station, call=call, user=request.user, data=data))
 
 
@@ -92,9 +88,7 @@ def _execute(*, station: ChargingStation, call: Call, user, data: dict) -> Comma
 
 
 def _target(station: ChargingStation, data: dict) -> builders.Target:
-    return target_resolve(
-        station=station, evse_id=data.get("evse_id"), connector_id=data.get("connector_id")
-    )
+    return target_resolve(station=station, evse_id=data.get("evse_id"), connector_id=data.get("connector_id"))
 
 
 def operation_schema(*, operation_id: str, summary: str, description: str, responses: dict | None = None):
@@ -133,24 +127,6 @@ class RemoteStartApi(OperationApi):
             target=_target(station, data),
             charging_profile=data.get("charging_profile"),
         )
-
-
-@operation_schema(
-    operation_id="stations_commands_remote_stop",
-    summary="Stop a charging session remotely",
-    description="By our session id (a session of this station) or the transaction id on the wire: 1.6 "
-    "RemoteStopTransaction {transactionId: integer}; 2.0.1 RequestStopTransaction {transactionId: string}.",
-)
-class RemoteStopApi(OperationApi):
-    input_serializer_class = RemoteStopInputSerializer
-
-    def build(self, *, station, version, data, user):
-        transaction_id = data.get("transaction_id")
-        if transaction_id is None:
-            transaction_id = session_transaction_id(
-                user=user, station=station, session_id=data["session_id"]
-            )
-        return builders.remote_stop(version, transaction_id=transaction_id)
 
 
 @operation_schema(

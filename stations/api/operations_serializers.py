@@ -1,5 +1,5 @@
 """Input and output of the version-neutral operations (stations/api/operations.py). The same body works for a
-1.6 and a 2.0.1 station; cpms/ocpp/commands.py turns it into the station's OCPP call.
+1.6 and a 2.0.1 station; cpms.ocpp_wire.operations turns it into the station's OCPP call.
 
 Types only here: what a version can express (a 1.6 reset of one EVSE, a 1.6 idTag over 20 characters) is
 the builders' to refuse, with a message naming the version."""

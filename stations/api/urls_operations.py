@@ -1,4 +1,5 @@
-"""Version-neutral operations on a station (stations/api/operations.py)."""
+"""Version-neutral operations on a station (stations/api/operations.py; remote-stop is registered by
+sessions/api/urls.py: it resolves a session id)."""
 
 from django.urls import path
 
@@ -8,7 +9,6 @@ from stations.api.operations import (
     DataTransferApi,
     GetConfigurationApi,
     RemoteStartApi,
-    RemoteStopApi,
     ResetApi,
     SetConfigurationApi,
     TriggerMessageApi,
@@ -17,7 +17,6 @@ from stations.api.operations import (
 
 OPERATIONS = {
     "remote-start": RemoteStartApi,
-    "remote-stop": RemoteStopApi,
     "reset": ResetApi,
     "unlock": UnlockApi,
     "change-availability": ChangeAvailabilityApi,

@@ -20,9 +20,9 @@ import asyncio
 import copy
 import functools
 import logging
-from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Protocol, TypeVar
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
@@ -48,6 +48,8 @@ from stations.services.device_model import OCPP16_COMPONENT
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 # error_code values of our own (a charger's CALLERROR code is stored as it spelt it).
 NOT_CONNECTED = "NotConnected"
 NOT_DELIVERED = "NotDelivered"
@@ -64,7 +66,7 @@ POLL_WITHOUT_LAYER_S = 0.2
 
 # Given (command, response) inside the transaction that records an answer: applies what the answer means
 # to the domain (configuration read into the database, a reservation accepted...).
-AnswerHook = Callable[[Command, dict], None]
+AnswerHook = Callable[[Command, dict[str, Any]], None]
 
 
 def station_version(station: ChargingStation) -> str:
@@ -143,7 +145,7 @@ def command_create(
     *,
     station: ChargingStation,
     action: str,
-    request: dict,
+    request: dict[str, Any],
     user: User | None = None,
     source: str = CommandSource.API,
     timeout_s: float | None = None,
@@ -215,12 +217,12 @@ def command_finish(
     *,
     command_id: int,
     status: str,
-    response: dict | None = None,
+    response: dict[str, Any] | None = None,
     error_code: str = "",
     error_description: str = "",
     expected: str = CommandStatus.SENT,
     on_answer: AnswerHook | None = None,
-    request: dict | None = None,
+    request: dict[str, Any] | None = None,
 ) -> bool:
     """Record the outcome once: `expected` -> `status`. False if the command was no longer `expected`
     (another party finished it). `on_answer` runs in the same transaction for an answered command.
@@ -244,7 +246,7 @@ def command_finish(
     return finished == 1
 
 
-def _not_taken(error_code: str, response: dict | None) -> bool:
+def _not_taken(error_code: str, response: dict[str, Any] | None) -> bool:
     """A failed command the charger certainly did not apply: never delivered, or refused with a CALLERROR."""
     if error_code == NOT_DELIVERED:
         return True
@@ -263,7 +265,7 @@ def command_pending_for(*, station_ids: Iterable[int]) -> list[tuple[int, int]]:
     return [(pk, station_id) for pk, station_id in pending if station_id in wanted]
 
 
-def commands_expire(*, now=None) -> int:
+def commands_expire(*, now: datetime | None = None) -> int:
     """Give up what nobody will finish: outbox commands past `queued_until`, pending commands nobody
     claimed (their issuer is gone), sent commands whose server process died before recording the answer."""
     now = now or timezone.now()
@@ -288,7 +290,7 @@ def commands_expire(*, now=None) -> int:
     for pk, sent_at, timeout_s in Command.objects.filter(
         status=CommandStatus.SENT, sent_at__lt=now - timedelta(seconds=FINISH_GRACE_S)
     ).values_list("id", "sent_at", "timeout_s"):
-        if sent_at + timedelta(seconds=timeout_s + FINISH_GRACE_S) < now:
+        if sent_at is not None and sent_at + timedelta(seconds=timeout_s + FINISH_GRACE_S) < now:
             expired += command_finish(
                 command_id=pk,
                 status=CommandStatus.TIMED_OUT,
@@ -364,7 +366,12 @@ async def command_send_async(
 
 
 async def _execute_one(
-    station: ChargingStation, action: str, request: dict, options: dict, *, wait: bool = True
+    station: ChargingStation,
+    action: str,
+    request: dict[str, Any],
+    options: dict[str, Any],
+    *,
+    wait: bool = True,
 ) -> Command:
     command = await _db(command_create, station=station, action=action, request=request, **options)
     if command.status != CommandStatus.PENDING:
@@ -484,13 +491,13 @@ def station_items_per_message(*, station_id: int, action: str) -> int | None:
     return None
 
 
-def _request_parts(action: str, request: dict, limit: int) -> list[dict]:
+def _request_parts(action: str, request: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     key = SPLIT_ITEMS[action][0]
     items = request[key]
     return [{**request, key: items[start : start + limit]} for start in range(0, len(items), limit)]
 
 
-def _responses_merged(action: str, responses: list[dict]) -> dict:
+def _responses_merged(action: str, responses: list[dict[str, Any]]) -> dict[str, Any]:
     """The answers to the parts as one answer: each list of results concatenated in the parts' order (a
     list no part had stays absent); other fields as the first answer has them."""
     merged = dict(responses[0])
@@ -502,7 +509,7 @@ def _responses_merged(action: str, responses: list[dict]) -> dict:
 
 
 async def _execute_in_parts(
-    station: ChargingStation, action: str, request: dict, limit: int, options: dict
+    station: ChargingStation, action: str, request: dict[str, Any], limit: int, options: dict[str, Any]
 ) -> Command:
     """Send `request` as messages of at most `limit` items, in order, each recorded as a command of its own
     (with its answer hook: the device model is updated per part).
@@ -537,12 +544,12 @@ def _command_reload(*, command: Command) -> Command:
     return command
 
 
-def _db(func, /, **kwargs):
+def _db(func: Callable[..., T], /, **kwargs: Any) -> Awaitable[T]:
     """Run `func` on the caller's own thread and database connection (a view, a test: thread_sensitive),
     and give the connection back afterwards (to the pool) unless a transaction holds it: an API request
     waiting 30 s for a charger must not keep a pooled connection all that time."""
 
-    def run():
+    def run() -> T:
         try:
             return func(**kwargs)
         finally:

@@ -138,6 +138,8 @@ def _campaign_batch_run(
 ) -> int:
     """One batch: targets already sent take their command's outcome, the others are sent concurrently.
     Returns how many targets are still in flight."""
+    firmware = job.firmware
+    assert firmware is not None  # a firmware campaign names its file (firmware_campaign_create)
     in_flight = 0
     sends: list[tuple[CommandJobTarget, FirmwareUpdate, Call]] = []
     for target in targets:
@@ -157,7 +159,7 @@ def _campaign_batch_run(
         try:
             update, call = firmware_update_prepare(
                 station=target.station,
-                firmware=job.firmware,
+                firmware=firmware,
                 job=job,
                 retrieve_at=retrieve_at or timezone.now(),
             )

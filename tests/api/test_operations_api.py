@@ -28,7 +28,7 @@ def connect(station, protocol: str):
 
 @pytest.fixture(autouse=True)
 def fixed_request_ids(monkeypatch):
-    # 2.0.1 remoteStartId / GetBaseReport requestId are random (cpms/ocpp/commands.py): pin them.
+    # 2.0.1 remoteStartId / GetBaseReport requestId are random (cpms.ocpp_wire.calls): pin them.
     monkeypatch.setattr(builders, "new_request_id", lambda: 4242)
 
 

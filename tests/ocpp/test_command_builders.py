@@ -1,4 +1,4 @@
-"""Version-neutral builders (cpms/ocpp/commands.py): one operation, the exact call of each OCPP version,
+"""Version-neutral builders (cpms/ocpp_wire/operations.py): one operation, the exact call of each OCPP version,
 and every call valid against the official request schema of its version."""
 
 import pytest
