@@ -151,8 +151,8 @@ class ScopedAdminMixin:
             return None
         return related if isinstance(related, ScopedAdminMixin) else None
 
-    # Audit log (RELIABILITY 42): Django's LogEntry can be edited and deleted; every admin write also leaves
-    # an AuditRecord, in the same transaction as the change.
+    # Audit log (docs/reliability.md case 42): Django's LogEntry can be edited and deleted; every admin write
+    # also leaves an AuditRecord, in the same transaction as the change.
 
     def log_addition(self, request, obj, message):
         entry = super().log_addition(request, obj, message)

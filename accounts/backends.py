@@ -1,4 +1,4 @@
-"""Login throttling (RELIABILITY 41) on top of django-axes."""
+"""Login throttling (docs/reliability.md case 41) on top of django-axes."""
 
 import ipaddress
 

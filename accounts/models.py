@@ -19,7 +19,8 @@ class Organisation(models.Model):
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=64, unique=True)
-    # CONTRACT.md: unknown identities connecting are created and answered Pending until accepted.
+    # docs/contract.md#unknown-identities-and-auto-registration: unknown identities connecting are created and
+    # answered Pending until accepted.
     auto_register_stations = models.BooleanField(default=False)
     # ISO 4217: the currency of sessions priced without a tariff (free sessions still get a CDR of 0).
     currency = models.CharField(max_length=3, default="EUR")
@@ -70,8 +71,8 @@ class AuditAction(models.TextChoices):
 
 
 class AuditRecord(ImmutableModel):
-    """Who changed what, when, from where (RELIABILITY 42). Insert-only: the model refuses updates and
-    deletes, and database triggers (migration 0004) refuse them to raw SQL too.
+    """Who changed what, when, from where (docs/reliability.md case 42). Insert-only: the model refuses
+    updates and deletes, and database triggers (migration 0004) refuse them to raw SQL too.
 
     The foreign keys carry no database constraint and do nothing on delete: the record keeps the ids of an
     actor or organisation that was deleted later (and a cascade must not try to update or delete it)."""

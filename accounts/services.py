@@ -68,12 +68,13 @@ def organisation_create(
 
 
 def api_token_get_or_create(*, user: User) -> Token:
-    """The user's REST API token (CONTRACT.md: `create_api_token`); an existing key is kept, not rotated."""
+    """The user's REST API token (docs/contract.md#commands-and-settings: `create_api_token`); an existing key
+    is kept, not rotated."""
     token, _ = Token.objects.get_or_create(user=user)
     return token
 
 
-# --- audit log (RELIABILITY 42) --------------------------------------------------------------------
+# --- audit log (docs/reliability.md case 42) ----------------------------------------------------
 
 # Paths tried, in order, to find the organisation of an audited object (a station, a session, a CDR...).
 _ORGANISATION_PATHS = ("station", "site", "evse", "session", "cdr", "tariff", "node", "user_organisation")

@@ -1,6 +1,6 @@
-"""TEST HOOK for the worker-kill drills (tests/e2e/test_worker_kill.py, RELIABILITY 36 and 47): a worker that
-pauses at a named point of a billing or export job, so that a drill can SIGKILL the whole worker while the
-job is provably half done.
+"""TEST HOOK for the worker-kill drills (tests/e2e/test_worker_kill.py, docs/reliability.md cases 36 and 47):
+a worker that pauses at a named point of a billing or export job, so that a drill can SIGKILL the whole worker
+while the job is provably half done.
 
 Off unless the environment sets CPMS_DRILL_PAUSE (never in production); when off, each point costs the caller
 one module-attribute check (`if drill_hook.ARMED:`).

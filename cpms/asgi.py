@@ -17,8 +17,8 @@ from cpms.portal.consumers import LiveStatusConsumer  # noqa: E402
 
 daphne_compat.install()
 
-# The portal's live status: Origin must be one of ALLOWED_HOSTS (RELIABILITY 39), then the session decides
-# who the user is.
+# The portal's live status: Origin must be one of ALLOWED_HOSTS (docs/reliability.md case 39), then the
+# session decides who the user is.
 live_status = AllowedHostsOriginValidator(AuthMiddlewareStack(LiveStatusConsumer.as_asgi()))
 
 application = ProtocolTypeRouter(

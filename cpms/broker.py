@@ -1,7 +1,7 @@
 """The embedded Celery broker: kombu's filesystem transport, made safe for several processes.
 
 Settings use it when REDIS_URL is unset (`CELERY_BROKER_TRANSPORT = "cpms.broker:Transport"`). It differs from
-kombu's `filesystem://` in three ways (RELIABILITY 47, issue 15 item 4):
+kombu's `filesystem://` in three ways (docs/reliability.md case 47, issue 15 item 4):
 
 - **No partial reads.** kombu's `_put` creates the final `*.msg` name and then writes it, while a consumer in
   another process may list, move and read it in between: it reads an empty or half-written file and the
@@ -19,7 +19,7 @@ kombu's `filesystem://` in three ways (RELIABILITY 47, issue 15 item 4):
   `inflight/<pid>.lock` for its lifetime; any process that finds a lock it can take (its owner has died, even
   by SIGKILL) puts that owner's files back into the queue. The check runs on a consumer's first poll and
   every `ORPHAN_CHECK_S` seconds after. Delivery is therefore at least once: tasks must be idempotent (they
-  are, STYLE.md).
+  are, docs/contributing.md#celery).
 
 Layout under `data_folder_in` (which is also `data_folder_out`): `<ns>_<uuid>.<queue>.msg` ready messages,
 `tmp/` messages being written, `inflight/<pid>.<name>` claimed and not yet acked, `bad/` quarantined files.

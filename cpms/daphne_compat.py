@@ -2,10 +2,11 @@
 oversized frames with 1009 instead of dropping the connection, and let the application close with the
 RFC 6455 codes about a peer's data (1003 for a binary OCPP frame).
 
-CONTRACT.md wants HTTP 404 for an unknown charger and 401 for wrong credentials. The ASGI "WebSocket
-Denial Response" extension (`websocket.http.response.start` / `.body`) carries that status; uvicorn
-implements it, Daphne 4.2 does not and answers every refusal 403. This adds the extension to Daphne's
-protocol class (status and body only), and advertises it in the scope so the consumer knows it may use it.
+docs/contract.md#chargers-ocpp-j-over-websocket promises HTTP 404 for an unknown charger and 401 for wrong
+credentials. The ASGI "WebSocket Denial Response" extension (`websocket.http.response.start` / `.body`)
+carries that status; uvicorn implements it, Daphne 4.2 does not and answers every refusal 403. This adds the
+extension to Daphne's protocol class (status and body only), and advertises it in the scope so the consumer
+knows it may use it.
 
 It also makes an HTTP response whose application fails after the first byte end visibly (see
 `_install_http_abort`).
@@ -60,7 +61,7 @@ def install() -> None:
         ):
             # autobahn's sendClose lets an application use only 1000 and 3000-4999; a charger that sent
             # something the protocol cannot take is told so with the RFC 6455 code (1003 for a binary
-            # frame, RELIABILITY 46), and the reason Daphne would drop.
+            # frame, docs/reliability.md case 46), and the reason Daphne would drop.
             reason = (message.get("reason") or "").encode()[:123].decode("utf-8", "ignore").encode() or None
             self.sendCloseFrame(code=message["code"], reasonUtf8=reason, isReply=False)
             return None
@@ -70,7 +71,7 @@ def install() -> None:
     protocol.handle_reply = handle_reply
 
     # autobahn drops the TCP connection on a protocol failure by default (failByDrop); a charger that sent
-    # an oversized frame should get a close frame with 1009 (RELIABILITY B12) and know why.
+    # an oversized frame should get a close frame with 1009 (docs/reliability.md case 12) and know why.
     factory = ws_protocol.WebSocketFactory
     original_set_options = factory.setProtocolOptions
 
@@ -98,12 +99,13 @@ def install() -> None:
 
 
 def _install_http_abort() -> None:
-    """An application that fails after its HTTP response started (a streamed export, RELIABILITY 45) must
-    leave a connection the client sees fail. Daphne answers every application exception with a 500 page:
-    once the response has started that raises "HTTP response has already been started" inside Daphne's
-    application checker, which then never runs again, and the chunked body is never ended, so the client
-    hangs. Here the connection is closed instead, without the chunked terminator (what uvicorn does):
-    the client gets an incomplete transfer, everything sent before it included."""
+    """An application that fails after its HTTP response started (a streamed export,
+    docs/reliability.md case 45) must leave a connection the client sees fail. Daphne answers every
+    application exception with a 500 page: once the response has started that raises "HTTP response has
+    already been started" inside Daphne's application checker, which then never runs again, and the chunked
+    body is never ended, so the client hangs. Here the connection is closed instead, without the chunked
+    terminator (what uvicorn does): the client gets an incomplete transfer, everything sent before it
+    included."""
     from daphne import http_protocol
 
     request_cls = http_protocol.WebRequest

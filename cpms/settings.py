@@ -119,7 +119,7 @@ elif env_int("DATABASE_POOL_MAX", 20) > 0:
         # While the database is down the pool retries a connection after 1, 2, 4, 8... s (psycopg_pool's
         # backoff), so after an outage of 30 s the next attempt could be 30 s away. Giving up each attempt
         # after 2 s lets the next checkout start a fresh one: reconnected within about a second of the
-        # database's return, whatever the outage's length (RELIABILITY 31).
+        # database's return, whatever the outage's length (docs/reliability.md case 31).
         "reconnect_timeout": 2.0,
     }
 
@@ -182,7 +182,7 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CPMS <cpms@localhost>")
 
-# --- Login throttling (django-axes; RELIABILITY 41) ----------------------------------------------
+# --- Login throttling (django-axes; docs/reliability.md case 41) ---------------------------------
 # After AXES_FAILURE_LIMIT failed logins for one username from one address, that pair is locked out for
 # AXES_COOLOFF_MINUTES (a correct password is refused too). The locked-out answer is the login page with
 # the usual generic error, so that it tells nothing about whether the account exists.
@@ -232,7 +232,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             # The pub/sub layer delivers every group message; the list-based layer silently drops past
-            # its capacity (PERFORMANCE.md). socket_timeout keeps redis-py 8 from killing consumers.
+            # its capacity (docs/performance.md#channels-redis). socket_timeout keeps redis-py 8 from killing
+            # consumers.
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_keepalive": True}],
@@ -339,7 +340,8 @@ BILLING_COST_UPDATE_S = env_int("BILLING_COST_UPDATE_S", 300)
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        # Token auth whose failures are throttled per client address (RELIABILITY 41; cpms/throttling.py).
+        # Token auth whose failures are throttled per client address (docs/reliability.md case 41;
+        # cpms/throttling.py).
         "cpms.throttling.ThrottledTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -405,7 +407,7 @@ OCPP_MESSAGE_LOG = env_str("OCPP_MESSAGE_LOG", "all")
 OCPP_CLOCK_SKEW_FLAG_S = env_int("OCPP_CLOCK_SKEW_FLAG_S", 300)
 # Charger timestamps accepted as event times: at most this old, at most this far ahead of our receive time.
 # Outside, the time is kept as sent on a SessionAnomaly, the session flagged `clock_out_of_window`, and our
-# receive time used (RELIABILITY 45; docs/configuration.md says why these defaults).
+# receive time used (docs/reliability.md case 45; docs/configuration.md says why these defaults).
 OCPP_TIMESTAMP_MAX_AGE_DAYS = env_int("OCPP_TIMESTAMP_MAX_AGE_DAYS", 30)
 OCPP_TIMESTAMP_MAX_AHEAD_S = env_int("OCPP_TIMESTAMP_MAX_AHEAD_S", 3600)
 

@@ -1,5 +1,5 @@
-"""REST API throttling (RELIABILITY 41): failed token authentications per client address, and request rates
-per user (and per address for the few anonymous endpoints).
+"""REST API throttling (docs/reliability.md case 41): failed token authentications per client address, and
+request rates per user (and per address for the few anonymous endpoints).
 
 Counters live in the `throttle` cache (cpms/settings.py): Redis when REDIS_URL is set, so that every web
 process counts together; otherwise this process's memory (the embedded mode runs one web process). Each key

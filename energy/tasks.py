@@ -16,10 +16,10 @@ from stations.models import ChargingStation
 logger = logging.getLogger(__name__)
 
 
-# A database restart or a Redis outage (RELIABILITY 31/32) fails a job that would succeed a moment later; a
-# session's start or stop and a boot queue one job each, and the periodic sweep covers only sites with EVSEs
-# in use, so such a job is retried, ten times, each after a random delay of up to 2, 4, 8, 16, 32, then 60 s
-# (Celery's backoff with jitter: at most ~6 minutes in all).
+# A database restart or a Redis outage (docs/reliability.md cases 31 and 32) fails a job that would succeed a
+# moment later; a session's start or stop and a boot queue one job each, and the periodic sweep covers only
+# sites with EVSEs in use, so such a job is retried, ten times, each after a random delay of up to 2, 4, 8,
+# 16, 32, then 60 s (Celery's backoff with jitter: at most ~6 minutes in all).
 # Safe because a rebalance is idempotent (an unchanged picture sends nothing) and a station's default
 # profiles replace themselves (same profile id). Any other exception is a bug and is not retried.
 class _Retry(TypedDict):

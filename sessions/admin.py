@@ -185,8 +185,8 @@ class SessionAnomalyInline(ScopedInlineMixin, admin.TabularInline):
 
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyAdminMixin, StationScopedAdmin):
-    """Sessions are what chargers reported and what billing will rely on (RELIABILITY.md 29): nobody edits
-    them here; corrections will be their own records."""
+    """Sessions are what chargers reported and what billing will rely on (docs/reliability.md case 29): nobody
+    edits them here; corrections will be their own records."""
 
     list_display = [
         "id",

@@ -45,9 +45,10 @@ class SessionFlag(models.TextChoices):
     DUPLICATE_STOP = "duplicate_stop"
     STOPPED_BY_NEW_SESSION = "stopped_by_new_session"
     BILLING_ERROR = "billing_error"
-    # A charger time outside the accepted window: our receive time was used instead (RELIABILITY 45).
+    # A charger time outside the accepted window: our receive time was used instead
+    # (docs/reliability.md case 45).
     CLOCK_OUT_OF_WINDOW = "clock_out_of_window"
-    # A 2.0.1 transaction ended without any energy register reading (RELIABILITY 23).
+    # A 2.0.1 transaction ended without any energy register reading (docs/reliability.md case 23).
     ENERGY_UNKNOWN = "energy_unknown"
 
 

@@ -158,7 +158,8 @@ class SessionAnomaly(models.Model):
 
 class TransactionEvent(models.Model):
     """One 2.0.1 TransactionEvent as received. (station, transaction_id, seq_no) is unique: the same event
-    delivered twice is stored once and applied once (RELIABILITY C22). seqNo restarts per transaction."""
+    delivered twice is stored once and applied once (docs/reliability.md case 22). seqNo restarts per
+    transaction."""
 
     station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="+")
     session = models.ForeignKey(ChargingSession, on_delete=models.CASCADE, related_name="events")

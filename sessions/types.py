@@ -33,8 +33,8 @@ class Sample:
     unit: str = ""
     context: str = ""
     signed_data: str = ""
-    # The charger's timestamp as sent when it was outside the accepted window (RELIABILITY 45): then
-    # `timestamp` is our receive time. Empty when `timestamp` is the charger's.
+    # The charger's timestamp as sent when it was outside the accepted window (docs/reliability.md case 45):
+    # then `timestamp` is our receive time. Empty when `timestamp` is the charger's.
     charger_timestamp: str = ""
 
 
@@ -53,7 +53,7 @@ class StartRequest:
     transaction_id: str | None = None
     offline: bool = False
     # The charger's timestamp as sent when it was outside the accepted window: `started_at` is then
-    # our receive time (RELIABILITY 45).
+    # our receive time (docs/reliability.md case 45).
     charger_started_at: str = ""
 
 

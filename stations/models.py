@@ -96,7 +96,7 @@ class ChargingStation(models.Model):
     # A new password sent to the charger (1.6 AuthorizationKey / 2.0.1 BasicAuthPassword) and the command that
     # carries it, written before the command is sent. The handshake accepts it beside `password_hash` until
     # the charger's answer is committed (Accepted: it replaces `password_hash`; Rejected: it is dropped) or
-    # the charger connects with it: a crash in between locks nobody out (RELIABILITY A5).
+    # the charger connects with it: a crash in between locks nobody out (docs/reliability.md case 5).
     pending_password_hash = models.CharField(max_length=200, blank=True)
     pending_password_command = models.ForeignKey(
         "Command", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -104,7 +104,7 @@ class ChargingStation(models.Model):
 
     is_connected = models.BooleanField(default=False)
     # Which WebSocket holds the station now: a superseded connection's late disconnect must not mark the
-    # station offline (RELIABILITY.md A6).
+    # station offline (docs/reliability.md case 6).
     connection_id = models.CharField(max_length=64, blank=True)
     connected_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)

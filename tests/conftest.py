@@ -1,5 +1,6 @@
-"""Shared fixtures. Standing users for permission tests (STYLE.md): an operator admin of organisation A,
-an operator of organisation B, a site host of site A1 only, and a finance user of organisation A."""
+"""Shared fixtures. Standing users for permission tests (docs/contributing.md#tests): an operator admin of
+organisation A, an operator of organisation B, a site host of site A1 only, and a finance user of organisation
+A."""
 
 from dataclasses import dataclass
 

@@ -1,4 +1,5 @@
-"""Database triggers that refuse changes to audit records (RELIABILITY 42), as billing 0002 does for CDRs.
+"""Database triggers that refuse changes to audit records (docs/reliability.md case 42), as billing 0002 does
+for CDRs.
 
 PostgreSQL: UPDATE and DELETE raise (SQLSTATE 23000, an IntegrityError in Django). TRUNCATE is not a row
 operation and stays possible for whoever owns the table (test flushes use it).

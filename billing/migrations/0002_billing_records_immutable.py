@@ -1,4 +1,4 @@
-"""Database triggers that refuse changes to finalised billing records (RELIABILITY C29).
+"""Database triggers that refuse changes to finalised billing records (docs/reliability.md case 29).
 
 PostgreSQL: UPDATE and DELETE on CDRs, CDR lines and credits raise (SQLSTATE 23000, an IntegrityError in
 Django). TRUNCATE is not a row operation and stays possible for whoever owns the tables (test flushes use it).

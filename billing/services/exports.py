@@ -290,8 +290,8 @@ def _utc(moment: datetime | None) -> str:
 
 def _local_in(moment: datetime, zone: ZoneInfo) -> str:
     """`moment` in `zone`; empty when it is not representable there (past year 9999 or before year 1: a
-    charger's absurd clock in rows older than the timestamp window, RELIABILITY 45). Its `*_utc` cell
-    still carries it."""
+    charger's absurd clock in rows older than the timestamp window, docs/reliability.md case 45). Its `*_utc`
+    cell still carries it."""
     try:
         return _local(moment.astimezone(zone))
     except OverflowError:
@@ -1277,9 +1277,9 @@ async def export_stream(*, reader: ExportReader) -> AsyncIterator[bytes]:
     Async because under ASGI Django consumes a synchronous streaming iterator into a list before sending
     the first byte (django.http.StreamingHttpResponse.__aiter__): the whole export would sit in memory.
 
-    A failure after the first byte (RELIABILITY 45) is logged, ends the body with `export_failure_line`,
-    and raises ExportStreamFailed: the server then closes the connection without the chunked
-    terminator (Daphne through cpms.daphne_compat, uvicorn by itself), so that an HTTP client reports
+    A failure after the first byte (docs/reliability.md case 45) is logged, ends the body with
+    `export_failure_line`, and raises ExportStreamFailed: the server then closes the connection without the
+    chunked terminator (Daphne through cpms.daphne_compat, uvicorn by itself), so that an HTTP client reports
     an incomplete transfer (curl exit 18, `http.client.IncompleteRead`, a browser's failed download)
     instead of waiting forever or keeping a file that looks complete.
     """
@@ -1317,7 +1317,8 @@ async def export_file_stream(*, path: Path, block_bytes: int = 256 * 1024) -> As
 
 
 def _export_audit(*, kind: str, period: "_Period", scope: ExportScope, job: ExportJob | None = None) -> None:
-    """RELIABILITY 42: who exported what (a streamed export when it starts, a job when it is created)."""
+    """docs/reliability.md case 42: who exported what (a streamed export when it starts, a job when it is
+    created)."""
     organisation_ids = list(scope.organisation_ids)
     audit_record(
         actor=User.objects.filter(pk=scope.requested_by_id).first() if job is None else job.requested_by,

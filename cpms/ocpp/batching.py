@@ -5,12 +5,12 @@ A handler `await`s `submit(item)`; a task per event loop collects what arrives w
 every waiting handler with its own result, so each charger is answered only after its data committed.
 While one batch is being written the next one fills up, so batches grow with load.
 
-One charger's message must not fail the others' (RELIABILITY 44): when the batch's transaction fails (a value
-the database refuses, a bug in one item's path), it has rolled back, and the items are written again in
-parts (halves, then halves of the failing halves, down to single items), so only an item that fails alone
-gets an error. Not when the connection itself failed (database down, connection lost, perhaps during COMMIT,
-so the outcome is unknown): writing the items again could store one twice, and would wait out the outage
-once per part; every caller gets the error and retries.
+One charger's message must not fail the others' (docs/reliability.md case 44): when the batch's transaction
+fails (a value the database refuses, a bug in one item's path), it has rolled back, and the items are written
+again in parts (halves, then halves of the failing halves, down to single items), so only an item that fails
+alone gets an error. Not when the connection itself failed (database down, connection lost, perhaps during
+COMMIT, so the outcome is unknown): writing the items again could store one twice, and would wait out the
+outage once per part; every caller gets the error and retries.
 """
 
 import asyncio

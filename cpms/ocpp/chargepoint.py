@@ -2,8 +2,9 @@
 
 This is our own `route_message` rather than `ocpp.charge_point.ChargePoint`'s: the package swaps
 NotImplemented/NotSupported, accepts numeric message ids, drops unparsable frames silently and validates
-with jsonschema at ~0.5 ms per message (PERFORMANCE.md). We keep its JSON schemas (cpms.ocpp_wire.schemas)
-and its action enums, and use its ChargePoint on the charger side (the simulator).
+with jsonschema at ~0.5 ms per message (docs/performance.md#json-parsing-and-schema-validation). We keep its
+JSON schemas (cpms.ocpp_wire.schemas) and its action enums, and use its ChargePoint on the charger side (the
+simulator).
 
 One ChargePoint lives as long as one WebSocket. Channels delivers one message per connection at a time, so
 a handler must never await a CSMS->charger call of the same connection (the reply could not be read);
@@ -33,7 +34,7 @@ from stations.enums import MessageDirection, RegistrationStatus
 logger = logging.getLogger(__name__)
 
 # Recent CALL ids and our answers, per connection: a re-sent CALL (same id) is answered again with the
-# stored answer and never processed twice (RELIABILITY.md B14).
+# stored answer and never processed twice (docs/reliability.md case 14).
 RECENT_CALLS = 64
 # last_seen_at is written at most this often per station outside of Heartbeat (a write per message
 # would double the database work of the message loop).
@@ -230,7 +231,7 @@ class ChargePoint:
         kind = framing.CALL_RESULT if isinstance(message, framing.CallResult) else framing.CALL_ERROR
         self._log(MessageDirection.IN, kind, message.unique_id, pending[0] if pending else "", raw)
         if pending is None:
-            # RELIABILITY B15: an answer to nothing we asked is logged and ignored.
+            # docs/reliability.md case 15: an answer to nothing we asked is logged and ignored.
             logger.info("%s: answer for unknown call id %s ignored", self.station.identity, message.unique_id)
             return
         _action, future = pending

@@ -1,4 +1,5 @@
-"""The OCPP-J WebSocket endpoint: `ws(s)://HOST/ocpp/<identity>` (CONTRACT.md).
+"""The OCPP-J WebSocket endpoint: `ws(s)://HOST/ocpp/<identity>`
+(docs/contract.md#chargers-ocpp-j-over-websocket).
 
 Handshake: subprotocol negotiation, station lookup (404 unknown), HTTP Basic auth (401), then the
 version's ChargePoint takes every frame. The consumer joins a channel-layer group per station so any
@@ -49,7 +50,7 @@ from stations.services.ocpp import (
 logger = logging.getLogger(__name__)
 
 # Subprotocol -> ChargePoint class. The charger's list is in its order of preference: we take the first
-# one we speak (CONTRACT.md).
+# one we speak (docs/contract.md#subprotocols).
 CHARGE_POINTS: dict[str, type[ChargePoint]] = {
     "ocpp1.6": V16ChargePoint,
     "ocpp2.0.1": V201ChargePoint,
@@ -71,9 +72,10 @@ def identity_parse(scope) -> tuple[str, str]:
     """The identity in the charger's URL, and what is wrong with it ("" when nothing).
 
     Taken from the raw path when the server gives it (Daphne and uvicorn do): their decoded `path` cannot
-    tell an encoded slash (`CP%2F1`) from a separator and replaces invalid UTF-8 with U+FFFD. CONTRACT.md:
-    the identity is URL-decoded, 1-48 characters; identity_validate never registers one with a '/' or a
-    non-printable character, so such an identity is unknown (RELIABILITY 46).
+    tell an encoded slash (`CP%2F1`) from a separator and replaces invalid UTF-8 with U+FFFD.
+    docs/contract.md#url-and-identity: the identity is URL-decoded, 1-48 characters; identity_validate never
+    registers one with a '/' or a non-printable character, so such an identity is unknown
+    (docs/reliability.md case 46).
     """
     identity = scope["url_route"]["kwargs"].get("identity") or ""
     raw_path = scope.get("raw_path")
@@ -163,8 +165,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def __call__(self, scope, receive, send):
         """channels' AsyncConsumer.__call__, with the channel layer optional at every step: a charger must
-        be able to connect and be served while Redis is down (RELIABILITY D32); only commands from other
-        processes cannot reach it then."""
+        be able to connect and be served while Redis is down (docs/reliability.md case 32); only commands from
+        other processes cannot reach it then."""
         self.scope = scope
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
@@ -189,8 +191,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def dispatch(self, message):
         # Channels >= 4.2 runs aclose_old_connections() in a thread before every message: 25-29% of the
-        # server's CPU (PERFORMANCE.md). Our database work runs in worker threads through
-        # database_sync_to_async, which closes stale connections itself, so we skip it here.
+        # server's CPU (docs/performance.md#channels-connection-cleanup-before-every-message). Our database
+        # work runs in worker threads through database_sync_to_async, which closes stale connections itself,
+        # so we skip it here.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -216,8 +219,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._refuse(429, "Too many failed attempts; retry later")
             return
         if problem:
-            # No station can have this identity (RELIABILITY 46): refused like any unknown one, without a
-            # lookup, and counted and logged like any failed handshake.
+            # No station can have this identity (docs/reliability.md case 46): refused like any unknown one,
+            # without a lookup, and counted and logged like any failed handshake.
             await run_db(
                 security_event_record,
                 identity=shown,
@@ -252,7 +255,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 identity=identity,
                 station_id=station.station_id,
                 kind=SecurityEventKind.AUTH_FAILED,
-                # Never the password itself (RELIABILITY A2): only what was wrong.
+                # Never the password itself (docs/reliability.md case 2): only what was wrong.
                 detail="missing credentials" if credentials is None else "wrong username or password",
                 remote_addr=remote,
             )
@@ -263,7 +266,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         self.connection_id = uuid.uuid4().hex
         self.group = station_group(identity)
-        # RELIABILITY A6: a newer connection wins; tell any older one (in any process) to close.
+        # docs/reliability.md case 6: a newer connection wins; tell any older one (in any process) to close.
         await self._layer(
             "group_send", self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
         )
@@ -295,7 +298,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def _layer(self, method: str, *args) -> None:
         """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
-        goes on (RELIABILITY D32); only reaching this charger from other processes is lost, and logged."""
+        goes on (docs/reliability.md case 32); only reaching this charger from other processes is lost, and
+        logged."""
         if self.channel_layer is None:
             return
         try:
@@ -320,8 +324,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             password=password,
         )
         if matched == "pending":
-            # RELIABILITY A5: a password sent to the charger whose answer we have not committed; connecting
-            # with it confirms the charger took it, so it becomes the only one.
+            # docs/reliability.md case 5: a password sent to the charger whose answer we have not committed;
+            # connecting with it confirms the charger took it, so it becomes the only one.
             await run_db(
                 station_password_promote,
                 station_id=station.station_id,
@@ -349,7 +353,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def _refuse_binary(self, size: int) -> None:
         """OCPP-J carries every message as a WebSocket text frame (UTF-8 JSON; OCPP-J 1.6 section 4, 2.0.1
         Part 4 section 4.1). A binary frame is closed with 1003, "unsupported data" (RFC 6455 7.4.1), as
-        SteVe does: answering it with a CALLERROR would suggest we read it. RELIABILITY 46."""
+        SteVe does: answering it with a CALLERROR would suggest we read it. docs/reliability.md case 46."""
         self._closing = True
         station = self.cp.station
         logger.warning("%s: binary frame of %d bytes; closing with 1003", station.identity, size)
@@ -364,8 +368,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self.close(code=1003, reason="Binary frames are not supported: OCPP-J uses text frames")
 
     async def _throttle(self, wait: float) -> None:
-        """RELIABILITY.md B13: a connection sending faster than OCPP_MESSAGES_PER_S (past its burst) is
-        slowed to that rate; the first time, it is logged as a protocol violation."""
+        """docs/reliability.md case 13: a connection sending faster than OCPP_MESSAGES_PER_S (past its burst)
+        is slowed to that rate; the first time, it is logged as a protocol violation."""
         if not self._throttled:
             self._throttled = True
             station = self.cp.station
@@ -393,7 +397,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     def command_start(self, command_id: int, *, reply_to: str | None) -> None:
         """Send a command as a task of its own: this consumer must keep reading frames, the answer among
-        them (STYLE.md: never await a CSMS->charger call inside the consumer's message handling)."""
+        them (docs/contributing.md#ocpp-and-channels: never await a CSMS->charger call inside the consumer's
+        message handling)."""
         if self.cp is None or command_id in self._commands:
             return
         self._commands[command_id] = asyncio.ensure_future(self._command_run(self.cp, command_id, reply_to))
@@ -481,7 +486,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
 class NotFoundConsumer(AsyncWebsocketConsumer):
     """Every WebSocket path that is neither an OCPP URL nor the portal's: refused with 404 (a router error
-    would answer 500 with a traceback; RELIABILITY 46). No identity, so nothing for the security log."""
+    would answer 500 with a traceback; docs/reliability.md case 46). No identity, so nothing for the security
+    log."""
 
     async def connect(self):
         logger.info(

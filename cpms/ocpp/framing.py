@@ -1,9 +1,10 @@
 """OCPP-J framing: turning a WebSocket text frame into a Call/CallResult/CallError, and back.
 
-We parse frames ourselves (orjson, 4x faster than json; PERFORMANCE.md) instead of `ocpp.messages.unpack`,
-which drops unparsable frames silently and accepts numeric message ids. RELIABILITY.md B9-B11: an
-unreadable frame is answered with a CALLERROR whose id is "-1"; a message id must be a non-empty string of
-at most 36 characters.
+We parse frames ourselves (orjson, 4x faster than json;
+docs/performance.md#json-parsing-and-schema-validation) instead of `ocpp.messages.unpack`, which drops
+unparsable frames silently and accepts numeric message ids. docs/reliability.md cases 9-11: an unreadable
+frame is answered with a CALLERROR whose id is "-1"; a message id must be a non-empty string of at most 36
+characters.
 """
 
 from dataclasses import dataclass

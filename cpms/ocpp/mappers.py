@@ -15,9 +15,9 @@ _spans: dict[tuple[int, int], tuple[timedelta, timedelta]] = {}
 
 
 def timestamp_window(received_at: datetime) -> tuple[datetime, datetime]:
-    """The charger timestamps we accept as times of events received at `received_at` (RELIABILITY 45):
-    from OCPP_TIMESTAMP_MAX_AGE_DAYS before it to OCPP_TIMESTAMP_MAX_AHEAD_S after it. Once per message
-    on the hot path: the two spans are built once per setting values."""
+    """The charger timestamps we accept as times of events received at `received_at`
+    (docs/reliability.md case 45): from OCPP_TIMESTAMP_MAX_AGE_DAYS before it to OCPP_TIMESTAMP_MAX_AHEAD_S
+    after it. Once per message on the hot path: the two spans are built once per setting values."""
     key = (settings.OCPP_TIMESTAMP_MAX_AGE_DAYS, settings.OCPP_TIMESTAMP_MAX_AHEAD_S)
     spans = _spans.get(key)
     if spans is None:

@@ -1,4 +1,4 @@
-"""What the database can hold, checked where OCPP values come in (RELIABILITY 44).
+"""What the database can hold, checked where OCPP values come in (docs/reliability.md case 44).
 
 The OCPP schemas give sampled values no bounds (1.6: any string; 2.0.1: any JSON number, times 10^multiplier)
 and the 2.0.1 schemas (JSON Schema draft 6) count 1.0 as an integer. A value the columns cannot hold used to

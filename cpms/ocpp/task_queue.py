@@ -1,8 +1,8 @@
 """Queueing Celery jobs from the OCPP handlers without delaying the answer to the charger.
 
-Publishing to a broker can block for seconds when it is down (RELIABILITY D32), so a handler never waits for
-it: `submit` hands the publish to a worker thread and returns at once. A job lost that way is caught by the
-periodic job that owns the same work (the billing sweep, the periodic rebalance).
+Publishing to a broker can block for seconds when it is down (docs/reliability.md case 32), so a handler never
+waits for it: `submit` hands the publish to a worker thread and returns at once. A job lost that way is caught
+by the periodic job that owns the same work (the billing sweep, the periodic rebalance).
 """
 
 import asyncio

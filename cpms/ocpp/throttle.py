@@ -1,4 +1,4 @@
-"""Throttling of failed charger handshakes (RELIABILITY.md A7), per server process.
+"""Throttling of failed charger handshakes (docs/reliability.md case 7), per server process.
 
 Failures are counted in a sliding window per (identity, address) and per address. Past a limit, further
 handshakes from there are refused with HTTP 429 without touching the database, until the window has
@@ -61,9 +61,9 @@ handshake_throttle = HandshakeThrottle()
 
 
 class MessageRate:
-    """A token bucket per connection (RELIABILITY.md B13): `burst` messages at once, then `rate_per_s`
-    sustained. A connection past it is slowed down, not served faster than the rate: its messages wait
-    their turn, so one charger cannot take more than its share of the server's CPU and database, and the
+    """A token bucket per connection (docs/reliability.md case 13): `burst` messages at once, then
+    `rate_per_s` sustained. A connection past it is slowed down, not served faster than the rate: its messages
+    wait their turn, so one charger cannot take more than its share of the server's CPU and database, and the
     other connections keep their latency. A charger replaying an offline backlog waits for each answer
     (OCPP-J allows one CALL in flight), so it is slowed at worst, never refused."""
 

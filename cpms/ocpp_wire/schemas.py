@@ -1,8 +1,9 @@
 """Payload validation against the OCPP JSON schemas shipped in the `ocpp` package.
 
-The package validates with jsonschema (354-685 us per MeterValues, PERFORMANCE.md); the same schemas
-compiled by fastjsonschema take ~15 us. Validators are compiled once per (version, schema) on first use.
-Schema violations map to the OCPP error kinds (RELIABILITY.md B10).
+The package validates with jsonschema (354-685 us per MeterValues,
+docs/performance.md#json-parsing-and-schema-validation); the same schemas compiled by fastjsonschema take
+~15 us. Validators are compiled once per (version, schema) on first use. Schema violations map to the OCPP
+error kinds (docs/reliability.md case 10).
 """
 
 import functools

@@ -40,7 +40,7 @@ from stations.services.site_hosts import user_invite, user_role_set, user_site_g
 
 
 class PortalLoginView(auth_views.LoginView):
-    """Django's login (the session key rotates at login: RELIABILITY 40)."""
+    """Django's login (the session key rotates at login: docs/reliability.md case 40)."""
 
     template_name = "accounts/login.html"
     redirect_authenticated_user = True
@@ -69,7 +69,8 @@ def _failed_login_form(request: HttpRequest, form_class=AuthenticationForm):
 
 def login_lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
     """django-axes' answer to a locked-out login (AXES_LOCKOUT_CALLABLE): the login page with the same
-    generic error as a wrong password, so that a lockout reveals nothing about the account (RELIABILITY 41).
+    generic error as a wrong password, so that a lockout reveals nothing about the account
+    (docs/reliability.md case 41).
 
     axes' synchronous middleware hands over the response the login view rendered (the form with that
     error already); its asynchronous path (ASGI) passes none, so the page is rendered here."""

@@ -33,8 +33,8 @@ class LiveStatusConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data=None, bytes_data=None, **kwargs):
         """Browsers have nothing to say on this socket: anything they send (binary frames, text that is not
-        JSON) is ignored without being parsed (the JSON consumer's own receive raises on both; RELIABILITY
-        46)."""
+        JSON) is ignored without being parsed (the JSON consumer's own receive raises on both;
+        docs/reliability.md case 46)."""
 
     async def live_event(self, message):
         await self.send_json(message["event"])

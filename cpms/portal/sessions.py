@@ -204,7 +204,7 @@ def _labelled(points: list[tuple[datetime, float]], zone_name: str) -> list[tupl
     except (KeyError, ValueError):
         zone = ZoneInfo("UTC")
     if any(not _fits(moment, zone) for moment, _ in points[:1] + points[-1:]):
-        zone = ZoneInfo("UTC")  # a charger's absurd clock (RELIABILITY 45): the chart in UTC
+        zone = ZoneInfo("UTC")  # a charger's absurd clock (docs/reliability.md case 45): the chart in UTC
     multi_day = bool(points) and points[0][0].astimezone(zone).date() != points[-1][0].astimezone(zone).date()
     label = "%d %b %H:%M" if multi_day else "%H:%M"
     return [(moment.astimezone(zone).strftime(label), value) for moment, value in points]

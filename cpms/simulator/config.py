@@ -59,7 +59,8 @@ class FleetConfig:
     response_timeout_s: float = 30.0
     open_timeout_s: float = 10.0
     # Handshakes in flight at once: Channels admits a few hundred new connections per second
-    # (PERFORMANCE.md), so a thousand simultaneous opens would mostly time out.
+    # (docs/performance.md#connections-and-file-descriptors), so a thousand simultaneous opens would mostly
+    # time out.
     max_concurrent_handshakes: int = 50
 
     def identity_list(self) -> list[str]:

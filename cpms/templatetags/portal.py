@@ -56,7 +56,8 @@ def local(value: datetime | None, time_zone: str | None = None) -> str:
     try:
         moment = value.astimezone(zone)
     except OverflowError:
-        # A charger's absurd clock (9999-12-31 is in year 10000 east of UTC; RELIABILITY 45): in UTC.
+        # A charger's absurd clock (9999-12-31 is in year 10000 east of UTC; docs/reliability.md case 45): in
+        # UTC.
         moment = value.astimezone(UTC)
     # The year by hand: strftime's %Y gives "1", not "0001", for year 1 on glibc.
     return f"{moment:%d %b} {moment.year:04d}, {moment:%H:%M} {moment.tzname()}"

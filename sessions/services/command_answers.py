@@ -113,7 +113,8 @@ def _value(
 
 def _authorization_key_answered(command: Command, response: dict[str, Any]) -> None:
     """1.6 ChangeConfiguration AuthorizationKey.conf: Accepted (or RebootRequired: stored, used after the
-    reboot) makes the pending password the station's; Rejected / NotSupported drops it (RELIABILITY A5)."""
+    reboot) makes the pending password the station's; Rejected / NotSupported drops it
+    (docs/reliability.md case 5)."""
     if command.request.get("key") == ROTATION_KEY:
         station_password_answered(
             station_id=command.station_id,

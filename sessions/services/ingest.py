@@ -1,10 +1,10 @@
 """Meter-value ingest in batches: many chargers' MeterValues committed in one transaction (group commit).
 
 Per message, the ORM path costs four database round trips (lock the session, insert the rows, update the
-session, commit); on a busy server those round trips, not PostgreSQL's work, bound ingest (PERFORMANCE.md:
-~1,000 rows/s per process with one ORM write per message, 50-84k rows/s batched with COPY). Here a batch of
-messages costs the same four round trips as one message. The caller answers each charger only after the
-batch's transaction has committed.
+session, commit); on a busy server those round trips, not PostgreSQL's work, bound ingest
+(docs/performance.md#one-database-row-per-message: ~1,000 rows/s per process with one ORM write per message,
+50-84k rows/s batched with COPY). Here a batch of messages costs the same four round trips as one message. The
+caller answers each charger only after the batch's transaction has committed.
 """
 
 import json

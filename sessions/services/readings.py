@@ -1,6 +1,7 @@
 """A session's meter readings: energy from register readings, repeats dropped, the running meter state moved
-forward, and the flags what a charger reports puts on a session (RELIABILITY.md C: what does not add up is
-flagged and held from billing, never refused). Used by the transaction services and the batched ingest."""
+forward, and the flags what a charger reports puts on a session (docs/reliability.md section C: what does not
+add up is flagged and held from billing, never refused). Used by the transaction services and the batched
+ingest."""
 
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,10 +38,11 @@ def flags_add(session: ChargingSession, *flags: str) -> None:
 def clock_out_of_window_keep(
     session: ChargingSession, *, field: str, charger_value: str, used: datetime
 ) -> None:
-    """RELIABILITY 45: a charger time outside the accepted window (cpms.ocpp.mappers.charger_time) was
-    replaced by our receive time `used`. The value as sent is kept here, on a SessionAnomaly that billing
-    never reads; the session is flagged (not held: its times are ours, and a charger whose clock is lost
-    after a power cut would otherwise never be billed). Caller saves the session's flags."""
+    """docs/reliability.md case 45: a charger time outside the accepted window
+    (cpms.ocpp.mappers.charger_time) was replaced by our receive time `used`. The value as sent is kept here,
+    on a SessionAnomaly that billing never reads; the session is flagged (not held: its times are ours, and a
+    charger whose clock is lost after a power cut would otherwise never be billed). Caller saves the session's
+    flags."""
     flags_add(session, SessionFlag.CLOCK_OUT_OF_WINDOW)
     SessionAnomaly.objects.create(
         station_id=session.station_id,
@@ -84,10 +86,10 @@ def apply_readings(session: ChargingSession, samples: Sequence[Sample]) -> bool:
     """Move the session's running meter state forward with these samples (in memory); True if it changed.
 
     Energy comes from register readings ordered by the charger's timestamps, not by arrival
-    (RELIABILITY C23): a late batch does not move the running total back. A register that goes down
-    at a later time flags the session (C25). A sample whose charger time was out of the window (its
+    (docs/reliability.md case 23): a late batch does not move the running total back. A register that goes
+    down at a later time flags the session (case 25). A sample whose charger time was out of the window (its
     `timestamp` is our receive time) flags the session, and the first such sample of a session is kept
-    as sent on a SessionAnomaly (RELIABILITY 45; the only write here, once per session).
+    as sent on a SessionAnomaly (docs/reliability.md case 45; the only write here, once per session).
     """
     changed = False
     late_clock = next((s.charger_timestamp for s in samples if s.charger_timestamp), "")

@@ -4,8 +4,8 @@
 them into sessions.types values). Each public function is one database transaction; the caller answers the
 charger only after it returns (never before commit).
 
-Failure policy (RELIABILITY.md C): a charger's report of something that already happened is always
-accepted and answered; what does not add up is flagged on the session (and held from billing) or set
+Failure policy (docs/reliability.md section C): a charger's report of something that already happened is
+always accepted and answered; what does not add up is flagged on the session (and held from billing) or set
 aside as a SessionAnomaly for review.
 """
 
@@ -86,7 +86,8 @@ def _token_info(token: IdToken, now: datetime) -> TokenInfo:
 
 # --- helpers ----------------------------------------------------------------------------------------
 def _skew_flags(charger_time: datetime, received_at: datetime) -> list[str]:
-    """RELIABILITY C26: a charger clock more than OCPP_CLOCK_SKEW_FLAG_S ahead of ours is flagged."""
+    """docs/reliability.md case 26: a charger clock more than OCPP_CLOCK_SKEW_FLAG_S ahead of ours is
+    flagged."""
     skew = timedelta(seconds=settings.OCPP_CLOCK_SKEW_FLAG_S)
     return [SessionFlag.CLOCK_SKEW] if charger_time > received_at + skew else []
 
@@ -132,7 +133,7 @@ def _session_open(
     )
     # A new start on a connector that still has an open session means we missed its stop: close the
     # old one for review rather than leaving two sessions open on one connector. It stopped before the new
-    # start, and before we heard of it: never at a time ahead of ours (RELIABILITY 45).
+    # start, and before we heard of it: never at a time ahead of ours (docs/reliability.md case 45).
     for stale in ChargingSession.objects.select_for_update().filter(
         connector_id=connector_pk, status=SessionStatus.ACTIVE, started_at__lt=request.started_at
     ):
@@ -179,8 +180,8 @@ def _session_open(
         )
         session.save(update_fields=["flags", "held_for_review", "updated_at"])
     if request.transaction_id is None:
-        # 1.6 transaction ids are integers, globally unique and never reused (RELIABILITY C27): the
-        # primary key comes from a sequence (PostgreSQL) / AUTOINCREMENT (SQLite) that never goes back.
+        # 1.6 transaction ids are integers, globally unique and never reused (docs/reliability.md case 27):
+        # the primary key comes from a sequence (PostgreSQL) / AUTOINCREMENT (SQLite) that never goes back.
         session.transaction_id = str(session.pk)
         ChargingSession.objects.filter(pk=session.pk).update(transaction_id=session.transaction_id)
     if request.reservation_id is not None:
@@ -241,7 +242,7 @@ def session_start(*, request: StartRequest, organisation_id: int) -> StartResult
     """Open a session (1.6 StartTransaction).
 
     Idempotent: a start re-sent after a reconnect (new message id, same content) returns the session and
-    transaction id issued the first time (RELIABILITY C19).
+    transaction id issued the first time (docs/reliability.md case 19).
     """
     fingerprint = _start_fingerprint(request) if request.transaction_id is None else ""
     try:
@@ -268,7 +269,7 @@ def session_stop(*, request: StopRequest, organisation_id: int) -> StopResult:
     """Close a session (1.6 StopTransaction).
 
     Always answerable: an unknown, foreign or duplicate stop is recorded as an anomaly and changes no
-    session twice (RELIABILITY C20, C21, C27).
+    session twice (docs/reliability.md cases 20, 21 and 27).
     """
     token = (
         id_token_authorize(
@@ -327,9 +328,9 @@ def transaction_event_record(
 ) -> TransactionEventResult:
     """Apply one 2.0.1 TransactionEvent (Started, Updated or Ended).
 
-    The same (transaction, seqNo) delivered twice is stored and applied once (RELIABILITY C22). Events may
-    arrive out of order after an offline period (C23): whichever comes first opens the session, a late
-    Started only moves its start back, and an Updated after Ended only adds its meter values.
+    The same (transaction, seqNo) delivered twice is stored and applied once (docs/reliability.md case 22).
+    Events may arrive out of order after an offline period (case 23): whichever comes first opens the session,
+    a late Started only moves its start back, and an Updated after Ended only adds its meter values.
     """
     try:
         return _transaction_event_apply(request, organisation_id)
@@ -412,8 +413,8 @@ def _transaction_event_apply(
             and session.meter_stop_wh is not None
             and first is not None
         ):
-            # The Ended came first (an offline batch, RELIABILITY 23): its energy counted from the first
-            # reading it had; the Started knows the real start.
+            # The Ended came first (an offline batch, docs/reliability.md case 23): its energy counted from
+            # the first reading it had; the Started knows the real start.
             if session.meter_stop_wh < first:
                 flags_add(session, SessionFlag.METER_BACKWARDS)
                 session.energy_wh = None
@@ -480,9 +481,9 @@ def _transaction_event_apply(
 
 
 def _register_span_apply(session: ChargingSession) -> int | None:
-    """At a 2.0.1 Ended (RELIABILITY 23): the session's energy from its stored register readings ordered by
-    the charger's timestamps, not by arrival. Events may come out of order and without a Started (an
-    Updated with an earlier time arriving second): the earliest reading is the meter start (ties: the
+    """At a 2.0.1 Ended (docs/reliability.md case 23): the session's energy from its stored register readings
+    ordered by the charger's timestamps, not by arrival. Events may come out of order and without a Started
+    (an Updated with an earlier time arriving second): the earliest reading is the meter start (ties: the
     lower), and without a Started event the session started no later than its earliest event. Returns the
     latest reading (ties: the higher), the meter stop; None without any reading (then ENERGY_UNKNOWN)."""
     readings = MeterValue.objects.filter(

@@ -1,4 +1,5 @@
-"""Remote commands over the API: any OCPP call to a station (CONTRACT.md), and the command history."""
+"""Remote commands over the API: any OCPP call to a station (docs/contract.md#any-ocpp-call-to-a-station), and
+the command history."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -96,8 +97,9 @@ class CommandFilterSerializer(serializers.Serializer):
 
 
 def command_http_response(command: Command) -> Response:
-    """The HTTP answer for a command's outcome (CONTRACT.md): 200 answered, 202 queued in the outbox,
-    409 station not connected (or not reachable), 502 CALLERROR or an unusable answer, 504 timeout."""
+    """The HTTP answer for a command's outcome (docs/contract.md#any-ocpp-call-to-a-station): 200 answered,
+    202 queued in the outbox, 409 station not connected (or not reachable), 502 CALLERROR or an unusable
+    answer, 504 timeout."""
     body = {"command": CommandOutputSerializer(command).data}
     if command.status == CommandStatus.ANSWERED:
         body.update(

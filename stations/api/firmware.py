@@ -8,9 +8,10 @@ Who may do what:
 - an uploaded file: VIEW on its station.
 Objects in the URL outside the user's scope are 404; ids in a body that the user cannot see are 400.
 
-A firmware update or diagnostics request answers like the generic OCPP call (CONTRACT.md): 200 when the
-charger answered (its answer in `command.response`, Rejected included), 409 when the station is not
-connected, 502 for a CALLERROR, 504 on timeout; the update or upload record is in the body every time.
+A firmware update or diagnostics request answers like the generic OCPP call
+(docs/contract.md#any-ocpp-call-to-a-station): 200 when the charger answered (its answer in
+`command.response`, Rejected included), 409 when the station is not connected, 502 for a CALLERROR, 504 on
+timeout; the update or upload record is in the body every time.
 """
 
 import json

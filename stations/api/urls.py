@@ -23,8 +23,8 @@ from stations.api.views import (
 
 
 class StationIdentityConverter:
-    """One URL segment, whatever it contains: identities may hold '.', '-', '_', ':' and more (CONTRACT.md);
-    only '/' cannot appear in them."""
+    """One URL segment, whatever it contains: identities may hold '.', '-', '_', ':' and more
+    (docs/contract.md#resources); only '/' cannot appear in them."""
 
     regex = "[^/]+"
 

@@ -154,7 +154,8 @@ def command_create(
 ) -> Command:
     """Record a command. For a station that is not connected it is recorded as failed (NotConnected),
     unless `queue_for_s` asks for it to wait in the outbox that long for the station to connect."""
-    # A new Basic-auth password for the charger is checked before anything is recorded (RELIABILITY A5).
+    # A new Basic-auth password for the charger is checked before anything is recorded
+    # (docs/reliability.md case 5).
     password = rotation_password(action=action, request=request)
     if password is not None:
         rotation_password_validate(action=action, password=password)
@@ -185,8 +186,8 @@ def command_create(
             station_password_pending_set(
                 station_id=station.pk, command_id=command.pk, action=action, password=password
             )
-        # RELIABILITY 42: what people (and their jobs) ask chargers to do; the system's own calls (smart
-        # charging profiles, cost updates) are in the command history only, at their volume.
+        # docs/reliability.md case 42: what people (and their jobs) ask chargers to do; the system's own calls
+        # (smart charging profiles, cost updates) are in the command history only, at their volume.
         if source != CommandSource.SYSTEM:
             audit_record(
                 actor=user,
@@ -240,8 +241,8 @@ def command_finish(
         if finished == 1 and status == CommandStatus.ANSWERED and on_answer is not None:
             on_answer(Command.objects.select_related("station").get(pk=command_id), response or {})
         if finished == 1 and status == CommandStatus.FAILED and _not_taken(error_code, response):
-            # A new password it carried was never taken by the charger (RELIABILITY A5). A timeout or a
-            # lost connection says nothing: the pending password then stays valid until confirmed.
+            # A new password it carried was never taken by the charger (docs/reliability.md case 5). A timeout
+            # or a lost connection says nothing: the pending password then stays valid until confirmed.
             station_password_withdrawn(command_id=command_id)
     return finished == 1
 

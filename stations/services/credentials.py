@@ -1,7 +1,7 @@
 """Charger passwords (security profiles 1 and 2: HTTP Basic auth).
 
-RELIABILITY.md A8: checked with a fast salted hash (HMAC-SHA256 with a per-station random salt and the
-server's secret as a pepper), not Django's PBKDF2 user hasher: a reconnect storm of thousands of chargers
+docs/reliability.md case 8: checked with a fast salted hash (HMAC-SHA256 with a per-station random salt and
+the server's secret as a pepper), not Django's PBKDF2 user hasher: a reconnect storm of thousands of chargers
 must not cost half a second of CPU per handshake. Comparison is constant-time.
 """
 
@@ -67,7 +67,7 @@ def station_password_set(*, station: ChargingStation, password: str) -> Charging
     return station
 
 
-# --- rotation: a new password sent to the charger (RELIABILITY A5) ------------------------------------
+# --- rotation: a new password sent to the charger (docs/reliability.md case 5) ------------------
 #
 # 1. command_create records the command and, in the same transaction, the new password hashed as the
 #    station's pending one (station_password_pending_set), before anything is sent.

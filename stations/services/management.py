@@ -70,7 +70,8 @@ def time_zone_validate(time_zone: str) -> None:
 
 
 def identity_validate(identity: str) -> None:
-    """CONTRACT.md: the identity is the last segment of the charger's OCPP URL, 1-48 characters."""
+    """docs/contract.md#url-and-identity: the identity is the last segment of the charger's OCPP URL, 1-48
+    characters."""
     if not 1 <= len(identity) <= IDENTITY_MAX_LENGTH:
         raise ValidationFailed(f"Station identity must be 1-{IDENTITY_MAX_LENGTH} characters long.")
     if "/" in identity:

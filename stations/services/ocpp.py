@@ -117,7 +117,8 @@ def security_event_record(
 
 
 def security_events_recent_count(*, identity: str, remote_addr: str, since: datetime) -> int:
-    """Failed handshakes for this identity or from this address since `since` (throttling, RELIABILITY A7)."""
+    """Failed handshakes for this identity or from this address since `since` (throttling,
+    docs/reliability.md case 7)."""
     return SecurityEvent.objects.filter(
         Q(identity=identity[:100]) | Q(remote_addr=remote_addr[:64]),
         kind__in=[SecurityEventKind.AUTH_FAILED, SecurityEventKind.UNKNOWN_IDENTITY],
@@ -168,7 +169,8 @@ def station_seen(*, station_id: int, at: datetime) -> None:
 
 
 def stations_mark_silent_offline(*, now: datetime | None = None) -> int:
-    """Stations that claim to be connected but have sent nothing for too long are offline (RELIABILITY D33).
+    """Stations that claim to be connected but have sent nothing for too long are offline
+    (docs/reliability.md case 33).
 
     The WebSocket ping normally notices a dead peer first; this catches a server process that died
     without running its disconnect handlers.

@@ -1,5 +1,5 @@
-"""The audit log (RELIABILITY 42): insert-only down to the database, and written by admin changes, remote
-commands and exports."""
+"""The audit log (docs/reliability.md case 42): insert-only down to the database, and written by admin
+changes, remote commands and exports."""
 
 from datetime import date
 

@@ -1,6 +1,6 @@
-"""Login throttling (RELIABILITY 41, django-axes): after AXES_FAILURE_LIMIT failures for one username from
-one address, that pair is locked out, a correct password included; every refusal looks the same, so the
-login pages tell nothing about which accounts exist or are locked."""
+"""Login throttling (docs/reliability.md case 41, django-axes): after AXES_FAILURE_LIMIT failures for one
+username from one address, that pair is locked out, a correct password included; every refusal looks the same,
+so the login pages tell nothing about which accounts exist or are locked."""
 
 import pytest
 from asgiref.sync import async_to_sync

@@ -1,5 +1,6 @@
-"""Admin scoping (RELIABILITY.md 37 for the admin): a staff user who is not a superuser sees only the rows of
-their scope, cannot open another tenant's object, and is offered only their own objects in forms."""
+"""Admin scoping (docs/reliability.md case 37 for the admin): a staff user who is not a superuser sees only
+the rows of their scope, cannot open another tenant's object, and is offered only their own objects in
+forms."""
 
 import pytest
 from django.apps import apps

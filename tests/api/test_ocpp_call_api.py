@@ -1,6 +1,6 @@
-"""`POST /api/v1/stations/<identity>/ocpp/<Action>/` (CONTRACT.md) and the command history. The charger is
-the fake one of tests/commands.py; the real consumer path is in tests/ocpp/test_command_routing.py and
-across processes in tests/e2e/test_commands_two_processes.py."""
+"""`POST /api/v1/stations/<identity>/ocpp/<Action>/` (docs/contract.md#any-ocpp-call-to-a-station) and the
+command history. The charger is the fake one of tests/commands.py; the real consumer path is in
+tests/ocpp/test_command_routing.py and across processes in tests/e2e/test_commands_two_processes.py."""
 
 import pytest
 

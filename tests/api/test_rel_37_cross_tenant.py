@@ -1,4 +1,5 @@
-"""RELIABILITY.md 37: every endpoint x {operator of org A, operator of org B, site host of A1, finance of A}.
+"""docs/reliability.md case 37: every endpoint x {operator of org A, operator of org B, site host of A1,
+finance of A}.
 
 Another tenant's objects are 404 on retrieve and update and absent from lists; a visible object the role may
 not change is 403; a refused write changes nothing; role/tenant fields in a PATCH change nothing.

@@ -1,6 +1,7 @@
-"""RELIABILITY 41 for the REST API: token guessing is throttled per client address, without telling which keys
-exist; normal use has per-user rates. In-process (the throttle counts in the test's memory, tests/conftest.py);
-the shared counting across server processes through Redis is in tests/e2e/test_api_throttling.py."""
+"""docs/reliability.md case 41 for the REST API: token guessing is throttled per client address, without
+telling which keys exist; normal use has per-user rates. In-process (the throttle counts in the test's memory,
+tests/conftest.py); the shared counting across server processes through Redis is in
+tests/e2e/test_api_throttling.py."""
 
 import pytest
 from rest_framework.authtoken.models import Token

@@ -358,7 +358,7 @@ def test_patch_with_a_bad_password_changes_nothing(world, api):
     ids=["identity", "organisation", "foreign-site", "control"],
 )
 def test_patch_tenant_fields_are_refused(world, api, body, expected):
-    """RELIABILITY.md 37: role/tenant fields in a PATCH change nothing."""
+    """docs/reliability.md case 37: role/tenant fields in a PATCH change nothing."""
     ids = {"org_b": world.org_b.pk, "site_b1": world.site_b1.pk}
     body = {key: ids.get(value, value) for key, value in body.items()}
     before = row(world.station_a1)

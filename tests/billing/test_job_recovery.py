@@ -1,6 +1,6 @@
-"""Job recovery (cpms/jobs.py, RELIABILITY 36 and 47): leases, the recovery sweep, takeover by a redelivered
-task, bounded attempts, for export jobs and for bulk command jobs / firmware campaigns. The drills with real
-workers killed mid-job are in tests/e2e/test_worker_kill.py."""
+"""Job recovery (cpms/jobs.py, docs/reliability.md cases 36 and 47): leases, the recovery sweep, takeover by a
+redelivered task, bounded attempts, for export jobs and for bulk command jobs / firmware campaigns. The drills
+with real workers killed mid-job are in tests/e2e/test_worker_kill.py."""
 
 import time
 from datetime import UTC, date, datetime, timedelta

@@ -1,4 +1,4 @@
-"""The embedded Celery broker (cpms/broker.py): RELIABILITY 47, issue 15 item 4.
+"""The embedded Celery broker (cpms/broker.py): docs/reliability.md case 47, issue 15 item 4.
 
 Real processes (fork) writing and reading the same broker folder, as `make run`'s web server, beat and worker do.
 No database.

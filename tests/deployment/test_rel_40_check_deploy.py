@@ -1,4 +1,5 @@
-"""RELIABILITY 40: `manage.py check --deploy` is clean with the documented production environment.
+"""docs/reliability.md case 40: `manage.py check --deploy` is clean with the documented production
+environment.
 
 The environment is read from docs/production.env, the file docs/deployment.md tells operators to install,
 so the documentation and this test cannot drift apart. Only the secret key (left empty there on purpose)

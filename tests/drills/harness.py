@@ -247,7 +247,8 @@ class DrillCharger:
     """A charger that keeps every transaction-related message until the CSMS acknowledged it.
 
     It prefers web process `home` and moves on to the next one when that one refuses connections. It never
-    sends BootNotification again after a reconnect (a CSMS restart is not a charger reboot; RELIABILITY 16).
+    sends BootNotification again after a reconnect (a CSMS restart is not a charger reboot;
+    docs/reliability.md case 16).
     """
 
     def __init__(

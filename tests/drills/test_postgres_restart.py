@@ -1,4 +1,5 @@
-"""PostgreSQL restart drills (RELIABILITY 31) on a private PostgreSQL cluster with a real server process.
+"""PostgreSQL restart drills (docs/reliability.md case 31) on a private PostgreSQL cluster with a real server
+process.
 
 Every test here starts its own PostgreSQL 15 (tests/drills/services.py) and restarts it; the shared
 database of the other tests is never touched. The test process reads the private database through

@@ -1,4 +1,5 @@
-"""Redis down drill (RELIABILITY 32): two web processes on a private Redis, which is killed for some seconds.
+"""Redis down drill (docs/reliability.md case 32): two web processes on a private Redis, which is killed for
+some seconds.
 
 The chargers hold their connections to process A and run sessions; the operator's remote commands go to
 process B (so each one crosses processes) before, during and after the outage. OCPP ingest must not

@@ -1,7 +1,7 @@
-"""RELIABILITY 30 (issue 15, acceptance 1): kill -9 of web processes under load. Two web processes on
-PostgreSQL with Redis as channel layer, a Celery worker, and drill chargers (half 1.6, half 2.0.1) that
-re-send every unacknowledged transaction message after a reconnect, to the same process once it is back or
-to the other one. Afterwards every session is stored exactly once with the charger's totals, every
+"""docs/reliability.md case 30 (issue 15, acceptance 1): kill -9 of web processes under load. Two web
+processes on PostgreSQL with Redis as channel layer, a Celery worker, and drill chargers (half 1.6, half
+2.0.1) that re-send every unacknowledged transaction message after a reconnect, to the same process once it is
+back or to the other one. Afterwards every session is stored exactly once with the charger's totals, every
 acknowledged meter value once, every CDR once: nothing lost, nothing twice.
 
 Two drills: kills at random moments under load (from outside, like an OOM killer), and kills at the three
@@ -110,7 +110,7 @@ def test_rel_30_kill_9_of_web_processes_under_load(
     report = verify(chargers, cdrs=True)
     print(
         report.format(
-            "RELIABILITY 30, kill -9 under load",
+            "case 30, kill -9 under load",
             kills=len(web.kills),
             seconds=f"{elapsed:.1f}",
             sweep_needed=swept,
@@ -166,7 +166,7 @@ def test_rel_30_kill_before_commit_after_commit_and_after_answer(
 
     fired = sorted(p.name for p in tmp_path.glob("fired.*"))
     report = verify(chargers, cdrs=True)
-    print(report.format(f"RELIABILITY 30, kill at '{point}'", kills=len(restarts), sweep_needed=swept))
+    print(report.format(f"case 30, kill at '{point}'", kills=len(restarts), sweep_needed=swept))
     # Every spec fired once, each killing the process that reached it (and a supervisor restarted it).
     assert fired == ["fired.0", "fired.1", "fired.2", "fired.3"]
     assert len(restarts) == 4

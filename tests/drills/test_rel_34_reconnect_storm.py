@@ -1,7 +1,7 @@
-"""RELIABILITY 34 (bounded): a reconnect storm after kill -9 of a web process. Hundreds of chargers (half
-1.6, half 2.0.1) hold their connections to web process 1 of two, on PostgreSQL with Redis as channel
-layer; process 1 is killed; every charger that lost its connection reconnects at once (to process 2, or to
-process 1 once it is back) and is re-admitted exactly once. Prints how long the storm took and how many
+"""docs/reliability.md case 34 (bounded): a reconnect storm after kill -9 of a web process. Hundreds of
+chargers (half 1.6, half 2.0.1) hold their connections to web process 1 of two, on PostgreSQL with Redis as
+channel layer; process 1 is killed; every charger that lost its connection reconnects at once (to process 2,
+or to process 1 once it is back) and is re-admitted exactly once. Prints how long the storm took and how many
 error lines were logged (with Redis: case 43, see the comment at the end).
 
 The scale work of issue 13 (case 43: 10,000 chargers over several processes) is beyond what this test
@@ -88,7 +88,7 @@ def test_rel_34_reconnect_storm_after_kill_9_of_a_web_process(request, transacti
     readmitted = [c.stats.readmitted_s for c in chargers if c.stats.readmitted_s]
     waits = [w for per_charger in readmitted for w in per_charger]
     print(
-        f"RELIABILITY 34, reconnect storm: {chargers_n} chargers booted in {figures['connect_s']:.1f} s; "
+        f"case 34, reconnect storm: {chargers_n} chargers booted in {figures['connect_s']:.1f} s; "
         f"kill -9 of the process holding {figures['on_victim']:.0f} of them; all {len(storm.readmitted_at)} "
         f"re-admitted {figures['storm_s']:.1f} s after the kill (per charger: median "
         f"{statistics.median(waits) if waits else 0:.2f} s, max {max(waits, default=0):.2f} s); "

@@ -1,6 +1,7 @@
 """`python -m tests.e2e.export_fault_server --port P`: the real server (`cpms.server`) with one fault
 injected for a drill: the sessions export reads two rows per chunk and fails on its second chunk of rows,
-after the header and the first rows have been sent (RELIABILITY 45: a failing stream must end visibly)."""
+after the header and the first rows have been sent (docs/reliability.md case 45: a failing stream must end
+visibly)."""
 
 import os
 import sys

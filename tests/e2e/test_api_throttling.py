@@ -1,6 +1,6 @@
-"""RELIABILITY 41 across real server processes: failed API token authentications are counted in Redis, so a
-guesser spreading attempts over the web processes is throttled as if there were one. In-process details
-(Retry-After, no enumeration, per-user rates): tests/api/test_rel_41_api_throttling.py."""
+"""docs/reliability.md case 41 across real server processes: failed API token authentications are counted in
+Redis, so a guesser spreading attempts over the web processes is throttled as if there were one. In-process
+details (Retry-After, no enumeration, per-user rates): tests/api/test_rel_41_api_throttling.py."""
 
 import secrets
 import urllib.error

@@ -1,5 +1,5 @@
-"""RELIABILITY 45: a streamed finance export that fails after its first bytes must END in a way the client
-sees, against a real server process (Daphne), not leave a chunked response open forever."""
+"""docs/reliability.md case 45: a streamed finance export that fails after its first bytes must END in a way
+the client sees, against a real server process (Daphne), not leave a chunked response open forever."""
 
 import http.client
 import subprocess

@@ -1,6 +1,6 @@
-"""`make run`'s launcher supervises its children (RELIABILITY 47, issue 15 item 4): a child that dies is restarted
-with backoff, the others keep running, and SIGTERM still stops everything cleanly. The real `python -m
-cpms.launcher` in embedded mode (the filesystem broker) on the test database."""
+"""`make run`'s launcher supervises its children (docs/reliability.md case 47, issue 15 item 4): a child that
+dies is restarted with backoff, the others keep running, and SIGTERM still stops everything cleanly. The real
+`python -m cpms.launcher` in embedded mode (the filesystem broker) on the test database."""
 
 import contextlib
 import os

@@ -1,4 +1,4 @@
-"""Connection limits against a real Daphne process (RELIABILITY.md B12, A6)."""
+"""Connection limits against a real Daphne process (docs/reliability.md cases 12 and 6)."""
 
 import asyncio
 import base64

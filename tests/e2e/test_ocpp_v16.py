@@ -183,7 +183,7 @@ def test_e2e_handshake_refusals(cpms_server):
     assert wrong_password == 401
     no_credentials = _refusal_status(cpms_server, station.identity, password=None, subprotocols=["ocpp1.6"])
     assert no_credentials == 401
-    # No subprotocol we support: refused (CONTRACT.md names no status for it, only a refusal).
+    # No subprotocol we support: refused (docs/contract.md#subprotocols promises the refusal, not its status).
     unsupported = _refusal_status(
         cpms_server, station.identity, password=DEFAULT_STATION_PASSWORD, subprotocols=["ocpp0.1"]
     )

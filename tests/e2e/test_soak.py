@@ -1,6 +1,6 @@
-"""Issue 15 acceptance 3 (RELIABILITY 47): `make run` serves simulated chargers through a worker crash. The soak
-drill (bench/soak.py) in a bounded form: three chargers for 30 s, the Celery worker SIGKILLed once. The drill
-works in its own temporary directory (SQLite, var dir, port): it needs no test database."""
+"""Issue 15 acceptance 3 (docs/reliability.md case 47): `make run` serves simulated chargers through a worker
+crash. The soak drill (bench/soak.py) in a bounded form: three chargers for 30 s, the Celery worker SIGKILLed
+once. The drill works in its own temporary directory (SQLite, var dir, port): it needs no test database."""
 
 import json
 import subprocess

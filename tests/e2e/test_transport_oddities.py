@@ -1,6 +1,6 @@
-"""RELIABILITY.md 46 against a real server process (`python -m cpms.server`, Daphne): the status line a
-charger reads for odd identities, the security log, the handshake throttle, and a binary frame's close code.
-The same rules in-process, with more cases: tests/ocpp/test_transport_oddities.py."""
+"""docs/reliability.md case 46 against a real server process (`python -m cpms.server`, Daphne): the status
+line a charger reads for odd identities, the security log, the handshake throttle, and a binary frame's close
+code. The same rules in-process, with more cases: tests/ocpp/test_transport_oddities.py."""
 
 import asyncio
 import base64

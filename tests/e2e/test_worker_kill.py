@@ -1,7 +1,7 @@
-"""Fault drills, RELIABILITY 36 and 47 (issue 15, item 3): a whole Celery worker (its main process and its pool
-children) is killed with SIGKILL in the middle of a job, a new worker is started, and the job finishes
-exactly once: the export with the exact rows in exactly one file and no partial file left, the billing
-with one CDR per ended session.
+"""Fault drills, docs/reliability.md cases 36 and 47 (issue 15, item 3): a whole Celery worker (its main
+process and its pool children) is killed with SIGKILL in the middle of a job, a new worker is started, and the
+job finishes exactly once: the export with the exact rows in exactly one file and no partial file left, the
+billing with one CDR per ended session.
 
 Real processes: prefork workers (`celery -A cpms worker`, one child) and, for the export, a beat scheduler
 that outlives the worker (as in production). The jobs are held mid-run by the drill hook

@@ -1,4 +1,5 @@
-"""The energy jobs retry what a database restart or a Redis outage made fail (RELIABILITY 31/32, issue 15).
+"""The energy jobs retry what a database restart or a Redis outage made fail
+(docs/reliability.md cases 31 and 32, issue 15).
 
 The fault is injected where the database would raise it (the service call), and the real service runs on
 the retry. Celery runs a retry at once when a task is applied eagerly (`apply`), so no countdown is waited.

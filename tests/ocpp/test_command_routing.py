@@ -156,7 +156,7 @@ def test_no_answer_times_out(world):
 
 
 def test_connection_lost_mid_call_fails_the_command_visibly(world):
-    """RELIABILITY.md D33: pending commands fail visibly when the charger goes."""
+    """docs/reliability.md case 33: pending commands fail visibly when the charger goes."""
     ChargingStationFactory(identity="CMD-GONE", site=world.site_a1)
 
     async def scenario():
@@ -252,8 +252,8 @@ def test_expiry_gives_up_what_nobody_will_finish(world):
 
 
 def test_rel_32_redis_down_commands_still_reach_the_charger_through_the_database(world, settings):
-    """RELIABILITY.md D32: with the channel layer unreachable, the command record is the outbox and the
-    server process holding the charger finds it there; nothing is lost silently."""
+    """docs/reliability.md case 32: with the channel layer unreachable, the command record is the outbox and
+    the server process holding the charger finds it there; nothing is lost silently."""
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

@@ -1,5 +1,6 @@
-"""The OCPP WebSocket endpoint in-process (channels WebsocketCommunicator): handshake rules of CONTRACT.md
-and RELIABILITY.md A. The same rules against a real Daphne process are in tests/e2e."""
+"""The OCPP WebSocket endpoint in-process (channels WebsocketCommunicator): handshake rules of
+docs/contract.md and docs/reliability.md section A. The same rules against a real Daphne process are in
+tests/e2e."""
 
 import asyncio
 import base64
@@ -304,8 +305,8 @@ def test_rate_bucket_allows_a_burst_then_spaces_messages_at_the_rate():
 
 
 def test_rel_13_flooding_connection_is_throttled_answered_and_logged(settings):
-    """RELIABILITY.md B13: past the burst, a connection's messages are handled at the configured rate;
-    every message is still answered, and the flood is logged once."""
+    """docs/reliability.md case 13: past the burst, a connection's messages are handled at the configured
+    rate; every message is still answered, and the flood is logged once."""
     settings.OCPP_MESSAGES_PER_S = 50
     settings.OCPP_MESSAGE_BURST = 5
     ChargingStationFactory(identity="CP-FLOOD")

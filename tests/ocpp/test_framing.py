@@ -1,4 +1,5 @@
-"""RELIABILITY.md B: malformed frames get the right CALLERROR (1.6 spellings), nothing is processed twice."""
+"""docs/reliability.md section B: malformed frames get the right CALLERROR (1.6 spellings), nothing is
+processed twice."""
 
 import logging
 

@@ -1,4 +1,4 @@
-"""RELIABILITY.md B17: property-based fuzzing from the `ocpp` package's JSON schemas.
+"""docs/reliability.md case 17: property-based fuzzing from the `ocpp` package's JSON schemas.
 
 For every action a charger may send, payloads generated from the version's request schema are fed to the
 handler. Each answer must be a CALLRESULT that validates against the response schema, or a CALLERROR with

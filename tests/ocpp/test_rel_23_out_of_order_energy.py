@@ -1,6 +1,6 @@
-"""RELIABILITY 23 (issue 15, item 5): a 2.0.1/2.1 transaction whose first events arrive out of order and
-without a Started (Updated seq 2, then Updated seq 1 with an earlier time, then Ended) is billed from its
-register readings ordered by the charger's timestamps, not by arrival."""
+"""docs/reliability.md case 23 (issue 15, item 5): a 2.0.1/2.1 transaction whose first events arrive out of
+order and without a Started (Updated seq 2, then Updated seq 1 with an earlier time, then Ended) is billed
+from its register readings ordered by the charger's timestamps, not by arrival."""
 
 from datetime import timedelta
 

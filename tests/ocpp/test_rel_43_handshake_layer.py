@@ -1,8 +1,8 @@
-"""RELIABILITY 43: "the handshake never waits on the channel layer". Found by the reconnect-storm drill
-(tests/drills/test_rel_34_reconnect_storm.py): with Redis healthy but busy (hundreds of chargers connecting
-to one web process, every channel-layer call queued behind the RedisPubSubChannelLayer's shard lock), the
-handshake's layer calls wait up to LAYER_TIMEOUT_S each, then the consumer logs ERROR "channel layer
-unavailable; serving the charger without it" and that charger cannot get commands from other processes.
+"""docs/reliability.md case 43: "the handshake never waits on the channel layer". Found by the reconnect-storm
+drill (tests/drills/test_rel_34_reconnect_storm.py): with Redis healthy but busy (hundreds of chargers
+connecting to one web process, every channel-layer call queued behind the RedisPubSubChannelLayer's shard
+lock), the handshake's layer calls wait up to LAYER_TIMEOUT_S each, then the consumer logs ERROR "channel
+layer unavailable; serving the charger without it" and that charger cannot get commands from other processes.
 
 Here the same in-process and deterministic: a channel layer that is healthy but slow (each call waits
 until released). LAYER_TIMEOUT_S is raised so that "waits on the layer" means a minute, far beyond the
@@ -45,7 +45,7 @@ class SlowLayer(InMemoryChannelLayer):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="RELIABILITY 43, scale work (issue 13): OcppConsumer.__call__ awaits channel_layer.new_channel() "
+    reason="Case 43, scale work (issue 13): OcppConsumer.__call__ awaits channel_layer.new_channel() "
     "and connect() awaits group_send/group_add (cpms/ocpp/consumers.py) before accepting, each up to "
     "LAYER_TIMEOUT_S; a busy but healthy Redis delays every handshake and ends in an ERROR log and a charger "
     "that commands from other processes cannot reach",

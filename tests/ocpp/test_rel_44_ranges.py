@@ -1,6 +1,7 @@
-"""RELIABILITY 44, at the boundary: a value that passes the OCPP schema but that the database cannot hold is
-answered with a CALLERROR for that message alone, and nothing of the message is stored. Values a real
-charger sends (negative export power, large energy registers, tiny fractions) are stored as they are."""
+"""docs/reliability.md case 44, at the boundary: a value that passes the OCPP schema but that the database
+cannot hold is answered with a CALLERROR for that message alone, and nothing of the message is stored. Values
+a real charger sends (negative export power, large energy registers, tiny fractions) are stored as they
+are."""
 
 from datetime import timedelta
 from decimal import Decimal

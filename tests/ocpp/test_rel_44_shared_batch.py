@@ -1,5 +1,6 @@
-"""RELIABILITY 44 / issue 15 acceptance 2: one hostile charger causes zero failures for the other chargers
-whose messages share its group-commit batch, on PostgreSQL, with the real worker threads (no inline runner).
+"""docs/reliability.md case 44 / issue 15 acceptance 2: one hostile charger causes zero failures for the other
+chargers whose messages share its group-commit batch, on PostgreSQL, with the real worker threads (no inline
+runner).
 
 Two ways a hostile value can reach the batch, one per case:
 - `out_of_range`: a value beyond the column (1e400, 1e300): refused at the boundary with

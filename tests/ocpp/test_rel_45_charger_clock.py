@@ -1,7 +1,8 @@
-"""RELIABILITY 45 (and 26): a charger's timestamp outside the accepted window (OCPP_TIMESTAMP_MAX_AGE_DAYS
-before our receive time, OCPP_TIMESTAMP_MAX_AHEAD_S after it) is kept as received on a SessionAnomaly, the
-session is flagged `clock_out_of_window`, and the receive time is the billing time instead: for starts,
-stops, meter values and 2.0.1/2.1 TransactionEvents. Written once, run in every OCPP version."""
+"""docs/reliability.md case 45 (and 26): a charger's timestamp outside the accepted window
+(OCPP_TIMESTAMP_MAX_AGE_DAYS before our receive time, OCPP_TIMESTAMP_MAX_AHEAD_S after it) is kept as received
+on a SessionAnomaly, the session is flagged `clock_out_of_window`, and the receive time is the billing time
+instead: for starts, stops, meter values and 2.0.1/2.1 TransactionEvents. Written once, run in every OCPP
+version."""
 
 from datetime import UTC, datetime, timedelta
 

@@ -1,6 +1,6 @@
-"""RELIABILITY.md 46 in-process (through cpms.asgi's router): binary frames, identities with encoded slashes
-and other transport oddities get a clear refusal, are logged and throttled like any failed handshake, and
-never raise. The same against a real server process: tests/e2e/test_transport_oddities.py."""
+"""docs/reliability.md case 46 in-process (through cpms.asgi's router): binary frames, identities with encoded
+slashes and other transport oddities get a clear refusal, are logged and throttled like any failed handshake,
+and never raise. The same against a real server process: tests/e2e/test_transport_oddities.py."""
 
 import asyncio
 import base64
@@ -118,7 +118,7 @@ def test_rel_46_encoded_slash_never_reaches_the_station_it_ends_like(settings):
 
 
 def test_rel_46_percent_encoded_identity_is_decoded():
-    """CONTRACT.md: the identity is URL-decoded."""
+    """docs/contract.md#url-and-identity: the identity is URL-decoded."""
     ChargingStationFactory(identity="Zäpf stelle")
 
     async def scenario():

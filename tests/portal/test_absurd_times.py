@@ -1,6 +1,6 @@
-"""RELIABILITY 45: sessions whose times are absurd (legacy rows from before the timestamp window: a charger
-clock at 9999-12-31, or year 1) render on every portal page and in the CSV export; an instant that cannot
-be shown in the site's zone (past year 9999 there) is shown in UTC on pages and left out of the local
+"""docs/reliability.md case 45: sessions whose times are absurd (legacy rows from before the timestamp window:
+a charger clock at 9999-12-31, or year 1) render on every portal page and in the CSV export; an instant that
+cannot be shown in the site's zone (past year 9999 there) is shown in UTC on pages and left out of the local
 column of the CSV (its UTC column still has it)."""
 
 import io

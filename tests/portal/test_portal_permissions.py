@@ -1,4 +1,4 @@
-"""Every portal URL x every standing role (RELIABILITY 37 and 39 for the portal).
+"""Every portal URL x every standing role (docs/reliability.md cases 37 and 39 for the portal).
 
 The table below must name every URL of the `portal` namespace: a new page without a row fails
 `test_every_portal_url_is_in_the_matrix`. For each row:

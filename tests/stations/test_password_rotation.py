@@ -1,4 +1,4 @@
-"""RELIABILITY A5: rotating a charger's Basic-auth password (1.6 AuthorizationKey, 2.0.1 / 2.1
+"""docs/reliability.md case 5: rotating a charger's Basic-auth password (1.6 AuthorizationKey, 2.0.1 / 2.1
 SecurityCtrlr.BasicAuthPassword). After the charger answers Accepted the old password stops working and the
 new one works; after Rejected the old one keeps working; a crash between the charger's answer and our commit
 locks nobody out. Handshakes go through the real consumer (channels WebsocketCommunicator)."""

@@ -5,7 +5,7 @@ from accounts.services import api_token_get_or_create
 
 
 class Command(BaseCommand):
-    help = "Print the REST API token of a user, creating it if the user has none (CONTRACT.md)."
+    help = "Print the REST API token of a user, creating it if the user has none (docs/contract.md)."
 
     def add_arguments(self, parser):
         parser.add_argument("username")

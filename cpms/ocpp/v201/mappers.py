@@ -77,7 +77,8 @@ def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
                     location=sampled.get("location", ""),
                     unit=ranges.unit(unit.get("unit", "Wh")),
                     context=sampled.get("context", "Sample.Periodic"),
-                    # The whole signedMeterValue object, its signedMeterData byte-for-byte (RELIABILITY C28).
+                    # The whole signedMeterValue object, its signedMeterData byte-for-byte
+                    # (docs/reliability.md case 28).
                     signed_data=orjson.dumps(signed).decode() if signed else "",
                     charger_timestamp=raw_time,
                 )
