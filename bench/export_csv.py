@@ -9,7 +9,7 @@ credit), with set-based SQL (INSERT ... SELECT ... FROM generate_series): one or
 three time zones, 100 stations with 2 EVSEs each, a session every 30 seconds from 2024-01-01. Seeding
 happens once: a later run reuses the rows and only adds what is missing for a larger --rows.
 
-Then, for each kind, a child process runs `ExportReader` + `export_write` (billing/services/exports.py)
+Then, for each kind, a child process runs `ExportReader` + `export_write` (billing/services/exports/csv.py)
 over the whole period (local dates) into a file, and prints rows/s, seconds, output MB and the peak RSS
 growth of that process: VmHWM at the end minus VmRSS just before the export (/proc/self/status), i.e. what
 the export added to the process at its peak. With --tracemalloc the child also reports tracemalloc's peak
@@ -231,7 +231,9 @@ def child_export(args) -> None:
     django_setup(args.database_url)
     import tracemalloc
 
-    from billing.services.exports import ExportFilters, ExportReader, ExportScope, export_write
+    from billing.services.exports.csv import ExportReader, export_write
+    from billing.services.exports.filters import ExportFilters
+    from billing.services.exports.scope import ExportScope
 
     filters = ExportFilters(
         period_from=dt.date.fromisoformat(args.period_from), period_to=dt.date.fromisoformat(args.period_to)

@@ -46,6 +46,7 @@ from billing.money import minor_unit, round_money
 from billing.selectors import assignment_scope_q, cdr_scope_q, tariff_scope_q
 from billing.services.cdrs import cdr_credit_create, cdr_credit_totals
 from billing.services.energy_prices import EnergyPriceInput, site_energy_price_create
+from billing.services.exports.columns import CDR_ADMIN_FIELDS, CDR_ADMIN_LIST
 from billing.services.tariffs import (
     TariffVersionInput,
     tariff_assign,
@@ -340,57 +341,14 @@ class CdrCreditInline(ReadOnlyInline):
     show_change_link = True
 
 
-CDR_FIELDS = [
-    "session",
-    "organisation",
-    "site",
-    "station",
-    "station_identity",
-    "evse_number",
-    "connector_number",
-    "id_tag",
-    "time_zone",
-    "tariff_version",
-    "tariff_label",
-    "started_at",
-    "stopped_at",
-    "energy_wh",
-    "charging_s",
-    "parking_s",
-    "currency",
-    "tax_rate",
-    "flat_amount",
-    "energy_amount",
-    "time_amount",
-    "parking_amount",
-    "adjustment_amount",
-    "subtotal",
-    "tax",
-    "total",
-    "energy_cost",
-    "created_at",
-]
-
-
 @admin.register(ChargeDetailRecord)
 class ChargeDetailRecordAdmin(
     ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin
 ):
     """Final: nobody adds, edits or deletes a CDR (the database refuses it too). Corrections are credits."""
 
-    list_display = [
-        "id",
-        "stopped_at",
-        "station_identity",
-        "site",
-        "organisation",
-        "energy_wh",
-        "currency",
-        "subtotal",
-        "tax",
-        "total",
-        "tariff_label",
-    ]
+    # The fields of the CDR column table (billing/services/exports/columns.py), which the CSV and the API share.
+    list_display = CDR_ADMIN_LIST
     list_filter = ["currency", ("site", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["site", "organisation"]
     search_fields = ["=station_identity", "=id_tag"]
@@ -406,8 +364,8 @@ class ChargeDetailRecordAdmin(
             organisation_id=obj.organisation_id,
             site_id=obj.site_id,
         ):
-            return [*CDR_FIELDS, "issue_credit"]
-        return CDR_FIELDS
+            return [*CDR_ADMIN_FIELDS, "issue_credit"]
+        return CDR_ADMIN_FIELDS
 
     @admin.display(description="Credit")
     def issue_credit(self, cdr: ChargeDetailRecord) -> str:

@@ -32,7 +32,6 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
-from billing.services.exports import REVENUE_SITES_HEADER
 from cpms.errors import NotFound, PermissionDenied
 from cpms.filters import filters_apply
 from sessions.models import ChargingSession
@@ -212,47 +211,3 @@ def session_cdr_get(*, session: ChargingSession) -> ChargeDetailRecord | None:
 def credit_list(*, cdr: ChargeDetailRecord) -> QuerySet[CdrCredit]:
     """The CDR's credits, oldest first. The caller checked access to the CDR (`cdr_access`)."""
     return credit_qs().filter(cdr=cdr)
-
-
-# --- revenue (portal) -----------------------------------------------------------------------------------
-
-# The revenue_sites export's money columns, read back as Decimals (None where the export leaves a cell empty).
-REVENUE_DECIMAL_COLUMNS = REVENUE_SITES_HEADER[5:]
-
-
-def revenue_site_rows(*, user: User, filters) -> list[dict[str, Any]]:
-    """The rows of the `revenue_sites` export for `filters` (billing.services.exports.ExportFilters) and the
-    user's export scope, as dicts of its columns: month, organisation, site, currency (text), sessions
-    (int) and the REVENUE_DECIMAL_COLUMNS. The export's own reader sums them, so the portal shows exactly
-    the numbers of the CSV. PermissionDenied without the export capability; the period is checked as for
-    a streamed export (ValidationFailed beyond MAX_STREAM_SPAN_DAYS)."""
-    import csv
-    import io
-    from decimal import Decimal
-
-    from billing.enums import ExportKind
-    from billing.services.exports import (
-        ExportReader,
-        export_filters_validate,
-        export_scope_access,
-        export_write,
-    )
-
-    filters = export_filters_validate(filters=filters, streaming=True)
-    scope = export_scope_access(user=user, filters=filters)
-    out = io.BytesIO()
-    export_write(reader=ExportReader(kind=ExportKind.REVENUE_SITES, filters=filters, scope=scope), out=out)
-    rows = []
-    for record in csv.DictReader(io.StringIO(out.getvalue().decode())):
-        row: dict[str, Any] = {}
-        for key, value in record.items():
-            if key in REVENUE_DECIMAL_COLUMNS:
-                row[key] = Decimal(value) if value else None
-            elif key == "sessions":
-                row[key] = int(value)
-            else:
-                # Undo the export's spreadsheet guard ("'=x" -> "=x"): the page escapes HTML itself.
-                guarded = value[:1] == "'" and value[1:2] in ("=", "+", "-", "@", "\t", "\r")
-                row[key] = value[1:] if guarded else value
-        rows.append(row)
-    return rows

@@ -37,7 +37,7 @@ def sessions_bill_pending() -> int:
 @shared_task
 def export_jobs_recover() -> dict:
     """Every JOB_SWEEP_S: export jobs whose worker died are queued again or failed (cpms/jobs.py)."""
-    from billing.services.exports import export_jobs_recover as recover
+    from billing.services.exports.jobs import export_jobs_recover as recover
 
     result = recover()
     return {"requeued": result.requeued, "resent": result.resent, "failed": result.failed}

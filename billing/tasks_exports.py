@@ -1,4 +1,4 @@
-"""The Celery task of finance export jobs (billing/services/exports.py).
+"""The Celery task of finance export jobs (billing/services/exports/jobs.py).
 
 Celery's autodiscovery imports `<app>.tasks` modules only: a worker knows this task once `billing.tasks`
 imports it (as stations/tasks.py does with stations.tasks_firmware).
@@ -6,7 +6,7 @@ imports it (as stations/tasks.py does with stations.tasks_firmware).
 
 from celery import shared_task
 
-from billing.services.exports import export_job_run as run_export
+from billing.services.exports.jobs import export_job_run as run_export
 
 
 @shared_task

@@ -1,5 +1,5 @@
 """Finance CSV exports over the API: streamed at once for up to MAX_STREAM_SPAN_DAYS, or written by an
-export job and downloaded when done. Columns, order and period rules: billing/services/exports.py."""
+export job and downloaded when done. Columns, order and period rules: billing/services/exports/."""
 
 from django.http import StreamingHttpResponse
 from django.utils.http import content_disposition_header
@@ -14,22 +14,21 @@ from rest_framework.views import APIView
 
 from billing.enums import ExportKind, ExportStatus
 from billing.models import ExportJob
-from billing.services.exports import (
-    CONTENT_TYPE,
+from billing.services.exports.csv import CONTENT_TYPE, ExportReader, export_file_stream, export_stream
+from billing.services.exports.filters import (
     MAX_STREAM_SPAN_DAYS,
     ExportFilters,
-    ExportReader,
     export_file_name,
-    export_file_stream,
     export_filters_validate,
+    period_bound_parse,
+)
+from billing.services.exports.jobs import (
     export_job_access,
     export_job_create,
     export_job_download_access,
     export_job_list,
-    export_scope_access,
-    export_stream,
-    period_bound_parse,
 )
+from billing.services.exports.scope import export_scope_access
 from cpms.api import BAD_REQUEST, NOT_FOUND, ErrorOutputSerializer, StrictInputSerializer
 from cpms.errors import NotFound
 

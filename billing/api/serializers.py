@@ -21,6 +21,7 @@ from billing.models import (
     TariffAssignment,
     TariffVersion,
 )
+from billing.services.exports.columns import CDR_API_FIELDS
 from cpms.api import StrictInputSerializer
 
 # --- tariffs --------------------------------------------------------------------------------------------
@@ -306,38 +307,6 @@ class CdrCreditInputSerializer(StrictInputSerializer):
     reason = serializers.CharField(help_text="Why: kept with the credit.")
 
 
-CDR_FIELDS = [
-    "id",
-    "session",
-    "organisation",
-    "site",
-    "station",
-    "evse_number",
-    "connector_number",
-    "id_tag",
-    "time_zone",
-    "tariff_version",
-    "tariff_label",
-    "started_at",
-    "stopped_at",
-    "energy_wh",
-    "charging_s",
-    "parking_s",
-    "currency",
-    "tax_rate",
-    "flat_amount",
-    "energy_amount",
-    "time_amount",
-    "parking_amount",
-    "adjustment_amount",
-    "subtotal",
-    "tax",
-    "total",
-    "energy_cost",
-    "created_at",
-]
-
-
 class CdrOutputSerializer(serializers.ModelSerializer):
     station = serializers.CharField(
         source="station_identity", read_only=True, help_text="Station identity when the CDR was written."
@@ -345,7 +314,8 @@ class CdrOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ChargeDetailRecord
-        fields = CDR_FIELDS
+        # The fields of the CDR column table (billing/services/exports/columns.py), shared with the CSV.
+        fields = CDR_API_FIELDS
         read_only_fields = fields
         extra_kwargs = {
             "evse_number": {"help_text": "OCPP EVSE number (not a row id)."},
@@ -385,7 +355,7 @@ class CdrDetailOutputSerializer(CdrOutputSerializer):
     )
 
     class Meta(CdrOutputSerializer.Meta):
-        fields = [*CDR_FIELDS, "lines", "credits", "credited_subtotal", "credited_total", "net_total"]
+        fields = (*CDR_API_FIELDS, "lines", "credits", "credited_subtotal", "credited_total", "net_total")
         read_only_fields = fields
 
 

@@ -1,9 +1,10 @@
 """Finance and pricing pages of the portal: revenue per site and month, CSV exports (direct downloads and
 export jobs with progress), and a site's prices.
 
-- Revenue and exports need `Capability.EXPORT` (operator admins, finance). The revenue page shows the rows of
-  the `revenue_sites` export for the period (`billing.selectors.revenue_site_rows`), so its numbers are the
-  CSV's. Download links go to the API's CSV endpoints, which accept the portal's session cookie.
+- Revenue and exports need `Capability.EXPORT` (operator admins, finance). The revenue page shows the typed
+  rows of the `revenue_sites` export for the period (`billing.services.exports.readers.revenue_site_rows`),
+  which the CSV is written from, so its numbers are the CSV's. Download links go to the API's CSV
+  endpoints, which accept the portal's session cookie.
 - Prices need `Capability.PRICING` on the site (operator admins and staff; site hosts with the per-site
   grant); `site_access` decides, `site_prices_publish` writes.
 """
@@ -23,14 +24,10 @@ from django.utils import timezone
 from accounts.enums import Capability
 from billing.enums import ExportKind, ExportStatus
 from billing.money import minor_unit
-from billing.selectors import revenue_site_rows
-from billing.services.exports import (
-    MAX_STREAM_SPAN_DAYS,
-    ExportFilters,
-    export_job_access,
-    export_job_create,
-    export_job_list,
-)
+from billing.services.exports.filters import MAX_STREAM_SPAN_DAYS, ExportFilters
+from billing.services.exports.jobs import export_job_access, export_job_create, export_job_list
+from billing.services.exports.readers import revenue_site_rows
+from billing.services.exports.rows import RevenueRow
 from billing.services.site_prices import (
     SitePricesInput,
     site_dedicated_tariff,
@@ -91,12 +88,14 @@ def _period_form(request: HttpRequest) -> PeriodForm:
 # --- revenue -------------------------------------------------------------------------------------------
 
 
-def revenue_view_model(rows: list[dict]) -> dict:
+def revenue_view_model(revenue_rows: list[RevenueRow]) -> dict:
     """What the revenue page shows, from the revenue_sites rows: per currency, the rows by month, the
     per-site sums over the period, the totals and the monthly net revenue for the chart. Never a sum across
     currencies. A margin or energy cost sum is marked partial when a row of it has none (a CDR without an
     energy price)."""
     currencies: OrderedDict[str, dict] = OrderedDict()
+    # A CDR without a site (its station had none) has no site name: shown empty, as in the CSV.
+    rows = [{**row._asdict(), "site": row.site or ""} for row in revenue_rows]
     for row in sorted(rows, key=lambda r: r["currency"]):
         currency = row["currency"]
         group = currencies.setdefault(

@@ -11,7 +11,9 @@ from django.urls import reverse
 from accounts.models import AuditRecord, Organisation
 from accounts.selectors import AuditFilters, audit_record_list
 from accounts.services import audit_record
-from billing.services import exports
+from billing.services.exports import csv as export_csv
+from billing.services.exports.filters import ExportFilters
+from billing.services.exports.jobs import export_job_create
 from cpms.db import ImmutableRecordError
 from cpms.errors import PermissionDenied
 from stations.enums import CommandSource, CommandStatus
@@ -236,10 +238,10 @@ def test_a_command_through_the_api_is_recorded(world, api, fake_charger):
 
 
 def test_an_export_job_writes_a_record(world):
-    job = exports.export_job_create(
+    job = export_job_create(
         user=world.finance_a,
         kind="cdrs",
-        filters=exports.ExportFilters(period_from=date(2025, 3, 1), period_to=date(2025, 4, 1)),
+        filters=ExportFilters(period_from=date(2025, 3, 1), period_to=date(2025, 4, 1)),
     )
     record = AuditRecord.objects.get()
     assert (record.actor_id, record.organisation_id, record.action, record.object_type, record.object_id) == (
@@ -260,12 +262,12 @@ def test_an_export_job_writes_a_record(world):
 
 
 def test_a_streamed_export_writes_a_record(world, api, monkeypatch):
-    monkeypatch.setattr(exports, "_db_runner", lambda func: sync_to_async(func, thread_sensitive=True)())
+    monkeypatch.setattr(export_csv, "_db_runner", lambda func: sync_to_async(func, thread_sensitive=True)())
 
     async def keep_connection() -> None:
         pass
 
-    monkeypatch.setattr(exports, "_request_connection_release", keep_connection)
+    monkeypatch.setattr(export_csv, "_request_connection_release", keep_connection)
     response = api(world.finance_a).get(
         f"/api/v1/exports/sessions.csv?from=2025-03-01&to=2025-04-01&site={world.site_a1.pk}"
     )

@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 from accounts.services import membership_set
 from billing.enums import ExportKind
 from billing.models import ExportJob
-from billing.services import exports
+from billing.services.exports import csv as export_csv
+from billing.services.exports import readers
 from billing.tasks_exports import export_job_run
 from tests.billing.test_exports import (
     expected_cdrs_march,
@@ -29,8 +30,8 @@ def chunks_on_the_test_thread(monkeypatch):
     """The stream reads each chunk in a worker thread with a connection of its own, which cannot see the
     test's uncommitted data: run the chunks on the test's thread instead (the real runner is exercised by
     the transactional test below)."""
-    monkeypatch.setattr(exports, "_db_runner", lambda func: sync_to_async(func, thread_sensitive=True)())
-    monkeypatch.setattr(exports, "_request_connection_release", _keep_the_test_connection)
+    monkeypatch.setattr(export_csv, "_db_runner", lambda func: sync_to_async(func, thread_sensitive=True)())
+    monkeypatch.setattr(export_csv, "_request_connection_release", _keep_the_test_connection)
 
 
 async def _keep_the_test_connection() -> None:
@@ -110,10 +111,10 @@ def test_datetimes_in_the_query_are_instants(api, world, ledger):
 @pytest.mark.django_db(transaction=True)
 def test_the_real_worker_thread_runner_streams_committed_data(api, world, monkeypatch):
     """Each chunk on a pooled connection of a worker thread, given back after the chunk."""
-    monkeypatch.setattr(exports, "_db_runner", exports._in_worker_thread)
-    monkeypatch.setattr(exports, "_request_connection_release", exports._release_request_connection)
+    monkeypatch.setattr(export_csv, "_db_runner", export_csv._in_worker_thread)
+    monkeypatch.setattr(export_csv, "_request_connection_release", export_csv._release_request_connection)
     ledger = ledger_make(world)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 2)
     response = stream(api, world.finance_a, "cdrs")
     assert body(response).decode() == expected_cdrs_march(ledger)
 

@@ -1,4 +1,4 @@
-"""Finance CSV exports (billing/services/exports.py): the exact files, the local-date period, CSV injection,
+"""Finance CSV exports (billing/services/exports/): the exact files, the local-date period, CSV injection,
 scope, and export jobs run by the task function."""
 
 import csv
@@ -16,17 +16,12 @@ from django.db import OperationalError
 from accounts.services import membership_set
 from billing.enums import ExportKind, ExportStatus
 from billing.models import CdrCredit, ChargeDetailRecord, ExportJob
-from billing.services import exports
-from billing.services.exports import (
-    ExportFilters,
-    ExportReader,
-    ExportScope,
-    export_filters_validate,
-    export_job_create,
-    export_job_path,
-    export_scope_access,
-    export_write,
-)
+from billing.services.exports import columns, jobs, readers
+from billing.services.exports import csv as export_csv
+from billing.services.exports.csv import ExportReader, export_write
+from billing.services.exports.filters import ExportFilters, export_filters_validate
+from billing.services.exports.jobs import export_job_create, export_job_path
+from billing.services.exports.scope import ExportScope, export_scope_access
 from billing.tasks_exports import export_job_run
 from cpms.errors import NotFound, PermissionDenied, ValidationFailed
 from tests.factories import (
@@ -443,7 +438,7 @@ def test_revenue_per_port_is_exact(world, ledger):
 @pytest.mark.parametrize("kind", ExportKind.values)
 def test_an_empty_period_gives_the_header_only(world, ledger, kind):
     text = export_text(kind, world.finance_a, period_from=date(2024, 1, 1), period_to=date(2024, 2, 1))
-    assert text == ",".join(exports.HEADERS[kind]) + "\r\n"
+    assert text == ",".join(columns.HEADERS[kind]) + "\r\n"
 
 
 @pytest.mark.parametrize("kind", ExportKind.values)
@@ -475,7 +470,7 @@ def test_count_is_exact_before_reading(world, ledger, kind, records):
 
 def test_a_chunk_read_on_a_broken_connection_is_read_again(world, ledger, monkeypatch):
     """A pooled connection cut while idle fails its first query; the same chunk is read again."""
-    fetch, calls = exports._Scan.fetch, []
+    fetch, calls = readers._Scan.fetch, []
 
     def cut_once(self, limit):
         calls.append(limit)
@@ -483,9 +478,9 @@ def test_a_chunk_read_on_a_broken_connection_is_read_again(world, ledger, monkey
             raise OperationalError("server closed the connection unexpectedly")
         return fetch(self, limit)
 
-    monkeypatch.setattr(exports._Scan, "fetch", cut_once)
+    monkeypatch.setattr(readers._Scan, "fetch", cut_once)
     closed = mock.Mock()
-    monkeypatch.setattr(exports, "close_old_connections", closed)
+    monkeypatch.setattr(export_csv, "close_old_connections", closed)
     assert export_text("cdrs", world.finance_a, **MARCH) == expected_cdrs_march(ledger)
     closed.assert_called_once_with()
 
@@ -494,12 +489,12 @@ def test_an_export_gives_up_when_every_connection_fails(world, monkeypatch):
     def cut(self, limit):
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(exports._Scan, "fetch", cut)
+    monkeypatch.setattr(readers._Scan, "fetch", cut)
     closed = mock.Mock()
-    monkeypatch.setattr(exports, "close_old_connections", closed)
+    monkeypatch.setattr(export_csv, "close_old_connections", closed)
     with pytest.raises(OperationalError):
         export_text("cdrs", world.finance_a, **MARCH)
-    assert closed.call_count == exports._read_attempts() - 1 >= 1
+    assert closed.call_count == export_csv._read_attempts() - 1 >= 1
 
 
 # --- the period ----------------------------------------------------------------------------------
@@ -654,7 +649,7 @@ def test_text_cells_cannot_become_formulas_but_negative_amounts_stay_numbers(wor
     ],
 )
 def test_text_cells_lose_nul_bytes_before_the_formula_check(value, cell):
-    assert exports._text(value) == cell
+    assert columns._text(value) == cell
 
 
 # --- scope ---------------------------------------------------------------------------------------
@@ -826,17 +821,17 @@ def test_a_failing_job_ends_failed_and_leaves_no_file(world, ledger, media, monk
 
 
 def test_progress_is_written_every_5000_records(world, ledger, media, monkeypatch):
-    monkeypatch.setattr(exports, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(jobs, "PROGRESS_EVERY", 2)
     job = job_for(world.finance_a, kind="sessions")
     seen = []
-    update = exports._job_update
+    update = jobs._job_update
 
     def recording(**kwargs):
         seen.append({k: v for k, v in kwargs.items() if k in ("rows_done", "rows_total", "status")})
         return update(**kwargs)
 
-    monkeypatch.setattr(exports, "_job_update", recording)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 1)
+    monkeypatch.setattr(jobs, "_job_update", recording)
+    monkeypatch.setattr(readers, "CHUNK_ROWS", 1)
     export_job_run(job.pk)
     assert seen == [
         {"rows_total": 6},

@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 from accounts.services import api_token_get_or_create
 from billing.enums import ExportStatus
 from billing.models import ExportJob
-from billing.services.exports import ExportFilters, export_job_path, export_jobs_recover
+from billing.services.exports.filters import ExportFilters
+from billing.services.exports.jobs import export_job_path, export_jobs_recover
 from billing.tasks_exports import export_job_run
 from cpms.jobs import Heartbeat
 from stations.models import CommandJob, CommandJobTarget

@@ -10,17 +10,17 @@ FAULT_MESSAGE = "injected export fault (drill)"
 
 
 def _inject() -> None:
-    from billing.services import exports
+    from billing.services.exports import readers
 
-    exports.CHUNK_ROWS = 2
-    original = exports.ExportReader._session_rows
+    readers.CHUNK_ROWS = 2
+    original = readers.RowReader.read
 
-    def failing(self, rows):
-        if self.records >= exports.CHUNK_ROWS:
+    def failing(self):
+        if self.kind == "sessions" and self.records >= readers.CHUNK_ROWS:
             raise RuntimeError(FAULT_MESSAGE)
-        return original(self, rows)
+        return original(self)
 
-    exports.ExportReader._session_rows = failing
+    readers.RowReader.read = failing
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.utils import timezone
 from django.utils.crypto import get_random_string
 
-from billing.services.exports import SESSION_HEADER
+from billing.services.exports.columns import SESSION_HEADER
 from cpms.simulator import FleetConfig, run_fleet
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import ChargingSession

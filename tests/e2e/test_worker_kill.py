@@ -27,7 +27,10 @@ from django.conf import settings
 from accounts.services import membership_set
 from billing.enums import ExportStatus
 from billing.models import ChargeDetailRecord, ExportJob
-from billing.services.exports import ExportFilters, ExportReader, ExportScope, export_job_create, export_write
+from billing.services.exports.csv import ExportReader, export_write
+from billing.services.exports.filters import ExportFilters
+from billing.services.exports.jobs import export_job_create
+from billing.services.exports.scope import ExportScope
 from billing.tasks import session_bill
 from billing.tasks_exports import export_job_run
 from sessions.models import ChargingSession

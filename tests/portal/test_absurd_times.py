@@ -10,7 +10,9 @@ from datetime import UTC, date, datetime
 import pytest
 from django.test import Client
 
-from billing.services.exports import ExportFilters, ExportReader, export_scope_access, export_write
+from billing.services.exports.csv import ExportReader, export_write
+from billing.services.exports.filters import ExportFilters
+from billing.services.exports.scope import export_scope_access
 from sessions.models import MeterValue
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory
 
