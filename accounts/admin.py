@@ -7,15 +7,16 @@ admin index, as for a deleted object). Superusers see and do everything, as Djan
 """
 
 from contextlib import contextmanager
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin
-from django.contrib.admin.sites import NotRegistered
+from django.contrib.admin.exceptions import NotRegistered
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.core.exceptions import BadRequest
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Model, Q
+from django.db.models import Model, Q, QuerySet
 from django.http import Http404
 from django.utils.functional import cached_property
 
@@ -79,6 +80,9 @@ class ScopedAdminMixin:
 
     manage_capability: str | None = Capability.MANAGE
     superuser_only = False
+    # Set by the ModelAdmin this is mixed into.
+    model: type[Model]
+    admin_site: admin.AdminSite
 
     def scope_q(self, *, user: User, capability: str) -> Q:
         raise NotImplementedError
@@ -245,7 +249,8 @@ class BoundedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list[: self.count_limit].count()
+        # The admin's changelist paginates a queryset.
+        return cast(QuerySet[Any], self.object_list)[: self.count_limit].count()
 
 
 class NoFullCountAdminMixin:
@@ -278,8 +283,7 @@ class MembershipInline(ScopedInlineMixin, admin.TabularInline):
 
     model = Membership
     extra = 0
-    fields = ["organisation", "role", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("organisation", "role", "created_at")
     show_change_link = True
     can_delete = False
 

@@ -82,8 +82,15 @@ class ReadOnlyInline(ScopedInlineMixin, admin.TabularInline):
 
 class TariffVersionInline(ReadOnlyInline):
     model = TariffVersion
-    fields = ["version", "valid_from", "valid_until", "currency", "tax_rate", "min_price", "max_price"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "version",
+        "valid_from",
+        "valid_until",
+        "currency",
+        "tax_rate",
+        "min_price",
+        "max_price",
+    )
     show_change_link = True
     ordering = ["-version"]
 
@@ -321,7 +328,7 @@ class SiteEnergyPriceAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 
 class CdrLineInline(ReadOnlyInline):
     model = CdrLine
-    fields = [
+    fields = readonly_fields = (
         "position",
         "dimension",
         "element_index",
@@ -330,14 +337,12 @@ class CdrLineInline(ReadOnlyInline):
         "unit",
         "unit_price",
         "amount",
-    ]
-    readonly_fields = fields
+    )
 
 
 class CdrCreditInline(ReadOnlyInline):
     model = CdrCredit
-    fields = ["created_at", "subtotal", "tax", "total", "reason", "created_by"]
-    readonly_fields = fields
+    fields = readonly_fields = ("created_at", "subtotal", "tax", "total", "reason", "created_by")
     show_change_link = True
 
 

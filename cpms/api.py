@@ -1,6 +1,6 @@
 """API plumbing shared by every app: the one exception handler, strict input parsing, pagination."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 from django.db.models import QuerySet
@@ -59,7 +59,11 @@ class StrictInputSerializer(serializers.Serializer):
 
 
 def paginated_response(
-    *, request: Request, view: APIView, queryset: QuerySet[Any], serializer_class: type[BaseSerializer[Any]]
+    *,
+    request: Request,
+    view: APIView,
+    queryset: QuerySet[Any],
+    serializer_class: Callable[..., BaseSerializer[Any]],
 ) -> Response:
     """One page of `queryset` rendered with `serializer_class`, with the configured paginator.
 

@@ -155,7 +155,7 @@ class Recovered:
 def jobs_recover(
     *,
     model: type[Model],
-    enqueue: Callable[[Any], None],
+    enqueue: Callable[[Any], object],
     requeue_fields: dict[str, Any] | None = None,
     on_failed: Callable[[Any], None] | None = None,
     now: datetime | None = None,
@@ -196,7 +196,7 @@ def jobs_recover(
     return result
 
 
-def _enqueue(enqueue: Callable[[Any], None], job: Any) -> None:
+def _enqueue(enqueue: Callable[[Any], object], job: Any) -> None:
     try:
         enqueue(job)
     except Exception:

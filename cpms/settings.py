@@ -241,7 +241,7 @@ if REDIS_URL:
         }
     }
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         # A task whose worker died unacknowledged (acks_late) goes back to the queue this long after it
         # was delivered; kombu's default is an hour. Redelivery while a task still runs is harmless (tasks
         # are idempotent, jobs with a lease skip it) but repeats work: keep it above the longest task

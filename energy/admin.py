@@ -87,7 +87,7 @@ def _schedule_row(cleaned: dict) -> ScheduleRow:
     )
 
 
-class NodeLimitScheduleInline(ScopedInlineMixin, admin.TabularInline):
+class NodeLimitScheduleInline(ScopedInlineMixin, admin.TabularInline):  # type: ignore[misc]  # the stubs' InlineModelAdmin.has_add_permission takes obj, BaseModelAdmin's not
     model = NodeLimitSchedule
     form = ScheduleRowForm
     extra = 0

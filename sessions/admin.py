@@ -169,8 +169,7 @@ class IdTokenAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 class SessionAnomalyInline(ScopedInlineMixin, admin.TabularInline):
     model = SessionAnomaly
     extra = 0
-    fields = ["kind", "transaction_id", "reviewed", "created_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("kind", "transaction_id", "reviewed", "created_at")
     show_change_link = True
 
     def has_add_permission(self, request, obj):

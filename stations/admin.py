@@ -111,7 +111,7 @@ class SiteAdmin(SiteScopedAdminMixin, admin.ModelAdmin):
 # --- stations -------------------------------------------------------------------------------------
 
 
-class EvseInline(ScopedInlineMixin, admin.TabularInline):
+class EvseInline(ScopedInlineMixin, admin.TabularInline):  # type: ignore[misc]  # the stubs' InlineModelAdmin.has_add_permission takes obj, BaseModelAdmin's not
     model = Evse
     extra = 0
     fields = ["evse_id", "max_power_w", "connector_summary"]
@@ -222,7 +222,7 @@ class ChargingStationAdmin(StationCommandsMixin, SiteScopedAdminMixin, admin.Mod
     fieldsets = [
         (None, {"fields": ["identity", "name", "organisation", "site"]}),
         ("Security", {"fields": ["registration_status", "security_profile", "password"]}),
-        ("Reported by the charger", {"fields": REPORTED, "classes": ["collapse"]}),
+        ("Reported by the charger", {"fields": [*REPORTED], "classes": ["collapse"]}),
     ]
 
     def scope_q(self, *, user, capability) -> Q:
@@ -279,7 +279,7 @@ class ChargingStationAdmin(StationCommandsMixin, SiteScopedAdminMixin, admin.Mod
         self._registration_set(request, queryset, RegistrationStatus.REJECTED)
 
 
-class ConnectorInline(ScopedInlineMixin, admin.TabularInline):
+class ConnectorInline(ScopedInlineMixin, admin.TabularInline):  # type: ignore[misc]  # the stubs' InlineModelAdmin.has_add_permission takes obj, BaseModelAdmin's not
     model = Connector
     extra = 0
     fields = ["connector_id", "connector_type", "max_power_w", "status", "error_code", "status_changed_at"]

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Q
+from django.db.models import Model, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.template.response import TemplateResponse
@@ -93,9 +93,9 @@ def _call_for(station: ChargingStation, operation: str, connector_id: int | None
 
 def station_command_view(model_admin: admin.ModelAdmin, request, object_id: str):
     """GET: the form and the station's recent commands. POST: send one command, show the outcome."""
-    station = ChargingStation.objects.filter(pk=object_id).values_list("identity", flat=True).first()
+    identity = ChargingStation.objects.filter(pk=object_id).values_list("identity", flat=True).first()
     with domain_errors_as_http():
-        station = station_access(user=request.user, identity=station or "", capability=Capability.COMMAND)
+        station = station_access(user=request.user, identity=identity or "", capability=Capability.COMMAND)
     change_url = reverse("admin:stations_chargingstation_change", args=[station.pk])
     form = StationCommandForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -137,6 +137,12 @@ def _report(model_admin: admin.ModelAdmin, request, command: Command) -> None:
 class StationCommandsMixin:
     """For ChargingStationAdmin: the commands page, and bulk actions that start a job."""
 
+    # Set by the ModelAdmin this is mixed into, and by SiteScopedAdminMixin.
+    model: type[Model]
+    admin_site: admin.AdminSite
+    message_user: Callable[..., None]
+    capable_somewhere: Callable[..., bool]
+
     def get_urls(self):
         urls = super().get_urls()
         own = [
@@ -150,7 +156,7 @@ class StationCommandsMixin:
         ]
         return own + urls
 
-    def has_command_permission(self, request) -> bool:
+    def has_command_permission(self, request, obj=None) -> bool:
         user = request.user
         return user.is_active and (
             user.is_superuser or self.capable_somewhere(user=user, capability=Capability.COMMAND)

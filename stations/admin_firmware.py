@@ -119,8 +119,7 @@ class DiagnosticsUploadAdmin(StationRecordAdmin):
 class CommandJobTargetInline(ScopedInlineMixin, admin.TabularInline):
     model = CommandJobTarget
     extra = 0
-    fields = ["station", "status", "detail", "finished_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("station", "status", "detail", "finished_at")
     can_delete = False
 
     def get_queryset(self, request):

@@ -130,7 +130,8 @@ class SessionDetailApi(APIView):
 
 
 class SessionRecordListApi(RecordListApi):
-    def owner_access(self, *, user, pk: int):
+    # The owner takes its URL's own parameters (RecordListApi.get passes the URL's kwargs through).
+    def owner_access(self, *, user, pk: int):  # type: ignore[override]
         return session_access(user=user, pk=pk)
 
 

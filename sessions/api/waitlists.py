@@ -3,9 +3,12 @@
 Scoped like the portal: a site the user cannot see is a 404 (`site_access`), an entry outside their sites too
 (`waitlist_entry_access`); joining and leaving need the command right on the site (403)."""
 
+from typing import cast
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
+from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
@@ -136,7 +139,8 @@ class SiteWaitlistApi(APIView):
         filters.is_valid(raise_exception=True)
         data = {key: value for key, value in filters.validated_data.items() if value is not None}
         entries = waitlist_entry_list(user=request.user, site=site, filters=data)
-        paginator = self.pagination_class()
+        # The setting, once api_settings imported it: a pagination class (the stubs type it as its text).
+        paginator = cast(type[BasePagination], self.pagination_class)()
         page = paginator.paginate_queryset(entries, request, view=self)
         context = {"positions": waitlist_positions(site_id=site.pk)}
         return paginator.get_paginated_response(

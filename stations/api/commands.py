@@ -1,6 +1,8 @@
 """Remote commands over the API: any OCPP call to a station (docs/contract.md#any-ocpp-call-to-a-station), and
 the command history."""
 
+from typing import Any
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
@@ -100,7 +102,7 @@ def command_http_response(command: Command) -> Response:
     """The HTTP answer for a command's outcome (docs/contract.md#any-ocpp-call-to-a-station): 200 answered,
     202 queued in the outbox, 409 station not connected (or not reachable), 502 CALLERROR or an unusable
     answer, 504 timeout."""
-    body = {"command": CommandOutputSerializer(command).data}
+    body: dict[str, Any] = {"command": CommandOutputSerializer(command).data}
     if command.status == CommandStatus.ANSWERED:
         body.update(
             action=command.action,

@@ -174,6 +174,7 @@ class StationFirmwareUpdateApi(APIView):
             retrieve_at=data.validated_data.get("retrieve_at"),
             source=CommandSource.API,
         )
+        assert update.command is not None  # the update was sent (or queued) as a command
         http_status, detail = _outcome(update.command)
         rendered = FirmwareUpdateOutputSerializer(update).data
         body = {"firmware_update": rendered, "command": rendered["command"]}
@@ -205,7 +206,8 @@ class StationFirmwareUpdateListApi(APIView):
 
 
 def _campaign_detail(job: CommandJob) -> dict:
-    job.campaign_targets = firmware_campaign_targets(job=job)
+    # Read by FirmwareCampaignDetailOutputSerializer from the instance; not a model field.
+    job.campaign_targets = firmware_campaign_targets(job=job)  # type: ignore[attr-defined]
     return FirmwareCampaignDetailOutputSerializer(job).data
 
 
@@ -282,6 +284,7 @@ class StationDiagnosticsApi(APIView):
             latest=data.validated_data.get("stop"),
             source=CommandSource.API,
         )
+        assert upload.command is not None  # the request was sent (or queued) as a command
         http_status, detail = _outcome(upload.command)
         rendered = DiagnosticsUploadOutputSerializer(upload, context={"request": request}).data
         body = {"upload": rendered, "command": rendered["command"]}
@@ -326,15 +329,16 @@ class UploadFileApi(APIView):
     )
     def get(self, request, pk: int):
         upload = diagnostics_upload_access(user=request.user, pk=pk)
-        if upload.uploaded_at is None or not upload.file:
+        stored = upload.file.name
+        if upload.uploaded_at is None or not stored:
             raise NotFound(f"Upload {pk} has not been received yet.")
         try:
-            handle = upload.file.storage.open(upload.file.name, "rb")
+            handle = upload.file.storage.open(stored, "rb")
         except FileNotFoundError:
             raise NotFound(f"The file of upload {pk} is missing.") from None
         return FileResponse(
             handle,
             as_attachment=True,
-            filename=upload.file_name or upload.file.name.rsplit("/", 1)[-1],
+            filename=upload.file_name or stored.rsplit("/", 1)[-1],
             content_type="application/octet-stream",
         )

@@ -113,7 +113,8 @@ class JobDetailOutputSerializer(JobOutputSerializer):
 
 
 def _job_detail(job: CommandJob) -> dict:
-    job.targets_ordered = job.targets.select_related("station").order_by("station__identity")
+    # Read by JobDetailOutputSerializer from the instance; not a model field.
+    job.targets_ordered = job.targets.select_related("station").order_by("station__identity")  # type: ignore[attr-defined]
     return JobDetailOutputSerializer(job).data
 
 
