@@ -305,11 +305,11 @@ def stations_for_command(
             raise ValidationFailed(f"No station you may command at site {site_id}.")
         return found
     wanted = list(dict.fromkeys(identities or []))
-    found = {s.identity: s for s in stations.filter(identity__in=wanted)}
-    missing = [identity for identity in wanted if identity not in found]
+    by_identity = {s.identity: s for s in stations.filter(identity__in=wanted)}
+    missing = [identity for identity in wanted if identity not in by_identity]
     if missing:
         raise ValidationFailed(f"Not stations you may command here: {', '.join(missing)}.")
-    return [found[identity] for identity in wanted]
+    return [by_identity[identity] for identity in wanted]
 
 
 # --- firmware and uploads ----------------------------------------------------------------------------
@@ -467,7 +467,7 @@ class IncidentFilter(django_filters.FilterSet):
         model = Incident
         fields = ["status", "kind", "site", "station"]
 
-    def filter_status(self, qs, name, value):
+    def filter_status(self, qs: QuerySet[Incident], name: str, value: str) -> QuerySet[Incident]:
         if value == "open":
             return qs.filter(resolved_at__isnull=True, acknowledged_at__isnull=True)
         if value == "acknowledged":

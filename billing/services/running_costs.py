@@ -8,6 +8,7 @@ BILLING_COST_UPDATE_S seconds. 1.6 has no such message (the California Pricing e
 import asyncio
 import logging
 from datetime import timedelta
+from decimal import Decimal
 
 from asgiref.sync import async_to_sync
 from django.conf import settings
@@ -59,7 +60,7 @@ def sessions_due_cost_update(*, limit: int = 500) -> list[ChargingSession]:
     )
 
 
-async def _send(session: ChargingSession, total, gate: asyncio.Semaphore) -> bool:
+async def _send(session: ChargingSession, total: Decimal, gate: asyncio.Semaphore) -> bool:
     async with gate:
         command = await command_send_async(
             station=session.station,

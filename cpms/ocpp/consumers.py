@@ -355,6 +355,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         Part 4 section 4.1). A binary frame is closed with 1003, "unsupported data" (RFC 6455 7.4.1), as
         SteVe does: answering it with a CALLERROR would suggest we read it. docs/reliability.md case 46."""
         self._closing = True
+        assert self.cp is not None  # set in connect(), before any frame
         station = self.cp.station
         logger.warning("%s: binary frame of %d bytes; closing with 1003", station.identity, size)
         # Recorded before the close, so that the event is there by the time the charger sees the close.
@@ -372,6 +373,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         is slowed to that rate; the first time, it is logged as a protocol violation."""
         if not self._throttled:
             self._throttled = True
+            assert self.cp is not None  # set in connect(), before any frame
             station = self.cp.station
             logger.warning(
                 "%s: message flood; throttled to %s/s", station.identity, settings.OCPP_MESSAGES_PER_S

@@ -8,7 +8,7 @@ characters.
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -25,7 +25,7 @@ UNREADABLE_ID = "-1"
 class Call:
     unique_id: str
     action: str
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ def _strip_nul(value: Any) -> Any:
     return value
 
 
-def _valid_id(value: Any) -> bool:
+def _valid_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_MESSAGE_ID_LENGTH
 
 
@@ -118,17 +118,17 @@ def parse(raw: str | bytes) -> Call | CallResult | CallError:
     )
 
 
-def dumps(frame: list) -> str:
+def dumps(frame: list[Any]) -> str:
     return orjson.dumps(frame).decode()
 
 
-def call_result(unique_id: str, payload: dict) -> str:
+def call_result(unique_id: str, payload: dict[str, Any]) -> str:
     return dumps([CALL_RESULT, unique_id, payload])
 
 
-def call_error(unique_id: str, code: str, description: str, details: dict | None = None) -> str:
+def call_error(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
     return dumps([CALL_ERROR, unique_id, code, description[:MAX_DESCRIPTION], details or {}])
 
 
-def call(unique_id: str, action: str, payload: dict) -> str:
+def call(unique_id: str, action: str, payload: dict[str, Any]) -> str:
     return dumps([CALL, unique_id, action, payload])

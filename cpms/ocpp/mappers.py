@@ -39,7 +39,7 @@ def charger_time(
     return received_at, str(value)[:64]
 
 
-def text(value, limit: int) -> str:
+def text(value: object, limit: int) -> str:
     return "" if value is None else str(value)[:limit]
 
 

@@ -22,7 +22,7 @@ VALUE_PLACES: int = _VALUE.decimal_places
 # overflow").
 VALUE_LIMIT = Decimal(10) ** (_VALUE.max_digits - _VALUE.decimal_places)
 _QUANTUM = Decimal(1).scaleb(-VALUE_PLACES)
-UNIT_LENGTH: int = MeterValue._meta.get_field("unit").max_length
+UNIT_LENGTH: int | None = MeterValue._meta.get_field("unit").max_length
 _LIMIT = DeviceVariable._meta.get_field("max_limit")
 _LIMIT_BOUND = Decimal(10) ** (_LIMIT.max_digits - _LIMIT.decimal_places)
 _LIMIT_QUANTUM = Decimal(1).scaleb(-_LIMIT.decimal_places)
@@ -33,7 +33,7 @@ _ZERO = Decimal(0)
 _WIDE = Context(prec=60, Emax=999_999_999_999, Emin=-999_999_999_999, rounding=ROUND_HALF_UP, traps=[])
 
 
-def number(value) -> Decimal | None:
+def number(value: object) -> Decimal | None:
     """A JSON number or numeric string as a Decimal; None when it is not a finite number."""
     try:
         parsed = Decimal(str(value))
@@ -56,7 +56,7 @@ def _stored(value: Decimal, quantum: Decimal) -> Decimal:
     return _ZERO if value.adjusted() < quantum.adjusted() - 1 else value
 
 
-def sampled_value(raw, *, multiplier=0) -> Decimal | None:
+def sampled_value(raw: object, *, multiplier: int | float | str = 0) -> Decimal | None:
     """A sampled value (times 10^multiplier, 2.0.1) as stored in MeterValue.value.
 
     None when the charger sent no finite number (kept as no value, the frame log has the original). Raises
@@ -65,13 +65,13 @@ def sampled_value(raw, *, multiplier=0) -> Decimal | None:
     value = number(raw)
     if value is None:
         return None
-    multiplier = int(multiplier)
-    if multiplier:
-        value = value.scaleb(multiplier, context=_WIDE)
+    exponent = int(multiplier)
+    if exponent:
+        value = value.scaleb(exponent, context=_WIDE)
     if not value:
         return _ZERO
     if not _fits(value, VALUE_LIMIT, _QUANTUM):
-        shown = str(raw)[:40] + (f" x 10^{multiplier}" if multiplier else "")
+        shown = str(raw)[:40] + (f" x 10^{exponent}" if exponent else "")
         limit = f"10^{VALUE_LIMIT.adjusted()}"
         raise OcppError(
             ErrorKind.PROPERTY,
@@ -85,7 +85,7 @@ def unit(value: str) -> str:
     return value[:UNIT_LENGTH]
 
 
-def variable_limit(raw) -> Decimal | None:
+def variable_limit(raw: object) -> Decimal | None:
     """A device model minLimit/maxLimit. Chargers write "no limit" as the largest float (3.4e38): a limit the
     column cannot hold is kept as none rather than refusing the whole report."""
     value = number(raw)

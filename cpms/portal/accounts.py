@@ -3,8 +3,10 @@ and accepting an invitation."""
 
 import json
 from datetime import datetime, time, timedelta
+from typing import TypedDict
 from zoneinfo import ZoneInfo
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
@@ -23,7 +25,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.enums import Capability, Role
 from accounts.forms import AuditFilterForm, InviteForm, RoleForm, SiteGrantsForm
-from accounts.models import User
+from accounts.models import Membership, Organisation, User
 from accounts.selectors import (
     AuditFilters,
     audit_record_list,
@@ -34,7 +36,7 @@ from accounts.selectors import (
 )
 from accounts.services import user_activate, user_deactivate, user_invite_accept, user_invite_resend
 from cpms.errors import DomainError, PermissionDenied
-from cpms.portal.base import page_of, portal_view, require_capability
+from cpms.portal.base import PortalRequest, page_of, portal_view, require_capability
 from stations.scope import user_site_grants
 from stations.services.site_hosts import user_invite, user_role_set, user_site_grants_set
 
@@ -67,7 +69,9 @@ def _failed_login_form(request: HttpRequest, form_class=AuthenticationForm):
     return form
 
 
-def login_lockout_response(request: HttpRequest, original_response=None, credentials=None) -> HttpResponse:
+def login_lockout_response(
+    request: HttpRequest, original_response=None, credentials=None
+) -> HttpResponseBase:
     """django-axes' answer to a locked-out login (AXES_LOCKOUT_CALLABLE): the login page with the same
     generic error as a wrong password, so that a lockout reveals nothing about the account
     (docs/reliability.md case 41).
@@ -132,7 +136,7 @@ def _site_names(organisation, site_ids: list[int]) -> list[str]:
 
 
 @portal_view
-def user_list_page(request: HttpRequest):
+def user_list_page(request: PortalRequest):
     require_capability(request, Capability.MANAGE_USERS)
     users = organisation_user_list(user=request.user)
     page = page_of(request, users)
@@ -153,7 +157,7 @@ def user_list_page(request: HttpRequest):
 
 @portal_view
 @require_http_methods(["GET", "POST"])
-def user_invite_page(request: HttpRequest):
+def user_invite_page(request: PortalRequest):
     require_capability(request, Capability.MANAGE_USERS)
     organisations = list(managed_organisation_list(user=request.user).order_by("name"))
     if not organisations:
@@ -189,13 +193,14 @@ USER_OPERATIONS = ("role", "sites", "deactivate", "activate", "resend")
 
 @portal_view
 @require_http_methods(["GET", "POST"])
-def user_detail_page(request: HttpRequest, pk: int):
+def user_detail_page(request: PortalRequest, pk: int):
     require_capability(request, Capability.MANAGE_USERS)
     member = organisation_user_access(user=request.user, pk=pk)
     if request.method == "POST":
         return _user_operation(request, member)
     managed = []
-    for membership in member.managed_memberships:
+    # Prefetched with to_attr by the selector, which the stubs cannot follow (the ignore).
+    for membership in member.managed_memberships:  # type: ignore[attr-defined]
         organisation = membership.organisation
         entry = {
             "membership": membership,
@@ -228,7 +233,16 @@ def user_detail_page(request: HttpRequest, pk: int):
     )
 
 
-def _user_operation(request: HttpRequest, member: User) -> HttpResponse:
+class _Acting(TypedDict):
+    """Who changes whose membership where: what every operation on the user page passes."""
+
+    actor: User
+    user: User
+    organisation: Organisation
+    request: HttpRequest
+
+
+def _user_operation(request: PortalRequest, member: User) -> HttpResponse:
     from stations.models import Site
 
     operation = request.POST.get("op", "")
@@ -239,17 +253,23 @@ def _user_operation(request: HttpRequest, member: User) -> HttpResponse:
         organisation_id = int(request.POST.get("organisation", ""))
     except ValueError:
         organisation_id = None
+    # Prefetched with to_attr by the selector, which the stubs cannot follow (the ignore).
+    memberships: list[Membership] = member.managed_memberships  # type: ignore[attr-defined]
     membership = next(
-        (m for m in member.managed_memberships if m.organisation_id == organisation_id),
-        member.managed_memberships[0]
-        if organisation_id is None and len(member.managed_memberships) == 1
-        else None,
+        (m for m in memberships if m.organisation_id == organisation_id),
+        memberships[0] if organisation_id is None and len(memberships) == 1 else None,
     )
     if membership is None:
         messages.error(request, "Choose one of the user's organisations.")
         return redirect("portal:user-detail", pk=member.pk)
     organisation = membership.organisation
-    common = {"actor": request.user, "user": member, "organisation": organisation, "request": request}
+    common: _Acting = {
+        "actor": request.user,
+        "user": member,
+        "organisation": organisation,
+        "request": request,
+    }
+    form: forms.Form
     try:
         if operation == "role":
             form = RoleForm(request.POST)
@@ -289,7 +309,7 @@ def _user_operation(request: HttpRequest, member: User) -> HttpResponse:
 
 
 @portal_view
-def audit_log_page(request: HttpRequest):
+def audit_log_page(request: PortalRequest):
     require_capability(request, Capability.MANAGE_USERS)
     zone = _zone_of(request.user)
     actors = organisation_user_list(user=request.user)

@@ -18,6 +18,7 @@ from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
 
 from accounts.enums import Capability
+from accounts.models import User
 from accounts.selectors import organisation_ids_with
 from cpms.errors import NotFound, PermissionDenied
 from stations.scope import site_host_site_ids
@@ -47,6 +48,13 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Users", "portal:user-list", Capability.MANAGE_USERS),
     NavItem("Audit log", "portal:audit-log", Capability.MANAGE_USERS),
 )
+
+
+class PortalRequest(HttpRequest):
+    """The request a `portal_view` page gets: its user is logged in (a type for the checker only; the
+    object is the request Django made)."""
+
+    user: User
 
 
 def user_has_capability(user, capability: str) -> bool:

@@ -38,7 +38,7 @@ from billing.services.site_prices import (
     site_token_rules,
 )
 from cpms.errors import DomainError
-from cpms.portal.base import page_of, portal_view, require_capability
+from cpms.portal.base import PortalRequest, page_of, portal_view, require_capability
 from cpms.portal.site_access import site_access_rules_context
 from stations.models import Site
 from stations.scope import site_scope_q
@@ -172,7 +172,7 @@ def _formatted(row: dict, currency: str) -> dict:
 
 
 @portal_view
-def revenue_page(request: HttpRequest):
+def revenue_page(request: PortalRequest):
     require_capability(request, Capability.EXPORT)
     form = _period_form(request)
     view, error = None, ""
@@ -249,7 +249,7 @@ def job_row_context(job) -> dict:
 
 
 @portal_view
-def exports_page(request: HttpRequest):
+def exports_page(request: PortalRequest):
     require_capability(request, Capability.EXPORT)
     sites = _exportable_sites(request.user)
     if request.method == "POST":
@@ -305,7 +305,7 @@ def exports_page(request: HttpRequest):
 
 
 @portal_view
-def export_job_row(request: HttpRequest, pk: int):
+def export_job_row(request: PortalRequest, pk: int):
     """The job's table row (htmx polls it every 2 s while the job is queued or running)."""
     require_capability(request, Capability.EXPORT)
     job = export_job_access(user=request.user, pk=pk)
@@ -401,7 +401,7 @@ def _initial_prices(in_force) -> dict:
 
 
 @portal_view
-def site_prices_page(request: HttpRequest):
+def site_prices_page(request: PortalRequest):
     """The sites where the user may set prices, with the tariff in force at each."""
     require_capability(request, Capability.PRICING)
     sites = (
@@ -425,7 +425,7 @@ def site_prices_page(request: HttpRequest):
 
 
 @portal_view
-def site_prices_site_page(request: HttpRequest, site_id: int):
+def site_prices_site_page(request: PortalRequest, site_id: int):
     user = request.user
     site = site_access(user=user, pk=site_id, capability=Capability.PRICING)
     in_force = site_tariff_in_force(site=site)

@@ -6,13 +6,12 @@ PermissionDenied: a 403 page). The buttons show only to users who may use them.
 """
 
 from django.contrib import messages
-from django.http import HttpRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.enums import Capability
 from cpms.errors import Conflict, ValidationFailed
-from cpms.portal.base import page_of, portal_view
+from cpms.portal.base import PortalRequest, page_of, portal_view
 from stations.enums import IncidentKind
 from stations.scope import user_can
 from stations.selectors import incident_access, incident_list, incident_open_counts, site_list
@@ -28,7 +27,7 @@ FILTERS = ("status", "kind", "site")
 
 
 @portal_view
-def incident_list_page(request: HttpRequest):
+def incident_list_page(request: PortalRequest):
     filters = {name: request.GET.get(name) or None for name in FILTERS}
     error = ""
     try:
@@ -59,7 +58,7 @@ def incident_list_page(request: HttpRequest):
 
 
 @portal_view
-def incident_detail(request: HttpRequest, pk: int):
+def incident_detail(request: PortalRequest, pk: int):
     incident = incident_access(user=request.user, pk=pk)
     state = incident_state(incident)
     may_act = state != "resolved" and user_can(
@@ -89,7 +88,7 @@ def incident_detail(request: HttpRequest, pk: int):
 
 @require_POST
 @portal_view
-def incident_acknowledge_view(request: HttpRequest, pk: int):
+def incident_acknowledge_view(request: PortalRequest, pk: int):
     incident = incident_access(user=request.user, pk=pk, capability=Capability.COMMAND)
     try:
         incident_acknowledge(actor=request.user, incident=incident)
@@ -102,7 +101,7 @@ def incident_acknowledge_view(request: HttpRequest, pk: int):
 
 @require_POST
 @portal_view
-def incident_resolve_view(request: HttpRequest, pk: int):
+def incident_resolve_view(request: PortalRequest, pk: int):
     """The form says how it was fixed: `outcome` = remote (resolved remotely) or site_visit; no default, so
     that an unanswered question is not recorded as either answer."""
     incident = incident_access(user=request.user, pk=pk, capability=Capability.COMMAND)

@@ -6,7 +6,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django import forms
-from django.http import HttpRequest
 from django.shortcuts import redirect, render
 from django.utils import timezone
 
@@ -25,7 +24,7 @@ from billing.services.roi import (
     roi_report,
 )
 from cpms.errors import NotFound, PermissionDenied
-from cpms.portal.base import portal_view, require_capability
+from cpms.portal.base import PortalRequest, portal_view, require_capability
 from cpms.templatetags.portal import duration
 from stations.selectors import site_list, station_list
 
@@ -145,7 +144,7 @@ def _label(day: date) -> str:
 
 
 @portal_view
-def kpis_page(request: HttpRequest):
+def kpis_page(request: PortalRequest):
     """KPIs of what the user may see (site hosts: their sites), filtered by site / station / local dates."""
     require_capability(request, Capability.VIEW)
     form = KpiFilterForm(request.GET)
@@ -161,7 +160,7 @@ def kpis_page(request: HttpRequest):
             end=data["end"],
         )
         status = 200
-    context = {
+    context: dict[str, object] = {
         "form": form,
         "summary": summary,
         "tiles": kpi_tiles(summary) if summary else [],
@@ -196,7 +195,7 @@ class RoiInputsForm(forms.ModelForm):
 
 
 @portal_view
-def roi_page(request: HttpRequest):
+def roi_page(request: PortalRequest):
     """The ROI of one organisation (?organisation=): inputs (editable with the billing or export right) and
     every line with its formula. Export right needed (operator admins and finance)."""
     require_capability(request, Capability.EXPORT)

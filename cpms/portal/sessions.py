@@ -18,7 +18,7 @@ from django.shortcuts import render
 
 from accounts.selectors import organisation_ids_with
 from billing.money import minor_unit
-from cpms.portal.base import PAGE_SIZE, portal_view
+from cpms.portal.base import PAGE_SIZE, PortalRequest, portal_view
 from sessions.enums import SessionStatus
 from sessions.selectors import (
     session_access,
@@ -127,7 +127,7 @@ def _duration_s(session) -> float | None:
 
 
 @portal_view
-def session_list_page(request: HttpRequest):
+def session_list_page(request: PortalRequest):
     user = request.user
     sites = list(site_list(user=user).order_by("name", "pk"))
     form = SessionFilterForm(request.GET or None, sites=sites)
@@ -225,7 +225,7 @@ def _plain(value: Decimal) -> str:
 
 
 @portal_view
-def session_detail_page(request: HttpRequest, pk: int):
+def session_detail_page(request: PortalRequest, pk: int):
     user = request.user
     session = session_access(user=user, pk=pk)
     # The CDR, its lines and credits: reverse relations owned by billing (sessions does not import billing).

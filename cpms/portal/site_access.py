@@ -2,15 +2,16 @@
 some group tokens), shown and changed by who holds `Capability.PRICING` on the site.
 `sessions.services.site_access` decides and writes; this parses the form and redirects back to the page."""
 
+from typing import cast
+
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
 from accounts.enums import Capability
 from cpms.errors import ValidationFailed
-from cpms.portal.base import portal_view
+from cpms.portal.base import PortalRequest, portal_view
 from sessions.services.site_access import (
     site_access_group_choices,
     site_access_group_label,
@@ -32,7 +33,7 @@ class SiteAccessRulesForm(forms.Form):
 
     def __init__(self, *args, site: Site, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["groups"].choices = [
+        cast(forms.TypedMultipleChoiceField, self.fields["groups"]).choices = [
             (token.pk, site_access_group_label(token)) for token in site_access_group_choices(site=site)
         ]
 
@@ -41,16 +42,20 @@ def site_access_rules_context(*, site: Site) -> dict:
     """What the prices page shows of the rule (the caller checked the pricing right on the site)."""
     rules = site_access_rules_get(site=site)
     form = SiteAccessRulesForm(site=site, initial={"mode": rules.mode, "groups": list(rules.group_ids)})
-    return {"form": form, "rules": rules, "has_groups": bool(form.fields["groups"].choices)}
+    groups = cast(forms.TypedMultipleChoiceField, form.fields["groups"])
+    return {"form": form, "rules": rules, "has_groups": bool(groups.choices)}
 
 
 @require_POST
 @portal_view
-def site_access_rules_post(request: HttpRequest, site_id: int):
+def site_access_rules_post(request: PortalRequest, site_id: int):
     site = site_access(user=request.user, pk=site_id, capability=Capability.PRICING)
     form = SiteAccessRulesForm(request.POST, site=site)
     if not form.is_valid():
-        errors = "; ".join(f"{form.fields[name].label}: {' '.join(e)}" for name, e in form.errors.items())
+        errors = "; ".join(
+            f"{form.fields[name].label}: {' '.join(str(error) for error in e)}"
+            for name, e in form.errors.items()
+        )
         messages.error(request, f"Access rules not changed. {errors}")
         return redirect("portal:site-prices-site", site_id=site.pk)
     try:

@@ -18,7 +18,7 @@ from cpms.errors import DomainError
 from cpms.ocpp_wire import operations as builders
 from cpms.ocpp_wire.calls import Call
 from cpms.ocpp_wire.operations import AVAILABILITY_STATUSES, CENTRAL_TOKEN, RESET_TYPES
-from cpms.portal.base import page_of, portal_view
+from cpms.portal.base import PortalRequest, page_of, portal_view
 from sessions.enums import SessionStatus
 from sessions.selectors import session_list, session_transaction_id
 from stations.enums import CommandSource, CommandStatus
@@ -42,13 +42,13 @@ PORTAL_COMMAND_TIMEOUT_S = 20.0
 
 
 @portal_view
-def overview(request: HttpRequest):
+def overview(request: PortalRequest):
     """Stations by site with their live status; the page subscribes to the live-status websocket."""
     return render(request, "stations/overview.html", {"overview": network_overview(user=request.user)})
 
 
 @portal_view
-def site_detail(request: HttpRequest, pk: int):
+def site_detail(request: PortalRequest, pk: int):
     """One site: its facts and its stations with their live status."""
     site = site_access(user=request.user, pk=pk)
     stations = station_list(user=request.user, filters={"site": site.pk}).order_by("identity")
@@ -56,7 +56,7 @@ def site_detail(request: HttpRequest, pk: int):
 
 
 @portal_view
-def station_list_page(request: HttpRequest):
+def station_list_page(request: PortalRequest):
     filters = {key: value for key, value in request.GET.items() if key in {"site", "connected"} and value}
     stations = station_list(user=request.user, filters=filters).order_by("identity")
     query = request.GET.get("q", "").strip()
@@ -83,7 +83,7 @@ def _can_command(user, station: ChargingStation) -> bool:
 
 
 @portal_view
-def station_detail(request: HttpRequest, identity: str):
+def station_detail(request: PortalRequest, identity: str):
     station = station_access(user=request.user, identity=identity)
     active = {
         session.evse_id: session
@@ -108,7 +108,7 @@ def station_detail(request: HttpRequest, identity: str):
 
 
 @portal_view
-def station_commands_page(request: HttpRequest, identity: str):
+def station_commands_page(request: PortalRequest, identity: str):
     station = station_access(user=request.user, identity=identity)
     commands = command_list(user=request.user, station=station).order_by("-created_at", "-id")
     return render(
@@ -119,7 +119,7 @@ def station_commands_page(request: HttpRequest, identity: str):
 
 
 @portal_view
-def station_messages_page(request: HttpRequest, identity: str):
+def station_messages_page(request: PortalRequest, identity: str):
     station = station_access(user=request.user, identity=identity)
     return render(
         request,
@@ -133,7 +133,7 @@ def station_messages_page(request: HttpRequest, identity: str):
 
 
 @portal_view
-def station_configuration_page(request: HttpRequest, identity: str):
+def station_configuration_page(request: PortalRequest, identity: str):
     station = station_access(user=request.user, identity=identity)
     return render(
         request,
@@ -239,7 +239,7 @@ def _outcome_message(request: HttpRequest, label: str, command: Command) -> None
 
 @require_POST
 @portal_view
-def station_command(request: HttpRequest, identity: str, operation: str):
+def station_command(request: PortalRequest, identity: str, operation: str):
     """POST a command button: check COMMAND on the station, validate the form, build the call for the station's
     OCPP version, send it and wait for the answer (at most PORTAL_COMMAND_TIMEOUT_S), then back to the station
     page with the outcome as a message."""
@@ -252,7 +252,9 @@ def station_command(request: HttpRequest, identity: str, operation: str):
     form_class, build, label = OPERATIONS[operation]
     form = form_class(request.POST)
     if not form.is_valid():
-        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        problems = "; ".join(
+            f"{field}: {' '.join(str(error) for error in errors)}" for field, errors in form.errors.items()
+        )
         messages.error(request, f"{label}: {problems}")
         return redirect("portal:station-detail", identity=station.identity)
     try:

@@ -3,8 +3,8 @@
 
 from django.urls import path
 
-import stations.api.urls
 from cpms.portal import accounts, finance, incidents, kpis, sessions, site_access, stations, waitlists
+from stations.api import urls as _station_api_urls  # noqa: F401 - registers the station_identity converter
 
 app_name = "portal"
 

@@ -7,13 +7,12 @@ another tenant's site or entry is a 404, a role without the command right gets a
 
 from django import forms
 from django.contrib import messages
-from django.http import HttpRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from accounts.enums import Capability
 from cpms.errors import Conflict, ValidationFailed
-from cpms.portal.base import page_of, portal_view, require_capability
+from cpms.portal.base import PortalRequest, page_of, portal_view, require_capability
 from sessions.models import WaitlistStatus
 from sessions.selectors import (
     waitlist_entry_access,
@@ -38,14 +37,14 @@ class WaitlistJoinForm(forms.Form):
 
 
 @portal_view
-def waitlist_list_page(request: HttpRequest):
+def waitlist_list_page(request: PortalRequest):
     require_capability(request, Capability.VIEW)
     sites = waitlist_site_summaries(user=request.user)
     return render(request, "sessions/waitlist_list.html", {"page": page_of(request, sites)})
 
 
 @portal_view
-def waitlist_site_page(request: HttpRequest, site_id: int):
+def waitlist_site_page(request: PortalRequest, site_id: int):
     site = site_access(user=request.user, pk=site_id)
     queue = list(waitlist_entry_list(user=request.user, site=site, filters={"open": True}))
     positions = waitlist_positions(site_id=site.pk)
@@ -74,12 +73,14 @@ def waitlist_site_page(request: HttpRequest, site_id: int):
 
 @require_POST
 @portal_view
-def waitlist_join_view(request: HttpRequest, site_id: int):
+def waitlist_join_view(request: PortalRequest, site_id: int):
     """Add a driver (token value + email) at the end of the queue; the service checks the command right."""
     site = site_access(user=request.user, pk=site_id)
     form = WaitlistJoinForm(request.POST)
     if not form.is_valid():
-        problems = "; ".join(f"{field}: {' '.join(errors)}" for field, errors in form.errors.items())
+        problems = "; ".join(
+            f"{field}: {' '.join(str(error) for error in errors)}" for field, errors in form.errors.items()
+        )
         messages.error(request, f"Not added: {problems}")
         return redirect("portal:waitlist-site", site_id=site.pk)
     try:
@@ -98,7 +99,7 @@ def waitlist_join_view(request: HttpRequest, site_id: int):
 
 @require_POST
 @portal_view
-def waitlist_leave_view(request: HttpRequest, entry_id: int):
+def waitlist_leave_view(request: PortalRequest, entry_id: int):
     entry = waitlist_entry_access(user=request.user, pk=entry_id, capability=Capability.COMMAND)
     try:
         waitlist_leave(actor=request.user, entry=entry, cancel_reservation=True, source=CommandSource.PORTAL)

@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
 
 from cpms.simulator.charger_requests import CsmsRequestsMixin
 from cpms.simulator.config import ChargerConfig
@@ -135,7 +136,7 @@ class SimulatedCharger(CsmsRequestsMixin):
         async with handshake_slots or contextlib.nullcontext():
             return await connect(
                 self.url,
-                subprotocols=[self.spec.subprotocol],
+                subprotocols=[Subprotocol(self.spec.subprotocol)],
                 additional_headers=self._headers(),
                 open_timeout=self.config.open_timeout_s,
                 # Chargers rarely negotiate compression, and it costs the server memory per connection.
@@ -235,10 +236,10 @@ class SimulatedCharger(CsmsRequestsMixin):
     async def _scenario(self) -> _Outcome:
         if not await self._boot():
             return _Outcome.DONE
-        await self.client.status_notification(connector_id=0, status=self.station_status)
+        await self.connected_client.status_notification(connector_id=0, status=self.station_status)
         for connector in self.connectors.values():
             connector.status = connector.idle_status()
-            await self.client.status_notification(
+            await self.connected_client.status_notification(
                 connector_id=connector.connector_id, status=connector.status
             )
         self.spawn(self._heartbeat_loop())
@@ -252,11 +253,11 @@ class SimulatedCharger(CsmsRequestsMixin):
             if self._deadline_passed():
                 self.result.sessions_skipped += self.config.session_count - self._scripted_done
                 break
-            connector = await self._free_connector()
-            if connector is None:
+            free = await self._free_connector()
+            if free is None:
                 continue  # reboot or deadline: the checks above decide
             self._scripted_done += 1
-            await self.run_session(connector, id_tag=self.config.id_tag, remote=False)
+            await self.run_session(free, id_tag=self.config.id_tag, remote=False)
 
         await self._linger()
         return _Outcome.REBOOT if self._reboot.is_set() else _Outcome.DONE
@@ -266,7 +267,7 @@ class SimulatedCharger(CsmsRequestsMixin):
         (OCPP 1.6 4.2), but only while the deadline allows; without --duration one answer is final."""
         while True:
             try:
-                boot = await self.client.boot()
+                boot = await self.connected_client.boot()
             except CallFailed as exc:
                 self.result.failure = f"BootNotification failed: {exc}"
                 return False
@@ -297,7 +298,7 @@ class SimulatedCharger(CsmsRequestsMixin):
                 self._heartbeat_changed.clear()
             else:
                 with contextlib.suppress(CallFailed):
-                    await self.client.heartbeat()
+                    await self.connected_client.heartbeat()
 
     def set_heartbeat_interval(self, seconds: float) -> None:
         self.heartbeat_interval_s = seconds if seconds > 0 else DEFAULT_HEARTBEAT_INTERVAL_S
@@ -352,7 +353,7 @@ class SimulatedCharger(CsmsRequestsMixin):
             connector.reservation = None
         connector.claimed = False
         connector.session = session
-        client = self.client
+        client = self.connected_client
         try:
             await self._run_session(client, connector, session)
         except CallFailed as exc:
@@ -438,6 +439,7 @@ class SimulatedCharger(CsmsRequestsMixin):
         record.meter_stop_wh = connector.meter.register_wh
         record.stopped_at = ocpp_timestamp(utc_now())
         record.stop_reason = reason
+        assert record.transaction_id is not None  # the session started
         record.transaction_data = await client.stop_transaction(
             transaction_id=record.transaction_id,
             id_tag=record.id_tag,
@@ -464,7 +466,7 @@ class SimulatedCharger(CsmsRequestsMixin):
 
     async def _set_status(self, connector: ConnectorState, status: str) -> None:
         connector.status = status
-        await self.client.status_notification(connector_id=connector.connector_id, status=status)
+        await self.connected_client.status_notification(connector_id=connector.connector_id, status=status)
 
 
 async def cancel_and_wait(tasks: set[asyncio.Task], *, attempts: int = 5, grace_s: float = 1.0) -> None:

@@ -21,6 +21,13 @@ class CsmsRequestsMixin:
     _reboot: asyncio.Event
     _connector_freed: asyncio.Event
 
+    @property
+    def connected_client(self) -> ProtocolClient:
+        """The client of the connection in progress: calls to the CSMS are made while connected only."""
+        if self.client is None:
+            raise RuntimeError("the charger is not connected")
+        return self.client
+
     def spawn(self, coro: Coroutine[Any, Any, Any], *, session: bool = False) -> asyncio.Task:
         raise NotImplementedError
 
@@ -134,7 +141,7 @@ class CsmsRequestsMixin:
             return  # used, cancelled or replaced meanwhile
         connector.reservation = None
         self._connector_freed.set()
-        await self.client.reservation_ended(reservation.reservation_id)
+        await self.connected_client.reservation_ended(reservation.reservation_id)
         if (
             connector.session is None
             and not connector.claimed
@@ -189,7 +196,7 @@ class CsmsRequestsMixin:
 
     async def availability_notify(self, connector_id: int) -> None:
         if connector_id == 0:
-            await self.client.status_notification(connector_id=0, status=self.station_status)
+            await self.connected_client.status_notification(connector_id=0, status=self.station_status)
         for connector in self.connectors.values():
             in_scope = connector_id in (0, connector.connector_id)
             if in_scope and connector.session is None and connector.status != connector.idle_status():
@@ -198,10 +205,10 @@ class CsmsRequestsMixin:
     async def send_status(self, connector_id: int | None) -> None:
         """Triggered StatusNotification: the current status of one connector (0: the station) or all."""
         if connector_id in (None, 0):
-            await self.client.status_notification(connector_id=0, status=self.station_status)
+            await self.connected_client.status_notification(connector_id=0, status=self.station_status)
         for connector in self.connectors.values():
             if connector_id in (None, connector.connector_id):
-                await self.client.status_notification(
+                await self.connected_client.status_notification(
                     connector_id=connector.connector_id, status=connector.status
                 )
 
@@ -220,6 +227,6 @@ class CsmsRequestsMixin:
                     Sample(timestamp=utc_now(), context="Trigger", energy_wh=connector.meter.register_wh)
                 ]
                 transaction_id = None
-            await self.client.meter_values(
+            await self.connected_client.meter_values(
                 connector_id=connector.connector_id, transaction_id=transaction_id, samples=samples
             )

@@ -10,6 +10,7 @@ of `cpms.ocpp_wire.actions.V16`.
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ocpp.routing import after, on
 from ocpp.v16 import ChargePoint, call, call_result
@@ -115,7 +116,7 @@ class ChargerV16(CsmsCommandsV16, RecordingClient, ChargePoint):
         self.state: V16State = state
         # What an @on handler decided, by call id, for its @after hook (RemoteStartTransaction: the
         # connector claimed; GetDiagnostics: the file name; ...).
-        self._pending: dict[str, object] = {}
+        self._pending: dict[str, Any] = {}
 
     # --- charger -> CSMS --------------------------------------------------------------------------
 
@@ -159,7 +160,9 @@ class ChargerV16(CsmsCommandsV16, RecordingClient, ChargePoint):
         self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str, begin: Sample
     ) -> StartResult:
         # The Transaction.Begin reading is not part of StartTransaction: the flow sends it as MeterValues.
-        record = self.charger.connectors[connector_id].session.record
+        session = self.charger.connectors[connector_id].session
+        assert session is not None  # run_session sets it before the transaction starts
+        record = session.record
         result = await self._call(
             call.StartTransaction(
                 connector_id=connector_id,

@@ -16,6 +16,7 @@ csms_commands_v201.py. Together they answer every action of `cpms.ocpp_wire.acti
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from ocpp.routing import after, on
 from ocpp.v201 import ChargePoint, call, call_result
@@ -114,7 +115,7 @@ class ChargerV201(DeviceModelV201, CsmsCommandsV201, RecordingClient, ChargePoin
         self._seq_nos: dict[str, int] = {}
         # What an @on handler decided, by call id, for its @after hook (RequestStartTransaction: the
         # connector claimed; GetLog: the file name; GetReport: the report; ...).
-        self._pending: dict[str, object] = {}
+        self._pending: dict[str, Any] = {}
 
     # --- charger -> CSMS --------------------------------------------------------------------------
 
@@ -165,9 +166,11 @@ class ChargerV201(DeviceModelV201, CsmsCommandsV201, RecordingClient, ChargePoin
         self, *, connector_id: int, id_tag: str, meter_start_wh: int, timestamp: str, begin: Sample
     ) -> StartResult:
         # The meter start is the Transaction.Begin reading of the Started event (2.0.1 has no meterStart).
-        record = self.charger.connectors[connector_id].session.record
+        session = self.charger.connectors[connector_id].session
+        assert session is not None  # run_session sets it before the transaction starts
+        record = session.record
         transaction_id = uuid.uuid4().hex[:20]
-        info = {"chargingState": "EVConnected"}
+        info: dict[str, Any] = {"chargingState": "EVConnected"}
         if record.remote_start_id is not None:
             info["remoteStartId"] = record.remote_start_id
         reservation = {} if record.reservation_id is None else {"reservation_id": record.reservation_id}

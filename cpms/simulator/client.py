@@ -11,6 +11,7 @@ results; anything they cause (a session, a reboot, status updates) is started fr
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError
 from ocpp.messages import MessageType, unpack
@@ -83,7 +84,13 @@ class Setting:
         self.value = value.lower() if self.kind == "bool" else value
 
 
-class RecordingClient:
+if TYPE_CHECKING:  # the ChargePoint a version's client mixes this into, for the checker only
+    from ocpp.charge_point import ChargePoint as _ChargePoint
+else:
+    _ChargePoint = object
+
+
+class RecordingClient(_ChargePoint):
     """Mixed in before a version's `ocpp` ChargePoint: counts frames, picks CALLERRORs up for the call
     waiting for them, and turns every failed call into CallFailed (recorded in the charger's result)."""
 

@@ -4,17 +4,29 @@ CsmsCommandsV201, which name their version's message classes in `calls` / `resul
 ocpp.v201 `call` / `call_result`); the action names are the same in both versions."""
 
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
 
 from cpms.simulator.transfers import UploadRequest, log_file_name, log_upload, simulated_log
+
+if TYPE_CHECKING:
+    from cpms.simulator.charger import SimulatedCharger
+    from cpms.simulator.csms_commands_v16 import CommandStateV16
+    from cpms.simulator.csms_commands_v201 import CommandStateV201
 
 
 class CsmsCommandsCommon:
     calls: ModuleType
     results: ModuleType
     # What an @on handler decided, by call id, for its @after hook (a file name, a freed connector).
-    _pending: dict[str, object]
+    _pending: dict[str, Any]
+    # Set by the charger class this is mixed into (its RecordingClient and its own __init__).
+    charger: "SimulatedCharger"
+    state: "CommandStateV16 | CommandStateV201"
+    if TYPE_CHECKING:  # RecordingClient's, later in the charger's bases: declared here, not defined
+
+        async def _call(self, payload: Any) -> Any: ...
 
     # --- logs (whitepaper N01 / 2.0.1 N01) -------------------------------------------------------------
 

@@ -8,6 +8,8 @@ the answer leads to (downloads, uploads, status notifications) starts in the @af
 """
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 from ocpp.routing import after, on
 from ocpp.v16 import call, call_result
@@ -61,7 +63,10 @@ class CsmsCommandsV16(CsmsCommandsCommon):
 
     # What an @on handler decided, by call id, for its @after hook: the file name of GetDiagnostics and
     # GetLog, the connector a CancelReservation freed.
-    _pending: dict[str, object]
+    _pending: dict[str, Any]
+    # Set by ChargerV16.
+    state: CommandStateV16
+    _send_triggered: Callable[[str, int | None], None]
 
     # --- firmware (OCPP 1.6 5.19, 4.5; whitepaper L01) ------------------------------------------------
 
@@ -235,7 +240,7 @@ class CsmsCommandsV16(CsmsCommandsCommon):
     def after_reserve_now(self, connector_id: int, reservation_id: int, **kwargs):
         connector = self.charger.connectors.get(connector_id)
         reservation = connector.reservation if connector is not None else None
-        if reservation is not None and reservation.reservation_id == reservation_id:
+        if connector is not None and reservation is not None and reservation.reservation_id == reservation_id:
             self.charger.spawn(self.charger.reservation_begin(connector))
 
     # --- smart charging (OCPP 1.6 5.5, 5.7, 5.16) ------------------------------------------------------

@@ -62,6 +62,7 @@ class CommandStateV201:
 class CsmsCommandsV201(CsmsCommandsCommon):
     calls = call
     results = call_result
+    state: CommandStateV201  # set by ChargerV201
 
     # --- firmware (L01, L02) ---------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ Monitors are kept and reported; the simulator never fires them (no NotifyEvent).
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from ocpp.routing import after, on
 from ocpp.v201 import call, call_result
@@ -119,6 +120,14 @@ def _matches(criteria: list[dict] | None, component: str, variable: str) -> bool
 
 
 class DeviceModelV201:
+    # Set by ChargerV201 (its RecordingClient and its own __init__).
+    charger: SimulatedCharger
+    state: DeviceModelState
+    _pending: dict[str, Any]
+    if TYPE_CHECKING:  # RecordingClient's, later in the charger's bases: declared here, not defined
+
+        async def _call(self, payload: Any) -> Any: ...
+
     # --- variables (B05, B06) --------------------------------------------------------------------------
 
     def _variable(self, item: dict) -> tuple[Setting | None, str]:

@@ -106,13 +106,15 @@ class EvSession:
 
     def sample(self, context: str) -> Sample:
         """A full reading now, without charging further (a periodic or triggered reading)."""
+        l1, l2, l3 = self._currents
+        v1, v2, v3 = (round(v, 1) for v in self._voltages)
         return Sample(
             timestamp=utc_now(),
             context=context,
             energy_wh=self.meter.register_wh,
             power_w=round(self._power_w),
-            current_a=tuple(self._currents),
-            voltage_v=tuple(round(v, 1) for v in self._voltages),
+            current_a=(l1, l2, l3),
+            voltage_v=(v1, v2, v3),
             soc_percent=int(self.soc),
         )
 

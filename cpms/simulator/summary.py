@@ -204,7 +204,7 @@ class FleetSummary:
         if transfers:
             failed = sum(1 for t in transfers if t.status == "failed")
             lines.append(f"  file transfers:      {len(transfers)} ({failed} failed)")
-        received = Counter()
+        received: Counter[str] = Counter()
         for charger in self.chargers:
             received.update(charger.calls_received)
         if received:

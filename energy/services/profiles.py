@@ -30,6 +30,7 @@ from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 
+from accounts.models import User
 from cpms.ocpp_wire.calls import Call
 from cpms.ocpp_wire.smart_charging import (
     default_profile_id,
@@ -142,7 +143,8 @@ def safe_shares(*, site_id: int) -> dict[int, Decimal]:
     under: dict[int, int] = dict.fromkeys(nodes, 0)
     paths: dict[int, list[int]] = {}
     for electrical in electricals:
-        path, node_id = [], electrical.node_id
+        path: list[int] = []
+        node_id: int | None = electrical.node_id
         while node_id is not None and node_id not in path:
             path.append(node_id)
             node_id = nodes[node_id].parent_id
@@ -153,8 +155,9 @@ def safe_shares(*, site_id: int) -> dict[int, Decimal]:
     for electrical in electricals:
         share = electrical.max_current_a
         for node_id in paths[electrical.evse_id]:
-            if lowest[node_id] is not None:
-                share = min(share, lowest[node_id] / under[node_id])
+            limit = lowest[node_id]
+            if limit is not None:
+                share = min(share, limit / under[node_id])
         shares[electrical.evse_id] = _amps(share)
     return shares
 
@@ -233,13 +236,11 @@ def _reserve_idle_shares(nodes: list[Node], evses: list[EvseInput], shares: dict
             for phase in evse.phases:
                 extra[node_id][phase] += share
             node_id = by_id[node_id].parent_id
-    return [
-        replace(
-            node,
-            base_load_a=tuple(base + add for base, add in zip(node.base_load_a, extra[node.id], strict=True)),
-        )
-        for node in nodes
-    ]
+    reserved = []
+    for node in nodes:
+        l1, l2, l3 = (base + add for base, add in zip(node.base_load_a, extra[node.id], strict=True))
+        reserved.append(replace(node, base_load_a=(l1, l2, l3)))
+    return reserved
 
 
 def site_rebalance(*, site_id: int) -> RebalanceResult:
@@ -280,11 +281,12 @@ def site_rebalance(*, site_id: int) -> RebalanceResult:
             evse_id__in=[a.evse_id for a in result.allocations], status=SessionStatus.ACTIVE
         ).select_related("station", "evse")
     }
-    decreases, increases = [], []
+    decreases: list[_Send] = []
+    increases: list[_Send] = []
     min_interval = settings.ENERGY_MIN_SEND_INTERVAL_S
     for allocation in result.allocations:
         session = sessions.get(allocation.evse_id)
-        if session is None or not session.station.is_connected:
+        if session is None or session.evse is None or not session.station.is_connected:
             continue
         new = _amps(allocation.limit_a)
         before = previous.get(allocation.evse_id)
@@ -333,9 +335,10 @@ def site_rebalance(*, site_id: int) -> RebalanceResult:
     for send, status in outcomes:
         if status == "Accepted":
             accepted += 1
-            EvseAllocation.objects.filter(evse_id=send.evse_pk).update(
-                sent_limit_a=send.limit_a, sent_transaction_id=send.transaction_id, sent_at=timezone.now()
-            )
+            if send.evse_pk is not None:  # always: a TxProfile is for an allocated EVSE
+                EvseAllocation.objects.filter(evse_id=send.evse_pk).update(
+                    sent_limit_a=send.limit_a, sent_transaction_id=send.transaction_id, sent_at=timezone.now()
+                )
     return RebalanceResult(
         evses=len(result.allocations),
         paused=sum(allocation.paused for allocation in result.allocations),
@@ -379,7 +382,7 @@ def _expected_limit(station: ChargingStation, evse_number: int) -> Decimal | Non
         .order_by("-started_at")
         .first()
     )
-    if session is not None:
+    if session is not None and session.evse_id is not None:
         allocation = EvseAllocation.objects.filter(evse_id=session.evse_id).first()
         if allocation is not None and allocation.sent_transaction_id == session.transaction_id:
             return allocation.sent_limit_a
@@ -393,7 +396,9 @@ def _expected_limit(station: ChargingStation, evse_number: int) -> Decimal | Non
     return default.limit_a if default is not None else None
 
 
-def evse_profile_check(*, station: ChargingStation, evse_number: int, user=None) -> ProfileCheck:
+def evse_profile_check(
+    *, station: ChargingStation, evse_number: int, user: User | None = None
+) -> ProfileCheck:
     """Ask the charger for its composite schedule of the EVSE (GetCompositeSchedule, 60 s, in A) and compare
     its limit now with what the platform sent."""
     expected = _expected_limit(station, evse_number)
@@ -405,12 +410,13 @@ def evse_profile_check(*, station: ChargingStation, evse_number: int, user=None)
         timeout_s=settings.ENERGY_PROFILE_TIMEOUT_S,
     )
     reported, detail = None, ""
+    response = command.response or {}
     if command.status != CommandStatus.ANSWERED:
         detail = f"{command.status}: {command.error_code or ''} {command.error_description or ''}".strip()
-    elif (command.response or {}).get("status") != "Accepted":
-        detail = f"the charger answered {command.response.get('status')!r}"
+    elif response.get("status") != "Accepted":
+        detail = f"the charger answered {response.get('status')!r}"
     else:
-        schedule = command.response.get("chargingSchedule") or command.response.get("schedule") or {}
+        schedule = response.get("chargingSchedule") or response.get("schedule") or {}
         periods = schedule.get("chargingSchedulePeriod") or []
         if periods:
             reported = Decimal(str(periods[0]["limit"]))

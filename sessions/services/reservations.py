@@ -17,6 +17,7 @@ cpms.ocpp_wire.auth (reserve_now, cancel_reservation).
 """
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -233,7 +234,7 @@ def reservation_cancel_answered(*, station_id: int, reservation_id: int, charger
 
 @transaction.atomic
 def reservation_status_update(
-    *, station_id: int, reservation_id: int, status: str, detail: dict, received_at: datetime
+    *, station_id: int, reservation_id: int, status: str, detail: dict[str, Any], received_at: datetime
 ) -> bool:
     """2.0.1 ReservationStatusUpdate: the charger dropped the reservation (Expired, or Removed e.g. when the
     EVSE became unavailable). Kept as a station event as well. True if the reservation moved."""

@@ -249,10 +249,22 @@ def waitlist_advance(*, site_id: int, now: datetime | None = None) -> AdvanceRes
     )
 
 
+def _offered_at(entry: WaitlistEntry) -> datetime:
+    """When an offered entry was offered (set with the offer)."""
+    assert entry.offered_at is not None
+    return entry.offered_at
+
+
+def _offer_expires_at(entry: WaitlistEntry) -> datetime:
+    """When an offer (made or past) runs out (set with the offer)."""
+    assert entry.offer_expires_at is not None
+    return entry.offer_expires_at
+
+
 def _fulfil(site_id: int, entries: list[WaitlistEntry], now: datetime) -> set[int]:
     """Entries whose token started a session at the site since the offer (offered) or since joining
     (waiting: a driver who found a connector on their own is served). Returns their ids."""
-    since = {e.pk: e.offered_at if e.status == WaitlistStatus.OFFERED else e.joined_at for e in entries}
+    since = {e.pk: _offered_at(e) if e.status == WaitlistStatus.OFFERED else e.joined_at for e in entries}
     starts: dict[int, list[datetime]] = {}
     rows = ChargingSession.objects.filter(
         station__site_id=site_id,
@@ -278,7 +290,7 @@ def _expire(entries: list[WaitlistEntry], now: datetime, fulfilled: set[int]) ->
     expired rather than cancelled over the wire. Returns the expired entries' ids."""
     expired = []
     for entry in entries:
-        if entry.status != WaitlistStatus.OFFERED or entry.pk in fulfilled or entry.offer_expires_at > now:
+        if entry.status != WaitlistStatus.OFFERED or entry.pk in fulfilled or _offer_expires_at(entry) > now:
             continue
         moved = WaitlistEntry.objects.filter(pk=entry.pk, status=WaitlistStatus.OFFERED).update(
             status=WaitlistStatus.EXPIRED, closed_at=now
@@ -303,7 +315,9 @@ def _free_connectors(site_id: int, now: datetime) -> list[Connector]:
     reservations = Reservation.objects.filter(
         station__site_id=site_id, status__in=RESERVATION_OPEN_STATUSES, expires_at__gt=now
     ).values_list("station_id", "evse_id", "connector_id")
-    reserved_stations, reserved_evses, reserved_connectors = set(), set(), set()
+    reserved_stations: set[int] = set()
+    reserved_evses: set[int] = set()
+    reserved_connectors: set[int] = set()
     for station_id, evse_id, connector_id in reservations:
         if connector_id is not None:
             reserved_connectors.add(connector_id)
@@ -330,7 +344,7 @@ def _free_connectors(site_id: int, now: datetime) -> list[Connector]:
     return free
 
 
-def _reserve(entry_id: int, connector: Connector, expires_at: datetime, now) -> bool:
+def _reserve(entry_id: int, connector: Connector, expires_at: datetime, now: datetime) -> bool:
     """ReserveNow for a new offer where the charger supports it; the reservation (whatever the charger said) is
     linked to the entry. True if the charger accepted it. Any refusal leaves the offer standing."""
     station = ChargingStation.objects.get(pk=connector.evse.station_id)
@@ -381,7 +395,7 @@ def _local_time(moment: datetime, time_zone: str) -> str:
 def offer_email(entry: WaitlistEntry) -> tuple[str, str]:
     """(subject, body) of the email telling a driver a connector is theirs for a while."""
     site = entry.site
-    until = _local_time(entry.offer_expires_at, site.time_zone)
+    until = _local_time(_offer_expires_at(entry), site.time_zone)
     reservation = entry.reservation
     if reservation is not None and reservation.status == ReservationStatus.ACCEPTED:
         hold = "The charger holds it for your card until then."
@@ -397,7 +411,7 @@ def offer_email(entry: WaitlistEntry) -> tuple[str, str]:
 
 def expired_email(entry: WaitlistEntry) -> tuple[str, str]:
     site = entry.site
-    until = _local_time(entry.offer_expires_at, site.time_zone)
+    until = _local_time(_offer_expires_at(entry), site.time_zone)
     body = (
         f"The charger held for you at {site.name} (connector {_place(entry)}) until {until} was not used, "
         "so it went to the next driver in line.\n\n"

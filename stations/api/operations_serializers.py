@@ -212,7 +212,10 @@ class DataTransferInputSerializer(OperationInputSerializer):
 
     vendor_id = serializers.CharField(max_length=255)
     message_id = serializers.CharField(max_length=50, required=False)
-    data = serializers.JSONField(required=False, help_text="Any JSON; sent as JSON text to a 1.6 station.")
+    # A field named like Serializer.data (the ignore): DRF's metaclass collects it as a field all the same.
+    data = serializers.JSONField(  # type: ignore[assignment]
+        required=False, help_text="Any JSON; sent as JSON text to a 1.6 station."
+    )
 
 
 # --- set-configuration: several calls on 1.6 ---------------------------------------------------------------

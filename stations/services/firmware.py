@@ -23,6 +23,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
@@ -53,6 +54,9 @@ from stations.selectors import UPDATE_RELATED, UPLOAD_RELATED
 from stations.services.commands import command_send
 
 logger = logging.getLogger(__name__)
+
+# A firmware update or a diagnostics upload row.
+_Row = TypeVar("_Row", FirmwareUpdate, DiagnosticsUpload)
 
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 43 characters, 256 bits
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -152,7 +156,9 @@ def shown_name(name: str) -> str:
 
 def firmware_download_url(firmware: FirmwareFile) -> str:
     """Where chargers download the image: CPMS_PUBLIC_URL/firmware/<token>/<file name>."""
-    filename = PurePosixPath(firmware.file.name).name
+    stored = firmware.file.name
+    assert stored is not None  # the file is required
+    filename = PurePosixPath(stored).name
     return _public_url(
         reverse("firmware-download", kwargs={"token": firmware.download_token, "filename": filename})
     )
@@ -164,7 +170,7 @@ def firmware_file_create(
     organisation_id: int,
     name: str,
     version: str,
-    content: File,
+    content: "File[bytes]",
     signature: str = "",
     signing_certificate: str = "",
 ) -> FirmwareFile:
@@ -332,7 +338,7 @@ def diagnostics_upload_request(
     return DiagnosticsUpload.objects.select_related(*UPLOAD_RELATED).get(pk=upload.pk)
 
 
-def diagnostics_upload_store(*, token: str, file_name: str, content: File) -> DiagnosticsUpload:
+def diagnostics_upload_store(*, token: str, file_name: str, content: "File[bytes]") -> DiagnosticsUpload:
     """Keep the file a charger uploaded with `token`. A token is good for one upload (Conflict after);
     the file is stored as uploads/<upload pk>-<safe name>, whatever name the charger gave."""
     with transaction.atomic():
@@ -359,7 +365,7 @@ def diagnostics_upload_store(*, token: str, file_name: str, content: File) -> Di
 # --- status notifications (called by stations.services.ocpp.station_event_record) -----------------
 
 
-def _latest_live(qs: QuerySet) -> QuerySet:
+def _latest_live(qs: QuerySet[_Row]) -> QuerySet[_Row]:
     """The newest row whose command may have reached the charger and was not refused: the one a
     notification without requestId is about. A row whose command is still on its way counts (the
     charger may notify before its answer is recorded)."""

@@ -25,12 +25,13 @@ partial unique constraint `incident_one_open_per_place` decides between concurre
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from guardian.shortcuts import get_users_with_perms
 
@@ -149,7 +150,9 @@ def incident_from_status(*, station_id: int, report: ConnectorStatusReport) -> I
     return None
 
 
-def _event_time(value, received_at: datetime) -> datetime:
+def _event_time(value: object, received_at: datetime) -> datetime:
+    if not isinstance(value, str):
+        return received_at
     try:
         parsed = datetime.fromisoformat(value)
     except (TypeError, ValueError):
@@ -159,11 +162,18 @@ def _event_time(value, received_at: datetime) -> datetime:
     return _reported_time(parsed, received_at)
 
 
-def _wire_int(value) -> int:
+def _wire_int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def incidents_from_notify_event(*, station_id: int, payload: dict, received_at: datetime) -> list[Incident]:
+def _object(value: object) -> dict[str, Any]:
+    """A JSON object of the payload, or an empty one for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def incidents_from_notify_event(
+    *, station_id: int, payload: dict[str, Any], received_at: datetime
+) -> list[Incident]:
     """An OCPP 2.0.1 NotifyEvent: open an `event` incident per problem item, resolve on a cleared one.
 
     An item is a problem when its variable is `Problem` with actualValue "true" and trigger Alerting or
@@ -176,9 +186,9 @@ def incidents_from_notify_event(*, station_id: int, payload: dict, received_at: 
     for item in items if isinstance(items, list) else []:
         if not isinstance(item, dict):
             continue
-        component = item.get("component") if isinstance(item.get("component"), dict) else {}
-        variable = item.get("variable") if isinstance(item.get("variable"), dict) else {}
-        evse = component.get("evse") if isinstance(component.get("evse"), dict) else {}
+        component = _object(item.get("component"))
+        variable = _object(item.get("variable"))
+        evse = _object(component.get("evse"))
         evse_id = _wire_int(evse.get("id"))
         connector_id = _wire_int(evse.get("connectorId")) if evse_id else 0
         key = f"{component.get('name', '')}.{variable.get('name', '')}"
@@ -250,6 +260,8 @@ def incidents_detect_offline(*, now: datetime) -> int:
     )
     opened = 0
     for pk, last_seen, disconnected in candidates.iterator():
+        if last_seen is None:  # excluded by the query
+            continue
         silent_since = max(last_seen, disconnected) if disconnected else last_seen
         if silent_since > cutoff:
             continue
@@ -336,22 +348,29 @@ def incident_recipients(*, incident: Incident) -> list[str]:
             organisation_id=incident.organisation_id, role__in=ALERTED_ROLES
         ).values_list("user_id", flat=True)
     )
-    if incident.site_id is not None:
+    site = incident.site
+    if site is not None:
         host_ids = set(
             Membership.objects.filter(
                 organisation_id=incident.organisation_id, role=Role.SITE_HOST
             ).values_list("user_id", flat=True)
         )
         if host_ids:
-            granted = get_users_with_perms(
-                incident.site, only_with_perms_in=["view_site"], with_group_users=False
+            # A queryset of users (a dict only with attach_perms).
+            granted = cast(
+                QuerySet[User],
+                get_users_with_perms(site, only_with_perms_in=["view_site"], with_group_users=False),
             ).filter(pk__in=host_ids)
             org_user_ids |= set(granted.values_list("pk", flat=True))
     emails = User.objects.filter(pk__in=org_user_ids, is_active=True).exclude(email="")
     return sorted(set(emails.values_list("email", flat=True)))
 
 
-KIND_TITLES = {IncidentKind.FAULT: "Fault", IncidentKind.EVENT: "Problem", IncidentKind.OFFLINE: "Offline"}
+KIND_TITLES: dict[str, str] = {
+    IncidentKind.FAULT: "Fault",
+    IncidentKind.EVENT: "Problem",
+    IncidentKind.OFFLINE: "Offline",
+}
 
 
 def incident_place_label(incident: Incident) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from django.db import transaction
@@ -34,7 +35,7 @@ CONCURRENCY = 20
 # Answers that mean "done" (ChangeConfiguration RebootRequired: stored, applied at the next reboot).
 OK_STATUSES = frozenset({"Accepted", "RebootRequired", "Scheduled"})
 
-Calls = Mapping[str, list[list]]
+Calls = Mapping[str, list[list[Any]]]
 
 
 def command_job_create(
@@ -159,7 +160,7 @@ async def _run_batch(job: CommandJob, targets: list[CommandJobTarget], calls: Ca
 
 
 async def _run_target(
-    job: CommandJob, station: ChargingStation, calls: list[list] | None
+    job: CommandJob, station: ChargingStation, calls: list[list[Any]] | None
 ) -> tuple[bool, str]:
     if not calls:
         return False, f"Nothing to send to a station speaking {station.protocol or 'no protocol yet'}."
@@ -198,7 +199,7 @@ def _earlier_commands(*, job_id: int, station_id: int) -> list[Command]:
     return list(Command.objects.filter(job_id=job_id, station_id=station_id).order_by("pk"))
 
 
-def _refusals(response: dict) -> list[str]:
+def _refusals(response: dict[str, Any]) -> list[str]:
     """What an answer refused: its own status, or (2.0.1 SetVariables) each refused variable."""
     refused = []
     if "status" in response and response["status"] not in OK_STATUSES:
@@ -211,7 +212,7 @@ def _refusals(response: dict) -> list[str]:
 
 
 def configuration_template_create(
-    *, organisation: Organisation, name: str, protocol: str, settings: list[dict]
+    *, organisation: Organisation, name: str, protocol: str, settings: list[dict[str, Any]]
 ) -> ConfigurationTemplate:
     if ConfigurationTemplate.objects.filter(organisation=organisation, name=name).exists():
         raise ValidationFailed(f"A template named {name!r} already exists.")
@@ -220,7 +221,9 @@ def configuration_template_create(
     )
 
 
-def configuration_template_update(*, template: ConfigurationTemplate, data: Mapping) -> ConfigurationTemplate:
+def configuration_template_update(
+    *, template: ConfigurationTemplate, data: Mapping[str, Any]
+) -> ConfigurationTemplate:
     for field in ("name", "settings"):
         if field in data:
             setattr(template, field, data[field])

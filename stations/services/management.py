@@ -132,10 +132,10 @@ def site_validate(site: Site) -> None:
         raise ValidationFailed(f"The organisation already has a site named {site.name!r}.")
 
 
-def _site_save(site: Site, **save_kwargs) -> None:
+def _site_save(site: Site, *, update_fields: list[str] | None = None) -> None:
     try:
         with transaction.atomic():
-            site.save(**save_kwargs)
+            site.save(update_fields=update_fields)
     except IntegrityError as exc:  # a concurrent request took the name between our check and the write
         raise ValidationFailed(f"The organisation already has a site named {site.name!r}.") from exc
 
@@ -236,7 +236,7 @@ def station_validate(
                 f"Identity {station.identity!r} contains ':', so it cannot log in with HTTP Basic auth "
                 "(security profiles 1 and 2)."
             )
-    if station.site_id is not None and station.site.organisation_id != station.organisation_id:
+    if station.site is not None and station.site.organisation_id != station.organisation_id:
         raise ValidationFailed(
             f"Site {station.site_id} belongs to another organisation than station {station.identity!r}."
         )

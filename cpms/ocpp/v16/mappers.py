@@ -4,6 +4,7 @@
 """
 
 from datetime import datetime
+from typing import Any
 
 from cpms.ocpp import ranges
 from cpms.ocpp.errors import ErrorKind, OcppError
@@ -18,7 +19,7 @@ from sessions.types import Sample, StartRequest, StopRequest, TokenInfo
 from stations.types import ConnectorStatusReport, StationInfo
 
 
-def station_info(payload: dict) -> StationInfo:
+def station_info(payload: dict[str, Any]) -> StationInfo:
     return StationInfo(
         vendor=payload["chargePointVendor"],
         model=payload["chargePointModel"],
@@ -31,7 +32,7 @@ def station_info(payload: dict) -> StationInfo:
     )
 
 
-def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport:
+def status_report(payload: dict[str, Any], received_at: datetime) -> ConnectorStatusReport:
     connector_id = wire_id(payload["connectorId"], "connectorId")
     timestamp = payload.get("timestamp")
     return ConnectorStatusReport(
@@ -52,8 +53,8 @@ def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport
 AUTHORIZATION_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
 
 
-def id_tag_info(token: TokenInfo) -> dict:
-    info: dict = {"status": token.status if token.status in AUTHORIZATION_STATUSES else "Invalid"}
+def id_tag_info(token: TokenInfo) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": token.status if token.status in AUTHORIZATION_STATUSES else "Invalid"}
     if token.expires_at is not None:
         info["expiryDate"] = format_datetime(token.expires_at)
     if token.group_value:
@@ -61,7 +62,7 @@ def id_tag_info(token: TokenInfo) -> dict:
     return info
 
 
-def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
+def samples(meter_values: list[dict[str, Any]], received_at: datetime) -> list[Sample]:
     result = []
     window = timestamp_window(received_at)
     for meter_value in meter_values:
@@ -87,7 +88,7 @@ def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
     return result
 
 
-def start_request(payload: dict, *, station_id: int, received_at: datetime) -> StartRequest:
+def start_request(payload: dict[str, Any], *, station_id: int, received_at: datetime) -> StartRequest:
     connector_id = payload["connectorId"]
     if connector_id < 1:
         raise OcppError(ErrorKind.PROPERTY, "connectorId: a transaction needs a connector > 0")
@@ -105,7 +106,7 @@ def start_request(payload: dict, *, station_id: int, received_at: datetime) -> S
     )
 
 
-def stop_request(payload: dict, *, station_id: int, received_at: datetime) -> StopRequest:
+def stop_request(payload: dict[str, Any], *, station_id: int, received_at: datetime) -> StopRequest:
     stopped_at, raw_time = charger_time(payload["timestamp"], "timestamp", received_at)
     return StopRequest(
         station_id=station_id,

@@ -2,6 +2,7 @@
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
 
@@ -18,7 +19,7 @@ from stations.services.device_model import VariableReport
 from stations.types import ConnectorStatusReport, StationInfo
 
 
-def station_info(payload: dict) -> StationInfo:
+def station_info(payload: dict[str, Any]) -> StationInfo:
     station = payload["chargingStation"]
     modem = station.get("modem") or {}
     return StationInfo(
@@ -31,7 +32,7 @@ def station_info(payload: dict) -> StationInfo:
     )
 
 
-def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport:
+def status_report(payload: dict[str, Any], received_at: datetime) -> ConnectorStatusReport:
     evse_id = wire_id(payload["evseId"], "evseId")
     connector_id = wire_id(payload["connectorId"], "connectorId")
     return ConnectorStatusReport(
@@ -47,9 +48,9 @@ def status_report(payload: dict, received_at: datetime) -> ConnectorStatusReport
     )
 
 
-def id_token_info(token: TokenInfo) -> dict:
+def id_token_info(token: TokenInfo) -> dict[str, Any]:
     # 2.0.1 distinguishes a token we do not know (Unknown) from one we know is not valid (Invalid).
-    info: dict = {"status": token.status if token.known else "Unknown"}
+    info: dict[str, Any] = {"status": token.status if token.known else "Unknown"}
     if token.expires_at is not None:
         info["cacheExpiryDateTime"] = format_datetime(token.expires_at)
     if token.group_value:
@@ -57,7 +58,7 @@ def id_token_info(token: TokenInfo) -> dict:
     return info
 
 
-def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
+def samples(meter_values: list[dict[str, Any]], received_at: datetime) -> list[Sample]:
     result = []
     window = timestamp_window(received_at)
     for meter_value in meter_values:
@@ -86,7 +87,9 @@ def samples(meter_values: list[dict], received_at: datetime) -> list[Sample]:
     return result
 
 
-def transaction_event(payload: dict, *, station_id: int, received_at: datetime) -> TransactionEventRequest:
+def transaction_event(
+    payload: dict[str, Any], *, station_id: int, received_at: datetime
+) -> TransactionEventRequest:
     info = payload["transactionInfo"]
     evse = payload.get("evse") or {}
     id_token = payload.get("idToken") or {}
@@ -113,11 +116,11 @@ def transaction_event(payload: dict, *, station_id: int, received_at: datetime) 
     )
 
 
-def _limit(value) -> Decimal | None:
+def _limit(value: object) -> Decimal | None:
     return None if value is None else ranges.variable_limit(value)
 
 
-def variable_reports(report_data: list[dict]) -> list[VariableReport]:
+def variable_reports(report_data: list[dict[str, Any]]) -> list[VariableReport]:
     reports = []
     for item in report_data:
         component = item["component"]
