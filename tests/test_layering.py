@@ -19,10 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN_APPS = ("accounts", "stations", "sessions", "energy", "billing")
 INTERFACE_LAYERS = ("cpms.ocpp", "cpms.portal", "cpms.simulator")
 
-# Domain modules that still import the OCPP server while the command path is being moved out of it (issue 14).
-# Each entry must still be needed (test_allowlist_entries_are_still_needed): delete it with the import.
-TEMPORARY_ALLOWED: frozenset[tuple[str, str]] = frozenset()
-
 
 def _module_name(path: Path, root: Path = ROOT) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
@@ -127,12 +123,7 @@ def _all_violations() -> dict[str, set[tuple[str, str]]]:
 
 def test_domain_apps_import_only_to_their_left_and_no_interface_layer():
     found = _all_violations()["domain"]
-    assert sorted(found - TEMPORARY_ALLOWED) == []
-
-
-def test_allowlist_entries_are_still_needed():
-    found = _all_violations()["domain"]
-    assert sorted(TEMPORARY_ALLOWED - found) == []
+    assert sorted(found) == []
 
 
 def test_simulator_imports_no_django_domain_or_server():

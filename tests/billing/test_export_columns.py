@@ -211,3 +211,39 @@ def test_revenue_ports_edge_cases_are_exact(world):
         '2025-03,Org A,"Kolkata ""East"", Hub",IN-CP1,3,2,BHD,1,0.001,1.235,0.130,1.364,-0.001,1.234,0.000,'
         "1.234\r\n"
     )
+
+
+def test_revenue_rows_without_a_site_sort_beside_rows_with_one(world):
+    """A CDR without a site and one with a site in the same month and organisation: the site-less row sorts
+    first (its name is empty), and neither export fails comparing a missing site with a named one."""
+    site = SiteFactory(organisation=world.org_a, name="Depot")
+    station = ChargingStationFactory(identity="DE-CP9", site=site)
+    port = ConnectorFactory(evse=EvseFactory(station=station, evse_id=1), connector_id=1)
+    with_site = completed(
+        station, port, tx="91", started=utc(2025, 2, 3, 8), stopped=utc(2025, 2, 3, 9), energy_wh=1000
+    )
+    make_cdr(with_site, created_at=utc(2025, 2, 3, 9, 1), subtotal="1.00", tax="0.19", total="1.19")
+    without_site = completed(
+        station, port, tx="92", started=utc(2025, 2, 4, 8), stopped=utc(2025, 2, 4, 9), energy_wh=2000
+    )
+    make_cdr(
+        without_site,
+        created_at=utc(2025, 2, 4, 9, 1),
+        site=None,
+        evse_number=None,
+        connector_number=None,
+        subtotal="2.00",
+        tax="0.38",
+        total="2.38",
+    )
+    february = {"period_from": date(2025, 2, 1), "period_to": date(2025, 3, 1)}
+    sites = export_text("revenue_sites", world.finance_a, **february).splitlines()
+    assert [line.split(",")[:6] for line in sites[1:]] == [
+        ["2025-02", "Org A", "", "EUR", "1", "2.000"],
+        ["2025-02", "Org A", "Depot", "EUR", "1", "1.000"],
+    ]
+    ports = export_text("revenue_ports", world.finance_a, **february).splitlines()
+    assert [line.split(",")[:9] for line in ports[1:]] == [
+        ["2025-02", "Org A", "", "DE-CP9", "", "", "EUR", "1", "2.000"],
+        ["2025-02", "Org A", "Depot", "DE-CP9", "1", "1", "EUR", "1", "1.000"],
+    ]

@@ -112,6 +112,12 @@ class _Totals:
         )
 
 
+def _site_order(site: str | None, site_id: int | None) -> tuple[str, int]:
+    """A CDR may have no site (its station had none): such rows sort first in their month and organisation,
+    and None is never compared with a name or an id."""
+    return ("" if site is None else site, -1 if site_id is None else site_id)
+
+
 class RevenueSums:
     """The totals of one revenue export, fed chunk by chunk (`add_cdrs`, `add_credits`: database rows of
     REVENUE_CDR_FIELDS / REVENUE_CREDIT_FIELDS after the pk; rows outside the period are skipped), then read
@@ -152,8 +158,7 @@ class RevenueSums:
                         month,
                         organisation,
                         organisation_id,
-                        site,
-                        site_id,
+                        *_site_order(site, site_id),
                         station,
                         -1 if evse is None else evse,
                         -1 if connector is None else connector,
@@ -169,7 +174,7 @@ class RevenueSums:
                 )
             else:
                 totals = _Totals(
-                    sort_key=(month, organisation, organisation_id, site, site_id, currency),
+                    sort_key=(month, organisation, organisation_id, *_site_order(site, site_id), currency),
                     month=month,
                     organisation=organisation,
                     site=site,
