@@ -232,10 +232,9 @@ class EnergyPriceInputSerializer(StrictInputSerializer):
         min_value=Decimal(0),
         help_text="Excl. tax, outside the time-of-use windows.",
     )
-    # The stubs allow a mapping only as a JSONField's default; any JSON value is one.
     time_of_use = serializers.JSONField(
         required=False,
-        default=list,  # type: ignore[arg-type]
+        default=list,
         help_text=TIME_OF_USE_HELP,
     )
 
