@@ -38,9 +38,9 @@ def flags_add(session: ChargingSession, *flags: str) -> None:
 def clock_out_of_window_keep(
     session: ChargingSession, *, field: str, charger_value: str, used: datetime
 ) -> None:
-    """docs/reliability.md case 45: a charger time outside the accepted window
-    (cpms.ocpp.mappers.charger_time) was replaced by our receive time `used`. The value as sent is kept here,
-    on a SessionAnomaly that billing never reads; the session is flagged (not held: its times are ours, and a
+    """docs/reliability.md case 45: a charger time outside the accepted window (`charger_time` in
+    cpms/ocpp/mappers.py) was replaced by our receive time `used`. The value as sent is kept here, on a
+    SessionAnomaly that billing never reads; the session is flagged (not held: its times are ours, and a
     charger whose clock is lost after a power cut would otherwise never be billed). Caller saves the session's
     flags."""
     flags_add(session, SessionFlag.CLOCK_OUT_OF_WINDOW)
