@@ -1,7 +1,7 @@
 """Admin for tariffs, their versions and assignments, site energy prices, CDRs and credits, session tariff
 snapshots and export jobs.
 
-Scoped like the rest of the admin (accounts.admin.ScopedAdminMixin), with the scopes of billing.selectors:
+Scoped like the rest of the admin (stations/admin_scope.py), with the scopes of billing.selectors:
 tariffs and assignments by organisation (a site host sees those at their sites, read-only), energy prices
 and CDRs by site, snapshots by the session's station, export jobs by who asked for them.
 

@@ -1,7 +1,7 @@
 """Admin for the energy app: grid nodes with their schedules, external signals, EVSE wiring, the balancer's
 allocations and the charging profiles sent.
 
-Scoped like the rest of the admin (accounts.admin.ScopedAdminMixin): the topology (nodes, schedules, signals)
+Scoped like the rest of the admin (stations/admin_scope.py): the topology (nodes, schedules, signals)
 by its site, EVSE wiring, allocations and profiles by their station. Operators manage; site hosts and finance
 read. Writes go through energy.services.topology: a node is created or changed there (the tree rules), its
 schedule rows (the inline) are replaced as a whole, an EVSE's wiring is set there. Signals, allocations and

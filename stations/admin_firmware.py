@@ -1,7 +1,7 @@
 """Admin for firmware files, firmware updates, diagnostics/log uploads and bulk jobs (stations/admin.py
 imports this module).
 
-Scoped like the rest of the admin (accounts.admin.ScopedAdminMixin): firmware files and jobs belong to an
+Scoped like the rest of the admin (stations/admin_scope.py): firmware files and jobs belong to an
 organisation and are seen by its organisation-wide roles; updates and uploads belong to a station and are
 seen by whoever sees the station. Only firmware files are added here (through the service, which computes
 the size, hash and token); the rest is a record of what happened.
