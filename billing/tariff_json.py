@@ -67,12 +67,13 @@ def _time(value: object, path: str) -> time:
         raise TariffFormatError(f"{path}: expected HH:MM") from None
 
 
-def _date(value: object, path: str) -> date | None:
-    # A value that is not a string is read as None (no restriction), not refused.
-    try:
-        return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else None
-    except ValueError:
-        pass
+def _date(value: object, path: str) -> date:
+    # Anything but YYYY-MM-DD is refused: read as "no restriction", a date limit would silently widen.
+    if isinstance(value, str) and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
     raise TariffFormatError(f"{path}: expected YYYY-MM-DD")
 
 

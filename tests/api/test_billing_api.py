@@ -463,6 +463,22 @@ def test_version_create(world, billing, api):
             400,
             {"detail": "elements[0].restrictions: unknown field(s) foo"},
         ),
+        # A date restriction that is not YYYY-MM-DD is refused, never read as "no restriction".
+        *(
+            (
+                {
+                    "elements": [
+                        {
+                            "price_components": ENERGY_030[0]["price_components"],
+                            "restrictions": {"start_date": value},
+                        }
+                    ]
+                },
+                400,
+                {"detail": "elements[0].restrictions.start_date: expected YYYY-MM-DD"},
+            )
+            for value in (20250101, "2025-1-1", "2025-01-01T00:00", "2025-02-30", True)
+        ),
         ({"elements": []}, 400, {"detail": "elements: a non-empty list is required"}),
         ({"min_price": "5", "max_price": "1"}, 400, {"detail": "min_price 5.0000 exceeds max_price 1.0000"}),
         (
