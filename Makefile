@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint typecheck bench soak clean
+.PHONY: run test venv lint typecheck bench bench-scale soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ocpp_ingest.py
+
+# The production layout (servers, worker, beat, PostgreSQL, Redis) under N chargers, open loop (issue 13).
+N ?= 200
+bench-scale: $(STAMP)
+	$(PY) bench/scale.py $(N) $(ARGS)
 
 # The embedded mode under simulated chargers for MINUTES, the worker killed halfway (docs/deployment.md).
 MINUTES ?= 30

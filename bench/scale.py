@@ -1,0 +1,599 @@
+"""Scale benchmark (issue 13, first version): the production layout under N chargers with realistic open-loop traffic.
+
+    python bench/scale.py N [--servers 4] [--client-procs 2] [--heartbeat-s 300] [--meter-s 30]
+                            [--charging 0.3] [--steady-s 60] [--ramp-s 0] [--settle-s 5]
+
+It starts the production layout itself: --servers processes of `python -m cpms.server`, one port each, a
+Celery worker and beat, against PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/cpms_bench,
+created and migrated, stations BENCH-00001..N with the bench password) and Redis (REDIS_URL, default
+redis://127.0.0.1:6379/14: give it a db number of its own, the run leaves channel and broker keys behind).
+Then --client-procs processes (asyncio + websockets, frames built by hand) play N OCPP 1.6 chargers spread
+over the servers: connect (all at once, a storm, unless --ramp-s spreads the starts), BootNotification,
+StatusNotification, and for the --charging fraction a StartTransaction. After every charger is booted (or has
+given up) the steady window of --steady-s starts: each charger sends a Heartbeat every --heartbeat-s and each
+charging one MeterValues every --meter-s, both on a fixed schedule with a random phase (open loop: a slow
+answer does not delay the next send of other chargers, nor the schedule of this one).
+
+Prints: admission time (first connect to all booted) and rate, connection failures and retries, steady msg/s,
+p50/p95/p99/max latency per action, server CPU per steady message (the server processes' CPU during the
+window / messages answered in it), the server RSS per connection (after admission minus before any charger
+connected), and a loss check: acknowledged StartTransactions and MeterValues against the sessions and meter
+rows in the database after --settle-s.
+
+Modes: only the one above. Not yet: --storm (kill and restart the servers, time until all are back),
+--ceiling (a raw websockets echo server on the same generator), --protocol 2.0.1 / mixed.
+
+Not a test: it asserts nothing, it measures. Only 127.0.0.1 is used; every wait is bounded.
+"""
+
+import argparse
+import asyncio
+import base64
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import (
+    BASE_DIR,
+    DEFAULT_DATABASE_URL,
+    HOST,
+    ID_TAG,
+    IDENTITY_PREFIX,
+    PASSWORD,
+    LineReader,
+    cpu_seconds,
+    django_setup,
+    ensure_database,
+    free_port,
+    identity,
+    memory_kib,
+    percentile,
+    raise_fd_limit,
+    server_command,
+    setup_database,
+    stop_process,
+    wait_listening,
+)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+RESPONSE_TIMEOUT_S = 30.0
+
+
+# A charger that cannot get in retries with a growing pause, like a real one, up to this many attempts.
+CONNECT_ATTEMPTS = 8
+
+
+# Rows per acknowledged MeterValues: one per sampled value (sessions.MeterValue).
+SAMPLED_VALUES = 5
+
+
+ADMISSION_TIMEOUT_S = 600.0
+
+
+def now_text() -> str:
+    moment = dt.datetime.now(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+# ---------------------------------------------------------------- client process
+
+
+class Charger:
+    """One OCPP 1.6J charger. A reader task matches answers to calls, so Heartbeat and MeterValues overlap."""
+
+    def __init__(self, url: str, ident: str, run: "ClientRun"):
+        self.url = f"{url}/{ident}"
+        self.identity = ident
+        self.run = run
+        self.ws = None
+        self.next_id = 0
+        self.pending: dict[str, asyncio.Future] = {}
+        self.transaction_id = None
+        self.register_wh = 1_000_000
+
+    async def reader(self) -> None:
+        import orjson
+
+        try:
+            async for text in self.ws:
+                frame = orjson.loads(text)
+                if frame[0] == 2:  # a CSMS call: not simulated
+                    await self.ws.send(orjson.dumps([4, frame[1], "NotImplemented", "bench", {}]).decode())
+                    continue
+                future = self.pending.pop(frame[1], None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        except Exception as exc:  # closed or garbled: the pending calls fail below with the reason
+            reason = exc
+        else:
+            reason = ConnectionError("connection closed")
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(f"connection closed: {reason}"))
+
+    async def call(self, action: str, payload: dict) -> dict:
+        import orjson
+
+        self.next_id += 1
+        unique_id = str(self.next_id)
+        future = asyncio.get_running_loop().create_future()
+        self.pending[unique_id] = future
+        started = time.perf_counter()
+        await self.ws.send(orjson.dumps([2, unique_id, action, payload]).decode())
+        async with asyncio.timeout(RESPONSE_TIMEOUT_S):
+            frame = await future
+        self.run.latency(action, time.perf_counter() - started, started)
+        if frame[0] == 4:
+            raise RuntimeError(f"{action}: CALLERROR {frame[2]} {frame[3]}")
+        return frame[2]
+
+    async def connect(self) -> None:
+        from websockets.asyncio.client import connect
+
+        auth = base64.b64encode(f"{self.identity}:{PASSWORD}".encode()).decode()
+        for attempt in range(CONNECT_ATTEMPTS):
+            started = time.perf_counter()
+            try:
+                self.ws = await connect(
+                    self.url,
+                    subprotocols=["ocpp1.6"],
+                    additional_headers={"Authorization": f"Basic {auth}"},
+                    open_timeout=30,
+                    compression=None,
+                    proxy=None,
+                    ping_interval=None,
+                    max_queue=16,
+                )
+                self.run.latency("connect", time.perf_counter() - started, started)
+                return
+            except Exception as exc:  # refused, timed out, reset: counted, retried like a charger would
+                self.run.failure(f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(min(30.0, 1.0 * 2**attempt) * random.uniform(0.5, 1.0))
+        raise RuntimeError("gave up connecting")
+
+    async def admit(self, delay: float, charging: bool) -> bool:
+        await asyncio.sleep(delay)
+        self.run.first_connect = self.run.first_connect or time.time()
+        try:
+            await self.connect()
+            asyncio.get_running_loop().create_task(self.reader())
+            boot = await self.call(
+                "BootNotification", {"chargePointVendor": "CPMS", "chargePointModel": "Scale"}
+            )
+            if boot.get("status") != "Accepted":
+                raise RuntimeError(f"BootNotification {boot.get('status')}")
+            self.run.booted += 1
+            self.run.last_boot = time.time()
+            await self.call(
+                "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+            )
+            if charging:
+                start = await self.call(
+                    "StartTransaction",
+                    {
+                        "connectorId": 1,
+                        "idTag": ID_TAG,
+                        "meterStart": self.register_wh,
+                        "timestamp": now_text(),
+                    },
+                )
+                self.transaction_id = start["transactionId"]
+                self.run.acked["StartTransaction"] += 1
+                await self.call(
+                    "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Charging"}
+                )
+            return True
+        except Exception as exc:  # reported; this charger sits the steady window out
+            self.run.error(f"{self.identity}: admission: {type(exc).__name__}: {exc}")
+            return False
+
+    def meter_values(self) -> dict:
+        self.register_wh += 92
+        readings = [
+            ("Energy.Active.Import.Register", None, self.register_wh, "Wh"),
+            ("Power.Active.Import", None, 11040, "W"),
+            *(("Current.Import", phase, 16.0, "A") for phase in ("L1", "L2", "L3")),
+        ]
+        sampled = []
+        for measurand, phase, value, unit in readings[:SAMPLED_VALUES]:
+            item = {"value": str(value), "unit": unit, "context": "Sample.Periodic", "measurand": measurand}
+            sampled.append({**item, "phase": phase} if phase else item)
+        return {
+            "connectorId": 1,
+            "transactionId": self.transaction_id,
+            "meterValue": [{"timestamp": now_text(), "sampledValue": sampled}],
+        }
+
+    async def every(self, action: str, period: float, payload, start: float, until: float) -> None:
+        """Open loop: the n-th send is due at start + phase + n * period, whatever the answers took."""
+        due = start + random.uniform(0, period)
+        while True:
+            wait = due - time.time()
+            if due >= until:
+                return
+            if wait > 0:
+                await asyncio.sleep(wait)
+            due += period
+            try:
+                await self.call(action, payload())
+            except Exception as exc:  # a CALLERROR, a timeout or a closed connection: counted, go on
+                self.run.error(f"{self.identity}: {action}: {type(exc).__name__}: {exc}")
+                if self.ws.close_code is not None:
+                    return
+                continue
+            self.run.acked[action] += 1
+
+    async def steady(self, start: float, until: float, heartbeat_s: float, meter_s: float) -> None:
+        loops = [self.every("Heartbeat", heartbeat_s, dict, start, until)]
+        if self.transaction_id is not None:
+            loops.append(self.every("MeterValues", meter_s, self.meter_values, start, until))
+        await asyncio.gather(*loops)
+
+
+class ClientRun:
+    def __init__(self):
+        self.first_connect = 0.0
+        self.last_boot = 0.0
+        self.booted = 0
+        self.failures = 0
+        self.failure_samples: list[str] = []
+        self.errors = 0
+        self.error_samples: list[str] = []
+        self.acked = {"StartTransaction": 0, "MeterValues": 0, "Heartbeat": 0}
+        # action -> list of (perf_counter at send, seconds); the steady window is cut out afterwards.
+        self.latencies: dict[str, list[tuple[float, float]]] = {}
+        self.window: tuple[float, float] | None = None
+
+    def latency(self, action: str, seconds: float, started: float) -> None:
+        self.latencies.setdefault(action, []).append((started, seconds))
+
+    def failure(self, text: str) -> None:
+        self.failures += 1
+        if len(self.failure_samples) < 5:
+            self.failure_samples.append(text)
+
+    def error(self, text: str) -> None:
+        self.errors += 1
+        if len(self.error_samples) < 5:
+            self.error_samples.append(text)
+
+
+async def client_main(args) -> None:
+    raise_fd_limit()
+    run = ClientRun()
+    ports = [int(p) for p in args.ports.split(",")]
+    loop = asyncio.get_running_loop()
+    rng = random.Random(args.first)
+    chargers = []
+    admissions = []
+    for n in range(args.first, args.first + args.count):
+        charger = Charger(f"ws://{HOST}:{ports[n % len(ports)]}/ocpp", identity(n), run)
+        charging = rng.random() < args.charging
+        delay = args.ramp_s * (n - 1) / max(1, args.total)
+        chargers.append(charger)
+        admissions.append(loop.create_task(charger.admit(delay, charging)))
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            print(f"PROGRESS {run.booted} {run.failures}", flush=True)
+
+    reporter = loop.create_task(progress())
+    admitted = await asyncio.gather(*admissions)
+    reporter.cancel()
+    print(f"ADMITTED {run.booted} {run.first_connect} {run.last_boot} {run.failures}", flush=True)
+
+    # The parent answers with the wall-clock start and end of the steady window.
+    line = await loop.run_in_executor(None, sys.stdin.readline)
+    start, until = (float(x) for x in line.split()[1:3])
+    perf_offset = time.perf_counter() - time.time()
+    await asyncio.gather(
+        *(
+            c.steady(start, until, args.heartbeat_s, args.meter_s)
+            for c, ok in zip(chargers, admitted, strict=True)
+            if ok
+        )
+    )
+    window = (start + perf_offset, until + perf_offset)
+    result = {
+        "booted": run.booted,
+        "failures": run.failures,
+        "failure_samples": run.failure_samples,
+        "errors": run.errors,
+        "error_samples": run.error_samples,
+        "acked": run.acked,
+        "admission": {
+            a: [s for _, s in v] for a, v in run.latencies.items() if a not in {"Heartbeat", "MeterValues"}
+        },
+        "steady": {
+            a: [s for t, s in v if window[0] <= t < window[1]]
+            for a, v in run.latencies.items()
+            if a in {"Heartbeat", "MeterValues"}
+        },
+    }
+    Path(args.result_file).write_text(json.dumps(result))
+    for charger in chargers:
+        if charger.ws is not None:
+            await charger.ws.close()
+    print("DONE", flush=True)
+
+
+# ---------------------------------------------------------------- parent process
+
+
+def start(name: str, command: list[str], env: dict, workdir: Path) -> subprocess.Popen:
+    log = (workdir / f"{name}.log").open("wb")
+    return subprocess.Popen(
+        command,
+        cwd=BASE_DIR,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def row_counts(since_session_pk: int) -> tuple[int, int]:
+    from django.db import connections
+
+    from sessions.models import ChargingSession, MeterValue
+
+    sessions = ChargingSession.objects.filter(
+        station__identity__startswith=IDENTITY_PREFIX, pk__gt=since_session_pk
+    ).count()
+    meter_rows = MeterValue.objects.filter(station__identity__startswith=IDENTITY_PREFIX).count()
+    connections.close_all()
+    return sessions, meter_rows
+
+
+def last_session_pk() -> int:
+    from django.db import connections
+
+    from sessions.models import ChargingSession
+
+    pk = ChargingSession.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    connections.close_all()
+    return pk
+
+
+def millis(values: list[float]) -> str:
+    values = sorted(values)
+    if not values:
+        return "no samples"
+    cells = [percentile(values, f) * 1000 for f in (0.5, 0.95, 0.99)] + [values[-1] * 1000]
+    return (
+        f"n={len(values):>6}  "
+        + "  ".join(f"{label} {v:8.1f}" for label, v in zip(("p50", "p95", "p99", "max"), cells, strict=True))
+        + "  ms"
+    )
+
+
+def parent_main(args) -> None:
+    raise_fd_limit()
+    count = args.n
+    database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
+    workdir = Path(tempfile.mkdtemp(prefix="cpms-scale-"))
+    print(
+        f"== scale: {count} OCPP 1.6 chargers, {args.servers} servers, worker + beat, logs in {workdir}",
+        flush=True,
+    )
+    print(f"   database {database_url}, redis {redis_url}, load average {os.getloadavg()}", flush=True)
+    ensure_database(database_url)
+    django_setup(database_url)
+    started = time.monotonic()
+    setup_database(database_url, count)
+    session_pk = last_session_pk()
+    print(f"   database ready in {time.monotonic() - started:.1f} s", flush=True)
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SETTINGS_MODULE": "cpms.settings",
+        "LOG_LEVEL": os.environ.get("LOG_LEVEL", "WARNING"),
+        "PYTHONUNBUFFERED": "1",
+        "CPMS_VAR_DIR": str(workdir / "var"),
+    }
+    ports = [free_port() for _ in range(args.servers)]
+    servers = [start(f"server-{p}", server_command("daphne", p), env, workdir) for p in ports]
+    python = sys.executable
+    others = [
+        start(
+            "worker",
+            [python, "-m", "celery", "-A", "cpms", "worker", "--loglevel", "WARNING", "--concurrency", "2"],
+            env,
+            workdir,
+        ),
+        start(
+            "beat",
+            [python, "-m", "celery", "-A", "cpms", "beat", "--loglevel", "WARNING"],
+            env,
+            workdir,
+        ),
+    ]
+    clients: list[subprocess.Popen] = []
+    try:
+        for server, port in zip(servers, ports, strict=True):
+            wait_listening(server, port, workdir / f"server-{port}.log")
+        time.sleep(2.0)  # imports finished before the idle RSS is taken
+        rss_idle = sum(memory_kib(s.pid)["VmRSS"] for s in servers)
+        print(f"   servers listening on {ports}, RSS {rss_idle / 1024:.0f} MiB in all", flush=True)
+
+        procs = max(1, min(args.client_procs, count))
+        per_proc = -(-count // procs)
+        readers = []
+        for index, first in enumerate(range(1, count + 1, per_proc)):
+            client = subprocess.Popen(
+                [
+                    python,
+                    __file__,
+                    "--client",
+                    "--first",
+                    str(first),
+                    "--count",
+                    str(min(per_proc, count - first + 1)),
+                    "--total",
+                    str(count),
+                    "--ports",
+                    ",".join(map(str, ports)),
+                    "--charging",
+                    str(args.charging),
+                    "--heartbeat-s",
+                    str(args.heartbeat_s),
+                    "--meter-s",
+                    str(args.meter_s),
+                    "--ramp-s",
+                    str(args.ramp_s),
+                    "--result-file",
+                    str(workdir / f"result-{index}.json"),
+                ],
+                cwd=BASE_DIR,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=(workdir / f"client-{index}.log").open("wb"),
+                text=True,
+            )
+            clients.append(client)
+            readers.append(LineReader(client))
+
+        # Admission: progress lines until every client reports ADMITTED.
+        admitted: list[str | None] = [None] * len(clients)
+        progress = [(0, 0)] * len(clients)
+        deadline = time.monotonic() + ADMISSION_TIMEOUT_S
+        while None in admitted:
+            if time.monotonic() > deadline:
+                raise SystemExit("admission did not finish in time")
+            for i, reader in enumerate(readers):
+                while admitted[i] is None and not reader.lines.empty():
+                    line = reader.lines.get()
+                    if line is None:
+                        raise SystemExit(f"client {i} exited during admission (see {workdir}/client-{i}.log)")
+                    if line.startswith("PROGRESS"):
+                        progress[i] = tuple(int(x) for x in line.split()[1:3])
+                    elif line.startswith("ADMITTED"):
+                        admitted[i] = line
+            time.sleep(2.0)
+            booted = sum(p[0] for p in progress)
+            if None in admitted:
+                print(
+                    f"   admission: {booted}/{count} booted, {sum(p[1] for p in progress)} connect failures",
+                    flush=True,
+                )
+        fields = [line.split()[1:] for line in admitted]
+        booted = sum(int(f[0]) for f in fields)
+        first_connect = min(float(f[1]) for f in fields if float(f[1]))
+        last_boot = max(float(f[2]) for f in fields)
+        admission_s = last_boot - first_connect
+        time.sleep(2.0)
+        rss_admitted = sum(memory_kib(s.pid)["VmRSS"] for s in servers)
+        print(f"   admitted {booted}/{count} in {admission_s:.1f} s", flush=True)
+
+        # Steady window: clients get the wall-clock bounds; the server CPU is sampled at both ends.
+        window_start = time.time() + 1.0
+        window_end = window_start + args.steady_s
+        for client in clients:
+            client.stdin.write(f"GO {window_start} {window_end}\n")
+            client.stdin.flush()
+        time.sleep(max(0.0, window_start - time.time()))
+        cpu_before = sum(cpu_seconds(s.pid) for s in servers)
+        worker_before = cpu_seconds(others[0].pid)
+        while time.time() < window_end:
+            time.sleep(min(10.0, max(0.0, window_end - time.time())))
+            print(f"   steady: {window_end - time.time():.0f} s left", flush=True)
+        cpu_steady = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
+        worker_cpu = cpu_seconds(others[0].pid) - worker_before
+        rss_end = sum(memory_kib(s.pid)["VmRSS"] for s in servers)
+        for reader in readers:
+            reader.expect("DONE", RESPONSE_TIMEOUT_S + 30)
+        results = [json.loads((workdir / f"result-{i}.json").read_text()) for i in range(len(clients))]
+        load = os.getloadavg()
+        print(f"   settling {args.settle_s:g} s before counting rows", flush=True)
+        time.sleep(args.settle_s)
+        sessions, meter_rows = row_counts(session_pk)
+    finally:
+        for client in clients:
+            stop_process(client, group=False)
+        for process in servers + others:
+            stop_process(process, group=True)
+
+    def merged(kind: str) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for result in results:
+            for action, values in result[kind].items():
+                out.setdefault(action, []).extend(values)
+        return out
+
+    acked = {k: sum(r["acked"][k] for r in results) for k in results[0]["acked"]}
+    steady = merged("steady")
+    steady_messages = sum(len(v) for v in steady.values())
+    failures = sum(r["failures"] for r in results)
+    errors = sum(r["errors"] for r in results)
+    print(
+        f"\n== {count} chargers over {args.servers} servers (load average at the end {load[0]:.2f} {load[1]:.2f})"
+    )
+    print(
+        f"   admission          {admission_s:.1f} s, {booted / admission_s if admission_s else 0:.0f} boots/s, "
+        f"{booted}/{count} booted, {failures} connection failures (each one retried)"
+    )
+    print(f"   steady             {steady_messages / args.steady_s:.1f} msg/s over {args.steady_s:g} s")
+    print(
+        f"   server CPU / msg   {cpu_steady * 1000 / max(1, steady_messages):.2f} ms "
+        f"({cpu_steady:.1f} s in {args.servers} servers; worker {worker_cpu:.1f} s)"
+    )
+    print(
+        f"   server RSS / conn  {(rss_admitted - rss_idle) / max(1, booted):.0f} KiB "
+        f"(idle {rss_idle / 1024:.0f} MiB, admitted {rss_admitted / 1024:.0f} MiB, end {rss_end / 1024:.0f} MiB)"
+    )
+    print("   latency, admission:")
+    for action, values in sorted(merged("admission").items()):
+        print(f"     {action:<18} {millis(values)}")
+    print("   latency, steady window:")
+    for action, values in sorted(steady.items()):
+        print(f"     {action:<18} {millis(values)}")
+    print(
+        f"   loss check         StartTransaction acked {acked['StartTransaction']}, sessions stored {sessions}; "
+        f"MeterValues acked {acked['MeterValues']} x {SAMPLED_VALUES} = {acked['MeterValues'] * SAMPLED_VALUES}, "
+        f"meter rows stored {meter_rows}"
+    )
+    print(f"   errors             {errors}")
+    for result in results:
+        for sample in result["failure_samples"][:2] + result["error_samples"][:3]:
+            print(f"     {sample}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", nargs="?", type=int, default=200, help="chargers")
+    parser.add_argument("--servers", type=int, default=4)
+    parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--heartbeat-s", type=float, default=300.0)
+    parser.add_argument("--meter-s", type=float, default=30.0)
+    parser.add_argument("--charging", type=float, default=0.3)
+    parser.add_argument("--steady-s", type=float, default=60.0)
+    parser.add_argument("--ramp-s", type=float, default=0.0)
+    parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.client:
+        asyncio.run(client_main(args))
+    else:
+        parent_main(args)
+
+
+if __name__ == "__main__":
+    main()
