@@ -18,7 +18,7 @@ Prints: admission time (first connect to all booted) and rate, connection failur
 p50/p95/p99/max latency per action, server CPU per steady message (the server processes' CPU during the
 window / messages answered in it), the server RSS per connection (after admission minus before any charger
 connected), and a loss check: acknowledged StartTransactions and MeterValues against the sessions and meter
-rows in the database after --settle-s.
+rows in the database after --settle-s; the ERROR and WARNING lines in the servers' logs and their commonest kinds.
 
 Modes: only the one above. Not yet: --storm (kill and restart the servers, time until all are back),
 --ceiling (a raw websockets echo server on the same generator), --protocol 2.0.1 / mixed.
@@ -365,6 +365,22 @@ def last_session_pk() -> int:
     return pk
 
 
+def log_problems(workdir: Path) -> tuple[int, int, list[tuple[int, str]]]:
+    """ERROR and WARNING lines in the servers' logs, and the commonest kinds (logger and message start)."""
+    import collections
+
+    kinds: collections.Counter[str] = collections.Counter()
+    errors = warnings = 0
+    for path in workdir.glob("server-*.log"):
+        for line in path.read_text(errors="replace").splitlines():
+            for level in (" ERROR ", " WARNING "):
+                if level in line:
+                    errors += level == " ERROR "
+                    warnings += level == " WARNING "
+                    kinds[line.split(level, 1)[1][:90]] += 1
+    return errors, warnings, [(n, kind) for kind, n in kinds.most_common(3)]
+
+
 def millis(values: list[float]) -> str:
     values = sorted(values)
     if not values:
@@ -565,7 +581,11 @@ def parent_main(args) -> None:
         f"MeterValues acked {acked['MeterValues']} x {SAMPLED_VALUES} = {acked['MeterValues'] * SAMPLED_VALUES}, "
         f"meter rows stored {meter_rows}"
     )
-    print(f"   errors             {errors}")
+    print(f"   client errors      {errors}")
+    logged_errors, logged_warnings, kinds = log_problems(workdir)
+    print(f"   server log         {logged_errors} ERROR, {logged_warnings} WARNING lines")
+    for n, kind in kinds:
+        print(f"     {n:>6} x {kind}")
     for result in results:
         for sample in result["failure_samples"][:2] + result["error_samples"][:3]:
             print(f"     {sample}")
