@@ -20,8 +20,10 @@ window / messages answered in it), the server RSS per connection (after admissio
 connected), and a loss check: acknowledged StartTransactions and MeterValues against the sessions and meter
 rows in the database after --settle-s; the ERROR and WARNING lines in the servers' logs and their commonest kinds.
 
-Modes: only the one above. Not yet: --storm (kill and restart the servers, time until all are back),
---ceiling (a raw websockets echo server on the same generator), --protocol 2.0.1 / mixed.
+Modes: the one above, and --ceiling: the same generator and figures against --servers bare websockets
+processes that answer every call with a canned CALLRESULT (no database, worker, beat or Redis; no loss check),
+run separately for the ratio of the CPMS's CPU and RSS to the transport's. Not yet: --storm (kill and restart
+the servers, time until all are back), --protocol 2.0.1 / mixed.
 
 Not a test: it asserts nothing, it measures. Only 127.0.0.1 is used; every wait is bounded.
 """
@@ -326,6 +328,38 @@ async def client_main(args) -> None:
     print("DONE", flush=True)
 
 
+# ---------------------------------------------------------------- the raw ceiling (--ceiling)
+
+
+async def ceiling_server(port: int) -> None:
+    """A bare websockets server that answers every call with a canned CALLRESULT: what the transport alone costs."""
+    import itertools
+
+    import orjson
+    from websockets.asyncio.server import serve
+
+    transaction_ids = itertools.count(1)
+
+    async def answer(ws) -> None:
+        async for text in ws:
+            frame = orjson.loads(text)
+            action = frame[2]
+            if action == "BootNotification":
+                payload = {"status": "Accepted", "currentTime": now_text(), "interval": 300}
+            elif action == "StartTransaction":
+                payload = {"transactionId": next(transaction_ids), "idTagInfo": {"status": "Accepted"}}
+            elif action == "Heartbeat":
+                payload = {"currentTime": now_text()}
+            else:
+                payload = {}
+            await ws.send(orjson.dumps([3, frame[1], payload]).decode())
+
+    async with serve(
+        answer, HOST, port, subprotocols=["ocpp1.6"], compression=None, ping_interval=None, backlog=4096
+    ):
+        await asyncio.Future()
+
+
 # ---------------------------------------------------------------- parent process
 
 
@@ -399,17 +433,17 @@ def parent_main(args) -> None:
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS_URL
     workdir = Path(tempfile.mkdtemp(prefix="cpms-scale-"))
-    print(
-        f"== scale: {count} OCPP 1.6 chargers, {args.servers} servers, worker + beat, logs in {workdir}",
-        flush=True,
-    )
+    layout = "raw websockets servers (--ceiling)" if args.ceiling else "servers, worker + beat"
+    print(f"== scale: {count} OCPP 1.6 chargers, {args.servers} {layout}, logs in {workdir}", flush=True)
     print(f"   database {database_url}, redis {redis_url}, load average {os.getloadavg()}", flush=True)
-    ensure_database(database_url)
-    django_setup(database_url)
-    started = time.monotonic()
-    setup_database(database_url, count)
-    session_pk = last_session_pk()
-    print(f"   database ready in {time.monotonic() - started:.1f} s", flush=True)
+    session_pk = 0
+    if not args.ceiling:
+        ensure_database(database_url)
+        django_setup(database_url)
+        started = time.monotonic()
+        setup_database(database_url, count)
+        session_pk = last_session_pk()
+        print(f"   database ready in {time.monotonic() - started:.1f} s", flush=True)
 
     env = {
         **os.environ,
@@ -421,22 +455,42 @@ def parent_main(args) -> None:
         "CPMS_VAR_DIR": str(workdir / "var"),
     }
     ports = [free_port() for _ in range(args.servers)]
-    servers = [start(f"server-{p}", server_command("daphne", p), env, workdir) for p in ports]
     python = sys.executable
-    others = [
-        start(
-            "worker",
-            [python, "-m", "celery", "-A", "cpms", "worker", "--loglevel", "WARNING", "--concurrency", "2"],
-            env,
-            workdir,
-        ),
-        start(
-            "beat",
-            [python, "-m", "celery", "-A", "cpms", "beat", "--loglevel", "WARNING"],
-            env,
-            workdir,
-        ),
-    ]
+    if args.ceiling:
+        servers = [
+            start(f"server-{p}", [python, __file__, "--ceiling-server", str(p)], env, workdir) for p in ports
+        ]
+    else:
+        servers = [start(f"server-{p}", server_command("daphne", p), env, workdir) for p in ports]
+    others = (
+        []
+        if args.ceiling
+        else [
+            start(
+                "worker",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "cpms",
+                    "worker",
+                    "--loglevel",
+                    "WARNING",
+                    "--concurrency",
+                    "2",
+                ],
+                env,
+                workdir,
+            ),
+            start(
+                "beat",
+                [python, "-m", "celery", "-A", "cpms", "beat", "--loglevel", "WARNING"],
+                env,
+                workdir,
+            ),
+        ]
+    )
     clients: list[subprocess.Popen] = []
     try:
         for server, port in zip(servers, ports, strict=True):
@@ -522,20 +576,22 @@ def parent_main(args) -> None:
             client.stdin.flush()
         time.sleep(max(0.0, window_start - time.time()))
         cpu_before = sum(cpu_seconds(s.pid) for s in servers)
-        worker_before = cpu_seconds(others[0].pid)
+        worker_before = cpu_seconds(others[0].pid) if others else 0.0
         while time.time() < window_end:
             time.sleep(min(10.0, max(0.0, window_end - time.time())))
             print(f"   steady: {window_end - time.time():.0f} s left", flush=True)
         cpu_steady = sum(cpu_seconds(s.pid) for s in servers) - cpu_before
-        worker_cpu = cpu_seconds(others[0].pid) - worker_before
+        worker_cpu = cpu_seconds(others[0].pid) - worker_before if others else 0.0
         rss_end = sum(memory_kib(s.pid)["VmRSS"] for s in servers)
         for reader in readers:
             reader.expect("DONE", RESPONSE_TIMEOUT_S + 30)
         results = [json.loads((workdir / f"result-{i}.json").read_text()) for i in range(len(clients))]
         load = os.getloadavg()
-        print(f"   settling {args.settle_s:g} s before counting rows", flush=True)
-        time.sleep(args.settle_s)
-        sessions, meter_rows = row_counts(session_pk)
+        sessions = meter_rows = 0
+        if not args.ceiling:
+            print(f"   settling {args.settle_s:g} s before counting rows", flush=True)
+            time.sleep(args.settle_s)
+            sessions, meter_rows = row_counts(session_pk)
     finally:
         for client in clients:
             stop_process(client, group=False)
@@ -576,11 +632,12 @@ def parent_main(args) -> None:
     print("   latency, steady window:")
     for action, values in sorted(steady.items()):
         print(f"     {action:<18} {millis(values)}")
-    print(
-        f"   loss check         StartTransaction acked {acked['StartTransaction']}, sessions stored {sessions}; "
-        f"MeterValues acked {acked['MeterValues']} x {SAMPLED_VALUES} = {acked['MeterValues'] * SAMPLED_VALUES}, "
-        f"meter rows stored {meter_rows}"
-    )
+    if not args.ceiling:  # nothing is stored
+        print(
+            f"   loss check         StartTransaction acked {acked['StartTransaction']}, sessions stored {sessions}; "
+            f"MeterValues acked {acked['MeterValues']} x {SAMPLED_VALUES} = {acked['MeterValues'] * SAMPLED_VALUES}, "
+            f"meter rows stored {meter_rows}"
+        )
     print(f"   client errors      {errors}")
     logged_errors, logged_warnings, kinds = log_problems(workdir)
     print(f"   server log         {logged_errors} ERROR, {logged_warnings} WARNING lines")
@@ -602,14 +659,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steady-s", type=float, default=60.0)
     parser.add_argument("--ramp-s", type=float, default=0.0)
     parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="raw websockets servers with canned answers instead of the CPMS",
+    )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--ports", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.client:
+    if args.ceiling_server:
+        raise_fd_limit()
+        asyncio.run(ceiling_server(args.ceiling_server))
+    elif args.client:
         asyncio.run(client_main(args))
     else:
         parent_main(args)
