@@ -28,17 +28,15 @@ import datetime as dt
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-BASE_DIR = Path(__file__).resolve().parent.parent
+from harness import BASE_DIR, HOST, ensure_database, free_port, memory_kib, wait_listening
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/cpms_bench_export"
-HOST = "127.0.0.1"
 ORG_SLUG = "bench-export"
 STATION_PREFIX = "BX-"
 STATIONS = 100
@@ -47,24 +45,10 @@ SITE_ZONES = ("Europe/Berlin", "UTC", "America/New_York")
 SESSION_EVERY_S = 30
 FIRST_START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 FINANCE_USER = "bench_export_finance"
-SERVER_START_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 900.0
 
 
 # --- database ------------------------------------------------------------------------------------
-
-
-def ensure_database(database_url: str) -> None:
-    """CREATE DATABASE if it does not exist (connecting to the `postgres` database of the same server)."""
-    import psycopg
-
-    parts = urlsplit(database_url)
-    name = parts.path.lstrip("/")
-    maintenance = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}", flush=True)
 
 
 def django_setup(database_url: str) -> None:
@@ -216,16 +200,6 @@ def period_for(rows: int) -> tuple[dt.date, dt.date]:
 # --- one export in a child process ---------------------------------------------------------------
 
 
-def memory_kib(pid: int | str = "self") -> dict[str, int]:
-    values = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, rest = line.partition(":")
-            if key in {"VmRSS", "VmHWM"}:
-                values[key] = int(rest.split()[0])
-    return values
-
-
 def child_export(args) -> None:
     """Run one export into --out and print its figures as JSON (the parent reads the last line)."""
     django_setup(args.database_url)
@@ -299,27 +273,6 @@ def print_export(figures: dict) -> None:
 
 
 # --- HTTP ----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def wait_listening(process: subprocess.Popen, port: int, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(
-        f"server not listening after {SERVER_START_TIMEOUT_S} s:\n{log_path.read_text()[-4000:]}"
-    )
 
 
 def api_token(database_url: str, organisation_id: int) -> str:

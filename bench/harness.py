@@ -161,7 +161,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def memory_kib(pid: int) -> dict[str, int]:
+def memory_kib(pid: int | str = "self") -> dict[str, int]:
     values = {}
     with open(f"/proc/{pid}/status") as status:
         for line in status:
