@@ -1,3 +1,5 @@
+import secrets
+
 from django.conf import settings
 from django.db import models
 
@@ -134,12 +136,30 @@ class ChargingStation(models.Model):
         return self.identity
 
 
+# An EVSE's public code: lower-case letters and digits without the look-alikes 0/o, 1/l/i, so that a driver
+# can type it from a label. 31**10 ~ 8e14 codes: a collision among a million EVSEs has odds ~6e-4 and is
+# refused by the unique constraint, never silently shared.
+PUBLIC_CODE_ALPHABET = "23456789abcdefghjkmnpqrstuvwxyz"
+PUBLIC_CODE_LENGTH = 10
+
+
+def public_code_new() -> str:
+    """A new random EVSE public code (the model field's default: every new row gets its own, bulk_create
+    included)."""
+    return "".join(secrets.choice(PUBLIC_CODE_ALPHABET) for _ in range(PUBLIC_CODE_LENGTH))
+
+
 class Evse(models.Model):
-    """An EVSE (2.0.1) or a 1.6 connector > 0, which maps to EVSE n with connector 1."""
+    """An EVSE (2.0.1) or a 1.6 connector > 0, which maps to EVSE n with connector 1.
+
+    `public_code` names the EVSE in its public URL (the driver's page behind its QR code,
+    stations.selectors.evse_public_url): random, so that URLs cannot be enumerated, and never changed, since
+    it is printed on labels."""
 
     station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="evses")
     evse_id = models.PositiveIntegerField()
     max_power_w = models.PositiveIntegerField(null=True, blank=True)
+    public_code = models.CharField(max_length=16, unique=True, default=public_code_new, editable=False)
 
     class Meta:
         ordering = ["station_id", "evse_id"]
