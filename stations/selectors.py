@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import django_filters
+from django.conf import settings
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.http import HttpRequest
 
 from accounts.enums import Capability
 from accounts.models import User
@@ -116,6 +118,43 @@ def station_access(
     ):
         raise PermissionDenied(f"You may not {capability} station {identity!r}.")
     return station
+
+
+# --- EVSEs' public identity ---------------------------------------------------------------------------
+
+
+def evse_label(evse: Evse) -> str:
+    """How an EVSE is named to drivers: "<station identity> EVSE <n>", the text beside its QR code on the
+    label and on its receipts (load `station` with the EVSE to avoid a query)."""
+    return f"{evse.station.identity} EVSE {evse.evse_id}"
+
+
+def evse_public_path(evse: Evse) -> str:
+    """The path of the EVSE's page for drivers (cpms/pay: see the price, pay and charge without an account)."""
+    # TODO(issue 18): reverse("pay:evse", kwargs={"code": evse.public_code}) once cpms/pay/urls.py is
+    # included in cpms/urls.py; the literal is the path that URL will have.
+    return f"/c/{evse.public_code}/"
+
+
+def evse_public_url(evse: Evse, request: HttpRequest | None = None) -> str:
+    """The URL a driver opens from the EVSE's QR code: PUBLIC_BASE_URL + path when the setting is set; else
+    absolute on the host of `request`; else the bare path (no request to take a host from)."""
+    path = evse_public_path(evse)
+    if settings.PUBLIC_BASE_URL:
+        return settings.PUBLIC_BASE_URL + path
+    if request is not None:
+        return request.build_absolute_uri(path)
+    return path
+
+
+def site_evse_list(*, site: Site) -> QuerySet[Evse]:
+    """Every EVSE of every station of `site`, by station identity then EVSE number, with its station. The
+    caller checked access to the site (site_access): whoever may see a site sees all its stations."""
+    return (
+        Evse.objects.filter(station__site=site)
+        .select_related("station")
+        .order_by("station__identity", "evse_id")
+    )
 
 
 # --- what stations reported -------------------------------------------------------------------------

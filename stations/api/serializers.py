@@ -18,6 +18,7 @@ from stations.models import (
     StationEvent,
     StatusChange,
 )
+from stations.selectors import evse_public_url
 
 # --- sites ------------------------------------------------------------------------------------------
 
@@ -86,11 +87,19 @@ class ConnectorOutputSerializer(serializers.ModelSerializer):
 
 class EvseOutputSerializer(serializers.ModelSerializer):
     connectors = ConnectorOutputSerializer(many=True, read_only=True)
+    public_url = serializers.SerializerMethodField(
+        help_text="The page a driver opens from this EVSE's QR code to see the price, pay and charge without "
+        "an account: PUBLIC_BASE_URL + /c/<code>/ (without the setting, on the host this request was made to). "
+        "It never changes."
+    )
 
     class Meta:
         model = Evse
-        fields = ["evse_id", "connectors"]
+        fields = ["evse_id", "public_url", "connectors"]
         read_only_fields = fields
+
+    def get_public_url(self, evse: Evse) -> str:
+        return evse_public_url(evse, self.context.get("request"))
 
 
 class StationOutputSerializer(serializers.ModelSerializer):

@@ -105,7 +105,12 @@ class StationListApi(APIView):
         filters.is_valid(raise_exception=True)
         stations = station_list(user=request.user, filters=filters.validated_data)
         return paginated_response(
-            request=request, view=self, queryset=stations, serializer_class=StationOutputSerializer
+            request=request,
+            view=self,
+            queryset=stations,
+            serializer_class=lambda *args, **kwargs: StationOutputSerializer(
+                *args, context={"request": request}, **kwargs
+            ),
         )
 
     @extend_schema(
@@ -118,7 +123,10 @@ class StationListApi(APIView):
         serializer.is_valid(raise_exception=True)
         station = station_create(actor=request.user, **serializer.validated_data)
         station = station_access(user=request.user, identity=station.identity)
-        return Response(StationOutputSerializer(station).data, status=status.HTTP_201_CREATED)
+        return Response(
+            StationOutputSerializer(station, context={"request": request}).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 @extend_schema(tags=["stations"])
@@ -130,7 +138,7 @@ class StationDetailApi(APIView):
     )
     def get(self, request, identity: str):
         station = station_access(user=request.user, identity=identity)
-        return Response(StationOutputSerializer(station).data)
+        return Response(StationOutputSerializer(station, context={"request": request}).data)
 
     @extend_schema(
         operation_id="stations_partial_update",
@@ -145,7 +153,7 @@ class StationDetailApi(APIView):
         station_update(actor=request.user, station=station, data=serializer.validated_data)
         # Read back through the selector: the response shows the EVSEs and what the scope still allows.
         station = station_access(user=request.user, identity=identity)
-        return Response(StationOutputSerializer(station).data)
+        return Response(StationOutputSerializer(station, context={"request": request}).data)
 
 
 # --- what stations reported -------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def test_retrieve_shows_evses_and_connectors(world, tenants, api):
         evses=[
             {
                 "evse_id": tenants.evse_a1.evse_id,
+                "public_url": f"http://testserver/c/{tenants.evse_a1.public_code}/",
                 "connectors": [
                     {
                         "connector_id": tenants.connector_a1.connector_id,
