@@ -161,6 +161,10 @@ MEDIA_ROOT = Path(env_str("CPMS_MEDIA_ROOT", str(VAR_DIR / "media")))
 # The platform's address as chargers reach it: firmware download and diagnostics upload URLs are built
 # from it (chargers are on another network than the admin's browser).
 CPMS_PUBLIC_URL = env_str("CPMS_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
+# The platform's address as drivers reach it: the EVSEs' public URLs (QR labels, charger displays, the API's
+# `public_url`) are built from it. Empty: from the request that asks (the portal's or the API's host), so
+# set it where staff reach the platform under another name than drivers do.
+PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "").rstrip("/")
 # Largest diagnostics/log file a charger may upload.
 CPMS_MAX_UPLOAD_BYTES = env_int("CPMS_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)
 LOGIN_URL = "portal:login"
