@@ -16,6 +16,7 @@ import django_filters
 from django.conf import settings
 from django.db.models import Count, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.http import HttpRequest
+from django.urls import reverse
 
 from accounts.enums import Capability
 from accounts.models import User
@@ -131,9 +132,7 @@ def evse_label(evse: Evse) -> str:
 
 def evse_public_path(evse: Evse) -> str:
     """The path of the EVSE's page for drivers (cpms/pay: see the price, pay and charge without an account)."""
-    # TODO(issue 18): reverse("pay:evse", kwargs={"code": evse.public_code}) once cpms/pay/urls.py is
-    # included in cpms/urls.py; the literal is the path that URL will have.
-    return f"/c/{evse.public_code}/"
+    return reverse("pay:evse", kwargs={"code": evse.public_code})
 
 
 def evse_public_url(evse: Evse, request: HttpRequest | None = None) -> str:

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from cpms.portal import accounts, finance, incidents, kpis, sessions, site_access, stations, waitlists
+from cpms.portal import accounts, finance, incidents, kpis, labels, sessions, site_access, stations, waitlists
 from stations.api import urls as _station_api_urls  # noqa: F401 - registers the station_identity converter
 
 app_name = "portal"
@@ -20,6 +20,7 @@ urlpatterns = [
     # sites and stations
     path("", stations.overview, name="overview"),
     path("sites/<int:pk>/", stations.site_detail, name="site-detail"),
+    path("sites/<int:pk>/labels.pdf", labels.site_labels_pdf, name="site-labels"),
     path("stations/", stations.station_list_page, name="station-list"),
     path("stations/<station_identity:identity>/", stations.station_detail, name="station-detail"),
     path(

@@ -91,6 +91,7 @@ MATRIX: dict[str, Row] = {
     "overview": Row(lambda w, o: reverse("portal:overview"), (200, 200, 200, 200)),
     "station-list": Row(lambda w, o: reverse("portal:station-list"), (200, 200, 200, 200)),
     "site-detail": Row(lambda w, o: reverse("portal:site-detail", args=[w.site_a1.pk]), (200, 404, 200, 200)),
+    "site-labels": Row(lambda w, o: reverse("portal:site-labels", args=[w.site_a1.pk]), (200, 404, 200, 200)),
     "station-detail": Row(station("station-detail"), (200, 404, 200, 200)),
     "station-commands": Row(station("station-commands"), (200, 404, 200, 200)),
     "station-messages": Row(station("station-messages"), (200, 404, 200, 200)),
