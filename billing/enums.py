@@ -23,3 +23,47 @@ class ExportStatus(models.TextChoices):
     RUNNING = "running", "Running"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+
+
+class PaymentProviderKind(models.TextChoices):
+    STRIPE = "stripe", "Stripe"
+
+
+class PaymentStatus(models.TextChoices):
+    """An ad-hoc payment's life (billing/services/payments.py has the transitions):
+
+    pending -> authorised -> starting -> charging -> settling -> captured | shortfall | unpaid
+    and the ends without a charge: declined (no hold), released (hold given back: the charger refused, no
+    cable, nothing to pay), error (the hold could not be placed for a reason other than the card)."""
+
+    PENDING = "pending", "Waiting for the card"
+    AUTHORISED = "authorised", "Hold placed"
+    STARTING = "starting", "Charger accepted, waiting for the session"
+    CHARGING = "charging", "Charging"
+    SETTLING = "settling", "Being captured"
+    CAPTURED = "captured", "Paid"
+    SHORTFALL = "shortfall", "Paid up to the hold; the rest unpaid"
+    UNPAID = "unpaid", "Capture failed; retried"
+    RELEASED = "released", "Hold released"
+    DECLINED = "declined", "Card declined"
+    ERROR = "error", "Payment failed"
+
+
+# Where the money is final: nothing more will be captured or released automatically.
+PAYMENT_FINAL = frozenset(
+    {
+        PaymentStatus.CAPTURED,
+        PaymentStatus.SHORTFALL,
+        PaymentStatus.RELEASED,
+        PaymentStatus.DECLINED,
+        PaymentStatus.ERROR,
+    }
+)
+# Holding money on the driver's card, before anything is settled.
+PAYMENT_HOLDING = frozenset({PaymentStatus.AUTHORISED, PaymentStatus.STARTING, PaymentStatus.CHARGING})
+
+
+class RefundStatus(models.TextChoices):
+    PENDING = "pending", "Pending at the provider"
+    SUCCEEDED = "succeeded", "Refunded"
+    FAILED = "failed", "Failed"

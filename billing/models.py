@@ -9,7 +9,14 @@ from django.conf import settings
 from django.db import models
 
 from accounts.models import Organisation
-from billing.enums import AssignmentLevel, ExportKind, ExportStatus
+from billing.enums import (
+    AssignmentLevel,
+    ExportKind,
+    ExportStatus,
+    PaymentProviderKind,
+    PaymentStatus,
+    RefundStatus,
+)
 from cpms.db import (  # noqa: F401 (ImmutableRecordError re-exported)
     DecimalDigits,
     ImmutableModel,
@@ -17,7 +24,7 @@ from cpms.db import (  # noqa: F401 (ImmutableRecordError re-exported)
     ImmutableRecordError,
 )
 from sessions.models import ChargingSession, IdToken
-from stations.models import ChargingStation, Site
+from stations.models import ChargingStation, Command, Evse, Site
 
 # Amounts are rounded to the minor unit (<= 4 decimals); unit prices may carry more decimals than the currency.
 MONEY: DecimalDigits = {"max_digits": 14, "decimal_places": 4}
@@ -385,3 +392,171 @@ class RoiInputs(models.Model):
 
     def __str__(self) -> str:
         return f"ROI inputs of {self.organisation_id}"
+
+
+class PaymentSettings(models.Model):
+    """Ad-hoc card payment of one organisation: its provider account, the hold, the receipt's operator lines.
+
+    The provider's secret key and webhook secret are stored encrypted (billing/providers/keys.py) and never
+    shown again once set. `api_base`/`js_url` point at a Stripe-compatible server instead of Stripe (tests,
+    demos); empty means Stripe itself. `adhoc_group` is the id token group of every one-off payment token:
+    tariffs assigned to it price ad-hoc sessions (AssignmentLevel.ID_TOKEN_GROUP)."""
+
+    organisation = models.OneToOneField(
+        Organisation, on_delete=models.CASCADE, related_name="payment_settings"
+    )
+    enabled = models.BooleanField(default=False)
+    provider = models.CharField(
+        max_length=16, choices=PaymentProviderKind.choices, default=PaymentProviderKind.STRIPE
+    )
+    publishable_key = models.CharField(max_length=255, blank=True)
+    secret_key_encrypted = models.TextField(blank=True)
+    webhook_secret_encrypted = models.TextField(blank=True)
+    api_base = models.URLField(blank=True)
+    js_url = models.URLField(blank=True)
+    hold_amount = models.DecimalField(**MONEY, default=50)
+    # How long after the hold the charger has to start a session (the driver plugs in) before it is released.
+    start_timeout_s = models.PositiveIntegerField(default=180)
+    adhoc_group = models.OneToOneField(
+        IdToken, on_delete=models.PROTECT, null=True, blank=True, related_name="payment_settings_group"
+    )
+    operator_legal_name = models.CharField(max_length=200, blank=True)
+    operator_address = models.TextField(blank=True)
+    operator_vat_id = models.CharField(max_length=40, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "payment settings"
+        verbose_name_plural = "payment settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(hold_amount__gt=0), name="paymentsettings_hold_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payments of {self.organisation_id}"
+
+
+class Payment(models.Model):
+    """One ad-hoc card payment for one charging session: a hold on the driver's card, then the CDR's total
+    captured and the rest released (billing/services/payments.py). The driver's pages find it by the hash of
+    the secret in their URL; the secret itself is never stored."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    station = models.ForeignKey(ChargingStation, on_delete=models.PROTECT, related_name="+")
+    evse = models.ForeignKey(Evse, on_delete=models.PROTECT, related_name="+")
+    id_token = models.OneToOneField(IdToken, on_delete=models.PROTECT, related_name="payment")
+    session = models.OneToOneField(
+        ChargingSession, on_delete=models.PROTECT, null=True, blank=True, related_name="payment"
+    )
+    start_command = models.ForeignKey(
+        Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    access_key_hash = models.CharField(max_length=64, unique=True)
+    provider = models.CharField(max_length=16, choices=PaymentProviderKind.choices)
+    provider_ref = models.CharField(max_length=255, blank=True, help_text="The provider's PaymentIntent id.")
+    card_hint = models.CharField(max_length=40, blank=True)
+    status = models.CharField(max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.PENDING)
+    currency = models.CharField(max_length=3)
+    hold_amount = models.DecimalField(**MONEY)
+    captured_amount = models.DecimalField(**MONEY, default=0)
+    refunded_amount = models.DecimalField(**MONEY, default=0)
+    unpaid_amount = models.DecimalField(
+        **MONEY, default=0, help_text="What the session cost beyond the capture."
+    )
+    email = models.EmailField(blank=True)
+    language = models.CharField(max_length=8, blank=True)
+    # The price the driver was shown before paying (billing/services/payments.py: adhoc_offer).
+    tariff_version = models.ForeignKey(
+        TariffVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    failure = models.TextField(blank=True, help_text="Why the card was declined or the last error.")
+    capture_attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    authorised_at = models.DateTimeField(null=True, blank=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=PaymentStatus.values), name="payment_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(captured_amount__gte=0, refunded_amount__gte=0, unpaid_amount__gte=0),
+                name="payment_amounts_not_negative",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(captured_amount__lte=models.F("hold_amount")),
+                name="payment_capture_within_hold",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(refunded_amount__lte=models.F("captured_amount")),
+                name="payment_refund_within_capture",
+            ),
+            models.UniqueConstraint(
+                fields=["provider", "provider_ref"],
+                condition=~models.Q(provider_ref=""),
+                name="payment_provider_ref_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["organisation", "created_at"], name="payment_org_created"),
+            models.Index(fields=["status", "next_attempt_at"], name="payment_status_next"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Payment {self.pk} ({self.status}, {self.currency})"
+
+
+class PaymentEvent(models.Model):
+    """The payment's audit trail: what we asked the provider and what it told us. A provider webhook is
+    stored once (`provider_event_id` unique): delivered twice, it is applied once."""
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=40)
+    amount = models.DecimalField(**MONEY, null=True, blank=True)
+    provider_event_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} ({self.payment_id})"
+
+
+class PaymentRefund(models.Model):
+    """Money given back to the driver: always with a CdrCredit of the same total, created together; the
+    provider's refund carries this row's id, so a retry after a lost answer finds it instead of refunding
+    twice."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    credit = models.OneToOneField(CdrCredit, on_delete=models.PROTECT, related_name="refund")
+    amount = models.DecimalField(**MONEY)
+    status = models.CharField(max_length=16, choices=RefundStatus.choices, default=RefundStatus.PENDING)
+    provider_ref = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="paymentrefund_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Refund {self.pk} of payment {self.payment_id}"

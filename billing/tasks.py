@@ -5,6 +5,7 @@ import logging
 
 from celery import shared_task
 
+from billing.services import payments
 from billing.services.cdrs import session_bill as bill
 from billing.services.cdrs import sessions_to_bill
 from billing.services.running_costs import running_costs_send as send_running_costs
@@ -14,8 +15,35 @@ logger = logging.getLogger(__name__)
 
 @shared_task
 def session_bill(session_id: int) -> str:
-    """Queued when a session ends. Idempotent: delivered twice, the second finds the CDR."""
-    return bill(session_id=session_id).outcome
+    """Queued when a session ends. Idempotent: delivered twice, the second finds the CDR. A session paid ad
+    hoc is then captured at once (the payment sweep catches it otherwise)."""
+    outcome = bill(session_id=session_id).outcome
+    if outcome in {"billed", "exists"}:
+        try:
+            payments.payment_settle_for_session(session_id=session_id)
+        except Exception:
+            logger.exception("payment of session %s: settle failed; the sweep retries", session_id)
+    return outcome
+
+
+@shared_task
+def payment_start(payment_id: int) -> str:
+    """Queued when a hold is placed: the start command for the paid session (billing/services/payments.py)."""
+    return payments.payment_start_charging(payment_id=payment_id)
+
+
+@shared_task
+def payments_sweep() -> dict:
+    """Every PAYMENT_SWEEP_S: bind, release, settle, retry (billing/services/payments.py)."""
+    return payments.payments_sweep()
+
+
+@shared_task
+def payment_receipt_email(payment_id: int) -> str:
+    """Queued when a payment with an email is settled: the receipt, with its PDF, once."""
+    from billing.services.receipts import payment_receipt_email as send
+
+    return send(payment_id=payment_id)
 
 
 @shared_task

@@ -298,3 +298,41 @@ class PriceResult:
     charging_s: Decimal
     parking_s: Decimal
     billed_parking_s: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLine:
+    """One priced line of a receipt, as the driver reads it (excl. VAT, like the CDR's lines)."""
+
+    label: str  # "Energy 12.345 kWh x 0.35 EUR/kWh"
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receipt:
+    """What a driver's receipt (page, PDF, email) shows for one paid ad-hoc session: everything already in
+    the site's time zone and the CDR's currency. Built by billing.selectors.payment_receipt."""
+
+    number: str  # "R-<organisation slug>-<payment id>", stable
+    operator_name: str
+    operator_address: str
+    operator_vat_id: str
+    site_name: str
+    site_address: str
+    evse_label: str  # "<station identity> EVSE <n>" (the id printed on the QR label)
+    time_zone: str
+    started_at_local: datetime
+    stopped_at_local: datetime
+    meter_start_kwh: Decimal | None
+    meter_stop_kwh: Decimal | None
+    energy_kwh: Decimal
+    currency: str
+    lines: tuple[ReceiptLine, ...]
+    subtotal: Decimal
+    tax_rate: Decimal  # a fraction: 0.19 = 19 %
+    tax: Decimal
+    total: Decimal
+    captured: Decimal
+    refunded: Decimal
+    card_hint: str  # "Visa ...4242" or ""
+    tariff_label: str

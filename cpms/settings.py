@@ -316,6 +316,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "energy.tasks.sites_rebalance",
         "schedule": env_float("ENERGY_REBALANCE_S", 30.0),
     },
+    "settle-payments": {
+        "task": "billing.tasks.payments_sweep",
+        "schedule": env_float("PAYMENT_SWEEP_S", 30.0),
+    },
 }
 
 # --- Waitlists ----------------------------------------------------------------------------------
@@ -340,6 +344,18 @@ BILLING_IDLE_POWER_W = env_int("BILLING_IDLE_POWER_W", 0)
 BILLING_SWEEP_DAYS = env_int("BILLING_SWEEP_DAYS", 7)
 # How often a 2.0.1 charger that supports it gets CostUpdated during a session (seconds; 0 = never).
 BILLING_COST_UPDATE_S = env_int("BILLING_COST_UPDATE_S", 300)
+
+# --- Ad-hoc payments (docs/payments.md) ---------------------------------------------------------
+# A call to the payment provider that takes longer is treated as unanswered (its effect read back later).
+PAYMENT_PROVIDER_TIMEOUT_S = env_float("PAYMENT_PROVIDER_TIMEOUT_S", 10.0)
+# A webhook signed longer ago than this is refused as a replay.
+PAYMENT_WEBHOOK_TOLERANCE_S = env_int("PAYMENT_WEBHOOK_TOLERANCE_S", 300)
+# A failed capture is retried after 1, 2, 4, ... minutes, up to this many attempts, then left to the operator.
+PAYMENT_CAPTURE_ATTEMPTS = env_int("PAYMENT_CAPTURE_ATTEMPTS", 8)
+# How long the charger has to answer the start command for a paid session.
+PAYMENT_START_COMMAND_TIMEOUT_S = env_float("PAYMENT_START_COMMAND_TIMEOUT_S", 30.0)
+# Requests per minute per client address on the drivers' public pages (pay, live, receipt).
+PAYMENT_PUBLIC_RATE_PER_MIN = env_int("PAYMENT_PUBLIC_RATE_PER_MIN", 60)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -150,3 +150,14 @@ class ApiRateThrottle(BaseThrottle):
 
     def wait(self):
         return _shared(_wait, self._key, self._window_s)
+
+
+def rate_exceeded(key: str, *, limit: int, window_s: int) -> float | None:
+    """Counts one request under `key` (e.g. "pay:<address>") in the shared counters; the seconds to wait when
+    this one is over `limit` per `window_s`, None when it may go on. For pages outside DRF (the drivers'
+    public pages); `limit` 0 means no limit."""
+    if limit <= 0:
+        return None
+    if _shared(_count, key, window_s) <= limit:
+        return None
+    return _shared(_wait, key, window_s)
