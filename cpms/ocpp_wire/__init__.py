@@ -7,6 +7,7 @@ or a domain app.
 - calls: `Call` (action + payload) and `call_checked`, the one schema check every builder ends with;
 - actions / schemas: what a CSMS may send per version, and the official JSON schemas compiled;
 - one builder per (action, version): operations (start, stop, reset, configuration...), auth (reservations,
-  local lists), firmware (updates, log uploads), smart_charging (charging profiles), costs (running cost);
+  local lists), firmware (updates, log uploads), smart_charging (charging profiles), costs (running cost),
+  display (messages on the charger's display);
 - templates: configuration templates of bulk jobs as calls; redaction: the secrets a call may carry.
 """

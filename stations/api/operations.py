@@ -24,6 +24,8 @@ from stations.api.operations_serializers import (
     ChangeAvailabilityInputSerializer,
     ClearCacheInputSerializer,
     DataTransferInputSerializer,
+    DisplayPaymentUrlInputSerializer,
+    DisplayPaymentUrlOutputSerializer,
     GetConfigurationInputSerializer,
     RemoteStartInputSerializer,
     ResetInputSerializer,
@@ -36,7 +38,8 @@ from stations.api.views import IDENTITY
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command
 from stations.selectors import station_access
-from stations.services.commands import command_send, station_version, target_resolve
+from stations.services.commands import NOT_CONNECTED, command_send, station_version, target_resolve
+from stations.services.display_messages import station_payment_url_display
 
 OUTCOMES = {
     400: OpenApiResponse(
@@ -275,3 +278,45 @@ class SetConfigurationApi(OperationApi):
             "calls": outcomes,
         }
         return Response(body, status=failed or queued or status.HTTP_200_OK)
+
+
+@operation_schema(
+    operation_id="stations_commands_display_payment_url",
+    summary="Show each EVSE's payment URL on the station's display",
+    description="OCPP 2.0.1 / 2.1 only: one SetDisplayMessage per EVSE (id 1800000 + EVSE number, so that "
+    "sending again replaces it; priority InFront, state Idle) with the EVSE's public URL, the page where "
+    "drivers see the price, pay and charge: 2.1 as a QR code (QRCODE), 2.0.1 as text (UTF8). Answers at once "
+    "with the recorded commands (202), without waiting for the charger; 409 when the station is offline "
+    "(unless `queue`). A 1.6 station, one without EVSEs, or no absolute URL (PUBLIC_BASE_URL unset and no "
+    "request host) is a 400.",
+    responses={
+        202: DisplayPaymentUrlOutputSerializer,
+        400: OUTCOMES[400],
+        403: OUTCOMES[403],
+        404: OUTCOMES[404],
+        409: OpenApiResponse(DisplayPaymentUrlOutputSerializer, description="The station is not connected."),
+    },
+)
+class DisplayPaymentUrlApi(OperationApi):
+    input_serializer_class = DisplayPaymentUrlInputSerializer
+
+    def post(self, request, identity: str):
+        station = station_access(user=request.user, identity=identity, capability=Capability.COMMAND)
+        parsed = DisplayPaymentUrlInputSerializer(data=request.data)
+        parsed.is_valid(raise_exception=True)
+        data = parsed.validated_data
+        commands = station_payment_url_display(
+            station=station,
+            user=request.user,
+            request=request,
+            queue_for_s=data.get("queue"),
+            timeout_s=data.get("timeout"),
+        )
+        # Read again: a connected station may have answered already.
+        current = Command.objects.select_related("station", "requested_by").in_bulk([c.pk for c in commands])
+        commands = [current[command.pk] for command in commands]
+        offline = any(command.error_code == NOT_CONNECTED for command in commands)
+        return Response(
+            DisplayPaymentUrlOutputSerializer({"commands": commands}).data,
+            status=status.HTTP_409_CONFLICT if offline else status.HTTP_202_ACCEPTED,
+        )

@@ -256,3 +256,16 @@ class SetConfigurationOutputSerializer(serializers.Serializer):
         help_text="Every call sent, in order: one SetVariables on 2.0.1, one ChangeConfiguration per key on "
         "1.6 (stopping at the first that got no answer).",
     )
+
+
+class DisplayPaymentUrlInputSerializer(OperationInputSerializer):
+    """Show each EVSE's payment URL on the station's display: no fields but the common options (`queue` keeps
+    the messages for an offline station; `timeout` is how long the station has to answer each)."""
+
+
+class DisplayPaymentUrlOutputSerializer(serializers.Serializer):
+    commands = CommandOutputSerializer(
+        many=True,
+        help_text="One SetDisplayMessage per EVSE, by EVSE number, as recorded now: the answers arrive later "
+        "(GET /api/v1/commands/<id>/).",
+    )

@@ -7,6 +7,7 @@ from stations.api.operations import (
     ChangeAvailabilityApi,
     ClearCacheApi,
     DataTransferApi,
+    DisplayPaymentUrlApi,
     GetConfigurationApi,
     RemoteStartApi,
     ResetApi,
@@ -25,6 +26,7 @@ OPERATIONS = {
     "trigger-message": TriggerMessageApi,
     "clear-cache": ClearCacheApi,
     "data-transfer": DataTransferApi,
+    "display-payment-url": DisplayPaymentUrlApi,
 }
 
 # The station_identity converter is registered by stations/api/urls.py, which includes this module.

@@ -64,6 +64,7 @@ def test_schema_validates_without_warnings(db, tmp_path):
         "/api/v1/stations/{identity}/commands/change-availability/",
         "/api/v1/stations/{identity}/commands/clear-cache/",
         "/api/v1/stations/{identity}/commands/data-transfer/",
+        "/api/v1/stations/{identity}/commands/display-payment-url/",
         "/api/v1/stations/{identity}/commands/get-configuration/",
         "/api/v1/stations/{identity}/commands/remote-start/",
         "/api/v1/stations/{identity}/commands/remote-stop/",
