@@ -109,12 +109,27 @@ class SessionBilledCostSerializer(serializers.Serializer):
     )
 
 
+class SessionPaymentSerializer(serializers.Serializer):
+    """The ad-hoc card payment of a session (billing's Payment), compact; amounts tax included."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField(
+        help_text="As on /payments/: e.g. charging, captured, shortfall (the hold captured, the rest unpaid), "
+        "unpaid (capture failed; retried)."
+    )
+    currency = serializers.CharField(help_text="ISO 4217.")
+    hold_amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    captured_amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    refunded_amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+    unpaid_amount = serializers.DecimalField(max_digits=14, decimal_places=4)
+
+
 class SessionListSerializer(serializers.ListSerializer):
     def to_representation(self, data):
         # The CDR (a reverse one-to-one owned by billing) and its credits in two queries per page, not two
         # per session.
         sessions = list(data.all() if hasattr(data, "all") else data)
-        prefetch_related_objects(sessions, "cdr__credits")
+        prefetch_related_objects(sessions, "cdr__credits", "payment")
         return super().to_representation(sessions)
 
 
@@ -130,6 +145,10 @@ class SessionOutputSerializer(serializers.ModelSerializer):
     cost = serializers.SerializerMethodField(
         help_text="The price with its currency once the session is billed (GET .../cost/ for a running "
         "session's cost so far); null until then."
+    )
+    payment = serializers.SerializerMethodField(
+        help_text="The ad-hoc card payment that paid for the session (GET /payments/<id>/ for its refunds); "
+        "null for a session not paid by card."
     )
 
     class Meta:
@@ -155,6 +174,7 @@ class SessionOutputSerializer(serializers.ModelSerializer):
             "held_for_review",
             "offline",
             "cost",
+            "payment",
         ]
         read_only_fields = fields
 
@@ -174,6 +194,15 @@ class SessionOutputSerializer(serializers.ModelSerializer):
             "net_total": cdr.total + credited,
         }
         return SessionBilledCostSerializer(cost).data
+
+    @extend_schema_field(SessionPaymentSerializer(allow_null=True))
+    def get_payment(self, session: ChargingSession) -> dict | None:
+        # The reverse one-to-one billing owns, read like `cdr` (the sessions app imports nothing of billing).
+        try:
+            payment = session.payment  # type: ignore[attr-defined]
+        except ObjectDoesNotExist:
+            return None
+        return SessionPaymentSerializer(payment).data
 
 
 class SessionFilterSerializer(serializers.Serializer):

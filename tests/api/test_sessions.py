@@ -27,6 +27,7 @@ def session_json(session) -> dict:
         "held_for_review": session.held_for_review,
         "offline": session.offline,
         "cost": None,
+        "payment": None,
     }
 
 
@@ -54,6 +55,7 @@ def test_retrieve_shows_ocpp_numbers_not_row_ids(world, tenants, api):
         "held_for_review": False,
         "offline": False,
         "cost": None,
+        "payment": None,
     }
     # The fixture made the OCPP numbers differ from the row ids, so the assertion above tells them apart.
     assert tenants.evse_a1.evse_id != tenants.evse_a1.pk
