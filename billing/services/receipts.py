@@ -19,7 +19,6 @@ from stations.selectors import evse_label
 
 RECEIPT_STATUSES = frozenset({PaymentStatus.CAPTURED, PaymentStatus.SHORTFALL})
 
-_UNITS = {"kWh": "kWh", "h": "h", "s": "s"}
 _DIMENSION_NAMES = {
     "ENERGY": "Energy",
     "TIME": "Charging time",
@@ -31,11 +30,15 @@ _DIMENSION_NAMES = {
 }
 
 
-def _line_label(line: CdrLine) -> str:
+def _line_label(line: CdrLine, currency: str) -> str:
     name = _DIMENSION_NAMES.get(line.dimension, line.dimension.title())
     if line.dimension in {"ENERGY", "TIME", "PARKING_TIME"}:
-        quantity = line.quantity.normalize()
-        return f"{name} {quantity:f} {line.unit} x {line.unit_price.normalize():f}"
+        places = 3 if line.unit == "kWh" else 2
+        quantity = line.quantity.quantize(Decimal(1).scaleb(-places))
+        unit_price = line.unit_price.normalize()
+        if unit_price == unit_price.to_integral() or -unit_price.as_tuple().exponent < 2:
+            unit_price = unit_price.quantize(Decimal("0.01"))
+        return f"{name} {quantity:f} {line.unit} x {unit_price:f} {currency}/{line.unit}"
     return name
 
 
@@ -75,7 +78,9 @@ def payment_receipt(*, payment: Payment) -> Receipt | None:
         meter_stop_kwh=_kwh(session.meter_stop_wh if session else None),
         energy_kwh=(Decimal(cdr.energy_wh) / 1000).quantize(Decimal("0.001")),
         currency=cdr.currency,
-        lines=tuple(ReceiptLine(label=_line_label(line), amount=line.amount) for line in cdr.lines.all()),
+        lines=tuple(
+            ReceiptLine(label=_line_label(line, cdr.currency), amount=line.amount) for line in cdr.lines.all()
+        ),
         subtotal=cdr.subtotal,
         tax_rate=cdr.tax_rate,
         tax=cdr.tax,

@@ -63,7 +63,9 @@ def public_page(view: Callable) -> Callable:
             return response
         response = view(request, *args, **kwargs)
         response["Cache-Control"] = "no-store"
-        response["Referrer-Policy"] = "no-referrer"
+        # The secret in a payment page's URL never leaves for another origin (the provider's script); same-origin
+        # rather than no-referrer, which makes browsers send `Origin: null` on our own forms (CSRF refuses it).
+        response["Referrer-Policy"] = "same-origin"
         return response
 
     return wrapper
@@ -252,11 +254,19 @@ def _live_context(payment: Payment) -> dict:
         cost = priced.total if priced is not None else None
         if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.SHORTFALL):
             cost = payment.captured_amount + payment.unpaid_amount
+    charging = session is not None and session.status == SessionStatus.ACTIVE
+    ended = session is not None and session.status == SessionStatus.COMPLETED
+    status_text = payment.get_status_display()
+    if payment.status in LIVE_STATUSES and charging:
+        status_text = "Charging"
+    elif payment.status in (*LIVE_STATUSES, PaymentStatus.SETTLING) and ended:
+        status_text = "Charging ended"
     return {
         "payment": payment,
+        "status_text": status_text,
         "session": session,
-        "charging": session is not None and session.status == SessionStatus.ACTIVE,
-        "ended": session is not None and session.status == SessionStatus.COMPLETED,
+        "charging": charging,
+        "ended": ended,
         "energy_kwh": energy_kwh,
         "energy_text": f"{formats.number_format(energy_kwh, 3, use_l10n=True)} kWh"
         if energy_kwh is not None
@@ -304,7 +314,7 @@ def live_status(request: HttpRequest, key: str) -> JsonResponse:
         return JsonResponse(
             {
                 "status": payment.status,
-                "status_text": payment.get_status_display(),
+                "status_text": context["status_text"],
                 "charging": context["charging"],
                 "ended": context["ended"],
                 "energy": context["energy_text"],

@@ -4,7 +4,7 @@
 from django.http import HttpResponse
 from django.views.decorators.http import require_GET
 
-from cpms.pay.pdf import EvseLabel, labels_pdf
+from billing.pdf import EvseLabel, labels_pdf
 from cpms.portal.base import PortalRequest, portal_view
 from stations.selectors import evse_label, evse_public_url, site_access, site_evse_list
 

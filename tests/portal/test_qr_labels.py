@@ -13,8 +13,8 @@ import pytest
 import zxingcpp
 from django.urls import resolve, reverse
 
+from billing.pdf import EvseLabel, labels_pdf, receipt_pdf
 from billing.types import Receipt, ReceiptLine
-from cpms.pay.pdf import EvseLabel, labels_pdf, receipt_pdf
 from stations.selectors import evse_label
 from tests.factories import ChargingStationFactory, EvseFactory
 

@@ -1,4 +1,5 @@
-"""The printable PDFs of ad-hoc charging: QR labels for the EVSEs and the driver's receipt.
+"""The printable PDFs of ad-hoc charging: QR labels for the EVSEs and the driver's receipt. In billing (like the
+CSV exports) because the receipt mail is sent by a billing job; the portal serves the labels.
 
 Pure: typed values in, PDF bytes out; no database, no request. Only reportlab's 14 built-in fonts are used
 (nothing to install, the same output on every machine). Those fonts are WinAnsi (cp1252) encoded: the euro

@@ -1,0 +1,166 @@
+"""Issue 18, acceptance 1: a driver pays and charges in a real browser.
+
+Real parts: headless Chromium (Playwright), the CSMS server process and a Celery worker on the test database,
+a simulated OCPP 1.6 charger over WebSocket, and localstripe (a Stripe-compatible server process) whose
+Stripe.js stand-in takes the card in the browser and whose webhooks reach the server. The driver opens the
+EVSE's public URL, sees the price, pays with a test card, watches energy and cost rise, stops, and reads a
+receipt whose total is the CDR's; the provider shows exactly that amount captured and the rest released.
+Screenshots (test-artifacts/portal/pay-*.png) illustrate docs/payments.md.
+"""
+
+import asyncio
+import re
+import threading
+import time
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pypdfium2
+import pytest
+
+from billing.enums import PaymentStatus
+from billing.models import ChargeDetailRecord, Payment
+from cpms.simulator import FleetConfig, run_fleet
+from stations.models import ChargingStation, Evse
+from tests.e2e.browser import chromium, screenshot
+from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, SiteFactory
+from tests.payments.conftest import assign_adhoc_tariff, enable_payments, localstripe, localstripe_server  # noqa: F401 (fixtures)
+from tests.payments.localstripe import VISA
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+IDENTITY = "PAY-E2E-01"
+WAIT_S = 60.0
+
+
+def wait_for(predicate, what: str, timeout_s: float = WAIT_S):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def decimal_of(text: str) -> Decimal:
+    """'4.76 EUR' or '4,76 EUR' -> Decimal('4.76')."""
+    number = re.search(r"[\d.,]+", text).group(0)
+    return Decimal(number.replace(".", "").replace(",", ".") if "," in number else number)
+
+
+def pdf_page_text(data: bytes) -> str:
+    document = pypdfium2.PdfDocument(data)
+    return "\n".join(page.get_textpage().get_text_range() for page in document)
+
+
+def run_charger(server, stop_after_s: float) -> threading.Thread:
+    """A 1.6 charger that boots and waits for the CSMS: it starts only when asked (RemoteStartTransaction)
+    and charges until asked to stop; its meter advances 60 s of charging per real second."""
+    config = FleetConfig(
+        url=server.ws_url,
+        identities=(IDENTITY,),
+        protocol="1.6",
+        password=DEFAULT_STATION_PASSWORD,
+        connectors=1,
+        sessions=False,
+        meter_samples=10_000,
+        meter_interval_s=1.0,
+        speedup=60,
+        duration_s=stop_after_s,
+        response_timeout_s=15,
+    )
+    thread = threading.Thread(target=lambda: asyncio.run(run_fleet(config)), daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_driver_scans_pays_charges_stops_and_gets_a_receipt_equal_to_the_cdr(
+    cpms_server,
+    celery_worker_process,
+    localstripe,  # noqa: F811
+):
+    site = SiteFactory(
+        name="Marktplatz", time_zone="Europe/Berlin", country="DE", address="Marktplatz 1", city="Köln"
+    )
+    ChargingStationFactory(identity=IDENTITY, site=site)
+    settings_row = enable_payments(site.organisation, localstripe)
+    assign_adhoc_tariff(site.organisation, settings_row)  # 1.00 EUR per session + 0.30 EUR/kWh, 19 % VAT
+    localstripe.webhook_to(f"{cpms_server.http_url}/pay/webhooks/{site.organisation.pk}/stripe/")
+
+    charger = run_charger(cpms_server, stop_after_s=150)
+    evse = wait_for(lambda: Evse.objects.filter(station__identity=IDENTITY).first(), "the charger's EVSE")
+    wait_for(
+        lambda: (
+            ChargingStation.objects.filter(identity=IDENTITY, is_connected=True).exists()
+            and evse.connectors.filter(status="Available").exists()
+        ),
+        "the charger to be connected and available",
+    )
+
+    with chromium() as browser:
+        context = browser.new_context(base_url=cpms_server.http_url, viewport={"width": 390, "height": 844})
+        page = context.new_page()
+        page.goto(f"/c/{evse.public_code}/")
+        assert page.get_by_test_id("evse-state").inner_text() == "Available"
+        prices = page.get_by_test_id("prices").inner_text()
+        # Prices with VAT, in the site's language (German number format): 0.30 * 1.19 = 0.357; 1.00 * 1.19.
+        assert "0,357 EUR per kWh" in prices and "1,19 EUR" in prices, prices
+        assert page.get_by_test_id("hold").inner_text() == "50,00 EUR"
+        screenshot(page, "pay-1-price")
+
+        # The card goes into the provider's element (localstripe's stand-in for Stripe.js), never to us.
+        for field, value in (("number", VISA), ("exp_month", "12"), ("exp_year", "34"), ("cvc", "123")):
+            page.locator(f"#card-element input[placeholder='{field}']").fill(value)
+        page.fill("#email", "driver@example.com")
+        screenshot(page, "pay-2-card")
+        page.get_by_role("button", name="Pay and start charging").click()
+        page.wait_for_url(re.compile(r".*/pay/[^/]+/$"))
+        live_url = page.url
+
+        # The charger was told to start with the payment's one-off token and is charging.
+        energy = page.get_by_test_id("energy")
+        energy.wait_for(timeout=WAIT_S * 1000)
+        first_kwh = wait_for(lambda: decimal_of(energy.inner_text() or "0") or None, "energy above zero")
+        first_cost = decimal_of(page.get_by_test_id("cost").inner_text())
+        wait_for(lambda: decimal_of(page.get_by_test_id("energy").inner_text()) > first_kwh, "energy rising")
+        wait_for(lambda: decimal_of(page.get_by_test_id("cost").inner_text()) > first_cost, "cost rising")
+        screenshot(page, "pay-3-charging")
+
+        page.get_by_test_id("stop").click()
+        page.get_by_test_id("receipt-link").wait_for(timeout=WAIT_S * 1000)
+        screenshot(page, "pay-4-ended")
+        page.get_by_test_id("receipt-link").click()
+        total_text = page.get_by_test_id("receipt-total").inner_text()
+        started_text = page.get_by_test_id("started").inner_text()
+        screenshot(page, "pay-5-receipt")
+        pdf = page.request.get(page.get_by_test_id("receipt-pdf").get_attribute("href"))
+        assert (pdf.status, pdf.headers["content-type"]) == (200, "application/pdf")
+        pdf_text = pdf_page_text(pdf.body())
+
+        # A page of this payment is not reachable without its secret, nor with another's.
+        other = context.new_page()
+        response = other.goto(live_url.rstrip("/") + "x/")
+        assert response.status == 404
+        context.close()
+
+    payment = Payment.objects.get(station__identity=IDENTITY)
+    cdr = ChargeDetailRecord.objects.get(session__id_token=payment.id_token)
+    assert decimal_of(total_text) == cdr.total
+    berlin = cdr.started_at.astimezone(ZoneInfo("Europe/Berlin"))
+    assert started_text == f"{berlin:%Y-%m-%d %H:%M:%S} (Europe/Berlin)"
+    assert f"{cdr.total:.2f}".replace(".", ",") in pdf_text or f"{cdr.total:.2f}" in pdf_text, pdf_text
+    assert cdr.total > Decimal("1.19")
+    assert (payment.status, payment.captured_amount, payment.session_id) == (
+        PaymentStatus.CAPTURED, cdr.total, cdr.session_id,
+    )  # fmt: skip
+    captured_minor = int(cdr.total * 100)
+    money = localstripe.money(payment.provider_ref)
+    assert (money["held"], money["captured"], money["released"], money["refunded"]) == (
+        5000, captured_minor, 5000 - captured_minor, 0,
+    )  # fmt: skip
+    # localstripe's webhook of the capture came and changed nothing (the capture was already recorded).
+    wait_for(lambda: payment.events.filter(kind="webhook:payment_intent.succeeded").exists(), "the webhook")
+    payment.refresh_from_db()
+    assert (payment.status, payment.captured_amount) == (PaymentStatus.CAPTURED, cdr.total)
+    charger.join(timeout=1)
