@@ -155,19 +155,20 @@ def test_cdrs_edge_cases_are_exact(world):
         "record_type,record_id,cdr_id,session_id,transaction_id,organisation,site,station,evse,connector,"
         "id_token,tariff,time_zone,started_at_local,stopped_at_local,started_at_utc,stopped_at_utc,energy_kwh,"
         "charging_hours,parking_hours,currency,flat_amount,energy_amount,time_amount,parking_amount,"
-        "adjustment_amount,subtotal,tax_rate,tax,total,energy_cost,margin,credit_reason,created_at_utc\r\n"
+        "adjustment_amount,subtotal,tax_rate,tax,total,energy_cost,margin,credit_reason,created_at_utc,"
+        "payment_status,payment_hold,payment_captured,payment_refunded,payment_unpaid\r\n"
         # Kolkata is UTC+05:30; BHD has 3 decimals: 0.0005 -> 0.001 and -0.0005 -> -0.001 (half up).
         f'cdr,{k["cdr1"]},{k["cdr1"]},{k["s1"]},tx;1,Org A,"Kolkata ""East"", Hub",IN-CP1,3,2,"TAG\n1",'
         '"BHD, night",Asia/Kolkata,2025-03-14 23:59:59,2025-03-15 00:30:01,2025-03-14T18:29:59Z,'
         "2025-03-14T19:00:01Z,0.001,0.500000,0.000000,BHD,0.001,1.235,-0.001,0.000,0.000,1.235,0.1050,0.130,"
-        "1.364,0.000,1.234,,2025-03-14T19:00:02Z\r\n"
+        "1.364,0.000,1.234,,2025-03-14T19:00:02Z,,,,,\r\n"
         # No site, no port, a zone zoneinfo does not know (UTC).
         f"cdr,{k['cdr2']},{k['cdr2']},{k['s2']},77,Org A,,IN-CP1,,,TAG-7,,UTC,2025-01-10 23:00:00,"
         "2025-01-11 00:30:00,2025-01-10T23:00:00Z,2025-01-11T00:30:00Z,0.999,0.000000,0.000000,EUR,0.00,0.00,"
-        "0.00,0.00,0.00,0.01,0.1900,0.00,0.01,0.01,0.00,,2025-01-11T00:31:00Z\r\n"
+        "0.00,0.00,0.00,0.01,0.1900,0.00,0.01,0.01,0.00,,2025-01-11T00:31:00Z,,,,,\r\n"
         f'credit,{k["credit"]},{k["cdr1"]},{k["s1"]},tx;1,Org A,"Kolkata ""East"", Hub",IN-CP1,3,2,"TAG\n1",'
         '"BHD, night",Asia/Kolkata,2025-03-14 23:59:59,2025-03-15 00:30:01,2025-03-14T18:29:59Z,'
-        '2025-03-14T19:00:01Z,,,,BHD,,,,,,-0.001,0.1050,0.000,-0.001,,-0.001,"a,b",2025-03-20T10:00:00Z\r\n'
+        '2025-03-14T19:00:01Z,,,,BHD,,,,,,-0.001,0.1050,0.000,-0.001,,-0.001,"a,b",2025-03-20T10:00:00Z,,,,,\r\n'
     )
 
 
@@ -177,17 +178,17 @@ def test_sessions_edge_cases_are_exact(world):
         "session_id,transaction_id,organisation,site,station,evse,connector,id_token,status,billing_status,"
         "flags,time_zone,started_at_local,stopped_at_local,started_at_utc,stopped_at_utc,energy_kwh,tariff,"
         "currency,flat_amount,energy_amount,time_amount,parking_amount,adjustment_amount,subtotal,tax,total,"
-        "credited,net_total,cdr_id\r\n"
+        "credited,net_total,cdr_id,payment_status,payment_hold,payment_captured,payment_refunded,payment_unpaid\r\n"
         f'{k["s1"]},tx;1,Org A,"Kolkata ""East"", Hub",IN-CP1,3,2,"TAG\n1",completed,billed,,Asia/Kolkata,'
         "2025-03-14 23:59:59,2025-03-15 00:30:01,2025-03-14T18:29:59Z,2025-03-14T19:00:01Z,0.001,"
-        f'"BHD, night",BHD,0.001,1.235,-0.001,0.000,0.000,1.235,0.130,1.364,-0.001,1.364,{k["cdr1"]}\r\n'
+        f'"BHD, night",BHD,0.001,1.235,-0.001,0.000,0.000,1.235,0.130,1.364,-0.001,1.364,{k["cdr1"]},,,,,\r\n'
         # The session's zone is its site's, whatever its CDR says.
         f'{k["s2"]},77,Org A,"Kolkata ""East"", Hub",IN-CP1,3,2,TAG-7,completed,billed,,Asia/Kolkata,'
         "2025-01-11 04:30:00,2025-01-11 06:00:00,2025-01-10T23:00:00Z,2025-01-11T00:30:00Z,0.999,,EUR,0.00,"
-        f"0.00,0.00,0.00,0.00,0.01,0.00,0.01,0.00,0.01,{k['cdr2']}\r\n"
+        f"0.00,0.00,0.00,0.00,0.01,0.00,0.01,0.00,0.01,{k['cdr2']},,,,,\r\n"
         # A station without a site: UTC, no site name.
         f"{k['s3']},78,Org A,,NOSITE-1,1,1,TAG-8,completed,pending,,UTC,2025-03-31 23:59:59,"
-        "2025-04-01 00:00:01,2025-03-31T23:59:59Z,2025-04-01T00:00:01Z,0.000,,,,,,,,,,,,,\r\n"
+        "2025-04-01 00:00:01,2025-03-31T23:59:59Z,2025-04-01T00:00:01Z,0.000,,,,,,,,,,,,,,,,,,\r\n"
     )
 
 

@@ -314,6 +314,7 @@ CDR_HEADER = (
     "tariff,time_zone,started_at_local,stopped_at_local,started_at_utc,stopped_at_utc,energy_kwh,"
     "charging_hours,parking_hours,currency,flat_amount,energy_amount,time_amount,parking_amount,"
     "adjustment_amount,subtotal,tax_rate,tax,total,energy_cost,margin,credit_reason,created_at_utc"
+    ",payment_status,payment_hold,payment_captured,payment_refunded,payment_unpaid"
 )
 
 
@@ -326,19 +327,19 @@ def expected_cdrs_march(ledger: Ledger) -> str:
         # Berlin: 00:15 UTC is 01:15 CET, 01:30 UTC is 03:30 CEST (the clocks moved at 01:00 UTC).
         f"cdr,{cdr1},{cdr1},{s['s1'].pk},901,Org A,A1,A1-CP1,1,1,04A1B2C3,Standard v2,Europe/Berlin,"
         "2025-03-30 01:15:00,2025-03-30 03:30:00,2025-03-30T00:15:00Z,2025-03-30T01:30:00Z,12.345,1.083472,"
-        "0.166528,EUR,1.00,4.32,0.50,0.00,0.00,5.82,0.1900,1.11,6.93,2.47,3.35,,2025-03-30T01:30:02Z",
+        "0.166528,EUR,1.00,4.32,0.50,0.00,0.00,5.82,0.1900,1.11,6.93,2.47,3.35,,2025-03-30T01:30:02Z,,,,,",
         f"cdr,{cdr2},{cdr2},{s['s2'].pk},902,Org A,A3 Depot,A3-CP1,2,3,TAG-2,Min 3 EUR v1,UTC,"
         "2025-03-10 09:00:00,2025-03-10 10:00:30,2025-03-10T09:00:00Z,2025-03-10T10:00:30Z,7.000,1.008333,"
-        "0.000000,EUR,0.00,2.80,0.00,0.00,0.20,3.00,0.1900,0.57,3.57,,,,2025-03-10T10:00:31Z",
+        "0.000000,EUR,0.00,2.80,0.00,0.00,0.20,3.00,0.1900,0.57,3.57,,,,2025-03-10T10:00:31Z,,,,,",
         f"cdr,{cdr3},{cdr3},{s['s3'].pk},903,Org A,A3 Depot,A3-CP1,2,3,TAG-3,JP v1,UTC,"
         "2025-03-31 23:00:00,2025-03-31 23:50:00,2025-03-31T23:00:00Z,2025-03-31T23:50:00Z,3.700,0.833333,"
-        "0.000000,JPY,100,1850,0,0,0,1950,0.1000,195,2145,900,1050,,2025-03-31T23:50:01Z",
+        "0.000000,JPY,100,1850,0,0,0,1950,0.1000,195,2145,900,1050,,2025-03-31T23:50:01Z,,,,,",
         f"credit,{k['c0'].pk},{cdr0},{s['s0'].pk},900,Org A,A3 Depot,A3-CP1,2,3,TAG-0,AC 0.40/kWh v1,UTC,"
         "2025-02-20 10:00:00,2025-02-20 11:00:00,2025-02-20T10:00:00Z,2025-02-20T11:00:00Z,,,,EUR,,,,,,"
-        "-2.00,0.1900,-0.38,-2.38,,-2.00,Refund,2025-03-05T08:00:00Z",
+        "-2.00,0.1900,-0.38,-2.38,,-2.00,Refund,2025-03-05T08:00:00Z,,,,,",
         f"credit,{k['c1'].pk},{cdr1},{s['s1'].pk},901,Org A,A1,A1-CP1,1,1,04A1B2C3,Standard v2,Europe/Berlin,"
         "2025-03-30 01:15:00,2025-03-30 03:30:00,2025-03-30T00:15:00Z,2025-03-30T01:30:00Z,,,,EUR,,,,,,"
-        '-5.00,0.1900,-0.95,-5.95,,-5.00,"Goodwill, charger fault",2025-03-31T21:59:59Z',
+        '-5.00,0.1900,-0.95,-5.95,,-5.00,"Goodwill, charger fault",2025-03-31T21:59:59Z,,,,,',
     )
 
 
@@ -346,7 +347,7 @@ SESSION_HEADER = (
     "session_id,transaction_id,organisation,site,station,evse,connector,id_token,status,billing_status,flags,"
     "time_zone,started_at_local,stopped_at_local,started_at_utc,stopped_at_utc,energy_kwh,tariff,currency,"
     "flat_amount,energy_amount,time_amount,parking_amount,adjustment_amount,subtotal,tax,total,credited,"
-    "net_total,cdr_id"
+    "net_total,cdr_id,payment_status,payment_hold,payment_captured,payment_refunded,payment_unpaid"
 )
 
 
@@ -356,19 +357,19 @@ def expected_sessions_march(ledger: Ledger) -> str:
         SESSION_HEADER,
         f"{s['s1'].pk},901,Org A,A1,A1-CP1,1,1,04A1B2C3,completed,billed,,Europe/Berlin,2025-03-30 01:15:00,"
         "2025-03-30 03:30:00,2025-03-30T00:15:00Z,2025-03-30T01:30:00Z,12.345,Standard v2,EUR,1.00,4.32,0.50,"
-        f"0.00,0.00,5.82,1.11,6.93,-5.95,0.98,{c['cdr1'].pk}",
+        f"0.00,0.00,5.82,1.11,6.93,-5.95,0.98,{c['cdr1'].pk},,,,,",
         f"{s['s2'].pk},902,Org A,A3 Depot,A3-CP1,2,3,TAG-2,completed,billed,,UTC,2025-03-10 09:00:00,"
         "2025-03-10 10:00:30,2025-03-10T09:00:00Z,2025-03-10T10:00:30Z,7.000,Min 3 EUR v1,EUR,0.00,2.80,0.00,"
-        f"0.00,0.20,3.00,0.57,3.57,0.00,3.57,{c['cdr2'].pk}",
+        f"0.00,0.20,3.00,0.57,3.57,0.00,3.57,{c['cdr2'].pk},,,,,",
         f"{s['s3'].pk},903,Org A,A3 Depot,A3-CP1,2,3,TAG-3,completed,billed,,UTC,2025-03-31 23:00:00,"
         "2025-03-31 23:50:00,2025-03-31T23:00:00Z,2025-03-31T23:50:00Z,3.700,JP v1,JPY,100,1850,0,0,0,1950,195,"
-        f"2145,0,2145,{c['cdr3'].pk}",
+        f"2145,0,2145,{c['cdr3'].pk},,,,,",
         f"{s['s5'].pk},905,Org A,A1,A1-CP1,1,1,TAG-5,active,active,,Europe/Berlin,2025-03-15 13:00:00,,"
-        "2025-03-15T12:00:00Z,,,,,,,,,,,,,,,",
+        "2025-03-15T12:00:00Z,,,,,,,,,,,,,,,,,,,,",
         f"{s['s6'].pk},906,Org A,A3 Depot,A3-CP1,2,3,TAG-6,completed,held,meter_backwards;clock_skew,UTC,"
-        "2025-03-20 08:00:00,2025-03-20 09:00:00,2025-03-20T08:00:00Z,2025-03-20T09:00:00Z,1.000,,,,,,,,,,,,,",
+        "2025-03-20 08:00:00,2025-03-20 09:00:00,2025-03-20T08:00:00Z,2025-03-20T09:00:00Z,1.000,,,,,,,,,,,,,,,,,,",
         f"{s['s7'].pk},907,Org A,A1,A1-CP1,1,1,TAG-7,completed,pending,,Europe/Berlin,2025-03-25 13:00:00,"
-        "2025-03-25 14:00:00,2025-03-25T12:00:00Z,2025-03-25T13:00:00Z,2.000,,,,,,,,,,,,,",
+        "2025-03-25 14:00:00,2025-03-25T12:00:00Z,2025-03-25T13:00:00Z,2.000,,,,,,,,,,,,,,,,,,",
     )
 
 

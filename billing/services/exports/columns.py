@@ -19,6 +19,10 @@ the per-dimension amounts stay empty, so that summing any column over the file c
 sessions: amounts, `tariff`, `currency` and `cdr_id` come from the session's CDR and are empty without one;
 `credited` sums all the credits of that CDR issued so far (whatever their date), `net_total` = total +
 credited. `energy_kwh` is the session's own.
+payment_* (cdrs and sessions): the session's ad-hoc card payment as it stands when the export runs:
+its status, the hold, what was captured, refunded (so far) and left unpaid, all tax included; empty for a
+session paid otherwise, and on credit rows (a refund is a credit row of its own, so that summing
+`payment_captured` counts each payment once).
 revenue_sites / revenue_ports: the rows of revenue.py.
 """
 
@@ -166,6 +170,11 @@ CDR_COLUMNS: tuple[Column[CdrRecord], ...] = (
     Column("margin", lambda r: _fixed(r.margin, r.places)),
     Column("credit_reason", lambda r: _text(r.credit_reason)),
     _shown("created_at_utc", lambda r: _utc(r.created_at), "created_at"),
+    Column("payment_status", lambda r: _text(r.payment_status)),
+    Column("payment_hold", lambda r: _fixed(r.payment_hold, r.places)),
+    Column("payment_captured", lambda r: _fixed(r.payment_captured, r.places)),
+    Column("payment_refunded", lambda r: _fixed(r.payment_refunded, r.places)),
+    Column("payment_unpaid", lambda r: _fixed(r.payment_unpaid, r.places)),
 )
 
 SESSION_COLUMNS: tuple[Column[SessionRecord], ...] = (
@@ -199,6 +208,11 @@ SESSION_COLUMNS: tuple[Column[SessionRecord], ...] = (
     Column("credited", lambda r: _fixed(r.credited, r.places)),
     Column("net_total", lambda r: _fixed(r.net_total, r.places)),
     Column("cdr_id", lambda r: _int(r.cdr_id)),
+    Column("payment_status", lambda r: _text(r.payment_status)),
+    Column("payment_hold", lambda r: _fixed(r.payment_hold, r.payment_places)),
+    Column("payment_captured", lambda r: _fixed(r.payment_captured, r.payment_places)),
+    Column("payment_refunded", lambda r: _fixed(r.payment_refunded, r.payment_places)),
+    Column("payment_unpaid", lambda r: _fixed(r.payment_unpaid, r.payment_places)),
 )
 
 # The labels of a revenue row, then its figures (revenue.py; already rounded, so `_fixed` only writes them).

@@ -6,6 +6,7 @@ every row of a million-row export.
 
 cdrs: a CDR record per CDR whose stop is in the period, then a credit record per credit issued in the
 period (whatever the period of its CDR). sessions: every session started in the period, any status.
+Both carry the session's ad-hoc card payment, if any (CDR rows, not credit rows).
 """
 
 from datetime import datetime
@@ -48,6 +49,12 @@ CDR_FIELDS = (
     "total",
     "energy_cost",
     "created_at",
+    # The session's payment: a left join on its unique session_id, one row per CDR.
+    "session__payment__status",
+    "session__payment__hold_amount",
+    "session__payment__captured_amount",
+    "session__payment__refunded_amount",
+    "session__payment__unpaid_amount",
 )
 CREDIT_FIELDS = (
     "cdr_id",
@@ -97,6 +104,12 @@ SESSION_FIELDS = (
     "cdr__subtotal",
     "cdr__tax",
     "cdr__total",
+    "payment__currency",
+    "payment__status",
+    "payment__hold_amount",
+    "payment__captured_amount",
+    "payment__refunded_amount",
+    "payment__unpaid_amount",
 )
 
 _ZERO = Decimal(0)
@@ -143,6 +156,11 @@ def cdr_records(rows: DatabaseRows, zones: Zones, period: Period) -> list[CdrRec
         total,
         energy_cost,
         created_at,
+        payment_status,
+        payment_hold,
+        payment_captured,
+        payment_refunded,
+        payment_unpaid,
     ) in rows:
         zone = zones.get(zone_name)
         stopped_local = stopped_at.astimezone(zone)
@@ -186,6 +204,11 @@ def cdr_records(rows: DatabaseRows, zones: Zones, period: Period) -> list[CdrRec
                     None if energy_cost is None else subtotal - energy_cost,
                     None,
                     created_at,
+                    payment_status,
+                    payment_hold,
+                    payment_captured,
+                    payment_refunded,
+                    payment_unpaid,
                 )
             )
         )
@@ -259,6 +282,11 @@ def credit_records(rows: DatabaseRows, zones: Zones, period: Period) -> list[Cdr
                     subtotal,
                     reason,
                     created_at,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
                 )
             )
         )
@@ -295,6 +323,12 @@ def session_records(rows: DatabaseRows, zones: Zones, period: Period) -> list[Se
         subtotal,
         tax,
         total,
+        payment_currency,
+        payment_status,
+        payment_hold,
+        payment_captured,
+        payment_refunded,
+        payment_unpaid,
         credited,
     ) in rows:
         zone = zones.get(zone_name)
@@ -348,6 +382,12 @@ def session_records(rows: DatabaseRows, zones: Zones, period: Period) -> list[Se
                     total,
                     credited,
                     net_total,
+                    payment_status,
+                    0 if payment_currency is None else minor_unit(payment_currency),
+                    payment_hold,
+                    payment_captured,
+                    payment_refunded,
+                    payment_unpaid,
                 )
             )
         )

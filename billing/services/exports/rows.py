@@ -61,6 +61,13 @@ class CdrRecord(NamedTuple):
     margin: Decimal | None
     credit_reason: str | None
     created_at: datetime
+    # The session's ad-hoc card payment (billing.Payment), on the CDR's row only; None without one and on
+    # credits (a refund is a credit row of its own).
+    payment_status: str | None
+    payment_hold: Decimal | None
+    payment_captured: Decimal | None
+    payment_refunded: Decimal | None
+    payment_unpaid: Decimal | None
 
 
 class SessionRecord(NamedTuple):
@@ -97,6 +104,14 @@ class SessionRecord(NamedTuple):
     total: Decimal | None
     credited: Decimal | None  # the CDR's credits so far (negative or 0)
     net_total: Decimal | None  # total + credited
+    # The session's ad-hoc card payment (billing.Payment), None without one; its amounts in its own
+    # currency (`payment_places` decimals), known before the session has a CDR.
+    payment_status: str | None
+    payment_places: int
+    payment_hold: Decimal | None
+    payment_captured: Decimal | None
+    payment_refunded: Decimal | None
+    payment_unpaid: Decimal | None
 
 
 class RevenueRow(NamedTuple):
