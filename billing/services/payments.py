@@ -70,6 +70,8 @@ logger = logging.getLogger(__name__)
 CARD_TOKEN_RE = re.compile(r"^[A-Za-z0-9_]{4,255}$")
 # A payment stuck in `settling` this long lost its worker mid-capture: the sweep reads the provider's state.
 SETTLING_STALE_S = 300
+# A hold still waiting for the driver's bank (3-D Secure) after this long was abandoned: it is cancelled.
+PENDING_EXPIRY_S = 1800
 
 
 # --- Settings ----------------------------------------------------------------------------------------
@@ -365,7 +367,8 @@ def payment_release(*, payment_id: int, reason: str) -> str:
     holding state without a session; the token is blocked first, so a late start cannot charge for free."""
     with transaction.atomic():
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status not in (PaymentStatus.AUTHORISED, PaymentStatus.STARTING) or payment.session_id:
+        holding = (PaymentStatus.PENDING, PaymentStatus.AUTHORISED, PaymentStatus.STARTING)
+        if payment.status not in holding or payment.session_id or not payment.provider_ref:
             return "not_holding"
         if ChargingSession.objects.filter(id_token_id=payment.id_token_id).exists():
             return "has_session"  # the sweep binds it; it is settled from its CDR
@@ -512,6 +515,13 @@ def payments_sweep() -> dict[str, int]:
         for payment_id, authorised_at, timeout_s in waiting
         if authorised_at is None or authorised_at < now - timedelta(seconds=timeout_s or 0)
     ]
+    expired += list(
+        Payment.objects.filter(
+            status=PaymentStatus.PENDING, created_at__lt=now - timedelta(seconds=PENDING_EXPIRY_S)
+        )
+        .exclude(provider_ref="")
+        .values_list("pk", flat=True)
+    )
     for payment_id in expired:
         try:
             if (

@@ -13,6 +13,7 @@ from django.core.mail import EmailMessage
 
 from billing.enums import PaymentStatus
 from billing.models import CdrLine, ChargeDetailRecord, Payment
+from billing.money import round_money
 from billing.services import payments
 from billing.types import Receipt, ReceiptLine
 from stations.selectors import evse_label
@@ -58,6 +59,11 @@ def payment_receipt(*, payment: Payment) -> Receipt | None:
     row = payments.payment_settings_get(organisation=organisation)
     site = payment.station.site
     zone = ZoneInfo(cdr.time_zone)
+
+    def money(amount: Decimal) -> Decimal:
+        # Stored with 4 decimals; shown with the currency's own (2.00, not 2.0000).
+        return round_money(amount, cdr.currency)
+
     address = (
         ", ".join(part for part in (site.address, f"{site.postal_code} {site.city}".strip()) if part)
         if site
@@ -79,14 +85,15 @@ def payment_receipt(*, payment: Payment) -> Receipt | None:
         energy_kwh=(Decimal(cdr.energy_wh) / 1000).quantize(Decimal("0.001")),
         currency=cdr.currency,
         lines=tuple(
-            ReceiptLine(label=_line_label(line, cdr.currency), amount=line.amount) for line in cdr.lines.all()
+            ReceiptLine(label=_line_label(line, cdr.currency), amount=money(line.amount))
+            for line in cdr.lines.all()
         ),
-        subtotal=cdr.subtotal,
+        subtotal=money(cdr.subtotal),
         tax_rate=cdr.tax_rate,
-        tax=cdr.tax,
-        total=cdr.total,
-        captured=payment.captured_amount,
-        refunded=payment.refunded_amount,
+        tax=money(cdr.tax),
+        total=money(cdr.total),
+        captured=money(payment.captured_amount),
+        refunded=money(payment.refunded_amount),
         card_hint=payment.card_hint,
         tariff_label=cdr.tariff_label,
     )

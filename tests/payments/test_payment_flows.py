@@ -397,3 +397,77 @@ def test_payments_not_enabled_offer_nothing(pay_world):
     with pytest.raises(ValidationFailed, match="not offered"):
         payments.payment_begin(evse=pay_world.evse, card_token=pay_world.server.card_token())
     assert pay_world.server.intents() == []
+
+
+# --- 3-D Secure, a worker killed mid-capture, the receipt mail ---------------------------------------------
+
+
+THREE_D_SECURE = "4000002500003155"
+
+
+def test_a_card_that_needs_3d_secure_waits_for_the_driver_then_starts(pay_world, fake_charger):
+    begun = begin(pay_world, card=THREE_D_SECURE)
+    assert begun.payment.status == PaymentStatus.PENDING
+    assert begun.client_secret.startswith(begun.payment.provider_ref)
+    assert payments.payment_confirm(payment=begun.payment).status == PaymentStatus.PENDING  # not yet done
+    # What Stripe.js's confirmCardPayment does in the browser when the driver completes the bank's check.
+    pay_world.server.authenticate(begun.payment.provider_ref, begun.client_secret, success=True)
+    assert payments.payment_confirm(payment=begun.payment).status == PaymentStatus.AUTHORISED
+    assert payments.payment_start_charging(payment_id=begun.payment.pk) == "accepted"
+
+
+def test_an_abandoned_3d_secure_check_is_cancelled_by_the_sweep(pay_world, fake_charger):
+    begun = begin(pay_world, card=THREE_D_SECURE)
+    assert payments_sweep()["released"] == 0
+    Payment.objects.filter(pk=begun.payment.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    assert payments_sweep()["released"] == 1
+    payment = Payment.objects.get(pk=begun.payment.pk)
+    assert payment.status == PaymentStatus.RELEASED
+    assert pay_world.server.intent(payment.provider_ref)["status"] == "canceled"
+    assert fake_charger.received == []
+
+
+def test_a_worker_killed_after_the_capture_leaves_it_to_the_sweep_which_does_not_capture_again(
+    pay_world, fake_charger
+):
+    begun = started(pay_world, fake_charger)
+    charge_session(begun.payment, wh=10_000)
+    payments.payments_bind_sessions()
+    # The worker claimed the payment and the provider captured; the worker died before recording it.
+    payments.payment_provider(begun.payment).capture(
+        ref=begun.payment.provider_ref, amount_minor=476, idempotency_key=f"cpms-capture-{begun.payment.pk}"
+    )
+    Payment.objects.filter(pk=begun.payment.pk).update(status=PaymentStatus.SETTLING)
+    assert payments_sweep()["settled"] == 0  # another worker may still be at it
+    Payment.objects.filter(pk=begun.payment.pk).update(updated_at=timezone.now() - timedelta(minutes=6))
+    assert payments_sweep()["settled"] == 1
+    payment = Payment.objects.get(pk=begun.payment.pk)
+    assert (payment.status, payment.captured_amount) == (PaymentStatus.CAPTURED, Decimal("4.76"))
+    money = pay_world.server.money(payment.provider_ref)
+    assert (money["captured"], money["released"]) == (476, 4524)
+
+
+def test_the_receipt_is_mailed_once_with_its_pdf(pay_world, fake_charger, mailoutbox):
+    from billing.services.receipts import payment_receipt_email
+
+    begun = started(pay_world, fake_charger)
+    charge_session(begun.payment, wh=10_000)
+    payments_sweep()
+    assert payment_receipt_email(payment_id=begun.payment.pk) == "sent"
+    assert payment_receipt_email(payment_id=begun.payment.pk) == "already_sent"
+    [mail] = mailoutbox
+    assert mail.to == ["driver@example.com"]
+    assert "Total: 4.76 EUR (VAT 0.76 EUR included)" in mail.body
+    [(name, content, mimetype)] = mail.attachments
+    assert (name, mimetype, content[:5]) == (f"R-org-a-{begun.payment.pk}.pdf", "application/pdf", b"%PDF-")
+
+
+def test_no_receipt_mail_without_an_address_or_before_the_capture(pay_world, fake_charger, mailoutbox):
+    from billing.services.receipts import payment_receipt_email
+
+    begun = started(pay_world, fake_charger, email="")
+    assert payment_receipt_email(payment_id=begun.payment.pk) == "no_receipt"
+    charge_session(begun.payment, wh=10_000)
+    payments_sweep()
+    assert payment_receipt_email(payment_id=begun.payment.pk) == "no_receipt"
+    assert mailoutbox == []
