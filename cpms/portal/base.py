@@ -38,6 +38,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Overview", "portal:overview", Capability.VIEW),
     NavItem("Stations", "portal:station-list", Capability.VIEW),
     NavItem("Sessions", "portal:session-list", Capability.VIEW),
+    NavItem("Payments", "portal:payment-list", Capability.VIEW),
     NavItem("Incidents", "portal:incident-list", Capability.VIEW),
     NavItem("KPIs", "portal:kpis", Capability.VIEW),
     NavItem("Waitlists", "portal:waitlist-list", Capability.VIEW),

@@ -18,6 +18,7 @@ from django.shortcuts import render
 
 from accounts.selectors import organisation_ids_with
 from billing.money import minor_unit
+from billing.selectors import session_payment_get
 from cpms.portal.base import PAGE_SIZE, PortalRequest, portal_view
 from sessions.enums import SessionStatus
 from sessions.selectors import (
@@ -241,6 +242,7 @@ def session_detail_page(request: PortalRequest, pk: int):
     organisation_wide = user.is_superuser or session.station.organisation_id in organisation_ids_with(
         user=user
     )
+    payment = session_payment_get(session=session)
     return render(
         request,
         "sessions/session_detail.html",
@@ -264,6 +266,13 @@ def session_detail_page(request: PortalRequest, pk: int):
                 for c in sorted(cdr.credits.all() if cdr else [], key=lambda c: (c.created_at, c.pk))
             ],
             "cost": _cost(cdr),
+            "payment": payment,
+            "payment_amounts": {
+                name: money(getattr(payment, f"{name}_amount"), payment.currency)
+                for name in ("hold", "captured", "refunded", "unpaid")
+            }
+            if payment
+            else None,
             "power_points": _labelled(power, zone),
             "energy_points": _labelled(energy, zone),
         },

@@ -3,7 +3,18 @@
 
 from django.urls import path
 
-from cpms.portal import accounts, finance, incidents, kpis, labels, sessions, site_access, stations, waitlists
+from cpms.portal import (
+    accounts,
+    finance,
+    incidents,
+    kpis,
+    labels,
+    payments,
+    sessions,
+    site_access,
+    stations,
+    waitlists,
+)
 from stations.api import urls as _station_api_urls  # noqa: F401 - registers the station_identity converter
 
 app_name = "portal"
@@ -63,6 +74,9 @@ urlpatterns = [
     path("prices/", finance.site_prices_page, name="site-prices"),
     path("prices/site/<int:site_id>/", finance.site_prices_site_page, name="site-prices-site"),
     path("prices/site/<int:site_id>/access/", site_access.site_access_rules_post, name="site-access-rules"),
+    # ad-hoc card payments
+    path("payments/", payments.payment_list_page, name="payment-list"),
+    path("payments/<int:pk>/", payments.payment_detail_page, name="payment-detail"),
     # KPIs and ROI
     path("kpis/", kpis.kpis_page, name="kpis"),
     path("roi/", kpis.roi_page, name="roi"),
