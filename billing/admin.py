@@ -23,6 +23,7 @@ from accounts.admin import (
     DomainValidatedForm,
     NoFullCountAdminMixin,
     ReadOnlyAdminMixin,
+    ScopedAdminMixin,
     ScopedInlineMixin,
     domain_errors_as_http,
     saved_adopt,
@@ -35,6 +36,10 @@ from billing.models import (
     ChargeDetailRecord,
     ExportJob,
     KpiDay,
+    Payment,
+    PaymentEvent,
+    PaymentRefund,
+    PaymentSettings,
     RoiInputs,
     SessionPricing,
     SiteEnergyPrice,
@@ -43,10 +48,11 @@ from billing.models import (
     TariffVersion,
 )
 from billing.money import minor_unit, round_money
-from billing.selectors import assignment_scope_q, cdr_scope_q, tariff_scope_q
+from billing.selectors import assignment_scope_q, cdr_scope_q, payment_scope_q, tariff_scope_q
 from billing.services.cdrs import cdr_credit_create, cdr_credit_totals
 from billing.services.energy_prices import EnergyPriceInput, site_energy_price_create
 from billing.services.exports.columns import CDR_ADMIN_FIELDS, CDR_ADMIN_LIST
+from billing.services.payments import PaymentSettingsInput, payment_settings_update
 from billing.services.tariffs import (
     TariffVersionInput,
     tariff_assign,
@@ -579,3 +585,184 @@ class RoiInputsAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin)
 
     def capable_somewhere(self, *, user, capability) -> bool:
         return bool(organisation_ids_with(user=user, capability=Capability.EXPORT))
+
+
+# --- ad-hoc card payments -------------------------------------------------------------------------------
+
+
+def _organisation_scope_q(*, user, capability: str, prefix: str = "") -> Q:
+    return Q(**{f"{prefix}organisation_id__in": organisation_ids_with(user=user, capability=capability)})
+
+
+class PaymentSettingsForm(DomainValidatedForm):
+    """The secrets are write-only: never rendered (not even encrypted), and left blank they keep the stored
+    value. Saved through payment_settings_update (PaymentSettingsAdmin.save_model)."""
+
+    secret_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the stored key.",
+    )
+    webhook_secret = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the stored secret.",
+    )
+
+    class Meta:
+        model = PaymentSettings
+        fields = [
+            "organisation",
+            "enabled",
+            "publishable_key",
+            "api_base",
+            "js_url",
+            "hold_amount",
+            "start_timeout_s",
+            "operator_legal_name",
+            "operator_address",
+            "operator_vat_id",
+        ]
+
+    def domain_validate(self) -> None:
+        # What payment_settings_update refuses, shown on the form; the service checks it all again.
+        row = self.instance
+        currency = row.organisation.currency
+        hold = self.cleaned_data.get("hold_amount")
+        if hold is not None and (hold <= 0 or hold != round_money(hold, currency)):
+            raise ValidationFailed(
+                f"hold_amount: a positive amount with at most {minor_unit(currency)} decimals"
+            )
+        timeout = self.cleaned_data.get("start_timeout_s")
+        if timeout is not None and not 30 <= timeout <= 3600:
+            raise ValidationFailed("start_timeout_s: between 30 and 3600 seconds")
+        if self.cleaned_data.get("enabled"):
+            missing = [
+                name
+                for name, value in (
+                    ("publishable_key", self.cleaned_data.get("publishable_key")),
+                    ("secret_key", self.cleaned_data.get("secret_key") or row.secret_key_encrypted),
+                    (
+                        "webhook_secret",
+                        self.cleaned_data.get("webhook_secret") or row.webhook_secret_encrypted,
+                    ),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValidationFailed(f"{', '.join(missing)}: required to enable payments")
+
+
+@admin.register(PaymentSettings)
+class PaymentSettingsAdmin(ScopedAdminMixin, admin.ModelAdmin):
+    """An organisation's ad-hoc payment (operator admins and staff: the manage right); written through
+    payment_settings_update, so the secrets are encrypted and the ad-hoc token group is created."""
+
+    form = PaymentSettingsForm
+    list_display = ["organisation", "enabled", "provider", "hold_amount", "start_timeout_s", "updated_at"]
+    list_select_related = ["organisation"]
+    readonly_fields = ["provider", "secrets_stored", "adhoc_group", "updated_at"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        # The provider's account is the operator admins' business: hidden from roles without `manage`.
+        return _organisation_scope_q(user=user, capability=Capability.MANAGE)
+
+    def get_fields(self, request, obj=None):
+        fields = [
+            "organisation",
+            "enabled",
+            "provider",
+            "publishable_key",
+            "secret_key",
+            "webhook_secret",
+            "secrets_stored",
+            "api_base",
+            "js_url",
+            "hold_amount",
+            "start_timeout_s",
+            "operator_legal_name",
+            "operator_address",
+            "operator_vat_id",
+            "adhoc_group",
+            "updated_at",
+        ]
+        return fields if obj is None else [f for f in fields if f != "organisation"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "organisation"] if obj is not None else self.readonly_fields
+
+    @admin.display(description="Secrets stored")
+    def secrets_stored(self, row: PaymentSettings) -> str:
+        return (
+            f"secret key: {'yes' if row.secret_key_encrypted else 'no'}, "
+            f"webhook secret: {'yes' if row.webhook_secret_encrypted else 'no'}"
+        )
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        with domain_errors_as_http():
+            saved = payment_settings_update(
+                organisation=obj.organisation,
+                user=request.user,
+                data=PaymentSettingsInput(
+                    enabled=data["enabled"],
+                    publishable_key=data["publishable_key"],
+                    secret_key=data["secret_key"] or None,
+                    webhook_secret=data["webhook_secret"] or None,
+                    api_base=data["api_base"],
+                    js_url=data["js_url"],
+                    hold_amount=data["hold_amount"],
+                    start_timeout_s=data["start_timeout_s"],
+                    operator_legal_name=data["operator_legal_name"],
+                    operator_address=data["operator_address"],
+                    operator_vat_id=data["operator_vat_id"],
+                ),
+            )
+        saved_adopt(obj, saved)
+
+
+class PaymentRefundInline(ReadOnlyInline):
+    model = PaymentRefund
+    fields = readonly_fields = (
+        "amount",
+        "status",
+        "credit",
+        "provider_ref",
+        "error",
+        "created_by",
+        "created_at",
+    )
+
+
+class PaymentEventInline(ReadOnlyInline):
+    model = PaymentEvent
+    fields = readonly_fields = ("created_at", "kind", "amount", "provider_event_id", "detail")
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
+    """Read-only: money moves through the services (the portal's and the API's refund), never by editing."""
+
+    list_display = [
+        "id",
+        "organisation",
+        "station",
+        "status",
+        "currency",
+        "hold_amount",
+        "captured_amount",
+        "refunded_amount",
+        "unpaid_amount",
+        "created_at",
+    ]
+    list_filter = ["status", "currency"]
+    list_select_related = ["organisation", "station"]
+    search_fields = ["=provider_ref", "=station__identity"]
+    raw_id_fields = ["station", "evse", "id_token", "session", "start_command", "tariff_version"]
+    exclude = ["access_key_hash"]
+    inlines = [PaymentRefundInline, PaymentEventInline]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return payment_scope_q(user=user, capability=capability)
