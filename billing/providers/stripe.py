@@ -11,7 +11,9 @@ may report a partial capture as a full capture plus a refund of the remainder an
 `amount_received`; `_captured_minor` reads either form.
 """
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import stripe
 from django.conf import settings as django_settings
@@ -30,6 +32,9 @@ from billing.providers import (
 )
 from billing.providers.keys import secret_decrypt
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 STRIPE_JS_URL = "https://js.stripe.com/v3/"
 # The metadata key of our refunds: a retry after a lost answer looks for it before refunding again.
 REFUND_KEY = "cpms_refund"
@@ -43,6 +48,26 @@ _STATES = {
     "succeeded": IntentState.CAPTURED,
     "canceled": IntentState.CANCELED,
 }
+
+
+def _translated(method: Callable[P, R]) -> Callable[P, R]:
+    """Stripe's exceptions as the provider interface's: a decline, the provider unreachable, or a refusal."""
+
+    @functools.wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except stripe.StripeError as error:
+            message = error.user_message or str(error) or type(error).__name__
+            if isinstance(error, stripe.CardError):
+                raise PaymentDeclined(message) from error
+            if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)) or (
+                error.http_status is not None and error.http_status >= 500
+            ):
+                raise ProviderUnavailable(message) from error
+            raise ProviderError(message) from error
+
+    return wrapper
 
 
 class StripeProvider:
@@ -73,6 +98,7 @@ class StripeProvider:
             js_url=settings.js_url,
         )
 
+    @_translated
     def hold_create(
         self,
         *,
@@ -84,59 +110,59 @@ class StripeProvider:
         metadata: dict[str, str],
         idempotency_key: str,
     ) -> ProviderIntent:
-        with _translated():
-            customer_params: dict[str, Any] = {"source": card_token, "metadata": metadata}
-            if email:
-                customer_params["email"] = email
-            customer = self._client.v1.customers.create(
-                params=customer_params, options={"idempotency_key": f"{idempotency_key}-customer"}
-            )
-            intent = self._client.v1.payment_intents.create(
-                params={
-                    "amount": amount_minor,
-                    "currency": currency.lower(),
-                    "capture_method": "manual",
-                    "customer": customer.id,
-                    "payment_method": customer.default_source,
-                    "confirm": True,
-                    # In metadata rather than `description`, which Stripe-compatible test servers refuse.
-                    "metadata": {**metadata, "description": description},
-                },
-                options={"idempotency_key": idempotency_key},
-            )
-            return self._intent(intent)
+        customer_params: Any = {"source": card_token, "metadata": metadata}
+        if email:
+            customer_params["email"] = email
+        customer = self._client.v1.customers.create(
+            params=customer_params, options={"idempotency_key": f"{idempotency_key}-customer"}
+        )
+        source = customer.default_source
+        intent_params: Any = {
+            "amount": amount_minor,
+            "currency": currency.lower(),
+            "capture_method": "manual",
+            "customer": customer.id,
+            "payment_method": source if isinstance(source, str) else getattr(source, "id", ""),
+            "confirm": True,
+            # In metadata rather than `description`, which Stripe-compatible test servers refuse.
+            "metadata": {**metadata, "description": description},
+        }
+        intent = self._client.v1.payment_intents.create(
+            params=intent_params, options={"idempotency_key": idempotency_key}
+        )
+        return self._intent(intent)
 
+    @_translated
     def intent_get(self, *, ref: str) -> ProviderIntent:
-        with _translated():
-            return self._intent(self._client.v1.payment_intents.retrieve(ref))
+        return self._intent(self._client.v1.payment_intents.retrieve(ref))
 
+    @_translated
     def capture(self, *, ref: str, amount_minor: int, idempotency_key: str) -> ProviderIntent:
-        with _translated():
-            intent = self._client.v1.payment_intents.capture(
-                ref, params={"amount_to_capture": amount_minor}, options={"idempotency_key": idempotency_key}
-            )
-            return self._intent(intent)
+        intent = self._client.v1.payment_intents.capture(
+            ref, params={"amount_to_capture": amount_minor}, options={"idempotency_key": idempotency_key}
+        )
+        return self._intent(intent)
 
+    @_translated
     def release(self, *, ref: str, idempotency_key: str) -> ProviderIntent:
-        with _translated():
-            intent = self._client.v1.payment_intents.cancel(ref, options={"idempotency_key": idempotency_key})
-            return self._intent(intent)
+        intent = self._client.v1.payment_intents.cancel(ref, options={"idempotency_key": idempotency_key})
+        return self._intent(intent)
 
+    @_translated
     def refund(self, *, ref: str, amount_minor: int, refund_key: str, idempotency_key: str) -> ProviderRefund:
-        with _translated():
-            refund = self._client.v1.refunds.create(
-                params={"payment_intent": ref, "amount": amount_minor, "metadata": {REFUND_KEY: refund_key}},
-                options={"idempotency_key": idempotency_key},
-            )
-            return _refund(refund)
+        refund = self._client.v1.refunds.create(
+            params={"payment_intent": ref, "amount": amount_minor, "metadata": {REFUND_KEY: refund_key}},
+            options={"idempotency_key": idempotency_key},
+        )
+        return _refund(refund)
 
+    @_translated
     def refund_find(self, *, ref: str, refund_key: str) -> ProviderRefund | None:
-        with _translated():
-            refunds = self._client.v1.refunds.list(params={"payment_intent": ref, "limit": 100})
-            for refund in refunds.data:
-                if (refund.to_dict().get("metadata") or {}).get(REFUND_KEY) == refund_key:
-                    return _refund(refund)
-            return None
+        refunds = self._client.v1.refunds.list(params={"payment_intent": ref, "limit": 100})
+        for refund in refunds.data:
+            if (refund.to_dict().get("metadata") or {}).get(REFUND_KEY) == refund_key:
+                return _refund(refund)
+        return None
 
     def webhook_verify(self, *, payload: bytes, signature: str) -> ProviderEvent:
         if not self._webhook_secret:
@@ -217,22 +243,3 @@ def _refund(refund: Any) -> ProviderRefund:
     return ProviderRefund(
         ref=data["id"], amount_minor=int(data.get("amount") or 0), succeeded=data.get("status") == "succeeded"
     )
-
-
-class _translated:
-    """Stripe's exceptions as the provider interface's: a decline, the provider unreachable, or a refusal."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type | None, error: BaseException | None, traceback: object) -> bool:
-        if error is None or not isinstance(error, stripe.StripeError):
-            return False
-        message = error.user_message or str(error) or type(error).__name__
-        if isinstance(error, stripe.CardError):
-            raise PaymentDeclined(message) from error
-        if isinstance(error, (stripe.APIConnectionError, stripe.RateLimitError)) or (
-            error.http_status is not None and error.http_status >= 500
-        ):
-            raise ProviderUnavailable(message) from error
-        raise ProviderError(message) from error

@@ -31,6 +31,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -186,13 +187,16 @@ def adhoc_offer(*, evse: Evse) -> AdhocOffer:
         return refused("Card payment is not offered at this charger.")
     if not IdToken.objects.filter(pk=row.adhoc_group_id, status=IdTokenStatus.ACCEPTED).exists():
         return refused("Card payment is paused at this charger.")
-    if station.site is not None and not id_token_admitted_at_site(site=station.site, token=row.adhoc_group):
+    group = row.adhoc_group
+    if group is None:
+        return refused("Card payment is not offered at this charger.")
+    if station.site is not None and not id_token_admitted_at_site(site=station.site, token=group):
         return refused("This charger is reserved for members.")
     resolved = tariff_resolve(
         organisation_id=station.organisation_id,
         site_id=station.site_id,
         station_id=station.pk,
-        token=row.adhoc_group,
+        token=group,
         at=timezone.now(),
     )
     if resolved is None:
@@ -827,7 +831,9 @@ def _reloaded(payment: Payment) -> Payment:
     return payment
 
 
-def _log(payment: Payment, kind: str, *, amount: Decimal | None = None, detail: dict | None = None) -> None:
+def _log(
+    payment: Payment, kind: str, *, amount: Decimal | None = None, detail: dict[str, Any] | None = None
+) -> None:
     PaymentEvent.objects.create(
         payment_id=payment.pk,
         organisation_id=payment.organisation_id,
@@ -837,7 +843,7 @@ def _log(payment: Payment, kind: str, *, amount: Decimal | None = None, detail: 
     )
 
 
-def _log_id(payment_id: int, kind: str, *, detail: dict | None = None) -> None:
+def _log_id(payment_id: int, kind: str, *, detail: dict[str, Any] | None = None) -> None:
     organisation_id = Payment.objects.filter(pk=payment_id).values_list("organisation_id", flat=True).get()
     PaymentEvent.objects.create(
         payment_id=payment_id, organisation_id=organisation_id, kind=kind, detail=detail or {}

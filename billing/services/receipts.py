@@ -37,7 +37,8 @@ def _line_label(line: CdrLine, currency: str) -> str:
         places = 3 if line.unit == "kWh" else 2
         quantity = line.quantity.quantize(Decimal(1).scaleb(-places))
         unit_price = line.unit_price.normalize()
-        if unit_price == unit_price.to_integral() or -unit_price.as_tuple().exponent < 2:
+        exponent = unit_price.as_tuple().exponent
+        if isinstance(exponent, int) and -exponent < 2:
             unit_price = unit_price.quantize(Decimal("0.01"))
         return f"{name} {quantity:f} {line.unit} x {unit_price:f} {currency}/{line.unit}"
     return name
