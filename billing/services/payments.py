@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from accounts.enums import Capability
 from accounts.models import Organisation, User
@@ -184,14 +185,14 @@ def adhoc_offer(*, evse: Evse) -> AdhocOffer:
         )
 
     if row is None or not row.enabled or row.adhoc_group_id is None:
-        return refused("Card payment is not offered at this charger.")
+        return refused(gettext("Card payment is not offered at this charger."))
     if not IdToken.objects.filter(pk=row.adhoc_group_id, status=IdTokenStatus.ACCEPTED).exists():
-        return refused("Card payment is paused at this charger.")
+        return refused(gettext("Card payment is paused at this charger."))
     group = row.adhoc_group
     if group is None:
-        return refused("Card payment is not offered at this charger.")
+        return refused(gettext("Card payment is not offered at this charger."))
     if station.site is not None and not id_token_admitted_at_site(site=station.site, token=group):
-        return refused("This charger is reserved for members.")
+        return refused(gettext("This charger is reserved for members."))
     resolved = tariff_resolve(
         organisation_id=station.organisation_id,
         site_id=station.site_id,
@@ -200,9 +201,9 @@ def adhoc_offer(*, evse: Evse) -> AdhocOffer:
         at=timezone.now(),
     )
     if resolved is None:
-        return refused("No price is set for card payment at this charger.")
+        return refused(gettext("No price is set for card payment at this charger."))
     if resolved.version.currency != row.organisation.currency:
-        return refused("Card payment is not offered in this currency.")
+        return refused(gettext("Card payment is not offered in this currency."))
     return AdhocOffer(
         evse=evse,
         available=True,
@@ -236,12 +237,12 @@ def payment_begin(
     payment is `declined` with the provider's message in `failure`."""
     card_token = card_token.strip()
     if not CARD_TOKEN_RE.match(card_token):
-        raise ValidationFailed("card_token: missing or malformed")
+        raise ValidationFailed(gettext("card_token: missing or malformed"))
     email = email.strip()
     if len(email) > 254 or (email and not re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", email)):
-        raise ValidationFailed("email: not an email address")
+        raise ValidationFailed(gettext("email: not an email address"))
     if not connector_available:
-        raise ValidationFailed("This charger is not available right now.")
+        raise ValidationFailed(gettext("This charger is not available right now."))
     offer = adhoc_offer(evse=evse)
     if not offer.available or offer.settings is None:
         raise ValidationFailed(offer.reason)
@@ -338,7 +339,10 @@ def payment_start_charging(*, payment_id: int) -> str:
         )
     except DomainError as error:  # a station that never connected: nothing can be sent to it
         _log(payment, "start_refused", detail={"error": str(error)[:500]})
-        payment_release(payment_id=payment_id, reason=f"The charger cannot be started: {error}")
+        payment_release(
+            payment_id=payment_id,
+            reason=gettext("The charger cannot be started: %(error)s") % {"error": error},
+        )
         return "refused"
     command = command_send(
         station=station,
@@ -354,9 +358,10 @@ def payment_start_charging(*, payment_id: int) -> str:
         _log(payment, "start_accepted", detail={"command": command.pk})
         return "accepted"
     why = (
-        f"The charger refused to start ({response.get('status')})."
+        gettext("The charger refused to start (%(status)s).") % {"status": response.get("status")}
         if command.status == CommandStatus.ANSWERED
-        else f"The charger did not start ({command.get_status_display().lower()})."
+        else gettext("The charger did not start (%(status)s).")
+        % {"status": command.get_status_display().lower()}
     )
     _log(payment, "start_refused", detail={"command": command.pk, "status": command.status})
     payment_release(payment_id=payment_id, reason=why)
@@ -529,7 +534,7 @@ def payments_sweep() -> dict[str, int]:
     for payment_id in expired:
         try:
             if (
-                payment_release(payment_id=payment_id, reason="No charging session started in time.")
+                payment_release(payment_id=payment_id, reason=gettext("No charging session started in time."))
                 == "released"
             ):
                 done["released"] += 1
@@ -638,7 +643,9 @@ def _reconcile(payment_id: int, intent: ProviderIntent, *, release_reason: str =
             Payment.objects.filter(pk=payment.pk).update(
                 status=PaymentStatus.RELEASED,
                 settled_at=now,
-                failure=release_reason[:2000] or payment.failure or "The hold was released at the provider.",
+                failure=release_reason[:2000]
+                or payment.failure
+                or gettext("The hold was released at the provider."),
             )
             IdToken.objects.filter(pk=payment.id_token_id).update(status=IdTokenStatus.BLOCKED)
             _log(payment, "released", amount=payment.hold_amount, detail={"reason": release_reason[:500]})
@@ -782,7 +789,7 @@ def payment_stop(*, payment: Payment) -> str:
     """The driver's stop button: RemoteStop / RequestStopTransaction of this payment's session only."""
     session = payment_session(payment=payment)
     if session is None or session.status != SessionStatus.ACTIVE:
-        raise Conflict("No charging session of this payment is running.")
+        raise Conflict(gettext("No charging session of this payment is running."))
     station: ChargingStation = session.station
     call = builders.remote_stop(station_version(station), transaction_id=session.transaction_id)
     command = command_send(
@@ -797,7 +804,9 @@ def payment_stop(*, payment: Payment) -> str:
     _log(payment, "stop_requested", detail={"command": command.pk, "status": command.status})
     if command.status == CommandStatus.ANSWERED and response.get("status") == "Accepted":
         return "accepted"
-    raise Conflict("The charger did not accept the stop; unplug the cable at the car to end charging.")
+    raise Conflict(
+        gettext("The charger did not accept the stop; unplug the cable at the car to end charging.")
+    )
 
 
 def payment_receipt_sent(*, payment_id: int) -> bool:
