@@ -766,3 +766,32 @@ class PaymentAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
 
     def scope_q(self, *, user, capability) -> Q:
         return payment_scope_q(user=user, capability=capability)
+
+
+@admin.register(PaymentEvent)
+class PaymentEventAdmin(ReadOnlyAdminMixin, NoFullCountAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
+    """Every payment's audit trail (also shown on the payment's page); a webhook for no known payment is for
+    superusers only (it has no station to scope it by)."""
+
+    list_display = ["created_at", "payment", "kind", "amount", "provider_event_id"]
+    list_filter = ["kind"]
+    list_select_related = ["payment"]
+    raw_id_fields = ["payment", "organisation"]
+    search_fields = ["=provider_event_id"]
+    ordering = ["-id"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return payment_scope_q(user=user, capability=capability, prefix="payment__")
+
+
+@admin.register(PaymentRefund)
+class PaymentRefundAdmin(ReadOnlyAdminMixin, SiteScopedAdminMixin, admin.ModelAdmin):
+    """Refunds (made from the portal or the API: each with its CDR credit)."""
+
+    list_display = ["id", "payment", "amount", "status", "credit", "provider_ref", "created_by", "created_at"]
+    list_filter = ["status"]
+    list_select_related = ["payment", "credit", "created_by"]
+    raw_id_fields = ["payment", "credit", "created_by"]
+
+    def scope_q(self, *, user, capability) -> Q:
+        return payment_scope_q(user=user, capability=capability, prefix="payment__")

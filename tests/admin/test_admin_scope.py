@@ -14,6 +14,10 @@ from billing.models import (
     ChargeDetailRecord,
     ExportJob,
     KpiDay,
+    Payment,
+    PaymentEvent,
+    PaymentRefund,
+    PaymentSettings,
     RoiInputs,
     SessionPricing,
     SiteEnergyPrice,
@@ -60,6 +64,7 @@ from stations.models import (
     StationEvent,
     StatusChange,
 )
+from tests.factories import EvseFactory
 from tests.support import at, row
 
 # model -> (path to the organisation id, path to the station id or None): the ground truth the admin's scope
@@ -115,7 +120,13 @@ SCOPED = {
     # Access rules follow their site too.
     SiteAccessGroup: ("site__organisation_id", "site__stations__id"),
     Incident: ("organisation_id", "station_id"),
+    # Ad-hoc payments follow the paid station, like its sessions; their events and refunds follow them.
+    Payment: ("organisation_id", "station_id"),
+    PaymentEvent: ("organisation_id", "payment__station_id"),
+    PaymentRefund: ("payment__organisation_id", "payment__station_id"),
 }
+# The provider account of an organisation: for who may manage it only (test_payment_settings_are_for_managers).
+SCOPED_BY_MANAGE = (PaymentSettings,)
 # Scoped otherwise: export jobs are seen by who asked for them (test_export_jobs_are_their_requesters).
 SCOPED_BY_REQUESTER = (ExportJob,)
 # The audit log: read-only for everyone (superusers too), seen by who manages users in its organisation
@@ -161,6 +172,28 @@ def logs(logs, world, tenants):
             occurred_at=at(6),
             detected_at=at(6),
         )
+        payment = Payment.objects.create(
+            organisation_id=station.organisation_id,
+            station=station,
+            evse=EvseFactory(station=station, evse_id=7),
+            id_token=IdToken.objects.create(
+                organisation_id=station.organisation_id, value=f"PAY-{station.identity}"
+            ),
+            access_key_hash=f"{station.pk:064d}",
+            provider="stripe",
+            currency="EUR",
+            hold_amount=50,
+            captured_amount=10,
+            status="captured",
+        )
+        logs.by_station[station.identity][Payment] = payment
+        logs.by_station[station.identity][PaymentEvent] = PaymentEvent.objects.create(
+            payment=payment, organisation_id=station.organisation_id, kind="captured"
+        )
+        credit = logs.by_station[station.identity][CdrCredit]
+        logs.by_station[station.identity][PaymentRefund] = PaymentRefund.objects.create(
+            payment=payment, credit=credit, amount=-credit.total
+        )
     return logs
 
 
@@ -192,7 +225,10 @@ def test_every_domain_model_is_registered():
     for label in ("accounts", "stations", "charging", "billing", "energy"):
         for model in apps.get_app_config(label).get_models():
             assert admin.site.is_registered(model), f"{model.__name__} has no admin"
-            if (label != "accounts" or model is Organisation) and model not in SCOPED_BY_REQUESTER:
+            if (label != "accounts" or model is Organisation) and model not in (
+                *SCOPED_BY_REQUESTER,
+                *SCOPED_BY_MANAGE,
+            ):
                 assert model in SCOPED, f"{model.__name__} is missing from this test's scope table"
 
 
@@ -222,6 +258,25 @@ def test_export_jobs_are_their_requesters(world, logs, admin_client_for, actor):
     assert shown_pks(response) == {logs.export_jobs[actor].pk}
     other = next(job for name, job in logs.export_jobs.items() if name != actor)
     assert admin_client_for(getattr(world, actor)).get(change_url(other)).status_code == 302
+
+
+def test_payment_settings_are_for_managers(world, admin_client_for):
+    own = {
+        org.pk: PaymentSettings.objects.create(organisation=org, hold_amount=50)
+        for org in (world.org_a, world.org_b)
+    }
+    for actor, org in (("operator_a", world.org_a), ("operator_b", world.org_b)):
+        response = admin_client_for(getattr(world, actor)).get(changelist_url(PaymentSettings))
+        assert (response.status_code, shown_pks(response)) == (200, {own[org.pk].pk})
+        other = next(row for pk, row in own.items() if pk != org.pk)
+        assert admin_client_for(getattr(world, actor)).get(change_url(other)).status_code == 302
+    for actor in ("finance_a", "host_a1"):
+        response = admin_client_for(getattr(world, actor)).get(changelist_url(PaymentSettings))
+        assert response.status_code == 403 or shown_pks(response) == set(), actor
+        assert admin_client_for(getattr(world, actor)).get(change_url(own[world.org_a.pk])).status_code in (
+            302,
+            403,
+        )
 
 
 def test_export_jobs_for_superusers_and_site_hosts(world, logs, admin_client_for):

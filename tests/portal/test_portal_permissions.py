@@ -20,13 +20,13 @@ from django.urls import URLPattern, reverse
 from django.utils import timezone
 
 from accounts.models import AuditRecord, Membership, User
-from billing.models import ExportJob, RoiInputs, Tariff, TariffAssignment, TariffVersion
+from billing.models import ExportJob, Payment, RoiInputs, Tariff, TariffAssignment, TariffVersion
 from cpms.portal import urls as portal_urls
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
 from stations.enums import IncidentKind
 from stations.models import Command, Incident, Site
-from tests.factories import ChargingSessionFactory, IdTokenFactory
+from tests.factories import ChargingSessionFactory, EvseFactory, IdTokenFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,18 @@ def objects(world):
     job = ExportJob.objects.create(
         requested_by=world.finance_a, kind="cdrs", organisation_ids=[world.org_a.pk]
     )
+    payment = Payment.objects.create(
+        organisation=world.org_a,
+        station=world.station_a1,
+        evse=EvseFactory(station=world.station_a1, evse_id=9),
+        id_token=IdTokenFactory(organisation=world.org_a, value="MATRIX-PAY"),
+        access_key_hash="0" * 64,
+        provider="stripe",
+        currency="EUR",
+        hold_amount=50,
+    )
     return {
+        "payment": payment,
         "session": session,
         "incident": incident,
         "entry": entry,
@@ -113,6 +124,10 @@ MATRIX: dict[str, Row] = {
         None,
         {"operator_b": 404, "finance_a": 403},
         {"resolved_remotely": "true", "note": "matrix"},
+    ),
+    "payment-list": Row(lambda w, o: reverse("portal:payment-list"), (200, 200, 200, 200)),
+    "payment-detail": Row(
+        lambda w, o: reverse("portal:payment-detail", args=[o["payment"].pk]), (200, 404, 200, 200)
     ),
     "session-list": Row(lambda w, o: reverse("portal:session-list"), (200, 200, 200, 200)),
     "session-detail": Row(
