@@ -199,7 +199,7 @@ class SessionOutputSerializer(serializers.ModelSerializer):
     def get_payment(self, session: ChargingSession) -> dict | None:
         # The reverse one-to-one billing owns, read like `cdr` (the sessions app imports nothing of billing).
         try:
-            payment = session.payment  # type: ignore[attr-defined]
+            payment = session.payment
         except ObjectDoesNotExist:
             return None
         return SessionPaymentSerializer(payment).data
