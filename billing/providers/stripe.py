@@ -11,6 +11,7 @@ may report a partial capture as a full capture plus a refund of the remainder an
 `amount_received`; `_captured_minor` reads either form.
 """
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -130,7 +131,7 @@ class StripeProvider:
         intent = self._client.v1.payment_intents.create(
             params=intent_params, options={"idempotency_key": idempotency_key}
         )
-        return self._intent(intent)
+        return dataclasses.replace(self._intent(intent), card_hint=self._token_card_hint(card_token))
 
     @_translated
     def intent_get(self, *, ref: str) -> ProviderIntent:
@@ -227,6 +228,14 @@ class StripeProvider:
             if not (refund.get("metadata") or {}).get(REFUND_KEY)
         )
         return int(charge.get("amount") or 0) - released
+
+    def _token_card_hint(self, card_token: str) -> str:
+        """ "Visa ...4242" from the token the browser made: the receipt's card line (no card number is kept)."""
+        try:
+            card = self._client.v1.tokens.retrieve(card_token).to_dict().get("card") or {}
+        except stripe.StripeError:
+            return ""
+        return f"{str(card.get('brand') or 'Card').title()} ...{card['last4']}" if card.get("last4") else ""
 
     @staticmethod
     def _card_hint(data: dict) -> str:

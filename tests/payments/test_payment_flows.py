@@ -75,6 +75,7 @@ def test_the_whole_way_hold_start_capture_exactly_the_cdr_and_release_the_rest(p
     payment = Payment.objects.get(pk=begun.payment.pk)
     assert payment.status == PaymentStatus.STARTING
     assert payment.hold_amount == Decimal("50.00")
+    assert payment.card_hint == "Visa ...4242"  # from the browser's token; no card number is kept
     (identity, action, request) = fake_charger.received[0]
     assert (identity, action) == ("A1-CP1", "RemoteStartTransaction")
     assert request == {"idTag": payment.id_token.value, "connectorId": 1}
