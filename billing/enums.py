@@ -1,4 +1,5 @@
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class AssignmentLevel(models.TextChoices):
@@ -36,17 +37,17 @@ class PaymentStatus(models.TextChoices):
     and the ends without a charge: declined (no hold), released (hold given back: the charger refused, no
     cable, nothing to pay), error (the hold could not be placed for a reason other than the card)."""
 
-    PENDING = "pending", "Waiting for the card"
-    AUTHORISED = "authorised", "Hold placed"
-    STARTING = "starting", "Charger accepted, waiting for the session"
-    CHARGING = "charging", "Charging"
-    SETTLING = "settling", "Being captured"
-    CAPTURED = "captured", "Paid"
-    SHORTFALL = "shortfall", "Paid up to the hold; the rest unpaid"
-    UNPAID = "unpaid", "Capture failed; retried"
-    RELEASED = "released", "Hold released"
-    DECLINED = "declined", "Card declined"
-    ERROR = "error", "Payment failed"
+    PENDING = "pending", _("Waiting for the card")
+    AUTHORISED = "authorised", _("Hold placed")
+    STARTING = "starting", _("Charger accepted, waiting for the session")
+    CHARGING = "charging", _("Charging")
+    SETTLING = "settling", _("Being captured")
+    CAPTURED = "captured", _("Paid")
+    SHORTFALL = "shortfall", _("Paid up to the hold; the rest unpaid")
+    UNPAID = "unpaid", _("Capture failed; retried")
+    RELEASED = "released", _("Hold released")
+    DECLINED = "declined", _("Card declined")
+    ERROR = "error", _("Payment failed")
 
 
 # Where the money is final: nothing more will be captured or released automatically.

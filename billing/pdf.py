@@ -6,6 +6,8 @@ Pure: typed values in, PDF bytes out; no database, no request. Only reportlab's 
 and pound signs are in it; a character that is not (e.g. "Ł") is written as its unaccented letter where
 Unicode decomposes it, else "?", rather than the black box reportlab would draw. The output is invariant
 (no creation date or random document id), so the same input gives the same bytes.
+
+The texts are in the active language (`translation.override` around the call), numbers in its format too.
 """
 
 import io
@@ -17,6 +19,8 @@ from decimal import Decimal
 from xml.sax.saxutils import escape
 
 import segno
+from django.utils import formats, translation
+from django.utils.translation import gettext, gettext_lazy
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle
@@ -29,7 +33,7 @@ from billing.types import Receipt
 
 FONT = "Helvetica"
 FONT_BOLD = "Helvetica-Bold"
-SCAN_LINE = "Scan to pay and charge"
+SCAN_LINE = gettext_lazy("Scan to pay and charge")
 
 # Labels: 2 x 4 per A4 page, each 105 x 74.25 mm, the cells of the common 8-up label sheets (no page margin),
 # so that a sheet of those prints one label per sticker; on plain paper the cut lines are drawn.
@@ -76,7 +80,9 @@ def labels_pdf(*, title: str, labels: list[EvseLabel]) -> bytes:
     canvas.setTitle(_text(title))
     if not labels:
         canvas.setFont(FONT, 12)
-        canvas.drawString(20 * mm, A4[1] - 30 * mm, _text(f"{title}: no EVSEs to label."))
+        canvas.drawString(
+            20 * mm, A4[1] - 30 * mm, _text(gettext("%(title)s: no EVSEs to label.") % {"title": title})
+        )
     per_page = LABEL_COLUMNS * LABEL_ROWS
     for start in range(0, len(labels), per_page):
         if start:
@@ -112,7 +118,7 @@ def _label_draw(canvas: Canvas, title: str, label: EvseLabel, *, x: float, y: fl
 
     line_y -= 4
     canvas.setFont(FONT, 9)
-    canvas.drawString(text_x, line_y, SCAN_LINE)
+    canvas.drawString(text_x, line_y, _text(str(SCAN_LINE)))
     line_y -= 11
     canvas.setFont(FONT, 6.5)
     for line in _wrap_chars(_text(label.url), FONT, 6.5, width):
@@ -161,7 +167,7 @@ def receipt_pdf(receipt: Receipt) -> bytes:
         rightMargin=20 * mm,
         topMargin=18 * mm,
         bottomMargin=18 * mm,
-        title=_text(f"Receipt {receipt.number}"),
+        title=_text(gettext("Receipt %(number)s") % {"number": receipt.number}),
         author=_text(receipt.operator_name),
         invariant=True,
     )
@@ -175,43 +181,46 @@ def receipt_pdf(receipt: Receipt) -> bytes:
     operator = [f"<b>{_para(receipt.operator_name)}</b>"]
     operator += [_para(line) for line in receipt.operator_address.splitlines() if line.strip()]
     if receipt.operator_vat_id:
-        operator.append(f"VAT id: {_para(receipt.operator_vat_id)}")
+        operator.append(_para(gettext("VAT id: %(vat_id)s") % {"vat_id": receipt.operator_vat_id}))
     story: list = [
         Paragraph("<br/>".join(operator), body),
         Spacer(1, 8 * mm),
-        Paragraph(f"Receipt {_para(receipt.number)}", heading),
+        Paragraph(_para(gettext("Receipt %(number)s") % {"number": receipt.number}), heading),
         Spacer(1, 4 * mm),
     ]
 
     facts = [
-        ("Site", receipt.site_name + (f", {receipt.site_address}" if receipt.site_address else "")),
-        ("Charge point", receipt.evse_label),
-        ("Time zone", zone),
-        ("Session start", _local(receipt.started_at_local, zone)),
-        ("Session stop", _local(receipt.stopped_at_local, zone)),
-        ("Meter start", _kwh(receipt.meter_start_kwh)),
-        ("Meter stop", _kwh(receipt.meter_stop_kwh)),
-        ("Energy", _kwh(receipt.energy_kwh)),
-        ("Tariff", receipt.tariff_label),
+        (gettext("Site"), receipt.site_name + (f", {receipt.site_address}" if receipt.site_address else "")),
+        (gettext("Charge point"), receipt.evse_label),
+        (gettext("Time zone"), zone),
+        (gettext("Session start"), _local(receipt.started_at_local, zone)),
+        (gettext("Session stop"), _local(receipt.stopped_at_local, zone)),
+        (gettext("Meter start"), _kwh(receipt.meter_start_kwh)),
+        (gettext("Meter stop"), _kwh(receipt.meter_stop_kwh)),
+        (gettext("Energy"), _kwh(receipt.energy_kwh)),
+        (gettext("Tariff"), receipt.tariff_label),
     ]
     story += [
         _table([(label, Paragraph(_para(value), small)) for label, value in facts], small),
         Spacer(1, 6 * mm),
     ]
 
-    story.append(Paragraph("Charges", section))
+    story.append(Paragraph(_para(gettext("Charges")), section))
     rows = [(Paragraph(_para(line.label), small), money(line.amount)) for line in receipt.lines]
     rows += [
-        (Paragraph("Subtotal (excl. VAT)", small), money(receipt.subtotal)),
-        (Paragraph(f"VAT {_percent(receipt.tax_rate)} %", small), money(receipt.tax)),
-        (Paragraph("<b>Total (incl. VAT)</b>", small), money(receipt.total)),
+        (Paragraph(_para(gettext("Subtotal (excl. VAT)")), small), money(receipt.subtotal)),
+        (
+            Paragraph(_para(gettext("VAT %(percent)s %%") % {"percent": _percent(receipt.tax_rate)}), small),
+            money(receipt.tax),
+        ),
+        (Paragraph(f"<b>{_para(gettext('Total (incl. VAT)'))}</b>", small), money(receipt.total)),
     ]
     story += [_amounts_table(rows, len(receipt.lines), small), Spacer(1, 6 * mm)]
 
-    story.append(Paragraph("Payment", section))
-    payment = [("Captured", money(receipt.captured)), ("Refunded", money(receipt.refunded))]
+    story.append(Paragraph(_para(gettext("Payment")), section))
+    payment = [(gettext("Captured"), money(receipt.captured)), (gettext("Refunded"), money(receipt.refunded))]
     if receipt.card_hint:
-        payment.append(("Card", _text(receipt.card_hint)))
+        payment.append((gettext("Card"), _text(receipt.card_hint)))
     story.append(_table(payment, small))
     document.build(story)
     return buffer.getvalue()
@@ -258,24 +267,35 @@ def _amounts_table(rows: Sequence[tuple[object, str]], line_count: int, style: P
 
 
 def _money_of(currency: str):
+    """Amounts as the active language writes them: English "€4.76" (the symbol first), others "4,76 €";
+    a currency without a symbol here as "4.76 CHF" / "4,76 CHF"."""
     symbol = CURRENCY_SYMBOLS.get(currency)
+    symbol_first = (translation.get_language() or "en").startswith("en")
 
     def money(amount: Decimal) -> str:
         # Two decimals unless the amount has more (shown as given: a receipt never rounds the CDR again).
         digits = f"{amount:.2f}" if amount == amount.quantize(Decimal("0.01")) else f"{amount:f}"
         sign, digits = ("-", digits[1:]) if digits.startswith("-") else ("", digits)
-        return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency}"
+        digits = _number(Decimal(digits))
+        if symbol and symbol_first:
+            return f"{sign}{symbol}{digits}"
+        return f"{sign}{digits} {symbol or currency}"
 
     return money
 
 
+def _number(value: Decimal) -> str:
+    """`value` with its digits as given, in the active language's format (de "4,76", en "4.76")."""
+    return formats.number_format(value, use_l10n=True)
+
+
 def _percent(rate: Decimal) -> str:
-    """0.19 -> "19", 0.077 -> "7.7", 0.1 -> "10" (normalize alone would give "1E+1")."""
-    return f"{(rate * 100).normalize():f}"
+    """0.19 -> "19", 0.077 -> "7.7" (de "7,7"), 0.1 -> "10" (normalize alone would give "1E+1")."""
+    return _number(Decimal(f"{(rate * 100).normalize():f}"))
 
 
 def _kwh(value: Decimal | None) -> str:
-    return "not reported" if value is None else f"{value:f} kWh"
+    return gettext("not reported") if value is None else f"{_number(value)} kWh"
 
 
 def _local(moment: datetime, zone: str) -> str:

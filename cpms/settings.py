@@ -145,6 +145,9 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The drivers' pages in the site's language: the catalogs live in the cpms app, and makemessages run from the
+# repository's top writes there (a top-level locale/ would be a new directory). .mo: manage.py compile_translations.
+LOCALE_PATHS = [BASE_DIR / "cpms" / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"

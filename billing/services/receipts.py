@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.utils import formats, translation
+from django.utils.translation import gettext, gettext_lazy
 
 from billing.enums import PaymentStatus
 from billing.models import CdrLine, ChargeDetailRecord, Payment
@@ -21,18 +23,24 @@ from stations.selectors import evse_label
 RECEIPT_STATUSES = frozenset({PaymentStatus.CAPTURED, PaymentStatus.SHORTFALL})
 
 _DIMENSION_NAMES = {
-    "ENERGY": "Energy",
-    "TIME": "Charging time",
-    "PARKING_TIME": "Idle time",
-    "FLAT": "Session fee",
-    "PARKING_CAP_ADJUSTMENT": "Idle fee cap",
-    "MIN_PRICE_ADJUSTMENT": "Minimum price",
-    "MAX_PRICE_ADJUSTMENT": "Maximum price",
+    "ENERGY": gettext_lazy("Energy"),
+    "TIME": gettext_lazy("Charging time"),
+    "PARKING_TIME": gettext_lazy("Idle time"),
+    "FLAT": gettext_lazy("Session fee"),
+    "PARKING_CAP_ADJUSTMENT": gettext_lazy("Idle fee cap"),
+    "MIN_PRICE_ADJUSTMENT": gettext_lazy("Minimum price"),
+    "MAX_PRICE_ADJUSTMENT": gettext_lazy("Maximum price"),
 }
 
 
+def _number(value: Decimal) -> str:
+    """`value` with its digits as given, in the active language's format (de "10,000", en "10.000")."""
+    return formats.number_format(value, use_l10n=True)
+
+
 def _line_label(line: CdrLine, currency: str) -> str:
-    name = _DIMENSION_NAMES.get(line.dimension, line.dimension.title())
+    """E.g. "Energy 10.000 kWh x 0.30 EUR/kWh", in the active language (de "Energie 10,000 kWh x 0,30 EUR/kWh")."""
+    name = str(_DIMENSION_NAMES.get(line.dimension, line.dimension.title()))
     if line.dimension in {"ENERGY", "TIME", "PARKING_TIME"}:
         places = 3 if line.unit == "kWh" else 2
         quantity = line.quantity.quantize(Decimal(1).scaleb(-places))
@@ -40,7 +48,7 @@ def _line_label(line: CdrLine, currency: str) -> str:
         exponent = unit_price.as_tuple().exponent
         if isinstance(exponent, int) and -exponent < 2:
             unit_price = unit_price.quantize(Decimal("0.01"))
-        return f"{name} {quantity:f} {line.unit} x {unit_price:f} {currency}/{line.unit}"
+        return f"{name} {_number(quantity)} {line.unit} x {_number(unit_price)} {currency}/{line.unit}"
     return name
 
 
@@ -49,7 +57,8 @@ def _kwh(wh: int | None) -> Decimal | None:
 
 
 def payment_receipt(*, payment: Payment) -> Receipt | None:
-    """The receipt of a settled payment, or None when there is none (not settled, or nothing was taken)."""
+    """The receipt of a settled payment, or None when there is none (not settled, or nothing was taken).
+    Its line labels are in the active language: the caller activates the payment's (`payment.language`)."""
     if payment.status not in RECEIPT_STATUSES or payment.session_id is None:
         return None
     cdr = ChargeDetailRecord.objects.filter(session_id=payment.session_id).first()
@@ -107,26 +116,42 @@ def payment_receipt_email(*, payment_id: int) -> str:
     payment = Payment.objects.select_related("organisation", "station__site", "evse", "session").get(
         pk=payment_id
     )
-    receipt = payment_receipt(payment=payment)
-    if receipt is None or not payment.email:
-        return "no_receipt"
-    if not payments.payment_receipt_sent(payment_id=payment.pk):
-        return "already_sent"
-    body = (
-        f"Thank you for charging with {receipt.operator_name}.\n\n"
-        f"{receipt.evse_label} at {receipt.site_name}\n"
-        f"{receipt.started_at_local:%Y-%m-%d %H:%M} - {receipt.stopped_at_local:%H:%M} ({receipt.time_zone})\n"
-        f"Energy: {receipt.energy_kwh} kWh\n"
-        f"Total: {receipt.total} {receipt.currency} (VAT {receipt.tax} {receipt.currency} included)\n"
-        f"Paid by card: {receipt.captured} {receipt.currency}\n\n"
-        "Your receipt is attached.\n"
-    )
-    message = EmailMessage(
-        subject=f"Your charging receipt {receipt.number}",
-        body=body,
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        to=[payment.email],
-    )
-    message.attach(f"{receipt.number}.pdf", receipt_pdf(receipt), "application/pdf")
+    # The mail and its PDF in the language the driver paid in (a worker has no request to take it from).
+    with translation.override(payment.language or settings.LANGUAGE_CODE):
+        receipt = payment_receipt(payment=payment)
+        if receipt is None or not payment.email:
+            return "no_receipt"
+        if not payments.payment_receipt_sent(payment_id=payment.pk):
+            return "already_sent"
+        money = {
+            name: f"{_number(getattr(receipt, name))} {receipt.currency}"
+            for name in ("total", "tax", "captured")
+        }
+        body = "".join(
+            (
+                gettext("Thank you for charging with %(operator)s.") % {"operator": receipt.operator_name},
+                "\n\n",
+                gettext("%(evse)s at %(site)s") % {"evse": receipt.evse_label, "site": receipt.site_name},
+                "\n",
+                f"{receipt.started_at_local:%Y-%m-%d %H:%M} - {receipt.stopped_at_local:%H:%M}"
+                f" ({receipt.time_zone})\n",
+                gettext("Energy: %(energy)s kWh") % {"energy": _number(receipt.energy_kwh)},
+                "\n",
+                gettext("Total: %(total)s (VAT %(tax)s included)")
+                % {"total": money["total"], "tax": money["tax"]},
+                "\n",
+                gettext("Paid by card: %(amount)s") % {"amount": money["captured"]},
+                "\n\n",
+                gettext("Your receipt is attached."),
+                "\n",
+            )
+        )
+        message = EmailMessage(
+            subject=gettext("Your charging receipt %(number)s") % {"number": receipt.number},
+            body=body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[payment.email],
+        )
+        message.attach(f"{receipt.number}.pdf", receipt_pdf(receipt), "application/pdf")
     message.send()
     return "sent"

@@ -14,6 +14,8 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import formats, timezone, translation
+from django.utils.dates import WEEKDAYS_ABBR
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -39,10 +41,21 @@ COUNTRY_LANGUAGES = {
     "SE": "sv", "US": "en-us",
 }  # fmt: skip
 FREE_STATUSES = frozenset({ConnectorStatus.AVAILABLE, ConnectorStatus.PREPARING, ConnectorStatus.OCCUPIED})
+# Django's own catalog translates the abbreviations (de "Mo", fr "lun.", nl "ma").
 DAY_NAMES = {
-    "MONDAY": "Mon", "TUESDAY": "Tue", "WEDNESDAY": "Wed", "THURSDAY": "Thu", "FRIDAY": "Fri",
-    "SATURDAY": "Sat", "SUNDAY": "Sun",
+    "MONDAY": WEEKDAYS_ABBR[0], "TUESDAY": WEEKDAYS_ABBR[1], "WEDNESDAY": WEEKDAYS_ABBR[2],
+    "THURSDAY": WEEKDAYS_ABBR[3], "FRIDAY": WEEKDAYS_ABBR[4], "SATURDAY": WEEKDAYS_ABBR[5],
+    "SUNDAY": WEEKDAYS_ABBR[6],
 }  # fmt: skip
+# An OCPI restriction as the driver reads it: its key -> (the phrase, the unit's divisor).
+RESTRICTION_PHRASES = {
+    "min_kwh": (gettext_lazy("from %(value)s kWh"), 1),
+    "max_kwh": (gettext_lazy("up to %(value)s kWh"), 1),
+    "min_power": (gettext_lazy("from %(value)s kW"), 1),
+    "max_power": (gettext_lazy("up to %(value)s kW"), 1),
+    "min_duration": (gettext_lazy("after %(value)s min"), 60),
+    "max_duration": (gettext_lazy("for the first %(value)s min"), 60),
+}
 LIVE_STATUSES = (PaymentStatus.AUTHORISED, PaymentStatus.STARTING, PaymentStatus.CHARGING)
 
 
@@ -57,7 +70,7 @@ def public_page(view: Callable) -> Callable:
         )
         if wait is not None:
             response = HttpResponse(
-                "Too many requests; try again in a minute.", status=429, content_type="text/plain"
+                gettext("Too many requests; try again in a minute."), status=429, content_type="text/plain"
             )
             response["Retry-After"] = str(int(wait))
             return response
@@ -74,6 +87,14 @@ def public_page(view: Callable) -> Callable:
 def _language(evse_or_payment_site) -> str:
     country = (getattr(evse_or_payment_site, "country", "") or "").upper()
     return COUNTRY_LANGUAGES.get(country, settings.LANGUAGE_CODE)
+
+
+def _failure_text(failure: str) -> str:
+    """A payment's stored failure in the active language. The reasons billing/services/payments.py stores are
+    written in the language active where they arise (a worker's is the default's, English), so one that is a
+    message of the catalog is translated here; a provider's own text (e.g. the card's decline) is shown as
+    given. `gettext("")` would be the catalog's header, hence the guard."""
+    return gettext(failure) if failure else ""
 
 
 def _money(amount: Decimal | None, currency: str, *, places: int | None = None) -> str:
@@ -96,23 +117,17 @@ def _restriction_text(restrictions: dict) -> str:
     parts = []
     days = restrictions.get("day_of_week") or []
     if days:
-        parts.append(", ".join(DAY_NAMES.get(day, day) for day in days))
+        parts.append(", ".join(str(DAY_NAMES.get(day, day)) for day in days))
     if restrictions.get("start_time") or restrictions.get("end_time"):
         parts.append(f"{restrictions.get('start_time', '00:00')}-{restrictions.get('end_time', '24:00')}")
     if restrictions.get("start_date") or restrictions.get("end_date"):
         parts.append(f"{restrictions.get('start_date', '')}-{restrictions.get('end_date', '')}")
-    for key, label, unit in (
-        ("min_kwh", "from", "kWh"),
-        ("max_kwh", "up to", "kWh"),
-        ("min_power", "from", "kW"),
-        ("max_power", "up to", "kW"),
-        ("min_duration", "after", "min"),
-        ("max_duration", "for the first", "min"),
-    ):
+    for key, (phrase, divisor) in RESTRICTION_PHRASES.items():
         value = restrictions.get(key)
         if value is not None:
-            shown = Decimal(str(value)) / 60 if unit == "min" else Decimal(str(value))
-            parts.append(f"{label} {shown.normalize():f} {unit}")
+            # Plain digits without trailing zeros (normalize() alone would give 6E+2 for 600).
+            shown = Decimal(f"{(Decimal(str(value)) / divisor).normalize():f}")
+            parts.append(str(phrase) % {"value": formats.number_format(shown, use_l10n=True)})
     return "; ".join(parts)
 
 
@@ -125,21 +140,27 @@ def price_rows(version: TariffVersion) -> list[dict[str, str]]:
         for component in element.get("price_components", []):
             price = Decimal(str(component["price"]))
             kind = component["type"]
+            unit_price = _unit_price(price, tax_rate, currency)
             if kind == "ENERGY":
-                label, value = "Energy", f"{_unit_price(price, tax_rate, currency)} per kWh"
+                label, value = gettext("Energy"), gettext("%(price)s per kWh") % {"price": unit_price}
             elif kind == "TIME":
-                label, value = "Charging time", f"{_unit_price(price, tax_rate, currency)} per hour"
+                label = gettext("Charging time")
+                value = gettext("%(price)s per hour") % {"price": unit_price}
             elif kind == "PARKING_TIME":
                 grace = version.parking_grace_s // 60
-                label = f"Idle fee after {grace} min without charging" if grace else "Idle fee (not charging)"
-                value = f"{_unit_price(price, tax_rate, currency)} per hour"
+                label = (
+                    gettext("Idle fee after %(minutes)s min without charging") % {"minutes": grace}
+                    if grace
+                    else gettext("Idle fee (not charging)")
+                )
+                value = gettext("%(price)s per hour") % {"price": unit_price}
             else:
-                label, value = "Session fee", _unit_price(price, tax_rate, currency)
+                label, value = gettext("Session fee"), unit_price
             rows.append({"label": label, "value": value, "when": when})
     if version.parking_cap is not None:
         rows.append(
             {
-                "label": "Idle fee at most",
+                "label": gettext("Idle fee at most"),
                 "value": _unit_price(version.parking_cap, tax_rate, currency),
                 "when": "",
             }
@@ -147,7 +168,7 @@ def price_rows(version: TariffVersion) -> list[dict[str, str]]:
     if version.min_price is not None:
         rows.append(
             {
-                "label": "Minimum price",
+                "label": gettext("Minimum price"),
                 "value": _unit_price(version.min_price, tax_rate, currency),
                 "when": "",
             }
@@ -155,7 +176,7 @@ def price_rows(version: TariffVersion) -> list[dict[str, str]]:
     if version.max_price is not None:
         rows.append(
             {
-                "label": "Maximum price",
+                "label": gettext("Maximum price"),
                 "value": _unit_price(version.max_price, tax_rate, currency),
                 "when": "",
             }
@@ -167,15 +188,15 @@ def _evse_state(evse: Evse) -> tuple[bool, str]:
     """(free for a new session, what the driver is told)."""
     station = evse.station
     if not station.is_connected:
-        return False, "Offline"
+        return False, gettext("Offline")
     if ChargingSession.objects.filter(evse=evse, status=SessionStatus.ACTIVE).exists():
-        return False, "In use"
+        return False, gettext("In use")
     statuses = [connector.status for connector in evse.connectors.all()]
     if any(status in FREE_STATUSES for status in statuses):
-        return True, "Available"
+        return True, gettext("Available")
     if any(status == ConnectorStatus.FAULTED for status in statuses):
-        return False, "Out of order"
-    return False, "Unavailable" if statuses else "Unknown"
+        return False, gettext("Out of order")
+    return False, gettext("Unavailable") if statuses else gettext("Unknown")
 
 
 @public_page
@@ -207,7 +228,7 @@ def evse_page(request: HttpRequest, code: str) -> HttpResponse:
                 error = str(failure)
             else:
                 if begun.payment.status in (PaymentStatus.DECLINED, PaymentStatus.ERROR):
-                    error = begun.payment.failure or "The payment was declined."
+                    error = _failure_text(begun.payment.failure) or gettext("The payment was declined.")
                 else:
                     return HttpResponseRedirect(reverse("pay:live", args=[begun.access_key]))
         version = (
@@ -258,12 +279,13 @@ def _live_context(payment: Payment) -> dict:
     ended = session is not None and session.status == SessionStatus.COMPLETED
     status_text = payment.get_status_display()
     if payment.status in LIVE_STATUSES and charging:
-        status_text = "Charging"
+        status_text = gettext("Charging")
     elif payment.status in (*LIVE_STATUSES, PaymentStatus.SETTLING) and ended:
-        status_text = "Charging ended"
+        status_text = gettext("Charging ended")
     return {
         "payment": payment,
         "status_text": status_text,
+        "failure_text": _failure_text(payment.failure),
         "session": session,
         "charging": charging,
         "ended": ended,
@@ -338,10 +360,11 @@ def confirm_view(request: HttpRequest, key: str) -> HttpResponse:
 @require_POST
 def stop_view(request: HttpRequest, key: str) -> HttpResponse:
     payment = _payment_or_404(key)
-    try:
-        payments.payment_stop(payment=payment)
-    except Conflict as error:
-        with translation.override(payment.language or settings.LANGUAGE_CODE):
+    # The refusal's message is read in the payment's language too.
+    with translation.override(payment.language or settings.LANGUAGE_CODE):
+        try:
+            payments.payment_stop(payment=payment)
+        except Conflict as error:
             context = _live_context(payment)
             context.update(
                 {"key": key, "evse": payment.evse, "site": payment.station.site, "error": str(error)}
@@ -354,10 +377,11 @@ def stop_view(request: HttpRequest, key: str) -> HttpResponse:
 @public_page
 def receipt_page(request: HttpRequest, key: str) -> HttpResponse:
     payment = _payment_or_404(key)
-    receipt = payment_receipt(payment=payment)
-    if receipt is None:
-        return HttpResponseRedirect(reverse("pay:live", args=[key]))
+    # The receipt's line labels are written in the active language: build it inside the payment's.
     with translation.override(payment.language or settings.LANGUAGE_CODE):
+        receipt = payment_receipt(payment=payment)
+        if receipt is None:
+            return HttpResponseRedirect(reverse("pay:live", args=[key]))
         money = {
             name: _money(getattr(receipt, name), receipt.currency)
             for name in ("subtotal", "tax", "total", "captured", "refunded")
@@ -384,10 +408,11 @@ def receipt_pdf_view(request: HttpRequest, key: str) -> HttpResponse:
     from billing.pdf import receipt_pdf
 
     payment = _payment_or_404(key)
-    receipt = payment_receipt(payment=payment)
-    if receipt is None:
-        raise Http404("No receipt yet")
-    response = HttpResponse(receipt_pdf(receipt), content_type="application/pdf")
+    with translation.override(payment.language or settings.LANGUAGE_CODE):
+        receipt = payment_receipt(payment=payment)
+        if receipt is None:
+            raise Http404("No receipt yet")
+        response = HttpResponse(receipt_pdf(receipt), content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{receipt.number}.pdf"'
     return response
 

@@ -25,10 +25,11 @@ def test_the_evse_page_shows_availability_the_full_price_with_vat_and_the_hold(p
     response = client.get(evse_url(pay_world))
     assert response.status_code == 200
     text = response.content.decode()
-    assert 'data-testid="evse-state">Available<' in text
+    # In the site's language (German; tests/payments/test_driver_languages.py has the others).
+    assert 'data-testid="evse-state">Verfügbar<' in text
     # 1.00 session fee and 0.30/kWh excl. VAT, shown with 19 % VAT in the site's (German) number format.
-    assert '<th scope="row">Session fee</th><td>1,19 EUR</td>' in text
-    assert '<th scope="row">Energy</th><td>0,357 EUR per kWh</td>' in text
+    assert '<th scope="row">Startgebühr</th><td>1,19 EUR</td>' in text
+    assert '<th scope="row">Energie</th><td>0,357 EUR pro kWh</td>' in text
     assert 'data-testid="hold">50,00 EUR<' in text
     assert f'<script src="{pay_world.server.url}/js.stripe.com/v3/">' in text
     assert response["Cache-Control"] == "no-store"
@@ -137,7 +138,7 @@ def test_the_receipt_waits_for_the_capture_then_shows_the_cdr(pay_world, client,
     # In the language the driver paid in (German here: begin() passes "de").
     assert 'data-testid="receipt-total">4,76 EUR<' in text
     assert 'data-testid="receipt-tax">0,76 EUR<' in text
-    assert "Energy 10.000 kWh x 0.30 EUR/kWh" in text
+    assert '<th scope="row">Energie 10,000 kWh x 0,30 EUR/kWh</th><td>3,00 EUR</td>' in text
     pdf = client.get(reverse("pay:receipt-pdf", args=[begun.access_key]))
     assert (pdf.status_code, pdf["Content-Type"]) == (200, "application/pdf")
     assert Payment.objects.get(pk=begun.payment.pk).captured_amount == Decimal("4.76")
