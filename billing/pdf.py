@@ -206,6 +206,8 @@ def receipt_pdf(receipt: Receipt) -> bytes:
     ]
 
     story.append(Paragraph(_para(gettext("Charges")), section))
+    # Not inside the f-string below: xgettext (makemessages) does not find a gettext call in one.
+    total_label = gettext("Total (incl. VAT)")
     rows = [(Paragraph(_para(line.label), small), money(line.amount)) for line in receipt.lines]
     rows += [
         (Paragraph(_para(gettext("Subtotal (excl. VAT)")), small), money(receipt.subtotal)),
@@ -213,7 +215,7 @@ def receipt_pdf(receipt: Receipt) -> bytes:
             Paragraph(_para(gettext("VAT %(percent)s %%") % {"percent": _percent(receipt.tax_rate)}), small),
             money(receipt.tax),
         ),
-        (Paragraph(f"<b>{_para(gettext('Total (incl. VAT)'))}</b>", small), money(receipt.total)),
+        (Paragraph(f"<b>{_para(total_label)}</b>", small), money(receipt.total)),
     ]
     story += [_amounts_table(rows, len(receipt.lines), small), Spacer(1, 6 * mm)]
 
