@@ -108,10 +108,13 @@ def test_a_driver_scans_pays_charges_stops_and_gets_a_receipt_equal_to_the_cdr(
         context = browser.new_context(base_url=cpms_server.http_url, viewport={"width": 390, "height": 844})
         page = context.new_page()
         page.goto(f"/c/{evse.public_code}/")
-        assert page.get_by_test_id("evse-state").inner_text() == "Available"
+        # The site is in Germany: the page is German (texts, numbers), and says so to the browser.
+        assert page.locator("html").get_attribute("lang") == "de"
+        assert page.get_by_test_id("evse-state").inner_text() == "Verfügbar"
         prices = page.get_by_test_id("prices").inner_text()
-        # Prices with VAT, in the site's language (German number format): 0.30 * 1.19 = 0.357; 1.00 * 1.19.
-        assert "0,357 EUR per kWh" in prices and "1,19 EUR" in prices, prices
+        # Prices with VAT, in the site's language: 0.30 * 1.19 = 0.357; 1.00 * 1.19.
+        assert "0,357 EUR pro kWh" in prices and "Startgebühr\t1,19 EUR" in prices, prices
+        assert page.get_by_test_id("vat-note").inner_text().startswith("Alle Preise inkl. 19 % MwSt.")
         assert page.get_by_test_id("hold").inner_text() == "50,00 EUR"
         shot(page, "pay-1-price")
 
@@ -120,7 +123,7 @@ def test_a_driver_scans_pays_charges_stops_and_gets_a_receipt_equal_to_the_cdr(
             page.locator(f"#card-element input[placeholder='{field}']").fill(value)
         page.fill("#email", "driver@example.com")
         shot(page, "pay-2-card")
-        page.get_by_role("button", name="Pay and start charging").click()
+        page.get_by_role("button", name="Jetzt bezahlen und laden").click()
         page.wait_for_url(re.compile(r".*/pay/[^/]+/$"))
         live_url = page.url
 
@@ -133,6 +136,7 @@ def test_a_driver_scans_pays_charges_stops_and_gets_a_receipt_equal_to_the_cdr(
         wait_for(lambda: decimal_of(page.get_by_test_id("cost").inner_text()) > first_cost, "cost rising")
         shot(page, "pay-3-charging")
 
+        assert page.get_by_test_id("payment-status").inner_text() == "Ladevorgang läuft"
         page.get_by_test_id("stop").click()
         page.get_by_test_id("receipt-link").wait_for(timeout=WAIT_S * 1000)
         shot(page, "pay-4-ended")
@@ -155,7 +159,9 @@ def test_a_driver_scans_pays_charges_stops_and_gets_a_receipt_equal_to_the_cdr(
     assert decimal_of(total_text) == cdr.total
     berlin = cdr.started_at.astimezone(ZoneInfo("Europe/Berlin"))
     assert started_text == f"{berlin:%Y-%m-%d %H:%M:%S} (Europe/Berlin)"
-    assert f"{cdr.total:.2f}".replace(".", ",") in pdf_text or f"{cdr.total:.2f}" in pdf_text, pdf_text
+    # The receipt PDF in the driver's (the site's) language too: "Gesamt (inkl. MwSt.) 4,76 €".
+    german_total = f"{cdr.total:.2f}".replace(".", ",")
+    assert f"Gesamt (inkl. MwSt.) {german_total} €" in " ".join(pdf_text.split()), pdf_text
     assert cdr.total > Decimal("1.19")
     assert (payment.status, payment.captured_amount, payment.session_id) == (
         PaymentStatus.CAPTURED, cdr.total, cdr.session_id,
