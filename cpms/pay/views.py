@@ -232,7 +232,9 @@ def evse_page(request: HttpRequest, code: str) -> HttpResponse:
                 else:
                     return HttpResponseRedirect(reverse("pay:live", args=[begun.access_key]))
         version = (
-            TariffVersion.objects.filter(pk=offer.tariff_version_id).first() if offer.available else None
+            TariffVersion.objects.filter(pk=offer.tariff_version_id).first()
+            if offer.available and offer.tariff_version_id is not None
+            else None
         )
         browser = (
             provider_for(offer.settings).browser_config() if offer.available and offer.settings else None
