@@ -16,12 +16,14 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	@mkdir -p var
+	$(PY) manage.py compile_translations
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py load_demo
 	$(PY) -m cpms.launcher
 
 test: $(STAMP)
 	@mkdir -p var
+	$(PY) manage.py compile_translations
 	$(PY) -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(STAMP)

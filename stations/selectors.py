@@ -555,3 +555,17 @@ def incident_open_counts(*, user: User) -> dict[str, int]:
         counts["acknowledged"] += row["taken"]
         counts[row["kind"]] += row["waiting"] + row["taken"]
     return counts
+
+
+# A site's country -> the language its drivers' pages, receipts and QR labels are in (number formats included).
+COUNTRY_LANGUAGES = {
+    "AT": "de", "BE": "nl", "CH": "de", "DE": "de", "DK": "da", "ES": "es", "FI": "fi", "FR": "fr",
+    "GB": "en-gb", "IE": "en-gb", "IT": "it", "LU": "fr", "NL": "nl", "NO": "nb", "PL": "pl", "PT": "pt",
+    "SE": "sv", "US": "en-us",
+}  # fmt: skip
+
+
+def site_language(site: Site | None) -> str:
+    """The language drivers are addressed in at `site`: its country's, else LANGUAGE_CODE."""
+    country = (site.country if site is not None else "").upper()
+    return COUNTRY_LANGUAGES.get(country, settings.LANGUAGE_CODE)

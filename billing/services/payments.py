@@ -36,7 +36,7 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext
 
 from accounts.enums import Capability
@@ -330,6 +330,13 @@ def payment_start_charging(*, payment_id: int) -> str:
     if not claimed:
         return "not_authorised"
     payment = Payment.objects.select_related("station", "evse", "id_token").get(pk=payment_id)
+    # The reasons stored for the driver's page are in the language the driver paid in.
+    with translation.override(payment.language or None):
+        return _start(payment)
+
+
+def _start(payment: Payment) -> str:
+    payment_id = payment.pk
     station = payment.station
     try:
         call = builders.remote_start(

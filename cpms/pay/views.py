@@ -32,14 +32,9 @@ from cpms.throttling import rate_exceeded
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from stations.enums import ConnectorStatus
-from stations.models import Evse
+from stations.models import Evse, Site
+from stations.selectors import site_language
 
-# A site's country -> the language its drivers' pages are shown in (number and date formats included).
-COUNTRY_LANGUAGES = {
-    "AT": "de", "BE": "nl", "CH": "de", "DE": "de", "DK": "da", "ES": "es", "FI": "fi", "FR": "fr",
-    "GB": "en-gb", "IE": "en-gb", "IT": "it", "LU": "fr", "NL": "nl", "NO": "nb", "PL": "pl", "PT": "pt",
-    "SE": "sv", "US": "en-us",
-}  # fmt: skip
 FREE_STATUSES = frozenset({ConnectorStatus.AVAILABLE, ConnectorStatus.PREPARING, ConnectorStatus.OCCUPIED})
 # Django's own catalog translates the abbreviations (de "Mo", fr "lun.", nl "ma").
 DAY_NAMES = {
@@ -84,9 +79,8 @@ def public_page(view: Callable) -> Callable:
     return wrapper
 
 
-def _language(evse_or_payment_site) -> str:
-    country = (getattr(evse_or_payment_site, "country", "") or "").upper()
-    return COUNTRY_LANGUAGES.get(country, settings.LANGUAGE_CODE)
+def _language(site: Site | None) -> str:
+    return site_language(site)
 
 
 def _failure_text(failure: str) -> str:

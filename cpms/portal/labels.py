@@ -2,11 +2,12 @@
 (the site page's access: site_access)."""
 
 from django.http import HttpResponse
+from django.utils import translation
 from django.views.decorators.http import require_GET
 
 from billing.pdf import EvseLabel, labels_pdf
 from cpms.portal.base import PortalRequest, portal_view
-from stations.selectors import evse_label, evse_public_url, site_access, site_evse_list
+from stations.selectors import evse_label, evse_public_url, site_access, site_evse_list, site_language
 
 
 @portal_view
@@ -19,6 +20,9 @@ def site_labels_pdf(request: PortalRequest, pk: int) -> HttpResponse:
         EvseLabel(evse_label=evse_label(evse), url=evse_public_url(evse, request))
         for evse in site_evse_list(site=site)
     ]
-    response = HttpResponse(labels_pdf(title=site.name, labels=labels), content_type="application/pdf")
+    # The drivers read the label: in the site's language, whatever the portal user's.
+    with translation.override(site_language(site)):
+        pdf = labels_pdf(title=site.name, labels=labels)
+    response = HttpResponse(pdf, content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="qr-labels-site-{site.pk}.pdf"'
     return response

@@ -124,7 +124,7 @@ def test_a_charger_that_does_not_start_releases_the_hold(pay_world, fake_charger
     payment = Payment.objects.get(pk=begun.payment.pk)
     assert payment.status == PaymentStatus.RELEASED
     assert payment.captured_amount == 0
-    assert "charger" in payment.failure
+    assert "Ladestation" in payment.failure  # in the language the driver paid in (German)
     assert pay_world.server.money(payment.provider_ref)["status"] == "canceled"
     assert payment.id_token.__class__.objects.get(pk=payment.id_token_id).status == IdTokenStatus.BLOCKED
     # The start job delivered again sends nothing.
@@ -458,7 +458,8 @@ def test_the_receipt_is_mailed_once_with_its_pdf(pay_world, fake_charger, mailou
     assert payment_receipt_email(payment_id=begun.payment.pk) == "already_sent"
     [mail] = mailoutbox
     assert mail.to == ["driver@example.com"]
-    assert "Total: 4.76 EUR (VAT 0.76 EUR included)" in mail.body
+    # In the language the driver paid in (German: begin() passes "de").
+    assert "Gesamt: 4,76 EUR (inkl. 0,76 EUR MwSt.)" in mail.body
     [(name, content, mimetype)] = mail.attachments
     assert (name, mimetype, content[:5]) == (f"R-org-a-{begun.payment.pk}.pdf", "application/pdf", b"%PDF-")
 
