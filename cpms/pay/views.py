@@ -298,17 +298,27 @@ def _live_context(payment: Payment) -> dict:
     }
 
 
+def _live_page_context(payment: Payment, key: str) -> dict:
+    """The live page's context: its figures (_live_context), where it is, and what it links to."""
+    context = _live_context(payment)
+    context.update(
+        {
+            "key": key,
+            "evse": payment.evse,
+            "site": payment.station.site,
+            "station": payment.station,
+            "receipt_ready": payment.status in (PaymentStatus.CAPTURED, PaymentStatus.SHORTFALL),
+            "needs_action": None,
+        }
+    )
+    return context
+
+
 @public_page
 def live_page(request: HttpRequest, key: str) -> HttpResponse:
     payment = _payment_or_404(key)
     with translation.override(payment.language or settings.LANGUAGE_CODE):
-        context = _live_context(payment)
-        context["key"] = key
-        context["evse"] = payment.evse
-        context["site"] = payment.station.site
-        context["station"] = payment.station
-        context["receipt_ready"] = payment.status in (PaymentStatus.CAPTURED, PaymentStatus.SHORTFALL)
-        context["needs_action"] = None
+        context = _live_page_context(payment, key)
         if payment.status == PaymentStatus.PENDING and payment.provider_ref:
             try:
                 provider = payments.payment_provider(payment)
@@ -361,11 +371,8 @@ def stop_view(request: HttpRequest, key: str) -> HttpResponse:
         try:
             payments.payment_stop(payment=payment)
         except Conflict as error:
-            context = _live_context(payment)
-            context.update(
-                {"key": key, "evse": payment.evse, "site": payment.station.site, "error": str(error)}
-            )
-            context["station"] = payment.station
+            context = _live_page_context(payment, key)
+            context["error"] = str(error)
             return render(request, "pay/live.html", context, status=409)
     return HttpResponseRedirect(reverse("pay:live", args=[key]))
 
