@@ -9,7 +9,8 @@ extension to Daphne's protocol class (status and body only), and advertises it i
 knows it may use it.
 
 It also makes an HTTP response whose application fails after the first byte end visibly (see
-`_install_http_abort`).
+`_install_http_abort`), and bounds what a WebSocket peer that stops reading can cost (see
+`_install_slow_reader_bound`).
 """
 
 import logging
@@ -77,6 +78,10 @@ def install() -> None:
 
     def set_protocol_options(self, **options):
         options.setdefault("failByDrop", False)
+        # Only a pong proves that the peer reads: autobahn's default cancels a pending ping's timeout on any
+        # incoming frame, so a charger that keeps sending but never reads was never timed out
+        # (docs/reliability.md case 35).
+        options.setdefault("autoPingRestartOnAnyTraffic", False)
         return original_set_options(self, **options)
 
     factory.setProtocolOptions = set_protocol_options
@@ -95,6 +100,7 @@ def install() -> None:
 
     server_cls.create_application = create_application
     _install_http_abort()
+    _install_slow_reader_bound()
     _installed = True
 
 
@@ -120,3 +126,57 @@ def _install_http_abort() -> None:
         return None
 
     request_cls.handle_exception = handle_exception
+
+
+def send_buffer_bytes(transport) -> int:
+    """Bytes the process holds for a connection that the kernel has not taken yet (Twisted's write buffer:
+    `dataBuffer` from `offset`, plus the writes queued in `_tempDataBuffer`)."""
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except AttributeError:  # another transport (TLS wrapper, test double): nothing to measure
+        return 0
+
+
+def _install_slow_reader_bound() -> None:
+    """A WebSocket peer that stops reading (docs/reliability.md case 35) is disconnected within
+    WS_PING_INTERVAL_S + WS_PING_TIMEOUT_S, and what the process buffers for it is capped.
+
+    - Pings go out every ping interval whatever the peer sends. Daphne restarts its ping clock on every
+      incoming frame, so a charger that keeps sending was never pinged; and with autoPingRestartOnAnyTraffic
+      off (set_protocol_options above) its unanswered ping times out and autobahn aborts the connection.
+    - Each frame we send first checks the connection's write buffer: past OCPP_SEND_BUFFER_MAX_BYTES
+      (what the kernel already refused to take) the connection is aborted at once instead of growing the
+      process's memory with every answer and command; the buffer is freed with the connection.
+    """
+    from daphne import ws_protocol
+    from django.conf import settings
+
+    protocol = ws_protocol.WebSocketProtocol
+    original_on_message = protocol.onMessage
+    original_server_send = protocol.serverSend
+
+    def on_message(self, payload, is_binary):
+        last_ping = getattr(self, "last_ping", None)
+        original_on_message(self, payload, is_binary)
+        if last_ping is not None:
+            self.last_ping = last_ping
+
+    def server_send(self, content, binary=False):
+        transport = getattr(self, "transport", None)
+        limit = settings.OCPP_SEND_BUFFER_MAX_BYTES
+        if transport is not None and limit and send_buffer_bytes(transport) > limit:
+            if not getattr(self, "_send_buffer_aborted", False):
+                self._send_buffer_aborted = True
+                logger.warning(
+                    "%s: closed: it does not read (%d bytes waiting to be sent, limit %d)",
+                    bytes(getattr(self, "path", b"?")).decode("utf-8", "replace"),
+                    send_buffer_bytes(transport),
+                    limit,
+                )
+                self.wasNotCleanReason = "send buffer limit: the peer does not read"
+                self.dropConnection(abort=True)
+            return None
+        return original_server_send(self, content, binary)
+
+    protocol.onMessage = on_message
+    protocol.serverSend = server_send

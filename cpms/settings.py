@@ -420,6 +420,9 @@ OCPP_COMMAND_POLL_S = env_float("OCPP_COMMAND_POLL_S", 1.0)
 # a dotted path); empty: no word at all, the holder's poller finds the command and the issuer polls.
 OCPP_COMMAND_TRANSPORT = env_str("OCPP_COMMAND_TRANSPORT", "cpms.ocpp.transport.ChannelLayerTransport")
 OCPP_MAX_FRAME_BYTES = env_int("OCPP_MAX_FRAME_BYTES", 256 * 1024)
+# What a web process holds for one connection beyond what the kernel took (a charger that stops reading):
+# past it the connection is aborted (docs/reliability.md case 35; cpms/daphne_compat.py). 0: no limit.
+OCPP_SEND_BUFFER_MAX_BYTES = env_int("OCPP_SEND_BUFFER_MAX_BYTES", 1024 * 1024)
 # Per connection: messages per second sustained, after a burst; past it the connection's messages are
 # handled no faster than this (and the first time is logged). 0 turns the limit off.
 OCPP_MESSAGES_PER_S = env_float("OCPP_MESSAGES_PER_S", 20.0)
