@@ -77,6 +77,8 @@ def _ocpp_test_settings(settings):
     # Our OCPP answers are checked against the response schemas in every test.
     settings.OCPP_VALIDATE_RESPONSES = True
     settings.OCPP_MESSAGE_LOG = "none"
+    # Last-seen written at once in-process (its coalescing has its own tests: tests/ocpp/test_seen.py).
+    settings.OCPP_SEEN_FLUSH_S = 0
     # Human-login hashing costs ~0.5 s per user with PBKDF2; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

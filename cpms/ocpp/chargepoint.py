@@ -181,12 +181,12 @@ class ChargePoint:
         await self._send(frame)
 
     async def _maybe_touch(self, at: datetime) -> None:
-        from stations.services.ocpp import station_seen
+        from cpms.ocpp import seen
 
         now = at.timestamp()
         if now - self._seen_written >= SEEN_WRITE_INTERVAL_S:
             self._seen_written = now
-            await run_db(station_seen, station_id=self.station.station_id, at=at)
+            await seen.mark(self.station.station_id, at)
 
     def _log(self, direction: str, message_type: int, unique_id: str, action: str, payload: str) -> None:
         message_log.record(

@@ -5,7 +5,7 @@ cpms.ocpp.effects."""
 from collections.abc import Callable
 from datetime import datetime
 
-from cpms.ocpp import effects
+from cpms.ocpp import effects, seen
 from cpms.ocpp.batching import GroupCommit
 from cpms.ocpp.chargepoint import Handler, Request, run_db
 from cpms.ocpp.mappers import format_datetime, parse_datetime, text
@@ -17,7 +17,6 @@ from stations.services.ocpp import (
     security_event_record,
     station_boot,
     station_event_record,
-    station_seen,
 )
 from stations.types import ConnectorStatusReport, StationInfo
 
@@ -62,7 +61,7 @@ def status_notification(status_report: Callable[[dict, datetime], ConnectorStatu
 
 
 async def heartbeat(req: Request) -> dict:
-    await run_db(station_seen, station_id=req.station.station_id, at=req.received_at)
+    await seen.mark(req.station.station_id, req.received_at)
     return {"currentTime": format_datetime(req.received_at)}
 
 

@@ -5,6 +5,8 @@ plain values. Nothing here knows which OCPP version a charger speaks.
 """
 
 import logging
+from collections import defaultdict
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -166,6 +168,20 @@ def station_disconnected(
 
 def station_seen(*, station_id: int, at: datetime) -> None:
     ChargingStation.objects.filter(pk=station_id).update(last_seen_at=at)
+
+
+def stations_seen(*, seen: Mapping[int, datetime]) -> int:
+    """Last-seen times of many stations in a few statements (a web process's batch, cpms/ocpp/seen.py): one
+    UPDATE per whole second among the times, never moving a station's time backwards. Returns rows written."""
+    by_second: dict[datetime, list[int]] = defaultdict(list)
+    for station_id, at in seen.items():
+        by_second[at.replace(microsecond=0)].append(station_id)
+    written = 0
+    for at, station_ids in sorted(by_second.items()):
+        written += ChargingStation.objects.filter(
+            Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=at), pk__in=station_ids
+        ).update(last_seen_at=at)
+    return written
 
 
 def stations_mark_silent_offline(*, now: datetime | None = None) -> int:
