@@ -357,6 +357,9 @@ PAYMENT_WEBHOOK_TOLERANCE_S = env_int("PAYMENT_WEBHOOK_TOLERANCE_S", 300)
 PAYMENT_CAPTURE_ATTEMPTS = env_int("PAYMENT_CAPTURE_ATTEMPTS", 8)
 # How long the charger has to answer the start command for a paid session.
 PAYMENT_START_COMMAND_TIMEOUT_S = env_float("PAYMENT_START_COMMAND_TIMEOUT_S", 30.0)
+# A paid session is stopped when its cost so far reaches this fraction of its hold (0: never), so that what it
+# costs stays within what can be captured.
+PAYMENT_STOP_AT_HOLD_FRACTION = env_float("PAYMENT_STOP_AT_HOLD_FRACTION", 0.95)
 # Requests per minute per client address on the drivers' public pages (pay, live, receipt).
 PAYMENT_PUBLIC_RATE_PER_MIN = env_int("PAYMENT_PUBLIC_RATE_PER_MIN", 60)
 

@@ -55,7 +55,7 @@ from billing.providers import (
     provider_for,
 )
 from billing.providers.keys import secret_encrypt
-from billing.services.cdrs import cdr_credit_create, cdr_credit_totals
+from billing.services.cdrs import cdr_credit_create, cdr_credit_totals, session_cost_so_far
 from billing.services.tariffs import tariff_resolve
 from cpms.errors import Conflict, DomainError, PermissionDenied, ValidationFailed
 from cpms.ocpp_wire import operations as builders
@@ -522,6 +522,7 @@ def payments_sweep() -> dict[str, int]:
     payments whose CDR exists, retry failed captures and refunds. One payment's failure never stops the
     others."""
     done = {"bound": payments_bind_sessions(), "released": 0, "settled": 0, "refunds": 0}
+    done["stopped"] = payments_stop_at_hold()
     now = timezone.now()
     waiting = Payment.objects.filter(
         status__in=(PaymentStatus.AUTHORISED, PaymentStatus.STARTING), session__isnull=True
@@ -568,6 +569,31 @@ def payments_sweep() -> dict[str, int]:
         except Exception:
             logger.exception("refund %s: send failed", refund_id)
     return done
+
+
+def payments_stop_at_hold() -> int:
+    """Stop the sessions whose cost so far reached PAYMENT_STOP_AT_HOLD_FRACTION of their hold, once each: what
+    a session costs beyond the hold could not be captured (`shortfall`). Returns the stops sent."""
+    fraction = Decimal(str(settings.PAYMENT_STOP_AT_HOLD_FRACTION))
+    if fraction <= 0:
+        return 0
+    stopped = 0
+    charging = Payment.objects.filter(
+        status=PaymentStatus.CHARGING, session__status=SessionStatus.ACTIVE
+    ).exclude(events__kind="hold_reached")
+    for payment in charging.select_related("session__station", "organisation"):
+        session = payment.session
+        assert session is not None  # filtered on
+        cost = session_cost_so_far(session=session)
+        if cost is None or cost.total < payment.hold_amount * fraction:
+            continue
+        _log(payment, "hold_reached", amount=cost.total, detail={"hold": str(payment.hold_amount)})
+        try:
+            payment_stop(payment=payment)
+            stopped += 1
+        except (Conflict, DomainError) as error:
+            logger.warning("payment %s: stop at the hold not accepted: %s", payment.pk, error)
+    return stopped
 
 
 def payment_settle_for_session(*, session_id: int) -> str:

@@ -473,3 +473,49 @@ def test_no_receipt_mail_without_an_address_or_before_the_capture(pay_world, fak
     payments_sweep()
     assert payment_receipt_email(payment_id=begun.payment.pk) == "no_receipt"
     assert mailoutbox == []
+
+
+def active_session(payment, *, wh: int, minutes: int = 30):
+    """The running session of the payment's token, its register at `wh` after `minutes`, priced at its start."""
+    from billing.services.tariffs import session_pricing_snapshot
+
+    started = timezone.now() - timedelta(minutes=minutes)
+    session = ChargingSessionFactory(
+        station=payment.station,
+        evse=payment.evse,
+        id_token=payment.id_token,
+        id_tag=payment.id_token.value,
+        transaction_id="4242",
+        started_at=started,
+        meter_start_wh=1000,
+        meter_last_wh=1000 + wh,
+        meter_last_at=timezone.now(),
+        status="active",
+    )
+    session_pricing_snapshot(session_id=session.pk)
+    return session
+
+
+def test_a_session_is_stopped_once_when_its_cost_reaches_the_hold(pay_world, fake_charger):
+    pay_world.settings.hold_amount = Decimal("5.00")
+    pay_world.settings.save(update_fields=["hold_amount"])
+    begun = started(pay_world, fake_charger)
+    session = active_session(begun.payment, wh=12_000)  # (1.00 + 3.60) * 1.19 = 5.47 >= 0.95 * 5.00
+    fake_charger.received.clear()
+    assert payments_sweep()["stopped"] == 1
+    assert fake_charger.received == [
+        ("A1-CP1", "RemoteStopTransaction", {"transactionId": int(session.transaction_id)})
+    ]
+    assert payments_sweep()["stopped"] == 0  # once
+    assert len(fake_charger.received) == 1
+
+
+def test_a_session_below_the_hold_runs_on(pay_world, fake_charger):
+    pay_world.settings.hold_amount = Decimal("5.00")
+    pay_world.settings.save(update_fields=["hold_amount"])
+    begun = started(pay_world, fake_charger)
+    active_session(begun.payment, wh=9_000)  # (1.00 + 2.70) * 1.19 = 4.40 < 0.95 * 5.00
+    fake_charger.received.clear()
+    assert payments_sweep()["stopped"] == 0
+    assert Payment.objects.get(pk=begun.payment.pk).status == PaymentStatus.CHARGING
+    assert fake_charger.received == []
