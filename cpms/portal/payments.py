@@ -21,6 +21,7 @@ from billing.selectors import (
     payment_list,
 )
 from billing.services.payments import payment_refund
+from billing.services.tariffs import station_time_zone
 from cpms.errors import DomainError
 from cpms.portal.base import PortalRequest, page_of, portal_view
 from cpms.portal.finance import money
@@ -86,7 +87,10 @@ def payment_list_page(request: PortalRequest):
         {
             "form": form,
             "page": page,
-            "rows": [{"payment": p, "amounts": _amounts(p)} for p in page.object_list],
+            "rows": [
+                {"payment": p, "amounts": _amounts(p), "zone": station_time_zone(p.station)}
+                for p in page.object_list
+            ],
         },
     )
 
@@ -131,6 +135,7 @@ def payment_detail_page(request: PortalRequest, pk: int):
         "billing/payment_detail.html",
         {
             "payment": payment,
+            "zone": station_time_zone(payment.station),
             "amounts": _amounts(payment),
             "events": [
                 {"event": e, "amount": money(e.amount, payment.currency) if e.amount is not None else ""}

@@ -188,3 +188,13 @@ def test_the_payment_admin_is_read_only(world, pay_world, captured):
     assert client.get(f"/admin/billing/payment/{captured.pk}/change/").status_code == 200
     assert client.get("/admin/billing/payment/add/").status_code == 403
     assert client.get(f"/admin/billing/payment/{captured.pk}/delete/").status_code == 403
+
+
+def test_times_are_shown_in_the_site_time_zone(world, pay_world, captured):
+    from zoneinfo import ZoneInfo
+
+    berlin = captured.created_at.astimezone(ZoneInfo("Europe/Berlin"))  # site A1's zone
+    shown = f"{berlin:%d %b} {berlin.year:04d}, {berlin:%H:%M} {berlin.tzname()}"
+    client = client_for(world.operator_a)
+    assert shown in client.get(f"/portal/payments/{captured.pk}/").content.decode()
+    assert shown in client.get("/portal/payments/").content.decode()
