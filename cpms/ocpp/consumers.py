@@ -4,12 +4,22 @@
 Handshake: subprotocol negotiation, station lookup (404 unknown), HTTP Basic auth (401), then the
 version's ChargePoint takes every frame. The consumer joins a channel-layer group per station so any
 process can reach the charger, and a newer connection of the same identity replaces an older one.
+
+The handshake and the first answers never wait on the channel layer (docs/reliability.md case 43). The
+channel-layer work of a connection, its *link* (the per-connection channel, the station's group, the
+"superseded" broadcast), runs in the background once the charger is accepted: each call bounded by
+LAYER_TIMEOUT_S and retried with a growing pause, logged by `layer_health` (an ERROR when the layer fails, a
+WARNING when a link has waited LAYER_SLOW_S; nothing while it is merely busy). Until the membership is in
+place, the process's `command_poller` delivers the charger's commands from the database (the outbox), and
+`command_claim` keeps a command from being sent twice when the word of the layer comes too.
 """
 
 import asyncio
 import contextlib
 import logging
+import random
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from channels.consumer import get_handler_name
@@ -57,8 +67,18 @@ CHARGE_POINTS: dict[str, type[ChargePoint]] = {
     "ocpp2.1": V21ChargePoint,
 }
 MAX_IDENTITY_LENGTH = 48
-LAYER_TIMEOUT_S = 3.0
-LAYER_RETRY_S = 5.0
+# One channel-layer call of a connection's link (new_channel, group_add, the superseded broadcast) may take
+# this long before it is given up (a layer that hangs) and tried again, after a pause that starts at
+# LAYER_RETRY_S and doubles up to LAYER_RETRY_MAX_S (jittered: a storm's links do not retry in step). A call
+# that is merely slow is waited for (OcppConsumer._layer_retry).
+LAYER_TIMEOUT_S = 60.0
+LAYER_RETRY_S = 1.0
+LAYER_RETRY_MAX_S = 60.0
+# A link still not in place after this long is worth a WARNING (at most one per LAYER_SLOW_S per process).
+LAYER_SLOW_S = 30.0
+# A one-shot call (group_discard at the close, the word to a command's issuer): not retried, since the
+# database covers both (the issuer re-reads the record; a channel that left is unsubscribed anyway).
+LAYER_CALL_TIMEOUT_S = 3.0
 
 
 def negotiate(offered: list[str]) -> str | None:
@@ -120,17 +140,72 @@ async def refuse(scope, send, status: int, reason: str) -> None:
         await send({"type": "websocket.close"})
 
 
+class LayerHealth:
+    """What this process says about its channel layer, said once rather than per connection (a storm is
+    thousands of connections): an ERROR with the traceback when a call fails, and nothing more until a call
+    succeeds again (then an INFO); a WARNING when some link has waited LAYER_SLOW_S, at most once per
+    LAYER_SLOW_S. A layer that is merely busy (calls that take long but succeed) logs nothing before that:
+    the chargers are served meanwhile and their commands go by the database."""
+
+    def __init__(self):
+        self.failing = False
+        self._slow_said_at: float | None = None
+
+    def ok(self) -> None:
+        if self.failing:
+            self.failing = False
+            logger.info("channel layer answering again")
+
+    def failed(self, what: str, station: str, exc: BaseException) -> None:
+        if self.failing:
+            logger.debug("channel layer still failing (%s for %s): %r", what, station, exc)
+            return
+        self.failing = True
+        logger.error(
+            "channel layer failed (%s for %s); the chargers are served and their commands go by the "
+            "database until it answers again",
+            what,
+            station,
+            exc_info=exc,
+        )
+
+    def slow(self, what: str, station: str, waited_s: float) -> None:
+        if waited_s < LAYER_SLOW_S:
+            return
+        now = asyncio.get_running_loop().time()
+        if self._slow_said_at is not None and now - self._slow_said_at < LAYER_SLOW_S:
+            return
+        self._slow_said_at = now
+        logger.warning(
+            "channel layer slow: %s for %s still not done after %.0f s (retrying); commands reach such "
+            "chargers through the database meanwhile",
+            what,
+            station,
+            waited_s,
+        )
+
+
+layer_health = LayerHealth()
+
+
 class CommandPoller:
     """Per server process: the stations whose connection this process holds, and a loop that sends
-    them the pending commands the channel layer did not bring (see stations.services.commands)."""
+    them the pending commands the channel layer did not bring (see stations.services.commands): a lost
+    word, no layer at all, and the window before a new connection's group membership is in place."""
 
     def __init__(self):
         self.consumers: dict[int, OcppConsumer] = {}
         self._task: asyncio.Task | None = None
 
     def hold(self, station_id: int, consumer: "OcppConsumer") -> None:
-        self.consumers[station_id] = consumer
+        """`consumer` holds the station from now on. An older connection of the same station in this
+        process is closed at once (docs/reliability.md case 6), without waiting for the channel layer's
+        broadcast, which only other processes need."""
         loop = asyncio.get_running_loop()
+        previous = self.consumers.get(station_id)
+        self.consumers[station_id] = consumer
+        if previous is not None and previous is not consumer and previous.loop is loop:
+            previous.supersede()
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._run())
 
@@ -161,33 +236,120 @@ class OcppConsumer(AsyncWebsocketConsumer):
     cp: ChargePoint | None = None
     connection_id: str = ""
     channel_name: str = ""
+    group: str = ""
+    identity: str = ""  # for the logs, set once accepted
     _closing: bool = False
+    _superseded: bool = False
 
     async def __call__(self, scope, receive, send):
-        """channels' AsyncConsumer.__call__, with the channel layer optional at every step: a charger must
-        be able to connect and be served while Redis is down (docs/reliability.md case 32); only commands from
-        other processes cannot reach it then."""
+        """channels' AsyncConsumer.__call__, without waiting on the channel layer (docs/reliability.md cases
+        32 and 43). Channels awaits `new_channel()` before dispatching `websocket.connect`: with a busy Redis
+        every handshake would wait behind the pub/sub layer's lock, and with Redis down it would fail. Here the
+        layer is a second message source (`_layer_next`) that creates its channel lazily, in its own task, once
+        connect() accepted the charger (`_link_wanted`); a refused handshake costs the layer nothing. Messages of
+        both sources are still dispatched one at a time, as Channels does."""
         self.scope = scope
         self.base_send = send
+        self.loop = asyncio.get_running_loop()
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self._join_task: asyncio.Task | None = None
+        self._side_tasks: set[asyncio.Task] = set()
         sources = [receive]
         if self.channel_layer is not None:
-            try:
-                self.channel_name = await asyncio.wait_for(self.channel_layer.new_channel(), LAYER_TIMEOUT_S)
-                sources.append(self._layer_receive)
-            except Exception:
-                logger.exception("channel layer unavailable; serving the charger without it")
-                self.channel_layer = None
-        with contextlib.suppress(StopConsumer):
-            await await_many_dispatch(sources, self.dispatch)
+            self._link_wanted = asyncio.Event()
+            self._channel_ready = asyncio.Event()
+            sources.append(self._layer_next)
+        try:
+            with contextlib.suppress(StopConsumer):
+                await await_many_dispatch(sources, self.dispatch)
+        finally:
+            # await_many_dispatch cancelled the layer source (a pending pub/sub receive unsubscribes then).
+            self._link_stop()
 
-    async def _layer_receive(self):
+    # --- the link: this connection's channel-layer presence, in the background -------------------------
+    async def _layer_next(self):
+        """The next channel-layer message for this connection (await_many_dispatch's second source). The
+        first call waits until the charger is accepted, then creates the channel (retried while the layer is
+        slow or down); no await separates the channel's creation from the receive that the consumer's exit
+        cancels, so a channel is never left subscribed."""
+        if not self.channel_name:
+            await self._link_wanted.wait()
+            self.channel_name = await self._layer_retry("new_channel", self.channel_layer.new_channel)
+            self._channel_ready.set()
+        delay = LAYER_RETRY_S
         while True:
             try:
-                return await self.channel_layer.receive(self.channel_name)
-            except Exception:
-                logger.exception("channel layer receive failed; retrying")
-                await asyncio.sleep(LAYER_RETRY_S)
+                message = await self.channel_layer.receive(self.channel_name)
+            except Exception as exc:
+                layer_health.failed("receive", self.identity, exc)
+                await asyncio.sleep(random.uniform(0.5, 1.5) * delay)
+                delay = min(2 * delay, LAYER_RETRY_MAX_S)
+                continue
+            layer_health.ok()
+            return message
+
+    def _link_start(self) -> None:
+        """Called by connect() once the charger is accepted (self.group, connection_id and connected_at are
+        set): the channel is created by `_layer_next`, the membership and the broadcast by `_join`."""
+        if self.channel_layer is None:
+            return
+        self._link_started_at = self.loop.time()
+        self._link_wanted.set()
+        self._join_task = asyncio.ensure_future(self._join())
+
+    async def _join(self) -> None:
+        """Join the station's group, then tell every other connection of the station that this one is the
+        newest (ocpp.superseded; docs/reliability.md case 6). In this order: a connection announces only once
+        it can hear the others' announcements, so that of two connections linking late, each hears whichever
+        announces after it (see ocpp_superseded)."""
+        await self._channel_ready.wait()
+        await self._layer_retry(
+            "group_add", lambda: self.channel_layer.group_add(self.group, self.channel_name)
+        )
+        if not self._superseded:
+            await self._layer_retry(
+                "group_send", lambda: self.channel_layer.group_send(self.group, self._announcement())
+            )
+
+    async def _layer_retry(self, what: str, call: Callable[[], Awaitable]):
+        """`call()` until it succeeds. A slow attempt is waited for, not cancelled early: the pub/sub layer
+        serves a process's calls in turn behind one lock, and a cancelled call would lose its place in that
+        queue. It is given up after LAYER_TIMEOUT_S (a layer that hangs), and a failed or given-up attempt is
+        tried again after a growing, jittered pause. Slowness is not an error: layer_health.slow says so only
+        once the link has waited LAYER_SLOW_S; a failure is (layer_health.failed)."""
+        delay = LAYER_RETRY_S
+        while True:
+            attempt = asyncio.ensure_future(call())
+            deadline = self.loop.time() + LAYER_TIMEOUT_S
+            try:
+                while not attempt.done() and self.loop.time() < deadline:
+                    await asyncio.wait({attempt}, timeout=min(LAYER_SLOW_S, deadline - self.loop.time()))
+                    if not attempt.done():
+                        layer_health.slow(what, self.identity, self.loop.time() - self._link_started_at)
+            except asyncio.CancelledError:
+                attempt.cancel()
+                raise
+            if not attempt.done():
+                attempt.cancel()
+            elif (failure := attempt.exception()) is None:
+                layer_health.ok()
+                return attempt.result()
+            else:
+                layer_health.failed(what, self.identity, failure)
+            await asyncio.sleep(random.uniform(0.5, 1.5) * delay)
+            delay = min(2 * delay, LAYER_RETRY_MAX_S)
+
+    def _link_stop(self) -> None:
+        if self._join_task is not None:
+            self._join_task.cancel()
+        for task in list(self._side_tasks):
+            task.cancel()
+
+    def _side(self, coro) -> None:
+        """A fire-and-forget task of this connection, referenced until it ends (and cancelled at the close)."""
+        task = asyncio.ensure_future(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     async def dispatch(self, message):
         # Channels >= 4.2 runs aclose_old_connections() in a thread before every message: 25-29% of the
@@ -266,12 +428,17 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         self.connection_id = uuid.uuid4().hex
         self.group = station_group(identity)
-        # docs/reliability.md case 6: a newer connection wins; tell any older one (in any process) to close.
-        await self._layer(
-            "group_send", self.group, {"type": "ocpp.superseded", "connection_id": self.connection_id}
-        )
-        await self._layer("group_add", self.group, self.channel_name)
+        self.identity = identity
         connected_at = timezone.now()
+        # Orders this connection against others of the same station (ocpp_superseded): the time recorded as
+        # the station's connected_at.
+        self._connected_at = connected_at.timestamp()
+        self._commands: dict[int, asyncio.Task] = {}
+        self._replies: dict[int, str] = {}
+        # docs/reliability.md case 43: nothing below waits on the channel layer. The link (channel, group,
+        # the broadcast that closes an older connection in another process) proceeds in the background, in
+        # parallel with the station's bookkeeping; commands sent before it is in place come by the poller.
+        self._link_start()
         connected = await run_db(
             station_connected,
             station_id=station.station_id,
@@ -289,25 +456,27 @@ class OcppConsumer(AsyncWebsocketConsumer):
             ),
             send=self._send_text,
         )
-        self._commands: dict[int, asyncio.Task] = {}
         self._rate = MessageRate(rate_per_s=settings.OCPP_MESSAGES_PER_S, burst=settings.OCPP_MESSAGE_BURST)
         self._throttled = False
         await self.accept(protocol)
         command_poller.hold(station.station_id, self)
         await effects.apply(connected, station=self.cp.station, version=self.cp.version)
 
-    async def _layer(self, method: str, *args) -> None:
-        """A channel-layer call that must not cost the charger its connection: with Redis down, ingest
-        goes on (docs/reliability.md case 32); only reaching this charger from other processes is lost, and
-        logged."""
+    async def _layer_once(self, method: str, *args) -> None:
+        """One channel-layer call that nothing waits for and the database covers (see LAYER_CALL_TIMEOUT_S):
+        bounded, not retried; a failure goes to layer_health, a slow call is let go silently."""
         if self.channel_layer is None:
             return
         try:
-            await asyncio.wait_for(getattr(self.channel_layer, method)(*args), timeout=LAYER_TIMEOUT_S)
-        except Exception:
-            logger.exception(
-                "channel layer unavailable for %s; commands from other processes cannot reach it", self.group
+            await asyncio.wait_for(getattr(self.channel_layer, method)(*args), timeout=LAYER_CALL_TIMEOUT_S)
+        except TimeoutError:
+            logger.debug(
+                "channel layer: %s for %s given up after %s s", method, self.identity, LAYER_CALL_TIMEOUT_S
             )
+        except Exception as exc:
+            layer_health.failed(method, self.identity, exc)
+        else:
+            layer_health.ok()
 
     @staticmethod
     async def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
@@ -389,9 +558,42 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(wait)
 
     async def ocpp_superseded(self, event):
-        if event["connection_id"] != self.connection_id and self.cp is not None:
-            logger.info("%s: replaced by a newer connection", self.cp.station.identity)
-            await self.close(code=1000)
+        """Another connection of this station announced itself (`_join`, from any process). The older of the
+        two closes: ordered by connected_at, then connection id (an announcement without connected_at, from
+        an older version of this server, counts as newer). Since announcements go out late when the layer is
+        slow, an older connection's may arrive after a newer one's: the newer then announces again, and the
+        older, which joined the group too late to hear the first announcement, hears that one and closes."""
+        if self.cp is None or self._superseded or event["connection_id"] == self.connection_id:
+            return
+        theirs = (event.get("connected_at", float("inf")), event["connection_id"])
+        if theirs < (self._connected_at, self.connection_id):
+            logger.info(
+                "%s: an older connection announced itself late; announcing again", self.cp.station.identity
+            )
+            self._side(self._layer_once("group_send", self.group, self._announcement()))
+            return
+        await self._close_superseded()
+
+    def _announcement(self) -> dict:
+        return {
+            "type": "ocpp.superseded",
+            "connection_id": self.connection_id,
+            "connected_at": self._connected_at,
+        }
+
+    def supersede(self) -> None:
+        """A newer connection of this station in the same process (CommandPoller.hold): close this one."""
+        if self.cp is not None and not self._superseded:
+            self._side(self._close_superseded())
+
+    async def _close_superseded(self) -> None:
+        if self.cp is None or self._superseded:
+            return
+        self._superseded = True
+        if self._join_task is not None:
+            self._join_task.cancel()  # its announcement would only make the newer one announce again
+        logger.info("%s: replaced by a newer connection", self.cp.station.identity)
+        await self.close(code=1000)
 
     # --- remote commands (stations.services.commands) -----------------------------------------------
     async def ocpp_command(self, event):
@@ -400,8 +602,17 @@ class OcppConsumer(AsyncWebsocketConsumer):
     def command_start(self, command_id: int, *, reply_to: str | None) -> None:
         """Send a command as a task of its own: this consumer must keep reading frames, the answer among
         them (docs/contributing.md#ocpp-and-channels: never await a CSMS->charger call inside the consumer's
-        message handling)."""
-        if self.cp is None or command_id in self._commands:
+        message handling).
+
+        The word of the channel layer and the poller may both bring the same command: one task per command
+        runs here, and `command_claim` (pending -> sent, once) stops any other (another process, or a later
+        start here once this one ended) from sending it again. A word that finds the poller's task running
+        leaves its `reply_to`, told when that task ends."""
+        if self.cp is None:
+            return
+        if command_id in self._commands:
+            if reply_to:
+                self._replies[command_id] = reply_to
             return
         self._commands[command_id] = asyncio.ensure_future(self._command_run(self.cp, command_id, reply_to))
 
@@ -422,8 +633,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
             logger.exception("%s: command %s failed", cp.station.identity, command_id)
         finally:
             self._commands.pop(command_id, None)
+            reply_to = reply_to or self._replies.pop(command_id, None)
+            self._replies.pop(command_id, None)
             if reply_to:
-                await self._layer("send", reply_to, {"type": "ocpp.command.done", "command_id": command_id})
+                await self._layer_once(
+                    "send", reply_to, {"type": "ocpp.command.done", "command_id": command_id}
+                )
 
     @staticmethod
     async def _command_call(cp: ChargePoint, command, unique_id: str) -> dict:
@@ -474,7 +689,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         command_poller.release(self.cp.station.station_id, self)
         self.cp.close()
-        await self._layer("group_discard", self.group, self.channel_name)
+        # A link still joining stops here; the membership goes after the station's bookkeeping, which must
+        # not wait on the layer either.
+        self._link_stop()
         disconnected = await run_db(
             station_disconnected,
             station_id=self.cp.station.station_id,
@@ -484,6 +701,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         await effects.apply(disconnected, station=self.cp.station, version=self.cp.version)
         self.cp = None
+        if self.channel_name and self._join_task is not None:
+            # Also after a group_add cut short: discarding a channel that is not a member does nothing.
+            await self._layer_once("group_discard", self.group, self.channel_name)
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

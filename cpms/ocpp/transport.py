@@ -5,6 +5,11 @@ Every server process adds the consumer of a station's connection to the station'
 the consumer that holds the connection claims the command, sends it, records the outcome and sends
 `ocpp.command.done` to `reply_to` (consumers.OcppConsumer.ocpp_command). Without a channel layer, or when
 it fails, the issuer falls back to polling the record (the Command row is the outbox either way).
+
+A word can also reach nobody while the layer works: a connection joins its group in the background, after
+the charger is accepted (docs/reliability.md case 43), and Redis pub/sub keeps nothing for a group with no
+member. The holder's poller (consumers.CommandPoller, every OCPP_COMMAND_POLL_S) sends such a command from
+the record, and the issuer, hearing nothing, re-reads it; `command_claim` sends it once whichever comes first.
 """
 
 import asyncio
