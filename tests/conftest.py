@@ -79,6 +79,8 @@ def _ocpp_test_settings(settings):
     settings.OCPP_MESSAGE_LOG = "none"
     # Last-seen written at once in-process (its coalescing has its own tests: tests/ocpp/test_seen.py).
     settings.OCPP_SEEN_FLUSH_S = 0
+    # Live status batches flushed quickly, so that a test's short quiet period sees them.
+    settings.LIVE_BATCH_S = 0.05
     # Human-login hashing costs ~0.5 s per user with PBKDF2; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -38,3 +38,8 @@ class LiveStatusConsumer(AsyncJsonWebsocketConsumer):
 
     async def live_event(self, message):
         await self.send_json(message["event"])
+
+    async def live_events(self, message):
+        """A batch of a group's events (cpms/portal/live.py): to the browser one by one, as they happened."""
+        for event in message["events"]:
+            await self.send_json(event)

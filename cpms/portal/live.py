@@ -1,8 +1,10 @@
 """Live station status for the portal: which channel-layer groups carry a station's events, which groups a
 user's browser may join, and publishing an event.
 
-Scoping is by group, and each event is published once (a Redis PUBLISH costs ~140 us of CPU): a station's
-events go to its site's group, or, for a station not on a site, to its organisation's group. A site host joins
+Scoping is by group, and events are published in batches (a Redis PUBLISH costs ~140 us of CPU, and a storm of
+thousands of boots and statuses made a publish per event queue behind the layer until they timed out): each web
+process gathers a group's events for LIVE_BATCH_S and sends them as one message, which the browser's consumer
+unpacks (cpms/portal/consumers.py). A station's events go to its site's group, or, for a station not on a site, to its organisation's group. A site host joins
 only the groups of the sites they were granted; organisation-wide roles join their organisations' groups and
 the groups of every site of those organisations (as the socket opens: a site created later is joined at the
 next page load); superusers join them all. A browser therefore never receives an event about a station its
@@ -13,6 +15,7 @@ import asyncio
 import logging
 
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from accounts.enums import Capability
 from accounts.models import Organisation, User
@@ -52,18 +55,55 @@ def user_live_groups(*, user: User) -> list[str]:
     return [organisation_group(pk) for pk in organisation_ids] + [site_group(pk) for pk in sorted(site_ids)]
 
 
+# The events gathered in this process per group, sent by one flusher task per event loop.
+_batches: dict[str, list[dict]] = {}
+_flusher: asyncio.Task | None = None
+# A group whose events are not being sent keeps at most this many (the newest); the page's next load shows the
+# truth anyway.
+MAX_BATCH = 1000
+
+
 async def live_publish(*, organisation_id: int, site_id: int | None, event: dict) -> None:
-    """Send `event` to the station's group. Best effort: a channel layer that is down or slow loses the event
-    (the page shows the truth on its next load) and never raises."""
-    layer = get_channel_layer()
-    if layer is None:
-        return
+    """Queue `event` for the station's group; sent within LIVE_BATCH_S with the group's other events (at once
+    when it is 0). Best effort: a channel layer that is down or slow loses the batch (the page shows the truth
+    on its next load) and this never raises."""
     group = station_group(organisation_id=organisation_id, site_id=site_id)
+    if settings.LIVE_BATCH_S <= 0:
+        await _send(group, [event])
+        return
+    batch = _batches.setdefault(group, [])
+    batch.append(event)
+    if len(batch) > MAX_BATCH:
+        del batch[: len(batch) - MAX_BATCH]
+    global _flusher
+    loop = asyncio.get_running_loop()
+    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
+        _flusher = loop.create_task(_flush_loop())
+
+
+async def _flush_loop() -> None:
+    while _batches:
+        await asyncio.sleep(settings.LIVE_BATCH_S)
+        await live_flush()
+
+
+async def live_flush() -> None:
+    """Send every group's gathered events, one message per group."""
+    global _batches
+    batches, _batches = _batches, {}
+    for group, events in batches.items():
+        await _send(group, events)
+
+
+async def _send(group: str, events: list[dict]) -> None:
+    layer = get_channel_layer()
+    if layer is None or not events:
+        return
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # no extra task, unlike wait_for
-            await layer.group_send(group, {"type": "live.event", "event": event})
+            await layer.group_send(group, {"type": "live.events", "events": events})
     except Exception:
-        logger.warning("live status event for %s not delivered", group, exc_info=True)
+        logger.warning("%d live status event(s) for %s not delivered", len(events), group, exc_info=True)
 
 
 def status_event(
