@@ -415,6 +415,9 @@ OCPP_SEEN_FLUSH_S = env_float("OCPP_SEEN_FLUSH_S", 5.0)
 # The portal's live status events are gathered per web process and group and sent together this often
 # (cpms/portal/live.py): one channel-layer message per group instead of one per event. 0: each at once.
 LIVE_BATCH_S = env_float("LIVE_BATCH_S", 0.5)
+# What follows a boot or a session's start/stop (default profiles, rebalances) is queued per web process in one
+# Celery job per kind every this many seconds, with every station of the interval (cpms/ocpp/task_queue.py).
+OCPP_TASK_BATCH_S = env_float("OCPP_TASK_BATCH_S", 0.5)
 # A station that has sent nothing for this many heartbeat intervals is marked offline.
 OCPP_OFFLINE_AFTER_HEARTBEATS = env_float("OCPP_OFFLINE_AFTER_HEARTBEATS", 2.5)
 # A station that is disconnected (and silent) this long gets an offline incident (seconds).

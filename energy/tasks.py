@@ -47,7 +47,7 @@ def site_rebalance(site_id: int) -> int:
 
 @shared_task(**RETRY)
 def station_site_rebalance(station_id: int) -> int:
-    """Queued by the OCPP handlers when a session starts or stops at the station."""
+    """One station's site (kept for jobs queued before batching; the handlers queue stations_site_rebalance)."""
     site_id = ChargingStation.objects.filter(pk=station_id).values_list("site_id", flat=True).first()
     return rebalance(site_id=site_id).accepted if site_id else 0
 
@@ -67,5 +67,40 @@ def sites_rebalance() -> int:
 
 @shared_task(**RETRY)
 def station_default_profiles(station_id: int) -> int:
-    """Queued when a station boots: its fail-safe TxDefaultProfiles."""
+    """One station's fail-safe TxDefaultProfiles (kept for jobs queued before batching)."""
     return station_default_profiles_send(station_id=station_id)
+
+
+def _each(station_ids: list[int], work) -> int:
+    """`work(station_id)` for each station, in order: a retryable failure (the database or Redis away) retries
+    the whole batch, which is safe (both jobs are idempotent); any other failure is logged and skips only that
+    station."""
+    done = 0
+    for station_id in station_ids:
+        try:
+            done += work(station_id)
+        except RETRY["autoretry_for"]:
+            raise
+        except Exception:
+            logger.exception("station %s: energy job failed", station_id)
+    return done
+
+
+@shared_task(**RETRY)
+def stations_site_rebalance(station_ids: list[int]) -> int:
+    """Queued by the OCPP handlers (batched per web process, cpms/ocpp/task_queue.py) when sessions start or stop
+    at these stations: each of their sites is rebalanced once, however many of its stations are in the batch."""
+    site_ids = sorted(
+        set(
+            ChargingStation.objects.filter(pk__in=station_ids, site__isnull=False).values_list(
+                "site_id", flat=True
+            )
+        )
+    )
+    return _each(site_ids, lambda site_id: rebalance(site_id=site_id).accepted)
+
+
+@shared_task(**RETRY)
+def stations_default_profiles(station_ids: list[int]) -> int:
+    """Queued (batched per web process) when stations boot: the fail-safe TxDefaultProfiles of each."""
+    return _each(station_ids, lambda station_id: station_default_profiles_send(station_id=station_id))

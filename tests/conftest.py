@@ -81,6 +81,8 @@ def _ocpp_test_settings(settings):
     settings.OCPP_SEEN_FLUSH_S = 0
     # Live status batches flushed quickly, so that a test's short quiet period sees them.
     settings.LIVE_BATCH_S = 0.05
+    # Jobs after boots and session starts queued at once (one item each) in-process; batching has its own tests.
+    settings.OCPP_TASK_BATCH_S = 0
     # Human-login hashing costs ~0.5 s per user with PBKDF2; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -33,7 +33,7 @@ from cpms.ocpp import task_queue
 from cpms.ocpp.chargepoint import StationContext, run_db
 from cpms.ocpp.mappers import format_datetime
 from cpms.portal.live import connection_event, live_publish, status_event
-from energy.tasks import station_default_profiles, station_site_rebalance
+from energy.tasks import stations_default_profiles, stations_site_rebalance
 from sessions.selectors import waitlist_site_for_station
 from sessions.tasks import waitlist_advance_site
 from sessions.types import SessionEnded, SessionOpened, SessionOutcome
@@ -90,7 +90,7 @@ class BillingJob:
 
 @dataclass(frozen=True, slots=True)
 class Rebalance:
-    """A session that starts or stops changes its site's picture (energy.tasks.station_site_rebalance)."""
+    """A session that starts or stops changes its site's picture (energy.tasks.stations_site_rebalance)."""
 
     station_id: int
     phase: ClassVar[Phase] = Phase.OFF_REPLY_PATH
@@ -247,9 +247,9 @@ def start_off_reply_path(effect: Effect, station: StationContext) -> None:
         case BillingJob(session_id=session_id):
             task_queue.submit(session_bill, session_id)
         case Rebalance(station_id=station_id):
-            task_queue.submit(station_site_rebalance, station_id)
+            task_queue.submit_batched(stations_site_rebalance, station_id)
         case DefaultProfiles(station_id=station_id):
-            task_queue.submit(station_default_profiles, station_id)
+            task_queue.submit_batched(stations_default_profiles, station_id)
         case IncidentAlert():
             task_queue.submit(incidents_notify_pending)
         case WaitlistCheck(station_id=station_id):

@@ -3,10 +3,16 @@
 Publishing to a broker can block for seconds when it is down (docs/reliability.md case 32), so a handler never
 waits for it: `submit` hands the publish to a worker thread and returns at once. A job lost that way is caught
 by the periodic job that owns the same work (the billing sweep, the periodic rebalance).
+
+`submit_batched` gathers the items of one job kind for OCPP_TASK_BATCH_S and queues one job with them all
+(each item once): what follows boots and session starts in a storm is a few jobs, not one per charger
+(issue 13).
 """
 
 import asyncio
 import logging
+
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -27,3 +33,29 @@ def submit(task, *args) -> None:
     """Queue `task(*args)` from a handler. Submitted to the thread pool now, so it runs even if the
     connection's loop moves on or closes."""
     asyncio.get_running_loop().run_in_executor(None, _publish_logged, task, args)
+
+
+# Per job kind, the items gathered in this process (insertion order, each once), sent by one flusher per loop.
+_batches: dict = {}
+_flusher: asyncio.Task | None = None
+
+
+def submit_batched(task, item) -> None:
+    """Queue `task([item, ...])` with the other items submitted within OCPP_TASK_BATCH_S (at once when 0)."""
+    if settings.OCPP_TASK_BATCH_S <= 0:
+        submit(task, [item])
+        return
+    _batches.setdefault(task, {})[item] = None
+    global _flusher
+    loop = asyncio.get_running_loop()
+    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
+        _flusher = loop.create_task(_flush_loop())
+
+
+async def _flush_loop() -> None:
+    global _batches
+    while _batches:
+        await asyncio.sleep(settings.OCPP_TASK_BATCH_S)
+        batches, _batches = _batches, {}
+        for task, items in batches.items():
+            submit(task, list(items))

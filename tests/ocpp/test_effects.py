@@ -218,7 +218,7 @@ def test_a_failed_tariff_snapshot_still_answers_the_start(dialect, monkeypatch, 
     assert ChargingSession.objects.filter(station=station).count() == 1
     assert not SessionPricing.objects.exists()
     # What comes after the answer still starts.
-    assert [name for name, _ in queued_tasks] == ["energy.tasks.station_site_rebalance"]
+    assert [name for name, _ in queued_tasks] == ["energy.tasks.stations_site_rebalance"]
 
 
 def _imported_modules(module) -> set[str]:

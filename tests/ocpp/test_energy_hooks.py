@@ -32,8 +32,8 @@ def test_boot_and_reconnect_queue_the_default_profiles(dialect, queued_tasks):
     # A reconnect is a new connection that boots again.
     Harness(dialect.cp_class, station).call(*dialect.boot(), "b2")
     assert energy_jobs(queued_tasks) == [
-        ("station_default_profiles", (station.pk,)),
-        ("station_default_profiles", (station.pk,)),
+        ("stations_default_profiles", ([station.pk],)),
+        ("stations_default_profiles", ([station.pk],)),
     ]
 
 
@@ -53,6 +53,6 @@ def test_session_start_and_stop_queue_a_rebalance_once(dialect, queued_tasks):
     cp.call(*stop, "e1")
     cp.call(*stop, "e2")  # a duplicate stop changes nothing
     assert energy_jobs(queued_tasks) == [
-        ("station_site_rebalance", (station.pk,)),
-        ("station_site_rebalance", (station.pk,)),
+        ("stations_site_rebalance", ([station.pk],)),
+        ("stations_site_rebalance", ([station.pk],)),
     ]
