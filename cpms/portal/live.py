@@ -102,6 +102,11 @@ async def _send(group: str, events: list[dict]) -> None:
     try:
         async with asyncio.timeout(PUBLISH_TIMEOUT_S):  # no extra task, unlike wait_for
             await layer.group_send(group, {"type": "live.events", "events": events})
+    except TimeoutError:
+        # A busy layer: expected in a storm, no traceback to read.
+        logger.warning(
+            "%d live status event(s) for %s not delivered in %s s", len(events), group, PUBLISH_TIMEOUT_S
+        )
     except Exception:
         logger.warning("%d live status event(s) for %s not delivered", len(events), group, exc_info=True)
 
