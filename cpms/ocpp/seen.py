@@ -9,19 +9,18 @@ connections' disconnects are recorded by the detector instead). A failed write i
 the next flush. OCPP_SEEN_FLUSH_S = 0 writes each mark at once.
 """
 
-import asyncio
 import logging
 from datetime import datetime
 
 from django.conf import settings
 
+from cpms.flushing import PeriodicFlush
 from cpms.ocpp.chargepoint import run_db
 from stations.services.ocpp import station_seen, stations_seen
 
 logger = logging.getLogger(__name__)
 
 _pending: dict[int, datetime] = {}
-_flusher: asyncio.Task | None = None
 
 
 async def mark(station_id: int, at: datetime) -> None:
@@ -32,20 +31,7 @@ async def mark(station_id: int, at: datetime) -> None:
     previous = _pending.get(station_id)
     if previous is None or at > previous:
         _pending[station_id] = at
-    _flusher_ensure()
-
-
-def _flusher_ensure() -> None:
-    global _flusher
-    loop = asyncio.get_running_loop()
-    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
-        _flusher = loop.create_task(_flush_loop())
-
-
-async def _flush_loop() -> None:
-    while _pending:
-        await asyncio.sleep(settings.OCPP_SEEN_FLUSH_S)
-        await flush()
+    _flusher.wake()
 
 
 async def flush() -> int:
@@ -64,3 +50,6 @@ async def flush() -> int:
             if station_id not in _pending or _pending[station_id] < at:
                 _pending[station_id] = at
         return 0
+
+
+_flusher = PeriodicFlush(flush, pending=lambda: bool(_pending), interval_s=lambda: settings.OCPP_SEEN_FLUSH_S)

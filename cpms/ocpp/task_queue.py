@@ -14,6 +14,8 @@ import logging
 
 from django.conf import settings
 
+from cpms.flushing import PeriodicFlush
+
 logger = logging.getLogger(__name__)
 
 
@@ -35,9 +37,8 @@ def submit(task, *args) -> None:
     asyncio.get_running_loop().run_in_executor(None, _publish_logged, task, args)
 
 
-# Per job kind, the items gathered in this process (insertion order, each once), sent by one flusher per loop.
+# Per job kind, the items gathered in this process (insertion order, each once; queued by _flusher, below).
 _batches: dict = {}
-_flusher: asyncio.Task | None = None
 
 
 def submit_batched(task, item) -> None:
@@ -46,16 +47,16 @@ def submit_batched(task, item) -> None:
         submit(task, [item])
         return
     _batches.setdefault(task, {})[item] = None
-    global _flusher
-    loop = asyncio.get_running_loop()
-    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
-        _flusher = loop.create_task(_flush_loop())
+    _flusher.wake()
 
 
-async def _flush_loop() -> None:
+async def _submit_batches() -> None:
     global _batches
-    while _batches:
-        await asyncio.sleep(settings.OCPP_TASK_BATCH_S)
-        batches, _batches = _batches, {}
-        for task, items in batches.items():
-            submit(task, list(items))
+    batches, _batches = _batches, {}
+    for task, items in batches.items():
+        submit(task, list(items))
+
+
+_flusher = PeriodicFlush(
+    _submit_batches, pending=lambda: bool(_batches), interval_s=lambda: settings.OCPP_TASK_BATCH_S
+)

@@ -20,6 +20,7 @@ from django.conf import settings
 from accounts.enums import Capability
 from accounts.models import Organisation, User
 from accounts.selectors import organisation_ids_with
+from cpms.flushing import PeriodicFlush
 from stations.models import Site
 from stations.scope import site_host_site_ids
 
@@ -55,9 +56,8 @@ def user_live_groups(*, user: User) -> list[str]:
     return [organisation_group(pk) for pk in organisation_ids] + [site_group(pk) for pk in sorted(site_ids)]
 
 
-# The events gathered in this process per group, sent by one flusher task per event loop.
+# The events gathered in this process per group (sent by _flusher, below).
 _batches: dict[str, list[dict]] = {}
-_flusher: asyncio.Task | None = None
 # A group whose events are not being sent keeps at most this many (the newest); the page's next load shows the
 # truth anyway.
 MAX_BATCH = 1000
@@ -75,16 +75,7 @@ async def live_publish(*, organisation_id: int, site_id: int | None, event: dict
     batch.append(event)
     if len(batch) > MAX_BATCH:
         del batch[: len(batch) - MAX_BATCH]
-    global _flusher
-    loop = asyncio.get_running_loop()
-    if _flusher is None or _flusher.done() or _flusher.get_loop() is not loop:
-        _flusher = loop.create_task(_flush_loop())
-
-
-async def _flush_loop() -> None:
-    while _batches:
-        await asyncio.sleep(settings.LIVE_BATCH_S)
-        await live_flush()
+    _flusher.wake()
 
 
 async def live_flush() -> None:
@@ -109,6 +100,9 @@ async def _send(group: str, events: list[dict]) -> None:
         )
     except Exception:
         logger.warning("%d live status event(s) for %s not delivered", len(events), group, exc_info=True)
+
+
+_flusher = PeriodicFlush(live_flush, pending=lambda: bool(_batches), interval_s=lambda: settings.LIVE_BATCH_S)
 
 
 def status_event(
