@@ -132,8 +132,15 @@ def security_events_recent_count(*, identity: str, remote_addr: str, since: date
 def station_connected(
     *, station_id: int, connection_id: str, protocol: str, at: datetime
 ) -> tuple[StationConnected]:
-    """The station's new connection, and the resolution of its offline incident."""
-    ChargingStation.objects.filter(pk=station_id).update(
+    """The station's new connection, and the resolution of its offline incident.
+
+    The station row names the newest connection: a connection whose write arrives after a newer one's (two
+    processes, a slow database thread) does not replace it, so the row agrees with the superseded rule (the
+    older connection closes, docs/reliability.md case 6) and the older one's disconnect, guarded by its
+    connection_id, never marks the live one offline."""
+    ChargingStation.objects.filter(
+        Q(connected_at__isnull=True) | Q(connected_at__lte=at) | Q(is_connected=False), pk=station_id
+    ).update(
         is_connected=True, connection_id=connection_id, protocol=protocol, connected_at=at, last_seen_at=at
     )
     StationEvent.objects.create(
