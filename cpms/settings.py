@@ -7,6 +7,7 @@ transport. With DATABASE_URL / REDIS_URL: PostgreSQL, channels-redis and Redis a
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 
@@ -235,6 +236,13 @@ JOB_SWEEP_S = env_float("JOB_SWEEP_S", 60.0)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3)
 CELERY_VISIBILITY_TIMEOUT_S = env_int("CELERY_VISIBILITY_TIMEOUT_S", 600)
 
+# Redis pub/sub channels are shared by every database of a Redis server: two installations (or test runs) on one
+# server with different db numbers would hear each other's group messages (a charger of one closed by the
+# other's "superseded" broadcast). The layer's names carry this prefix; by default the db number of REDIS_URL.
+CHANNEL_LAYER_PREFIX = env_str(
+    "CHANNEL_LAYER_PREFIX", f"cpms{(urlsplit(REDIS_URL).path.strip('/') or '0')}." if REDIS_URL else "cpms."
+)
+
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -244,6 +252,7 @@ if REDIS_URL:
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30, "socket_keepalive": True}],
+                "prefix": CHANNEL_LAYER_PREFIX,
             },
         }
     }
