@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,63 @@ def millis(values: list[float]) -> str:
         + "  ".join(f"{label} {v:8.1f}" for label, v in zip(("p50", "p95", "p99", "max"), cells, strict=True))
         + "  ms"
     )
+
+
+def storm_run(args, servers, ports, env, workdir, readers, clients) -> dict:
+    """--storm: every client watches its chargers' connections; kill -9 every server at once, start them again on
+    the same ports, and wait until every charger has connected and booted again."""
+    expected = sum(
+        json.loads((workdir / f"result-{i}.json").read_text())["booted"] for i in range(len(readers))
+    )
+    killed_at = time.time()
+    for server in servers:
+        os.killpg(server.pid, signal.SIGKILL)
+    for server in servers:
+        server.wait(timeout=30)
+    print(f"   storm: {len(servers)} servers killed; starting them again", flush=True)
+    python = sys.executable
+    for i, port in enumerate(ports):
+        servers[i] = (
+            start(f"server-{port}-b", [python, __file__, "--ceiling-server", str(port)], env, workdir)
+            if args.ceiling
+            else start(f"server-{port}-b", server_command("daphne", port), env, workdir)
+        )
+    for server, port in zip(servers, ports, strict=True):
+        wait_listening(server, port, workdir / f"server-{port}-b.log")
+    listening_at = time.time()
+    done: list[str | None] = [None] * len(readers)
+    deadline = time.monotonic() + ADMISSION_TIMEOUT_S
+    while None in done:
+        if time.monotonic() > deadline:
+            raise SystemExit("the storm did not settle in time")
+        back = 0
+        for i, reader in enumerate(readers):
+            while done[i] is None and not reader.lines.empty():
+                line = reader.lines.get()
+                if line is None:
+                    raise SystemExit(f"client {i} exited during the storm (see {workdir}/client-{i}.log)")
+                if line.startswith("REJOINED"):
+                    done[i] = line
+                elif line.startswith("REJOINING"):
+                    back += int(line.split()[1])
+        if None in done:
+            print(f"   storm: {time.time() - killed_at:.0f} s since the kill", flush=True)
+            time.sleep(1.0)
+    fields = [line.split()[1:] for line in done]
+    rejoined = sum(int(f[0]) for f in fields)
+    last = max(float(f[1]) for f in fields)
+    for client in clients:
+        client.stdin.write("END\n")
+        client.stdin.flush()
+    for reader in readers:
+        reader.expect("DONE", RESPONSE_TIMEOUT_S + 30)
+    return {
+        "expected": expected,
+        "rejoined": rejoined,
+        "back_s": last - killed_at,
+        "after_restart_s": last - listening_at,
+        "failures": sum(int(f[2]) for f in fields),
+    }
 
 
 def parent_main(args) -> None:
@@ -226,6 +284,7 @@ def parent_main(args) -> None:
                     str(args.ramp_s),
                     "--result-file",
                     str(workdir / f"result-{index}.json"),
+                    *(["--storm"] if args.storm else []),
                 ],
                 cwd=BASE_DIR,
                 stdin=subprocess.PIPE,
@@ -284,9 +343,10 @@ def parent_main(args) -> None:
         worker_cpu = cpu_seconds(others[0].pid) - worker_before if others else 0.0
         rss_end = sum(memory_kib(s.pid)["VmRSS"] for s in servers)
         for reader in readers:
-            reader.expect("DONE", RESPONSE_TIMEOUT_S + 30)
+            reader.expect("STORM_READY" if args.storm else "DONE", RESPONSE_TIMEOUT_S + 30)
         results = [json.loads((workdir / f"result-{i}.json").read_text()) for i in range(len(clients))]
         load = os.getloadavg()
+        storm = storm_run(args, servers, ports, env, workdir, readers, clients) if args.storm else None
         sessions = meter_rows = 0
         if not args.ceiling:
             print(f"   settling {args.settle_s:g} s before counting rows", flush=True)
@@ -338,6 +398,12 @@ def parent_main(args) -> None:
             f"MeterValues acked {acked['MeterValues']} x {SAMPLED_VALUES} = {acked['MeterValues'] * SAMPLED_VALUES}, "
             f"meter rows stored {meter_rows}"
         )
+    if storm is not None:
+        print(
+            f"   storm              {storm['rejoined']}/{storm['expected']} back {storm['back_s']:.1f} s after the "
+            f"kill ({storm['after_restart_s']:.1f} s after the servers listened again), "
+            f"{storm['failures']} connection failures in all"
+        )
     print(f"   client errors      {errors}")
     logged_errors, logged_warnings, kinds = log_problems(workdir)
     print(f"   server log         {logged_errors} ERROR, {logged_warnings} WARNING lines")
@@ -359,6 +425,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steady-s", type=float, default=60.0)
     parser.add_argument("--ramp-s", type=float, default=0.0)
     parser.add_argument("--settle-s", type=float, default=5.0)
+    parser.add_argument(
+        "--storm",
+        action="store_true",
+        help="after the steady window, kill -9 every server, start them again and time until all are back",
+    )
     parser.add_argument(
         "--ceiling",
         action="store_true",

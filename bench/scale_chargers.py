@@ -146,6 +146,26 @@ class Charger:
             self.run.error(f"{self.identity}: admission: {type(exc).__name__}: {exc}")
             return False
 
+    async def rejoin(self) -> bool:
+        """--storm: once this charger's connection is gone (its server killed), connect again and boot, as a
+        real charger does after a CSMS restart; counted in `run.rebooted`."""
+        await self.ws.wait_closed()
+        self.pending.clear()
+        try:
+            await self.connect()
+            asyncio.get_running_loop().create_task(self.reader())
+            boot = await self.call(
+                "BootNotification", {"chargePointVendor": "CPMS", "chargePointModel": "Scale"}
+            )
+            if boot.get("status") != "Accepted":
+                raise RuntimeError(f"BootNotification {boot.get('status')}")
+            self.run.rebooted += 1
+            self.run.last_reboot = time.time()
+            return True
+        except Exception as exc:
+            self.run.error(f"{self.identity}: rejoin: {type(exc).__name__}: {exc}")
+            return False
+
     def meter_values(self) -> dict:
         self.register_wh += 92
         readings = [
@@ -194,6 +214,8 @@ class ClientRun:
         self.first_connect = 0.0
         self.last_boot = 0.0
         self.booted = 0
+        self.rebooted = 0
+        self.last_reboot = 0.0
         self.failures = 0
         self.failure_samples: list[str] = []
         self.errors = 0
@@ -215,6 +237,12 @@ class ClientRun:
         self.errors += 1
         if len(self.error_samples) < 5:
             self.error_samples.append(text)
+
+
+async def storm_progress(run: ClientRun) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        print(f"REJOINING {run.rebooted} {run.failures}", flush=True)
 
 
 async def client_main(args) -> None:
@@ -271,6 +299,15 @@ async def client_main(args) -> None:
         },
     }
     Path(args.result_file).write_text(json.dumps(result))
+    if args.storm:
+        # The parent kills and restarts the servers once every client watches its connections.
+        rejoins = [loop.create_task(c.rejoin()) for c, ok in zip(chargers, admitted, strict=True) if ok]
+        print("STORM_READY", flush=True)
+        reporter = loop.create_task(storm_progress(run))
+        await asyncio.gather(*rejoins)
+        reporter.cancel()
+        print(f"REJOINED {run.rebooted} {run.last_reboot} {run.failures}", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)  # END
     for charger in chargers:
         if charger.ws is not None:
             await charger.ws.close()
