@@ -407,21 +407,25 @@ def payment_release(*, payment_id: int, reason: str) -> str:
 # --- Sessions bound, settled ------------------------------------------------------------------------------
 
 
-def payments_bind_sessions() -> int:
-    """Bind each started session to the payment whose one-off token started it (module docstring, step 3)."""
+def payments_bind_sessions(*, payment_ids: list[int] | None = None) -> int:
+    """Bind each started session to the payment whose one-off token started it (module docstring, step 3):
+    every waiting payment, or only `payment_ids`. One query finds the sessions of all their tokens."""
     bound = 0
     waiting = Payment.objects.filter(
         status__in=(PaymentStatus.AUTHORISED, PaymentStatus.STARTING), session__isnull=True
-    ).values_list("pk", "id_token_id")
-    for payment_id, token_id in waiting:
-        session_id = (
-            ChargingSession.objects.filter(id_token_id=token_id)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if session_id is None:
-            continue
+    )
+    if payment_ids is not None:
+        waiting = waiting.filter(pk__in=payment_ids)
+    token_payments = dict(waiting.values_list("id_token_id", "pk"))
+    first_sessions: dict[int, int] = {}
+    for token_id, session_id in (
+        ChargingSession.objects.filter(id_token_id__in=token_payments)
+        .order_by("pk")
+        .values_list("id_token_id", "pk")
+    ):
+        first_sessions.setdefault(token_id, session_id)
+    for token_id, session_id in first_sessions.items():
+        payment_id = token_payments[token_id]
         with transaction.atomic():
             changed = Payment.objects.filter(
                 pk=payment_id,
@@ -599,14 +603,13 @@ def payments_stop_at_hold() -> int:
 def payment_settle_for_session(*, session_id: int) -> str:
     """Right after a session's CDR was written (billing.tasks.session_bill): bind and settle its payment,
     if it was paid ad hoc; the sweep does the same later if this is lost."""
+    # A payment's session is always one its one-off token started: the token finds it, bound or not yet.
     payment_id = (
-        Payment.objects.filter(Q(session_id=session_id) | Q(id_token__sessions__pk=session_id))
-        .values_list("pk", flat=True)
-        .first()
+        Payment.objects.filter(id_token__sessions__pk=session_id).values_list("pk", flat=True).first()
     )
     if payment_id is None:
         return "no_payment"
-    payments_bind_sessions()
+    payments_bind_sessions(payment_ids=[payment_id])
     return payment_settle(payment_id=payment_id)
 
 

@@ -32,7 +32,7 @@ from cpms.throttling import rate_exceeded
 from sessions.enums import SessionStatus
 from sessions.models import ChargingSession
 from stations.enums import ConnectorStatus
-from stations.models import Evse, Site
+from stations.models import Evse
 from stations.selectors import site_language
 
 FREE_STATUSES = frozenset({ConnectorStatus.AVAILABLE, ConnectorStatus.PREPARING, ConnectorStatus.OCCUPIED})
@@ -77,10 +77,6 @@ def public_page(view: Callable) -> Callable:
         return response
 
     return wrapper
-
-
-def _language(site: Site | None) -> str:
-    return site_language(site)
 
 
 def _failure_text(failure: str) -> str:
@@ -204,7 +200,7 @@ def evse_page(request: HttpRequest, code: str) -> HttpResponse:
     if evse is None:
         return render(request, "pay/not_found.html", status=404)
     site = evse.station.site
-    language = _language(site)
+    language = site_language(site)
     with translation.override(language):
         offer = payments.adhoc_offer(evse=evse)
         free, state_text = _evse_state(evse)
