@@ -120,12 +120,22 @@ class LocalStripe:
             os.kill(self.process.pid, signal.SIGCONT)
 
 
+# localstripe keeps its store in one fixed file, /tmp/localstripe.pickle, rewritten on every change and read at
+# start: two servers (two test workers, two test runs) would share and tear each other's state, and one may
+# start on the other's half-written file and crash. Ours keeps its store in memory only.
+IN_MEMORY_MAIN = (
+    "import runpy, sys; from localstripe import resources; "
+    "resources.Store.try_load_from_disk = lambda self: None; resources.Store.dump_to_disk = lambda self: None; "
+    "sys.argv = ['localstripe', '--port', sys.argv[1]]; runpy.run_module('localstripe', run_name='__main__')"
+)
+
+
 @contextlib.contextmanager
 def localstripe_process(log_path: Path) -> Iterator[LocalStripe]:
     port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "localstripe", "--port", str(port)],
+            [sys.executable, "-c", IN_MEMORY_MAIN, str(port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -145,8 +155,9 @@ def localstripe_process(log_path: Path) -> Iterator[LocalStripe]:
                 time.sleep(0.1)
         yield LocalStripe(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path)
     finally:
-        os.killpg(process.pid, signal.SIGCONT)
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited already
+            os.killpg(process.pid, signal.SIGCONT)
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
