@@ -68,6 +68,11 @@ class AuditAction(models.TextChoices):
     COMMAND_SENT = "command.sent", "Remote command"
     EXPORT_CREATED = "export.created", "Export"
     SITE_ACCESS_RULES_CHANGED = "site.access_rules_changed", "Site access rules changed"
+    ROAMING_PARTNER_CREATED = "roaming.partner_created", "Roaming partner created"
+    ROAMING_PARTNER_REGISTERED = "roaming.partner_registered", "Roaming partner registered"
+    ROAMING_PARTNER_CHANGED = "roaming.partner_changed", "Roaming partner changed"
+    ROAMING_CREDENTIALS_ROTATED = "roaming.credentials_rotated", "Roaming credentials rotated"
+    ROAMING_PARTNER_UNREGISTERED = "roaming.partner_unregistered", "Roaming partner unregistered"
 
 
 class AuditRecord(ImmutableModel):

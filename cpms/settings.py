@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "sessions.apps.ChargingConfig",
     "energy",
     "billing",
+    "cpms.ocpi",
 ]
 
 MIDDLEWARE = [
@@ -332,6 +333,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.payments_sweep",
         "schedule": env_float("PAYMENT_SWEEP_S", 30.0),
     },
+    "ocpi-push-sweep": {"task": "cpms.ocpi.tasks.push_sweep", "schedule": env_float("OCPI_PUSH_SWEEP_S", 10.0)},
+    "ocpi-outbox-deliver": {
+        "task": "cpms.ocpi.tasks.outbox_deliver_due",
+        "schedule": env_float("OCPI_OUTBOX_SWEEP_S", 5.0),
+    },
+    "ocpi-outbox-purge": {"task": "cpms.ocpi.tasks.outbox_purge", "schedule": 3600.0},
 }
 
 # --- Waitlists ----------------------------------------------------------------------------------
@@ -371,6 +378,27 @@ PAYMENT_START_COMMAND_TIMEOUT_S = env_float("PAYMENT_START_COMMAND_TIMEOUT_S", 3
 PAYMENT_STOP_AT_HOLD_FRACTION = env_float("PAYMENT_STOP_AT_HOLD_FRACTION", 0.95)
 # Requests per minute per client address on the drivers' public pages (pay, live, receipt).
 PAYMENT_PUBLIC_RATE_PER_MIN = env_int("PAYMENT_PUBLIC_RATE_PER_MIN", 60)
+
+# --- Roaming (OCPI 2.2.1, docs/ocpi.md) ---------------------------------------------------------
+# Our OCPI address as partners reach it (the versions URL in our credentials). Empty: PUBLIC_BASE_URL, else the
+# address of the request that asks.
+OCPI_BASE_URL = env_str("OCPI_BASE_URL", "").rstrip("/")
+# Largest body a partner may send; larger is answered 413 with status 2001.
+OCPI_MAX_BODY_BYTES = env_int("OCPI_MAX_BODY_BYTES", 1024 * 1024)
+# Most objects per page of a list we serve (a larger `limit` is lowered to it; X-Limit says so).
+OCPI_PAGE_LIMIT = env_int("OCPI_PAGE_LIMIT", 100)
+# How long one request to a partner may take.
+OCPI_PARTNER_TIMEOUT_S = env_float("OCPI_PARTNER_TIMEOUT_S", 10.0)
+# Real-time authorisation of an unknown token at its eMSP while the charger waits: how long we wait for it
+# (below the chargers' own timeout), then the partner's fallback applies.
+OCPI_REALTIME_AUTH_TIMEOUT_S = env_float("OCPI_REALTIME_AUTH_TIMEOUT_S", 5.0)
+# Outbox: items per delivery round, the worker's lease on a partner, the longest back-off for a partner that does
+# not answer, how often a refused item is tried before it is set aside, how long delivered items are kept.
+OCPI_OUTBOX_ROUND_ITEMS = env_int("OCPI_OUTBOX_ROUND_ITEMS", 200)
+OCPI_OUTBOX_LEASE_S = env_int("OCPI_OUTBOX_LEASE_S", 300)
+OCPI_OUTBOX_BACKOFF_MAX_S = env_int("OCPI_OUTBOX_BACKOFF_MAX_S", 300)
+OCPI_OUTBOX_REFUSED_ATTEMPTS = env_int("OCPI_OUTBOX_REFUSED_ATTEMPTS", 5)
+OCPI_OUTBOX_KEEP_DAYS = env_int("OCPI_OUTBOX_KEEP_DAYS", 30)
 
 # --- REST API ---------------------------------------------------------------------------------
 REST_FRAMEWORK = {

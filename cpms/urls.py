@@ -10,6 +10,7 @@ urlpatterns = [
     path("portal/", include("cpms.portal.urls")),
     path("", include("stations.urls")),
     path("", include("cpms.pay.urls")),
+    path("ocpi/", include("cpms.ocpi.urls")),
     path("api/v1/", include("cpms.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -1,0 +1,50 @@
+"""Celery jobs of the OCPI layer: outbox delivery, and the push sweeps that queue what changed."""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from cpms.ocpi.services import outbox
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def outbox_deliver(partner_id: int) -> None:
+    """One delivery round for a partner; another is queued at once while due items remain."""
+    result = outbox.outbox_deliver(partner_id=partner_id)
+    if result.leased and result.delivered and result.remaining and not result.failed:
+        outbox_deliver.delay(partner_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def outbox_deliver_due() -> None:
+    """The sweep: every partner with due items gets a delivery round (kicks lost with a broker are caught
+    here)."""
+    for partner_id in outbox.partners_with_due_items():
+        outbox_deliver.delay(partner_id)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def push_sweep() -> None:
+    """Queues what changed since the last sweep for every partner: locations (EVSE status), tariffs,
+    roaming sessions and their CDRs. Each module's function is idempotent and remembers how far it got."""
+    from cpms.ocpi.services import cdrs, locations, sessions, tariffs
+
+    for sweep in (
+        locations.locations_push_changes,
+        tariffs.tariffs_push_changes,
+        sessions.sessions_push_changes,
+        cdrs.cdrs_push_pending,
+    ):
+        try:
+            sweep()
+        except Exception:  # one module's failure must not stop the others' pushes
+            logger.exception("OCPI push sweep %s failed", sweep.__qualname__)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def outbox_purge() -> None:
+    outbox.outbox_purge_delivered(older_than=timedelta(days=settings.OCPI_OUTBOX_KEEP_DAYS))

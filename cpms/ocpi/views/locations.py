@@ -1,0 +1,3 @@
+"""Placeholder: the locations module's URLs are added by its implementation (issue 17, in progress)."""
+
+urlpatterns: list = []
