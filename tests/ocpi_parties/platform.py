@@ -498,7 +498,24 @@ class Platform:
         result = OcpiResponse.from_httpx(response, headers)
         if check:
             self._check_response(method, result)
+            if routing is not None:
+                self._check_response_routing(method, result, routing)
         return result
+
+    def _check_response_routing(self, method: str, response: OcpiResponse, routing: tuple) -> None:
+        """4.1.8.6 Direct response: OCPI-to = the requesting party, OCPI-from = the receiving party."""
+        where = f"{method} {response.url} -> HTTP {response.http_status}"
+        sender, receiver = routing
+        got_to = _header_party(response.headers, "to")
+        got_from = _header_party(response.headers, "from")
+        if got_to != party(*sender):
+            self.problem(
+                f"{where}: response OCPI-to {got_to}, expected the requesting party {sender} (4.1.8.6)"
+            )
+        if receiver is not None and got_from != party(*receiver):
+            self.problem(
+                f"{where}: response OCPI-from {got_from}, expected the receiving party {receiver} (4.1.8.6)"
+            )
 
     def raw(
         self,
@@ -1031,3 +1048,8 @@ def running(*platforms: Platform) -> Iterator[tuple[Platform, ...]]:
     finally:
         for p in platforms:
             p.close()
+
+
+def _header_party(headers: httpx.Headers, direction: str) -> Party | None:
+    cc, pid = headers.get(f"OCPI-{direction}-country-code"), headers.get(f"OCPI-{direction}-party-id")
+    return party(cc, pid) if cc and pid else None
