@@ -42,4 +42,5 @@ urlpatterns = [
     path("", include("billing.api.urls")),
     path("", include("billing.api.urls_kpis")),
     path("", include("energy.api.urls")),
+    path("", include("cpms.ocpi.api.urls")),
 ]
