@@ -54,7 +54,7 @@ from cpms.ocpi.services.credentials import (
     versions_url,
 )
 from cpms.ocpi.services.outbox import outbox_retry_refused
-from cpms.ocpi.services.partners import party_create, partner_sync, partner_update
+from cpms.ocpi.services.partners import partner_sync, partner_update, party_create
 from stations.scope import organisation_site_list
 
 TAGS = ["roaming"]
