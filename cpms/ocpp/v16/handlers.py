@@ -2,6 +2,7 @@
 
 from ocpp.v16.enums import Action
 
+from cpms.ocpi.services.realtime import roaming_token_authorize
 from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import ChargePoint, Request, run_db
 from cpms.ocpp.common import (
@@ -23,6 +24,13 @@ from stations.enums import StationEventKind
 async def authorize(req: Request) -> dict:
     token = await run_db(
         id_token_authorize,
+        organisation_id=req.station.organisation_id,
+        value=req.payload["idTag"],
+        station_id=req.station.station_id,
+    )
+    # A partner's driver may need its eMSP's word (OCPI real-time authorisation); other tokens return at once.
+    token = await roaming_token_authorize(
+        token,
         organisation_id=req.station.organisation_id,
         value=req.payload["idTag"],
         station_id=req.station.station_id,

@@ -6,6 +6,7 @@ the spec's refusal, never dropped and never a crash.
 
 from ocpp.v201.enums import Action
 
+from cpms.ocpi.services.realtime import roaming_token_authorize
 from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import ChargePoint, Request, run_db
 from cpms.ocpp.common import (
@@ -33,6 +34,14 @@ async def authorize(req: Request) -> dict:
         organisation_id=req.station.organisation_id,
         value=req.payload["idToken"]["idToken"],
         station_id=req.station.station_id,
+    )
+    # A partner's driver may need its eMSP's word (OCPI real-time authorisation); other tokens return at once.
+    token = await roaming_token_authorize(
+        token,
+        organisation_id=req.station.organisation_id,
+        value=req.payload["idToken"]["idToken"],
+        station_id=req.station.station_id,
+        ocpp_type=req.payload["idToken"]["type"],
     )
     return {"idTokenInfo": mappers.id_token_info(token)}
 
