@@ -314,6 +314,9 @@ class Platform:
         self._thread: threading.Thread | None = None
         self._http = httpx.Client(timeout=timeout_s)
         self._routes: list[Route] = self._base_routes() + self.routes()
+        # A test's hook: called with every authenticated, parsed request; a Response it returns is the answer
+        # (an eMSP answering 500, or 3000, or slowly), None lets the request through.
+        self.intercept: Callable[[Request], Response | None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -767,6 +770,10 @@ class Platform:
                 # 5: a message that is not valid JSON is answered HTTP 400.
                 return ocpi(http=400, status_code=2001, message=f"invalid JSON: {exc}")
         self._check_request_headers(req)
+        if self.intercept is not None:
+            answer = self.intercept(req)
+            if answer is not None:
+                return answer
         path_matched = False
         for methods, pattern, handler in self._routes:
             match = pattern.match(req.path)

@@ -618,3 +618,54 @@ def test_hub_broadcast_push_and_client_info(roaming):
         }
         assert "ocpi-to-party-id" not in emsp2.received("PUT", "hubclientinfo")[0].headers
         assert_clean(cpo, hub, emsp2, emsp3)
+
+
+def test_hub_forwards_realtime_authorization_and_token_pages_to_the_emsp(roaming):
+    cpo, hub, emsp2, conn = roaming
+    emsp2.tokens = [emsp2.token(f"T{n}") for n in range(3)]
+    emsp2.page_limit = 2
+    emsp2.realtime_auth = {"T1": "ALLOWED"}
+    tokens_url = conn.endpoint("tokens", "SENDER")
+    routing = (cpo.party, ("DE", "EM2"))
+
+    allowed = cpo.call(
+        "POST", f"{tokens_url}/T1/authorize", conn=conn, body={"location_id": "LOC1"}, routing=routing
+    )
+    first = cpo.call("GET", tokens_url, conn=conn, routing=routing)
+    second = cpo.call("GET", next_link(first.headers), conn=conn, routing=routing)
+
+    assert tokens_url == hub.url(f"{VERSION_PREFIX}/sender/tokens")
+    assert (allowed.data["allowed"], allowed.data["token"]) == ("ALLOWED", emsp2.tokens[1])
+    assert next_link(first.headers).startswith(f"{tokens_url}?")
+    assert [t["uid"] for t in first.data + second.data] == ["T0", "T1", "T2"]
+    assert [a["uid"] for a in emsp2.authorizations] == ["T1"]
+    assert_clean(cpo, hub, emsp2)
+
+
+def test_intercept_answers_instead_of_the_receiver(cpo, emsp):
+    conn = cpo.register(emsp.versions_url, emsp.issue_token_a())
+    emsp.intercept = lambda req: (
+        ocpi(http=503, status_code=3000, message="down for maintenance") if req.method == "PUT" else None
+    )
+
+    refused = cpo.push(conn, "sessions", "PUT", "/NL/CPO/S1", session("S1", emsp.token("T1")), to=emsp.party)
+    emsp.intercept = None
+    accepted = cpo.push(conn, "sessions", "PUT", "/NL/CPO/S1", session("S1", emsp.token("T1")), to=emsp.party)
+
+    assert (refused.http_status, refused.status_code) == (503, 3000)
+    assert (accepted.http_status, accepted.status_code) == (201, 1000)
+    assert [r.response_status for r in emsp.received("PUT")] == [503, 201]
+
+
+def test_the_cpo_unregisters_from_the_emsp(cpo, emsp):
+    conn = cpo.register(emsp.versions_url, emsp.issue_token_a())
+
+    deleted = cpo.unregister(conn)
+    again = cpo.raw(
+        "GET", f"{emsp.version_url}/credentials", headers={"Authorization": f"Token {b64(conn.token_out)}"}
+    )
+
+    assert deleted.ok and "data" not in deleted.body
+    assert emsp.connections == [] and cpo.connections == []
+    assert again.http_status == 401
+    assert_clean(cpo, emsp)
