@@ -348,7 +348,11 @@ class Hub(Platform):
         if base is None:
             raise LookupError(f"connection {conn.id} has no hubclientinfo RECEIVER endpoint")
         return self.call(
-            "PUT", f"{base.rstrip('/')}/{info['country_code']}/{info['party_id']}", conn=conn, body=info
+            "PUT",
+            f"{base.rstrip('/')}/{info['country_code']}/{info['party_id']}",
+            conn=conn,
+            body=info,
+            configuration=True,
         )
 
     def announce(self, conn: Connection) -> list[OcpiResponse]:

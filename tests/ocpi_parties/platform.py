@@ -476,9 +476,11 @@ class Platform:
         routing: tuple[Party, Party | None] | None = None,
         correlation_id: str | None = None,
         check: bool = True,
+        configuration: bool = False,
     ) -> OcpiResponse:
         """One OCPI request (4.1.2 Authorization, 4.2 X-Request-ID / X-Correlation-ID, 4.1.8.2 routing
-        headers when `routing` = (from, to) is given). The answer is checked against 4.1.7 and 4.2."""
+        headers when `routing` = (from, to) is given). The answer is checked against 4.1.7 and 4.2, and
+        `configuration=True` (versions, credentials, hubclientinfo) checks it carries no routing headers."""
         if token is None:
             if conn is None or conn.token_out is None:
                 raise OcpiError(f"{self.name}: no token to call {url}")
@@ -503,6 +505,12 @@ class Platform:
             self._check_response(method, result)
             if routing is not None:
                 self._check_response_routing(method, result, routing)
+            routed = [name for name in ROUTING_HEADERS if name in result.headers]
+            if configuration and routed:
+                self.problem(
+                    f"{method} {result.url} -> HTTP {result.http_status}: routing headers {routed} in the "
+                    "response of a configuration module (4.1.8.2: SHALL NOT)"
+                )
         return result
 
     def _check_response_routing(self, method: str, response: OcpiResponse, routing: tuple) -> None:
@@ -559,7 +567,7 @@ class Platform:
 
     def _get_ok(self, url: str, token: str, what: str) -> Any:
         try:
-            response = self.call("GET", url, token=token)
+            response = self.call("GET", url, token=token, configuration=True)
         except httpx.HTTPError as exc:
             raise OcpiError(f"{self.name}: GET {what} {url} failed: {exc!r}") from exc
         if not response.ok:
@@ -598,7 +606,9 @@ class Platform:
             url = conn.endpoint("credentials")
             if url is None:
                 raise OcpiError(f"{self.name}: no credentials endpoint at {versions_url}")
-            response = self.call("POST", url, token=token_a, body=self.credentials_object(token_b))
+            response = self.call(
+                "POST", url, token=token_a, body=self.credentials_object(token_b), configuration=True
+            )
             if not response.ok:
                 raise OcpiError(f"{self.name}: credentials POST refused", response)
             self._take_credentials(conn, response.data, f"POST {url}")
@@ -620,7 +630,9 @@ class Platform:
             conn.token_in_previous, conn.token_in = conn.token_in, token_b
         try:
             url = conn.endpoint("credentials")
-            response = self.call("PUT", url, conn=conn, body=self.credentials_object(token_b))
+            response = self.call(
+                "PUT", url, conn=conn, body=self.credentials_object(token_b), configuration=True
+            )
             if not response.ok:
                 raise OcpiError(f"{self.name}: credentials PUT refused", response)
             self._take_credentials(conn, response.data, f"PUT {url}")
@@ -635,7 +647,7 @@ class Platform:
     def unregister(self, conn: Connection | None = None) -> OcpiResponse:
         """7.2.4: DELETE our credentials at the other platform; both sides end all communication."""
         conn = conn or self.connection
-        response = self.call("DELETE", conn.endpoint("credentials"), conn=conn)
+        response = self.call("DELETE", conn.endpoint("credentials"), conn=conn, configuration=True)
         if not response.ok:
             raise OcpiError(f"{self.name}: credentials DELETE refused", response)
         with self._lock:
