@@ -171,10 +171,9 @@ class RoamingPartnerListApi(APIView):
         serializer = PartnerCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         party = party_for_input(user=request.user, pk=serializer.validated_data["party"])
-        name = serializer.validated_data["name"].strip()
-        if not name:
-            raise ValidationFailed("name: required.")
-        created, token_a = partner_create(party=party, name=name, actor=request.user)
+        created, token_a = partner_create(
+            party=party, name=serializer.validated_data["name"], actor=request.user
+        )
         partner = partner_access(user=request.user, pk=created.pk)
         # Shown once, in this answer only: only the token's hash is kept.
         partner.token_a = token_a  # type: ignore[attr-defined]
