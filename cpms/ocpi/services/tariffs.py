@@ -196,8 +196,8 @@ def tariff_object(
         "party_id": party.party_id,
         "id": tariff_id_of(tariff),
         "currency": version.currency,
-        # Prices for drivers with a contract (an eMSP's token), OCPI 2.2.1 11.4.4.
-        "type": "REGULAR",
+        # No `type`: "when omitted, this tariff is valid for all sessions" (11.3.1). Our prices do not depend
+        # on charging preferences or on how the session was started (RFID, app, command).
     }
     if tariff.description:
         data["tariff_alt_text"] = [{"language": settings.LANGUAGE_CODE[:2], "text": tariff.description[:512]}]
