@@ -19,17 +19,8 @@ import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tests.ocpi_parties.checks import MODULE_KINDS, object_problems
 from tests.ocpi_parties.platform import (
-    CDR_LOCATION_REQUIRED,
-    CDR_REQUIRED,
-    CDR_TOKEN_REQUIRED,
-    CLIENT_INFO_REQUIRED,
-    COMMAND_RESULT_TYPES,
-    CONNECTOR_REQUIRED,
-    EVSE_REQUIRED,
-    LOCATION_REQUIRED,
-    SESSION_REQUIRED,
-    TARIFF_REQUIRED,
     VERSION_PREFIX,
     Connection,
     OcpiError,
@@ -43,7 +34,6 @@ from tests.ocpi_parties.platform import (
     ocpi,
     paginate,
     party,
-    required_missing,
 )
 
 _SEG = r"(?P<{}>[^/]+)"
@@ -79,7 +69,7 @@ def make_token(
 
 def cdr_token(token: dict) -> dict:
     """The CdrToken (10.4.5) a CPO should put in Sessions and CDRs for `token`."""
-    return {k: token[k] for k in CDR_TOKEN_REQUIRED}
+    return {k: token[k] for k in ("country_code", "party_id", "uid", "type", "contract_id")}
 
 
 class Emsp(Platform):
@@ -216,6 +206,18 @@ class Emsp(Platform):
             self.problem(f"{where}: no integer X-Limit header (4.1.4.1)")
         elif len(response.data) > int(limit):
             self.problem(f"{where}: {len(response.data)} objects on a page, more than X-Limit {limit}")
+        kind = MODULE_KINDS.get(module)
+        direct = not self.connection.is_hub
+        for index, obj in enumerate(response.data):
+            if kind is None:
+                break
+            for text in object_problems(kind, obj, where=f"{where}: {kind} [{index}]"):
+                self.problem(text)
+            # 4.1.6: the owner of a pulled object is the country_code/party_id in it: a role of the sender.
+            if direct and isinstance(obj, dict) and module != "tokens":
+                owner = (str(obj.get("country_code", "")).upper(), str(obj.get("party_id", "")).upper())
+                if not self.connection.has_party(owner):
+                    self.problem(f"{where}: {kind} [{index}] owned by {owner}, not a role of the platform")
         link = next_link(response.headers)
         if link is not None:
             linked = dict(parse_qsl(urlsplit(link).query))
@@ -254,6 +256,11 @@ class Emsp(Platform):
             self.commands_sent[command_id] = {"command": name, "body": body}
         response = self.request("POST", f"{self._endpoint('commands', 'RECEIVER')}/{name}", body=body)
         response.command_id = command_id
+        if response.ok:
+            for text in object_problems(
+                "CommandResponse", response.data, where=f"POST {name}: CommandResponse"
+            ):
+                self.problem(text)
         return response
 
     def wait_command_result(self, command_id: str, timeout: float = 10.0) -> dict:
@@ -339,6 +346,19 @@ class Emsp(Platform):
             return ocpi(status_code=2001, message="country_code/party_id differ from the URL")
         return None
 
+    def _check_object(self, req: Request, kind: str, obj: Any, *, partial: bool = False) -> Response | None:
+        """Every problem of `obj` (checks.py) goes to `problems`; 2001 when it cannot be used at all (a
+        required field missing or of the wrong type)."""
+        problems = object_problems(kind, obj, where=f"{req.method} {req.path}: {kind}", partial=partial)
+        for text in problems:
+            self.problem(text)
+        unusable = [
+            p for p in problems if "required, missing" in p or "not an object" in p or "not a list" in p
+        ]
+        if unusable:
+            return ocpi(status_code=2001, message="; ".join(unusable)[:1000])
+        return None
+
     def _invalid(self, req: Request, what: str, missing: list[str]) -> Response:
         self.problem(f"{req.method} {req.path}: {what} lacks required fields {missing}")
         return ocpi(status_code=2001, message=f"{what} lacks {missing}")
@@ -380,6 +400,10 @@ class Emsp(Platform):
                 refused = self._patch_needs_last_updated(req)
                 if refused is not None:
                     return refused
+                kind = "Connector" if connector_id else "EVSE" if evse_uid else "Location"
+                refused = self._check_object(req, kind, req.json, partial=True)
+                if refused is not None:
+                    return refused
                 if target is None:
                     self.problem(f"PATCH {req.path}: the object was never PUT")
                     return ocpi(http=404, status_code=2001, message="unknown object: PUT it first")
@@ -393,28 +417,18 @@ class Emsp(Platform):
             # PUT (8.2.2.2)
             body = copy.deepcopy(req.json)
             if connector_id:
-                missing = required_missing(body, CONNECTOR_REQUIRED)
                 what, ident = "Connector", ("id", connector_id)
             elif evse_uid:
-                missing = required_missing(body, EVSE_REQUIRED)
                 what, ident = "EVSE", ("uid", evse_uid)
             else:
-                missing = required_missing(body, LOCATION_REQUIRED)
                 what, ident = "Location", ("id", location_id)
-            if missing:
-                return self._invalid(req, what, missing)
+            refused = self._check_object(req, what, body)
+            if refused is not None:
+                return refused
             if body[ident[0]] != ident[1]:
                 # 4.1.5.1: the object id in the URL differs from the object's own: 2001.
                 self.problem(f"PUT {req.path}: {what}.{ident[0]} {body[ident[0]]!r} differs from the URL")
                 return ocpi(status_code=2001, message="object id differs from the URL")
-            for evse_body in (
-                body.get("evses", []) if what == "Location" else [body] if what == "EVSE" else []
-            ):
-                for c in evse_body.get("connectors", []):
-                    if missing := required_missing(c, CONNECTOR_REQUIRED):
-                        return self._invalid(req, "Connector", missing)
-                if what == "Location" and (missing := required_missing(evse_body, EVSE_REQUIRED)):
-                    return self._invalid(req, "EVSE", missing)
             created = target is None
             if what == "Location":
                 self.locations[key] = body
@@ -448,13 +462,12 @@ class Emsp(Platform):
                 if self.tariffs.pop(key, None) is None:
                     return ocpi(http=404, status_code=2000, message="unknown tariff")
                 return ocpi()
-            if missing := required_missing(req.json, TARIFF_REQUIRED):
-                return self._invalid(req, "Tariff", missing)
+            refused = self._check_object(req, "Tariff", req.json)
+            if refused is not None:
+                return refused
             if req.json["id"] != tariff_id:
                 self.problem(f"PUT {req.path}: Tariff.id differs from the URL")
                 return ocpi(status_code=2001, message="Tariff.id differs from the URL")
-            if not isinstance(req.json["elements"], list) or not req.json["elements"]:
-                return self._invalid(req, "Tariff", ["elements (one or more)"])
             created = key not in self.tariffs
             self.tariffs[key] = copy.deepcopy(req.json)
             return ocpi(http=201 if created else 200)
@@ -471,10 +484,9 @@ class Emsp(Platform):
             if req.method == "GET":
                 return ocpi(copy.deepcopy(session)) if session else ocpi(http=404, status_code=2000)
             if req.method == "PUT":
-                if missing := required_missing(req.json, SESSION_REQUIRED):
-                    return self._invalid(req, "Session", missing)
-                if missing := required_missing(req.json["cdr_token"], CDR_TOKEN_REQUIRED):
-                    return self._invalid(req, "Session.cdr_token", missing)
+                refused = self._check_object(req, "Session", req.json)
+                if refused is not None:
+                    return refused
                 if req.json["id"] != session_id:
                     self.problem(f"PUT {req.path}: Session.id differs from the URL")
                     return ocpi(status_code=2001, message="Session.id differs from the URL")
@@ -483,6 +495,9 @@ class Emsp(Platform):
                 self.sessions[key] = body
                 return ocpi(http=201 if session is None else 200)
             refused = self._patch_needs_last_updated(req)
+            if refused is not None:
+                return refused
+            refused = self._check_object(req, "Session", req.json, partial=True)
             if refused is not None:
                 return refused
             if session is None:
@@ -497,14 +512,9 @@ class Emsp(Platform):
     def _cdrs_post(self, req: Request) -> Response:
         """10.2.2.2 POST a CDR; the answer's Location header is where to GET it."""
         cdr = req.json
-        if missing := required_missing(cdr, CDR_REQUIRED):
-            return self._invalid(req, "CDR", missing)
-        if missing := required_missing(cdr["cdr_token"], CDR_TOKEN_REQUIRED):
-            return self._invalid(req, "CDR.cdr_token", missing)
-        if missing := required_missing(cdr["cdr_location"], CDR_LOCATION_REQUIRED):
-            return self._invalid(req, "CDR.cdr_location", missing)
-        if not isinstance(cdr["charging_periods"], list) or not cdr["charging_periods"]:
-            return self._invalid(req, "CDR", ["charging_periods (one or more)"])
+        refused = self._check_object(req, "CDR", cdr)
+        if refused is not None:
+            return refused
         owner = party(cdr["country_code"], cdr["party_id"])
         conn = req.connection
         if conn is not None and not conn.is_hub and not conn.has_party(owner):
@@ -563,9 +573,9 @@ class Emsp(Platform):
     def _command_result(self, req: Request, command_id: str) -> Response:
         """13.2.2.1 the CommandResult POSTed to a response_url."""
         result = req.json
-        if not isinstance(result, dict) or result.get("result") not in COMMAND_RESULT_TYPES:
-            self.problem(f"POST {req.path}: not a CommandResult (13.3.3): {result!r}")
-            return ocpi(status_code=2001, message="not a CommandResult")
+        refused = self._check_object(req, "CommandResult", result)
+        if refused is not None:
+            return refused
         with self._lock:
             if command_id not in self.commands_sent:
                 self.problem(f"POST {req.path}: a CommandResult for a command never sent")
@@ -580,8 +590,9 @@ class Emsp(Platform):
             if req.method == "GET":
                 info = self.client_infos.get(key)
                 return ocpi(copy.deepcopy(info)) if info else ocpi(http=404, status_code=2000)
-            if missing := required_missing(req.json, CLIENT_INFO_REQUIRED):
-                return self._invalid(req, "ClientInfo", missing)
+            refused = self._check_object(req, "ClientInfo", req.json)
+            if refused is not None:
+                return refused
             created = key not in self.client_infos
             self.client_infos[key] = copy.deepcopy(req.json)
             return ocpi(http=201 if created else 200)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.ocpi_parties import Emsp, Hub, Platform, b64, cdr_token, envelope, now_iso, paginate
+from tests.ocpi_parties.checks import object_problems
 from tests.ocpi_parties.platform import VERSION_PREFIX, Request, Response, next_link, ocpi, party
 
 
@@ -669,3 +670,78 @@ def test_the_cpo_unregisters_from_the_emsp(cpo, emsp):
     assert emsp.connections == [] and cpo.connections == []
     assert again.http_status == 401
     assert_clean(cpo, emsp)
+
+
+# --- object checks ------------------------------------------------------------------------------------------
+
+
+def test_the_examples_objects_pass_the_checks(emsp):
+    token = emsp.token("T1")
+
+    assert object_problems("Location", location(1)) == []
+    assert object_problems("Session", session("S1", token)) == []
+    assert object_problems("CDR", cdr("C1", token)) == []
+    assert object_problems("Token", token) == []
+
+
+def test_checks_name_each_deviation_from_the_specification():
+    wrong = {
+        **cdr(
+            "C1", {"country_code": "DE", "party_id": "EMS", "uid": "T1", "type": "RFID", "contract_id": "X"}
+        ),
+        "total_cost": {"excl_vat": "3.00"},
+        "currency": "eur",
+        "end_date_time": "2026-01-01T11:00:00+00:00",
+        "charging_periods": [
+            {"start_date_time": "2026-01-01T10:00:00Z", "dimensions": [{"type": "POWER", "volume": 7}]}
+        ],
+    }
+    wrong["cdr_location"] = {
+        **wrong["cdr_location"],
+        "coordinates": {"latitude": "52.09", "longitude": "5.120000"},
+    }
+    del wrong["total_time"]
+
+    assert object_problems("CDR", wrong) == [
+        "CDR.end_date_time: not a DateTime in UTC (16.2): '2026-01-01T11:00:00+00:00'",
+        "CDR.cdr_location.coordinates.latitude: not a GeoLocation latitude (8.4.13): '52.09'",
+        "CDR.currency: not a ISO 4217 currency: 'eur'",
+        "CDR.charging_periods[0].dimensions[0].type: not one of "
+        "['ENERGY', 'MAX_CURRENT', 'MAX_POWER', 'MIN_CURRENT', 'MIN_POWER', 'PARKING_TIME', 'RESERVATION_TIME', "
+        "'TIME']: 'POWER'",
+        "CDR.total_cost.excl_vat: not a JSON number (16.4): '3.00'",
+        "CDR.total_time: required, missing",
+    ]
+    # A PATCH leaves fields out, but what it carries is checked.
+    assert object_problems("Session", {"kwh": 1, "last_updated": "2026-01-01T10:00:00Z"}, partial=True) == []
+    assert object_problems("EVSE", {"status": "BUSY"}, partial=True) == [
+        "EVSE.status: not one of ['AVAILABLE', 'BLOCKED', 'CHARGING', 'INOPERATIVE', 'OUTOFORDER', 'PLANNED', "
+        "'REMOVED', 'RESERVED', 'UNKNOWN']: 'BUSY'"
+    ]
+
+
+def test_pulled_objects_are_checked_and_their_owner_too(cpo, emsp):
+    emsp.register(cpo.versions_url, cpo.issue_token_a())
+    cpo.locations = [location(1), {**location(2), "party_id": "OTH", "publish": "yes"}]
+
+    emsp.pull("locations")
+
+    url = f"GET {cpo.url(VERSION_PREFIX)}/locations"
+    assert emsp.problems == [
+        f"{url}: Location [1].publish: not a boolean: 'yes'",
+        f"{url}: Location [1] owned by ('NL', 'OTH'), not a role of the platform",
+    ]
+
+
+def test_a_pushed_object_lacking_a_required_field_is_refused_and_reported(cpo, emsp):
+    conn = cpo.register(emsp.versions_url, emsp.issue_token_a())
+    broken = location(1)
+    del broken["evses"][0]["connectors"][0]["max_voltage"]
+
+    answer = cpo.push(conn, "locations", "PUT", "/NL/CPO/LOC1", broken, to=emsp.party)
+
+    assert (answer.http_status, answer.status_code) == (200, 2001)
+    assert emsp.locations == {}
+    assert emsp.problems == [
+        f"PUT {VERSION_PREFIX}/locations/NL/CPO/LOC1: Location.evses[0].connectors[0].max_voltage: required, missing"
+    ]
