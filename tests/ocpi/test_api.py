@@ -4,6 +4,7 @@ the standing users of other roles and organisations get empty lists, 404 on obje
 No answer carries a credentials token or its hash, except token A in the answer that issues it."""
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from cpms.ocpi import client, protocol
 from cpms.ocpi.enums import OutboxStatus, PartnerStatus
 from cpms.ocpi.models import OcpiOutboxItem, OcpiPartner, OcpiParty
 from cpms.ocpi.services import locations, tariffs
+from stations.models import Site
 from tests.factories import UserFactory
 
 OTHERS = ("operator_b", "finance_a", "host_a1")
@@ -632,6 +634,29 @@ def test_sync_says_which_module_cannot_push_yet(world, roaming, api, monkeypatch
     monkeypatch.setattr(tariffs, "tariffs_push_all", lambda p: 3, raising=False)
     response = api(world.operator_a).post(f"/api/v1/roaming/partners/{roaming.partner_a.pk}/sync/")
     assert (response.status_code, response.json()) == (200, {"locations": None, "tariffs": 3})
+
+
+def test_sync_now_with_the_locations_and_tariffs_modules(world, roaming, api):
+    Site.objects.filter(pk__in=[world.site_a1.pk, world.site_a2.pk]).update(
+        latitude=Decimal("52.1"), longitude=Decimal("4.3"), country="NL"
+    )
+    OcpiPartner.objects.get(pk=roaming.partner_a.pk).published_sites.set([world.site_a2.pk])
+    OcpiPartner.objects.filter(pk=roaming.partner_a.pk).update(publish_all_sites=False)
+    response = api(world.operator_a).post(f"/api/v1/roaming/partners/{roaming.partner_a.pk}/sync/")
+    assert (response.status_code, response.json()) == (200, {"locations": 1, "tariffs": 0})
+    assert list(OcpiOutboxItem.objects.values_list("partner_id", "module", "method", "path")) == [
+        (roaming.partner_a.pk, "locations", "PUT", f"/NL/AAA/{world.site_a2.pk}")
+    ]
+
+
+def test_a_suspended_partner_is_not_synced(world, roaming, api):
+    OcpiPartner.objects.filter(pk=roaming.partner_a.pk).update(status=PartnerStatus.SUSPENDED)
+    response = api(world.operator_a).post(f"/api/v1/roaming/partners/{roaming.partner_a.pk}/sync/")
+    assert (response.status_code, response.json()) == (
+        409,
+        {"detail": "The partner is suspended: resume it first."},
+    )
+    assert OcpiOutboxItem.objects.count() == 0
 
 
 def test_a_pending_partner_has_nothing_to_sync(world, roaming, api):

@@ -335,7 +335,7 @@ class RoamingPartnerSyncApi(APIView):
         operation_id="roaming_partners_sync",
         summary="Sync now",
         description="Queues a PUT of every location and tariff published to the partner (delivered by the "
-        "outbox after what is already queued). Registered or suspended partners only.",
+        "outbox after what is already queued). Registered partners only.",
         request=None,
         responses={200: SyncOutputSerializer, 404: NOT_FOUND, 409: CONFLICT},
     )

@@ -158,9 +158,11 @@ def _push_all(partner: OcpiPartner) -> SyncResult:
 
 def partner_sync(*, partner: OcpiPartner, actor: User | None = None) -> SyncResult:
     """ "Sync now": queues a PUT of every location and tariff published to the partner (delivered by the
-    outbox, in order after what is already queued). A suspended partner's outbox keeps filling; a partner
-    that is not registered has no endpoints to send to."""
-    if partner.status not in (PartnerStatus.REGISTERED, PartnerStatus.SUSPENDED):
+    outbox, in order after what is already queued). Registered partners only: a suspended one is sent
+    nothing, and one that is not registered has no endpoints to send to."""
+    if partner.status == PartnerStatus.SUSPENDED:
+        raise Conflict("The partner is suspended: resume it first.")
+    if partner.status != PartnerStatus.REGISTERED:
         raise Conflict(f"The partner is {partner.get_status_display().lower()}: there is nowhere to send to.")
     with transaction.atomic():
         result = _push_all(partner)
