@@ -12,8 +12,8 @@ Two steps, as the module prescribes (13.1 "Flow"):
    through `command_send` (1.6 or 2.0.1, built by cpms.ocpp_wire), waits for the charger, and queues the
    CommandResult to the command's response_url through the outbox (which retries it until delivered).
 
-START_SESSION and RESERVE_NOW carry a Token: it is mirrored as the partner's `OcpiToken` + `IdToken` when new
-(the tokens module's rules: value = uid, group = the partner's token group), so that the charger's
+START_SESSION and RESERVE_NOW carry a Token: it is stored as the partner's `OcpiToken` + `IdToken` by the
+tokens module (`token_put`: value = uid, group = the partner's token group), so that the charger's
 Authorize and the session's start find it. START_SESSION records an `OcpiAuthorization(auth_method=COMMAND)`
 with the command's authorization_reference, which the session that opens with that token at that Location
 takes (OCPI_CORE contract); a start the charger refused gives its authorisation up, so no later session
@@ -48,11 +48,12 @@ from cpms.ocpi.protocol import (
     schema_validator,
     string,
 )
+from cpms.ocpi.services import tokens
 from cpms.ocpi.services.outbox import outbox_enqueue
 from cpms.ocpp_wire import operations
 from cpms.ocpp_wire.operations import Target
-from sessions.enums import IdTokenStatus, IdTokenType, ReservationStatus, SessionStatus
-from sessions.models import ChargingSession, IdToken, Reservation
+from sessions.enums import ReservationStatus, SessionStatus
+from sessions.models import ChargingSession, Reservation
 from sessions.services.reservations import reservation_cancel, reservation_create
 from stations.enums import CommandSource, CommandStatus
 from stations.models import ChargingStation, Command, Connector, Evse, Site
@@ -82,13 +83,7 @@ UNKNOWN_RESERVATION = "UNKNOWN_RESERVATION"
 SENDING = "SENDING"
 
 AUTH_COMMAND = "COMMAND"
-# OCPI TokenType -> the IdToken type the charger is given (2.0.1 IdTokenEnumType; 1.6 sends the value only).
-TOKEN_TYPES = {
-    "RFID": IdTokenType.ISO14443,
-    "APP_USER": IdTokenType.CENTRAL,
-    "AD_HOC_USER": IdTokenType.CENTRAL,
-    "OTHER": IdTokenType.CENTRAL,
-}
+TOKEN_TYPES = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
 # A CALLERROR code meaning the charger does not do the action at all.
 UNSUPPORTED_ERRORS = frozenset({"NotImplemented", "NotSupported"})
 
@@ -330,7 +325,10 @@ def _check_start(
     _own_token_party(from_party, body["token"])
     _place(partner, body["location_id"], body.get("evse_uid"), body.get("connector_id"))
     return _accept(
-        partner, command, body, before_send=lambda: token_mirror(partner=partner, data=body["token"])
+        partner,
+        command,
+        body,
+        before_send=lambda: token_mirror(partner=partner, from_party=from_party, data=body["token"]),
     )
 
 
@@ -376,7 +374,10 @@ def _check_reserve(
     if expiry <= timezone.now():
         return _refused(REJECTED, "expiry_date is in the past.")
     return _accept(
-        partner, command, body, before_send=lambda: token_mirror(partner=partner, data=body["token"])
+        partner,
+        command,
+        body,
+        before_send=lambda: token_mirror(partner=partner, from_party=from_party, data=body["token"]),
     )
 
 
@@ -413,55 +414,24 @@ CHECKS = {
 # --- tokens and reservations of a partner -----------------------------------------------------------------
 
 
-def _token_group(partner: OcpiPartner) -> IdToken:
-    """The partner's group token (created on first need): its drivers' tokens are its members."""
-    if partner.id_token_group_id is not None:
-        return IdToken.objects.get(pk=partner.id_token_group_id)
-    group, _ = IdToken.objects.get_or_create(
-        organisation_id=partner.party.organisation_id,
-        value=f"OCPI-{partner.pk}",
-        defaults={"type": IdTokenType.CENTRAL, "owner_name": partner.name[:200]},
-    )
-    OcpiPartner.objects.filter(pk=partner.pk, id_token_group__isnull=True).update(id_token_group=group)
-    partner.id_token_group = group
-    return group
-
-
-def token_mirror(*, partner: OcpiPartner, data: dict[str, Any]) -> OcpiToken:
-    """The partner's OcpiToken for a Token a command carries, created (with its IdToken) when new. A Token
-    it pushed already is used as it stands: the tokens module keeps it current. The caller holds a
-    transaction; a uid that an unrelated token of the organisation already has is refused (REJECTED)."""
-    key = {
-        "partner": partner,
-        "country_code": data["country_code"].upper(),
-        "party_id": data["party_id"].upper(),
-        "uid": data["uid"],
-        "type": data["type"],
-    }
-    existing = OcpiToken.objects.select_related("id_token").filter(**key).first()
-    if existing is not None:
-        return existing
-    organisation_id = partner.party.organisation_id
-    if IdToken.objects.filter(organisation_id=organisation_id, value=data["uid"]).exists():
-        raise _Refusal(_refused(REJECTED, "The Token's uid is in use by another token here."))
-    id_token = IdToken.objects.create(
-        organisation_id=organisation_id,
-        value=data["uid"],
-        type=TOKEN_TYPES[data["type"]],
-        # 13.3.5: the eMSP authorised the Token for this command; we do not check it again.
-        status=IdTokenStatus.ACCEPTED,
-        group=_token_group(partner),
-        owner_name=(data.get("visual_number") or "")[:200],
-    )
-    return OcpiToken.objects.create(
-        id_token=id_token,
-        contract_id=data["contract_id"],
-        data=data,
-        # Not pushed by the partner: it stays out of local lists (as a token learnt in real time).
-        realtime=True,
-        last_updated=parse_datetime(data["last_updated"], field="token.last_updated"),
-        **key,
-    )
+def token_mirror(*, partner: OcpiPartner, from_party: tuple[str, str], data: dict[str, Any]) -> OcpiToken:
+    """The partner's OcpiToken (and IdToken mirror) for the Token a command carries, stored by the tokens
+    module's own rules (cpms/ocpi/services/tokens.py: value = uid, the partner's group, a newer Token
+    updating an older one) as if the partner had pushed it: a command's Token was authorised by the eMSP
+    (13.3.5), so it is answered from what we hold rather than asked for again in real time. A Token the
+    tokens module refuses (its uid taken by another token here, another party's) is REJECTED."""
+    try:
+        return tokens.token_put(
+            partner=partner,
+            from_party=from_party,
+            country_code=data["country_code"],
+            party_id=data["party_id"],
+            uid=data["uid"],
+            token_type=data["type"],
+            body=data,
+        )
+    except OcpiError as exc:
+        raise _Refusal(_refused(REJECTED, exc.message)) from exc
 
 
 def _command_token(partner: OcpiPartner, data: dict[str, Any]) -> OcpiToken:
