@@ -609,6 +609,11 @@ class Emsp(Platform):
             found = [v for (_, _, sid), v in self.sessions.items() if sid == session_id]
             return copy.deepcopy(found[0]) if found else None
 
+    def cdr(self, cdr_id: str) -> dict | None:
+        with self._lock:
+            found = [v for (_, _, cid), v in self.cdrs.items() if cid == cdr_id]
+            return copy.deepcopy(found[0]) if found else None
+
 
 def _find(items: list[dict], key: str, value: str | None) -> dict | None:
     for item in items:

@@ -429,6 +429,17 @@ class Platform:
                 and (path_contains is None or path_contains in r.path)
             ]
 
+    def transcript(self, limit: int = 200) -> str:
+        """The last requests received, one line each (for a failing test's message)."""
+        with self._lock:
+            recorded = self.requests[-limit:]
+        return "\n".join(
+            f"{r.method} {r.path}{'?' + '&'.join(f'{k}={v}' for k, v in r.query.items()) if r.query else ''}"
+            f" -> {r.response_status} {(r.response_body or {}).get('status_code')}"
+            f" from {r.headers.get('ocpi-from-country-code')}*{r.headers.get('ocpi-from-party-id')}"
+            for r in recorded
+        )
+
     def problem(self, text: str) -> None:
         with self._lock:
             self.problems.append(text)
