@@ -97,6 +97,8 @@ class _Target:
     from_party: tuple[str, str]
     to_party: tuple[str, str] | None
     fallback: str
+    # The parties whose tokens this partner may answer for; None for a hub (any party it routes for).
+    parties: frozenset[tuple[str, str]] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,13 @@ def _target(partner: OcpiPartner, to_party: tuple[str, str] | None) -> _Target |
         from_party=client.our_party(partner),
         to_party=to_party,
         fallback=partner.realtime_auth_fallback,
+        parties=None
+        if any(role.get("role") == Role.HUB for role in partner.roles)
+        else frozenset(
+            (role["country_code"].upper(), role["party_id"].upper())
+            for role in partner.roles
+            if "country_code" in role
+        ),
     )
 
 
@@ -251,8 +260,20 @@ async def _ask(target: _Target, *, value: str, token_type: str, body: Any, timeo
         return _Answer(target, "failed")
     try:
         info = _authorization_info_validate(answer.data)
+        token = tokens_service.token_validate(info["token"])
     except OcpiError as exc:
         logger.warning("Real-time authorisation: partner %s answered %s", target.partner_id, exc.message)
+        return _Answer(target, "failed")
+    # Checked here, before an ALLOWED ends the wait for the others: an answer for another token, or for a
+    # party this partner does not speak for, is no answer.
+    party = (token["country_code"].upper(), token["party_id"].upper())
+    if token["uid"] != value or (target.parties is not None and party not in target.parties):
+        logger.warning(
+            "Real-time authorisation: partner %s answered for token %s*%s:%s",
+            target.partner_id,
+            *party,
+            token["uid"],
+        )
         return _Answer(target, "failed")
     return _Answer(target, "answer", info)
 
@@ -286,18 +307,12 @@ async def _ask_all(plan: _Plan, *, value: str, token_type: str, deadline: float)
 
 
 # --- deciding ---------------------------------------------------------------------------------------
-def _keep(answer: _Answer, value: str) -> OcpiToken | None:
-    """The token a partner's answer carries, stored; None when it is not one we can keep (then the answer
-    does not count)."""
-    data = answer.info["token"] if answer.info else None
-    if not isinstance(data, dict) or data.get("uid") != value:
-        logger.warning(
-            "Real-time authorisation: partner %s answered for another token", answer.target.partner_id
-        )
-        return None
+def _keep(answer: _Answer) -> OcpiToken | None:
+    """The token a partner's (checked) answer carries, stored; None when it cannot be kept (its uid is one
+    of our own tokens' or another partner's): then the answer does not count."""
     partner = OcpiPartner.objects.select_related("party").get(pk=answer.target.partner_id)
     try:
-        return tokens_service.token_store_realtime(partner=partner, data=data)
+        return tokens_service.token_store_realtime(partner=partner, data=answer.info["token"])
     except OcpiError as exc:
         logger.warning("Real-time authorisation: partner %s token not kept: %s", partner.pk, exc.message)
         return None
@@ -364,7 +379,7 @@ def _decide(
     decisive = [answer for answer in answers if answer.kind == "answer"]
     # ALLOWED first, then in the order the answers came.
     for answer in sorted(decisive, key=lambda a: a.info["allowed"] != "ALLOWED"):
-        token = _keep(answer, value)
+        token = _keep(answer)
         if token is None:
             continue
         allowed = answer.info["allowed"]
