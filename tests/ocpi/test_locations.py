@@ -597,3 +597,54 @@ def test_a_hub_gets_pushes_addressed_to_itself(world, roaming, located):
     roaming.partner_a.refresh_from_db()
     locations.locations_push_all(roaming.partner_a)
     assert {(i["to_country_code"], i["to_party_id"]) for i in _items(roaming.partner_a)} == {("NL", "HUB")}
+
+
+def test_a_site_withdrawn_from_publication_has_its_evses_removed(world, roaming, located):
+    site = located["site"]
+    _cursor(roaming.partner_a, NOW - timedelta(minutes=1))
+    OcpiLocation.objects.create(site=site, publish=False)
+    OcpiLocation.objects.filter(site=site).update(updated_at=NOW - timedelta(seconds=30))
+    # A site created unpublished within the window was never sent: nothing to withdraw.
+    fresh = _place(SiteFactory(organisation=world.org_a, name="Fresh"))
+    Site.objects.filter(pk=fresh.pk).update(created_at=NOW - timedelta(seconds=50))
+    ConnectorFactory(evse=EvseFactory(station=ChargingStationFactory(site=fresh), evse_id=1))
+    OcpiLocation.objects.create(site=fresh, publish=False)
+    OcpiLocation.objects.filter(site=fresh).update(updated_at=NOW - timedelta(seconds=30))
+    assert locations.locations_push_changes(now=NOW) == 2
+    items = _items(roaming.partner_a)
+    assert items == [
+        {
+            "method": "PATCH",
+            "path": f"/NL/AAA/{site.pk}/{evse.pk}",
+            "object_key": f"location:{site.pk}",
+            "body": {"status": "REMOVED", "last_updated": "2026-03-01T09:59:30Z"},
+            "to_country_code": "DE",
+            "to_party_id": "EMS",
+        }
+        for evse in (located["evse1"], located["evse2"])
+    ]
+    assert _items(roaming.partner_b) == []
+    assert locations.locations_push_changes(now=NOW) == 0
+
+
+def test_the_sweep_takes_the_same_queries_whatever_the_number_of_evses(
+    world, roaming, located, django_assert_max_num_queries
+):
+    OcpiPartner.objects.exclude(pk=roaming.partner_a.pk).delete()
+    _cursor(roaming.partner_a, NOW - timedelta(minutes=1))
+    stations = [ChargingStationFactory(site=located["site"]) for _ in range(10)]
+    for station in stations:
+        for number in range(1, 6):
+            ConnectorFactory(evse=EvseFactory(station=station, evse_id=number))
+            StatusChange.objects.create(
+                station=station, evse_id=number, connector_id=1, status="Available",
+                occurred_at=NOW - timedelta(seconds=30), received_at=NOW - timedelta(seconds=30),
+            )  # fmt: skip
+    ChargingStation.objects.filter(pk__in=[s.pk for s in stations]).update(updated_at=T0, created_at=T0)
+    # partners + savepoint + lock + changed sites + changed EVSEs + connectors + withdrawn + tariff index (2)
+    # + cursor + release, and one insert per outbox item (outbox_enqueue).
+    with django_assert_max_num_queries(11 + 50):
+        assert locations.locations_push_changes(now=NOW) == 50
+    # Nothing changed: the same reads, no item, the cursor moved.
+    with django_assert_max_num_queries(8):
+        assert locations.locations_push_changes(now=NOW + timedelta(seconds=10)) == 0

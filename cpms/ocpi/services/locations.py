@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -457,6 +457,36 @@ def _status_changed_evses(
     )
 
 
+def _withdrawn_evses(partner: OcpiPartner, since: datetime, until: datetime) -> list[Evse]:
+    """EVSEs of sites the operator stopped publishing in (since, until] (OcpiLocation.publish turned off),
+    that existed before the window, so that the partner may have them. OCPI has no DELETE of a Location:
+    its EVSEs are set REMOVED (8.4.22: "The EVSE/Connector was removed"). Nothing else of the site is sent."""
+    sites = Site.objects.filter(
+        organisation_id=partner.party.organisation_id,
+        ocpi__publish=False,
+        ocpi__updated_at__gt=since,
+        ocpi__updated_at__lte=until,
+        created_at__lte=since,
+    )
+    if not partner.publish_all_sites:
+        sites = sites.filter(pk__in=partner.published_sites.values("pk"))
+    return list(
+        Evse.objects.filter(station__site__in=sites, connectors__isnull=False)
+        .distinct()
+        .annotate(site_pk=F("station__site_id"), withdrawn_at=F("station__site__ocpi__updated_at"))
+        .order_by("station__site_id", "pk")
+    )
+
+
+def _enqueue_evse_removed(partner: OcpiPartner, evse: Evse, to_party: tuple[str, str] | None) -> None:
+    body = {
+        "uid": ids.evse_uid(evse),
+        "status": "REMOVED",
+        "last_updated": format_datetime(evse.withdrawn_at),
+    }
+    _enqueue_evse_status(partner, ids.location_id(evse.site_pk), body, to_party)
+
+
 def _locked(partner_id: int) -> OcpiPartner | None:
     return (
         OcpiPartner.objects.select_for_update(of=("self",))
@@ -489,7 +519,8 @@ def _partner_push_changes(partner_id: int, until: datetime) -> int:
         sites = publishable_sites(partner)
         changed = _changed_site_pks(sites, since, until)
         evses = _status_changed_evses(sites, since, until, skip=changed)
-        if not changed and not evses:
+        withdrawn = _withdrawn_evses(partner, since, until)
+        if not changed and not evses and not withdrawn:
             _cursor_save(partner, until)
             return 0
         ctx = _context(partner)
@@ -504,6 +535,9 @@ def _partner_push_changes(partner_id: int, until: datetime) -> int:
             data = evse_object(evse, station=evse.station, ctx=ctx)
             _enqueue_evse_status(partner, ids.location_id(evse.station.site_id), data, to_party)
             queued += 1
+        for evse in withdrawn:
+            _enqueue_evse_removed(partner, evse, to_party)
+            queued += 1
         _cursor_save(partner, until)
         return queued
 
@@ -511,8 +545,8 @@ def _partner_push_changes(partner_id: int, until: datetime) -> int:
 def locations_push_changes(*, now: datetime | None = None) -> int:
     """The sweep (cpms.ocpi.tasks.push_sweep, every OCPI_PUSH_SWEEP_S): for each registered partner with a
     locations receiver, what changed since its cursor: a PUT of each Location whose content may have
-    changed, and a PATCH {status, last_updated} of each other EVSE whose status may have changed; then the
-    cursor moves to the end of the window, in the same transaction as the outbox items. A few queries per
+    changed, a PATCH {status, last_updated} of each other EVSE whose status may have changed, and a PATCH
+    {status: REMOVED} of the EVSEs of a site withdrawn from publication; then the cursor moves to the end of the window, in the same transaction as the outbox items. A few queries per
     partner, whatever the number of EVSEs. Returns how many items it queued."""
     until = (now or timezone.now()) - PUSH_LAG
     queued = 0
