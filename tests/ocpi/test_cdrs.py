@@ -9,13 +9,16 @@ from decimal import Decimal
 
 import orjson
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from billing.models import ChargeDetailRecord
 from billing.services.cdrs import cdr_credit_create, session_bill
+from cpms.ocpi.enums import Role
 from cpms.ocpi.models import OcpiOutboxItem, OcpiSession
 from cpms.ocpi.services.cdrs import cdrs_push_pending, country_alpha3
 from cpms.ocpi.services.sessions import sessions_push_changes
+from tests.ocpi.conftest import OcpiCaller, partner_registered
 from tests.ocpi.test_sessions import active_session, energy_tariff, fmt, reading, roaming_token, stop
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +31,14 @@ def _body(response):
 def decimals(body) -> dict:
     """The body as a receiver that reads numbers as decimals sees it."""
     return json.loads(json.dumps(body), parse_float=Decimal)
+
+
+@pytest.fixture
+def hub(roaming):
+    partner, token = partner_registered(
+        roaming.party_a, name="hub", country_code="NL", party_id="HUB", role=Role.HUB
+    )
+    return partner, OcpiCaller(token, Client())
 
 
 def push_sweep() -> None:
@@ -257,6 +268,42 @@ def test_get_lists_the_callers_cdrs_and_credits_only_by_pages(roaming, world, st
     since = fmt(first.created_at)
     assert len(_body(roaming.caller_a.get(f"/ocpi/2.2.1/cdrs?date_from={since}"))["data"]) == 3
     assert _body(roaming.caller_a.get(f"/ocpi/2.2.1/cdrs?date_to={since}"))["data"] == []
+
+
+def test_through_a_hub_only_the_cdrs_of_the_party_it_speaks_for(roaming, world, start, hub):
+    partner, caller = hub
+    energy_tariff(world.org_a)
+    _, ems = billed_session(world.station_a1, roaming_token(partner, uid="UID-1"), start=start)
+    _, oth = billed_session(
+        world.station_a2,
+        roaming_token(partner, uid="UID-2", country_code="FR", party_id="OTH"),
+        start=start + timedelta(minutes=5),
+    )
+    credit = cdr_credit_create(cdr=oth, user=None, reason="Goodwill")
+    push_sweep()
+    posts = OcpiOutboxItem.objects.filter(partner=partner, module="cdrs").order_by("id")
+    assert [(item.body["id"], item.to_country_code, item.to_party_id) for item in posts] == [
+        (str(ems.pk), "DE", "EMS"),
+        (str(oth.pk), "FR", "OTH"),
+        (f"{oth.pk}-C{credit.pk}", "FR", "OTH"),
+    ]
+
+    def listed(country_code, party_id):
+        headers = {"OCPI-from-country-code": country_code, "OCPI-from-party-id": party_id}
+        return [item["id"] for item in _body(caller.get("/ocpi/2.2.1/cdrs", **headers))["data"]]
+
+    assert listed("DE", "EMS") == [str(ems.pk)]
+    assert listed("FR", "OTH") == [str(oth.pk), f"{oth.pk}-C{credit.pk}"]
+
+
+def test_a_cdr_sweep_with_nothing_pending_is_two_queries(roaming, world, start, django_assert_num_queries):
+    energy_tariff(world.org_a)
+    _, cdr = billed_session(world.station_a1, roaming_token(roaming.partner_a, uid="UID-1"), start=start)
+    cdr_credit_create(cdr=cdr, user=None, reason="Goodwill", subtotal=Decimal("0.50"))
+    push_sweep()
+
+    with django_assert_num_queries(2):  # CDRs not pushed yet; credits without their credit CDR's POST
+        assert cdrs_push_pending() == 0
 
 
 def test_country_codes_are_sent_as_alpha_3():

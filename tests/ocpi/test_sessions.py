@@ -390,3 +390,32 @@ def test_charging_preferences_are_answered_without_smart_charging(roaming, world
     stop(session, at=start + timedelta(minutes=5), wh=1_000)
     ended = roaming.caller_a.request("PUT", url, preferences)
     assert _body(ended)["data"] == "NOT_POSSIBLE"
+
+
+def test_a_sweep_with_nothing_due_is_one_query(roaming, world, start, django_assert_num_queries):
+    energy_tariff(world.org_a)
+    token = roaming_token(roaming.partner_a, uid="UID-1")
+    for minutes in range(3):
+        session = active_session(world.station_a1, token, started_at=start + timedelta(minutes=minutes))
+        reading(session, at=start + timedelta(minutes=30), wh=6_000)
+    assert sessions_push_changes() == 3
+
+    with django_assert_num_queries(1):
+        assert sessions_push_changes() == 0
+
+
+def test_a_sweep_takes_a_bounded_batch_least_recently_changed_first(roaming, world, start):
+    token = roaming_token(roaming.partner_a, uid="UID-1")
+    sessions = [
+        active_session(world.station_a1, token, started_at=start + timedelta(minutes=i)) for i in range(3)
+    ]
+    for i, session in enumerate(sessions):
+        ChargingSession.objects.filter(pk=session.pk).update(updated_at=start + timedelta(minutes=10 - i))
+
+    assert sessions_push_changes(limit=2) == 2
+    assert [item.object_key for item in pushes(roaming.partner_a)] == [
+        f"session:{sessions[2].pk}",
+        f"session:{sessions[1].pk}",
+    ]
+    assert sessions_push_changes(limit=2) == 1
+    assert pushes(roaming.partner_a)[-1].object_key == f"session:{sessions[0].pk}"

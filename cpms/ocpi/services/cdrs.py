@@ -20,7 +20,9 @@ from typing import Any
 
 from babel.core import get_global
 from django.db import transaction
-from django.db.models import Q, QuerySet, Value
+from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
 from billing.models import CdrCredit, ChargeDetailRecord
@@ -292,6 +294,16 @@ def _credit_push(credit: CdrCredit) -> int:
     return 1
 
 
+def _credit_items() -> QuerySet[OcpiOutboxItem]:
+    """The outbox items of the credit CDR of the outer CdrCredit (its POST, pending or delivered)."""
+    return OcpiOutboxItem.objects.annotate(cdr_id=KeyTextTransform("id", "body")).filter(
+        partner_id=OuterRef("cdr__session__ocpi__partner_id"),
+        module=Module.CDRS,
+        object_key=Concat(Value("session:"), Cast(OuterRef("cdr__session_id"), CharField())),
+        cdr_id=Concat(Cast(OuterRef("cdr_id"), CharField()), Value("-C"), Cast(OuterRef("pk"), CharField())),
+    )
+
+
 def cdrs_push_pending(*, limit: int = SWEEP_BATCH) -> int:
     """The push sweep of roaming CDRs and credit CDRs (module docstring); returns how many items it queued.
     Idempotent: each CDR and credit is queued once."""
@@ -311,11 +323,15 @@ def cdrs_push_pending(*, limit: int = SWEEP_BATCH) -> int:
             queued += _cdr_push(cdr_id)
         except Exception:  # one CDR's failure must not stop the others
             logger.exception("OCPI CDR push of CDR %s failed", cdr_id)
-    credits = CdrCredit.objects.filter(
-        created_at__gte=now - timedelta(days=CREDIT_PUSH_DAYS),
-        cdr__session__ocpi__cdr_pushed_at__isnull=False,
-        cdr__session__ocpi__partner__status__in=_RECEIVING,
-    ).order_by("pk")[:limit]
+    credits = (
+        CdrCredit.objects.filter(
+            created_at__gte=now - timedelta(days=CREDIT_PUSH_DAYS),
+            cdr__session__ocpi__cdr_pushed_at__isnull=False,
+            cdr__session__ocpi__partner__status__in=_RECEIVING,
+        )
+        .exclude(Exists(_credit_items()))
+        .order_by("pk")[:limit]
+    )
     for credit in credits:
         try:
             queued += _credit_push(credit)
