@@ -339,3 +339,26 @@ def test_a_suspended_partner_cannot_push(roaming):
     OcpiPartner.objects.filter(pk=roaming.partner_a.pk).update(status="SUSPENDED")
     assert roaming.caller_a.request("PUT", URL, token()).status_code == 401
     assert OcpiToken.objects.count() == 0
+
+
+def test_null_optional_fields_and_fields_the_spec_does_not_have_are_not_kept(roaming):
+    body = {**token(visual_number=None, group_id=None, energy_contract=None), "x_vendor": {"a": 1}}
+    assert roaming.caller_a.request("PUT", URL, body).status_code == 200
+    assert OcpiToken.objects.get().data == token(visual_number=..., group_id=...)
+
+
+def test_patch_cannot_rename_the_token(roaming):
+    roaming.caller_a.request("PUT", URL, token())
+    response = roaming.caller_a.request(
+        "PATCH", URL, {"uid": "other", "last_updated": "2026-01-03T00:00:00Z"}
+    )
+    assert response.status_code == 400
+    assert _body(response)["status_code"] == 2001
+    assert OcpiToken.objects.get().uid == "012345678"
+
+
+def test_a_lower_case_party_in_the_url_is_the_same_party(roaming):
+    url = "/ocpi/2.2.1/tokens/de/ems/012345678"
+    assert roaming.caller_a.request("PUT", url, token(country_code="de", party_id="ems")).status_code == 200
+    assert (OcpiToken.objects.get().country_code, OcpiToken.objects.get().party_id) == ("DE", "EMS")
+    assert roaming.caller_a.get(URL).status_code == 200
