@@ -7,15 +7,19 @@ from types import SimpleNamespace
 
 import orjson
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from cpms.ocpi import protocol
+from cpms.ocpi.enums import Role
 from cpms.ocpi.models import OcpiAuthorization, OcpiCommand, OcpiOutboxItem, OcpiToken
 from cpms.ocpi.services import commands
+from cpms.ocpi.services import sessions as ocpi_sessions
 from sessions.enums import ReservationStatus, SessionStatus
 from sessions.models import IdToken, Reservation
 from tests.commands import TIMEOUT, CallError
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory, IdTokenFactory
+from tests.ocpi.conftest import OcpiCaller, partner_registered
 
 pytestmark = pytest.mark.django_db
 
@@ -500,3 +504,60 @@ def test_the_partners_group_token_is_made_once(roaming, place, fake_charger):
         "EMS-DRIVER-1",
         "EMS-DRIVER-2",
     }
+
+
+# --- the contracts with the other modules -------------------------------------------------------------------
+
+
+def test_the_session_a_start_opens_takes_its_authorization_reference(roaming, place, fake_charger):
+    post(roaming.caller_a, "START_SESSION", start_body(place))
+    execute_last()
+    mirrored = OcpiToken.objects.get(uid="EMS-DRIVER-1")
+    session = ChargingSessionFactory(
+        station=place.station, evse=place.evse, connector=place.connector, id_token=mirrored.id_token
+    )
+
+    ocpi_session, _ = ocpi_sessions.session_sync(session=session)
+
+    assert (ocpi_session.auth_method, ocpi_session.authorization_reference) == ("COMMAND", "AUTH-REF-1")
+
+
+def test_a_start_the_charger_refused_leaves_no_reference_for_a_later_session(roaming, place, fake_charger):
+    fake_charger.answers["RemoteStartTransaction" if place.v16 else "RequestStartTransaction"] = {
+        "status": "Rejected"
+    }
+    post(roaming.caller_a, "START_SESSION", start_body(place))
+    execute_last()
+    mirrored = OcpiToken.objects.get(uid="EMS-DRIVER-1")
+    session = ChargingSessionFactory(
+        station=place.station, evse=place.evse, connector=place.connector, id_token=mirrored.id_token
+    )
+
+    ocpi_session, _ = ocpi_sessions.session_sync(session=session)
+
+    assert (ocpi_session.auth_method, ocpi_session.authorization_reference) == ("WHITELIST", "")
+
+
+@pytest.fixture
+def hub_caller(roaming):
+    _, token_value = partner_registered(
+        roaming.party_a, name="hub", country_code="NL", party_id="HUB", role=Role.HUB
+    )
+    return OcpiCaller(token_value, Client())
+
+
+def test_through_a_hub_the_result_is_routed_to_the_party_behind_it(roaming, place, fake_charger, hub_caller):
+    body = start_body(place, token=token(country_code="DE", party_id="EMX"))
+    from_emx = {"OCPI-from-country-code": "DE", "OCPI-from-party-id": "EMX"}
+
+    assert _body(post(hub_caller, "START_SESSION", body, **from_emx))["data"]["result"] == "ACCEPTED"
+    item = result_item(execute_last())
+
+    assert (item.to_country_code, item.to_party_id, item.url) == ("DE", "EMX", RESULT_URL)
+
+
+def test_through_a_hub_a_party_uses_only_its_own_tokens(roaming, place, hub_caller):
+    body = start_body(place, token=token(country_code="DE", party_id="EMS"))
+    from_emx = {"OCPI-from-country-code": "DE", "OCPI-from-party-id": "EMX"}
+    assert _body(post(hub_caller, "START_SESSION", body, **from_emx))["data"]["result"] == "REJECTED"
+    assert OcpiCommand.objects.count() == 0
