@@ -502,7 +502,12 @@ def test_the_sweep_patches_the_status_of_evses_that_changed_and_nothing_twice(wo
     assert _items(roaming.partner_b) == []
     roaming.partner_a.refresh_from_db()
     cursor = (NOW - locations.PUSH_LAG).isoformat()
-    assert roaming.partner_a.pushed_until == {"locations": cursor, "other": "x"}
+    mark = Connector.objects.order_by("-pk").values_list("pk", flat=True).first()
+    assert roaming.partner_a.pushed_until == {
+        "locations": cursor,
+        "other": "x",
+        "locations_connector_pk": mark,
+    }
     # Nothing new: nothing queued.
     assert locations.locations_push_changes(now=NOW) == 0
     assert len(_items(roaming.partner_a)) == 1
@@ -534,6 +539,25 @@ def test_a_station_going_offline_patches_its_evses_unknown(world, roaming, locat
     ]
     assert items[0]["body"]["last_updated"] == "2026-03-01T09:59:20Z"
     assert _items(roaming.partner_a2) == []
+
+
+def test_a_new_evse_reported_by_its_charger_puts_its_location(world, roaming, located):
+    site = located["site"]
+    OcpiPartner.objects.exclude(pk=roaming.partner_a.pk).delete()
+    _cursor(roaming.partner_a, NOW - timedelta(minutes=1))
+    assert locations.locations_push_changes(now=NOW - timedelta(seconds=30)) == 0  # sets the connector mark
+    # The charger reports EVSE 3 for the first time: its rows are created with the status.
+    evse3 = EvseFactory(station=located["station"], evse_id=3)
+    ConnectorFactory(evse=evse3, connector_id=1, status=ConnectorStatus.AVAILABLE)
+    StatusChange.objects.create(
+        station=located["station"], evse_id=3, connector_id=1, status="Available",
+        occurred_at=NOW - timedelta(seconds=20), received_at=NOW - timedelta(seconds=20),
+    )  # fmt: skip
+    assert locations.locations_push_changes(now=NOW) == 1
+    items = _items(roaming.partner_a)
+    assert [(i["method"], i["path"]) for i in items] == [("PUT", f"/NL/AAA/{site.pk}")]
+    assert [evse["uid"] for evse in items[0]["body"]["evses"]][-1] == str(evse3.pk)
+    assert locations.locations_push_changes(now=NOW + timedelta(seconds=10)) == 0
 
 
 def test_a_changed_site_is_put_whole_and_its_status_not_patched_twice(world, roaming, located):
@@ -641,10 +665,10 @@ def test_the_sweep_takes_the_same_queries_whatever_the_number_of_evses(
                 occurred_at=NOW - timedelta(seconds=30), received_at=NOW - timedelta(seconds=30),
             )  # fmt: skip
     ChargingStation.objects.filter(pk__in=[s.pk for s in stations]).update(updated_at=T0, created_at=T0)
-    # partners + savepoint + lock + changed sites + changed EVSEs + connectors + withdrawn + tariff index (2)
+    # newest connector + partners + savepoint + lock + changed sites + changed EVSEs + connectors + withdrawn + tariff index (2)
     # + cursor + release, and one insert per outbox item (outbox_enqueue).
-    with django_assert_max_num_queries(11 + 50):
+    with django_assert_max_num_queries(12 + 50):
         assert locations.locations_push_changes(now=NOW) == 50
     # Nothing changed: the same reads, no item, the cursor moved.
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):
         assert locations.locations_push_changes(now=NOW + timedelta(seconds=10)) == 0

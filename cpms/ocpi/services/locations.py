@@ -33,11 +33,12 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from django.db.models import Exists, F, Max, OuterRef, Prefetch, Q, QuerySet
 from django.db.models.functions import Coalesce, Greatest
+from django.db.models.lookups import GreaterThanOrEqual, LessThan
 from django.utils import timezone
 
 from cpms.ocpi import client, ids
@@ -52,6 +53,11 @@ from stations.models import ChargingStation, Connector, Evse, Site, StationEvent
 logger = logging.getLogger(__name__)
 
 CURSOR_KEY = "locations"
+# The newest connector (pk) the sweep has seen: EVSEs and connectors have no creation time, and chargers
+# create theirs when they first report a status (stations.services.ocpp.connector_resolve), so a new one is
+# told by its pk being above this mark. Its site is then PUT whole: a PATCH of an EVSE the partner does not
+# have yet would be refused.
+CONNECTOR_MARK_KEY = "locations_connector_pk"
 # The sweep reads changes up to this long ago only: a status row is written with its received_at before its
 # transaction commits, so a window closing at "now" could pass over a row committed a moment later.
 PUSH_LAG = timedelta(seconds=2)
@@ -330,11 +336,14 @@ def location_object(site: Site, *, ctx: LocationContext) -> dict[str, Any]:
 # --- selectors for the views (8.2.1 Sender interface) -----------------------------------------------------
 def location_list(*, partner: OcpiPartner, page: Page) -> tuple[list[dict[str, Any]], int]:
     """One page of the partner's Locations, by id; date_from inclusive, date_to exclusive (4.1.5)."""
-    sites = _with_last_updated(publishable_sites(partner))
-    if page.date_from is not None:
-        sites = sites.filter(last_updated_at__gte=page.date_from)
-    if page.date_to is not None:
-        sites = sites.filter(last_updated_at__lt=page.date_to)
+    sites = publishable_sites(partner)
+    if page.date_from is not None or page.date_to is not None:
+        sites = _with_last_updated(sites)
+        last_updated = F("last_updated_at")
+        if page.date_from is not None:
+            sites = sites.filter(GreaterThanOrEqual(last_updated, page.date_from))
+        if page.date_to is not None:
+            sites = sites.filter(LessThan(last_updated, page.date_to))
     total = sites.count()
     site_pks = list(sites.order_by("pk").values_list("pk", flat=True)[page.offset : page.offset + page.limit])
     if not site_pks:
@@ -410,9 +419,12 @@ def _enqueue_evse_status(
     )
 
 
-def _changed_site_pks(sites: QuerySet[Site], since: datetime, until: datetime) -> set[int]:
+def _changed_site_pks(
+    sites: QuerySet[Site], since: datetime, until: datetime, connectors: tuple[int, int]
+) -> set[int]:
     """Sites whose Location content may have changed in (since, until]: created, their OcpiLocation edited,
-    a station of theirs created or saved (boot, edits)."""
+    a station of theirs created or saved (boot, edits), or a connector (so maybe an EVSE) of theirs created
+    (pk in `connectors` = (after, up to])."""
 
     def window(field: str) -> Q:
         return Q(**{f"{field}__gt": since, f"{field}__lte": until})
@@ -422,6 +434,13 @@ def _changed_site_pks(sites: QuerySet[Site], since: datetime, until: datetime) -
         | window("ocpi__updated_at")
         | (window("stations__created_at") & _ACCEPTED)
         | (window("stations__updated_at") & _ACCEPTED)
+        | (
+            Q(
+                stations__evses__connectors__pk__gt=connectors[0],
+                stations__evses__connectors__pk__lte=connectors[1],
+            )
+            & _ACCEPTED
+        )
     )
     return set(sites.filter(changed).values_list("pk", flat=True).distinct())
 
@@ -457,7 +476,14 @@ def _status_changed_evses(
     )
 
 
-def _withdrawn_evses(partner: OcpiPartner, since: datetime, until: datetime) -> list[Evse]:
+@dataclass(frozen=True, slots=True)
+class _Withdrawn:
+    location_id: str
+    evse_uid: str
+    at: datetime
+
+
+def _withdrawn_evses(partner: OcpiPartner, since: datetime, until: datetime) -> list[_Withdrawn]:
     """EVSEs of sites the operator stopped publishing in (since, until] (OcpiLocation.publish turned off),
     that existed before the window, so that the partner may have them. OCPI has no DELETE of a Location:
     its EVSEs are set REMOVED (8.4.22: "The EVSE/Connector was removed"). Nothing else of the site is sent."""
@@ -470,21 +496,18 @@ def _withdrawn_evses(partner: OcpiPartner, since: datetime, until: datetime) -> 
     )
     if not partner.publish_all_sites:
         sites = sites.filter(pk__in=partner.published_sites.values("pk"))
-    return list(
+    rows = (
         Evse.objects.filter(station__site__in=sites, connectors__isnull=False)
         .distinct()
-        .annotate(site_pk=F("station__site_id"), withdrawn_at=F("station__site__ocpi__updated_at"))
         .order_by("station__site_id", "pk")
+        .values_list("station__site_id", "pk", "station__site__ocpi__updated_at")
     )
+    return [_Withdrawn(ids.location_id(site), ids.evse_uid(evse), at) for site, evse, at in rows]
 
 
-def _enqueue_evse_removed(partner: OcpiPartner, evse: Evse, to_party: tuple[str, str] | None) -> None:
-    body = {
-        "uid": ids.evse_uid(evse),
-        "status": "REMOVED",
-        "last_updated": format_datetime(evse.withdrawn_at),
-    }
-    _enqueue_evse_status(partner, ids.location_id(evse.site_pk), body, to_party)
+def _enqueue_evse_removed(partner: OcpiPartner, evse: _Withdrawn, to_party: tuple[str, str] | None) -> None:
+    body = {"uid": evse.evse_uid, "status": "REMOVED", "last_updated": format_datetime(evse.at)}
+    _enqueue_evse_status(partner, evse.location_id, body, to_party)
 
 
 def _locked(partner_id: int) -> OcpiPartner | None:
@@ -496,14 +519,14 @@ def _locked(partner_id: int) -> OcpiPartner | None:
     )
 
 
-def _cursor_save(partner: OcpiPartner, until: datetime) -> None:
+def _cursor_save(partner: OcpiPartner, until: datetime, connector_mark: int) -> None:
     # Caller holds the row lock: the other modules' cursors in the same JSON are kept as they are.
-    pushed_until = {**partner.pushed_until, CURSOR_KEY: until.isoformat()}
+    pushed_until = {**partner.pushed_until, CURSOR_KEY: until.isoformat(), CONNECTOR_MARK_KEY: connector_mark}
     OcpiPartner.objects.filter(pk=partner.pk).update(pushed_until=pushed_until)
     partner.pushed_until = pushed_until
 
 
-def _partner_push_changes(partner_id: int, until: datetime) -> int:
+def _partner_push_changes(partner_id: int, until: datetime, connector_mark: int) -> int:
     with transaction.atomic():
         partner = _locked(partner_id)
         if partner is None:
@@ -514,14 +537,15 @@ def _partner_push_changes(partner_id: int, until: datetime) -> int:
         if since is not None and since >= until:
             return 0
         if since is None or client.endpoint_url(partner, Module.LOCATIONS, InterfaceRole.RECEIVER) is None:
-            _cursor_save(partner, until)
+            _cursor_save(partner, until, connector_mark)
             return 0
         sites = publishable_sites(partner)
-        changed = _changed_site_pks(sites, since, until)
+        seen = int(partner.pushed_until.get(CONNECTOR_MARK_KEY, connector_mark))
+        changed = _changed_site_pks(sites, since, until, (seen, connector_mark))
         evses = _status_changed_evses(sites, since, until, skip=changed)
         withdrawn = _withdrawn_evses(partner, since, until)
         if not changed and not evses and not withdrawn:
-            _cursor_save(partner, until)
+            _cursor_save(partner, until, connector_mark)
             return 0
         ctx = _context(partner)
         to_party = push_to_party(partner)
@@ -533,28 +557,30 @@ def _partner_push_changes(partner_id: int, until: datetime) -> int:
             if not evse.connectors.all():
                 continue  # not published (no connector)
             data = evse_object(evse, station=evse.station, ctx=ctx)
-            _enqueue_evse_status(partner, ids.location_id(evse.station.site_id), data, to_party)
+            _enqueue_evse_status(partner, ids.location_id(cast(int, evse.station.site_id)), data, to_party)
             queued += 1
-        for evse in withdrawn:
-            _enqueue_evse_removed(partner, evse, to_party)
+        for removed in withdrawn:
+            _enqueue_evse_removed(partner, removed, to_party)
             queued += 1
-        _cursor_save(partner, until)
+        _cursor_save(partner, until, connector_mark)
         return queued
 
 
 def locations_push_changes(*, now: datetime | None = None) -> int:
     """The sweep (cpms.ocpi.tasks.push_sweep, every OCPI_PUSH_SWEEP_S): for each registered partner with a
     locations receiver, what changed since its cursor: a PUT of each Location whose content may have
-    changed, a PATCH {status, last_updated} of each other EVSE whose status may have changed, and a PATCH
-    {status: REMOVED} of the EVSEs of a site withdrawn from publication; then the cursor moves to the end of the window, in the same transaction as the outbox items. A few queries per
+    changed (new connectors included), a PATCH {status, last_updated} of each other EVSE whose status may
+    have changed, and a PATCH {status: REMOVED} of the EVSEs of a site withdrawn from publication; then the
+    cursor moves to the end of the window, in the same transaction as the outbox items. A few queries per
     partner, whatever the number of EVSEs. Returns how many items it queued."""
     until = (now or timezone.now()) - PUSH_LAG
+    connector_mark = Connector.objects.aggregate(newest=Max("pk"))["newest"] or 0
     queued = 0
     for partner_id in OcpiPartner.objects.filter(status=PartnerStatus.REGISTERED).values_list(
         "pk", flat=True
     ):
         try:
-            queued += _partner_push_changes(partner_id, until)
+            queued += _partner_push_changes(partner_id, until, connector_mark)
         except Exception:  # one partner's failure must not hold the others' pushes
             logger.exception("OCPI locations push sweep failed for partner %s", partner_id)
     return queued
