@@ -561,3 +561,18 @@ def test_through_a_hub_a_party_uses_only_its_own_tokens(roaming, place, hub_call
     from_emx = {"OCPI-from-country-code": "DE", "OCPI-from-party-id": "EMX"}
     assert _body(post(hub_caller, "START_SESSION", body, **from_emx))["data"]["result"] == "REJECTED"
     assert OcpiCommand.objects.count() == 0
+
+
+def test_a_command_whose_worker_died_is_not_sent_again_and_ends_in_timeout(roaming, place, fake_charger):
+    post(roaming.caller_a, "START_SESSION", start_body(place))
+    ocpi_command = OcpiCommand.objects.get()
+    # Taken by a worker that died before recording anything.
+    OcpiCommand.objects.filter(pk=ocpi_command.pk).update(result="SENDING")
+    assert commands.command_execute(ocpi_command_id=ocpi_command.pk) is None  # within its timeout: running
+
+    OcpiCommand.objects.filter(pk=ocpi_command.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert commands.command_execute(ocpi_command_id=ocpi_command.pk) == "TIMEOUT"
+    assert commands.command_execute(ocpi_command_id=ocpi_command.pk) is None
+
+    assert fake_charger.received == []
+    assert result_item(ocpi_command).body["result"] == "TIMEOUT"

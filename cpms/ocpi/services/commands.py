@@ -25,7 +25,7 @@ reservation), and the eMSP's id is matched through the OcpiCommand that made it.
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -190,7 +190,6 @@ class CommandAnswer:
     message: str = ""
     status_code: int = SUCCESS
     http_status: int = 200
-    ocpi_command: OcpiCommand | None = None
 
     def data(self) -> dict[str, Any]:
         data: dict[str, Any] = {"result": self.result, "timeout": command_timeout_s()}
@@ -299,7 +298,7 @@ def _accept(
             request=body,
         ).first()
         if existing is not None:
-            return CommandAnswer(ACCEPTED, ocpi_command=existing)
+            return CommandAnswer(ACCEPTED)
         if before_send is not None:
             before_send()
         ocpi_command = OcpiCommand.objects.create(
@@ -310,7 +309,7 @@ def _accept(
             response_url=body["response_url"],
         )
         transaction.on_commit(lambda: _queue(ocpi_command.pk))
-    return CommandAnswer(ACCEPTED, ocpi_command=ocpi_command)
+    return CommandAnswer(ACCEPTED)
 
 
 def _queue(ocpi_command_id: int) -> None:
@@ -482,8 +481,23 @@ class Outcome:
 
 def command_execute(*, ocpi_command_id: int) -> str | None:
     """Sends the stored command to the charger, waits for its answer and queues the CommandResult. Returns
-    the result, or None when the command was taken already (a task delivered twice sends nothing twice)."""
+    the result, or None when the command was taken already (a task delivered twice sends nothing twice).
+
+    A task delivered again after its worker died mid-way (acks_late) finds the command SENDING past its
+    announced timeout: it is not sent again (the charger may have done it), the eMSP is told TIMEOUT."""
     if OcpiCommand.objects.filter(pk=ocpi_command_id, result="").update(result=SENDING) != 1:
+        lost_before = timezone.now() - timedelta(seconds=command_timeout_s())
+        if (
+            OcpiCommand.objects.filter(pk=ocpi_command_id, result=SENDING, created_at__lt=lost_before).update(
+                result=TIMEOUT
+            )
+            == 1
+        ):
+            ocpi_command = OcpiCommand.objects.select_related("partner__party").get(pk=ocpi_command_id)
+            command_result_queue(
+                ocpi_command=ocpi_command, outcome=Outcome(TIMEOUT, "The Charge Point's answer was lost.")
+            )
+            return TIMEOUT
         return None
     ocpi_command = OcpiCommand.objects.select_related("partner__party").get(pk=ocpi_command_id)
     try:
