@@ -214,6 +214,18 @@ def test_an_unknown_token_allowed_by_its_emsp_is_accepted_stored_and_authorised(
     ) == (roaming.partner_a, token, "AUTH_REQUEST", "AUTH-1", org_a.site_a1, None)
 
 
+def test_a_token_learnt_in_real_time_is_in_no_local_list_whatever_its_whitelist(org_a, roaming, emsp):
+    emsp.answer("CARD-9", "ALLOWED", token=ocpi_token("CARD-9", whitelist="ALWAYS"))
+    assert authorize(org_a, "CARD-9").status == "Accepted"
+    assert IdToken.objects.get(value="CARD-9").in_local_list is False
+    # Pushed later by its partner: now an ordinary whitelisted token.
+    push(roaming.partner_a, "CARD-9", whitelist="ALWAYS", last_updated="2026-02-01T00:00:00Z")
+    token = OcpiToken.objects.select_related("id_token").get()
+    assert (token.realtime, token.id_token.in_local_list) == (False, True)
+    assert authorize(org_a, "CARD-9") is None
+    assert len(emsp.requests) == 1
+
+
 @pytest.mark.parametrize(
     ("allowed", "status", "mirror_status"),
     [

@@ -187,12 +187,13 @@ def _normalised(data: Mapping[str, Any]) -> dict[str, Any]:
     return token
 
 
-def _mirror_fields(data: Mapping[str, Any], group: IdToken) -> dict[str, Any]:
+def _mirror_fields(data: Mapping[str, Any], group: IdToken, *, realtime: bool) -> dict[str, Any]:
     return {
         "type": IdTokenType.ISO14443 if data["type"] == "RFID" else IdTokenType.CENTRAL,
         "status": IdTokenStatus.ACCEPTED if data["valid"] else IdTokenStatus.BLOCKED,
         "group_id": group.pk,
-        "in_local_list": data["whitelist"] in LOCAL_LIST_WHITELISTS,
+        # A token we only learnt from a real-time answer gets no updates from its partner: no charger holds it.
+        "in_local_list": data["whitelist"] in LOCAL_LIST_WHITELISTS and not realtime,
     }
 
 
@@ -218,8 +219,10 @@ def _store(partner: OcpiPartner, data: dict[str, Any], *, realtime: bool) -> Ocp
         "type": data["type"],
     }
     group = partner_token_group(partner)
-    mirror = _mirror_fields(data, group)
     token = OcpiToken.objects.select_for_update().select_related("id_token").filter(**key).first()
+    # A token the partner pushes is no longer one we only learnt from a real-time answer.
+    realtime = realtime if token is None else token.realtime and realtime
+    mirror = _mirror_fields(data, group, realtime=realtime)
     if token is None:
         organisation_id = partner.party.organisation_id
         if IdToken.objects.filter(organisation_id=organisation_id, value=data["uid"]).exists():
@@ -237,7 +240,11 @@ def _store(partner: OcpiPartner, data: dict[str, Any], *, realtime: bool) -> Ocp
                     realtime=realtime,
                     last_updated=last_updated,
                 )
-        except IntegrityError as exc:  # the same uid created concurrently (by this partner or another)
+        except IntegrityError as exc:
+            # The same uid created concurrently: by this partner (the same push twice at once: now an
+            # update) or by another.
+            if OcpiToken.objects.filter(**key).exists():
+                return _store(partner, data, realtime=realtime)
             raise _uid_taken(data["uid"]) from exc
 
     if last_updated < token.last_updated:
@@ -246,8 +253,7 @@ def _store(partner: OcpiPartner, data: dict[str, Any], *, realtime: bool) -> Ocp
         "contract_id": data["contract_id"],
         "data": data,
         "last_updated": last_updated,
-        # A token the partner pushes is no longer one we only learnt from a real-time answer.
-        "realtime": token.realtime and realtime,
+        "realtime": realtime,
     }
     changed = [field for field, value in values.items() if getattr(token, field) != value]
     if changed:
