@@ -57,19 +57,23 @@ def outgoing_token_seal(token: str) -> str:
 def request_headers(
     *,
     token: str,
-    from_party: tuple[str, str],
+    from_party: tuple[str, str] | None,
     to_party: tuple[str, str] | None,
     correlation_id: str | None = None,
 ) -> dict[str, str]:
+    """`from_party` None: no routing headers, as configuration modules (versions, credentials, hubclientinfo)
+    must be sent (OCPI 2.2.1 4.1.8.2)."""
     request_id = str(uuid.uuid4())
     headers = {
         "Authorization": protocol.authorization_header(token),
         "Content-Type": "application/json",
         "X-Request-ID": request_id,
         "X-Correlation-ID": correlation_id or request_id,
-        "OCPI-from-country-code": from_party[0],
-        "OCPI-from-party-id": from_party[1],
     }
+    if from_party is None:
+        return headers
+    headers["OCPI-from-country-code"] = from_party[0]
+    headers["OCPI-from-party-id"] = from_party[1]
     if to_party and to_party[0]:
         headers["OCPI-to-country-code"] = to_party[0]
         headers["OCPI-to-party-id"] = to_party[1]
@@ -115,7 +119,7 @@ def call(
     url: str,
     *,
     token: str,
-    from_party: tuple[str, str],
+    from_party: tuple[str, str] | None,
     to_party: tuple[str, str] | None = None,
     body: Any = None,
     correlation_id: str | None = None,

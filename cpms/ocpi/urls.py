@@ -1,8 +1,9 @@
 """/ocpi/...: versions and credentials, then one URL list per module (OCPI 2.2.1 URL layout)."""
 
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from cpms.ocpi.enums import OCPI_VERSION
+from cpms.ocpi.views.base import not_found
 
 app_name = "ocpi"
 
@@ -16,4 +17,5 @@ urlpatterns = [
     path(f"{OCPI_VERSION}/commands", include("cpms.ocpi.views.commands")),
     path(f"{OCPI_VERSION}/chargingprofiles", include("cpms.ocpi.views.charging_profiles")),
     path(f"{OCPI_VERSION}/hubclientinfo", include("cpms.ocpi.views.hub_client_info")),
+    re_path(r"^(?P<path>.*)$", not_found),
 ]

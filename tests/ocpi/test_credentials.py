@@ -99,6 +99,8 @@ def test_a_partner_registers_with_token_a_and_gets_token_c(roaming, platform, cl
     # We read its platform with the token it gave us (B), base64-encoded.
     assert [r.path for r in platform.received] == ["/ocpi/versions", "/ocpi/2.2.1"]
     assert {_bearer(r) for r in platform.received} == {"token-b-for-us"}
+    # Configuration modules are not routed (OCPI 2.2.1 4.1.8.2).
+    assert not [h for r in platform.received for h in r.headers if h.startswith("ocpi-")]
     partner.refresh_from_db()
     assert partner.status == PartnerStatus.REGISTERED
     assert client_token(partner) == "token-b-for-us"
@@ -254,6 +256,7 @@ def test_we_register_with_their_token_a_and_keep_their_token_c(roaming, platform
     assert partner.status == PartnerStatus.REGISTERED
     assert client_token(partner) == "their-token-c"
     assert {_bearer(r) for r in platform.received} == {"their-token-a"}
+    assert not [h for r in platform.received for h in r.headers if h.startswith("ocpi-")]
     (sent,) = platform.credentials_posted
     assert sent["url"] == "https://cpms.example/ocpi/versions"
     assert sent["roles"][0]["party_id"] == "AAA"

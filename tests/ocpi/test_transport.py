@@ -16,7 +16,9 @@ def _body(response):
 
 
 def test_versions_answer_in_the_envelope_and_echo_the_request_id(roaming):
-    response = roaming.caller_a.get("/ocpi/versions", **{"X-Request-ID": "req-1", "X-Correlation-ID": "cor-1"})
+    response = roaming.caller_a.get(
+        "/ocpi/versions", **{"X-Request-ID": "req-1", "X-Correlation-ID": "cor-1"}
+    )
     assert response.status_code == 200
     body = _body(response)
     assert body["status_code"] == 1000
@@ -36,7 +38,13 @@ def test_version_details_list_every_module_with_our_role(roaming):
 
 @pytest.mark.parametrize(
     "header",
-    [None, "Token nonsense", "Bearer x", "Token " + base64.b64encode(b"wrong").decode(), "Token " + "x" * 600],
+    [
+        None,
+        "Token nonsense",
+        "Bearer x",
+        "Token " + base64.b64encode(b"wrong").decode(),
+        "Token " + "x" * 600,
+    ],
 )
 def test_a_missing_or_wrong_token_is_401_with_the_envelope(client, roaming, header):
     extra = {"HTTP_AUTHORIZATION": header} if header else {}
@@ -60,7 +68,7 @@ def test_a_suspended_or_unregistered_partner_is_refused(roaming, status):
 
 def test_a_request_for_another_receiver_is_refused_with_4001(roaming):
     response = roaming.caller_a.get(
-        "/ocpi/versions", **{"OCPI-to-country-code": "NL", "OCPI-to-party-id": "BBB"}
+        "/ocpi/2.2.1/locations", **{"OCPI-to-country-code": "NL", "OCPI-to-party-id": "BBB"}
     )
     assert response.status_code == 404
     assert _body(response)["status_code"] == 4001
@@ -68,7 +76,7 @@ def test_a_request_for_another_receiver_is_refused_with_4001(roaming):
 
 def test_a_direct_partner_cannot_speak_for_another_party(roaming):
     response = roaming.caller_a.get(
-        "/ocpi/versions", **{"OCPI-from-country-code": "FR", "OCPI-from-party-id": "OTH"}
+        "/ocpi/2.2.1/locations", **{"OCPI-from-country-code": "FR", "OCPI-from-party-id": "OTH"}
     )
     assert response.status_code == 400
     assert _body(response)["status_code"] == 2001
@@ -97,3 +105,26 @@ def test_an_oversized_body_is_413(roaming, settings):
     response = roaming.caller_a.request("PUT", "/ocpi/2.2.1/credentials", {"token": "x" * 200})
     assert response.status_code == 413
     assert _body(response)["status_code"] == 2001
+
+
+def test_configuration_modules_carry_no_routing_headers_and_ignore_those_sent(roaming):
+    """OCPI 2.2.1 4.1.8.2: versions, credentials and hubclientinfo are not routed."""
+    for path in ("/ocpi/versions", "/ocpi/2.2.1", "/ocpi/2.2.1/credentials"):
+        response = roaming.caller_a.get(path, **{"OCPI-to-country-code": "NL", "OCPI-to-party-id": "BBB"})
+        assert response.status_code == 200, path
+        assert not [name for name in response.headers if name.lower().startswith("ocpi-")], path
+
+
+def test_module_answers_carry_the_routing_headers_back(roaming):
+    response = roaming.caller_a.get("/ocpi/2.2.1/locations")
+    assert response.status_code == 200
+    assert (response["OCPI-from-country-code"], response["OCPI-from-party-id"]) == ("NL", "AAA")
+    assert (response["OCPI-to-country-code"], response["OCPI-to-party-id"]) == ("DE", "EMS")
+
+
+@pytest.mark.parametrize("path", ["/ocpi/", "/ocpi/2.2.1/nothing", "/ocpi/2.1.1/locations"])
+def test_an_unknown_path_is_404_in_the_envelope(roaming, path):
+    response = roaming.caller_a.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert _body(response)["status_code"] == 2000

@@ -152,12 +152,10 @@ def partner_token_a_renew(*, partner: OcpiPartner, actor: User | None = None) ->
 
 
 # --- the partner's platform, read with a token it gave us --------------------------------------------------
-def _their_endpoints(
-    *, versions_url_: str, token: str, party: tuple[str, str]
-) -> tuple[str, list[dict[str, Any]]]:
+def _their_endpoints(*, versions_url_: str, token: str) -> tuple[str, list[dict[str, Any]]]:
     """Their 2.2.1 version details: (version, endpoints). 3001/3002/3003 when they cannot be used."""
     try:
-        versions = client.call("GET", versions_url_, token=token, from_party=party).data
+        versions = client.call("GET", versions_url_, token=token, from_party=None).data
     except client.PartnerCallFailed as exc:
         raise OcpiError(f"Could not read your versions: {exc}", status_code=UNABLE_TO_USE_CLIENT_API) from exc
     match = next(
@@ -171,7 +169,7 @@ def _their_endpoints(
     if match is None:
         raise OcpiError(f"No common version: we speak {OCPI_VERSION}.", status_code=UNSUPPORTED_VERSION)
     try:
-        details = client.call("GET", str(match["url"]), token=token, from_party=party).data
+        details = client.call("GET", str(match["url"]), token=token, from_party=None).data
     except client.PartnerCallFailed as exc:
         raise OcpiError(
             f"Could not read your version details: {exc}", status_code=UNABLE_TO_USE_CLIENT_API
@@ -208,10 +206,7 @@ def credentials_accept(*, partner: OcpiPartner, body: Any, update: bool, base_ur
             else "Not registered: use POST.",
             http_status=405,
         )
-    our = (partner.party.country_code, partner.party.party_id)
-    version, endpoints = _their_endpoints(
-        versions_url_=credentials["url"], token=credentials["token"], party=our
-    )
+    version, endpoints = _their_endpoints(versions_url_=credentials["url"], token=credentials["token"])
     token_c = protocol.token_new()
     with transaction.atomic():
         locked = OcpiPartner.objects.select_for_update().get(pk=partner.pk)
@@ -289,8 +284,7 @@ def partner_register(
     with it) and keep the token C it answers with (we call it with that)."""
     if partner.status == PartnerStatus.REGISTERED:
         raise OcpiError("Already registered: rotate the credentials instead.", http_status=405)
-    our = (partner.party.country_code, partner.party.party_id)
-    version, endpoints = _their_endpoints(versions_url_=versions_url_, token=token_a, party=our)
+    version, endpoints = _their_endpoints(versions_url_=versions_url_, token=token_a)
     credentials_url = next((e["url"] for e in endpoints if e["identifier"] == Module.CREDENTIALS), None)
     if credentials_url is None:
         raise OcpiError("The partner has no credentials endpoint.", status_code=NO_MATCHING_ENDPOINTS)
@@ -303,7 +297,7 @@ def partner_register(
             "POST",
             credentials_url,
             token=token_a,
-            from_party=our,
+            from_party=None,  # a configuration module: no routing headers (OCPI 2.2.1 4.1.8.2)
             body=our_credentials(party=partner.party, token=token_b, base_url=base_url),
         )
         theirs = credentials_check(answer.data)
@@ -339,7 +333,6 @@ def partner_credentials_rotate(
     the token we call it with; its answer carries our new token for calling it."""
     if partner.status != PartnerStatus.REGISTERED:
         raise OcpiError("Not registered.", http_status=409)
-    our = (partner.party.country_code, partner.party.party_id)
     new_incoming = protocol.token_new()
     previous_hash = partner.incoming_token_hash
     OcpiPartner.objects.filter(pk=partner.pk).update(incoming_token_hash=protocol.token_hash(new_incoming))
@@ -348,11 +341,11 @@ def partner_credentials_rotate(
             "PUT",
             _credentials_endpoint(partner),
             token=client.outgoing_token(partner),
-            from_party=our,
+            from_party=None,  # a configuration module: no routing headers (OCPI 2.2.1 4.1.8.2)
             body=our_credentials(party=partner.party, token=new_incoming, base_url=base_url),
         )
         theirs = credentials_check(answer.data)
-        version, endpoints = _their_endpoints(versions_url_=theirs["url"], token=theirs["token"], party=our)
+        version, endpoints = _their_endpoints(versions_url_=theirs["url"], token=theirs["token"])
     except (client.PartnerCallFailed, OcpiError) as exc:
         OcpiPartner.objects.filter(pk=partner.pk).update(incoming_token_hash=previous_hash)
         message = exc.message if isinstance(exc, OcpiError) else str(exc)
@@ -387,7 +380,7 @@ def partner_unregister(*, partner: OcpiPartner, actor: User | None = None) -> No
                 "DELETE",
                 _credentials_endpoint(partner),
                 token=client.outgoing_token(partner),
-                from_party=(partner.party.country_code, partner.party.party_id),
+                from_party=None,
             )
     credentials_delete(partner=partner, actor=actor, by_partner=False)
 

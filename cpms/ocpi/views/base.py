@@ -143,15 +143,22 @@ def _paged_headers(request: HttpRequest, paged: Paged) -> dict[str, str]:
     return headers
 
 
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
+    """Any other path under /ocpi/: 404 in the envelope, not an HTML page (OCPI 2.2.1 4.1.7)."""
+    return _json(404, protocol.envelope(status_code=protocol.CLIENT_ERROR, message="No such endpoint."), {})
+
+
 def page_of(request: HttpRequest) -> Page:
     return protocol.page_from_query(request.GET, max_limit=settings.OCPI_PAGE_LIMIT)
 
 
 def ocpi_endpoint(
-    *, methods: Sequence[str], registered: bool = True
+    *, methods: Sequence[str], registered: bool = True, routed: bool = True
 ) -> Callable[[Callable[..., Any]], Callable[..., HttpResponse]]:
     """Wraps a module view (see the module docstring). `registered=False` lets token A in (versions,
-    credentials)."""
+    credentials). `routed=False` for the configuration modules (versions, credentials, hubclientinfo), whose
+    requests and answers carry no routing headers (OCPI 2.2.1 4.1.8.2): any sent are ignored, none are
+    answered."""
 
     def decorate(view: Callable[..., Any]) -> Callable[..., HttpResponse]:
         @csrf_exempt
@@ -166,12 +173,14 @@ def ocpi_endpoint(
                 partner, token = _partner_for(request)
                 if registered and partner.status != PartnerStatus.REGISTERED:
                     raise Unauthorized("This token may only be used for the credentials exchange.")
-                from_cc, from_pid = _routing(request, partner)
-                headers["OCPI-from-country-code"] = partner.party.country_code
-                headers["OCPI-from-party-id"] = partner.party.party_id
-                if from_cc:
-                    headers["OCPI-to-country-code"] = from_cc
-                    headers["OCPI-to-party-id"] = from_pid
+                from_cc, from_pid = ("", "")
+                if routed:
+                    from_cc, from_pid = _routing(request, partner)
+                    headers["OCPI-from-country-code"] = partner.party.country_code
+                    headers["OCPI-from-party-id"] = partner.party.party_id
+                    if from_cc:
+                        headers["OCPI-to-country-code"] = from_cc
+                        headers["OCPI-to-party-id"] = from_pid
                 ctx = OcpiContext(
                     partner=partner,
                     party=partner.party,

@@ -15,17 +15,17 @@ def _base_url(request: HttpRequest) -> str:
     return request.build_absolute_uri("/")
 
 
-@ocpi_endpoint(methods=("GET",), registered=False)
+@ocpi_endpoint(methods=("GET",), registered=False, routed=False)
 def versions_view(request: HttpRequest, ctx: OcpiContext) -> Any:
     return [{"version": OCPI_VERSION, "url": credentials.version_details_url(_base_url(request))}]
 
 
-@ocpi_endpoint(methods=("GET",), registered=False)
+@ocpi_endpoint(methods=("GET",), registered=False, routed=False)
 def version_details_view(request: HttpRequest, ctx: OcpiContext) -> Any:
     return {"version": OCPI_VERSION, "endpoints": credentials.our_endpoints(_base_url(request))}
 
 
-@ocpi_endpoint(methods=("GET", "POST", "PUT", "DELETE"), registered=False)
+@ocpi_endpoint(methods=("GET", "POST", "PUT", "DELETE"), registered=False, routed=False)
 def credentials_view(request: HttpRequest, ctx: OcpiContext) -> Any | HttpResponse:
     base_url = _base_url(request)
     if request.method == "GET":
