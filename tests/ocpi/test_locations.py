@@ -25,6 +25,7 @@ from tests.factories import (
     IdTokenFactory,
     SiteFactory,
 )
+from tests.ocpi_parties.checks import object_problems
 
 pytestmark = pytest.mark.django_db
 
@@ -179,6 +180,8 @@ def test_a_location_has_the_shape_of_the_spec(roaming, located):
         "last_updated": "2026-03-01T08:07:00Z",
     }
     assert response["OCPI-from-party-id"] == "AAA"
+    # And against the test eMSP's checks, written from the specification's tables (not from this code).
+    assert object_problems("Location", body["data"]) == []
 
 
 def test_location_options_come_from_its_ocpi_settings(roaming, located):
@@ -196,6 +199,7 @@ def test_location_options_come_from_its_ocpi_settings(roaming, located):
     assert data["facilities"] == ["CAFE", "WIFI"]
     assert data["opening_times"] == hours
     assert data["evses"][0]["capabilities"][0] == "CHARGING_PROFILE_CAPABLE"
+    assert object_problems("Location", data) == []
     # The OcpiLocation row was just saved: it is the latest change.
     assert data["last_updated"] > "2026-03-01T08:07:00Z"
 

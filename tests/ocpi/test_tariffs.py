@@ -20,6 +20,7 @@ from cpms.ocpi.models import OcpiLocation, OcpiOutboxItem, OcpiPartner
 from cpms.ocpi.protocol import format_datetime
 from cpms.ocpi.services import tariffs
 from tests.factories import IdTokenFactory
+from tests.ocpi_parties.checks import object_problems
 
 pytestmark = pytest.mark.django_db
 
@@ -142,6 +143,8 @@ def test_a_tariff_has_the_shape_of_the_spec(roaming, priced):
         "start_date_time": "2026-01-01T00:00:00Z",
         "last_updated": "2026-01-02T09:30:00Z",
     }
+    # And against the test eMSP's checks, written from the specification's tables (not from this code).
+    assert [object_problems("Tariff", tariff) for tariff in _body(response)["data"]] == [[], [], []]
 
 
 def test_a_partner_sees_the_tariffs_of_its_drivers_only(roaming, priced):
