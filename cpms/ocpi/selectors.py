@@ -32,6 +32,16 @@ def party_scope_q(*, user: User, prefix: str = "") -> Q:
     return Q(**{f"{prefix}organisation_id__in": organisation_ids})
 
 
+def roaming_organisation_list(*, user: User) -> QuerySet[Organisation]:
+    """The organisations whose roaming the user manages, with their party (if any) selected."""
+    organisations = Organisation.objects.all()
+    if not user.is_superuser:
+        organisations = organisations.filter(
+            pk__in=organisation_ids_with(user=user, capability=ROAMING_CAPABILITY)
+        )
+    return organisations.select_related("ocpi_party").order_by("name", "pk")
+
+
 def roaming_organisation_access(*, user: User, pk: int) -> Organisation:
     """The organisation `pk` for a roaming write (a new party): ValidationFailed when the user does not
     belong to it (it is an input, like a site's organisation), PermissionDenied when their role may not

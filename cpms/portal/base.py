@@ -46,6 +46,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Revenue", "portal:revenue", Capability.EXPORT),
     NavItem("Exports", "portal:exports", Capability.EXPORT),
     NavItem("ROI", "portal:roi", Capability.EXPORT),
+    NavItem("Roaming", "portal:roaming", Capability.MANAGE),
     NavItem("Users", "portal:user-list", Capability.MANAGE_USERS),
     NavItem("Audit log", "portal:audit-log", Capability.MANAGE_USERS),
 )

@@ -10,6 +10,7 @@ from cpms.portal import (
     kpis,
     labels,
     payments,
+    roaming,
     sessions,
     site_access,
     stations,
@@ -77,6 +78,14 @@ urlpatterns = [
     # ad-hoc card payments
     path("payments/", payments.payment_list_page, name="payment-list"),
     path("payments/<int:pk>/", payments.payment_detail_page, name="payment-detail"),
+    # roaming (OCPI)
+    path("roaming/", roaming.roaming_page, name="roaming"),
+    path("roaming/partners/<int:pk>/", roaming.roaming_partner_page, name="roaming-partner"),
+    path(
+        "roaming/partners/<int:pk>/<slug:action>/",
+        roaming.roaming_partner_action,
+        name="roaming-partner-action",
+    ),
     # KPIs and ROI
     path("kpis/", kpis.kpis_page, name="kpis"),
     path("roi/", kpis.roi_page, name="roi"),
