@@ -10,7 +10,6 @@ from decimal import Decimal
 import orjson
 import pytest
 from django.test import Client
-from django.utils import timezone
 
 from billing.models import ChargeDetailRecord
 from billing.services.cdrs import cdr_credit_create, session_bill
@@ -19,7 +18,15 @@ from cpms.ocpi.models import OcpiOutboxItem, OcpiSession
 from cpms.ocpi.services.cdrs import cdrs_push_pending, country_alpha3
 from cpms.ocpi.services.sessions import sessions_push_changes
 from tests.ocpi.conftest import OcpiCaller, partner_registered
-from tests.ocpi.test_sessions import active_session, energy_tariff, fmt, reading, roaming_token, stop
+from tests.ocpi.test_sessions import (
+    active_session,
+    energy_tariff,
+    fmt,
+    quarter_hour,
+    reading,
+    roaming_token,
+    stop,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +57,7 @@ def push_sweep() -> None:
 
 @pytest.fixture
 def start():
-    return timezone.now().replace(microsecond=0) - timedelta(hours=3)
+    return quarter_hour(3)
 
 
 def billed_session(station, token, *, start, parked_minutes: int = 0):
@@ -129,12 +136,16 @@ def test_the_cdr_of_a_billed_roaming_session_is_posted_once_after_the_sessions_u
         },
         "meter_id": "MTR-1",
         "currency": "EUR",
+        # Quarter-hour periods (5 kWh per half hour at constant power), then a quarter hour parked.
         "charging_periods": [
             {
-                "start_date_time": fmt(start),
-                "dimensions": [{"type": "ENERGY", "volume": 10.0}, {"type": "TIME", "volume": 1.0}],
+                "start_date_time": fmt(start + timedelta(minutes=minutes)),
+                "dimensions": [{"type": "ENERGY", "volume": 2.5}, {"type": "TIME", "volume": 0.25}],
                 "tariff_id": str(tariff.pk),
-            },
+            }
+            for minutes in (0, 15, 30, 45)
+        ]
+        + [
             {
                 "start_date_time": fmt(start + timedelta(minutes=60)),
                 "dimensions": [{"type": "ENERGY", "volume": 0.0}, {"type": "PARKING_TIME", "volume": 0.25}],

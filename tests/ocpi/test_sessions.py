@@ -2,7 +2,7 @@
 nothing on a re-run), authorisation references, the GET list scoped to the caller and paginated, and
 charging preferences. Shapes are checked field by field against OCPI 2.2.1 mod_sessions 4.1."""
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import orjson
@@ -18,9 +18,10 @@ from billing.services.tariffs import (
     tariff_create,
     tariff_version_create,
 )
+from billing.types import SessionUsage, UsagePeriod
 from cpms.ocpi.enums import Role
 from cpms.ocpi.models import OcpiAuthorization, OcpiOutboxItem, OcpiSession, OcpiToken
-from cpms.ocpi.services.sessions import sessions_push_changes
+from cpms.ocpi.services.sessions import charging_periods, periods_appended, sessions_push_changes
 from sessions.models import ChargingSession, MeterValue
 from sessions.services.readings import samples_record
 from sessions.types import Sample
@@ -125,9 +126,15 @@ def pushes(partner) -> list[OcpiOutboxItem]:
     return list(OcpiOutboxItem.objects.filter(partner=partner).order_by("id"))
 
 
+def quarter_hour(hours_ago: int):
+    """A start on the charging periods' grid (quarter hours), so that the periods are predictable."""
+    now = timezone.now().replace(second=0, microsecond=0)
+    return now - timedelta(minutes=now.minute % 15, hours=hours_ago)
+
+
 @pytest.fixture
 def start():
-    return timezone.now().replace(microsecond=0) - timedelta(hours=2)
+    return quarter_hour(2)
 
 
 def test_a_roaming_session_is_put_whole_then_patched_with_what_changed(roaming, world, start):
@@ -167,11 +174,16 @@ def test_a_roaming_session_is_put_whole_then_patched_with_what_changed(roaming, 
         "evse_uid": str(evse.pk),
         "connector_id": "1",
         "currency": "EUR",
+        # Quarter-hour periods, the 5 kWh of the first half hour split evenly (constant power).
         "charging_periods": [
             {
                 "start_date_time": fmt(start),
-                "dimensions": [{"type": "ENERGY", "volume": 5.0}, {"type": "TIME", "volume": 0.5}],
-            }
+                "dimensions": [{"type": "ENERGY", "volume": 2.5}, {"type": "TIME", "volume": 0.25}],
+            },
+            {
+                "start_date_time": fmt(start + timedelta(minutes=15)),
+                "dimensions": [{"type": "ENERGY", "volume": 2.5}, {"type": "TIME", "volume": 0.25}],
+            },
         ],
         "total_cost": {"excl_vat": 2.5, "incl_vat": 2.98},
         "status": "ACTIVE",
@@ -201,11 +213,16 @@ def test_a_roaming_session_is_put_whole_then_patched_with_what_changed(roaming, 
     )
     assert patch.body == {
         "kwh": 10.0,
+        # Only the new periods: the receiver appends them (mod_sessions 2.2.3).
         "charging_periods": [
             {
-                "start_date_time": fmt(start),
-                "dimensions": [{"type": "ENERGY", "volume": 10.0}, {"type": "TIME", "volume": 1.0}],
-            }
+                "start_date_time": fmt(start + timedelta(minutes=30)),
+                "dimensions": [{"type": "ENERGY", "volume": 2.5}, {"type": "TIME", "volume": 0.25}],
+            },
+            {
+                "start_date_time": fmt(start + timedelta(minutes=45)),
+                "dimensions": [{"type": "ENERGY", "volume": 2.5}, {"type": "TIME", "volume": 0.25}],
+            },
         ],
         "total_cost": {"excl_vat": 4.0, "incl_vat": 4.76},
         "last_updated": fmt(session.updated_at),
@@ -419,3 +436,38 @@ def test_a_sweep_takes_a_bounded_batch_least_recently_changed_first(roaming, wor
     ]
     assert sessions_push_changes(limit=2) == 1
     assert pushes(roaming.partner_a)[-1].object_key == f"session:{sessions[0].pk}"
+
+
+def test_charging_periods_are_cut_on_quarter_hours_and_where_charging_stops():
+    t = datetime(2026, 3, 10, 10, 7, tzinfo=UTC)
+    usage = SessionUsage(
+        started_at=t,
+        stopped_at=t + timedelta(minutes=45),
+        periods=(
+            UsagePeriod(start=t, end=t + timedelta(minutes=30), energy_wh=1_001, charging=True),
+            UsagePeriod(
+                start=t + timedelta(minutes=30), end=t + timedelta(minutes=45), energy_wh=0, charging=False
+            ),
+        ),
+    )
+
+    def period(hh_mm: str, kwh: float, kind: str, hours: float) -> dict:
+        return {
+            "start_date_time": f"2026-03-10T{hh_mm}:00Z",
+            "dimensions": [{"type": "ENERGY", "volume": kwh}, {"type": kind, "volume": hours}],
+        }
+
+    # By hand, constant power over 10:07-10:37: Wh delivered by 10:15 = floor(1001 x 8/30) = 266, by 10:30
+    # floor(1001 x 23/30) = 767; hours to 4 decimals (8 min = 0.1333 h, 7 min = 0.1167 h).
+    every = [
+        period("10:07", 0.266, "TIME", 0.1333),
+        period("10:15", 0.501, "TIME", 0.25),
+        period("10:30", 0.234, "TIME", 0.1167),
+        period("10:37", 0.0, "PARKING_TIME", 0.1333),
+        period("10:45", 0.0, "PARKING_TIME", 0.1167),
+    ]
+    assert charging_periods(usage) == every
+    # In progress with its last reading at 10:52: the slot 10:45-11:00 is not over, its period may still grow.
+    assert charging_periods(usage, final_until=t + timedelta(minutes=45)) == every[:4]
+    assert periods_appended(every[:2], every) == every[2:]
+    assert periods_appended([], every[:1]) == every[:1]

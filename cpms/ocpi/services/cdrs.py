@@ -101,11 +101,12 @@ def cdr_location(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> dict[str, Any
     party = ocpi.partner.party
     data: dict[str, Any] = {"id": ids.location_id(site) if site else ""}
     if site is not None:
-        data["name"] = site.name
-        data["address"] = site.address
-        data["city"] = site.city
+        # Cut to the CdrLocation field lengths (string(255), string(45), string(45), string(10)).
+        data["name"] = site.name[:255]
+        data["address"] = site.address[:45]
+        data["city"] = site.city[:45]
         if site.postal_code:
-            data["postal_code"] = site.postal_code
+            data["postal_code"] = site.postal_code[:10]
         data["country"] = country_alpha3(site.country)
         if site.latitude is not None and site.longitude is not None:
             data["coordinates"] = {"latitude": f"{site.latitude:.6f}", "longitude": f"{site.longitude:.6f}"}

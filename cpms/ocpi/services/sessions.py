@@ -9,7 +9,9 @@ since they were last pushed and, per session under a lock on its `OcpiSession`:
   partner's Sessions receiver, `/{country_code}/{party_id}/{session_id}` where country_code/party_id are
   OURS (OCPI 2.2.1 mod_sessions 2.2: the receiver URL names the CPO that owns the session);
 - later: a PATCH with only the fields that changed plus `last_updated` (compared with `OcpiSession.pushed`,
-  the whole object as last pushed).
+  the whole object as last pushed); `charging_periods` in a PATCH are only the new ones, as the receiver
+  appends them to those it has (mod_sessions 2.2.3), and a period is sent once it is final
+  (`charging_periods`).
 
 "Changed" is exact, without a clock cursor: `OcpiSession.pushed_at` holds the version pushed, the session's
 `last_updated` = the later of `ChargingSession.updated_at` (bumped by every write that moves the meter, the
@@ -20,8 +22,9 @@ session is due when that is later than `pushed_at`. Items of one session share t
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from django.conf import settings
@@ -64,7 +67,12 @@ SESSION_RELATED = (
     "cdr",
 )
 
-_HOURS_PLACES = Decimal("0.000001")
+# OCPI numbers carry 4 decimals unless a field says otherwise (2.2.1 16.4): hours to 0.36 s.
+_HOURS_PLACES = Decimal("0.0001")
+# Charging periods are cut on this UTC grid (charging_periods).
+PERIOD_GRID = timedelta(minutes=15)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_US = timedelta(microseconds=1)
 
 
 # --- numbers (OCPI 2.2.1 16.1: JSON numbers) ---------------------------------------------------------------
@@ -88,10 +96,6 @@ def price(excl_vat: Decimal, incl_vat: Decimal) -> dict[str, float]:
     return {"excl_vat": number(excl_vat), "incl_vat": number(incl_vat)}
 
 
-def _seconds(delta: timedelta) -> Decimal:
-    return Decimal(delta.days * 86_400 + delta.seconds) + Decimal(delta.microseconds) / 1_000_000
-
-
 def cdr_token(token: OcpiToken) -> dict[str, str]:
     """OCPI CdrToken: the token as its eMSP pushed it."""
     return {
@@ -103,27 +107,49 @@ def cdr_token(token: OcpiToken) -> dict[str, str]:
     }
 
 
-def charging_periods(usage: SessionUsage, *, tariff_id: str | None = None) -> list[dict[str, Any]]:
-    """OCPI ChargingPeriods from a session's usage (the same usage billing prices): consecutive meter
-    intervals of the same state (charging or not) form one period, with ENERGY (kWh) and TIME (hours
-    charging) or PARKING_TIME (hours not charging). The ENERGY volumes add up to the session's energy exactly
-    (each is a difference of whole Wh)."""
-    merged: list[list[Any]] = []  # [start, end, energy_wh, charging]
+def _us(moment: datetime) -> int:
+    return (moment - _EPOCH) // _ONE_US
+
+
+def charging_periods(
+    usage: SessionUsage, *, final_until: datetime | None = None, tariff_id: str | None = None
+) -> list[dict[str, Any]]:
+    """OCPI ChargingPeriods (mod_cdrs 4.4.6) of a session's usage (the usage billing prices).
+
+    Periods are cut on a fixed UTC grid of PERIOD_GRID (quarter hours, which every time zone's hours and
+    half hours fall on, so a tariff's time-of-day change starts a period, mod_cdrs 4.1 "a new Charging Period
+    at every moment that has relevance for the total costs") and where charging stops or resumes. Energy is
+    split inside a meter interval as billing splits it (constant power: floor(E * elapsed / duration) Wh
+    delivered at each instant), so the ENERGY volumes are whole Wh and add up to the session's energy.
+    With `final_until` (a session in progress: its last reading), only periods of grid slots that end by
+    then are given: they never change again, which is what the Sessions receiver needs, since a PATCH
+    appends charging_periods to those it has (mod_sessions 2.2.3)."""
+    grid = PERIOD_GRID // _ONE_US
+    pieces: list[list[Any]] = []  # [start µs, end µs, Wh, charging], merged within a slot and a state
     for period in usage.periods:
-        if merged and merged[-1][3] == period.charging:
-            merged[-1][1] = period.end
-            merged[-1][2] += period.energy_wh
-        else:
-            merged.append([period.start, period.end, period.energy_wh, period.charging])
+        start, end = _us(period.start), _us(period.end)
+        cuts = [start, *range((start // grid + 1) * grid, end, grid), end]
+        for a, b in pairwise(cuts):
+            energy_wh = period.energy_wh * (b - start) // (end - start) - period.energy_wh * (a - start) // (
+                end - start
+            )
+            last = pieces[-1] if pieces else None
+            if last is not None and last[3] == period.charging and last[0] // grid == a // grid:
+                last[1], last[2] = b, last[2] + energy_wh
+            else:
+                pieces.append([a, b, energy_wh, period.charging])
+    limit = _us(final_until) if final_until is not None else None
     result = []
-    for start, end, energy_wh, charging in merged:
+    for start, end, energy_wh, charging in pieces:
+        if limit is not None and (start // grid + 1) * grid > limit:
+            break
         item: dict[str, Any] = {
-            "start_date_time": format_datetime(start),
+            "start_date_time": format_datetime(_EPOCH + timedelta(microseconds=start)),
             "dimensions": [
                 {"type": "ENERGY", "volume": number(kwh(energy_wh))},
                 {
                     "type": "TIME" if charging else "PARKING_TIME",
-                    "volume": number(hours(_seconds(end - start))),
+                    "volume": number(hours(Decimal(end - start) / 1_000_000)),
                 },
             ],
         }
@@ -131,6 +157,14 @@ def charging_periods(usage: SessionUsage, *, tariff_id: str | None = None) -> li
             item["tariff_id"] = tariff_id
         result.append(item)
     return result
+
+
+def periods_appended(pushed: list[dict[str, Any]], periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The periods of `periods` after the last one the partner has (`pushed`)."""
+    if not pushed:
+        return periods
+    last = pushed[-1]["start_date_time"]  # "YYYY-MM-DDTHH:MM:SSZ": sorts as it runs
+    return [period for period in periods if period["start_date_time"] > last]
 
 
 # --- the Session object -------------------------------------------------------------------------------------
@@ -243,8 +277,10 @@ def session_object(*, session: ChargingSession, ocpi: OcpiSession) -> dict[str, 
     if station.meter_serial_number:
         data["meter_id"] = station.meter_serial_number
     data["currency"] = figures.currency
-    if figures.usage is not None and figures.usage.periods:
-        data["charging_periods"] = charging_periods(figures.usage)
+    if figures.usage is not None:
+        periods = charging_periods(figures.usage, final_until=None if completed else figures.usage.stopped_at)
+        if periods:
+            data["charging_periods"] = periods
     if cdr is not None:
         data["total_cost"] = price(cdr.subtotal, cdr.total)
     elif figures.cost is not None:
@@ -326,8 +362,13 @@ def session_sync(*, session: ChargingSession) -> tuple[OcpiSession | None, int]:
         changed = {
             key: value
             for key, value in data.items()
-            if key != "last_updated" and ocpi.pushed.get(key) != value
+            if key not in ("last_updated", "charging_periods") and ocpi.pushed.get(key) != value
         }
+        appended = periods_appended(
+            ocpi.pushed.get("charging_periods") or [], data.get("charging_periods") or []
+        )
+        if appended:
+            changed["charging_periods"] = appended
         body = {**changed, "last_updated": data["last_updated"]} if changed else None
         method = "PATCH"
     if body is not None:
