@@ -2,6 +2,7 @@
 ChargingProfileResponse, the OCPP call (1.6 and 2.0.1, answered by the fake charger of tests/commands.py),
 the balancer's limit winning on a load-managed EVSE, and the result queued to the response_url."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import orjson
@@ -64,6 +65,7 @@ def execute_last() -> OcpiCommand:
 def result_body(ocpi_command: OcpiCommand) -> dict:
     item = OcpiOutboxItem.objects.get(object_key=f"chargingprofile:{ocpi_command.pk}")
     assert (item.method, item.url, item.module) == ("POST", RESULT_URL, "chargingprofiles")
+    assert (item.to_country_code, item.to_party_id) == ("DE", "EMS")  # the session's driver's party
     return item.body
 
 
@@ -276,3 +278,17 @@ def test_malformed_requests_are_2001(allowed, place, method, query, body):
     assert response.status_code == 400
     assert _body(response)["status_code"] == 2001
     assert OcpiCommand.objects.count() == 0
+
+
+def test_a_request_whose_worker_died_is_not_sent_again_and_ends_unknown(allowed, place, fake_charger):
+    session = roaming_session(allowed, place)
+    put(allowed.caller_a, session.pk, profile())
+    ocpi_command = OcpiCommand.objects.get()
+    OcpiCommand.objects.filter(pk=ocpi_command.pk).update(result="SENDING")
+    assert charging_profiles.charging_profile_execute(ocpi_command_id=ocpi_command.pk) is None
+
+    OcpiCommand.objects.filter(pk=ocpi_command.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert charging_profiles.charging_profile_execute(ocpi_command_id=ocpi_command.pk) == "UNKNOWN"
+
+    assert fake_charger.received == []
+    assert result_body(ocpi_command) == {"result": "UNKNOWN"}

@@ -45,7 +45,7 @@ from django.utils import timezone
 
 from cpms.errors import DomainError
 from cpms.ocpi.enums import Module
-from cpms.ocpi.models import OcpiCommand, OcpiPartner
+from cpms.ocpi.models import OcpiCommand, OcpiPartner, OcpiToken
 from cpms.ocpi.protocol import (
     DATETIME,
     INVALID_PARAMETERS,
@@ -210,9 +210,17 @@ class _Result:
 
 
 def charging_profile_execute(*, ocpi_command_id: int) -> str | None:
-    """Sends the stored request to the charger and queues its result; None when it was taken already."""
+    """Sends the stored request to the charger and queues its result; None when it was taken already. Like
+    `command_execute`, a request whose worker died mid-way is not sent again; past its announced timeout the
+    partner is told UNKNOWN."""
     if OcpiCommand.objects.filter(pk=ocpi_command_id, result="").update(result=SENDING) != 1:
-        return None
+        lost_before = timezone.now() - timedelta(seconds=command_timeout_s())
+        lost = OcpiCommand.objects.filter(pk=ocpi_command_id, result=SENDING, created_at__lt=lost_before)
+        if lost.update(result=UNKNOWN) != 1:
+            return None
+        ocpi_command = OcpiCommand.objects.select_related("partner").get(pk=ocpi_command_id)
+        _result_queue(ocpi_command, _Result({"result": UNKNOWN}))
+        return UNKNOWN
     ocpi_command = OcpiCommand.objects.select_related("partner").get(pk=ocpi_command_id)
     session = ChargingSession.objects.select_related("station", "evse").get(
         pk=int(ocpi_command.request["session_id"])
@@ -228,11 +236,18 @@ def charging_profile_execute(*, ocpi_command_id: int) -> str | None:
     except Exception:
         logger.exception("OCPI charging profile %s failed", ocpi_command_id)
         result = _Result({"result": REJECTED})
+    _result_queue(ocpi_command, result)
+    return result.body["result"]
+
+
+def _result_queue(ocpi_command: OcpiCommand, result: _Result) -> None:
+    """Records the result and queues its POST to the response_url (through a hub: routed to the party whose
+    driver's session it is)."""
+    token = OcpiToken.objects.filter(id_token__sessions__pk=int(ocpi_command.request["session_id"])).first()
     with transaction.atomic():
         OcpiCommand.objects.filter(pk=ocpi_command.pk).update(
             result=result.body["result"], result_at=timezone.now(), ocpp_command=result.ocpp_command
         )
-        token = session.id_token.ocpi if session.id_token is not None else None
         outbox_enqueue(
             partner=ocpi_command.partner,
             module=Module.CHARGING_PROFILES,
@@ -242,7 +257,6 @@ def charging_profile_execute(*, ocpi_command_id: int) -> str | None:
             url=ocpi_command.response_url,
             to_party=(token.country_code, token.party_id) if token is not None else None,
         )
-    return result.body["result"]
 
 
 def _send(session: ChargingSession, call: Call) -> Command:
