@@ -508,3 +508,27 @@ def test_authorize_no_credit_is_told_as_each_version_can(org_a, emsp, cp_class, 
     emsp.answer("RFID-B", "NO_CREDIT")
     cp = Harness(cp_class, org_a.station_a1)
     assert cp.call("Authorize", frame) == [3, "m1", blocked]
+
+
+def test_what_the_hook_costs_for_other_tokens(org_a, roaming, monkeypatch):
+    """A partner's whitelisted token: one query (its whitelist); a token nobody here knows at an organisation
+    without partners that could know it: two (its OcpiToken, the partners), and no HTTP."""
+    tokens_sender_at(roaming.partner_a, None)
+    push(roaming.partner_a, "WL-2", whitelist="ALWAYS")
+
+    async def no_http(*args, **kwargs):
+        raise AssertionError("no partner may be called")
+
+    monkeypatch.setattr(ocpi_client, "call_async", no_http)
+    for value, extra in (("WL-2", 1), ("NOBODY", 2)):
+        local = id_token_authorize(
+            organisation_id=org_a.org_a.pk, value=value, station_id=org_a.station_a1.pk
+        )
+        with CaptureQueriesContext(connection) as hook:
+            answer = asyncio.run(
+                roaming_token_authorize(
+                    local, organisation_id=org_a.org_a.pk, value=value, station_id=org_a.station_a1.pk
+                )
+            )
+        assert answer is local
+        assert len(hook.captured_queries) == extra
