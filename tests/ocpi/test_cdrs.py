@@ -27,6 +27,7 @@ from tests.ocpi.test_sessions import (
     roaming_token,
     stop,
 )
+from tests.ocpi_parties.checks import object_problems
 
 pytestmark = pytest.mark.django_db
 
@@ -161,6 +162,8 @@ def test_the_cdr_of_a_billed_roaming_session_is_posted_once_after_the_sessions_u
         "last_updated": fmt(cdr.created_at),
     }
     assert [(t["id"], t["currency"], len(t["elements"])) for t in tariffs] == [(str(tariff.pk), "EUR", 2)]
+    # And as the spec-written eMSP of tests/ocpi_parties reads it.
+    assert object_problems("CDR", {**post.body, "tariffs": tariffs}) == []
     # The totals as a receiver reads them: our CDR's Decimals exactly.
     total = decimals(post.body)["total_cost"]
     assert (total["excl_vat"], total["incl_vat"]) == (cdr.subtotal, cdr.total)
@@ -209,7 +212,8 @@ def test_a_session_pushed_while_active_gets_its_final_cost_before_the_cdr(roamin
     assert post.method == "POST"
 
 
-def test_a_credit_is_pushed_as_a_credit_cdr_once(roaming, world, start):
+def test_a_credit_is_pushed_as_a_credit_cdr_once(roaming, placed, start):
+    world = placed
     energy_tariff(world.org_a)
     session, cdr = billed_session(
         world.station_a1, roaming_token(roaming.partner_a, uid="UID-1"), start=start
@@ -234,6 +238,7 @@ def test_a_credit_is_pushed_as_a_credit_cdr_once(roaming, world, start):
         "last_updated": fmt(credit.created_at),
     }
     assert credited.body == expected
+    assert object_problems("CDR", credited.body) == []
     total = decimals(credited.body)["total_cost"]
     assert (total["excl_vat"], total["incl_vat"]) == (credit.subtotal, credit.total)
 

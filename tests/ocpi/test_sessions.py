@@ -28,6 +28,7 @@ from sessions.types import Sample
 from stations.enums import ConnectorType
 from tests.factories import ChargingSessionFactory, ConnectorFactory, EvseFactory, IdTokenFactory
 from tests.ocpi.conftest import OcpiCaller, partner_registered
+from tests.ocpi_parties.checks import object_problems
 
 pytestmark = pytest.mark.django_db
 
@@ -189,6 +190,8 @@ def test_a_roaming_session_is_put_whole_then_patched_with_what_changed(roaming, 
         "status": "ACTIVE",
         "last_updated": fmt(session.updated_at),
     }
+    # And as the spec-written eMSP of tests/ocpi_parties reads it.
+    assert object_problems("Session", put.body) == []
     ocpi = OcpiSession.objects.get(session=session)
     assert (ocpi.partner_id, ocpi.token_id, ocpi.auth_method, ocpi.pushed) == (
         roaming.partner_a.pk,
@@ -242,7 +245,9 @@ def test_a_roaming_session_is_put_whole_then_patched_with_what_changed(roaming, 
     assert session_bill(session_id=session.pk).outcome == "billed"
     assert sessions_push_changes() == 0
     assert sessions_push_changes() == 0
-    assert [item.method for item in pushes(roaming.partner_a)] == ["PUT", "PATCH", "PATCH"]
+    items = pushes(roaming.partner_a)
+    assert [item.method for item in items] == ["PUT", "PATCH", "PATCH"]
+    assert [object_problems("Session", item.body, partial=True) for item in items[1:]] == [[], []]
     assert not OcpiOutboxItem.objects.exclude(partner=roaming.partner_a).exists()
 
 
