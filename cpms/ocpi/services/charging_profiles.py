@@ -237,7 +237,7 @@ def charging_profile_execute(*, ocpi_command_id: int) -> str | None:
         logger.exception("OCPI charging profile %s failed", ocpi_command_id)
         result = _Result({"result": REJECTED})
     _result_queue(ocpi_command, result)
-    return result.body["result"]
+    return str(result.body["result"])
 
 
 def _result_queue(ocpi_command: OcpiCommand, result: _Result) -> None:
@@ -285,7 +285,8 @@ def _balancer_cap_a(session: ChargingSession) -> Decimal | None:
     allocation = EvseAllocation.objects.filter(evse=session.evse).first()
     if allocation is not None:
         return Decimal(0) if allocation.paused else allocation.limit_a
-    share = safe_shares(site_id=session.station.site_id).get(session.evse.pk)
+    site_id = session.station.site_id
+    share = safe_shares(site_id=site_id).get(session.evse.pk) if site_id is not None else None
     return share if share is not None else Decimal(0)
 
 

@@ -356,7 +356,7 @@ def partner_session(
         .filter(pk=int(session_id), id_token__ocpi__partner=partner)
         .first()
     )
-    if session is None:
+    if session is None or session.id_token is None:
         return None
     token = session.id_token.ocpi
     if from_party[0] and (token.country_code, token.party_id) != from_party:
