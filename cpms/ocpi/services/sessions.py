@@ -21,6 +21,7 @@ session is due when that is later than `pushed_at`. Items of one session share t
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -38,7 +39,7 @@ from billing.models import ChargeDetailRecord, SessionPricing
 from billing.services.cdrs import BillingError, session_usage
 from billing.tariff_json import tariff_load
 from billing.tariffs import price_session, running_cost, usage_from_readings
-from billing.types import PriceResult, SessionUsage
+from billing.types import PriceResult, SessionUsage, Tariff
 from cpms.ocpi import ids
 from cpms.ocpi.enums import Module, PartnerStatus
 from cpms.ocpi.models import OcpiAuthorization, OcpiPartner, OcpiSession, OcpiToken
@@ -218,6 +219,8 @@ class _Figures:
 
 
 def _figures(session: ChargingSession, cdr: ChargeDetailRecord | None) -> _Figures:
+    """The session's usage so far, its cost (None: no tariff, not priceable, or billed: the CDR says) and
+    currency."""
     pricing: SessionPricing | None = _related(session, "pricing")
     tariff = tariff_load(pricing.tariff) if pricing is not None and pricing.tariff is not None else None
     currency = (
@@ -235,11 +238,20 @@ def _figures(session: ChargingSession, cdr: ChargeDetailRecord | None) -> _Figur
         if cdr is not None or tariff is None or session.held_for_review:
             return _Figures(usage, None, currency)
         # Not billed yet: the price the CDR will have (same engine, usage and snapshot as session_bill).
-        return _Figures(usage, price_session(tariff, usage), currency)
+        return _Figures(usage, _priced(price_session, tariff, usage), currency)
     usage = _usage_so_far(session)
     if usage is None or tariff is None:
         return _Figures(usage, None, currency)
-    return _Figures(usage, running_cost(tariff, usage), currency)
+    return _Figures(usage, _priced(running_cost, tariff, usage), currency)
+
+
+def _priced(
+    engine: Callable[[Tariff, SessionUsage], PriceResult], tariff: Tariff, usage: SessionUsage
+) -> PriceResult | None:
+    try:
+        return engine(tariff, usage)
+    except ValueError:  # UnsupportedTariffError: billing holds such a session; we show no cost
+        return None
 
 
 def _session_kwh(session: ChargingSession) -> Decimal:
