@@ -511,6 +511,7 @@ def test_the_sweep_patches_the_status_of_evses_that_changed_and_nothing_twice(wo
         "locations": cursor,
         "other": "x",
         "locations_connector_pk": mark,
+        "locations_tariff_scopes": {},
     }
     # Nothing new: nothing queued.
     assert locations.locations_push_changes(now=NOW) == 0
@@ -562,6 +563,30 @@ def test_a_new_evse_reported_by_its_charger_puts_its_location(world, roaming, lo
     assert [(i["method"], i["path"]) for i in items] == [("PUT", f"/NL/AAA/{site.pk}")]
     assert [evse["uid"] for evse in items[0]["body"]["evses"]][-1] == str(evse3.pk)
     assert locations.locations_push_changes(now=NOW + timedelta(seconds=10)) == 0
+
+
+def test_a_tariff_assignment_change_puts_the_locations_whose_tariff_ids_change(world, roaming, located):
+    site, site_a2 = located["site"], located["site_a2"]
+    OcpiPartner.objects.exclude(pk=roaming.partner_a.pk).delete()
+    _cursor(roaming.partner_a, NOW - timedelta(minutes=1))
+    general = _tariff(world.org_a, "General")
+    tariff_assign(tariff=general, site=site_a2)
+    assert locations.locations_push_changes(now=NOW - timedelta(seconds=40)) == 0  # remembers the scopes
+    # A tariff for site A1: A1's connectors now name it; A2's are unchanged.
+    local = _tariff(world.org_a, "A1 only")
+    tariff_assign(tariff=local, site=site)
+    assert locations.locations_push_changes(now=NOW - timedelta(seconds=20)) == 1
+    put = _items(roaming.partner_a)[-1]
+    assert (put["method"], put["path"]) == ("PUT", f"/NL/AAA/{site.pk}")
+    assert {c["tariff_ids"][0] for e in put["body"]["evses"] for c in e["connectors"]} == {str(local.pk)}
+    assert locations.locations_push_changes(now=NOW) == 0
+    # An organisation-wide tariff may change every site's connectors.
+    tariff_assign(tariff=general)
+    assert locations.locations_push_changes(now=NOW + timedelta(seconds=20)) == 2
+    assert [i["path"] for i in _items(roaming.partner_a)[-2:]] == [
+        f"/NL/AAA/{site.pk}",
+        f"/NL/AAA/{site_a2.pk}",
+    ]
 
 
 def test_a_changed_site_is_put_whole_and_its_status_not_patched_twice(world, roaming, located):
@@ -673,6 +698,6 @@ def test_the_sweep_takes_the_same_queries_whatever_the_number_of_evses(
     # + cursor + release, and one insert per outbox item (outbox_enqueue).
     with django_assert_max_num_queries(12 + 50):
         assert locations.locations_push_changes(now=NOW) == 50
-    # Nothing changed: the same reads, no item, the cursor moved.
-    with django_assert_max_num_queries(9):
+    # Nothing changed: the same reads (tariff scopes included), no item, the cursor moved.
+    with django_assert_max_num_queries(10):
         assert locations.locations_push_changes(now=NOW + timedelta(seconds=10)) == 0

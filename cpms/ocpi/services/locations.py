@@ -58,6 +58,9 @@ CURSOR_KEY = "locations"
 # told by its pk being above this mark. Its site is then PUT whole: a PATCH of an EVSE the partner does not
 # have yet would be refused.
 CONNECTOR_MARK_KEY = "locations_connector_pk"
+# The partner's tariff scopes at the last sweep (TariffIndex.scopes): when they change, the connectors'
+# tariff_ids of the sites concerned change, and those Locations are PUT.
+TARIFF_SCOPES_KEY = "locations_tariff_scopes"
 # The sweep reads changes up to this long ago only: a status row is written with its received_at before its
 # transaction commits, so a window closing at "now" could pass over a row committed a moment later.
 PUSH_LAG = timedelta(seconds=2)
@@ -519,11 +522,54 @@ def _locked(partner_id: int) -> OcpiPartner | None:
     )
 
 
-def _cursor_save(partner: OcpiPartner, until: datetime, connector_mark: int) -> None:
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    """What one sweep of a partner has seen, saved with its items: the end of its window, the newest
+    connector, and the tariff scopes its drivers' tariffs were resolved with."""
+
+    until: datetime
+    connector: int
+    tariff_scopes: dict[str, int]
+
+
+def _marks_save(partner: OcpiPartner, marks: _Marks) -> None:
     # Caller holds the row lock: the other modules' cursors in the same JSON are kept as they are.
-    pushed_until = {**partner.pushed_until, CURSOR_KEY: until.isoformat(), CONNECTOR_MARK_KEY: connector_mark}
+    pushed_until = {
+        **partner.pushed_until,
+        CURSOR_KEY: marks.until.isoformat(),
+        CONNECTOR_MARK_KEY: marks.connector,
+        TARIFF_SCOPES_KEY: marks.tariff_scopes,
+    }
     OcpiPartner.objects.filter(pk=partner.pk).update(pushed_until=pushed_until)
     partner.pushed_until = pushed_until
+
+
+def _tariff_changed_site_pks(
+    sites: QuerySet[Site], before: dict[str, int], after: dict[str, int]
+) -> set[int]:
+    """Sites whose connectors' tariff_ids may differ between two resolutions of the partner's tariff scopes
+    (an assignment added, moved or removed, a tariff's first version coming into force, its last expiring).
+    Scope keys are billing's (billing.services.tariffs._scope_key): "organisation", "site:<pk>",
+    "station:<pk>", each possibly under "token:<group pk>/", or "token:<group pk>" alone."""
+    keys = {key for key in before.keys() | after.keys() if before.get(key) != after.get(key)}
+    site_pks: set[int] = set()
+    station_pks: set[int] = set()
+    for key in keys:
+        place = key.split("/", 1)[1] if "/" in key else key
+        kind, _, number = place.partition(":")
+        if kind == "site" and number.isdigit():
+            site_pks.add(int(number))
+        elif kind == "station" and number.isdigit():
+            station_pks.add(int(number))
+        else:  # the organisation, or the partner's group anywhere: every site
+            return set(sites.values_list("pk", flat=True))
+    if station_pks:
+        site_pks |= set(
+            ChargingStation.objects.filter(pk__in=station_pks, site__isnull=False).values_list(
+                "site_id", flat=True
+            )
+        )
+    return set(sites.filter(pk__in=site_pks).values_list("pk", flat=True)) if site_pks else set()
 
 
 def _partner_push_changes(partner_id: int, until: datetime, connector_mark: int) -> int:
@@ -536,21 +582,21 @@ def _partner_push_changes(partner_id: int, until: datetime, connector_mark: int)
         since = parse_datetime(raw, field=CURSOR_KEY) if raw else partner.registered_at
         if since is not None and since >= until:
             return 0
+        ctx = _context(partner)
+        marks = _Marks(until=until, connector=connector_mark, tariff_scopes=ctx.tariffs.scopes)
         if since is None or client.endpoint_url(partner, Module.LOCATIONS, InterfaceRole.RECEIVER) is None:
-            _cursor_save(partner, until, connector_mark)
+            _marks_save(partner, marks)
             return 0
         sites = publishable_sites(partner)
         seen = int(partner.pushed_until.get(CONNECTOR_MARK_KEY, connector_mark))
         changed = _changed_site_pks(sites, since, until, (seen, connector_mark))
+        scopes_before = partner.pushed_until.get(TARIFF_SCOPES_KEY, marks.tariff_scopes)
+        changed |= _tariff_changed_site_pks(sites, scopes_before, marks.tariff_scopes)
         evses = _status_changed_evses(sites, since, until, skip=changed)
         withdrawn = _withdrawn_evses(partner, since, until)
-        if not changed and not evses and not withdrawn:
-            _cursor_save(partner, until, connector_mark)
-            return 0
-        ctx = _context(partner)
         to_party = push_to_party(partner)
         queued = 0
-        for site in _loaded(sorted(changed)):
+        for site in _loaded(sorted(changed)) if changed else []:
             _enqueue_location(partner, location_object(site, ctx=ctx), to_party)
             queued += 1
         for evse in evses:
@@ -562,14 +608,14 @@ def _partner_push_changes(partner_id: int, until: datetime, connector_mark: int)
         for removed in withdrawn:
             _enqueue_evse_removed(partner, removed, to_party)
             queued += 1
-        _cursor_save(partner, until, connector_mark)
+        _marks_save(partner, marks)
         return queued
 
 
 def locations_push_changes(*, now: datetime | None = None) -> int:
     """The sweep (cpms.ocpi.tasks.push_sweep, every OCPI_PUSH_SWEEP_S): for each registered partner with a
     locations receiver, what changed since its cursor: a PUT of each Location whose content may have
-    changed (new connectors included), a PATCH {status, last_updated} of each other EVSE whose status may
+    changed (new connectors and changed tariff_ids included), a PATCH {status, last_updated} of each other EVSE whose status may
     have changed, and a PATCH {status: REMOVED} of the EVSEs of a site withdrawn from publication; then the
     cursor moves to the end of the window, in the same transaction as the outbox items. A few queries per
     partner, whatever the number of EVSEs. Returns how many items it queued."""

@@ -294,10 +294,10 @@ def _push(partner: OcpiPartner, *, only_changed: bool) -> int:
         )
         del pushed[tariff_id]
         queued += 1
-    OcpiPartner.objects.filter(pk=partner.pk).update(
-        pushed_until={**partner.pushed_until, PUSHED_KEY: pushed}
-    )
-    partner.pushed_until = {**partner.pushed_until, PUSHED_KEY: pushed}
+    if pushed != partner.pushed_until.get(PUSHED_KEY):
+        # Caller holds the row lock: the other modules' cursors in the same JSON are kept as they are.
+        partner.pushed_until = {**partner.pushed_until, PUSHED_KEY: pushed}
+        OcpiPartner.objects.filter(pk=partner.pk).update(pushed_until=partner.pushed_until)
     return queued
 
 
