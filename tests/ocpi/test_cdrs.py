@@ -13,9 +13,11 @@ from django.test import Client
 
 from billing.models import ChargeDetailRecord
 from billing.services.cdrs import cdr_credit_create, session_bill
+from cpms.ocpi import client
 from cpms.ocpi.enums import Role
 from cpms.ocpi.models import OcpiOutboxItem, OcpiSession
 from cpms.ocpi.services.cdrs import cdrs_push_pending, country_alpha3
+from cpms.ocpi.services.outbox import outbox_deliver
 from cpms.ocpi.services.sessions import sessions_push_changes
 from tests.ocpi.conftest import OcpiCaller, partner_registered
 from tests.ocpi.test_sessions import (
@@ -28,6 +30,8 @@ from tests.ocpi.test_sessions import (
     stop,
 )
 from tests.ocpi_parties.checks import object_problems
+from tests.ocpi_parties.emsp import Emsp
+from tests.ocpi_parties.platform import VERSION_PREFIX
 
 pytestmark = pytest.mark.django_db
 
@@ -188,6 +192,8 @@ def test_a_session_billed_before_the_sweep_saw_it_is_put_completed_before_its_cd
         {"excl_vat": 4.0, "incl_vat": 4.76},
     )
     assert (post.method, post.body["id"]) == ("POST", str(cdr.pk))
+    # A site without a position: the required coordinates are 0, 0 (cdr_location).
+    assert post.body["cdr_location"]["coordinates"] == {"latitude": "0.000000", "longitude": "0.000000"}
     assert sessions_push_changes() == 0
 
 
@@ -331,3 +337,49 @@ def test_country_codes_are_sent_as_alpha_3():
         "USA",
         "",
     ]
+
+
+@pytest.fixture
+def live_emsp(roaming):
+    """The spec-written test eMSP (tests/ocpi_parties) listening on HTTP, and a partner of org A pointing at
+    it. The credentials exchange needs our server on HTTP (the e2e tests do it): here the eMSP is given the
+    connection it would have after registering, so that our outbox delivers to it for real."""
+    emsp = Emsp(country_code="DE", party_id="EMS").start()
+    partner, _ = partner_registered(roaming.party_a, name="emsp-live", base_url=emsp.url(VERSION_PREFIX))
+    connection = emsp._new_connection(client.outgoing_token(partner), is_a=False)
+    connection.registered = True
+    connection.roles = [{"role": "CPO", "country_code": "NL", "party_id": "AAA", "business_details": {}}]
+    yield emsp, partner
+    emsp.close()
+
+
+def test_the_partner_receives_the_session_and_its_cdr_as_we_hold_them(live_emsp, placed, start):
+    """Delivered over HTTP to the eMSP written from the spec: its copy of the session (the PUT, then PATCHes
+    merged, periods appended) is our Session object, and it holds the CDR with our total."""
+    emsp, partner = live_emsp
+    world = placed
+    energy_tariff(world.org_a)
+    session = active_session(world.station_a1, roaming_token(partner, uid="UID-9"), started_at=start)
+    for minutes, wh in ((20, 4_000), (40, 8_000), (60, 11_000)):
+        reading(session, at=start + timedelta(minutes=minutes), wh=wh)
+        push_sweep()
+        assert outbox_deliver(partner_id=partner.pk).delivered == 1
+    stop(session, at=start + timedelta(minutes=70), wh=11_000)
+    cdr = session_bill(session_id=session.pk).cdr
+    push_sweep()
+    assert outbox_deliver(partner_id=partner.pk).delivered == 2  # the end (PATCH), then the CDR (POST)
+
+    assert emsp.problems == []
+    ours = OcpiSession.objects.get(session=session).pushed
+    assert emsp.sessions[("NL", "AAA", str(session.pk))] == ours
+    assert [p["start_date_time"] for p in ours["charging_periods"]] == [
+        fmt(start + timedelta(minutes=minutes)) for minutes in (0, 15, 30, 45, 60)
+    ]
+    received = emsp.cdrs[("NL", "AAA", str(cdr.pk))]
+    total = decimals(received)["total_cost"]
+    # By hand: FLAT 1.00 + 10 kWh x 0.30 = 4.00 excl. VAT; 4.76 incl.
+    assert (
+        (total["excl_vat"], total["incl_vat"])
+        == (Decimal("4.00"), Decimal("4.76"))
+        == (cdr.subtotal, cdr.total)
+    )

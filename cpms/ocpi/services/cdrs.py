@@ -108,8 +108,13 @@ def cdr_location(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> dict[str, Any
         if site.postal_code:
             data["postal_code"] = site.postal_code[:10]
         data["country"] = country_alpha3(site.country)
-        if site.latitude is not None and site.longitude is not None:
-            data["coordinates"] = {"latitude": f"{site.latitude:.6f}", "longitude": f"{site.longitude:.6f}"}
+        # Coordinates are required: a receiver refuses a CDR without them, and a CDR must reach the partner
+        # that pays it. A site whose position was never entered is sent at 0, 0, which nobody mistakes for a
+        # real place (such a site is not published as a Location either).
+        data["coordinates"] = {
+            "latitude": f"{site.latitude or 0:.6f}",
+            "longitude": f"{site.longitude or 0:.6f}",
+        }
     data["evse_uid"] = ids.evse_uid(session.evse_id) if session.evse_id else ""
     data["evse_id"] = (
         ids.evse_id(party, cdr.station_id, cdr.evse_number) if cdr.evse_number is not None else ""
