@@ -333,7 +333,7 @@ def test_the_list_filters_on_last_updated(world, roaming, located):
     before = roaming.caller_a.get("/ocpi/2.2.1/locations?date_to=2026-03-01T09:00:00Z")
     assert [item["id"] for item in _body(before)["data"]] == [str(located["site"].pk)]
     assert before["X-Total-Count"] == "1"
-    # date_from is inclusive (4.1.5).
+    # date_from is inclusive (transport and format: pagination).
     exact = _body(roaming.caller_a.get("/ocpi/2.2.1/locations?date_from=2026-03-01T09:00:00Z"))["data"]
     assert [item["id"] for item in exact] == [str(located["site_a2"].pk)]
     bad = roaming.caller_a.get("/ocpi/2.2.1/locations?date_from=yesterday")

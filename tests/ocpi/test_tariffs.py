@@ -119,7 +119,7 @@ def test_a_tariff_has_the_shape_of_the_spec(roaming, priced):
         "id": str(priced["general"].pk),
         "currency": "EUR",
         "tariff_alt_text": [{"language": "en", "text": "Parking is free for the first hour."}],
-        # 11.4 Price: excl. VAT as stored, incl. VAT at the version's 19 %, rounded to cents.
+        # 16.5 Price: excl. VAT as stored, incl. VAT at the version's 19 %, rounded to cents.
         "min_price": {"excl_vat": 1, "incl_vat": 1.19},
         "max_price": {"excl_vat": 50, "incl_vat": 59.5},
         "elements": [

@@ -120,7 +120,7 @@ def evse_status(*, connected: bool, station_status: str, connector_statuses: Ite
     return next((status for status in _STATUS_PRECEDENCE if status in mapped), "UNKNOWN")
 
 
-# --- connectors (OCPI 2.2.1 8.3.3, 8.4.4 ConnectorFormat, 8.4.5 ConnectorType, 8.4.23 PowerType) ----------
+# --- connectors (OCPI 2.2.1 8.3.3, 8.4.4 ConnectorFormat, 8.4.5 ConnectorType, 8.4.19 PowerType) ----------
 @dataclass(frozen=True, slots=True)
 class ConnectorKind:
     standard: str
@@ -338,7 +338,7 @@ def location_object(site: Site, *, ctx: LocationContext) -> dict[str, Any]:
 
 # --- selectors for the views (8.2.1 Sender interface) -----------------------------------------------------
 def location_list(*, partner: OcpiPartner, page: Page) -> tuple[list[dict[str, Any]], int]:
-    """One page of the partner's Locations, by id; date_from inclusive, date_to exclusive (4.1.5)."""
+    """One page of the partner's Locations, by id; date_from inclusive, date_to exclusive (transport and format: pagination)."""
     sites = publishable_sites(partner)
     if page.date_from is not None or page.date_to is not None:
         sites = _with_last_updated(sites)
@@ -416,7 +416,7 @@ def _enqueue_evse_status(
         object_key=f"location:{location_id}",
         method="PATCH",
         path=f"/{party.country_code}/{party.party_id}/{location_id}/{evse['uid']}",
-        # 8.2.2.2: a PATCH carries last_updated with the fields that changed.
+        # 8.2.2 PATCH: it carries last_updated with the fields that changed.
         body={"status": evse["status"], "last_updated": evse["last_updated"]},
         to_party=to_party,
     )

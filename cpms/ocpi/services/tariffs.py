@@ -13,8 +13,8 @@ version's valid_from, whichever comes first. A tariff with no current or future 
 is DELETEd from partners that had it).
 
 Prices: billing stores every price excl. VAT and applies the version's tax_rate to the session's subtotal
-(billing/tariffs.py, "Money"), exactly as OCPI 2.2.1 11.4.2 PriceComponent reads: `price` excl. VAT, `vat`
-the percentage that applies. min_price/max_price (OCPI Price, 16.4) carry both excl_vat and incl_vat.
+(billing/tariffs.py, "Money"), exactly as OCPI 2.2.1 PriceComponent (11.4) reads: `price` excl. VAT, `vat`
+the percentage that applies. min_price/max_price (OCPI Price, 16.5) carry both excl_vat and incl_vat.
 
 Change detection for pushes: tariffs are few per organisation, so the sweep builds each partner's tariff
 list and compares it to a fingerprint of what it last pushed (kept in `pushed_until["tariffs_pushed"]`,
@@ -48,12 +48,12 @@ from stations.models import ChargingStation
 
 PUSHED_KEY = "tariffs_pushed"
 
-# TariffRestrictions whose values billing stores as decimal strings; OCPI 2.2.1 11.4.6 types them `number`.
+# TariffRestrictions whose values billing stores as decimal strings; OCPI 2.2.1 TariffRestrictions (11.4) types them `number`.
 _NUMBER_RESTRICTIONS = ("min_kwh", "max_kwh", "min_current", "max_current", "min_power", "max_power")
 
 
 def _number(value: Decimal | str) -> float | int:
-    """An OCPI `number` (16.x: JSON number) from a stored decimal. Prices are at most 6 decimals, which a
+    """An OCPI `number` (16.4: a JSON number) from a stored decimal. Prices are at most 6 decimals, which a
     double carries exactly enough that its shortest repr is the decimal's text."""
     number = Decimal(value)
     return int(number) if number == number.to_integral_value() else float(number)
@@ -151,14 +151,14 @@ def _shown_version(
 
 
 def _price(amount: Decimal, version: TariffVersion) -> dict[str, Any]:
-    """OCPI 2.2.1 16.4 Price; incl_vat rounded to the currency's minor unit as billing rounds tax."""
+    """OCPI 2.2.1 16.5 Price; incl_vat rounded to the currency's minor unit as billing rounds tax."""
     incl = round_money(amount * (1 + version.tax_rate), version.currency)
     return {"excl_vat": _number(amount), "incl_vat": _number(incl)}
 
 
 def _elements(version: TariffVersion) -> list[dict[str, Any]]:
     """The stored elements are OCPI TariffElements already (billing/tariff_json.py); numbers stored as
-    decimal strings become JSON numbers, and each component carries the VAT percentage (11.4.2)."""
+    decimal strings become JSON numbers, and each component carries the VAT percentage (PriceComponent, 11.4)."""
     vat = _number(version.tax_rate * 100)
     elements = []
     for element in version.elements:
@@ -238,7 +238,7 @@ def tariff_objects(*, partner: OcpiPartner, at: datetime | None = None) -> list[
 
 
 def tariff_list(*, partner: OcpiPartner, page: Page) -> tuple[list[dict[str, Any]], int]:
-    """GET list (OCPI 2.2.1 11.2.1.1): date_from inclusive, date_to exclusive on last_updated (4.1.5). The
+    """GET list (OCPI 2.2.1 11.2.1.1): date_from inclusive, date_to exclusive on last_updated (transport and format: pagination). The
     list is built whole (an organisation has tens of tariffs, not thousands), then filtered and cut."""
     objects = tariff_objects(partner=partner)
     if page.date_from is not None:
