@@ -16,7 +16,7 @@ from billing.services.cdrs import cdr_credit_create, session_bill
 from cpms.ocpi import client
 from cpms.ocpi.enums import Role
 from cpms.ocpi.models import OcpiOutboxItem, OcpiSession
-from cpms.ocpi.services.cdrs import cdrs_push_pending, country_alpha3
+from cpms.ocpi.services.cdrs import cdrs_push_pending
 from cpms.ocpi.services.outbox import outbox_deliver
 from cpms.ocpi.services.sessions import sessions_push_changes
 from tests.ocpi.conftest import OcpiCaller, partner_registered
@@ -326,17 +326,6 @@ def test_a_cdr_sweep_with_nothing_pending_is_two_queries(roaming, world, start, 
 
     with django_assert_num_queries(2):  # CDRs not pushed yet; credits without their credit CDR's POST
         assert cdrs_push_pending() == 0
-
-
-def test_country_codes_are_sent_as_alpha_3():
-    assert [country_alpha3(code) for code in ("NL", "DE", "FR", "GB", "US", "")] == [
-        "NLD",
-        "DEU",
-        "FRA",
-        "GBR",
-        "USA",
-        "",
-    ]
 
 
 @pytest.fixture

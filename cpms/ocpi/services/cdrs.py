@@ -18,7 +18,6 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from babel.core import get_global
 from django.db import transaction
 from django.db.models import CharField, Exists, OuterRef, Q, QuerySet, Value
 from django.db.models.fields.json import KeyTextTransform
@@ -33,6 +32,7 @@ from cpms.ocpi import ids
 from cpms.ocpi.enums import Module, PartnerStatus
 from cpms.ocpi.models import OcpiOutboxItem, OcpiPartner, OcpiSession
 from cpms.ocpi.protocol import Page, format_datetime
+from cpms.ocpi.services.locations import CONNECTOR_KINDS, country_alpha3
 from cpms.ocpi.services.outbox import outbox_enqueue
 from cpms.ocpi.services.sessions import (
     SESSION_RELATED,
@@ -61,38 +61,6 @@ SWEEP_BATCH = 100
 # Partners whose CDRs are queued: a suspended partner gets them when it is registered again.
 _RECEIVING = (PartnerStatus.REGISTERED, PartnerStatus.SUSPENDED)
 
-# Our connector types as OCPI ConnectorType, ConnectorFormat, PowerType (mod_locations 8.4.4, 8.4.5, 8.4.8).
-# An unknown connector is reported as the European default, a type 2 socket on three-phase AC.
-CONNECTOR_KINDS = {
-    ConnectorType.TYPE2: ("IEC_62196_T2", "SOCKET", "AC_3_PHASE"),
-    ConnectorType.TYPE2_CABLE: ("IEC_62196_T2", "CABLE", "AC_3_PHASE"),
-    ConnectorType.CCS2: ("IEC_62196_T2_COMBO", "CABLE", "DC"),
-    ConnectorType.CCS1: ("IEC_62196_T1_COMBO", "CABLE", "DC"),
-    ConnectorType.CHADEMO: ("CHADEMO", "CABLE", "DC"),
-    ConnectorType.TYPE1: ("IEC_62196_T1", "CABLE", "AC_1_PHASE"),
-    ConnectorType.SCHUKO: ("DOMESTIC_F", "SOCKET", "AC_1_PHASE"),
-    ConnectorType.UNKNOWN: ("IEC_62196_T2", "SOCKET", "AC_3_PHASE"),
-}
-
-# CLDR maps old alpha-3 codes to the same country as the current one; the current one wins.
-_ALPHA3_RETIRED = {"DDR", "FXX", "BUR", "ZAR", "TMP", "YMD"}
-
-
-def _alpha3_table() -> dict[str, str]:
-    table: dict[str, str] = {}
-    for code, targets in get_global("territory_aliases").items():
-        if len(code) == 3 and code.isalpha() and code not in _ALPHA3_RETIRED and len(targets) == 1:
-            table.setdefault(targets[0], code)
-    return table
-
-
-_ALPHA3 = _alpha3_table()
-
-
-def country_alpha3(alpha2: str) -> str:
-    """ISO 3166-1 alpha-3 of an alpha-2 code (OCPI addresses use alpha-3); "" when unknown."""
-    return _ALPHA3.get(alpha2.upper(), "")
-
 
 def cdr_location(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> dict[str, Any]:
     """OCPI CdrLocation (mod_cdrs 4.4.2): the site, EVSE and connector of the session."""
@@ -107,7 +75,7 @@ def cdr_location(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> dict[str, Any
         data["city"] = site.city[:45]
         if site.postal_code:
             data["postal_code"] = site.postal_code[:10]
-        data["country"] = country_alpha3(site.country)
+        data["country"] = country_alpha3(site.country) or ""
         # Coordinates are required: a receiver refuses a CDR without them, and a CDR must reach the partner
         # that pays it. A site whose position was never entered is sent at 0, 0, which nobody mistakes for a
         # real place (such a site is not published as a Location either).
@@ -120,11 +88,14 @@ def cdr_location(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> dict[str, Any
         ids.evse_id(party, cdr.station_id, cdr.evse_number) if cdr.evse_number is not None else ""
     )
     data["connector_id"] = str(cdr.connector_number) if cdr.connector_number is not None else ""
+    # As the Location publishes the connector (an unknown type as a type 2 socket).
     kind = CONNECTOR_KINDS.get(
         session.connector.connector_type if session.connector else ConnectorType.UNKNOWN,
-        CONNECTOR_KINDS[ConnectorType.UNKNOWN],
+        CONNECTOR_KINDS[ConnectorType.TYPE2],
     )
-    data["connector_standard"], data["connector_format"], data["connector_power_type"] = kind
+    data["connector_standard"] = kind.standard
+    data["connector_format"] = kind.format
+    data["connector_power_type"] = kind.power_type
     return data
 
 
