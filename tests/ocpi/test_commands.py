@@ -576,3 +576,40 @@ def test_a_command_whose_worker_died_is_not_sent_again_and_ends_in_timeout(roami
 
     assert fake_charger.received == []
     assert result_item(ocpi_command).body["result"] == "TIMEOUT"
+
+
+@pytest.mark.parametrize(
+    ("command", "fields"),
+    [
+        ("UNLOCK_CONNECTOR", {"location_id": "9" * 36}),
+        ("UNLOCK_CONNECTOR", {"evse_uid": "9" * 36}),
+        ("UNLOCK_CONNECTOR", {"connector_id": "9" * 36}),
+    ],
+)
+def test_ids_beyond_any_number_of_ours_are_unknown_not_500(roaming, place, command, fields):
+    response = post(roaming.caller_a, command, unlock_body(place, **fields))
+    assert (response.status_code, _body(response)["status_code"]) == (404, 2003)
+
+
+def test_a_session_id_beyond_any_number_of_ours_is_unknown(roaming, place):
+    body = {"response_url": RESULT_URL, "session_id": "9" * 36}
+    assert _body(post(roaming.caller_a, "STOP_SESSION", body))["data"]["result"] == "UNKNOWN_SESSION"
+
+
+def test_a_command_never_taken_is_found_by_the_sweep_and_not_sent_past_its_timeout(
+    roaming, place, fake_charger
+):
+    post(roaming.caller_a, "START_SESSION", start_body(place))
+    ocpi_command = OcpiCommand.objects.get()
+    assert commands.commands_due() == []  # just stored: its task is on its way
+
+    OcpiCommand.objects.filter(pk=ocpi_command.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    assert commands.commands_due() == [ocpi_command.pk]
+    assert commands.command_execute(ocpi_command_id=ocpi_command.pk) == "FAILED"
+
+    assert fake_charger.received == []
+    assert commands.commands_due() == []
+    assert result_item(ocpi_command).body == {
+        "result": "FAILED",
+        "message": [{"language": "en", "text": "The command could not be sent in time."}],
+    }

@@ -197,7 +197,10 @@ def charging_profile_receive(
 def _queue(ocpi_command_id: int) -> None:
     from cpms.ocpi.tasks_commands import charging_profile_execute  # the task module imports this one
 
-    charging_profile_execute.delay(ocpi_command_id)
+    try:
+        charging_profile_execute.delay(ocpi_command_id)
+    except Exception:  # a broker that is down: the sweep queues it again (commands.commands_due)
+        logger.warning("OCPI charging profile %s: could not queue it; the sweep will", ocpi_command_id)
 
 
 # --- the execution ------------------------------------------------------------------------------------------
@@ -222,6 +225,10 @@ def charging_profile_execute(*, ocpi_command_id: int) -> str | None:
         _result_queue(ocpi_command, _Result({"result": UNKNOWN}))
         return UNKNOWN
     ocpi_command = OcpiCommand.objects.select_related("partner").get(pk=ocpi_command_id)
+    if ocpi_command.created_at < timezone.now() - timedelta(seconds=command_timeout_s()):
+        # Not sent within the timeout the partner was given: it has given up on it, so it is not applied.
+        _result_queue(ocpi_command, _Result({"result": REJECTED}))
+        return REJECTED
     session = ChargingSession.objects.select_related("station", "evse").get(
         pk=int(ocpi_command.request["session_id"])
     )

@@ -315,7 +315,22 @@ def _accept(
 def _queue(ocpi_command_id: int) -> None:
     from cpms.ocpi.tasks_commands import command_execute  # the task module imports this one
 
-    command_execute.delay(ocpi_command_id)
+    try:
+        command_execute.delay(ocpi_command_id)
+    except Exception:  # a broker that is down: the sweep (commands_due) queues it again
+        logger.warning("OCPI command %s: could not queue its execution; the sweep will", ocpi_command_id)
+
+
+def commands_due(*, module: str = Module.COMMANDS, older_than_s: float = 10.0) -> list[int]:
+    """Stored commands nobody took (their task was lost with a broker that was down): the sweep queues them
+    again; one past its announced timeout is then answered without being sent (`command_execute`)."""
+    return list(
+        OcpiCommand.objects.filter(
+            module=module, result="", created_at__lt=timezone.now() - timedelta(seconds=older_than_s)
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:500]
+    )
 
 
 def _check_start(
@@ -500,6 +515,12 @@ def command_execute(*, ocpi_command_id: int) -> str | None:
             return TIMEOUT
         return None
     ocpi_command = OcpiCommand.objects.select_related("partner__party").get(pk=ocpi_command_id)
+    if ocpi_command.created_at < timezone.now() - timedelta(seconds=command_timeout_s()):
+        # The eMSP has given up on it (its timeout): a car must not start charging long after its driver
+        # was told nothing happened.
+        outcome = Outcome(FAILED, "The command could not be sent in time.")
+        command_result_queue(ocpi_command=ocpi_command, outcome=outcome)
+        return outcome.result
     try:
         outcome = RUNNERS[ocpi_command.command](ocpi_command)
     except _Refusal as refusal:
