@@ -33,9 +33,10 @@ def push_sweep() -> None:
     roaming sessions and their CDRs. Each module's function is idempotent and remembers how far it got."""
     from cpms.ocpi.services import cdrs, locations, sessions, tariffs
 
+    # Tariffs first: a Location pushed in the same sweep may name a tariff the partner must already have.
     for sweep in (
-        locations.locations_push_changes,
         tariffs.tariffs_push_changes,
+        locations.locations_push_changes,
         sessions.sessions_push_changes,
         cdrs.cdrs_push_pending,
     ):
