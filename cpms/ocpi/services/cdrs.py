@@ -45,6 +45,7 @@ from cpms.ocpi.services.sessions import (
     session_object_key,
     session_sync,
 )
+from cpms.ocpi.services.tariffs import tariff_object
 from sessions.models import ChargingSession
 from stations.enums import ConnectorType
 from stations.models import Site
@@ -101,8 +102,6 @@ def cdr_location(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> dict[str, Any
 
 def _tariffs(cdr: ChargeDetailRecord, *, ocpi: OcpiSession) -> list[dict[str, Any]]:
     """The tariff that priced the session: the version in the CDR (the one snapshotted at its start)."""
-    from cpms.ocpi.services.tariffs import tariff_object
-
     version = cdr.tariff_version
     if version is None:
         return []
