@@ -206,9 +206,21 @@ def stations_mark_silent_offline(*, now: datetime | None = None) -> int:
     )
     for pk, interval, last_seen in candidates.iterator():
         if last_seen is None or last_seen < now - timedelta(seconds=interval * factor):
-            marked += ChargingStation.objects.filter(pk=pk, is_connected=True, last_seen_at=last_seen).update(
-                is_connected=False, connection_id=""
-            )
+            with transaction.atomic():
+                updated = ChargingStation.objects.filter(
+                    pk=pk, is_connected=True, last_seen_at=last_seen
+                ).update(is_connected=False, connection_id="")
+                if updated:
+                    # Recorded like any disconnect: what follows a station going offline (the live status a
+                    # roaming partner is sent, the history) reads these events.
+                    StationEvent.objects.create(
+                        station_id=pk,
+                        kind=StationEventKind.DISCONNECTED,
+                        detail={"reason": "silent"},
+                        occurred_at=now,
+                        received_at=now,
+                    )
+            marked += updated
     return marked
 
 

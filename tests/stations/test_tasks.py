@@ -3,7 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from stations.models import ChargingStation, OcppMessage
+from stations.enums import StationEventKind
+from stations.models import ChargingStation, OcppMessage, StationEvent
 from stations.tasks import message_log_purge, stations_mark_silent_offline
 from tests.factories import ChargingStationFactory
 
@@ -51,3 +52,8 @@ def test_rel_33_silent_station_marked_offline():
     assert stations_mark_silent_offline() == 1
     assert ChargingStation.objects.get(pk=silent.pk).is_connected is False
     assert ChargingStation.objects.get(pk=alive.pk).is_connected is True
+    [event] = StationEvent.objects.filter(station=silent)
+    assert (event.kind, event.detail) == (StationEventKind.DISCONNECTED, {"reason": "silent"})
+    assert not StationEvent.objects.filter(station=alive).exists()
+    assert stations_mark_silent_offline() == 0
+    assert StationEvent.objects.filter(station=silent).count() == 1
