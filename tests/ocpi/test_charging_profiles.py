@@ -292,3 +292,26 @@ def test_a_request_whose_worker_died_is_not_sent_again_and_ends_unknown(allowed,
 
     assert fake_charger.received == []
     assert result_body(ocpi_command) == {"result": "UNKNOWN"}
+
+
+def test_an_absolute_profile_in_watts_keeps_its_start_duration_and_minimum(allowed, place, fake_charger):
+    session = roaming_session(allowed, place)
+    body = profile(
+        limit=7400,
+        unit="W",
+        start_date_time="2026-12-07T18:00:00+01:00",
+        duration=3600,
+        min_charging_rate=1380,
+    )
+    put(allowed.caller_a, session.pk, body)
+    execute_last()
+    sent = sent_profile(fake_charger, place)
+    schedule = sent["chargingSchedule"] if place.v16 else sent["chargingSchedule"][0]
+    assert sent["chargingProfileKind"] == "Absolute"
+    assert {key: value for key, value in schedule.items() if key != "id"} == {
+        "startSchedule": "2026-12-07T17:00:00Z",
+        "duration": 3600,
+        "chargingRateUnit": "W",
+        "minChargingRate": 1380.0,
+        "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 7400.0}, {"startPeriod": 1800, "limit": 8.0}],
+    }
