@@ -36,7 +36,7 @@ Authorize: it is logged and the answer we had without roaming stands.
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -113,11 +113,21 @@ class _Plan:
 
 
 @dataclass(frozen=True, slots=True)
+class _Where:
+    """The Authorize being answered."""
+
+    organisation_id: int
+    value: str
+    station_id: int
+    site_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     target: _Target
     # "answer" (info holds the AuthorizationInfo), "unknown" (404/2004), "failed" (no usable answer).
     kind: str
-    info: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 # --- the hook ---------------------------------------------------------------------------------------
@@ -159,7 +169,7 @@ async def realtime_authorize(
     if plan is None:
         return None
     answers = await _ask_all(plan, value=value, token_type=token_type, deadline=deadline)
-    return await run_db(
+    decided: TokenInfo | None = await run_db(
         _decide,
         plan=plan,
         answers=answers,
@@ -168,6 +178,7 @@ async def realtime_authorize(
         station_id=station_id,
         token_type=token_type,
     )
+    return decided
 
 
 # --- who to ask -------------------------------------------------------------------------------------
@@ -318,25 +329,19 @@ def _keep(answer: _Answer) -> OcpiToken | None:
         return None
 
 
-def _accept(
-    token: OcpiToken,
-    *,
-    reference: str,
-    site_id: int | None,
-    organisation_id: int,
-    value: str,
-    station_id: int,
-) -> TokenInfo:
+def _accept(token: OcpiToken, *, reference: str, where: _Where) -> TokenInfo:
     """The partner allows the token (or its fallback does): judged here like any token (site access rules,
     the group's status), and when Accepted the authorisation waits for the session it allows."""
-    info = id_token_authorize(organisation_id=organisation_id, value=value, station_id=station_id)
+    info = id_token_authorize(
+        organisation_id=where.organisation_id, value=where.value, station_id=where.station_id
+    )
     if info.status == IdTokenStatus.ACCEPTED:
         OcpiAuthorization.objects.create(
             partner_id=token.partner_id,
             token=token,
             auth_method="AUTH_REQUEST",
             authorization_reference=reference,
-            site_id=site_id,
+            site_id=where.site_id,
         )
     return info
 
@@ -370,12 +375,7 @@ def _placeholder_token(target: _Target, *, value: str, token_type: str) -> OcpiT
 def _decide(
     *, plan: _Plan, answers: list[_Answer], organisation_id: int, value: str, station_id: int, token_type: str
 ) -> TokenInfo | None:
-    context = {
-        "site_id": plan.site_id,
-        "organisation_id": organisation_id,
-        "value": value,
-        "station_id": station_id,
-    }
+    where = _Where(organisation_id=organisation_id, value=value, station_id=station_id, site_id=plan.site_id)
     decisive = [answer for answer in answers if answer.kind == "answer"]
     # ALLOWED first, then in the order the answers came.
     for answer in sorted(decisive, key=lambda a: a.info["allowed"] != "ALLOWED"):
@@ -384,7 +384,7 @@ def _decide(
             continue
         allowed = answer.info["allowed"]
         if allowed == "ALLOWED":
-            return _accept(token, reference=answer.info.get("authorization_reference") or "", **context)
+            return _accept(token, reference=answer.info.get("authorization_reference") or "", where=where)
         if token.realtime:
             # Not pushed to us: our copy says what the partner last said, should the charger start without
             # asking (a 1.6 StartTransaction with no Authorize before it).
@@ -401,7 +401,7 @@ def _decide(
             return None  # ALLOWED_OFFLINE (or a learnt whitelisted token): what we hold stands
         if failed and failed[0].fallback == RealtimeAuthFallback.ACCEPT:
             token = OcpiToken.objects.get(pk=plan.known_token_id)
-            return _accept(token, reference="", **context)
+            return _accept(token, reference="", where=where)
         return REFUSED
     if not failed:
         return None  # nobody knows it
@@ -409,4 +409,4 @@ def _decide(
     if len(accepting) != 1:
         return REFUSED
     token = _placeholder_token(accepting[0], value=value, token_type=token_type)
-    return _accept(token, reference="", **context) if token is not None else REFUSED
+    return _accept(token, reference="", where=where) if token is not None else REFUSED

@@ -150,10 +150,16 @@ def token_party_check(
 def partner_token_group(partner: OcpiPartner) -> IdToken:
     """The group token of `partner`'s drivers, created on first need (an operator assigns a tariff to it to
     give that partner a tariff). Call inside a transaction."""
-    if partner.id_token_group_id is not None:
+    if partner.id_token_group is not None:
         return partner.id_token_group
-    locked = OcpiPartner.objects.select_for_update().select_related("party").get(pk=partner.pk)
-    if locked.id_token_group_id is None:
+    # `of=("self",)`: the group is a nullable join, which PostgreSQL will not lock.
+    locked = (
+        OcpiPartner.objects.select_for_update(of=("self",))
+        .select_related("party", "id_token_group")
+        .get(pk=partner.pk)
+    )
+    group = locked.id_token_group
+    if group is None:
         group, _ = IdToken.objects.get_or_create(
             organisation_id=locked.party.organisation_id,
             value=f"{GROUP_VALUE_PREFIX}{locked.pk}",
@@ -167,15 +173,14 @@ def partner_token_group(partner: OcpiPartner) -> IdToken:
             },
         )
         OcpiPartner.objects.filter(pk=locked.pk).update(id_token_group=group)
-        locked.id_token_group = group
-    partner.id_token_group = locked.id_token_group
-    return partner.id_token_group
+    partner.id_token_group = group
+    return group
 
 
 def is_partner_group(group_value: str | None) -> bool:
     """Whether a token whose group is `group_value` may be a partner's token (read from TokenInfo, no
     query): the OCPP Authorize path asks no more for any other token."""
-    return bool(group_value) and group_value.startswith(GROUP_VALUE_PREFIX)
+    return group_value is not None and group_value.startswith(GROUP_VALUE_PREFIX)
 
 
 # --- writing ----------------------------------------------------------------------------------------
