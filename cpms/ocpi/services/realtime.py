@@ -20,8 +20,12 @@ What the charger is told:
   it opens, then judged like any token here (site access rules, the partner's group status): Accepted.
 - BLOCKED -> Blocked, EXPIRED -> Expired, NO_CREDIT -> NoCredit, NOT_ALLOWED -> NotAtThisLocation (the
   2.0.1 AuthorizationStatusEnumType values that say the same; the 1.6 mapper sends Invalid for both).
+  The token a refusal carries is kept too; one we only know from real-time answers is then Blocked (or
+  Expired) here, so that a charger starting without asking is refused as well.
 - Every asked partner answered that it does not know the token: the token stays unknown (1.6 Invalid, 2.0.1
-  Unknown).
+  Unknown). A known token its own eMSP no longer knows is Invalid.
+- An answer that is not an AuthorizationInfo with a valid Token of that uid, of a party the partner speaks
+  for, is no answer.
 - No usable answer within OCPI_REALTIME_AUTH_TIMEOUT_S (timeout, partner down, 5xx, garbage): the partner's
   `realtime_auth_fallback`. REJECT: Invalid. ACCEPT: the token is accepted and an authorization recorded
   (with no reference: the partner gave none), so the session is reported to that partner, which agreed to
@@ -31,7 +35,11 @@ What the charger is told:
   eMSP ... the CPO shall allow this Token to be used"); only a NEVER token uses the fallback.
 
 The charger never waits for more than the timeout on HTTP, and a failure of this module never fails its
-Authorize: it is logged and the answer we had without roaming stands.
+Authorize: it is logged and the answer we had without roaming stands. A token our own site rules refuse
+(NotAtThisLocation) is not asked about.
+
+The database work runs through the OCPP layer's `run_db` (a worker thread per call, as every OCPP handler's
+service; inline in handler-level tests): this module is called from the OCPP Authorize handlers only.
 """
 
 import asyncio
