@@ -409,7 +409,7 @@ class OcpiOutboxItemAdmin(
     list_select_related = ["partner"]
     search_fields = ["=object_key"]
     ordering = ["-id"]
-    fields = [
+    fields = readonly_fields = (
         "partner",
         "module",
         "object_key",
@@ -425,8 +425,7 @@ class OcpiOutboxItemAdmin(
         "created_at",
         "delivered_at",
         "body_json",
-    ]
-    readonly_fields = fields
+    )
 
     @admin.display(description="Body")
     def body_json(self, item: OcpiOutboxItem) -> str:

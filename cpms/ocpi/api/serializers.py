@@ -78,7 +78,7 @@ class PartnerRoleSerializer(serializers.Serializer):
 
 class PartnerOutputSerializer(serializers.ModelSerializer):
     party_code = serializers.SerializerMethodField(help_text='Our party, "<country>*<party id>".')
-    status = PartnerStatusField(
+    status: serializers.CharField = PartnerStatusField(
         read_only=True,
         help_text="PENDING (token A issued, not registered), REGISTERED, SUSPENDED (its token refused, "
         "nothing sent; the outbox keeps filling) or UNREGISTERED.",
@@ -88,12 +88,16 @@ class PartnerOutputSerializer(serializers.ModelSerializer):
     )
     endpoints = EndpointSerializer(many=True, read_only=True)
     roles = PartnerRoleSerializer(many=True, read_only=True)
-    realtime_auth_fallback = FallbackOutputField(
+    realtime_auth_fallback: serializers.CharField = FallbackOutputField(
         read_only=True,
         help_text="What a charger is told when the partner does not answer a real-time authorisation in "
         "time: REJECT or ACCEPT.",
     )
-    published_sites = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    published_sites = serializers.ManyRelatedField(
+        child_relation=serializers.PrimaryKeyRelatedField(read_only=True),
+        read_only=True,
+        help_text="Site ids published when publish_all_sites is false.",
+    )
     outbox_backlog = serializers.IntegerField(read_only=True, help_text="Pushes waiting to be delivered.")
     outbox_refused = serializers.IntegerField(
         read_only=True, help_text="Pushes the partner refused, set aside (see retry-refused)."

@@ -176,8 +176,8 @@ class RoamingPartnerListApi(APIView):
         )
         partner = partner_access(user=request.user, pk=created.pk)
         # Shown once, in this answer only: only the token's hash is kept.
-        partner.token_a = token_a  # type: ignore[attr-defined]
-        partner.our_versions_url = versions_url(_base_url(request))  # type: ignore[attr-defined]
+        partner.token_a = token_a
+        partner.our_versions_url = versions_url(_base_url(request))
         return Response(PartnerCreatedOutputSerializer(partner).data, status=status.HTTP_201_CREATED)
 
 
