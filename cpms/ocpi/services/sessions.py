@@ -239,10 +239,10 @@ def _figures(session: ChargingSession, cdr: ChargeDetailRecord | None) -> _Figur
             return _Figures(usage, None, currency)
         # Not billed yet: the price the CDR will have (same engine, usage and snapshot as session_bill).
         return _Figures(usage, _priced(price_session, tariff, usage), currency)
-    usage = _usage_so_far(session)
-    if usage is None or tariff is None:
-        return _Figures(usage, None, currency)
-    return _Figures(usage, _priced(running_cost, tariff, usage), currency)
+    so_far = _usage_so_far(session)
+    if so_far is None or tariff is None:
+        return _Figures(so_far, None, currency)
+    return _Figures(so_far, _priced(running_cost, tariff, so_far), currency)
 
 
 def _priced(
@@ -268,7 +268,8 @@ def session_object(*, session: ChargingSession, ocpi: OcpiSession) -> dict[str, 
     party = ocpi.partner.party
     station = session.station
     cdr: ChargeDetailRecord | None = _related(session, "cdr")
-    completed = session.status == SessionStatus.COMPLETED and session.stopped_at is not None
+    stopped_at = session.stopped_at if session.status == SessionStatus.COMPLETED else None
+    completed = stopped_at is not None
     figures = _figures(session, cdr)
     data: dict[str, Any] = {
         "country_code": party.country_code,
@@ -276,8 +277,8 @@ def session_object(*, session: ChargingSession, ocpi: OcpiSession) -> dict[str, 
         "id": str(session.pk),
         "start_date_time": format_datetime(session.started_at),
     }
-    if completed:
-        data["end_date_time"] = format_datetime(session.stopped_at)
+    if stopped_at is not None:
+        data["end_date_time"] = format_datetime(stopped_at)
     data["kwh"] = number(kwh(cdr.energy_wh) if cdr is not None else _session_kwh(session))
     data["cdr_token"] = cdr_token(ocpi.token)
     data["auth_method"] = ocpi.auth_method
@@ -463,10 +464,13 @@ def session_list(
     )
     stale = [row.session_id for row in rows if row.pushed is None or row.pushed_at != row.last_updated]
     loaded = ChargingSession.objects.select_related(*SESSION_RELATED).in_bulk(stale)
-    return [
-        session_object(session=loaded[row.session_id], ocpi=row) if row.session_id in loaded else row.pushed
-        for row in rows
-    ], total
+    objects: list[dict[str, Any]] = []
+    for row in rows:
+        if row.session_id in loaded:
+            objects.append(session_object(session=loaded[row.session_id], ocpi=row))
+        elif isinstance(row.pushed, dict):  # not stale: pushed as it is now
+            objects.append(row.pushed)
+    return objects, total
 
 
 @dataclass(frozen=True, slots=True)
