@@ -271,6 +271,9 @@ def test_a_suspended_partner_gets_no_session_push_until_it_is_back(roaming, worl
 
 def test_the_oldest_unused_authorisation_of_the_token_at_that_site_names_the_session(roaming, world, start):
     token = roaming_token(roaming.partner_a, uid="UID-1")
+    stale = OcpiAuthorization.objects.create(
+        partner=roaming.partner_a, token=token, auth_method="AUTH_REQUEST", authorization_reference="STALE"
+    )
     other_site = OcpiAuthorization.objects.create(
         partner=roaming.partner_a,
         token=token,
@@ -291,6 +294,8 @@ def test_the_oldest_unused_authorisation_of_the_token_at_that_site_names_the_ses
     later = OcpiAuthorization.objects.create(
         partner=roaming.partner_a, token=token, auth_method="AUTH_REQUEST", authorization_reference="AFTER"
     )
+    # Never followed by a session: too old to be this one's.
+    OcpiAuthorization.objects.filter(pk=stale.pk).update(created_at=start - timedelta(minutes=16))
     OcpiAuthorization.objects.filter(pk=other_site.pk).update(created_at=start - timedelta(minutes=3))
     OcpiAuthorization.objects.filter(pk=oldest.pk).update(created_at=start - timedelta(minutes=2))
     OcpiAuthorization.objects.filter(pk=newer.pk).update(created_at=start - timedelta(minutes=1))
@@ -305,6 +310,33 @@ def test_the_oldest_unused_authorisation_of_the_token_at_that_site_names_the_ses
     assert (put.body["auth_method"], put.body["authorization_reference"]) == ("COMMAND", "REF-1")
     used = dict(OcpiAuthorization.objects.values_list("authorization_reference", "used_at"))
     assert [ref for ref, used_at in sorted(used.items()) if used_at is not None] == ["REF-1"]
+
+    # The next session of the token takes the next one (REF-2, before its start); then AFTER.
+    second = active_session(world.station_a1, token, started_at=start + timedelta(minutes=2))
+    third = active_session(world.station_a1, token, started_at=start + timedelta(minutes=3))
+    assert sessions_push_changes() == 2
+    assert [OcpiSession.objects.get(session=s).authorization_reference for s in (second, third)] == [
+        "REF-2",
+        "AFTER",
+    ]
+    assert OcpiAuthorization.objects.filter(used_at__isnull=True).count() == 2  # OTHER-SITE, STALE
+
+
+def test_a_session_started_at_plug_in_takes_the_authorisation_given_after_it(roaming, world, start):
+    """OCPP 2.0.1 with TxStartPoint EVConnected: the transaction opens when the cable is plugged in, the
+    eMSP's START_SESSION (or a real-time authorisation of the card) comes after."""
+    token = roaming_token(roaming.partner_a, uid="UID-1")
+    session = active_session(world.station_a1, token, started_at=start)
+    command = OcpiAuthorization.objects.create(
+        partner=roaming.partner_a, token=token, auth_method="COMMAND", authorization_reference="APP-1"
+    )
+    OcpiAuthorization.objects.filter(pk=command.pk).update(created_at=start + timedelta(minutes=1))
+
+    assert sessions_push_changes() == 1
+
+    [put] = pushes(roaming.partner_a)
+    assert (put.body["auth_method"], put.body["authorization_reference"]) == ("COMMAND", "APP-1")
+    assert session.pk == OcpiSession.objects.get(authorization_reference="APP-1").session_id
 
 
 @pytest.fixture

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 # started_at index); a session is not expected to run this long.
 SESSION_PUSH_DAYS = 30
 SWEEP_BATCH = 200
+# How far from a session's start an authorisation may have been given to be the session's (_authorization_take).
+AUTHORIZATION_WINDOW = timedelta(minutes=15)
 
 # Everything a Session (and a CDR) object reads, in one query.
 SESSION_RELATED = (
@@ -310,12 +312,22 @@ def session_object_key(session_id: int) -> str:
 
 
 def _authorization_take(session: ChargingSession, token: OcpiToken) -> OcpiAuthorization | None:
-    """The oldest unused authorisation of the token (on the session's site, or on none) given before the
-    session opened, marked used. 'Before' is judged on our clock (start_received_at), the one the
-    authorisation was written with: a charger's clock may be off, an offline start is late anyway."""
+    """The authorisation a session of this token opened with, marked used: the oldest unused one of the token
+    (on the session's site, or on none) given within AUTHORIZATION_WINDOW of the session's start, so those
+    given before it come first. Within, not only before: a 2.0.1 charger may start the
+    transaction when the cable is plugged in (TxStartPoint EVConnected), and the driver's card (real-time
+    authorisation) or the app's START_SESSION comes after. Bounded, so that an authorisation never followed
+    by a session (a driver who walked away) does not name a session hours later. Judged on our clock
+    (start_received_at), the one the authorisation was written with: a charger's clock may be off."""
+    opened = session.start_received_at
     candidate = (
         OcpiAuthorization.objects.select_for_update(skip_locked=True)
-        .filter(token=token, used_at__isnull=True, created_at__lte=session.start_received_at)
+        .filter(
+            token=token,
+            used_at__isnull=True,
+            created_at__gte=opened - AUTHORIZATION_WINDOW,
+            created_at__lte=opened + AUTHORIZATION_WINDOW,
+        )
         .filter(Q(site__isnull=True) | Q(site_id=session.station.site_id))
         .order_by("created_at", "pk")
         .first()
