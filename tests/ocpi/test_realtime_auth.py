@@ -299,6 +299,50 @@ def test_a_partner_that_answers_late_gets_its_fallback_accept(org_a, roaming, em
     )
 
 
+def test_a_card_accepted_on_the_fallback_takes_the_partners_token_at_its_next_answer(
+    org_a, roaming, emsp, down_url
+):
+    tokens_sender_at(roaming.partner_a, down_url, fallback="ACCEPT")
+    assert authorize(org_a, "LATER-1").status == "Accepted"
+    placeholder = OcpiToken.objects.get()
+    assert (placeholder.contract_id, placeholder.data["whitelist"]) == ("LATER-1", "NEVER")
+
+    tokens_sender_at(roaming.partner_a, emsp.tokens_url, fallback="ACCEPT")
+    real = ocpi_token("LATER-1", whitelist="ALLOWED")
+    emsp.answer("LATER-1", "ALLOWED", token=real)
+    assert authorize(org_a, "LATER-1").status == "Accepted"
+    token = OcpiToken.objects.get()
+    assert (token.pk, token.contract_id, token.data, token.realtime) == (
+        placeholder.pk,
+        "DE-EMS-CLATER-1",
+        real,
+        True,
+    )
+
+
+def test_a_card_accepted_on_a_hubs_fallback_gets_its_emsps_party_later(org_a, roaming, emsp, down_url):
+    tokens_sender_at(roaming.partner_a, None)
+    hub, _ = partner_registered(roaming.party_a, name="hub", country_code="NL", party_id="HUB", role="HUB")
+    tokens_sender_at(hub, down_url, fallback="ACCEPT")
+    assert authorize(org_a, "HUBCARD").status == "Accepted"
+    placeholder = OcpiToken.objects.get()
+    assert (placeholder.partner, placeholder.country_code, placeholder.party_id) == (hub, "NL", "HUB")
+
+    tokens_sender_at(hub, emsp.tokens_url, fallback="ACCEPT")
+    emsp.answer("HUBCARD", "ALLOWED", token=ocpi_token("HUBCARD", country_code="BE", party_id="XYZ"))
+    assert authorize(org_a, "HUBCARD").status == "Accepted"
+    [request] = emsp.requests
+    assert "OCPI-to-country-code" not in request["headers"]
+    token = OcpiToken.objects.get()
+    assert (token.pk, token.country_code, token.party_id, token.contract_id) == (
+        placeholder.pk,
+        "BE",
+        "XYZ",
+        "BE-XYZ-CHUBCARD",
+    )
+    assert OcpiAuthorization.objects.filter(token=token).count() == 2
+
+
 def test_a_partner_that_is_down_gets_its_fallback(org_a, roaming, down_url):
     tokens_sender_at(roaming.partner_a, down_url)
     started = time.monotonic()

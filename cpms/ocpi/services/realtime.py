@@ -201,19 +201,25 @@ def _target(partner: OcpiPartner, to_party: tuple[str, str] | None) -> _Target |
         from_party=client.our_party(partner),
         to_party=to_party,
         fallback=partner.realtime_auth_fallback,
-        parties=None
-        if any(role.get("role") == Role.HUB for role in partner.roles)
-        else frozenset(
-            (role["country_code"].upper(), role["party_id"].upper())
-            for role in partner.roles
-            if "country_code" in role
-        ),
+        parties=None if _is_hub(partner) else _own_parties(partner),
+    )
+
+
+def _is_hub(partner: OcpiPartner) -> bool:
+    return any(role.get("role") == Role.HUB for role in partner.roles)
+
+
+def _own_parties(partner: OcpiPartner) -> frozenset[tuple[str, str]]:
+    return frozenset(
+        (role["country_code"].upper(), role["party_id"].upper())
+        for role in partner.roles
+        if "country_code" in role
     )
 
 
 def _direct_party(partner: OcpiPartner) -> tuple[str, str] | None:
     """The party a request to a direct partner is for; None through a hub (open routing)."""
-    if any(role.get("role") == Role.HUB for role in partner.roles):
+    if _is_hub(partner):
         return None
     first = next((role for role in partner.roles if "country_code" in role), None)
     return (first["country_code"].upper(), first["party_id"].upper()) if first else None
@@ -229,7 +235,10 @@ def _plan(*, organisation_id: int, value: str, station_id: int, token_type: str)
         whitelist = known.data.get("whitelist")
         if whitelist not in REALTIME_WHITELISTS and not known.realtime:
             return None
-        target = _target(known.partner, (known.country_code, known.party_id))
+        to_party: tuple[str, str] | None = (known.country_code, known.party_id)
+        if _is_hub(known.partner) and to_party in _own_parties(known.partner):
+            to_party = None  # a card accepted on a hub's fallback: whose it is, the hub finds out
+        target = _target(known.partner, to_party)
         targets: tuple[_Target, ...] = (target,) if target else ()
     else:
         partners = OcpiPartner.objects.select_related("party").filter(
@@ -370,7 +379,8 @@ def _placeholder_token(target: _Target, *, value: str, token_type: str) -> OcpiT
         "issuer": partner.name[:64],
         "valid": True,
         "whitelist": "NEVER",
-        "last_updated": protocol.ocpi_now(),
+        # Older than any Token the partner will send: its first real answer replaces this one.
+        "last_updated": "2000-01-01T00:00:00Z",
     }
     try:
         return tokens_service.token_store_realtime(partner=partner, data=data)

@@ -224,7 +224,18 @@ def _store(partner: OcpiPartner, data: dict[str, Any], *, realtime: bool) -> Ocp
         "type": data["type"],
     }
     group = partner_token_group(partner)
-    token = OcpiToken.objects.select_for_update().select_related("id_token").filter(**key).first()
+    tokens = OcpiToken.objects.select_for_update().select_related("id_token")
+    token = tokens.filter(**key).first()
+    if token is None:
+        # A card of this partner we only know from real-time answers (or accepted on its fallback, under its
+        # own party: a hub's drivers' party is not known then) is the same card: the partner's Token now
+        # names it, party and type included.
+        token = tokens.filter(
+            partner=partner,
+            uid=data["uid"],
+            realtime=True,
+            id_token__organisation_id=partner.party.organisation_id,
+        ).first()
     # A token the partner pushes is no longer one we only learnt from a real-time answer.
     realtime = realtime if token is None else token.realtime and realtime
     mirror = _mirror_fields(data, group, realtime=realtime)
@@ -255,6 +266,9 @@ def _store(partner: OcpiPartner, data: dict[str, Any], *, realtime: bool) -> Ocp
     if last_updated < token.last_updated:
         return token
     values = {
+        "country_code": data["country_code"],
+        "party_id": data["party_id"],
+        "type": data["type"],
         "contract_id": data["contract_id"],
         "data": data,
         "last_updated": last_updated,
