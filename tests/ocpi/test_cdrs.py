@@ -19,6 +19,7 @@ from cpms.ocpi.models import OcpiOutboxItem, OcpiSession
 from cpms.ocpi.services.cdrs import cdrs_push_pending
 from cpms.ocpi.services.outbox import outbox_deliver
 from cpms.ocpi.services.sessions import sessions_push_changes
+from sessions.models import MeterValue
 from tests.ocpi.conftest import OcpiCaller, partner_registered
 from tests.ocpi.test_sessions import (
     active_session,
@@ -326,6 +327,31 @@ def test_a_cdr_sweep_with_nothing_pending_is_two_queries(roaming, world, start, 
 
     with django_assert_num_queries(2):  # CDRs not pushed yet; credits without their credit CDR's POST
         assert cdrs_push_pending() == 0
+
+
+def test_a_reading_that_came_after_billing_does_not_change_the_cdrs_periods(roaming, world, start):
+    tariff = energy_tariff(world.org_a)
+    session, _ = billed_session(world.station_a1, roaming_token(roaming.partner_a, uid="UID-1"), start=start)
+    # A late reading that contradicts the others (the register above the stop reading): the usage can no
+    # longer be rebuilt; the CDR stays as billed, and its one period carries the CDR's own figures.
+    MeterValue.objects.create(
+        station=world.station_a1,
+        session=session,
+        timestamp=start + timedelta(minutes=45),
+        value=Decimal(12_000),
+        unit="Wh",
+        received_at=start + timedelta(hours=2),
+    )
+    assert cdrs_push_pending() == 2
+
+    post = OcpiOutboxItem.objects.get(module="cdrs")
+    assert post.body["charging_periods"] == [
+        {
+            "start_date_time": fmt(start),
+            "dimensions": [{"type": "ENERGY", "volume": 10.0}, {"type": "TIME", "volume": 1.0}],
+            "tariff_id": str(tariff.pk),
+        }
+    ]
 
 
 @pytest.fixture

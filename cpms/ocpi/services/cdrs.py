@@ -118,19 +118,22 @@ def _line_sums(cdr: ChargeDetailRecord) -> dict[str, Decimal]:
 
 
 def _periods(cdr: ChargeDetailRecord, tariff_id: str | None) -> list[dict[str, Any]]:
-    """The session's usage as billing priced it, in periods (sessions.charging_periods). OCPI wants at least
-    one period: a session without any (no duration, or readings that no longer add up) gets one at its
-    start with the CDR's energy."""
+    """The session's usage as billing priced it, in periods (sessions.charging_periods). When the readings no
+    longer give the CDR's energy (a reading that arrived after billing), or give no period at all (a session
+    of no duration), one period at the start carries the CDR's own figures: the periods never contradict
+    the CDR, and OCPI wants at least one."""
     try:
-        periods = charging_periods(session_usage(cdr.session), tariff_id=tariff_id)
+        usage = session_usage(cdr.session)
     except BillingError:
-        periods = []
-    if periods:
-        return periods
-    single: dict[str, Any] = {
-        "start_date_time": format_datetime(cdr.started_at),
-        "dimensions": [{"type": "ENERGY", "volume": number(kwh(cdr.energy_wh))}],
-    }
+        usage = None
+    if usage is not None and usage.periods and usage.energy_wh == cdr.energy_wh:
+        return charging_periods(usage, tariff_id=tariff_id)
+    dimensions = [{"type": "ENERGY", "volume": number(kwh(cdr.energy_wh))}]
+    if cdr.charging_s:
+        dimensions.append({"type": "TIME", "volume": number(hours(cdr.charging_s))})
+    if cdr.parking_s:
+        dimensions.append({"type": "PARKING_TIME", "volume": number(hours(cdr.parking_s))})
+    single: dict[str, Any] = {"start_date_time": format_datetime(cdr.started_at), "dimensions": dimensions}
     if tariff_id is not None:
         single["tariff_id"] = tariff_id
     return [single]
