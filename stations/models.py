@@ -51,6 +51,8 @@ class Site(models.Model):
         max_length=16, choices=SiteAccessMode.choices, default=SiteAccessMode.PUBLIC
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # When the site's own fields last changed (what roaming partners are sent as its Location's last_updated).
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["organisation_id", "name"]
@@ -160,6 +162,7 @@ class Evse(models.Model):
     evse_id = models.PositiveIntegerField()
     max_power_w = models.PositiveIntegerField(null=True, blank=True)
     public_code = models.CharField(max_length=16, unique=True, default=public_code_new, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["station_id", "evse_id"]
@@ -182,6 +185,8 @@ class Connector(models.Model):
     status = models.CharField(max_length=20, choices=ConnectorStatus.choices, default=ConnectorStatus.UNKNOWN)
     error_code = models.CharField(max_length=50, blank=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    # When its definition (type, power) last changed; status changes are written with update() and leave it.
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["evse_id", "connector_id"]

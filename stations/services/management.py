@@ -135,7 +135,7 @@ def site_validate(site: Site) -> None:
 def _site_save(site: Site, *, update_fields: list[str] | None = None) -> None:
     try:
         with transaction.atomic():
-            site.save(update_fields=update_fields)
+            site.save(update_fields=[*update_fields, "updated_at"] if update_fields is not None else None)
     except IntegrityError as exc:  # a concurrent request took the name between our check and the write
         raise ValidationFailed(f"The organisation already has a site named {site.name!r}.") from exc
 

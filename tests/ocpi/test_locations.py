@@ -17,7 +17,7 @@ from billing.services.tariffs import (
 from cpms.ocpi.models import OcpiLocation, OcpiOutboxItem, OcpiPartner
 from cpms.ocpi.services import locations
 from stations.enums import ConnectorStatus, ConnectorType, RegistrationStatus, StationEventKind
-from stations.models import ChargingStation, Connector, Site, StationEvent, StatusChange
+from stations.models import ChargingStation, Connector, Evse, Site, StationEvent, StatusChange
 from tests.factories import (
     ChargingStationFactory,
     ConnectorFactory,
@@ -45,6 +45,7 @@ def _place(site: Site, *, country: str = "DE", lat: str = "52.520008", lon: str 
         city="Berlin",
         postal_code="10178",
         created_at=T0,
+        updated_at=T0,
     )
     site.refresh_from_db()
     return site
@@ -54,6 +55,9 @@ def _times(station: ChargingStation, *, updated: datetime = T0, connected: datet
     ChargingStation.objects.filter(pk=station.pk).update(
         updated_at=updated, created_at=T0, connected_at=connected, is_connected=connected is not None
     )
+    # The EVSEs' and connectors' definitions date from the start too.
+    Evse.objects.filter(station=station).update(updated_at=T0)
+    Connector.objects.filter(evse__station=station).update(updated_at=T0)
 
 
 @pytest.fixture
@@ -615,6 +619,37 @@ def test_a_changed_site_is_put_whole_and_its_status_not_patched_twice(world, roa
     assert _items(roaming.partner_a2) == []
     roaming.partner_a2.refresh_from_db()
     assert roaming.partner_a2.pushed_until == {"locations": NOW.isoformat()}
+
+
+@pytest.mark.parametrize("change", ["site", "evse", "connector"])
+def test_an_edited_site_evse_or_connector_puts_its_location_but_a_status_alone_does_not(
+    world, roaming, located, change
+):
+    """Edits of the site (address, name...), an EVSE or a connector definition change the Location; a status
+    change is a PATCH of its EVSE only."""
+    site = located["site"]
+    _cursor(roaming.partner_a, NOW - timedelta(minutes=1))
+    OcpiPartner.objects.filter(pk=roaming.partner_a2.pk).update(pushed_until={"locations": NOW.isoformat()})
+    Connector.objects.filter(evse=located["evse1"], connector_id=1).update(
+        status="Charging", status_changed_at=NOW - timedelta(seconds=30)
+    )
+    assert locations.locations_push_changes(now=NOW) == 0  # no StatusChange row: not a reported status
+    edited_at = NOW + timedelta(seconds=5)
+    if change == "site":
+        Site.objects.filter(pk=site.pk).update(city="Potsdam", updated_at=edited_at)
+    elif change == "evse":
+        Evse.objects.filter(pk=located["evse2"].pk).update(max_power_w=7400, updated_at=edited_at)
+    else:
+        Connector.objects.filter(evse=located["evse2"]).update(max_power_w=3700, updated_at=edited_at)
+    # One PUT for each partner of organisation A.
+    assert locations.locations_push_changes(now=NOW + timedelta(seconds=10)) == 2
+    [put] = _items(roaming.partner_a)
+    assert [i["path"] for i in _items(roaming.partner_a2)] == [f"/NL/AAA/{site.pk}"]
+    assert (put["method"], put["path"]) == ("PUT", f"/NL/AAA/{site.pk}")
+    assert put["body"]["last_updated"] == edited_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if change == "site":
+        assert put["body"]["city"] == "Potsdam"
+    assert locations.locations_push_changes(now=NOW + timedelta(seconds=20)) == 0
 
 
 def test_the_sweep_skips_unpublished_sites_and_partners_not_registered(world, roaming, located):

@@ -19,10 +19,11 @@ CCS and CHAdeMO); amperage = power / (voltage x phases), rounded; without a know
 usual rating (Type 2: 32 A, Type 1: 32 A, Schuko: 16 A, DC: 125 A) and no max_electric_power. An Unknown
 connector type is published as a Type 2 socket, the common European AC connector.
 
-last_updated: OCPI wants the time the object last changed. We have: the site's created_at, its OcpiLocation's
-updated_at, the stations' updated_at (saved on boot and edits), connected_at, last_seen_at of an offline
-station (about when it went offline) and each connector's status_changed_at. The EVSE's is the latest of its
-station's and connectors' times; the Location's the latest of its own and its EVSEs'. The list's
+last_updated: OCPI wants the time the object last changed. We have: the site's created_at and updated_at, its
+OcpiLocation's updated_at, the stations' updated_at (saved on boot and edits), connected_at, last_seen_at of an
+offline station (about when it went offline), each EVSE's and connector's updated_at (their definitions) and
+each connector's status_changed_at. The EVSE's is the latest of its station's, its own and its connectors'
+times; the Location's the latest of its own and its EVSEs'. The list's
 date_from/date_to filter uses the same formula in SQL (`_with_last_updated`).
 
 Pushes (8.2.2, the eMSP's Receiver interface) go through the outbox, per partner, with `pushed_until
@@ -174,10 +175,15 @@ def _with_last_updated(sites: QuerySet[Site]) -> QuerySet[Site]:
         _station_connected=Max("stations__connected_at", filter=_ACCEPTED),
         _station_offline=Max("stations__last_seen_at", filter=_ACCEPTED & Q(stations__is_connected=False)),
         _status_changed=Max("stations__evses__connectors__status_changed_at", filter=_ACCEPTED),
+        _evse_changed=Max("stations__evses__updated_at", filter=_ACCEPTED),
+        _connector_changed=Max("stations__evses__connectors__updated_at", filter=_ACCEPTED),
     ).annotate(
         last_updated_at=Greatest(
             created,
+            "updated_at",
             Coalesce("ocpi__updated_at", created),
+            Coalesce("_evse_changed", created),
+            Coalesce("_connector_changed", created),
             Coalesce("_station_changed", created),
             Coalesce("_station_connected", created),
             Coalesce("_station_offline", created),
@@ -219,8 +225,9 @@ def _station_times(station: ChargingStation) -> list[datetime]:
 
 
 def _evse_last_updated(station: ChargingStation, evse: Evse) -> datetime:
-    times = _station_times(station)
+    times = [*_station_times(station), evse.updated_at]
     times += [c.status_changed_at for c in evse.connectors.all() if c.status_changed_at is not None]
+    times += [c.updated_at for c in evse.connectors.all()]
     return max(times)
 
 
@@ -261,8 +268,8 @@ def connector_object(
     tariff_ids = ctx.tariffs.tariff_ids(site_id=station.site_id, station_id=station.pk)
     if tariff_ids:
         data["tariff_ids"] = tariff_ids
-    # No change time of its own: what it shows changes with its station (edits, boot).
-    data["last_updated"] = format_datetime(max(station.updated_at, station.created_at))
+    # What it shows changes with its own definition and with its station (edits, boot).
+    data["last_updated"] = format_datetime(max(station.updated_at, station.created_at, connector.updated_at))
     return data
 
 
@@ -299,7 +306,7 @@ def location_object(site: Site, *, ctx: LocationContext) -> dict[str, Any]:
     extra = _site_ocpi(site)
     business = {"name": party.name[:100], **({"website": party.website} if party.website else {})}
     pairs = _site_evses(site)
-    times = [site.created_at] + ([extra.updated_at] if extra else [])
+    times = [site.created_at, site.updated_at] + ([extra.updated_at] if extra else [])
     for station in site.stations.all():
         times += _station_times(station)
     times += [_evse_last_updated(station, evse) for station, evse in pairs]
@@ -434,7 +441,10 @@ def _changed_site_pks(
 
     changed = (
         window("created_at")
+        | window("updated_at")
         | window("ocpi__updated_at")
+        | (window("stations__evses__updated_at") & _ACCEPTED)
+        | (window("stations__evses__connectors__updated_at") & _ACCEPTED)
         | (window("stations__created_at") & _ACCEPTED)
         | (window("stations__updated_at") & _ACCEPTED)
         | (
