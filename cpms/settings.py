@@ -339,6 +339,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_float("OCPI_OUTBOX_SWEEP_S", 5.0),
     },
     "ocpi-outbox-purge": {"task": "cpms.ocpi.tasks.outbox_purge", "schedule": 3600.0},
+    "ocpi-commands-sweep": {"task": "cpms.ocpi.tasks_commands.commands_sweep", "schedule": 10.0},
 }
 
 # --- Waitlists ----------------------------------------------------------------------------------

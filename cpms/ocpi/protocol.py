@@ -153,7 +153,7 @@ def schema_validator(schema: dict[str, Any]) -> Callable[[Any], Any]:
 
 
 def _schema_message(exc: fastjsonschema.JsonSchemaException) -> str:
-    message = str(exc.message).replace("data.", "", 1).replace("data ", "body ", 1)
+    message = str(getattr(exc, "message", exc)).replace("data.", "", 1).replace("data ", "body ", 1)
     return message[:300]
 
 

@@ -6,6 +6,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
+from cpms.ocpi import tasks_commands  # noqa: F401 - registers the commands' tasks with Celery
 from cpms.ocpi.services import outbox
 
 logger = logging.getLogger(__name__)

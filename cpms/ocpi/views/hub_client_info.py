@@ -9,7 +9,7 @@ from cpms.ocpi.services import hub_client_info
 from cpms.ocpi.views.base import OcpiContext, ocpi_endpoint, partner_is_hub
 
 
-@ocpi_endpoint(methods=("GET", "PUT"))
+@ocpi_endpoint(methods=("GET", "PUT"), routed=False)  # a configuration module (OCPI 2.2.1 4.1.8.2)
 def client_info_view(request: HttpRequest, ctx: OcpiContext, country_code: str, party_id: str) -> object:
     if not partner_is_hub(ctx.partner):
         raise OcpiError("ClientInfo is taken from a hub only.", status_code=CLIENT_ERROR, http_status=405)
