@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -393,6 +394,40 @@ def test_a_known_never_token_is_asked_every_time(org_a, roaming, emsp):
     assert len(emsp.requests) == 2
     assert OcpiAuthorization.objects.count() == 2
     assert OcpiToken.objects.get().realtime is False
+
+
+@pytest.mark.parametrize(
+    ("token_type", "age_min", "asked"), [("RFID", 5, False), ("RFID", 20, True), ("APP_USER", 60, False)]
+)
+def test_a_token_started_by_a_command_is_not_asked_again(org_a, roaming, emsp, token_type, age_min, asked):
+    """OCPI 2.2.1 13.3.5: the token of a START_SESSION/RESERVE_NOW is not authorised again in real time (an
+    RFID token only within 15 minutes of the command)."""
+    partner = OcpiPartner.objects.select_related("party").get(pk=roaming.partner_a.pk)
+    token = token_put(
+        partner=partner,
+        from_party=("DE", "EMS"),
+        country_code="DE",
+        party_id="EMS",
+        uid="CMD-1",
+        token_type=token_type,
+        body=ocpi_token("CMD-1", type=token_type, whitelist="NEVER"),
+    )
+    command = OcpiAuthorization.objects.create(
+        partner=partner,
+        token=token,
+        auth_method="COMMAND",
+        authorization_reference="ref-1",
+        site=org_a.site_a1,
+    )
+    OcpiAuthorization.objects.filter(pk=command.pk).update(
+        created_at=timezone.now() - timedelta(minutes=age_min)
+    )
+    emsp.answer("CMD-1", "ALLOWED", token=ocpi_token("CMD-1", type=token_type))
+
+    result = authorize(org_a, "CMD-1", token_type=token_type)
+
+    assert result is None if not asked else result.status == "Accepted"
+    assert len(emsp.requests) == (1 if asked else 0)
 
 
 def test_a_known_invalid_never_token_is_still_asked(org_a, roaming, emsp):

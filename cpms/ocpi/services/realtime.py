@@ -45,11 +45,14 @@ service; inline in handler-level tests): this module is called from the OCPP Aut
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
 from cpms.ocpi import client, protocol
 from cpms.ocpi.enums import InterfaceRole, Module, PartnerStatus, RealtimeAuthFallback, Role
@@ -225,6 +228,21 @@ def _direct_party(partner: OcpiPartner) -> tuple[str, str] | None:
     return (first["country_code"].upper(), first["party_id"].upper()) if first else None
 
 
+# OCPI 2.2.1 13.3.5: the token of a START_SESSION or RESERVE_NOW is not authorised again in real time when the
+# charger presents it: an app's token never, an RFID token within this long of the command.
+COMMAND_AUTHORIZED_RFID_FOR = timedelta(minutes=15)
+
+
+def _started_by_command(token: OcpiToken, station_id: int) -> bool:
+    site_id = ChargingStation.objects.filter(pk=station_id).values_list("site_id", flat=True).first()
+    commands = OcpiAuthorization.objects.filter(
+        token=token, auth_method="COMMAND", used_at__isnull=True
+    ).filter(Q(site__isnull=True) | Q(site_id=site_id))
+    if token.type == "RFID":
+        commands = commands.filter(created_at__gte=timezone.now() - COMMAND_AUTHORIZED_RFID_FOR)
+    return commands.exists()
+
+
 def _plan(*, organisation_id: int, value: str, station_id: int, token_type: str) -> _Plan | None:
     known = (
         OcpiToken.objects.select_related("partner__party")
@@ -234,6 +252,8 @@ def _plan(*, organisation_id: int, value: str, station_id: int, token_type: str)
     if known is not None:
         whitelist = known.data.get("whitelist")
         if whitelist not in REALTIME_WHITELISTS and not known.realtime:
+            return None
+        if _started_by_command(known, station_id):
             return None
         to_party: tuple[str, str] | None = (known.country_code, known.party_id)
         if _is_hub(known.partner) and to_party in _own_parties(known.partner):
