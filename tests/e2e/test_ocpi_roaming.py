@@ -7,17 +7,18 @@ specification: `emsp.problems` lists what we did wrong, with the section. Beat d
 `Sweeper` (ocpi_helpers.py) runs its OCPI jobs in the test process."""
 
 import datetime as dt
+import uuid
 
 import pytest
 from django.utils import timezone
 
 from billing.models import ChargeDetailRecord
 from cpms.ocpi.enums import OutboxStatus, PartnerStatus
-from cpms.ocpi.models import OcpiOutboxItem
+from cpms.ocpi.models import OcpiCommand, OcpiOutboxItem, OcpiSession
 from cpms.ocpi.services.credentials import partner_create
 from cpms.ocpi.services.partners import partner_sync
 from cpms.ocpi.services.sessions import session_object_key
-from sessions.models import ChargingSession
+from sessions.models import ChargingSession, IdToken
 from tests.e2e.ocpi_helpers import (
     LiveCharger,
     Sweeper,
@@ -27,7 +28,7 @@ from tests.e2e.ocpi_helpers import (
     session_pushes,
     wait_until,
 )
-from tests.ocpi_parties import Emsp, cdr_token
+from tests.ocpi_parties import Emsp, Hub, b64, cdr_token
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
@@ -56,6 +57,12 @@ def cdr_of(session: ChargingSession) -> ChargeDetailRecord:
 
 def as_price(excl_vat, incl_vat) -> dict:
     return {"excl_vat": float(excl_vat), "incl_vat": float(incl_vat)}
+
+
+def without_last_updated(session: dict) -> dict:
+    """A Session object but its last_updated: the CDR's creation after the final PATCH moves it on what GET
+    serves without changing anything the eMSP holds (no PATCH for a timestamp alone)."""
+    return {k: v for k, v in session.items() if k != "last_updated"}
 
 
 def assert_no_problems(*platforms) -> None:
@@ -213,8 +220,8 @@ def test_acceptance_1_emsp_registers_pulls_pages_pushes_tokens_commands_a_charge
             (200, 1, "2"),
             (200, 1, "2"),
         ]
-        assert {s["id"]: s for p in session_pages for s in p.data} == {
-            str(s.pk): emsp.session(str(s.pk)) for s in (remote, local)
+        assert {s["id"]: without_last_updated(s) for p in session_pages for s in p.data} == {
+            str(s.pk): without_last_updated(emsp.session(str(s.pk))) for s in (remote, local)
         }
         assert [(p.http_status, len(p.data), p.headers["X-Total-Count"]) for p in cdr_pages] == [
             (200, 1, "2"),
@@ -227,16 +234,23 @@ def test_acceptance_1_emsp_registers_pulls_pages_pushes_tokens_commands_a_charge
             OcpiOutboxItem.objects.filter(partner=partner).exclude(status=OutboxStatus.DELIVERED).count() == 0
         )
         assert sweeper.errors == []
-        assert_no_problems(emsp)
-        # 13.3.1 StartSession.authorization_reference: "this reference will be provided in the relevant
-        # Session and/or CDR". The cancelled reservation's reference belongs to no session.
-        assert {
+        assert emsp.errors == []
+        # What the eMSP found against the specification, and (13.3.1 StartSession.authorization_reference:
+        # "this reference will be provided in the relevant Session and/or CDR") the sessions'
+        # authorisations: the cancelled reservation's reference belongs to no session.
+        authorisations = {
             s.pk: (
                 emsp.session(str(s.pk))["auth_method"],
                 emsp.session(str(s.pk)).get("authorization_reference"),
             )
             for s in (remote, local)
-        } == expected_auth
+        }
+        wrong_references = [
+            f"session {pk}: {got}, expected {expected_auth[pk]}"
+            for pk, got in authorisations.items()
+            if got != expected_auth[pk]
+        ]
+        assert emsp.problems + wrong_references == [], "\n".join(emsp.problems + wrong_references)
 
 
 # --- Acceptance 2 -----------------------------------------------------------------------------------------
@@ -503,3 +517,332 @@ def test_acceptance_3_partner_down_pushes_queue_and_all_arrive_in_order_when_it_
         assert emsp.location(site.location_id)["evses"][0]["status"] == "AVAILABLE"
         assert sweeper.errors == []
         assert_no_problems(emsp)
+
+
+# --- Acceptance 1, through a hub --------------------------------------------------------------------------
+
+
+def forwarded_from_cpo(hub: Hub, cpo_party: tuple[str, str]) -> list[dict]:
+    """What the hub forwarded of the CPO's own requests (its pushes), in order."""
+    conn = hub.connection_for(cpo_party)
+    return [f for f in hub.forwarded if f["from_connection"] == conn.id]
+
+
+def test_acceptance_1_a_second_emsp_reaches_us_through_a_hub_with_routing_headers(
+    cpms_server, celery_worker_process
+):
+    """Acceptance 1 (hub): the Hub registers with our CPO; a second eMSP (DE*EM2), registered only with the
+    Hub, pushes a token and pulls its sessions and CDRs through it (routing headers from DE*EM2 to NL*CPO),
+    and gets its driver's session and CDR pushes through the Hub, addressed OCPI-to DE*EM2."""
+    cpo = roaming_cpo(slug="h1", country_code="NL", party_id="CPO", stations=["ROH-201"], evses=1)
+    hub_partner, hub_token_a = partner_create(party=cpo.party, name="Test Hub")
+
+    with Hub() as hub, Emsp(party_id="EM2", name="Second eMSP") as emsp2:
+        hub.register(f"{cpms_server.http_url}/ocpi/versions", hub_token_a)
+        emsp2.register(hub.versions_url, hub.issue_token_a(), to=("NL", "CPO"))
+        hub_partner.refresh_from_db()
+        partner_sync(partner=hub_partner)
+        token = emsp2.token("DRV-EM2", whitelist="ALLOWED")
+        token_put = emsp2.push_token(token)
+        token_back = emsp2.get_token("DRV-EM2")
+
+        with Sweeper() as sweeper, LiveCharger(cpms_server, "ROH-201", "2.0.1", connectors=1) as charger:
+            future = charger.start(1, "DRV-EM2")
+            session = session_of(charger.transaction_started(1))
+            emsp2.wait_for(lambda: len(session_pushes(emsp2, cpo.party, session.pk)) >= 2, timeout=20)
+            charger.stop(1)
+            record = future.result(timeout=20)
+            cdr = cdr_of(session)
+            emsp2.wait_for(lambda: emsp2.cdr(str(cdr.pk)), timeout=CDR_WAIT_S)
+            session_pages = emsp2.pull_pages("sessions", limit=1)
+            cdr_pages = emsp2.pull_pages("cdrs", limit=1)
+
+        assert [(r["role"], r["country_code"], r["party_id"]) for r in hub_partner.roles] == [
+            ("HUB", "NL", "HUB")
+        ]
+        assert token_put.ok, token_put
+        assert token_back.ok, token_back
+        assert {k: token_back.data[k] for k in token} == token
+        assert record.status == "completed", record.failure
+
+        # Our pushes went to the Hub addressed to DE*EM2 (sessions, CDR) or to the Hub itself (a Broadcast
+        # Push of Locations and Tariffs, 4.1.8.3), always from NL*CPO.
+        pushes = forwarded_from_cpo(hub, ("NL", "CPO"))
+        session_path = f"/sessions/NL/CPO/{session.pk}"
+        about_session = [f for f in pushes if f["url"].endswith(session_path) or f["url"].endswith("/cdrs")]
+        assert [f["method"] for f in about_session] == ["PUT"] + ["PATCH"] * (len(about_session) - 2) + [
+            "POST"
+        ]
+        assert {f["to"] for f in about_session} == {("DE", "EM2")}
+        assert {tuple(sorted(f["routing"].items())) for f in about_session} == {
+            (
+                ("OCPI-from-country-code", "NL"),
+                ("OCPI-from-party-id", "CPO"),
+                ("OCPI-to-country-code", "DE"),
+                ("OCPI-to-party-id", "EM2"),
+            )
+        }
+        assert {f["answer"] for f in about_session} <= {200, 201}
+        held = emsp2.session(str(session.pk))
+        assert (held["status"], held["kwh"], held["total_cost"], held["cdr_token"]) == (
+            "COMPLETED",
+            record.energy_wh / 1000,
+            as_price(cdr.subtotal, cdr.total),
+            cdr_token(token),
+        )
+        assert emsp2.cdr(str(cdr.pk))["total_cost"] == as_price(*cost_by_hand(record.energy_wh))
+        assert {key[2] for key in emsp2.locations} == {cpo.sites[0].location_id}
+
+        # Its pulls, through the Hub: its one session and CDR, as pushed.
+        assert [(p.http_status, p.status_code, p.headers["X-Total-Count"]) for p in session_pages] == [
+            (200, 1000, "1")
+        ]
+        assert [without_last_updated(s) for s in session_pages[0].data] == [
+            without_last_updated(emsp2.session(str(session.pk)))
+        ]
+        assert [(p.http_status, p.status_code, p.headers["X-Total-Count"]) for p in cdr_pages] == [
+            (200, 1000, "1")
+        ]
+        assert cdr_pages[0].data == [emsp2.cdr(str(cdr.pk))]
+        # The Hub forwarded them from DE*EM2 to NL*CPO.
+        pulls = [f for f in hub.forwarded if f["method"] == "GET" and f["to"] == ("NL", "CPO")]
+        assert {(f["routing"]["OCPI-from-party-id"], f["routing"]["OCPI-to-party-id"]) for f in pulls} == {
+            ("EM2", "CPO")
+        }
+        assert sweeper.errors == []
+        assert_no_problems(hub, emsp2)
+
+
+# --- Acceptance 4 -----------------------------------------------------------------------------------------
+
+
+def routed_headers(emsp: Emsp, token: str | None = None, **extra: str) -> dict[str, str]:
+    """The headers of a functional-module request of `emsp` to its CPO, for raw requests."""
+    (from_cc, from_pid), (to_cc, to_pid) = emsp.party, emsp.target
+    return {
+        "Authorization": f"Token {b64(token if token is not None else emsp.connection.token_out)}",
+        "X-Request-ID": str(uuid.uuid4()),
+        "X-Correlation-ID": str(uuid.uuid4()),
+        "OCPI-from-country-code": from_cc,
+        "OCPI-from-party-id": from_pid,
+        "OCPI-to-country-code": to_cc,
+        "OCPI-to-party-id": to_pid,
+        "Content-Type": "application/json",
+        **extra,
+    }
+
+
+def assert_envelope(answer, http_status: int, status_code: int | set[int], what: str) -> None:
+    codes = status_code if isinstance(status_code, set) else {status_code}
+    assert answer.http_status == http_status and answer.status_code in codes, f"{what}: {answer}"
+    assert isinstance(answer.body.get("timestamp"), str), f"{what}: {answer}"
+    assert "data" not in answer.body or answer.body["data"] in (None, [], {}), f"{what}: {answer}"
+
+
+def test_acceptance_4_partners_read_only_their_own_and_bad_tokens_and_bodies_get_ocpi_errors(
+    cpms_server, celery_worker_process
+):
+    """Acceptance 4: the eMSP behind a Hub (a second partner of the same CPO) reads none of the first eMSP's
+    tokens, sessions or CDRs, even when the Hub claims the first eMSP's party in OCPI-from; an eMSP
+    registered with another organisation reads nothing of this one; a wrong or revoked token is answered
+    401 with the envelope; malformed bodies on tokens, commands and credentials get 400/2001 or 413, never a
+    500 (and the server logs no traceback)."""
+    cpo = roaming_cpo(slug="s1", country_code="NL", party_id="CPO", stations=["ROS-16"], evses=1)
+    other = roaming_cpo(slug="s2", country_code="NL", party_id="CPB", stations=["ROS-B"], evses=1)
+    partner1, token_a1 = partner_create(party=cpo.party, name="Test eMSP")
+    _, hub_token_a = partner_create(party=cpo.party, name="Test Hub")
+    partner_b, token_ab = partner_create(party=other.party, name="eMSP of B")
+    base = f"{cpms_server.http_url}/ocpi/2.2.1"
+
+    with (
+        Emsp() as emsp1,
+        Hub() as hub,
+        Emsp(party_id="EM2", name="Second eMSP") as emsp2,
+        Emsp(party_id="EMB", name="eMSP of B") as emsp_b,
+    ):
+        emsp1.register(f"{cpms_server.http_url}/ocpi/versions", token_a1)
+        partner1.refresh_from_db()
+        partner_sync(partner=partner1)
+        hub.register(f"{cpms_server.http_url}/ocpi/versions", hub_token_a)
+        emsp2.register(hub.versions_url, hub.issue_token_a(), to=("NL", "CPO"))
+        emsp_b.register(f"{cpms_server.http_url}/ocpi/versions", token_ab)
+        token1 = emsp1.token("DRV-ONE", whitelist="ALLOWED")
+        assert emsp1.push_token(token1).ok
+        assert emsp2.push_token(emsp2.token("DRV-TWO", whitelist="ALLOWED")).ok
+        assert emsp_b.push_token(emsp_b.token("DRV-B", whitelist="ALLOWED")).ok
+
+        # The first eMSP's driver charges once: a session and a CDR of partner 1.
+        with LiveCharger(cpms_server, "ROS-16", "1.6", connectors=1) as charger:
+            future = charger.start(1, "DRV-ONE")
+            session = session_of(charger.transaction_started(1))
+            wait_until(lambda: charger.samples_sent(1) >= 3, 10, "meter values")
+            charger.stop(1)
+            assert future.result(timeout=20).status == "completed"
+        cdr = cdr_of(session)
+        Sweeper().round()  # the sweep makes it a roaming session of partner 1 (OcpiSession), CDR queued
+        assert OcpiSession.objects.get(session=session).partner_id == partner1.pk
+        own_sessions = emsp1.pull("sessions")
+        own_cdrs = emsp1.pull("cdrs")
+        assert [s["id"] for s in own_sessions] == [str(session.pk)]
+        assert [c["id"] for c in own_cdrs] == [str(cdr.pk)]
+
+        # The second partner (the Hub, for DE*EM2) sees none of it.
+        em2_sessions = emsp2.pull_pages("sessions")
+        em2_cdrs = emsp2.pull_pages("cdrs")
+        em2_token1 = emsp2.request(
+            "GET", f"{emsp2._endpoint('tokens', 'RECEIVER')}/DE/EMS/DRV-ONE", params={"type": "RFID"}
+        )
+        em2_stop = emsp2.command("STOP_SESSION", Emsp.stop_session(str(session.pk)))
+        # ... nor when the Hub names the first eMSP's party as the sender.
+        hub_conn = hub.connection_for(("NL", "CPO"))
+        spoofed = {
+            path: hub.call(
+                "GET", f"{base}/{path}", conn=hub_conn, routing=(("DE", "EMS"), ("NL", "CPO")), check=False
+            )
+            for path in ("sessions", "cdrs", "tokens/DE/EMS/DRV-ONE?type=RFID")
+        }
+        spoofed_patch = hub.call(
+            "PATCH",
+            f"{base}/tokens/DE/EMS/DRV-ONE",
+            conn=hub_conn,
+            routing=(("DE", "EMS"), ("NL", "CPO")),
+            params={"type": "RFID"},
+            body={"valid": False, "last_updated": token1["last_updated"][:-1] + "Z"},
+            check=False,
+        )
+
+        # The eMSP of organisation B sees nothing of organisation A.
+        b_locations = emsp_b.pull("locations")
+        b_tariffs = emsp_b.pull("tariffs")
+        b_sessions = emsp_b.pull_pages("sessions")
+        b_cdrs = emsp_b.pull_pages("cdrs")
+        b_location_a = emsp_b.get("locations", cpo.sites[0].location_id)
+        b_token1 = emsp_b.request(
+            "GET", f"{emsp_b._endpoint('tokens', 'RECEIVER')}/DE/EMS/DRV-ONE", params={"type": "RFID"}
+        )
+        b_start_at_a = emsp_b.command(
+            "START_SESSION",
+            Emsp.start_session(emsp_b.token("DRV-B"), cpo.sites[0].location_id, cpo.sites[0].evse_uid(1)),
+        )
+        a_locations = emsp1.pull("locations")
+
+        # Wrong and revoked tokens.
+        sessions_url = f"{base}/sessions"
+        wrong = emsp1.raw("GET", sessions_url, headers=routed_headers(emsp1, token="not-a-token"))
+        wrong_put = emsp1.raw(
+            "PUT",
+            f"{base}/tokens/DE/EMS/DRV-X?type=RFID",
+            headers=routed_headers(emsp1, token="not-a-token"),
+            body=emsp1.token("DRV-X"),
+        )
+        b_token_out = emsp_b.connection.token_out
+        emsp_b.unregister()
+        revoked = emsp_b.raw("GET", f"{base}/locations", headers=routed_headers(emsp1, token=b_token_out))
+        dead_a = emsp1.raw("GET", f"{base}/locations", headers=routed_headers(emsp1, token=token_a1))
+
+        # Malformed bodies, with a valid token.
+        token_url = f"{base}/tokens/DE/EMS/DRV-BAD?type=RFID"
+        start_url = f"{base}/commands/START_SESSION"
+        credentials_url = f"{cpms_server.http_url}/ocpi/2.2.1/credentials"
+        oversized = b'{"uid": "' + b"x" * (1024 * 1024 + 10) + b'"}'
+        wrong_types_token = {**emsp1.token("DRV-BAD"), "whitelist": 5, "valid": "yes", "uid": ["DRV-BAD"]}
+        wrong_types_start = {
+            "response_url": emsp1.url("/ocpi/2.2.1/commands-result/bad"),
+            "token": "DRV-ONE",
+            "location_id": 5,
+        }
+        plain = {k: v for k, v in routed_headers(emsp1).items() if not k.startswith("OCPI-")}
+        malformed = {
+            "tokens bad JSON": emsp1.raw(
+                "PUT", token_url, headers=routed_headers(emsp1), content=b'{"uid": '
+            ),
+            "tokens wrong types": emsp1.raw(
+                "PUT", token_url, headers=routed_headers(emsp1), body=wrong_types_token
+            ),
+            "tokens not an object": emsp1.raw(
+                "PUT", token_url, headers=routed_headers(emsp1), body=["DRV-BAD"]
+            ),
+            "tokens PATCH wrong types": emsp1.raw(
+                "PATCH", token_url, headers=routed_headers(emsp1), body={"valid": "no", "last_updated": 7}
+            ),
+            "commands bad JSON": emsp1.raw("POST", start_url, headers=routed_headers(emsp1), content=b"{bad"),
+            "commands wrong types": emsp1.raw(
+                "POST", start_url, headers=routed_headers(emsp1), body=wrong_types_start
+            ),
+            "commands empty": emsp1.raw("POST", start_url, headers=routed_headers(emsp1), body={}),
+            "credentials bad JSON": emsp1.raw("PUT", credentials_url, headers=plain, content=b"[{"),
+            "credentials wrong types": emsp1.raw(
+                "PUT", credentials_url, headers=plain, body={"token": 5, "url": ["x"], "roles": "CPO"}
+            ),
+        }
+        too_big = {
+            "tokens oversized": emsp1.raw("PUT", token_url, headers=routed_headers(emsp1), content=oversized),
+            "commands oversized": emsp1.raw(
+                "POST", start_url, headers=routed_headers(emsp1), content=oversized
+            ),
+            "credentials oversized": emsp1.raw("PUT", credentials_url, headers=plain, content=oversized),
+        }
+        still_registered = emsp1.call("GET", credentials_url, conn=emsp1.connection)
+        token1_after = emsp1.get_token("DRV-ONE")
+
+    # The second partner: nothing of the first's.
+    assert [(p.http_status, p.status_code, p.data, p.headers["X-Total-Count"]) for p in em2_sessions] == [
+        (200, 1000, [], "0")
+    ]
+    assert [(p.http_status, p.status_code, p.data, p.headers["X-Total-Count"]) for p in em2_cdrs] == [
+        (200, 1000, [], "0")
+    ]
+    # Not its party (2001) or not a token it has (2004): either way nothing of it.
+    assert_envelope(em2_token1, 404, {2001, 2004}, "eMSP 2 reading eMSP 1's token")
+    assert (em2_stop.http_status, em2_stop.status_code, em2_stop.data["result"]) == (
+        200,
+        1000,
+        "UNKNOWN_SESSION",
+    )
+    assert [
+        (spoofed[p].http_status, spoofed[p].status_code, spoofed[p].data) for p in ("sessions", "cdrs")
+    ] == [
+        (200, 1000, []),
+        (200, 1000, []),
+    ]
+    assert spoofed["tokens/DE/EMS/DRV-ONE?type=RFID"].http_status == 404, spoofed
+    assert spoofed["tokens/DE/EMS/DRV-ONE?type=RFID"].data is None
+    assert spoofed_patch.http_status == 404, spoofed_patch
+    assert token1_after.ok and token1_after.data["valid"] is True, token1_after
+
+    # Organisation B's eMSP: only B's Location and Tariff, no session, no CDR, not A's Location or tokens.
+    assert [loc["id"] for loc in b_locations] == [other.sites[0].location_id]
+    assert {(loc["country_code"], loc["party_id"]) for loc in b_locations} == {("NL", "CPB")}
+    assert {(t["country_code"], t["party_id"]) for t in b_tariffs} == {("NL", "CPB")}
+    assert [(p.status_code, p.data) for p in b_sessions + b_cdrs] == [(1000, []), (1000, [])]
+    assert_envelope(b_location_a, 404, 2003, "B's eMSP reading A's Location")
+    assert_envelope(b_token1, 404, {2001, 2004}, "B's eMSP reading A's eMSP's token")
+    assert (b_start_at_a.http_status, b_start_at_a.status_code) == (404, 2003), b_start_at_a
+    assert sorted(loc["id"] for loc in a_locations) == [cpo.sites[0].location_id]
+
+    # 401 with the envelope for a wrong token, a revoked one (after DELETE credentials) and a used token A.
+    for answer, what in (
+        (wrong, "wrong"),
+        (wrong_put, "wrong, PUT"),
+        (revoked, "revoked"),
+        (dead_a, "token A"),
+    ):
+        assert_envelope(answer, 401, 2000, what)
+    partner_b.refresh_from_db()
+    assert partner_b.status == PartnerStatus.UNREGISTERED
+
+    # Malformed bodies: 400 + 2001, 413 for oversized ones; nothing stored, nothing broken.
+    for what, answer in malformed.items():
+        assert_envelope(answer, 400, 2001, what)
+    for what, answer in too_big.items():
+        assert_envelope(answer, 413, 2001, what)
+    assert still_registered.ok, still_registered
+    partner1.refresh_from_db()
+    assert partner1.status == PartnerStatus.REGISTERED
+    assert not OcpiCommand.objects.filter(partner=partner1).exists()
+    assert not IdToken.objects.filter(value="DRV-BAD").exists()
+    log = cpms_server.log_tail(lines=100_000)
+    assert "Traceback" not in log
+    assert '" 500 ' not in log
+    assert_no_problems(emsp1, emsp2, emsp_b)
+    # The Hub's own problems are not asserted: it made the spoofed calls on purpose.
