@@ -21,6 +21,8 @@ from django.utils import timezone
 
 from accounts.models import AuditRecord, Membership, User
 from billing.models import ExportJob, Payment, RoiInputs, Tariff, TariffAssignment, TariffVersion
+from cpms.ocpi.enums import PartnerStatus
+from cpms.ocpi.models import OcpiOutboxItem, OcpiPartner, OcpiParty
 from cpms.portal import urls as portal_urls
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
@@ -82,7 +84,12 @@ def objects(world):
         currency="EUR",
         hold_amount=50,
     )
+    party = OcpiParty.objects.create(
+        organisation=world.org_a, country_code="NL", party_id="AAA", name="Org A"
+    )
+    partner = OcpiPartner.objects.create(party=party, name="matrix-emsp", status=PartnerStatus.REGISTERED)
     return {
+        "partner": partner,
         "payment": payment,
         "session": session,
         "incident": incident,
@@ -198,6 +205,15 @@ MATRIX: dict[str, Row] = {
         {"action": "deactivate"},
     ),
     "audit-log": Row(lambda w, o: reverse("portal:audit-log"), (200, 200, 403, 403)),
+    "roaming": Row(lambda w, o: reverse("portal:roaming"), (200, 200, 403, 403)),
+    "roaming-partner": Row(
+        lambda w, o: reverse("portal:roaming-partner", args=[o["partner"].pk]), (200, 404, 404, 404)
+    ),
+    "roaming-partner-action": Row(
+        lambda w, o: reverse("portal:roaming-partner-action", args=[o["partner"].pk, "suspend"]),
+        None,
+        {"operator_b": 404, "host_a1": 404, "finance_a": 404},
+    ),
 }
 
 
@@ -218,6 +234,8 @@ def snapshot() -> dict:
         "audit": AuditRecord.objects.count(),
         "site_access": list(Site.objects.values_list("pk", "access_mode")),
         "site_access_groups": list(SiteAccessGroup.objects.values_list("site_id", "group_id")),
+        "roaming": list(OcpiPartner.objects.values_list("pk", "status")),
+        "roaming_outbox": list(OcpiOutboxItem.objects.values_list("pk", "status")),
     }
 
 
