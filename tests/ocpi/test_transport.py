@@ -128,3 +128,16 @@ def test_an_unknown_path_is_404_in_the_envelope(roaming, path):
     assert response.status_code == 404
     assert response["Content-Type"] == "application/json"
     assert _body(response)["status_code"] == 2000
+
+
+@pytest.mark.parametrize("encoded", [True, False])
+def test_a_partners_token_reaches_no_operator_interface(client, roaming, encoded):
+    """docs/reliability.md case 48: the REST API, the portal and the admin take no OCPI token."""
+    token = roaming.caller_a.token
+    header = f"Token {base64.b64encode(token.encode()).decode()}" if encoded else f"Token {token}"
+    assert client.get("/api/v1/stations/", HTTP_AUTHORIZATION=header).status_code == 401
+    assert client.get("/api/v1/roaming/partners/", HTTP_AUTHORIZATION=header).status_code == 401
+    portal = client.get("/portal/", HTTP_AUTHORIZATION=header)
+    assert portal.status_code == 302 and "/portal/login/" in portal["Location"]
+    admin = client.get("/admin/", HTTP_AUTHORIZATION=header)
+    assert admin.status_code == 302 and "/admin/login/" in admin["Location"]
