@@ -264,10 +264,6 @@ class Sweeper:
             for partner_id in outbox.partners_with_due_items():
                 outbox.outbox_deliver(partner_id=partner_id)
 
-    def deliver(self, partner_id: int) -> outbox.DeliveryRound:
-        with self._lock:
-            return outbox.outbox_deliver(partner_id=partner_id)
-
     def pause(self) -> None:
         self._running.clear()
         with self._lock:  # the round in progress ends first
