@@ -132,8 +132,10 @@ def test_acceptance_1_emsp_registers_pulls_pages_pushes_tokens_commands_a_charge
             local_record = local_future.result(timeout=20)
             cdrs = {s.pk: cdr_of(s) for s in (remote, local)}
             emsp.wait_for(lambda: all(emsp.cdr(str(c.pk)) for c in cdrs.values()), timeout=CDR_WAIT_S)
-            session_pages = emsp.pull_pages("sessions", limit=1)
-            cdr_pages = emsp.pull_pages("cdrs", limit=1)
+            # With a date filter that every page's Link must keep (the eMSP checks it, 4.1.4.1).
+            session_pages = emsp.pull_pages("sessions", limit=1, date_from="2020-01-01T00:00:00Z")
+            cdr_pages = emsp.pull_pages("cdrs", limit=1, date_from="2020-01-01T00:00:00Z")
+            none_yet = emsp.pull_pages("sessions", date_to="2020-01-01T00:00:00Z")
 
         # Registration and the pulls, page by page (the harness checks X-Limit, the Link and its filters).
         partner.refresh_from_db()
@@ -227,6 +229,7 @@ def test_acceptance_1_emsp_registers_pulls_pages_pushes_tokens_commands_a_charge
             (200, 1, "2"),
             (200, 1, "2"),
         ]
+        assert [(p.http_status, p.data, p.headers["X-Total-Count"]) for p in none_yet] == [(200, [], "0")]
         assert {c["id"]: c for p in cdr_pages for c in p.data} == {
             str(c.pk): emsp.cdr(str(c.pk)) for c in cdrs.values()
         }
@@ -250,7 +253,10 @@ def test_acceptance_1_emsp_registers_pulls_pages_pushes_tokens_commands_a_charge
             for pk, got in authorisations.items()
             if got != expected_auth[pk]
         ]
-        assert emsp.problems + wrong_references == [], "\n".join(emsp.problems + wrong_references)
+        command_names = {f"commands-result/{cid}": c["command"] for cid, c in emsp.commands_sent.items()}
+        assert emsp.problems + wrong_references == [], "\n".join(
+            [*emsp.problems, *wrong_references, f"(commands sent: {command_names})"]
+        )
 
 
 # --- Acceptance 2 -----------------------------------------------------------------------------------------
