@@ -171,6 +171,10 @@ class OcpiCommand(models.Model):
     command = models.CharField(max_length=24, help_text="START_SESSION, ..., or SET/GET/CLEAR_PROFILE.")
     request = models.JSONField()
     response_url = models.URLField(max_length=500)
+    # The party that sent it (the partner's own, or through a hub the one in OCPI-from-*): its result is
+    # addressed to that party (OCPI-to-*).
+    from_country_code = models.CharField(max_length=2, blank=True)
+    from_party_id = models.CharField(max_length=3, blank=True)
     ocpp_command = models.ForeignKey(
         Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -181,6 +185,10 @@ class OcpiCommand(models.Model):
     class Meta:
         verbose_name = "OCPI command"
         ordering = ["-created_at"]
+        indexes = [
+            # A repeated command is found by its response_url (`commands._accept`).
+            models.Index(fields=["partner", "module", "response_url"], name="ocpi_command_repeat")
+        ]
 
 
 class OcpiClientInfo(models.Model):

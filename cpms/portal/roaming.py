@@ -107,12 +107,10 @@ def roaming_partner_action(request: PortalRequest, pk: int, action: str):
     try:
         if action == "sync":
             result = partner_sync(partner=partner, actor=request.user)
-            counts = [
-                f"{count} {what}"
-                for what, count in (("location(s)", result.locations), ("tariff(s)", result.tariffs))
-                if count is not None
-            ]
-            messages.success(request, f"Sync queued for {partner.name}: {', '.join(counts) or 'nothing'}.")
+            messages.success(
+                request,
+                f"Sync queued for {partner.name}: {result.locations} location(s), {result.tariffs} tariff(s).",
+            )
         elif action == "retry-refused":
             count = outbox_retry_refused(partner=partner)
             messages.success(request, f"{count} refused push(es) to {partner.name} queued again.")

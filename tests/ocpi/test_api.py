@@ -410,19 +410,16 @@ def test_an_operator_changes_a_partners_settings(world, roaming, api):
 
 def test_a_change_of_what_is_published_queues_everything_published_at_once(world, roaming, api, monkeypatch):
     pushed: list[tuple[str, int]] = []
-    monkeypatch.setattr(
-        locations, "locations_push_all", lambda p: pushed.append(("locations", p.pk)) or 2, raising=False
-    )
-    monkeypatch.setattr(
-        tariffs, "tariffs_push_all", lambda p: pushed.append(("tariffs", p.pk)) or 1, raising=False
-    )
+    monkeypatch.setattr(locations, "locations_push_all", lambda p: pushed.append(("locations", p.pk)) or 2)
+    monkeypatch.setattr(tariffs, "tariffs_push_all", lambda p: pushed.append(("tariffs", p.pk)) or 1)
     url = f"/api/v1/roaming/partners/{roaming.partner_a.pk}/"
     api(world.operator_a).patch(url, {"name": "same publication"}, format="json")
     assert pushed == []
     api(world.operator_a).patch(
         url, {"publish_all_sites": False, "published_sites": [world.site_a1.pk]}, format="json"
     )
-    assert pushed == [("locations", roaming.partner_a.pk), ("tariffs", roaming.partner_a.pk)]
+    # Tariffs first: a Location names its connectors' tariffs.
+    assert pushed == [("tariffs", roaming.partner_a.pk), ("locations", roaming.partner_a.pk)]
 
 
 def test_only_the_organisations_sites_are_published(world, roaming, api):
@@ -618,22 +615,11 @@ def test_a_new_token_a_only_while_not_registered(world, roaming, api, monkeypatc
 
 def test_sync_now_queues_every_published_location_and_tariff(world, roaming, api, monkeypatch):
     pushed: list[tuple[str, int]] = []
-    monkeypatch.setattr(
-        locations, "locations_push_all", lambda p: pushed.append(("locations", p.pk)) or 4, raising=False
-    )
-    monkeypatch.setattr(
-        tariffs, "tariffs_push_all", lambda p: pushed.append(("tariffs", p.pk)) or 2, raising=False
-    )
+    monkeypatch.setattr(locations, "locations_push_all", lambda p: pushed.append(("locations", p.pk)) or 4)
+    monkeypatch.setattr(tariffs, "tariffs_push_all", lambda p: pushed.append(("tariffs", p.pk)) or 2)
     response = api(world.operator_a).post(f"/api/v1/roaming/partners/{roaming.partner_a.pk}/sync/")
     assert (response.status_code, response.json()) == (200, {"locations": 4, "tariffs": 2})
-    assert pushed == [("locations", roaming.partner_a.pk), ("tariffs", roaming.partner_a.pk)]
-
-
-def test_sync_says_which_module_cannot_push_yet(world, roaming, api, monkeypatch):
-    monkeypatch.delattr(locations, "locations_push_all", raising=False)
-    monkeypatch.setattr(tariffs, "tariffs_push_all", lambda p: 3, raising=False)
-    response = api(world.operator_a).post(f"/api/v1/roaming/partners/{roaming.partner_a.pk}/sync/")
-    assert (response.status_code, response.json()) == (200, {"locations": None, "tariffs": 3})
+    assert pushed == [("tariffs", roaming.partner_a.pk), ("locations", roaming.partner_a.pk)]
 
 
 def test_sync_now_with_the_locations_and_tariffs_modules(world, roaming, api):

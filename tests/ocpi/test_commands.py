@@ -438,6 +438,8 @@ def test_cancel_reservation_of_its_own_reservation(roaming, place, fake_charger)
     reservation.refresh_from_db()
     assert reservation.status == ReservationStatus.CANCELLED
     assert result_item(ocpi_command).body["result"] == "ACCEPTED"
+    # The reservation's authorisation is used up: no later session of the token carries its reference.
+    assert not OcpiAuthorization.objects.filter(auth_method="COMMAND", used_at__isnull=True).exists()
 
 
 def test_cancel_reservation_the_charger_no_longer_holds(roaming, place, fake_charger):
@@ -483,7 +485,20 @@ def test_unlock_connector(roaming, place, fake_charger, status, result):
     expected = {"connectorId": 1} if place.v16 else {"evseId": 1, "connectorId": 1}
     assert fake_charger.received == [("A1-CP1", "UnlockConnector", expected)]
     assert result_item(ocpi_command).body["result"] == result
-    assert (result_item(ocpi_command).to_country_code, result_item(ocpi_command).to_party_id) == ("", "")
+    # No token names the party: the result goes to the party that sent the command (OCPI 2.2.1 4.1.8.6).
+    assert (result_item(ocpi_command).to_country_code, result_item(ocpi_command).to_party_id) == ("DE", "EMS")
+
+
+def test_through_a_hub_an_unlock_result_goes_to_the_party_that_sent_it(
+    roaming, place, fake_charger, hub_caller
+):
+    from_emx = {"OCPI-from-country-code": "DE", "OCPI-from-party-id": "EMX"}
+    assert (
+        _body(post(hub_caller, "UNLOCK_CONNECTOR", unlock_body(place), **from_emx))["data"]["result"]
+        == "ACCEPTED"
+    )
+    item = result_item(execute_last())
+    assert (item.to_country_code, item.to_party_id) == ("DE", "EMX")
 
 
 def test_unlock_an_unknown_connector_is_2003(roaming, place):

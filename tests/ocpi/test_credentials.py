@@ -1,6 +1,7 @@
 """The credentials module both ways (OCPI 2.2.1 section 7) against a partner platform on real HTTP."""
 
 import base64
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -9,10 +10,11 @@ from django.test import RequestFactory
 from accounts.models import AuditAction, AuditRecord
 from cpms.ocpi import client, protocol
 from cpms.ocpi.enums import PartnerStatus
-from cpms.ocpi.models import OcpiPartner
+from cpms.ocpi.models import OcpiOutboxItem, OcpiPartner
 from cpms.ocpi.protocol import OcpiError
 from cpms.ocpi.services import credentials
 from cpms.ocpi.views.base import ocpi_endpoint
+from stations.models import Site
 from tests.ocpi.conftest import OcpiCaller
 from tests.ocpi.http_stub import StubPartner, ocpi_ok
 
@@ -49,6 +51,7 @@ class EmspPlatform(StubPartner):
                         {"identifier": "credentials", "role": "SENDER", "url": f"{base}/2.2.1/credentials"},
                         {"identifier": "tokens", "role": "SENDER", "url": f"{base}/2.2.1/tokens"},
                         {"identifier": "sessions", "role": "RECEIVER", "url": f"{base}/2.2.1/sessions"},
+                        {"identifier": "locations", "role": "RECEIVER", "url": f"{base}/2.2.1/locations"},
                     ],
                 }
             )
@@ -106,7 +109,7 @@ def test_a_partner_registers_with_token_a_and_gets_token_c(roaming, platform, cl
     assert client_token(partner) == "token-b-for-us"
     assert partner.incoming_token_hash == protocol.token_hash(token_c)
     assert partner.roles[0]["country_code"] == "DE" and partner.roles[0]["party_id"] == "EMS"
-    assert {e["identifier"] for e in partner.endpoints} == {"credentials", "tokens", "sessions"}
+    assert {e["identifier"] for e in partner.endpoints} == {"credentials", "tokens", "sessions", "locations"}
     # Token A is spent; token C works.
     assert caller.get("/ocpi/versions").status_code == 401
     assert OcpiCaller(token_c, client).get("/ocpi/2.2.1/credentials").status_code == 200
@@ -320,3 +323,23 @@ def test_unregistering_tells_the_partner(roaming, platform):
     partner.refresh_from_db()
     assert partner.status == PartnerStatus.UNREGISTERED
     assert partner.incoming_token_hash is None
+
+
+def test_a_new_registration_gets_everything_published_pushed_at_once(roaming, platform, client, world):
+    """A partner that just registered is sent every Location (and Tariff) it may see, so that the status
+    PATCHes that follow concern objects it has."""
+    Site.objects.filter(pk=world.site_a1.pk).update(
+        latitude=Decimal("52.1"), longitude=Decimal("4.3"), country="NL"
+    )
+    partner, token_a = credentials.partner_create(party=roaming.party_a, name="E-Mobility")
+    response = OcpiCaller(token_a, client).request(
+        "POST", "/ocpi/2.2.1/credentials", platform.credentials("b")
+    )
+    assert response.status_code == 200
+    assert list(OcpiOutboxItem.objects.filter(partner=partner).values_list("module", "method", "path")) == [
+        ("locations", "PUT", f"/NL/AAA/{world.site_a1.pk}")
+    ]
+    # A rotation (PUT) is not a new registration: nothing more is queued.
+    token_c = response.json()["data"]["token"]
+    OcpiCaller(token_c, client).request("PUT", "/ocpi/2.2.1/credentials", platform.credentials("b2"))
+    assert OcpiOutboxItem.objects.filter(partner=partner).count() == 1

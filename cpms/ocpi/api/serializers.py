@@ -201,12 +201,8 @@ class TokenAOutputSerializer(serializers.Serializer):
 
 
 class SyncOutputSerializer(serializers.Serializer):
-    locations = serializers.IntegerField(
-        allow_null=True, help_text="Location pushes queued; null: the locations module cannot push yet."
-    )
-    tariffs = serializers.IntegerField(
-        allow_null=True, help_text="Tariff pushes queued; null: the tariffs module cannot push yet."
-    )
+    locations = serializers.IntegerField(help_text="Location pushes queued.")
+    tariffs = serializers.IntegerField(help_text="Tariff pushes queued.")
 
 
 class RetryRefusedOutputSerializer(serializers.Serializer):

@@ -37,10 +37,8 @@ from cpms.ocpi import ids
 from cpms.ocpi.enums import Module
 from cpms.ocpi.models import OcpiAuthorization, OcpiCommand, OcpiPartner, OcpiToken
 from cpms.ocpi.protocol import (
-    COUNTRY_CODE,
     DATETIME,
     INVALID_PARAMETERS,
-    PARTY_ID,
     SUCCESS,
     UNKNOWN_LOCATION,
     OcpiError,
@@ -83,47 +81,14 @@ UNKNOWN_RESERVATION = "UNKNOWN_RESERVATION"
 SENDING = "SENDING"
 
 AUTH_COMMAND = "COMMAND"
-TOKEN_TYPES = ("AD_HOC_USER", "APP_USER", "OTHER", "RFID")
 # A CALLERROR code meaning the charger does not do the action at all.
 UNSUPPORTED_ERRORS = frozenset({"NotImplemented", "NotSupported"})
 
 # --- schemas (OCPI 2.2.1 13.3 and 12.3.2 Token) ---------------------------------------------------------
 URL = {"type": "string", "maxLength": 255, "pattern": r"^https?://"}
 CISTRING_36 = string(36, minLength=1)
-TOKEN = {
-    "type": "object",
-    "required": [
-        "country_code",
-        "party_id",
-        "uid",
-        "type",
-        "contract_id",
-        "issuer",
-        "valid",
-        "whitelist",
-        "last_updated",
-    ],
-    "properties": {
-        "country_code": COUNTRY_CODE,
-        "party_id": PARTY_ID,
-        "uid": CISTRING_36,
-        "type": {"enum": list(TOKEN_TYPES)},
-        "contract_id": CISTRING_36,
-        "visual_number": string(64),
-        "issuer": string(64),
-        "group_id": string(36),
-        "valid": {"type": "boolean"},
-        "whitelist": {"enum": ["ALWAYS", "ALLOWED", "ALLOWED_OFFLINE", "NEVER"]},
-        "language": string(2),
-        "default_profile_type": {"enum": ["CHEAP", "FAST", "GREEN", "REGULAR"]},
-        "energy_contract": {
-            "type": "object",
-            "required": ["supplier_name"],
-            "properties": {"supplier_name": string(64), "contract_id": string(64)},
-        },
-        "last_updated": DATETIME,
-    },
-}
+# The Token object as the tokens module checks it (optional fields may be null).
+TOKEN = tokens.TOKEN_SCHEMA
 
 
 def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
@@ -283,7 +248,11 @@ def _own_token_party(from_party: tuple[str, str], token: dict[str, Any]) -> None
 
 
 def _accept(
-    partner: OcpiPartner, command: str, body: dict[str, Any], before_send: Any = None
+    partner: OcpiPartner,
+    from_party: tuple[str, str],
+    command: str,
+    body: dict[str, Any],
+    before_send: Any = None,
 ) -> CommandAnswer:
     """Stores the command and queues its execution after commit, unless the same command (same body, hence
     the same response_url) was stored already: then it is answered again, not sent again."""
@@ -307,6 +276,8 @@ def _accept(
             command=command,
             request=body,
             response_url=body["response_url"],
+            from_country_code=from_party[0],
+            from_party_id=from_party[1],
         )
         transaction.on_commit(lambda: _queue(ocpi_command.pk))
     return CommandAnswer(ACCEPTED)
@@ -340,6 +311,7 @@ def _check_start(
     _place(partner, body["location_id"], body.get("evse_uid"), body.get("connector_id"))
     return _accept(
         partner,
+        from_party,
         command,
         body,
         before_send=lambda: token_mirror(partner=partner, from_party=from_party, data=body["token"]),
@@ -356,7 +328,7 @@ def _check_stop(
         return _refused(REJECTED, "The Session has ended already.")
     if not session.station.is_connected:
         return _refused(REJECTED, "The Charge Point is offline.")
-    return _accept(partner, command, body)
+    return _accept(partner, from_party, command, body)
 
 
 def partner_session(
@@ -389,6 +361,7 @@ def _check_reserve(
         return _refused(REJECTED, "expiry_date is in the past.")
     return _accept(
         partner,
+        from_party,
         command,
         body,
         before_send=lambda: token_mirror(partner=partner, from_party=from_party, data=body["token"]),
@@ -406,14 +379,14 @@ def _check_cancel(
         return _refused(REJECTED, f"Unknown reservation {body['reservation_id']!r}.")
     if not reservation.station.is_connected:
         return _refused(REJECTED, "The Charge Point is offline.")
-    return _accept(partner, command, body)
+    return _accept(partner, from_party, command, body)
 
 
 def _check_unlock(
     partner: OcpiPartner, from_party: tuple[str, str], command: str, body: dict[str, Any]
 ) -> CommandAnswer:
     _place(partner, body["location_id"], body["evse_uid"], body["connector_id"])
-    return _accept(partner, command, body)
+    return _accept(partner, from_party, command, body)
 
 
 CHECKS = {
@@ -578,6 +551,9 @@ def _to_party(ocpi_command: OcpiCommand) -> tuple[str, str] | None:
         )
         if made is not None:
             return _to_party(made)
+    # Otherwise the party that sent the command (an UNLOCK_CONNECTOR names no token).
+    if ocpi_command.from_country_code:
+        return ocpi_command.from_country_code, ocpi_command.from_party_id
     return None
 
 
@@ -689,6 +665,7 @@ def _run_reserve(ocpi_command: OcpiCommand) -> Outcome:
     if replaced is not None and replaced.status in (ReservationStatus.REQUESTED, ReservationStatus.ACCEPTED):
         # 13.3.4: the same reservation_id at the same Location replaces the reservation.
         reservation_cancel(actor=None, reservation=replaced, source=CommandSource.API)  # type: ignore[arg-type]
+        _reservation_authorization_release(partner, body["reservation_id"], before=ocpi_command)
     expires_at: datetime = parse_datetime(body["expiry_date"], field="expiry_date")
     reservation = reservation_create(
         actor=None,
@@ -714,6 +691,29 @@ def _run_reserve(ocpi_command: OcpiCommand) -> Outcome:
     return outcome
 
 
+def _reservation_authorization_release(
+    partner: OcpiPartner, reservation_id: str, *, before: OcpiCommand | None = None
+) -> None:
+    """A cancelled (or replaced) reservation's authorisation is used up: no later session of that token may
+    carry the reference the eMSP gave the reservation (13.3.4)."""
+    reserves = OcpiCommand.objects.filter(
+        partner=partner, module=Module.COMMANDS, command=RESERVE_NOW, request__reservation_id=reservation_id
+    )
+    if before is not None:
+        reserves = reserves.filter(pk__lt=before.pk)
+    reserve = reserves.order_by("-pk").first()
+    if reserve is None:
+        return
+    OcpiAuthorization.objects.filter(
+        partner=partner,
+        auth_method=AUTH_COMMAND,
+        used_at__isnull=True,
+        token__uid=reserve.request["token"]["uid"],
+        authorization_reference=reserve.request.get("authorization_reference", ""),
+        created_at__gte=reserve.created_at,
+    ).update(used_at=timezone.now())
+
+
 def _run_cancel(ocpi_command: OcpiCommand) -> Outcome:
     reservation = partner_reservation(
         partner=ocpi_command.partner, reservation_id=ocpi_command.request["reservation_id"]
@@ -724,6 +724,7 @@ def _run_cancel(ocpi_command: OcpiCommand) -> Outcome:
     ):
         return Outcome(UNKNOWN_RESERVATION, "The reservation is no longer held.")
     after = reservation_cancel(actor=None, reservation=reservation, source=CommandSource.API)  # type: ignore[arg-type]
+    _reservation_authorization_release(ocpi_command.partner, ocpi_command.request["reservation_id"])
     if after.command is None:
         return Outcome(FAILED, "The cancellation could not be sent.")
     # CancelReservation Rejected: the charger holds no such reservation (expired or used there meanwhile).

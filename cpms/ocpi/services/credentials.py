@@ -34,6 +34,7 @@ from cpms.ocpi.protocol import (
     OcpiError,
     string,
 )
+from cpms.ocpi.services.partners import partner_push_all
 
 # The modules we implement, with our role in each (the version details we serve).
 OUR_ENDPOINTS: tuple[tuple[str, str], ...] = (
@@ -225,6 +226,10 @@ def credentials_accept(*, partner: OcpiPartner, body: Any, update: bool, base_ur
             endpoints=endpoints,
             roles=credentials["roles"],
         )
+        if not update:
+            # A new partner gets everything we publish pushed at once, so that the status updates that
+            # follow always concern a Location it has (OCPI 2.2.1 8.2.2: a PATCH needs the object).
+            partner_push_all(locked)
         audit_record(
             actor=None,
             action=AuditAction.ROAMING_CREDENTIALS_ROTATED
@@ -316,6 +321,7 @@ def partner_register(
             endpoints=endpoints,
             roles=theirs["roles"],
         )
+        partner_push_all(locked)
         audit_record(
             actor=actor,
             action=AuditAction.ROAMING_PARTNER_REGISTERED,

@@ -73,10 +73,10 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    """How many pushes "sync now" queued per module; None where that module cannot push yet."""
+    """How many pushes "sync now" queued per module."""
 
-    locations: int | None
-    tariffs: int | None
+    locations: int
+    tariffs: int
 
 
 def partner_update(
@@ -136,24 +136,17 @@ def partner_update(
             changes=changes,
         )
         if publication_after != publication_before and locked.status == PartnerStatus.REGISTERED:
-            _push_all(locked)
+            partner_push_all(locked)
     return locked
 
 
-def _push_all(partner: OcpiPartner) -> SyncResult:
-    # The locations and tariffs modules provide these (issue 17, in progress): until one has landed, its
-    # part of the sync is skipped and reported as None.
-    from cpms.ocpi.services import locations, tariffs
+def partner_push_all(partner: OcpiPartner) -> SyncResult:
+    """Queues a PUT of every tariff, then every location, published to the partner (tariffs first: a
+    Location names the tariffs of its connectors). The caller checks the partner is registered."""
+    from cpms.ocpi.services import locations, tariffs  # they read this module's partner settings
 
-    counts: list[int | None] = []
-    for module, function in ((locations, "locations_push_all"), (tariffs, "tariffs_push_all")):
-        push_all = getattr(module, function, None)
-        if push_all is None:
-            counts.append(None)
-            continue
-        queued = push_all(partner)
-        counts.append(queued if isinstance(queued, int) else None)
-    return SyncResult(locations=counts[0], tariffs=counts[1])
+    queued_tariffs = tariffs.tariffs_push_all(partner)
+    return SyncResult(locations=locations.locations_push_all(partner), tariffs=queued_tariffs)
 
 
 def partner_sync(*, partner: OcpiPartner, actor: User | None = None) -> SyncResult:
@@ -165,7 +158,7 @@ def partner_sync(*, partner: OcpiPartner, actor: User | None = None) -> SyncResu
     if partner.status != PartnerStatus.REGISTERED:
         raise Conflict(f"The partner is {partner.get_status_display().lower()}: there is nowhere to send to.")
     with transaction.atomic():
-        result = _push_all(partner)
+        result = partner_push_all(partner)
         audit_record(
             actor=actor,
             action=AuditAction.ROAMING_PARTNER_CHANGED,
