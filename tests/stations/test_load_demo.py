@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 from guardian.models import UserObjectPermission
 
 from accounts.models import Membership, Organisation, User
+from cpms.ocpi.models import OcpiParty
 from sessions.models import IdToken
 from stations.models import ChargingStation, Connector, Evse, Site
 from stations.scope import station_scope_q
@@ -15,7 +16,7 @@ from stations.services.credentials import password_hash_check
 
 pytestmark = pytest.mark.django_db
 
-SNAPSHOT_MODELS = (Organisation, Site, ChargingStation, Evse, Connector, IdToken, User, Membership)
+SNAPSHOT_MODELS = (Organisation, Site, ChargingStation, Evse, Connector, IdToken, User, Membership, OcpiParty)
 
 
 def load_demo() -> str:
@@ -111,6 +112,7 @@ def test_second_run_changes_nothing():
         "User": 6,
         "Membership": 5,
         "UserObjectPermission": 3,  # view, operate and change (prices) on Berlin Depot
+        "OcpiParty": 1,
     }
 
     output = load_demo()

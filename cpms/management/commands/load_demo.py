@@ -11,6 +11,8 @@ from django.db import transaction
 
 from billing.services.demo import DEMO_PRICES, demo_prices_load
 from cpms.errors import DomainError
+from cpms.ocpi.models import OcpiParty
+from cpms.ocpi.services.partners import party_create
 from energy.services.demo import CIRCUIT_LIMIT_A, DEMO_SITE, GRID_LIMIT_A, demo_energy_load
 from sessions.services.demo import ID_TOKENS, demo_id_tokens_load
 from stations.services.demo import DemoData, demo_data_load
@@ -36,6 +38,9 @@ class Command(BaseCommand):
             data = replace(data, created=data.created + tokens_created)
             prices_created = demo_prices_load(organisation=data.organisation)
             energy_created = demo_energy_load(organisation=data.organisation)
+            party = OcpiParty.objects.filter(organisation=data.organisation).first() or party_create(
+                organisation=data.organisation, country_code="DE", party_id="DMO", name=data.organisation.name
+            )
         except DomainError as exc:
             raise CommandError(exc.message) from exc
         self._print(data, base_url=(base_url or _default_base_url()).rstrip("/"))
@@ -51,6 +56,11 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  {DEMO_SITE:<13} load-managed: grid connection {GRID_LIMIT_A} A, chargers circuit {CIRCUIT_LIMIT_A} A "
             "per phase (docs/energy.md)"
+        )
+        self.stdout.write(
+            f"Roaming (OCPI 2.2.1): our party {party}; a partner registers at "
+            f"{(base_url or _default_base_url()).rstrip('/')}/ocpi/versions with a token A from "
+            "POST /api/v1/roaming/partners/ (docs/ocpi.md)"
         )
 
     def _print(self, data: DemoData, *, base_url: str) -> None:
