@@ -61,6 +61,48 @@ class SecurityEventKind(models.TextChoices):
     AUTH_FAILED = "auth_failed"
     PROTOCOL_VIOLATION = "protocol_violation"
     CHARGER_REPORTED = "charger_reported"
+    # A station connecting below its configured security profile, or below one it was once seen at.
+    PROFILE_DOWNGRADE = "profile_downgrade"
+    # A client certificate refused at the handshake (untrusted, expired, revoked, wrong CN or O).
+    CERTIFICATE_REFUSED = "certificate_refused"
+    # A certificate signed, installed, renewed or revoked (the certificate lifecycle's audit trail).
+    CERTIFICATE_LIFECYCLE = "certificate_lifecycle"
+
+
+class CertificateUse(models.TextChoices):
+    """What a certificate is for: OCPP 2.0.1 GetCertificateIdUseEnumType / the 1.6 security whitepaper's
+    CertificateUse, and the charging station's own certificate (CertificateSigningUseEnumType)."""
+
+    CSMS_ROOT = "CSMSRootCertificate"
+    MANUFACTURER_ROOT = "ManufacturerRootCertificate"
+    V2G_ROOT = "V2GRootCertificate"
+    MO_ROOT = "MORootCertificate"
+    CHARGING_STATION = "ChargingStationCertificate"
+    V2G = "V2GCertificate"
+    V2G_CHAIN = "V2GCertificateChain"
+
+
+class CertificateAuthorityPurpose(models.TextChoices):
+    # Signs charging-station certificates (SignCertificate) and is what profile-3 client certificates chain to.
+    CHARGING_STATION = "charging_station", "Charging-station CA"
+    # The root our server certificate chains to: installed on stations as their CSMSRootCertificate.
+    CSMS_ROOT = "csms_root", "CSMS root"
+    # The CPO sub-CA of the V2G PKI (signs SECC certificates), usually external.
+    V2G = "v2g", "V2G (SECC) sub-CA"
+    # Mobility operators' roots: contract certificates (Plug&Charge) chain to these.
+    MO_ROOT = "mo_root", "Mobility operator root"
+
+
+class CertificateSource(models.TextChoices):
+    ISSUED = "issued", "Signed by us"
+    REPORTED = "reported", "Reported by the station"
+    INSTALLED = "installed", "Installed by us"
+
+
+class CertificateStatus(models.TextChoices):
+    ACTIVE = "active", "Active"
+    SUPERSEDED = "superseded", "Replaced by a newer one"
+    REVOKED = "revoked", "Revoked"
 
 
 class ConnectorType(models.TextChoices):

@@ -5,6 +5,10 @@ from django.db import models
 
 from accounts.models import Organisation
 from stations.enums import (
+    CertificateAuthorityPurpose,
+    CertificateSource,
+    CertificateStatus,
+    CertificateUse,
     CommandSource,
     CommandStatus,
     ConnectorStatus,
@@ -95,6 +99,9 @@ class ChargingStation(models.Model):
     )
     # 0: no authentication (trusted network only); 1: HTTP Basic over ws://; 2: Basic over TLS; 3: client cert.
     security_profile = models.PositiveSmallIntegerField(default=1)
+    # The highest profile the station has connected with: it is never accepted at a lower one again
+    # (docs/reliability.md case 3).
+    security_profile_seen = models.PositiveSmallIntegerField(default=0)
     # "hmac-sha256$<salt>$<hex>"; empty means no password set (allowed only with security_profile 0).
     password_hash = models.CharField(max_length=200, blank=True)
     # A new password sent to the charger (1.6 AuthorizationKey / 2.0.1 BasicAuthPassword) and the command that
@@ -575,3 +582,118 @@ class Incident(models.Model):
         return (
             f"{self.get_kind_display()} {self.code} on {self.station_id} at {self.detected_at:%Y-%m-%d %H:%M}"
         )
+
+
+class CertificateAuthority(models.Model):
+    """A certificate authority an organisation holds (its private key encrypted at rest, `cpms.secret_box`)
+    or only trusts (no key: a trust anchor, or a CA that signs through an external service). Nobody reads
+    the key through any interface."""
+
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="certificate_authorities"
+    )
+    name = models.CharField(max_length=200)
+    purpose = models.CharField(max_length=20, choices=CertificateAuthorityPurpose.choices)
+    certificate_pem = models.TextField()
+    private_key_encrypted = models.TextField(blank=True, editable=False)
+    # The next CRL's number (RFC 5280 5.2.3): a CRL published by this CA counts up.
+    crl_number = models.PositiveIntegerField(default=0, editable=False)
+    active = models.BooleanField(default=True)
+    not_after = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organisation_id", "purpose", "-created_at"]
+        verbose_name_plural = "certificate authorities"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(purpose__in=CertificateAuthorityPurpose.values), name="ca_purpose_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class StationCertificate(models.Model):
+    """The certificate inventory: every certificate we signed for a station, installed on one, or that one
+    reported (GetInstalledCertificateIds), named as OCPP names it (CertificateHashData)."""
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="+")
+    station = models.ForeignKey(
+        ChargingStation, on_delete=models.SET_NULL, null=True, blank=True, related_name="certificates"
+    )
+    use = models.CharField(max_length=32, choices=CertificateUse.choices)
+    source = models.CharField(max_length=10, choices=CertificateSource.choices)
+    status = models.CharField(
+        max_length=10, choices=CertificateStatus.choices, default=CertificateStatus.ACTIVE
+    )
+    hash_algorithm = models.CharField(max_length=8, default="SHA256")
+    issuer_name_hash = models.CharField(max_length=128)
+    issuer_key_hash = models.CharField(max_length=128)
+    serial_number = models.CharField(max_length=40, help_text="Hexadecimal, without leading zeroes.")
+    subject = models.CharField(max_length=500, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    not_after = models.DateTimeField(null=True, blank=True)
+    certificate_pem = models.TextField(blank=True)
+    issued_by = models.ForeignKey(
+        CertificateAuthority, on_delete=models.PROTECT, null=True, blank=True, related_name="issued"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revocation_reason = models.CharField(max_length=200, blank=True)
+    # When the expiry job last asked the station for a new certificate (TriggerMessage SignCertificate).
+    renewal_requested_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["station", "use", "issuer_name_hash", "issuer_key_hash", "serial_number"],
+                name="station_certificate_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=CertificateStatus.values),
+                name="station_certificate_status_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "not_after"], name="station_cert_expiry"),
+            models.Index(fields=["issuer_key_hash", "serial_number"], name="station_cert_serial"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.use} {self.serial_number}"
+
+
+class OcspResponseCache(models.Model):
+    """An OCSP answer about one certificate (named by its CertificateHashData), kept until its nextUpdate:
+    GetCertificateStatus and Plug&Charge Authorize ask the responder at most once per validity."""
+
+    hash_algorithm = models.CharField(max_length=8, default="SHA256")
+    issuer_name_hash = models.CharField(max_length=128)
+    issuer_key_hash = models.CharField(max_length=128)
+    serial_number = models.CharField(max_length=40)
+    responder_url = models.URLField(max_length=500)
+    status = models.CharField(max_length=10, help_text="good, revoked or unknown (RFC 6960 CertStatus).")
+    response_der_b64 = models.TextField(
+        help_text="The DER-encoded OCSPResponse, base64 (what OCPP forwards)."
+    )
+    this_update = models.DateTimeField()
+    next_update = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "hash_algorithm",
+                    "issuer_name_hash",
+                    "issuer_key_hash",
+                    "serial_number",
+                    "responder_url",
+                ],
+                name="ocsp_cache_unique",
+            ),
+        ]
