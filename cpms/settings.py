@@ -503,3 +503,11 @@ OCPP_VALIDATE_RESPONSES = env_bool("OCPP_VALIDATE_RESPONSES", False)
 # Failed handshakes tolerated per minute from one address for one identity / for any identity (then 429).
 OCPP_HANDSHAKE_FAILURES_PER_IDENTITY = env_int("OCPP_HANDSHAKE_FAILURES_PER_IDENTITY", 10)
 OCPP_HANDSHAKE_FAILURES_PER_ADDRESS = env_int("OCPP_HANDSHAKE_FAILURES_PER_ADDRESS", 100)
+# The TLS terminators in front of the server (IPs or CIDRs; docs/deployment.md#tls-and-mutual-tls): only from
+# these peers are X-Forwarded-Proto, X-Forwarded-For and the client-certificate headers believed (from any
+# other peer they are ignored and logged). Empty: the server is reached directly.
+OCPP_TRUSTED_PROXIES = env_list("OCPP_TRUSTED_PROXIES", [])
+# The terminator's verified client certificate (nginx $ssl_client_escaped_cert: URL-encoded PEM) and its
+# verification result (nginx $ssl_client_verify: SUCCESS, NONE or FAILED:<reason>).
+OCPP_CLIENT_CERT_HEADER = env_str("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-Cert")
+OCPP_CLIENT_VERIFY_HEADER = env_str("OCPP_CLIENT_VERIFY_HEADER", "X-SSL-Client-Verify")
