@@ -21,6 +21,11 @@ from cpms.ocpp_wire.operations import result_key
 from sessions.services.local_lists import local_list_answered, local_list_version_reported
 from sessions.services.reservations import reservation_answered, reservation_cancel_answered
 from stations.models import Command
+from stations.services.certificates import (
+    certificate_signed_answered,
+    installed_certificates_reported,
+    root_installed_answered,
+)
 from stations.services.commands import AnswerHook
 from stations.services.credentials import ROTATION_KEY, is_password_item, station_password_answered
 from stations.services.device_model import OCPP16_COMPONENT, VariableValue, device_variable_values_record
@@ -200,6 +205,16 @@ def _201(version: str) -> dict[tuple[str, str], AnswerHook]:
         (version, "CancelReservation"): _cancel_reservation_answered,
         (version, "SendLocalList"): _send_local_list_answered(version, "versionNumber"),
         (version, "GetLocalListVersion"): _local_list_version_answered("versionNumber"),
+        **_certificates(version),
+    }
+
+
+def _certificates(version: str) -> dict[tuple[str, str], AnswerHook]:
+    """The certificate inventory (stations.services.certificates), the same in every version."""
+    return {
+        (version, "CertificateSigned"): certificate_signed_answered,
+        (version, "GetInstalledCertificateIds"): installed_certificates_reported,
+        (version, "InstallCertificate"): root_installed_answered,
     }
 
 
@@ -210,6 +225,7 @@ HOOKS: dict[tuple[str, str], AnswerHook] = {
     ("1.6", "CancelReservation"): _cancel_reservation_answered,
     ("1.6", "SendLocalList"): _send_local_list_answered("1.6", "listVersion"),
     ("1.6", "GetLocalListVersion"): _local_list_version_answered("listVersion"),
+    **_certificates("1.6"),
     **_201("2.0.1"),
     **_201("2.1"),
 }

@@ -19,6 +19,7 @@ from cpms.ocpp.v16 import mappers
 from sessions.services.ingest import MeterValuesItem
 from sessions.services.transactions import id_token_authorize, session_start, session_stop
 from stations.enums import StationEventKind
+from stations.services.certificates import certificate_signing_requested
 
 
 async def authorize(req: Request) -> dict:
@@ -54,6 +55,19 @@ async def stop_transaction(req: Request) -> dict:
     result = await run_db(session_stop, request=request, organisation_id=req.station.organisation_id)
     await effects.apply(result.outcomes, station=req.station, version=req.version)
     return {"idTagInfo": mappers.id_tag_info(result.token)} if result.token is not None else {}
+
+
+async def sign_certificate(req: Request) -> dict:
+    """Security whitepaper A02: the charge point's CSR, signed by the organisation's charging-station CA.
+    Answered at once; CertificateSigned follows from the outbox once this answer is out."""
+    outcome = await run_db(
+        certificate_signing_requested,
+        station_id=req.station.station_id,
+        csr_pem=req.payload["csr"],
+        certificate_type="ChargingStationCertificate",
+        received_at=req.received_at,
+    )
+    return {"status": "Accepted" if outcome.accepted else "Rejected"}
 
 
 async def meter_values(req: Request) -> dict:
@@ -97,11 +111,5 @@ class V16ChargePoint(ChargePoint):
             StationEventKind.FIRMWARE_STATUS, status_field="firmware_status"
         ),
         "LogStatusNotification": recorded(StationEventKind.LOG_STATUS, status_field="diagnostics_status"),
-        # Certificate handling (security profile 3) is not built yet: the request is kept and refused, so
-        # the charger keeps its current certificate instead of waiting for one that will not come.
-        "SignCertificate": recorded(
-            StationEventKind.CERTIFICATE_REQUEST,
-            {"status": "Rejected"},
-            detail=lambda p: {"csr": p["csr"][:5500]},
-        ),
+        "SignCertificate": sign_certificate,
     }

@@ -25,6 +25,7 @@ from sessions.services.ingest import MeterValuesItem
 from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
+from stations.services.certificates import certificate_signing_requested
 from stations.services.device_model import device_variables_record
 
 
@@ -106,8 +107,18 @@ async def reservation_status_updated(req: Request) -> dict:
     return {}
 
 
-def _csr_only(payload: dict) -> dict:
-    return {"csr": payload["csr"][:5500], "certificateType": payload.get("certificateType", "")}
+async def sign_certificate(req: Request) -> dict:
+    """A02/A03: the station's CSR, signed by the CA of its certificateType (absent: a
+    ChargingStationCertificate). Answered at once; CertificateSigned follows from the outbox
+    once this answer is out. Why a request was refused is in the station's certificate_request event."""
+    outcome = await run_db(
+        certificate_signing_requested,
+        station_id=req.station.station_id,
+        csr_pem=req.payload["csr"],
+        certificate_type=req.payload.get("certificateType") or "ChargingStationCertificate",
+        received_at=req.received_at,
+    )
+    return {"status": "Accepted" if outcome.accepted else "Rejected"}
 
 
 def _without_exi(payload: dict) -> dict:
@@ -145,11 +156,9 @@ class V201ChargePoint(ChargePoint):
         "NotifyEVChargingSchedule": recorded(StationEventKind.EV_CHARGING_SCHEDULE, {"status": "Accepted"}),
         "NotifyDisplayMessages": recorded(StationEventKind.DISPLAY_MESSAGES),
         "NotifyCustomerInformation": recorded(StationEventKind.CUSTOMER_INFORMATION),
-        # Certificate management (security profile 3, ISO 15118 Plug & Charge) is not built yet: requests
-        # are kept and refused so the station keeps its current certificates.
-        "SignCertificate": recorded(
-            StationEventKind.CERTIFICATE_REQUEST, {"status": "Rejected"}, detail=_csr_only
-        ),
+        "SignCertificate": sign_certificate,
+        # ISO 15118 Plug & Charge is not built yet: requests are kept and refused so the station keeps its
+        # current certificates.
         "Get15118EVCertificate": recorded(
             StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed", "exiResponse": ""}, detail=_without_exi
         ),
