@@ -1,7 +1,8 @@
 """The OCPP-J WebSocket endpoint: `ws(s)://HOST/ocpp/<identity>`
 (docs/contract.md#chargers-ocpp-j-over-websocket).
 
-Handshake: subprotocol negotiation, station lookup (404 unknown), HTTP Basic auth (401), then the
+Handshake: subprotocol negotiation, station lookup (404 unknown), HTTP Basic auth (401) or a client
+certificate, the station's security profile (403 below it: stations.services.transport_security), then the
 version's ChargePoint takes every frame. The consumer joins a channel-layer group per station so any
 process can reach the charger, and a newer connection of the same identity replaces an older one.
 
@@ -51,11 +52,19 @@ from stations.services.commands import (
 from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
 from stations.services.ocpp import (
     security_event_record,
-    station_auth_get,
     station_auto_register,
     station_connected,
     station_disconnected,
 )
+from stations.services.transport_security import (
+    Transport,
+    profile_required,
+    station_certificate_check,
+    station_handshake_get,
+    station_profile_seen_raise,
+    transport_of,
+)
+from stations.types import StationAuth
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +76,18 @@ CHARGE_POINTS: dict[str, type[ChargePoint]] = {
     "ocpp2.1": V21ChargePoint,
 }
 MAX_IDENTITY_LENGTH = 48
+# What each security profile a connection reaches is (stations.services.transport_security).
+PROFILE_MEANS = {
+    0: "no authentication",
+    1: "HTTP Basic over plain ws://",
+    2: "HTTP Basic over TLS",
+    3: "TLS client certificate",
+}
+# The body of a refused handshake: what was wrong, never why in detail (that is in the security log).
+REFUSAL_TEXT = {
+    401: "Authentication required",
+    403: "Security profile not met: see the operator",
+}
 # One channel-layer call of a connection's link (new_channel, group_add, the superseded broadcast) may take
 # this long before it is given up (a layer that hangs) and tried again, after a pause that starts at
 # LAYER_RETRY_S and doubles up to LAYER_RETRY_MAX_S (jittered: a storm's links do not retry in step). A call
@@ -363,7 +384,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         identity, problem = identity_parse(self.scope)
-        remote = (self.scope.get("client") or ["", 0])[0] or ""
+        # TLS, the client certificate and the charger's address, as far as the peer may tell them (a trusted
+        # TLS terminator; stations.services.transport_security).
+        transport = transport_of(self.scope)
+        remote = transport.remote_addr
         protocol = negotiate(self.scope.get("subprotocols") or [])
         if protocol is None:
             logger.info(
@@ -396,8 +420,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         headers = dict(self.scope.get("headers") or [])
         credentials = basic_auth_parse(headers.get(b"authorization"))
-        station = await run_db(station_auth_get, identity=identity)
-        if station is None:
+        found = await run_db(station_handshake_get, identity=identity)
+        if found is None:
             password = credentials[1] if credentials and credentials[0] == identity else None
             station = await run_db(station_auto_register, identity=identity, password=password)
             if station is None:
@@ -411,19 +435,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 handshake_throttle.failed(identity=identity, address=remote)
                 await self._refuse(404, "Unknown charging station")
                 return
-        elif not await self._authenticated(station, identity, credentials):
-            await run_db(
-                security_event_record,
-                identity=identity,
-                station_id=station.station_id,
-                kind=SecurityEventKind.AUTH_FAILED,
-                # Never the password itself (docs/reliability.md case 2): only what was wrong.
-                detail="missing credentials" if credentials is None else "wrong username or password",
-                remote_addr=remote,
-            )
-            handshake_throttle.failed(identity=identity, address=remote)
-            await self._refuse(401, "Authentication required")
-            return
+        else:
+            station, seen = found
+            if not await self._admitted(station, seen, identity, credentials, transport):
+                return
         handshake_throttle.succeeded(identity=identity, address=remote)
 
         self.connection_id = uuid.uuid4().hex
@@ -477,6 +492,93 @@ class OcppConsumer(AsyncWebsocketConsumer):
             layer_health.failed(method, self.identity, exc)
         else:
             layer_health.ok()
+
+    async def _admitted(
+        self,
+        station: StationAuth,
+        seen: int,
+        identity: str,
+        credentials: tuple[str, str] | None,
+        transport: Transport,
+    ) -> bool:
+        """Whether the station may connect over this transport with these credentials; if not, the refusal is
+        recorded (a SecurityEvent), counted by the throttle and sent. docs/contract.md#security-profiles.
+
+        The connection reaches profile 3 with a client certificate that passes every check (OCPP 2.0.1
+        A00.FR.403-405), else 2 or 1 with HTTP Basic over TLS or plain ws, else 0 for a station without a
+        password. It is refused below the profile the station requires: its configured one, and the highest it
+        was ever seen at. A station configured lower that reaches higher (the profile-upgrade procedure, A05)
+        is accepted, and from then on never below that. Database work added to the handshake: the certificate
+        check (profile 3 only) and raising `security_profile_seen` (once per new level)."""
+        required = profile_required(security_profile=station.security_profile, security_profile_seen=seen)
+        refusal = ""  # why the client certificate was refused, when one was presented
+        achieved: int | None = None
+        if transport.tls and transport.certificate_presented:
+            refusal = await run_db(
+                station_certificate_check,
+                organisation_id=station.organisation_id,
+                identity=identity,
+                pem=transport.client_cert_pem,
+                verify=transport.verify,
+                now=timezone.now(),
+            )
+            if not refusal:
+                achieved = 3
+        if achieved is None:
+            if refusal and required >= 3:
+                await self._refused(
+                    station, identity, transport, SecurityEventKind.CERTIFICATE_REFUSED, refusal, 403
+                )
+                return False
+            if not await self._authenticated(station, identity, credentials):
+                if refusal:
+                    await self._refused(
+                        station, identity, transport, SecurityEventKind.CERTIFICATE_REFUSED, refusal, 403
+                    )
+                else:
+                    # Never the password itself (docs/reliability.md case 2): only what was wrong.
+                    detail = "missing credentials" if credentials is None else "wrong username or password"
+                    await self._refused(
+                        station, identity, transport, SecurityEventKind.AUTH_FAILED, detail, 401
+                    )
+                return False
+            with_password = credentials is not None and bool(
+                station.password_hash or station.pending_password_hash
+            )
+            achieved = (2 if transport.tls else 1) if with_password else 0
+        if achieved < required:
+            detail = (
+                f"connected at profile {achieved} ({PROFILE_MEANS[achieved]}); the station requires "
+                f"{required} (configured {station.security_profile}, seen at {seen})"
+            )
+            await self._refused(
+                station, identity, transport, SecurityEventKind.PROFILE_DOWNGRADE, detail, 403
+            )
+            return False
+        if refusal:
+            logger.warning(
+                "%s: client certificate not accepted (%s); connected at profile %s",
+                identity,
+                refusal,
+                achieved,
+            )
+        if achieved >= 2 and achieved > seen:
+            await run_db(station_profile_seen_raise, station_id=station.station_id, profile=achieved)
+        return True
+
+    async def _refused(
+        self, station: StationAuth, identity: str, transport: Transport, kind: str, detail: str, status: int
+    ) -> None:
+        await run_db(
+            security_event_record,
+            identity=identity,
+            station_id=station.station_id,
+            kind=kind,
+            detail=detail,
+            remote_addr=transport.remote_addr,
+        )
+        handshake_throttle.failed(identity=identity, address=transport.remote_addr)
+        await self._refuse(status, REFUSAL_TEXT[status])
 
     @staticmethod
     async def _authenticated(station, identity: str, credentials: tuple[str, str] | None) -> bool:
