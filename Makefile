@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test venv lint typecheck bench bench-scale soak clean
+.PHONY: run test venv lint typecheck bench bench-scale bench-ocpi soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 N ?= 200
 bench-scale: $(STAMP)
 	$(PY) bench/scale.py $(N) $(ARGS)
+
+# The OCPI push path: sweeps, outbox delivery, sync now (docs/performance.md "Roaming pushes (OCPI)").
+bench-ocpi: $(STAMP)
+	$(PY) bench/ocpi_push.py $(ARGS)
 
 # The embedded mode under simulated chargers for MINUTES, the worker killed halfway (docs/deployment.md).
 MINUTES ?= 30
