@@ -9,13 +9,13 @@ app_name = "ocpi"
 
 urlpatterns = [
     path("", include("cpms.ocpi.views.versions")),
-    path(f"{OCPI_VERSION}/locations", include("cpms.ocpi.views.locations")),
-    path(f"{OCPI_VERSION}/tariffs", include("cpms.ocpi.views.tariffs")),
-    path(f"{OCPI_VERSION}/sessions", include("cpms.ocpi.views.sessions")),
-    path(f"{OCPI_VERSION}/cdrs", include("cpms.ocpi.views.cdrs")),
-    path(f"{OCPI_VERSION}/tokens", include("cpms.ocpi.views.tokens")),
-    path(f"{OCPI_VERSION}/commands", include("cpms.ocpi.views.commands")),
-    path(f"{OCPI_VERSION}/chargingprofiles", include("cpms.ocpi.views.charging_profiles")),
-    path(f"{OCPI_VERSION}/hubclientinfo", include("cpms.ocpi.views.hub_client_info")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.locations")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.tariffs")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.sessions")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.cdrs")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.tokens")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.commands")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.charging_profiles")),
+    path(f"{OCPI_VERSION}/", include("cpms.ocpi.views.hub_client_info")),
     re_path(r"^(?P<path>.*)$", not_found),
 ]

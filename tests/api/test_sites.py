@@ -151,7 +151,14 @@ def test_patch_changes_only_the_given_fields(world, api):
     )
     assert response.status_code == 200
     after = row(world.site_a1)
-    assert after == {**before, "name": "A1 renamed", "time_zone": "Europe/Paris", "grid_capacity_w": 100000}
+    assert after["updated_at"] > before["updated_at"]  # what roaming partners are told changed
+    assert after == {
+        **before,
+        "name": "A1 renamed",
+        "time_zone": "Europe/Paris",
+        "grid_capacity_w": 100000,
+        "updated_at": after["updated_at"],
+    }
     world.site_a1.refresh_from_db()
     assert response.json() == site_json(world.site_a1)
 

@@ -17,6 +17,6 @@ def cdrs_get(request: HttpRequest, ctx: OcpiContext) -> Paged:
 
 
 urlpatterns = [
-    path("", cdrs_get),
-    path("/", cdrs_get),
+    path("cdrs", cdrs_get),
+    path("cdrs/", cdrs_get),
 ]

@@ -24,4 +24,4 @@ def charging_profile_view(request: HttpRequest, ctx: OcpiContext, session_id: st
     return answer.data()
 
 
-urlpatterns = [path("/<str:session_id>", charging_profile_view)]
+urlpatterns = [path("chargingprofiles/<str:session_id>", charging_profile_view)]

@@ -27,4 +27,4 @@ def command_view(request: HttpRequest, ctx: OcpiContext, command: str) -> object
     return HttpResponse(orjson.dumps(body), status=answer.http_status, content_type="application/json")
 
 
-urlpatterns = [path("/<str:command>", command_view)]
+urlpatterns = [path("commands/<str:command>", command_view)]

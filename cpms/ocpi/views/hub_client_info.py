@@ -24,4 +24,4 @@ def client_info_view(request: HttpRequest, ctx: OcpiContext, country_code: str, 
     return hub_client_info.client_info_data(info)
 
 
-urlpatterns = [path("/<str:country_code>/<str:party_id>", client_info_view)]
+urlpatterns = [path("hubclientinfo/<str:country_code>/<str:party_id>", client_info_view)]

@@ -49,8 +49,8 @@ def connector_detail(
 
 
 urlpatterns = [
-    path("", location_list),
-    path("/<str:location_id>", location_detail),
-    path("/<str:location_id>/<str:evse_uid>", evse_detail),
-    path("/<str:location_id>/<str:evse_uid>/<str:connector_id>", connector_detail),
+    path("locations", location_list),
+    path("locations/<str:location_id>", location_detail),
+    path("locations/<str:location_id>/<str:evse_uid>", evse_detail),
+    path("locations/<str:location_id>/<str:evse_uid>/<str:connector_id>", connector_detail),
 ]

@@ -50,7 +50,7 @@ def charging_preferences_put(request: HttpRequest, ctx: OcpiContext, session_id:
 
 
 urlpatterns = [
-    path("", sessions_get),
-    path("/", sessions_get),
-    path("/<str:session_id>/charging_preferences", charging_preferences_put),
+    path("sessions", sessions_get),
+    path("sessions/", sessions_get),
+    path("sessions/<str:session_id>/charging_preferences", charging_preferences_put),
 ]

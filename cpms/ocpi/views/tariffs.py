@@ -16,5 +16,5 @@ def tariff_list(request: HttpRequest, ctx: OcpiContext) -> Paged:
 
 
 urlpatterns = [
-    path("", tariff_list),
+    path("tariffs", tariff_list),
 ]

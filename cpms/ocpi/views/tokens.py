@@ -30,5 +30,5 @@ def token_detail(request: HttpRequest, ctx: OcpiContext, country_code: str, part
 
 
 urlpatterns = [
-    path("/<str:country_code>/<str:party_id>/<str:token_uid>", token_detail),
+    path("tokens/<str:country_code>/<str:party_id>/<str:token_uid>", token_detail),
 ]
