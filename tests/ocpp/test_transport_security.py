@@ -92,10 +92,10 @@ def leaf_make(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-    dns_name: str | None = None,
+    alt_names: list[x509.GeneralName] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     """A certificate signed by `ca`: a charging station's (CN the identity, O the operator), or with
-    `dns_name` and serverAuth a server's."""
+    `alt_names` and serverAuth a server's."""
     key = key_make()
     attributes = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
     if organisation:
@@ -111,8 +111,8 @@ def leaf_make(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     )
-    if dns_name:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), critical=False)
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
