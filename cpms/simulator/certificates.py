@@ -7,7 +7,14 @@ hexadecimal without leading zeroes. The simulator reads these from the X.509 str
 of DER, no crypto library); the issuer's key is the certificate's own for a self-signed root, else that of
 an installed certificate whose subject is the issuer. A PEM block it cannot parse still gets stable
 stand-in values derived from its bytes, so that it can be listed and deleted. Nothing is verified: the
-simulator accepts any certificate that is PEM-encoded.
+simulator accepts any root certificate that is PEM-encoded.
+
+Its own certificate (security profile 3, A02 / whitepaper A02): asked by TriggerMessage
+SignChargingStationCertificate (1.6: ExtendedTriggerMessage SignChargePointCertificate), the simulator
+makes an EC P-256 key and a real PKCS#10 CSR with the `cryptography` library (`csr_new`: CN = its identity,
+O = its operator's name), sends SignCertificate, and installs the chain CertificateSigned brings only when
+the leaf holds the key it made (`accept_signed`); `client_files` writes the certificate and key for a TLS
+client to reconnect with. The CSR is the only real cryptography here: roots are still taken as they come.
 """
 
 import base64
@@ -15,6 +22,20 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+# The triggers that ask for a CSR (2.0.1 MessageTriggerEnumType; 1.6 whitepaper ExtendedTriggerMessage) ->
+# the certificate type the store keeps the key and chain under (1.6's CertificateSigned names none).
+SIGN_TRIGGERS = {
+    "SignChargingStationCertificate": "ChargingStationCertificate",
+    "SignV2GCertificate": "V2GCertificate",
+    "SignChargePointCertificate": "ChargePointCertificate",
+}
 
 PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", re.DOTALL)
 _SEQUENCE, _INTEGER, _BIT_STRING, _VERSION = 0x30, 0x02, 0x03, 0xA0
@@ -41,6 +62,10 @@ class CertificateStore:
     installed: list[InstalledCertificate] = field(default_factory=list)
     # The last chain received with CertificateSigned, by certificate type (1.6: "ChargePointCertificate").
     signed: dict[str, str] = field(default_factory=dict)
+    # Keys made for a CSR, by certificate type, until a CertificateSigned for them arrives (PEM, PKCS#8).
+    pending_keys: dict[str, str] = field(default_factory=dict)
+    # The key of each installed signed certificate, by certificate type.
+    keys: dict[str, str] = field(default_factory=dict)
 
     def install(self, certificate_type: str, pem: str) -> bool:
         """False when `pem` holds no PEM certificate. The same certificate installed twice is kept once."""
@@ -63,11 +88,45 @@ class CertificateStore:
         self.installed = kept
         return found
 
+    def csr_new(self, certificate_type: str, *, identity: str, organization: str) -> str:
+        """A new key for `certificate_type` and the PEM CSR of its public key (CN = identity, O =
+        organization when given). The key waits for its certificate; the current one stays in use."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        names = [x509.NameAttribute(NameOID.COMMON_NAME, identity)]
+        if organization:
+            names.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+        csr = (
+            x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names)).sign(key, hashes.SHA256())
+        )
+        self.pending_keys[certificate_type] = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        return csr.public_bytes(serialization.Encoding.PEM).decode()
+
     def accept_signed(self, certificate_type: str, chain: str) -> bool:
+        """Install a signed chain. After a CSR of ours, only a chain whose leaf holds the key we made (the
+        station keeps its old certificate otherwise); without one, any PEM chain (tests of the message)."""
         if not pem_blocks(chain):
             return False
+        pending = self.pending_keys.get(certificate_type)
+        if pending is not None:
+            if not _holds_key(chain, pending):
+                return False
+            self.keys[certificate_type] = self.pending_keys.pop(certificate_type)
         self.signed[certificate_type] = chain
         return True
+
+    def client_files(self, certificate_type: str, directory: Path) -> tuple[Path, Path] | None:
+        """Write the installed certificate chain and its key for a TLS client (0600); None without one."""
+        chain, key = self.signed.get(certificate_type), self.keys.get(certificate_type)
+        if not chain or not key:
+            return None
+        directory.mkdir(parents=True, exist_ok=True)
+        cert_path, key_path = directory / "client-cert.pem", directory / "client-key.pem"
+        cert_path.write_text(chain)
+        key_path.touch(mode=0o600)
+        key_path.write_text(key)
+        return cert_path, key_path
 
     def _subject_keys(self) -> dict[bytes, bytes]:
         keys = {}
@@ -77,6 +136,17 @@ class CertificateStore:
                 if parsed is not None:
                     keys[parsed.subject] = parsed.public_key
         return keys
+
+
+def _holds_key(chain: str, key_pem: str) -> bool:
+    try:
+        leaf = x509.load_pem_x509_certificates(chain.encode())[0]
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (ValueError, IndexError):
+        return False
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    return leaf.public_key().public_bytes(der, spki) == key.public_key().public_bytes(der, spki)
 
 
 def pem_blocks(text: str) -> list[bytes]:
