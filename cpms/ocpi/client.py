@@ -8,6 +8,7 @@ Failures are split the way the outbox needs them:
 - `PartnerRefused`: HTTP 4xx or an OCPI 2xxx status: the partner read the request and said no.
 """
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,21 @@ def answer_read(response: httpx.Response) -> PartnerAnswer:
     )
 
 
+_client: httpx.Client | None = None
+_client_pid = 0
+
+
+def _http() -> httpx.Client:
+    """One HTTP client per process, made on first use (after a worker forked): a new client per request
+    loads the CA bundle and opens a connection each time, ~20 ms a push (bench/ocpi_push.py); this one keeps
+    connections to partners alive. httpx.Client is safe to share between threads."""
+    global _client, _client_pid
+    if _client is None or _client_pid != os.getpid():
+        _client = httpx.Client(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+        _client_pid = os.getpid()
+    return _client
+
+
 def call(
     method: str,
     url: str,
@@ -130,7 +146,7 @@ def call(
         token=token, from_party=from_party, to_party=to_party, correlation_id=correlation_id
     )
     try:
-        response = httpx.request(
+        response = _http().request(
             method,
             url,
             headers=headers,

@@ -42,7 +42,8 @@ def push_sweep() -> None:
         cdrs.cdrs_push_pending,
     ):
         try:
-            sweep()
+            with outbox.kicks_deferred():
+                sweep()
         except Exception:  # one module's failure must not stop the others' pushes
             logger.exception("OCPI push sweep %s failed", sweep.__qualname__)
 

@@ -185,3 +185,21 @@ def test_delivered_items_are_purged_after_the_keep_period(partner, receiver):
     )
     assert outbox.outbox_purge_delivered(older_than=timedelta(days=30)) == 1
     assert OcpiOutboxItem.objects.count() == 1
+
+
+def test_a_sweep_starts_one_delivery_per_partner_not_one_per_item(
+    partner, roaming, django_capture_on_commit_callbacks, monkeypatch
+):
+    kicked = []
+    monkeypatch.setattr("cpms.ocpi.tasks.outbox_deliver.delay", kicked.append)
+    with django_capture_on_commit_callbacks(execute=True), outbox.kicks_deferred():
+        _queue(partner, "s1", 3)
+        _queue(roaming.partner_a2, "s2", 2)
+    assert sorted(kicked) == sorted([partner.pk, roaming.partner_a2.pk])
+    # A block that fails starts nothing.
+    kicked.clear()
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
+        with outbox.kicks_deferred():
+            _queue(partner, "s3", 1)
+            raise RuntimeError
+    assert kicked == []

@@ -16,7 +16,11 @@ A push is queued in the same transaction as the change it reports (`outbox_enque
   (a retry changes nothing twice), or a POST of a CDR or a command result that the partner keys by its id.
 """
 
+import contextlib
+import functools
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,8 +81,31 @@ def outbox_enqueue(
         to_party_id=to_party[1] if to_party else "",
         next_attempt_at=timezone.now(),
     )
-    transaction.on_commit(lambda: _kick(partner.pk))
+    deferred = _deferred_kicks.get()
+    if deferred is not None:
+        deferred.add(partner.pk)
+    else:
+        transaction.on_commit(functools.partial(_kick, partner.pk))
     return item
+
+
+# Inside `kicks_deferred()`: the partners whose delivery is to be started once at the end.
+_deferred_kicks: ContextVar[set[int] | None] = ContextVar("ocpi_outbox_deferred_kicks", default=None)
+
+
+@contextlib.contextmanager
+def kicks_deferred() -> Iterator[None]:
+    """Queues made inside start one delivery per partner when the block ends (after commit), not one per
+    item: a sweep or a sync that queues thousands of items publishes a handful of Celery messages
+    (bench/ocpi_push.py). Nothing is started when the block raises."""
+    pending: set[int] = set()
+    token = _deferred_kicks.set(pending)
+    try:
+        yield
+    finally:
+        _deferred_kicks.reset(token)
+    for partner_id in sorted(pending):
+        transaction.on_commit(functools.partial(_kick, partner_id))
 
 
 def _kick(partner_id: int) -> None:

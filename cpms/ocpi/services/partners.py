@@ -144,9 +144,11 @@ def partner_push_all(partner: OcpiPartner) -> SyncResult:
     """Queues a PUT of every tariff, then every location, published to the partner (tariffs first: a
     Location names the tariffs of its connectors). The caller checks the partner is registered."""
     from cpms.ocpi.services import locations, tariffs  # they read this module's partner settings
+    from cpms.ocpi.services.outbox import kicks_deferred
 
-    queued_tariffs = tariffs.tariffs_push_all(partner)
-    return SyncResult(locations=locations.locations_push_all(partner), tariffs=queued_tariffs)
+    with kicks_deferred():
+        queued_tariffs = tariffs.tariffs_push_all(partner)
+        return SyncResult(locations=locations.locations_push_all(partner), tariffs=queued_tariffs)
 
 
 def partner_sync(*, partner: OcpiPartner, actor: User | None = None) -> SyncResult:
