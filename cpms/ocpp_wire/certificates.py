@@ -87,7 +87,7 @@ def get_installed_certificate_ids(version: str, *, use: str | None = None) -> Ca
 
 def installed_hash_data(
     version: str, request: dict[str, Any], response: dict[str, Any]
-) -> list[tuple[str, dict]]:
+) -> list[tuple[str, dict[str, Any]]]:
     """(our use, CertificateHashData) of each certificate a GetInstalledCertificateIds answer lists; the
     2.0.1 chain's child certificates (a V2GCertificateChain's sub-CAs) are left out: the inventory names the
     station's certificates, their issuers are named by their hashes."""

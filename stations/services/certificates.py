@@ -179,7 +179,7 @@ class LocalSigner:
                 critical=False,
             )
         )
-        leaf = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+        leaf = builder.sign(key, hashes.SHA256())
         # The root stays out of the chain (the station holds it as a trust anchor); a sub-CA goes in.
         return [leaf] if ca_cert.issuer == ca_cert.subject else [leaf, ca_cert]
 
@@ -196,14 +196,19 @@ def signer_for(ca: CertificateAuthority) -> CertificateSigner | None:
 # --- certificate helpers --------------------------------------------------------------------------------
 
 
-def _ca_key(ca: CertificateAuthority):
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def _ca_key(ca: CertificateAuthority) -> SigningKey | None:
     pem = secret_decrypt(ca.private_key_encrypted, purpose=KEY_PURPOSE)
     if not pem:
         return None
-    return serialization.load_pem_private_key(pem.encode(), password=None)
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    # ca_create and ca_import store no other kind.
+    return key if isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) else None
 
 
-def _key_pem(key) -> str:
+def _key_pem(key: SigningKey) -> str:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -239,7 +244,7 @@ def crl_url(ca: CertificateAuthority) -> str:
     return f"{settings.CPMS_PUBLIC_URL}/pki/ca/{ca.pk}/crl.der"
 
 
-def _new_key(key_type: str):
+def _new_key(key_type: str) -> SigningKey:
     if key_type == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
@@ -360,6 +365,8 @@ def ca_import(
             raise ValidationFailed(
                 "private_key_pem is not an unencrypted PEM private key (decrypt it first)."
             ) from None
+        if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+            raise ValidationFailed("A CA key must be EC or RSA.")
         spki = serialization.PublicFormat.SubjectPublicKeyInfo
         if key.public_key().public_bytes(serialization.Encoding.DER, spki) != cert.public_key().public_bytes(
             serialization.Encoding.DER, spki
@@ -795,7 +802,7 @@ def crl_for(ca: CertificateAuthority, *, now: datetime | None = None) -> bytes:
             .revocation_date(revoked_at or now)
             .build()
         )
-    crl = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    crl = builder.sign(key, hashes.SHA256())
     return crl.public_bytes(serialization.Encoding.DER)
 
 
