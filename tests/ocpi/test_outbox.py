@@ -198,8 +198,11 @@ def test_a_sweep_starts_one_delivery_per_partner_not_one_per_item(
     assert sorted(kicked) == sorted([partner.pk, roaming.partner_a2.pk])
     # A block that fails starts nothing.
     kicked.clear()
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(RuntimeError):
-        with outbox.kicks_deferred():
-            _queue(partner, "s3", 1)
-            raise RuntimeError
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(RuntimeError),
+        outbox.kicks_deferred(),
+    ):
+        _queue(partner, "s3", 1)
+        raise RuntimeError
     assert kicked == []
