@@ -1,5 +1,6 @@
 """What a simulated charger (and a fleet of them) is asked to do. Protocol-independent."""
 
+import ssl
 from dataclasses import dataclass
 
 DEFAULT_IDENTITY_PREFIX = "SIM-"
@@ -35,6 +36,38 @@ class ChargerConfig:
     open_timeout_s: float = 10.0
     # How many times a charger reconnects after a CSMS Reset before it stops obeying (bounds the loop).
     max_reboots: int = 3
+    # TLS (a wss:// url; security profiles 2 and 3): the CA bundle the CSMS's certificate must chain to (the
+    # charger's CSMSRootCertificate; None: the system's), and for profile 3 the charger's certificate (PEM,
+    # with its chain) and private key files.
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+
+    def ssl_context(
+        self, *, cert_file: str | None = None, key_file: str | None = None
+    ) -> ssl.SSLContext | None:
+        """What `websockets.connect(ssl=...)` takes: None for a ws:// url. `cert_file`/`key_file` replace the
+        configured client certificate (a charger that installed a newly signed one reconnects with it)."""
+        return tls_context(
+            self.url,
+            ca_file=self.tls_ca_file,
+            cert_file=cert_file or self.tls_cert_file,
+            key_file=key_file or self.tls_key_file,
+        )
+
+
+def tls_context(
+    url: str, *, ca_file: str | None, cert_file: str | None, key_file: str | None
+) -> ssl.SSLContext | None:
+    """A charger's TLS: it checks the CSMS's certificate and host name (OCPP A00.FR.307-308), speaks TLS 1.2 or
+    above (A00.FR.312), and presents its own certificate when it has one (profile 3)."""
+    if not url.startswith("wss://"):
+        return None
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert_file:
+        context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 @dataclass(frozen=True)
@@ -58,6 +91,10 @@ class FleetConfig:
     seed: int = 0
     response_timeout_s: float = 30.0
     open_timeout_s: float = 10.0
+    # As ChargerConfig's; one client certificate serves a fleet of one (its CN is the identity, profile 3).
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     # Handshakes in flight at once: Channels admits a few hundred new connections per second
     # (docs/performance.md#connections-and-file-descriptors), so a thousand simultaneous opens would mostly
     # time out.
@@ -91,4 +128,7 @@ class FleetConfig:
             seed=self.seed,
             response_timeout_s=self.response_timeout_s,
             open_timeout_s=self.open_timeout_s,
+            tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
         )

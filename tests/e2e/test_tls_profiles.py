@@ -33,6 +33,7 @@ from django.conf import settings
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from cpms.simulator.config import ChargerConfig
 from stations.models import ChargingStation, SecurityEvent
 from tests.e2e.conftest import LiveCsms, _process_env, free_port, server_process
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory, OrganisationFactory, SiteFactory
@@ -217,12 +218,17 @@ def _wait_listening(process: subprocess.Popen, ports: list[int], error_log: Path
 
 
 def tls_context(terminator: Terminator, client: tuple[Path, Path] | None = None) -> ssl.SSLContext:
-    """What a charger holds: the CSMS root (to check the server: A00.FR.307) and, for profile 3, its
-    certificate and key."""
-    context = ssl.create_default_context(cafile=str(terminator.server_ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if client is not None:
-        context.load_cert_chain(str(client[0]), str(client[1]))
+    """What a charger holds, as the simulator builds it (cpms.simulator.config): the CSMS root to check the
+    server with (A00.FR.307) and, for profile 3, its certificate and key."""
+    config = ChargerConfig(
+        url=f"wss://127.0.0.1:{terminator.tls_port}/ocpp",
+        identity="unused",
+        tls_ca_file=str(terminator.server_ca),
+        tls_cert_file=str(client[0]) if client else None,
+        tls_key_file=str(client[1]) if client else None,
+    )
+    context = config.ssl_context()
+    assert context is not None
     return context
 
 

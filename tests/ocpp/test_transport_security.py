@@ -7,6 +7,7 @@ import base64
 import datetime as dt
 import hashlib
 import logging
+import ssl
 from urllib.parse import quote
 
 import pytest
@@ -19,6 +20,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from cpms.ocpp.routing import websocket_urlpatterns
 from cpms.ocpp.throttle import handshake_throttle
+from cpms.simulator.config import ChargerConfig, FleetConfig
 from stations.enums import CertificateAuthorityPurpose, CertificateSource, CertificateStatus, CertificateUse
 from stations.models import CertificateAuthority, ChargingStation, SecurityEvent, StationCertificate
 from stations.services.transport_security import (
@@ -563,3 +565,32 @@ def test_transport_of_asgi_tls_and_its_client_certificate():
     )
     assert transport.client_cert_pem.startswith("-----BEGIN CERTIFICATE-----")
     assert transport_of({"scheme": "ws", "client": ["192.0.2.9", 1], "headers": []}).tls is False
+
+
+def test_simulator_tls_context(tmp_path):
+    """The simulated charger's TLS (cpms.simulator.config): none over ws://; over wss:// the CSMS's certificate
+    and host name checked, TLS 1.2 or above, and its own certificate presented when it has one."""
+    ca, ca_key = ca_make("CSMS Root")
+    cert, key = leaf_make(ca, ca_key, common_name="SIM-001", organisation="Volt Operator")
+    (tmp_path / "root.crt").write_text(pem(ca))
+    (tmp_path / "cp.crt").write_text(pem(cert))
+    (tmp_path / "cp.key").write_text(key_pem(key))
+    fleet = FleetConfig(
+        url="wss://csms.example/ocpp",
+        tls_ca_file=str(tmp_path / "root.crt"),
+        tls_cert_file=str(tmp_path / "cp.crt"),
+        tls_key_file=str(tmp_path / "cp.key"),
+    )
+
+    context = fleet.charger("SIM-001").ssl_context()
+
+    assert context is not None
+    assert (context.verify_mode, context.check_hostname, context.minimum_version) == (
+        ssl.CERT_REQUIRED,
+        True,
+        ssl.TLSVersion.TLSv1_2,
+    )
+    assert [item["subject"] for item in context.get_ca_certs()] == [((("commonName", "CSMS Root"),),)]
+    assert ChargerConfig(url="ws://csms.example/ocpp", identity="SIM-001").ssl_context() is None
+    with pytest.raises(FileNotFoundError):
+        fleet.charger("SIM-001").ssl_context(cert_file=str(tmp_path / "missing.crt"))
