@@ -47,8 +47,8 @@ from sessions.contract_certificates import (
 from sessions.enums import IdTokenStatus
 from sessions.services.transactions import id_token_authorize
 from sessions.types import TokenInfo
-from stations.enums import CertificateAuthorityPurpose
-from stations.models import CertificateAuthority, OcspResponseCache
+from stations.enums import CertificateAuthorityPurpose, StationEventKind
+from stations.models import CertificateAuthority, OcspResponseCache, StationEvent
 
 logger = logging.getLogger(__name__)
 
@@ -528,11 +528,18 @@ def certificate_status_get(
 
 
 def ev_certificate_get(
-    *, organisation_id: int, iso15118_schema_version: str, action: str, exi_request: str
+    *,
+    organisation_id: int,
+    station_id: int | None = None,
+    iso15118_schema_version: str,
+    action: str,
+    exi_request: str,
+    now: datetime | None = None,
 ) -> EvCertificateResult:
     """OCPP 2.0.1 M01/M02 (Get15118EVCertificate): the car's request through the contract-certificate
-    provider. Garbage is refused before the provider sees it (ValidationFailed); a provider that cannot
-    answer gives Failed with its reason."""
+    provider. Garbage is refused before the provider sees it (ValidationFailed, nothing kept); a provider that
+    cannot answer gives Failed with its reason. Each request the provider saw is kept as a station event
+    (the contract's eMAID and serial when the provider says; never the EXI itself)."""
     if action not in CERTIFICATE_ACTIONS:
         raise ValidationFailed(f"action must be one of {', '.join(sorted(CERTIFICATE_ACTIONS))}.")
     if not isinstance(iso15118_schema_version, str) or not 1 <= len(iso15118_schema_version) <= 50:
@@ -541,6 +548,11 @@ def ev_certificate_get(
         raw = exi_request_decode(exi_request)
     except ContractCertificateError as exc:
         raise ValidationFailed(exc.message) from exc
+    detail: dict[str, Any] = {
+        "message": "Get15118EVCertificate",
+        "action": action,
+        "iso15118SchemaVersion": iso15118_schema_version,
+    }
     try:
         provider = contract_certificate_provider(organisation_id=organisation_id)
         answer = provider.ev_certificate(
@@ -551,5 +563,23 @@ def ev_certificate_get(
         )
     except ContractCertificateError as exc:
         logger.info("organisation %s: contract certificate not provided: %s", organisation_id, exc.message)
-        return EvCertificateResult(status="Failed", reason=exc.message)
-    return EvCertificateResult(status="Accepted", exi_response_b64=answer.exi_response_b64)
+        result = EvCertificateResult(status="Failed", reason=exc.message)
+        detail.update(status="Failed", reason=exc.message[:200])
+    else:
+        result = EvCertificateResult(status="Accepted", exi_response_b64=answer.exi_response_b64)
+        detail.update(
+            status="Accepted",
+            provider=provider.name,
+            emaid=answer.emaid,
+            serialNumber=answer.serial_number_hex,
+        )
+    if station_id is not None:
+        at = now or timezone.now()
+        StationEvent.objects.create(
+            station_id=station_id,
+            kind=StationEventKind.CERTIFICATE_REQUEST,
+            detail=detail,
+            occurred_at=at,
+            received_at=at,
+        )
+    return result

@@ -29,7 +29,7 @@ from sessions.contract_certificates import (
     ev_certificate_answer_read,
     mo_ca_for_tests_create,
 )
-from stations.models import OcspResponseCache
+from stations.models import OcspResponseCache, StationEvent
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 
@@ -338,6 +338,16 @@ def test_ev_certificate_installed_through_the_test_provider(cp201, mo_ca):
     contract_certificate.verify_directly_issued_by(mo_root)
     emaid = contract_certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     assert emaid == emaid_for_request(base64.b64decode(exi))
+    event = StationEvent.objects.get(kind="certificate_request")
+    assert event.detail == {
+        "message": "Get15118EVCertificate",
+        "action": "Install",
+        "iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
+        "status": "Accepted",
+        "provider": "builtin",
+        "emaid": emaid,
+        "serialNumber": format(contract_certificate.serial_number, "X"),
+    }
     # The same request, the same contract key (the provider derives it from the request).
     again = cp201.call("Get15118EVCertificate", request, unique_id="m2")
     assert (
@@ -376,6 +386,11 @@ def test_ev_certificate_hubject_adapter_is_not_configured(cp201, mo_ca, settings
         answer[2]["statusInfo"]["additionalInfo"]
         == "The Hubject contract-certificate provider is not configured."
     )
+    event = StationEvent.objects.get(kind="certificate_request")
+    assert (event.detail["status"], event.detail["reason"]) == (
+        "Failed",
+        "The Hubject contract-certificate provider is not configured.",
+    )
 
 
 @pytest.mark.parametrize(
@@ -394,6 +409,7 @@ def test_garbage_exi_refused(cp201, mo_ca, exi, description):
         description,
         {},
     ]
+    assert StationEvent.objects.count() == 0
 
 
 # --- 1.6 DataTransfer (OCA application note) -----------------------------------------------------

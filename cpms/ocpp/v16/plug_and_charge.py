@@ -101,6 +101,7 @@ async def _get_15118_ev_certificate(req: Request, inner: dict) -> dict:
     result = await run_db(
         ev_certificate_get,
         organisation_id=req.station.organisation_id,
+        station_id=req.station.station_id,
         iso15118_schema_version=inner["iso15118SchemaVersion"],
         action=inner["action"],
         exi_request=inner["exiRequest"],

@@ -89,6 +89,7 @@ async def get_15118_ev_certificate(req: Request) -> dict:
         result = await run_db(
             ev_certificate_get,
             organisation_id=req.station.organisation_id,
+            station_id=req.station.station_id,
             iso15118_schema_version=req.payload["iso15118SchemaVersion"],
             action=req.payload["action"],
             exi_request=req.payload["exiRequest"],
