@@ -199,6 +199,36 @@ class CertificateAuthorityImportApi(APIView):
         return Response(CertificateAuthorityOutputSerializer(ca).data, status=status.HTTP_201_CREATED)
 
 
+class RolloutOutputSerializer(serializers.Serializer):
+    accepted = serializers.ListField(child=serializers.CharField())
+    refused = serializers.DictField(child=serializers.CharField())
+    complete = serializers.BooleanField()
+
+
+@extend_schema(tags=["certificates"])
+class CsmsRootRolloutApi(APIView):
+    @extend_schema(
+        operation_id="certificate_authorities_rollout",
+        summary="Install a CSMS root on every station of its organisation",
+        description="Sends InstallCertificate CSMSRootCertificate (1.6: CentralSystemRootCertificate) to each "
+        "station in turn and waits for each answer; `refused` names the stations that did not accept (their "
+        "answer, an error, or not connected). Run it again until `complete`, and only then switch the server "
+        "certificate (docs/certificates.md#rotating-the-csms-root).",
+        request=None,
+        responses={200: RolloutOutputSerializer, 400: BAD_REQUEST, 403: FORBIDDEN, 404: NOT_FOUND},
+    )
+    def post(self, request, pk: int):
+        user = request.user
+        organisation_ids = (
+            None if user.is_superuser else organisation_ids_with(user=user, capability=Capability.MANAGE)
+        )
+        ca = service.ca_list(organisation_ids=organisation_ids).filter(pk=pk).first()
+        if ca is None:
+            raise NotFound(f"Certificate authority {pk} not found.")
+        report = service.csms_root_rollout(organisation=ca.organisation, certificate=ca, actor=user)
+        return Response({"accepted": report.accepted, "refused": report.refused, "complete": report.complete})
+
+
 # --- a station's certificates ------------------------------------------------------------------------------
 
 

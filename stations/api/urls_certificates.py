@@ -7,6 +7,7 @@ from django.urls import path
 from stations.api.certificates import (
     CertificateAuthorityImportApi,
     CertificateAuthorityListApi,
+    CsmsRootRolloutApi,
     StationCertificateListApi,
     StationCertificateRenewApi,
     StationCertificateRevokeApi,
@@ -20,6 +21,11 @@ urlpatterns = [
         "certificate-authorities/import/",
         CertificateAuthorityImportApi.as_view(),
         name="certificate-authority-import",
+    ),
+    path(
+        "certificate-authorities/<int:pk>/rollout/",
+        CsmsRootRolloutApi.as_view(),
+        name="certificate-authority-rollout",
     ),
     path(
         "stations/<station_identity:identity>/certificates/",

@@ -4,6 +4,7 @@ CertificateSigned to the fake charger and what its answer means, the inventory f
 GetInstalledCertificateIds, renewal with a test clock, revocation and the CRL, CSMS root rollout."""
 
 import hashlib
+import logging
 from datetime import timedelta
 
 import pytest
@@ -126,6 +127,21 @@ def test_a_csr_is_signed_and_the_certificate_delivered(station, ca):
     assert crl_points[0].full_name[0].value == f"http://127.0.0.1:8000/pki/ca/{ca.pk}/crl.der"
     assert StationEvent.objects.get(kind="certificate_request").detail["accepted"] is True
     assert SecurityEvent.objects.filter(station=station, kind="certificate_lifecycle").count() == 2
+
+
+def test_no_private_key_is_logged_along_the_lifecycle(station, ca, caplog):
+    caplog.set_level(logging.DEBUG)
+    csr_pem, _ = make_csr()
+    sign_request(station, csr_pem)
+    sign_request(station, make_csr(cn="CP-2")[0], "m2")
+    deliver(FakeCharger())
+    certs.certificate_revoke(certificate=StationCertificate.objects.get(), reason="test", actor=None)
+    ca_key_pem = secret_decrypt(ca.private_key_encrypted, purpose=certs.KEY_PURPOSE)
+    log = caplog.text + "".join(str(event.detail) for event in StationEvent.objects.all())
+    assert "certificate_lifecycle" in log  # the lifecycle was logged, without keys
+    assert "PRIVATE KEY" not in log
+    assert "".join(ca_key_pem.splitlines()[1:-1])[:40] not in log.replace("\n", "")
+    assert ca.private_key_encrypted[:40] not in log
 
 
 def test_an_installed_certificate_supersedes_the_previous_one(station, ca):

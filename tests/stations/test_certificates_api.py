@@ -143,6 +143,22 @@ def test_cas_are_listed_only_to_their_managers(api, online, ca_a, actor):
     assert (response.status_code, response.json()["results"]) == (200, [])
 
 
+def test_csms_root_rollout_over_the_api(api, online, fake_charger):
+    root = certs.ca_create(organisation=online.org_a, name="CSMS root", purpose="csms_root", actor=None)
+    fake_charger.answers["InstallCertificate"] = lambda request: {
+        "status": "Rejected" if request["certificateType"] == "CSMSRootCertificate" else "Accepted"
+    }
+    url = f"/api/v1/certificate-authorities/{root.pk}/rollout/"
+    assert api(online.host_a1).post(url).status_code == 404
+    assert api(online.operator_b).post(url).status_code == 404
+    assert fake_charger.received == []
+    response = api(online.operator_a).post(url)
+    assert (response.status_code, response.json()) == (
+        200,
+        {"accepted": ["A1-CP1"], "refused": {"A2-CP1": "Rejected"}, "complete": False},
+    )
+
+
 # --- a station's certificates ------------------------------------------------------------------------------
 
 
