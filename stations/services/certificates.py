@@ -398,9 +398,12 @@ def ca_import(
 
 
 def ca_signing(*, organisation_id: int, purpose: str) -> CertificateAuthority | None:
-    """The CA that signs `purpose` requests for the organisation: the newest active one."""
+    """The CA that signs `purpose` requests for the organisation: the newest active one that has not
+    expired."""
     return (
-        CertificateAuthority.objects.filter(organisation_id=organisation_id, purpose=purpose, active=True)
+        CertificateAuthority.objects.filter(
+            organisation_id=organisation_id, purpose=purpose, active=True, not_after__gt=timezone.now()
+        )
         .order_by("-created_at", "-pk")
         .first()
     )
@@ -547,9 +550,12 @@ def csr_sign(
     if len(chain_pem) > CHAIN_MAX_CHARS:
         return _refused(f"The signed chain is longer than CertificateSigned takes ({CHAIN_MAX_CHARS}).")
     issuer = chain[1] if len(chain) > 1 else x509.load_pem_x509_certificate(ca.certificate_pem.encode())
-    call = wire.certificate_signed(
-        station_version(station), chain_pem=chain_pem, certificate_type=certificate_type
-    )
+    try:
+        call = wire.certificate_signed(
+            station_version(station), chain_pem=chain_pem, certificate_type=certificate_type
+        )
+    except (Conflict, ValidationFailed) as exc:
+        return _refused(str(exc))
     with transaction.atomic():
         certificate = StationCertificate.objects.create(
             organisation_id=station.organisation_id,
