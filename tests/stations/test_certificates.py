@@ -243,6 +243,17 @@ def test_without_a_signing_ca_the_request_is_refused(station, org):
     )
 
 
+def test_an_expired_or_inactive_ca_does_not_sign(station, ca):
+    refusal = "The organisation has no active charging_station CA."
+    CertificateAuthority.objects.filter(pk=ca.pk).update(not_after=timezone.now() - timedelta(seconds=1))
+    assert certs.csr_sign(station=station, csr_pem=make_csr()[0]).reason == refusal
+    CertificateAuthority.objects.filter(pk=ca.pk).update(
+        not_after=timezone.now() + timedelta(days=1), active=False
+    )
+    assert certs.csr_sign(station=station, csr_pem=make_csr()[0]).reason == refusal
+    assert not StationCertificate.objects.exists()
+
+
 @pytest.mark.parametrize("protocol", ["ocpp2.0.1"])
 def test_a_v2g_request_to_an_external_ca_is_refused_unless_a_signer_is_configured(station, org, settings):
     anchor = certs.ca_create(organisation=org, name="V2G sub-CA", purpose="v2g", actor=None)
