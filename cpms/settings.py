@@ -511,3 +511,6 @@ OCPP_TRUSTED_PROXIES = env_list("OCPP_TRUSTED_PROXIES", [])
 # verification result (nginx $ssl_client_verify: SUCCESS, NONE or FAILED:<reason>).
 OCPP_CLIENT_CERT_HEADER = env_str("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-Cert")
 OCPP_CLIENT_VERIFY_HEADER = env_str("OCPP_CLIENT_VERIFY_HEADER", "X-SSL-Client-Verify")
+# Where 2.0.1 chargers connect after a security-profile upgrade (SetNetworkProfile ocppCsmsUrl, without the
+# identity), e.g. wss://cpms.example.com/ocpp/. Empty: CPMS_PUBLIC_URL's host with wss://.
+OCPP_TLS_URL = env_str("OCPP_TLS_URL", "")
