@@ -8,6 +8,7 @@ The handlers are wired into test-only ChargePoint subclasses the way handlers.py
 
 import base64
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,6 +17,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from ocpp.charge_point import remove_nones, snake_to_camel_case
+from ocpp.v16 import call as call16
+from ocpp.v201 import call as call201
 
 from cpms.ocpp.v16 import plug_and_charge as pnc16
 from cpms.ocpp.v16.handlers import V16ChargePoint
@@ -517,3 +521,87 @@ def test_hash_data_matches_the_certificate(ev):
     assert data["issuerNameHash"] == request.issuer_name_hash.hex()
     assert data["serialNumber"] == format(ev.certificate.serial_number, "X")
     assert isinstance(ev.certificate, x509.Certificate)
+
+
+@pytest.mark.parametrize("with_certificate", [False, True])
+def test_simulator_kwargs_are_the_wire_payloads(ev, with_certificate):
+    """What the simulated chargers will send through the `ocpp` package (cpms/simulator/pnc.py, "Plugging it
+    in") is, on the wire, the payloads the handler tests above send."""
+    authorize = call201.Authorize(**ev.authorize_v201_kwargs(with_certificate=with_certificate))
+    assert snake_to_camel_case(remove_nones(asdict(authorize))) == ev.authorize_v201(
+        with_certificate=with_certificate
+    )
+    transfer = call16.DataTransfer(**ev.authorize_v16_kwargs(with_certificate=with_certificate))
+    assert snake_to_camel_case(remove_nones(asdict(transfer))) == ev.authorize_v16(
+        with_certificate=with_certificate
+    )
+
+
+def sub_ca(mo_ca, *, signer_key=None):
+    """An MO sub-CA under the test root (signed by `signer_key` instead, for a forged link)."""
+    root, root_key = ca_signer(mo_ca)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test MO Sub-CA")]))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(signer_key or root_key, hashes.SHA256())
+    )
+    return certificate, key
+
+
+def contract_under(sub_certificate, sub_key, url: str, emaid: str = EMAID) -> ContractEv:
+    now = datetime.now(UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, emaid)]))
+        .issuer_name(sub_certificate.subject)
+        .public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=10))
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        x509.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(url)
+                    )
+                ]
+            ),
+            critical=False,
+        )
+        .sign(sub_key, hashes.SHA256())
+    )
+    return ContractEv(emaid=emaid, certificate=leaf, issuer=sub_certificate, intermediates=[sub_certificate])
+
+
+def test_chain_through_a_sub_ca(cp201, mo_ca, station):
+    IdTokenFactory(organisation=station.organisation, value=EMAID, type="eMAID")
+    sub_certificate, sub_key = sub_ca(mo_ca)
+    sub_responder = OcspResponder(sub_certificate, sub_key).start()
+    try:
+        ev = contract_under(sub_certificate, sub_key, sub_responder.url)
+        accepted = cp201.call("Authorize", ev.authorize_v201(with_certificate=True))
+        sub_responder.revoke(ev.certificate.serial_number)
+        OcspResponseCache.objects.all().delete()
+        revoked = cp201.call("Authorize", ev.authorize_v201(with_certificate=True), unique_id="m2")
+    finally:
+        sub_responder.stop()
+    assert accepted[2] == {"idTokenInfo": {"status": "Accepted"}, "certificateStatus": "Accepted"}
+    assert revoked[2] == {"idTokenInfo": {"status": "Invalid"}, "certificateStatus": "CertificateRevoked"}
+    assert sub_responder.requests_served == 2
+
+
+def test_forged_sub_ca_is_a_signature_error(cp201, mo_ca, station, responder):
+    IdTokenFactory(organisation=station.organisation, value=EMAID, type="eMAID")
+    forged, forged_key = sub_ca(mo_ca, signer_key=ec.generate_private_key(ec.SECP256R1()))
+    ev = contract_under(forged, forged_key, responder.url)
+    answer = cp201.call("Authorize", ev.authorize_v201(with_certificate=True))
+    assert answer[2] == {"idTokenInfo": {"status": "Invalid"}, "certificateStatus": "SignatureError"}
+    assert responder.requests_served == 0
