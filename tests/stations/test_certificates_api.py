@@ -293,3 +293,21 @@ def test_csr_signature_uses_sha256(issued):
 
     cert = x509.load_pem_x509_certificate(issued.certificate_pem.encode())
     assert isinstance(cert.signature_hash_algorithm, hashes.SHA256)
+
+
+def test_the_schema_describes_the_certificate_paths_without_warnings(db, tmp_path):
+    import yaml
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yaml"
+    # This module is the URL conf here (pytest.mark.urls): its certificate paths are in the schema.
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(target))
+    paths = yaml.safe_load(target.read_text())["paths"]
+    assert sorted(path for path in paths if "certificate" in path) == [
+        "/api/v1/certificate-authorities/",
+        "/api/v1/certificate-authorities/import/",
+        "/api/v1/certificate-authorities/{id}/rollout/",
+        "/api/v1/stations/{identity}/certificates/",
+        "/api/v1/stations/{identity}/certificates/renew/",
+        "/api/v1/stations/{identity}/certificates/{id}/revoke/",
+    ]
