@@ -1,7 +1,7 @@
 """OCPP 2.0.1 charging-station-initiated messages: mapper -> one service call in a thread -> mapper -> result.
 
-Messages the platform cannot act on yet (certificates, EV charging needs) are recorded and answered with
-the spec's refusal, never dropped and never a crash.
+Messages the platform cannot act on yet (ISO 15118 certificates until the Plug&Charge handlers are wired, EV
+charging needs) are recorded and answered with the spec's refusal, never dropped and never a crash.
 """
 
 from ocpp.v201.enums import Action
