@@ -23,9 +23,11 @@ Nothing here is awaited: the consumer calls these in a worker thread (`run_db`) 
 import hashlib
 import ipaddress
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import unquote
 
 from cryptography import x509
@@ -33,9 +35,21 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from django.conf import settings
 from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
 
-from stations.enums import CertificateAuthorityPurpose, CertificateStatus
-from stations.models import CertificateAuthority, ChargingStation, StationCertificate
+from accounts.models import User
+from cpms.errors import Conflict, ValidationFailed
+from cpms.ocpp_wire import operations
+from cpms.ocpp_wire.calls import Call, call_checked
+from stations.enums import (
+    CertificateAuthorityPurpose,
+    CertificateStatus,
+    CertificateUse,
+    CommandSource,
+    CommandStatus,
+)
+from stations.models import CertificateAuthority, ChargingStation, Command, StationCertificate
+from stations.services.commands import command_send, station_version
 from stations.types import StationAuth
 
 logger = logging.getLogger(__name__)
@@ -94,7 +108,7 @@ def _header_name(setting: str) -> bytes:
     return setting.strip().lower().encode("latin-1")
 
 
-def transport_of(scope) -> Transport:
+def transport_of(scope: Mapping[str, Any]) -> Transport:
     """The transport of a WebSocket handshake (an ASGI scope). Pure but for a log line: forwarded headers
     from an untrusted peer are ignored and logged (they would let anyone claim TLS or a certificate)."""
     peer = (scope.get("client") or ["", 0])[0] or ""
@@ -141,7 +155,7 @@ def transport_of(scope) -> Transport:
     )
 
 
-def _asgi_tls_certificate(scope) -> str:
+def _asgi_tls_certificate(scope: Mapping[str, Any]) -> str:
     """The client's leaf certificate from the ASGI TLS extension, for servers that terminate TLS themselves
     and fill it in (Daphne does not)."""
     tls = (scope.get("extensions") or {}).get("tls") or {}
@@ -215,7 +229,7 @@ def _serial_hex(certificate: x509.Certificate) -> str:
     return format(certificate.serial_number, "x")
 
 
-def _names(name: x509.Name, oid) -> list[str]:
+def _names(name: x509.Name, oid: x509.ObjectIdentifier) -> list[str]:
     return [str(attribute.value) for attribute in name.get_attributes_for_oid(oid)]
 
 
@@ -345,3 +359,138 @@ def station_certificate_check(
             continue
         authorities.append(_Authority(ca, organisation_name, is_revoked))
     return certificate_refusal(pem=pem, identity=identity, authorities=authorities, now=now, verify=verify)
+
+
+# --- the security-profile upgrade (OCPP 2.0.1 A05, 1.6 security whitepaper A05) ------------------------------
+
+UPGRADE_TARGETS = (2, 3)
+# The answers that let the upgrade go on: the value is stored (RebootRequired: in effect after the Reset that
+# follows), the reset is done or will be once idle.
+UPGRADE_GOES_ON = frozenset({"Accepted", "RebootRequired", "Scheduled"})
+
+
+@dataclass(frozen=True)
+class ProfileUpgrade:
+    """What an upgrade started: the commands sent in order, and whether the charger took every one
+    (`started`; it then reconnects at `target`, and the handshake holds it there) or which it refused."""
+
+    target: int
+    started: bool
+    commands: tuple[Command, ...]  # in the order sent
+    refused: str = ""  # the action the charger did not take, when not started
+
+
+def upgrade_csms_url() -> str:
+    """Where a 2.0.1 charger connects after the upgrade (NetworkConnectionProfile.ocppCsmsUrl, without the
+    identity: the charger appends it): OCPP_TLS_URL, else CPMS_PUBLIC_URL with wss://."""
+    if settings.OCPP_TLS_URL:
+        return settings.OCPP_TLS_URL.rstrip("/") + "/"
+    base = settings.CPMS_PUBLIC_URL.split("://", 1)[-1]
+    return f"wss://{base}/ocpp/"
+
+
+def security_profile_upgrade_check(*, station: ChargingStation, target: int, now: datetime) -> None:
+    """The upgrade's prerequisites, or ValidationFailed / Conflict saying which is missing. A lower profile is
+    never set over OCPP (1.6 security whitepaper A00.FR.005; 2.0.1 A05 remark)."""
+    if target not in UPGRADE_TARGETS:
+        raise ValidationFailed("The upgrade goes to security profile 2 or 3.")
+    current = profile_required(
+        security_profile=station.security_profile, security_profile_seen=station.security_profile_seen
+    )
+    if target <= current:
+        raise ValidationFailed(
+            f"Station {station.identity!r} is at security profile {current} already; a profile is never "
+            "lowered over OCPP."
+        )
+    if target == 2 and not station.password_hash:
+        raise ValidationFailed(
+            "Security profile 2 authenticates with HTTP Basic: set the station's password first."
+        )
+    if target == 3:
+        valid = StationCertificate.objects.filter(
+            station=station,
+            use=CertificateUse.CHARGING_STATION,
+            status=CertificateStatus.ACTIVE,
+            not_before__lte=now,
+            not_after__gt=now,
+        ).exists()
+        if not valid:
+            raise ValidationFailed(
+                "Security profile 3 needs a valid ChargingStationCertificate on the station (SignCertificate, "
+                "then CertificateSigned): none is active in its inventory."
+            )
+    if not station.is_connected or not station.protocol:
+        raise Conflict(f"Station {station.identity!r} is not connected.")
+
+
+def security_profile_upgrade_calls(
+    *, version: str, target: int, csms_url: str, configuration_slot: int
+) -> list[Call]:
+    """The calls of the upgrade, in order (cpms.ocpp_wire.calls.Call, schema-checked).
+
+    1.6 (security whitepaper A05): ChangeConfiguration SecurityProfile; the charger then reconnects at it.
+    2.0.1 (A05, B09): SetNetworkProfile (a connection profile with the new securityProfile in
+    `configuration_slot`), SetVariables OCPPCommCtrlr.NetworkConfigurationPriority (that slot first), Reset
+    OnIdle: after the reset the charger connects with the new profile and removes the lower ones (A05.FR.06)."""
+    if version == "1.6":
+        return operations.set_configuration(version, values=[("SecurityProfile", str(target))])
+    network_profile = Call(
+        "SetNetworkProfile",
+        {
+            "configurationSlot": configuration_slot,
+            "connectionData": {
+                "ocppVersion": "OCPP20",
+                "ocppTransport": "JSON",
+                "ocppCsmsUrl": csms_url,
+                "messageTimeout": 30,
+                "securityProfile": target,
+                "ocppInterface": "Wired0",
+            },
+        },
+    )
+    return [
+        call_checked(version, network_profile),
+        *operations.set_configuration(
+            version, values=[("OCPPCommCtrlr.NetworkConfigurationPriority", str(configuration_slot))]
+        ),
+        operations.reset(version, kind="on_idle"),
+    ]
+
+
+def security_profile_upgrade(
+    *,
+    station: ChargingStation,
+    target: int,
+    actor: User | None,
+    csms_url: str | None = None,
+    configuration_slot: int = 1,
+) -> ProfileUpgrade:
+    """Start the upgrade of a connected station to `target` (2 or 3), from the API or the portal: its
+    prerequisites checked (security_profile_upgrade_check: nothing is sent when one is missing), then each call
+    sent and waited for, stopping at the first the charger does not take. The station's configured profile is
+    not changed here: when the charger reconnects at `target`, the handshake records it as seen and never
+    accepts less again; if it never does, it goes on connecting as before."""
+    security_profile_upgrade_check(station=station, target=target, now=timezone.now())
+    calls = security_profile_upgrade_calls(
+        version=station_version(station),
+        target=target,
+        csms_url=csms_url or upgrade_csms_url(),
+        configuration_slot=configuration_slot,
+    )
+    sent = []
+    for call in calls:
+        command = command_send(station=station, call=call, requested_by=actor, source=CommandSource.API)
+        sent.append(command)
+        if command.status != CommandStatus.ANSWERED or not _upgrade_goes_on(command.response):
+            return ProfileUpgrade(target=target, started=False, commands=tuple(sent), refused=call.action)
+    logger.info("%s: security profile upgrade to %s started", station.identity, target)
+    return ProfileUpgrade(target=target, started=True, commands=tuple(sent))
+
+
+def _upgrade_goes_on(response: object) -> bool:
+    if not isinstance(response, dict):
+        return False
+    if "setVariableResult" in response:  # 2.0.1 SetVariables: one result per variable
+        results = response["setVariableResult"]
+        return bool(results) and all(item.get("attributeStatus") in UPGRADE_GOES_ON for item in results)
+    return response.get("status") in UPGRADE_GOES_ON

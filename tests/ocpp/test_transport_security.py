@@ -22,7 +22,7 @@ from cpms.ocpp.routing import websocket_urlpatterns
 from cpms.ocpp.throttle import handshake_throttle
 from cpms.simulator.config import ChargerConfig, FleetConfig
 from stations.enums import CertificateAuthorityPurpose, CertificateSource, CertificateStatus, CertificateUse
-from stations.models import CertificateAuthority, ChargingStation, SecurityEvent, StationCertificate
+from stations.models import CertificateAuthority, ChargingStation, Command, SecurityEvent, StationCertificate
 from stations.services.transport_security import (
     station_certificate_check,
     station_handshake_get,
@@ -594,3 +594,171 @@ def test_simulator_tls_context(tmp_path):
     assert ChargerConfig(url="ws://csms.example/ocpp", identity="SIM-001").ssl_context() is None
     with pytest.raises(FileNotFoundError):
         fleet.charger("SIM-001").ssl_context(cert_file=str(tmp_path / "missing.crt"))
+
+
+# --- the security-profile upgrade (A05) ----------------------------------------------------------------
+
+
+def connected_station(world_org=None, *, identity: str, protocol: str, profile: int = 1, seen: int = 0):
+    return ChargingStationFactory(
+        identity=identity,
+        protocol=protocol,
+        is_connected=True,
+        security_profile=profile,
+        security_profile_seen=seen,
+        **({"site": SiteFactory(organisation=world_org)} if world_org else {}),
+    )
+
+
+def station_certificate_active(station: ChargingStation, *, not_after: dt.datetime | None = None) -> None:
+    ca, ca_key = ca_make("Volt Charging Station CA")
+    cert, _key = leaf_make(ca, ca_key, common_name=station.identity, organisation="Volt Operator")
+    StationCertificate.objects.create(
+        organisation_id=station.organisation_id,
+        station=station,
+        use=CertificateUse.CHARGING_STATION,
+        source=CertificateSource.ISSUED,
+        status=CertificateStatus.ACTIVE,
+        issuer_name_hash="a" * 64,
+        issuer_key_hash="b" * 64,
+        serial_number=format(cert.serial_number, "x"),
+        not_before=NOW - dt.timedelta(days=1),
+        not_after=not_after or NOW + dt.timedelta(days=365),
+        certificate_pem=pem(cert),
+    )
+
+
+def upgrade_post(user, identity: str, body: dict):
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from stations.api.security_profile import SecurityProfileUpgradeApi
+
+    request = APIRequestFactory().post(
+        f"/api/v1/stations/{identity}/security-profile/upgrade/", body, format="json"
+    )
+    force_authenticate(request, user=user)
+    return SecurityProfileUpgradeApi.as_view()(request, identity=identity)
+
+
+def test_upgrade_201_to_2_sends_network_profile_priority_and_reset(world, fake_charger, settings):
+    settings.OCPP_TLS_URL = "wss://csms.example.com/ocpp"
+    fake_charger.answers["SetVariables"] = {
+        "setVariableResult": [
+            {
+                "attributeStatus": "Accepted",
+                "component": {"name": "OCPPCommCtrlr"},
+                "variable": {"name": "NetworkConfigurationPriority"},
+            }
+        ]
+    }
+    connected_station(world.org_a, identity="CP-UP-201", protocol="ocpp2.0.1")
+
+    response = upgrade_post(world.operator_a, "CP-UP-201", {"target": 2})
+
+    assert response.status_code == 200, response.data
+    assert (response.data["started"], response.data["refused"]) == (True, "")
+    assert [(c["action"], c["status"]) for c in response.data["commands"]] == [
+        ("SetNetworkProfile", "answered"),
+        ("SetVariables", "answered"),
+        ("Reset", "answered"),
+    ]
+    assert fake_charger.received == [
+        (
+            "CP-UP-201",
+            "SetNetworkProfile",
+            {
+                "configurationSlot": 1,
+                "connectionData": {
+                    "ocppVersion": "OCPP20",
+                    "ocppTransport": "JSON",
+                    "ocppCsmsUrl": "wss://csms.example.com/ocpp/",
+                    "messageTimeout": 30,
+                    "securityProfile": 2,
+                    "ocppInterface": "Wired0",
+                },
+            },
+        ),
+        (
+            "CP-UP-201",
+            "SetVariables",
+            {
+                "setVariableData": [
+                    {
+                        "component": {"name": "OCPPCommCtrlr"},
+                        "variable": {"name": "NetworkConfigurationPriority"},
+                        "attributeValue": "1",
+                    }
+                ]
+            },
+        ),
+        ("CP-UP-201", "Reset", {"type": "OnIdle"}),
+    ]
+    # Its configured profile waits for the charger to come back at 2 (the handshake records that).
+    assert ChargingStation.objects.values_list("security_profile", "security_profile_seen").get(
+        identity="CP-UP-201"
+    ) == (1, 0)
+
+
+def test_upgrade_16_to_3_with_a_valid_station_certificate(world, fake_charger):
+    station = connected_station(world.org_a, identity="CP-UP-16", protocol="ocpp1.6", profile=2, seen=2)
+    station_certificate_active(station)
+
+    response = upgrade_post(world.operator_a, "CP-UP-16", {"target": 3})
+
+    assert response.status_code == 200, response.data
+    assert response.data["started"] is True
+    assert fake_charger.received == [
+        ("CP-UP-16", "ChangeConfiguration", {"key": "SecurityProfile", "value": "3"})
+    ]
+
+
+@pytest.mark.parametrize("certificate", ["none", "expired", "revoked"])
+def test_upgrade_to_3_refused_without_a_valid_station_certificate(world, fake_charger, certificate):
+    station = connected_station(world.org_a, identity="CP-UP-3", protocol="ocpp2.0.1", profile=2)
+    if certificate == "expired":
+        station_certificate_active(station, not_after=NOW - dt.timedelta(days=1))
+    elif certificate == "revoked":
+        station_certificate_active(station)
+        StationCertificate.objects.update(status=CertificateStatus.REVOKED)
+
+    response = upgrade_post(world.operator_a, "CP-UP-3", {"target": 3})
+
+    assert response.status_code == 400
+    assert "needs a valid ChargingStationCertificate" in str(response.data)
+    assert fake_charger.received == []
+    assert not Command.objects.exists()
+
+
+@pytest.mark.parametrize(("profile", "seen", "target"), [(2, 0, 2), (1, 3, 3), (1, 3, 2)])
+def test_upgrade_never_to_a_profile_not_above_the_current_one(world, fake_charger, profile, seen, target):
+    connected_station(world.org_a, identity="CP-UP-N", protocol="ocpp1.6", profile=profile, seen=seen)
+
+    response = upgrade_post(world.operator_a, "CP-UP-N", {"target": target})
+
+    assert response.status_code == 400
+    assert f"at security profile {max(profile, seen)} already" in str(response.data)
+    assert fake_charger.received == []
+
+
+def test_upgrade_stops_at_the_first_call_the_charger_refuses(world, fake_charger):
+    fake_charger.answers["SetNetworkProfile"] = {"status": "Rejected"}
+    connected_station(world.org_a, identity="CP-UP-R", protocol="ocpp2.0.1")
+
+    response = upgrade_post(
+        world.operator_a, "CP-UP-R", {"target": 2, "csms_url": "wss://other.example/ocpp/"}
+    )
+
+    assert response.status_code == 200
+    assert (response.data["started"], response.data["refused"]) == (False, "SetNetworkProfile")
+    assert [action for _identity, action, _request in fake_charger.received] == ["SetNetworkProfile"]
+
+
+def test_upgrade_needs_a_connected_station_and_the_command_capability(world, fake_charger):
+    ChargingStationFactory(identity="CP-OFF", site=world.site_a1, protocol="ocpp1.6", is_connected=False)
+    connected_station(world.org_a, identity="CP-ON", protocol="ocpp1.6")
+
+    assert upgrade_post(world.operator_a, "CP-OFF", {"target": 2}).status_code == 409
+    assert upgrade_post(world.operator_b, "CP-ON", {"target": 2}).status_code == 404
+    assert upgrade_post(world.finance_a, "CP-ON", {"target": 2}).status_code == 403
+    assert upgrade_post(world.operator_a, "CP-ON", {"target": 1}).status_code == 400
+    assert fake_charger.received == []
