@@ -508,8 +508,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         A00.FR.403-405), else 2 or 1 with HTTP Basic over TLS or plain ws, else 0 for a station without a
         password. It is refused below the profile the station requires: its configured one, and the highest it
         was ever seen at. A station configured lower that reaches higher (the profile-upgrade procedure, A05)
-        is accepted, and from then on never below that. Database work added to the handshake: the certificate
-        check (profile 3 only) and raising `security_profile_seen` (once per new level)."""
+        is accepted, and from then on never below that. Database work added to the handshake: one query to check
+        a client certificate (only when one is presented) and raising `security_profile_seen` (once per new
+        level, 2 or 3); none for a profile-1 station."""
         required = profile_required(security_profile=station.security_profile, security_profile_seen=seen)
         refusal = ""  # why the client certificate was refused, when one was presented
         achieved: int | None = None
