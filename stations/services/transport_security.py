@@ -63,6 +63,7 @@ FORWARDED_PROTO = b"x-forwarded-proto"
 FORWARDED_FOR = b"x-forwarded-for"
 # A PEM certificate is a few kilobytes; a header far larger than that is not one (and is not parsed).
 MAX_CERT_HEADER_BYTES = 16 * 1024
+ORGANIZATION_NAME_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,9 +293,12 @@ def certificate_refusal(
         shown = ", ".join(common_names) or "none"
         return f"subject CN {shown[:100]!r} is not the station identity {identity!r}"
     organisations = _names(certificate.subject, NameOID.ORGANIZATION_NAME)
-    if issuer.organisation_name not in organisations:
+    # An organizationName holds at most 64 characters (RFC 5280 ub-organization-name): a longer operator name
+    # is signed cut there (stations.services.certificates), and compared so.
+    operator = issuer.organisation_name[:ORGANIZATION_NAME_MAX]
+    if operator not in organisations:
         shown = ", ".join(organisations) or "none"
-        return f"subject O {shown[:100]!r} is not the operator {issuer.organisation_name!r}"
+        return f"subject O {shown[:100]!r} is not the operator {operator!r}"
     if verify and verify != VERIFY_SUCCESS:
         # Our checks passed but the terminator's did not (a CA it does not list, a chain it could not build):
         # the two must agree before a certificate is believed.

@@ -762,3 +762,13 @@ def test_upgrade_needs_a_connected_station_and_the_command_capability(world, fak
     assert upgrade_post(world.finance_a, "CP-ON", {"target": 2}).status_code == 403
     assert upgrade_post(world.operator_a, "CP-ON", {"target": 1}).status_code == 400
     assert fake_charger.received == []
+
+
+def test_operator_name_longer_than_an_organization_name_is_compared_cut_at_64(pki):
+    """RFC 5280 bounds organizationName at 64 characters: the CA signs a longer operator name cut there."""
+    organisation, ca, ca_key, _station = pki
+    long_name = "Volt Operator " + "x" * 70
+    type(organisation).objects.filter(pk=organisation.pk).update(name=long_name)
+    cert, _key = leaf_make(ca, ca_key, common_name="CP-TLS-3", organisation=long_name[:64])
+
+    assert handshake("CP-TLS-3", via_terminator(cert=cert)) == ("accepted", "ocpp1.6")
