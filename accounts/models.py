@@ -73,6 +73,12 @@ class AuditAction(models.TextChoices):
     ROAMING_PARTNER_CHANGED = "roaming.partner_changed", "Roaming partner changed"
     ROAMING_CREDENTIALS_ROTATED = "roaming.credentials_rotated", "Roaming credentials rotated"
     ROAMING_PARTNER_UNREGISTERED = "roaming.partner_unregistered", "Roaming partner unregistered"
+    CERTIFICATE_CA_CREATED = "certificate.ca_created", "Certificate authority created"
+    CERTIFICATE_CA_IMPORTED = "certificate.ca_imported", "Certificate authority imported"
+    CERTIFICATE_ISSUED = "certificate.issued", "Certificate issued"
+    CERTIFICATE_REVOKED = "certificate.revoked", "Certificate revoked"
+    CERTIFICATE_RENEWAL_REQUESTED = "certificate.renewal_requested", "Certificate renewal requested"
+    CERTIFICATE_ROOT_ROLLOUT = "certificate.root_rollout", "CSMS root rollout"
 
 
 class AuditRecord(ImmutableModel):

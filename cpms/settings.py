@@ -333,13 +333,20 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.payments_sweep",
         "schedule": env_float("PAYMENT_SWEEP_S", 30.0),
     },
-    "ocpi-push-sweep": {"task": "cpms.ocpi.tasks.push_sweep", "schedule": env_float("OCPI_PUSH_SWEEP_S", 10.0)},
+    "ocpi-push-sweep": {
+        "task": "cpms.ocpi.tasks.push_sweep",
+        "schedule": env_float("OCPI_PUSH_SWEEP_S", 10.0),
+    },
     "ocpi-outbox-deliver": {
         "task": "cpms.ocpi.tasks.outbox_deliver_due",
         "schedule": env_float("OCPI_OUTBOX_SWEEP_S", 5.0),
     },
     "ocpi-outbox-purge": {"task": "cpms.ocpi.tasks.outbox_purge", "schedule": 3600.0},
     "ocpi-commands-sweep": {"task": "cpms.ocpi.tasks_commands.commands_sweep", "schedule": 10.0},
+    "renew-station-certificates": {
+        "task": "stations.tasks_certificates.certificates_renew",
+        "schedule": env_float("STATION_CERT_RENEW_SWEEP_S", 3600.0),
+    },
 }
 
 # --- Waitlists ----------------------------------------------------------------------------------
@@ -379,6 +386,16 @@ PAYMENT_START_COMMAND_TIMEOUT_S = env_float("PAYMENT_START_COMMAND_TIMEOUT_S", 3
 PAYMENT_STOP_AT_HOLD_FRACTION = env_float("PAYMENT_STOP_AT_HOLD_FRACTION", 0.95)
 # Requests per minute per client address on the drivers' public pages (pay, live, receipt).
 PAYMENT_PUBLIC_RATE_PER_MIN = env_int("PAYMENT_PUBLIC_RATE_PER_MIN", 60)
+
+# --- Certificates (docs/certificates.md) ------------------------------------------------------------
+# How long a station certificate we sign is valid, and how many days before its expiry the station is asked
+# for a new one.
+STATION_CERT_VALID_DAYS = env_int("STATION_CERT_VALID_DAYS", 365)
+STATION_CERT_RENEW_DAYS = env_int("STATION_CERT_RENEW_DAYS", 30)
+# A CSR without an organisation (O) is refused (OCPP 2.0.1 A00.FR.404: O is the CSO's name).
+STATION_CERT_REQUIRE_ORGANIZATION = env_bool("STATION_CERT_REQUIRE_ORGANIZATION", True)
+# External signers per CA purpose ({"v2g": "dotted.path.Signer"}): set in code, not the environment.
+CERTIFICATE_EXTERNAL_SIGNERS: dict[str, str] = {}
 
 # --- Roaming (OCPI 2.2.1, docs/ocpi.md) ---------------------------------------------------------
 # Our OCPI address as partners reach it (the versions URL in our credentials). Empty: PUBLIC_BASE_URL, else the

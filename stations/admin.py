@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import Q
 
+import stations.admin_certificates
 import stations.admin_firmware  # noqa: F401  (firmware, uploads, jobs)
 from accounts.admin import (
     DomainValidatedForm,

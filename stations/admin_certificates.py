@@ -12,7 +12,7 @@ from accounts.enums import Capability
 from cpms.errors import DomainError
 from stations.admin_firmware import OrganisationScopedAdmin, StationRecordAdmin
 from stations.enums import CertificateStatus
-from stations.models import CertificateAuthority, StationCertificate
+from stations.models import CertificateAuthority, OcspResponseCache, StationCertificate
 from stations.scope import user_can
 from stations.services.certificates import ca_create, certificate_revoke, fingerprint
 
@@ -120,3 +120,28 @@ class StationCertificateAdmin(StationRecordAdmin):
             except DomainError as exc:
                 self.message_user(request, exc.message, messages.WARNING)
         self.message_user(request, f"Revoked {done} certificate(s).", messages.SUCCESS)
+
+
+@admin.register(OcspResponseCache)
+class OcspResponseCacheAdmin(admin.ModelAdmin):
+    """OCSP answers about certificates of every organisation (no tenant of its own): superusers only, read
+    only."""
+
+    list_display = ["serial_number", "status", "responder_url", "this_update", "next_update", "fetched_at"]
+    list_filter = ["status"]
+    search_fields = ["=serial_number"]
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.is_superuser
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -53,6 +53,7 @@ def command_jobs_recover() -> dict:
 
 
 # Celery autodiscovers `tasks` modules only.
+from stations.tasks_certificates import certificates_renew  # noqa: E402, F401
 from stations.tasks_firmware import firmware_campaign_run  # noqa: E402, F401
 
 

@@ -37,26 +37,28 @@ class SecurityProfileUpgradeOutputSerializer(serializers.Serializer):
     commands = UpgradeCommandOutputSerializer(many=True)
 
 
-@extend_schema(
-    tags=["stations"],
-    operation_id="stations_security_profile_upgrade",
-    summary="Upgrade the station's security profile",
-    description="1.6: ChangeConfiguration SecurityProfile. 2.0.1: SetNetworkProfile (a connection profile with "
-    "the new securityProfile), SetVariables OCPPCommCtrlr.NetworkConfigurationPriority, Reset OnIdle. Refused "
-    "(400) when the target is not above the station's profile, when profile 2 lacks a password, or profile 3 a "
-    "valid ChargingStationCertificate in the inventory; 409 when the station is not connected. Once the charger "
-    "reconnects at the target, the server never accepts it at less.",
-    parameters=[IDENTITY],
-    request=SecurityProfileUpgradeInputSerializer,
-    responses={
-        200: SecurityProfileUpgradeOutputSerializer,
-        400: OpenApiResponse(description="A prerequisite is missing ({detail: message}), or invalid input."),
-        403: OpenApiResponse(ErrorOutputSerializer, description="Your role may not command the station."),
-        404: OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope."),
-        409: OpenApiResponse(ErrorOutputSerializer, description="The station is not connected."),
-    },
-)
 class SecurityProfileUpgradeApi(APIView):
+    @extend_schema(
+        tags=["stations"],
+        operation_id="stations_security_profile_upgrade",
+        summary="Upgrade the station's security profile",
+        description="1.6: ChangeConfiguration SecurityProfile. 2.0.1: SetNetworkProfile (a connection profile with "
+        "the new securityProfile), SetVariables OCPPCommCtrlr.NetworkConfigurationPriority, Reset OnIdle. Refused "
+        "(400) when the target is not above the station's profile, when profile 2 lacks a password, or profile 3 a "
+        "valid ChargingStationCertificate in the inventory; 409 when the station is not connected. Once the charger "
+        "reconnects at the target, the server never accepts it at less.",
+        parameters=[IDENTITY],
+        request=SecurityProfileUpgradeInputSerializer,
+        responses={
+            200: SecurityProfileUpgradeOutputSerializer,
+            400: OpenApiResponse(
+                description="A prerequisite is missing ({detail: message}), or invalid input."
+            ),
+            403: OpenApiResponse(ErrorOutputSerializer, description="Your role may not command the station."),
+            404: OpenApiResponse(ErrorOutputSerializer, description="Not found, or outside your scope."),
+            409: OpenApiResponse(ErrorOutputSerializer, description="The station is not connected."),
+        },
+    )
     def post(self, request, identity: str):
         station = station_access(
             user=request.user, identity=identity, capability=Capability.COMMAND, with_points=False

@@ -9,6 +9,7 @@ from stations.api.jobs import (
     TemplateDetailApi,
     TemplateListApi,
 )
+from stations.api.security_profile import SecurityProfileUpgradeApi
 from stations.api.views import (
     SecurityEventListApi,
     SiteDetailApi,
@@ -89,4 +90,10 @@ urlpatterns = [
     path("jobs/<int:pk>/", JobDetailApi.as_view(), name="job-detail"),
     path("", include("stations.api.urls_operations")),
     path("", include("stations.api.urls_firmware")),
+    path("", include("stations.api.urls_certificates")),
+    path(
+        "stations/<str:identity>/security-profile/upgrade/",
+        SecurityProfileUpgradeApi.as_view(),
+        name="station-security-profile-upgrade",
+    ),
 ]

@@ -31,7 +31,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from accounts.models import Organisation, User
+from accounts.models import AuditAction, Organisation, User
 from accounts.services import audit_record
 from cpms.errors import Conflict, ValidationFailed
 from cpms.ocpp_wire import certificates as wire
@@ -54,13 +54,12 @@ logger = logging.getLogger(__name__)
 
 KEY_PURPOSE = "cpms.ca-key.v1"
 
-# Audit codes (accounts.enums.AuditAction is the lead's: these want entries there).
-AUDIT_CA_CREATED = "certificate.ca_created"
-AUDIT_CA_IMPORTED = "certificate.ca_imported"
-AUDIT_ISSUED = "certificate.issued"
-AUDIT_REVOKED = "certificate.revoked"
-AUDIT_RENEWAL = "certificate.renewal_requested"
-AUDIT_ROOT_ROLLOUT = "certificate.root_rollout"
+AUDIT_CA_CREATED = AuditAction.CERTIFICATE_CA_CREATED
+AUDIT_CA_IMPORTED = AuditAction.CERTIFICATE_CA_IMPORTED
+AUDIT_ISSUED = AuditAction.CERTIFICATE_ISSUED
+AUDIT_REVOKED = AuditAction.CERTIFICATE_REVOKED
+AUDIT_RENEWAL = AuditAction.CERTIFICATE_RENEWAL_REQUESTED
+AUDIT_ROOT_ROLLOUT = AuditAction.CERTIFICATE_ROOT_ROLLOUT
 
 # The schemas' limits: SignCertificate.csr 5500 characters, CertificateSigned.certificateChain 10000.
 CSR_MAX_CHARS = 5500

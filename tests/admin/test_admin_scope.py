@@ -46,6 +46,7 @@ from sessions.models import (
     WaitlistEntry,
 )
 from stations.models import (
+    CertificateAuthority,
     ChargingStation,
     Command,
     CommandJob,
@@ -59,8 +60,10 @@ from stations.models import (
     FirmwareUpdate,
     Incident,
     OcppMessage,
+    OcspResponseCache,
     SecurityEvent,
     Site,
+    StationCertificate,
     StationEvent,
     StatusChange,
 )
@@ -124,6 +127,9 @@ SCOPED = {
     Payment: ("organisation_id", "station_id"),
     PaymentEvent: ("organisation_id", "payment__station_id"),
     PaymentRefund: ("payment__organisation_id", "payment__station_id"),
+    # The certificate inventory follows its station; certificate authorities are organisation-wide.
+    StationCertificate: ("organisation_id", "station_id"),
+    CertificateAuthority: ("organisation_id", None),
 }
 # The provider account of an organisation: for who may manage it only (test_payment_settings_are_for_managers).
 SCOPED_BY_MANAGE = (PaymentSettings,)
@@ -133,7 +139,17 @@ SCOPED_BY_REQUESTER = (ExportJob,)
 # (test_audit_records_are_read_only_and_for_user_managers).
 READ_ONLY_FOR_EVERYONE = (AuditRecord,)
 # Organisation-wide objects: a site host has none (403 on their changelist).
-ORGANISATION_WIDE = (IdToken, ConfigurationTemplate, FirmwareFile, CommandJob, RoiInputs)
+ORGANISATION_WIDE = (
+    IdToken,
+    ConfigurationTemplate,
+    FirmwareFile,
+    CommandJob,
+    RoiInputs,
+    CertificateAuthority,
+)
+# No tenant of its own (OCSP answers about any organisation's certificates): superusers only
+# (test_the_ocsp_cache_is_for_superusers_only).
+SUPERUSER_ONLY = (OcspResponseCache,)
 
 
 @pytest.fixture
@@ -159,6 +175,23 @@ def logs(logs, world, tenants):
             currency="EUR",
             computed_at=at(6),
         )
+        logs.by_station[station.identity][StationCertificate] = StationCertificate.objects.create(
+            organisation_id=station.organisation_id,
+            station=station,
+            use="ChargingStationCertificate",
+            source="reported",
+            issuer_name_hash="aa",
+            issuer_key_hash="bb",
+            serial_number=f"{station.pk:x}",
+        )
+        if not CertificateAuthority.objects.filter(organisation_id=station.organisation_id).exists():
+            logs.by_station[station.identity][CertificateAuthority] = CertificateAuthority.objects.create(
+                organisation_id=station.organisation_id,
+                name=f"CA {station.organisation_id}",
+                purpose="charging_station",
+                certificate_pem="-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+                not_after=at(6),
+            )
         if not RoiInputs.objects.filter(organisation_id=station.organisation_id).exists():
             logs.by_station[station.identity][RoiInputs] = RoiInputs.objects.create(
                 organisation_id=station.organisation_id
@@ -228,6 +261,7 @@ def test_every_domain_model_is_registered():
             if (label != "accounts" or model is Organisation) and model not in (
                 *SCOPED_BY_REQUESTER,
                 *SCOPED_BY_MANAGE,
+                *SUPERUSER_ONLY,
             ):
                 assert model in SCOPED, f"{model.__name__} is missing from this test's scope table"
 
@@ -464,3 +498,9 @@ def test_audit_records_are_read_only_and_for_user_managers(world, admin_client_f
         (record_a.pk, "admin.change"),
         (record_b.pk, "admin.change"),
     ]
+
+
+@pytest.mark.parametrize("actor", ["operator_a", "finance_a", "host_a1"])
+def test_the_ocsp_cache_is_for_superusers_only(world, admin_client_for, actor):
+    assert admin_client_for(getattr(world, actor)).get(changelist_url(OcspResponseCache)).status_code == 403
+    assert admin_client_for(world.superuser).get(changelist_url(OcspResponseCache)).status_code == 200

@@ -15,7 +15,7 @@ from cpms.ocpp.common import (
 )
 from cpms.ocpp.errors import V16_CODES
 from cpms.ocpp.mappers import wire_id
-from cpms.ocpp.v16 import mappers
+from cpms.ocpp.v16 import mappers, plug_and_charge
 from sessions.services.ingest import MeterValuesItem
 from sessions.services.transactions import id_token_authorize, session_start, session_stop
 from stations.enums import StationEventKind
@@ -98,7 +98,9 @@ class V16ChargePoint(ChargePoint):
         "StopTransaction": stop_transaction,
         "MeterValues": meter_values,
         # We define no vendor extensions yet: the spec's answer for an unknown vendor (1.6 section 6.18).
-        "DataTransfer": recorded(StationEventKind.DATA_TRANSFER, {"status": "UnknownVendorId"}),
+        "DataTransfer": plug_and_charge.data_transfer(
+            fallback=recorded(StationEventKind.DATA_TRANSFER, {"status": "UnknownVendorId"})
+        ),
         "DiagnosticsStatusNotification": recorded(
             StationEventKind.DIAGNOSTICS_STATUS, status_field="diagnostics_status"
         ),

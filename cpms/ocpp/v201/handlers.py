@@ -20,7 +20,7 @@ from cpms.ocpp.common import (
 )
 from cpms.ocpp.errors import V201_CODES
 from cpms.ocpp.mappers import parse_datetime, wire_id
-from cpms.ocpp.v201 import mappers
+from cpms.ocpp.v201 import mappers, plug_and_charge
 from sessions.services.ingest import MeterValuesItem
 from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
@@ -121,10 +121,6 @@ async def sign_certificate(req: Request) -> dict:
     return {"status": "Accepted" if outcome.accepted else "Rejected"}
 
 
-def _without_exi(payload: dict) -> dict:
-    return {"iso15118SchemaVersion": payload["iso15118SchemaVersion"], "action": payload["action"]}
-
-
 class V201ChargePoint(ChargePoint):
     version = "2.0.1"
     error_codes = V201_CODES
@@ -133,7 +129,7 @@ class V201ChargePoint(ChargePoint):
         "BootNotification": boot_notification(mappers.station_info),
         "Heartbeat": heartbeat,
         "StatusNotification": status_notification(mappers.status_report),
-        "Authorize": authorize,
+        "Authorize": plug_and_charge.authorize(fallback=authorize),
         "TransactionEvent": transaction_event,
         "MeterValues": meter_values,
         "NotifyReport": notify_report,
@@ -159,8 +155,6 @@ class V201ChargePoint(ChargePoint):
         "SignCertificate": sign_certificate,
         # ISO 15118 Plug & Charge is not built yet: requests are kept and refused so the station keeps its
         # current certificates.
-        "Get15118EVCertificate": recorded(
-            StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed", "exiResponse": ""}, detail=_without_exi
-        ),
-        "GetCertificateStatus": recorded(StationEventKind.CERTIFICATE_REQUEST, {"status": "Failed"}),
+        "Get15118EVCertificate": plug_and_charge.get_15118_ev_certificate,
+        "GetCertificateStatus": plug_and_charge.get_certificate_status,
     }

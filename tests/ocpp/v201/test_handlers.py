@@ -461,30 +461,6 @@ def test_security_event_notification(cp, station):
             {"status": "Rejected"},
             "certificate_request",
         ),
-        (
-            "Get15118EVCertificate",
-            {
-                "iso15118SchemaVersion": "urn:iso:15118:2:2013:MsgDef",
-                "action": "Install",
-                "exiRequest": "AAAA",
-            },
-            {"status": "Failed", "exiResponse": ""},
-            "certificate_request",
-        ),
-        (
-            "GetCertificateStatus",
-            {
-                "ocspRequestData": {
-                    "hashAlgorithm": "SHA256",
-                    "issuerNameHash": "a",
-                    "issuerKeyHash": "b",
-                    "serialNumber": "c",
-                    "responderURL": "http://ocsp",
-                }
-            },
-            {"status": "Failed"},
-            "certificate_request",
-        ),
     ],
 )
 def test_recorded_messages(cp, station, action, payload, answer, kind):
