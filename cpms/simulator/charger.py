@@ -138,6 +138,8 @@ class SimulatedCharger(CsmsRequestsMixin):
                 self.url,
                 subprotocols=[Subprotocol(self.spec.subprotocol)],
                 additional_headers=self._headers(),
+                # wss://: the CSMS root to check the server, and the client certificate of profile 3.
+                ssl=self.config.ssl_context(),
                 open_timeout=self.config.open_timeout_s,
                 # Chargers rarely negotiate compression, and it costs the server memory per connection.
                 compression=None,

@@ -24,6 +24,7 @@ from ocpp.v201.enums import Action
 from websockets.asyncio.client import ClientConnection
 
 from cpms.simulator import smart_charging
+from cpms.simulator.certificates import SIGN_TRIGGERS
 from cpms.simulator.charger import SimulatedCharger
 from cpms.simulator.client import (
     DATA_TRANSFER_VENDOR,
@@ -63,7 +64,6 @@ STOP_REASONS = {
     "Reboot": ("ResetCommand", "Reboot"),
     "UnlockCommand": ("UnlockCommand", "Other"),
 }
-# The Sign*Certificate triggers would need a CSR, which the simulator cannot make: NotImplemented.
 TRIGGERABLE = frozenset(
     {
         "BootNotification",
@@ -72,6 +72,8 @@ TRIGGERABLE = frozenset(
         "LogStatusNotification",
         "MeterValues",
         "PublishFirmwareStatusNotification",
+        "SignChargingStationCertificate",
+        "SignV2GCertificate",
         "StatusNotification",
         "TransactionEvent",
     }
@@ -288,6 +290,15 @@ class ChargerV201(DeviceModelV201, CsmsCommandsV201, RecordingClient, ChargePoin
         elif requested_message == "PublishFirmwareStatusNotification":
             status, request_id = self.state.publish.current
             await self._call(call.PublishFirmwareStatusNotification(status=status, request_id=request_id))
+        elif requested_message in SIGN_TRIGGERS:
+            # A02/A03: a new key and its CSR; the current certificate stays in use until CertificateSigned.
+            certificate_type = SIGN_TRIGGERS[requested_message]
+            csr = self.state.certificates.csr_new(
+                certificate_type,
+                identity=self.charger.config.identity,
+                organization=self.charger.config.organization,
+            )
+            await self._call(call.SignCertificate(csr=csr, certificate_type=certificate_type))
 
     async def _reset_when_idle(self) -> None:
         """Reset OnIdle (B12.FR.06): once no transaction runs. Ends with the connection at the latest."""

@@ -42,6 +42,9 @@ class ChargerConfig:
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    # The operator's name as SecurityCtrlr.OrganizationName (2.0.1) / CpoName (1.6) hold it: the O of the CSRs
+    # the charger makes (the CSMS refuses a CSR whose O is not its operator's name).
+    organization: str = ""
 
     def ssl_context(
         self, *, cert_file: str | None = None, key_file: str | None = None
@@ -95,6 +98,7 @@ class FleetConfig:
     tls_ca_file: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    organization: str = ""
     # Handshakes in flight at once: Channels admits a few hundred new connections per second
     # (docs/performance.md#connections-and-file-descriptors), so a thousand simultaneous opens would mostly
     # time out.
@@ -131,4 +135,5 @@ class FleetConfig:
             tls_ca_file=self.tls_ca_file,
             tls_cert_file=self.tls_cert_file,
             tls_key_file=self.tls_key_file,
+            organization=self.organization,
         )

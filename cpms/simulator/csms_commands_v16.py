@@ -16,7 +16,7 @@ from ocpp.v16 import call, call_result
 from ocpp.v16.enums import Action
 
 from cpms.simulator import smart_charging
-from cpms.simulator.certificates import CertificateStore, pem_blocks
+from cpms.simulator.certificates import SIGN_TRIGGERS, CertificateStore, pem_blocks
 from cpms.simulator.csms_commands_common import CsmsCommandsCommon
 from cpms.simulator.local_list import LocalList
 from cpms.simulator.meter import ocpp_timestamp, parse_time
@@ -31,8 +31,7 @@ from cpms.simulator.transfers import (
 )
 
 # ExtendedTriggerMessage (whitepaper). FirmwareStatusNotification asks for the signed update's
-# status (SignedFirmwareStatusNotification). SignChargePointCertificate would need a CSR, which the
-# simulator cannot make: NotImplemented.
+# status (SignedFirmwareStatusNotification); SignChargePointCertificate for a new key and its CSR (A02).
 EXTENDED_TRIGGERABLE = frozenset(
     {
         "BootNotification",
@@ -40,6 +39,7 @@ EXTENDED_TRIGGERABLE = frozenset(
         "Heartbeat",
         "LogStatusNotification",
         "MeterValues",
+        "SignChargePointCertificate",
         "StatusNotification",
     }
 )
@@ -186,6 +186,14 @@ class CsmsCommandsV16(CsmsCommandsCommon):
         elif requested_message == "LogStatusNotification":
             status, request_id = self.state.log.current
             self.charger.spawn(self._call(call.LogStatusNotification(status=status, request_id=request_id)))
+        elif requested_message == "SignChargePointCertificate":
+            # A02: a new key and its CSR; the current certificate stays in use until CertificateSigned.
+            csr = self.state.certificates.csr_new(
+                SIGN_TRIGGERS[requested_message],
+                identity=self.charger.config.identity,
+                organization=self.charger.config.organization,
+            )
+            self.charger.spawn(self._call(call.SignCertificate(csr=csr)))
         else:
             self._send_triggered(requested_message, connector_id)
 

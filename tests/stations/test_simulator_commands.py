@@ -346,6 +346,8 @@ class FrameCsms:
             return {"transactionId": next(self._transaction_ids), "idTagInfo": {"status": "Accepted"}}
         if action == "TransactionEvent" and "idToken" in payload:
             return {"idTokenInfo": {"status": "Accepted"}}
+        if action == "SignCertificate":
+            return {"status": "Accepted"}
         return {}
 
     async def handle(self, connection) -> None:
@@ -1073,6 +1075,6 @@ def test_triggered_job_statuses_are_idle_when_nothing_runs_v16():
         return answers, diagnostics, firmware
 
     answers, diagnostics, firmware = _run(scenario, "1.6")
-    assert [a["status"] for a in answers] == ["Accepted", "Accepted", "NotImplemented", "Rejected"]
+    assert [a["status"] for a in answers] == ["Accepted", "Accepted", "Accepted", "Rejected"]
     assert diagnostics == [{"status": "Idle"}]
     assert firmware == [{"status": "Idle"}]

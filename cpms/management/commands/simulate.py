@@ -65,6 +65,14 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0, help="makes meter readings reproducible")
         parser.add_argument("--response-timeout", type=_positive_float, default=30.0)
         parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+        parser.add_argument("--tls-ca", default=None, help="wss://: the CSMS root certificate file (PEM)")
+        parser.add_argument(
+            "--tls-cert", default=None, help="profile 3: the charger's certificate file (PEM)"
+        )
+        parser.add_argument("--tls-key", default=None, help="profile 3: the charger's private key file (PEM)")
+        parser.add_argument(
+            "--organization", default="", help="the O of the certificates the chargers request (the operator)"
+        )
 
     def handle(self, *args, **options):
         identities = tuple(i.strip() for i in options["identities"].split(",") if i.strip())
@@ -93,6 +101,10 @@ class Command(BaseCommand):
             id_tag=options["id_tag"],
             seed=options["seed"],
             response_timeout_s=options["response_timeout"],
+            tls_ca_file=options["tls_ca"],
+            tls_cert_file=options["tls_cert"],
+            tls_key_file=options["tls_key"],
+            organization=options["organization"],
         )
         try:
             summary = asyncio.run(run_fleet(config))
