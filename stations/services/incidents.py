@@ -8,6 +8,8 @@ What opens and resolves an incident (docs/operations.md, "Incidents and alerts")
 - `event`: an OCPP 2.0.1 NotifyEvent item reporting `Problem` = true (trigger Alerting or Delta), or an Alerting
   item with a techCode, opens one for the item's EVSE; the same component/variable reporting Problem = false
   or `cleared` resolves it.
+- `event` also: a SecurityEventNotification whose type the version's security event list marks critical
+  opens one for the whole station (code = the type); operators resolve it.
 - `offline`: a station that is not connected and has been silent for INCIDENT_OFFLINE_AFTER_S (a periodic
   job); its next connection resolves it.
 Operators acknowledge and resolve incidents by hand (recording whether a site visit was needed).
@@ -221,6 +223,22 @@ def incidents_from_notify_event(
             if incident is not None:
                 opened.append(incident)
     return opened
+
+
+def incident_from_security_event(
+    *, station_id: int, event_type: str, tech_info: str, occurred_at: datetime, received_at: datetime
+) -> Incident | None:
+    """A critical security event (stations/services/security_events.py): open an `event` incident for the
+    whole station, code = the event type. Nothing resolves it but an operator: the charger never reports a
+    security event as over. Its detail starts with "Security event", never a NotifyEvent item's
+    "<component>.<variable>" key, so no NotifyEvent clears it. Caller holds the transaction."""
+    return _incident_open(
+        place=Place(station_id=station_id, kind=IncidentKind.EVENT, evse_id=0, connector_id=0),
+        code=event_type,
+        detail="; ".join(part for part in (f"Security event {event_type}", tech_info) if part),
+        occurred_at=_reported_time(occurred_at, received_at),
+        detected_at=received_at,
+    )
 
 
 def incident_offline_resolve(*, station_id: int, at: datetime) -> int:
