@@ -92,7 +92,7 @@ urlpatterns = [
     path("", include("stations.api.urls_firmware")),
     path("", include("stations.api.urls_certificates")),
     path(
-        "stations/<str:identity>/security-profile/upgrade/",
+        "stations/<station_identity:identity>/security-profile/upgrade/",
         SecurityProfileUpgradeApi.as_view(),
         name="station-security-profile-upgrade",
     ),
