@@ -35,6 +35,7 @@ from django.conf import settings
 from cpms.secret_box import secret_decrypt, secret_encrypt
 from stations.enums import CertificateAuthorityPurpose
 from stations.models import CertificateAuthority
+from stations.services.certificates import ca_certificate_self_signed
 
 # Get15118EVCertificateRequest.exiRequest is at most 5600 characters (OCPP 2.0.1 schema); the 1.6
 # application note carries the same message, so the same bound holds there.
@@ -106,7 +107,6 @@ def mo_ca_for_tests_create(
     """A self-signed mobility-operator root (EC P-256) for demos and tests, its key encrypted at rest. Its
     contract certificates are not trusted by any real car or charger."""
     key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, name[:64]),
@@ -114,32 +114,8 @@ def mo_ca_for_tests_create(
             x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "MO"),
         ]
     )
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    # No path length: a mobility operator signs through sub-CAs.
+    certificate = ca_certificate_self_signed(key=key, subject=subject, valid_days=3650, path_length=None)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()

@@ -262,6 +262,40 @@ def _purpose_checked(purpose: str) -> str:
 # --- certificate authorities ----------------------------------------------------------------------------
 
 
+def ca_certificate_self_signed(
+    *, key: SigningKey, subject: x509.Name, valid_days: int, path_length: int | None
+) -> x509.Certificate:
+    """A self-signed CA certificate for `key`: signs certificates and CRLs; `path_length` 0 signs end-entity
+    certificates only, None lets it sign sub-CAs too (a mobility operator's root)."""
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+
+
 def ca_create(
     *,
     organisation: Organisation,
@@ -283,34 +317,8 @@ def ca_create(
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation.name[:64]),
         ]
     )
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=valid_days))
-        # pathlen 0: it signs end-entity certificates only.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    # pathlen 0: it signs end-entity certificates only.
+    cert = ca_certificate_self_signed(key=key, subject=subject, valid_days=valid_days, path_length=0)
     with transaction.atomic():
         ca = CertificateAuthority.objects.create(
             organisation=organisation,
