@@ -5,6 +5,7 @@ from django.urls import path
 
 from cpms.portal import (
     accounts,
+    certificates,
     finance,
     incidents,
     kpis,
@@ -54,6 +55,27 @@ urlpatterns = [
         "stations/<station_identity:identity>/command/<slug:operation>/",
         stations.station_command,
         name="station-command",
+    ),
+    # certificates (issue 16)
+    path(
+        "stations/<station_identity:identity>/certificates/",
+        certificates.station_certificates_page,
+        name="station-certificates",
+    ),
+    path(
+        "stations/<station_identity:identity>/certificates/renew/",
+        certificates.station_certificate_renew,
+        name="station-certificate-renew",
+    ),
+    path(
+        "stations/<station_identity:identity>/certificates/<int:pk>/revoke/",
+        certificates.station_certificate_revoke,
+        name="station-certificate-revoke",
+    ),
+    path(
+        "certificate-authorities/",
+        certificates.certificate_authority_list_page,
+        name="certificate-authorities",
     ),
     # incidents
     path("incidents/", incidents.incident_list_page, name="incident-list"),

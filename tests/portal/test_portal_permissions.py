@@ -27,7 +27,7 @@ from cpms.portal import urls as portal_urls
 from sessions.enums import IdTokenStatus, SessionStatus
 from sessions.models import Reservation, SiteAccessGroup, WaitlistEntry
 from stations.enums import IncidentKind
-from stations.models import Command, Incident, Site
+from stations.models import Command, Incident, Site, StationCertificate
 from tests.factories import ChargingSessionFactory, EvseFactory, IdTokenFactory
 
 pytestmark = pytest.mark.django_db
@@ -88,7 +88,19 @@ def objects(world):
         organisation=world.org_a, country_code="NL", party_id="AAA", name="Org A"
     )
     partner = OcpiPartner.objects.create(party=party, name="matrix-emsp", status=PartnerStatus.REGISTERED)
+    certificate = StationCertificate.objects.create(
+        organisation=world.org_a,
+        station=world.station_a1,
+        use="ChargingStationCertificate",
+        source="issued",
+        status="active",
+        issuer_name_hash="a" * 64,
+        issuer_key_hash="b" * 64,
+        serial_number="abc1",
+        not_after=now + timedelta(days=365),
+    )
     return {
+        "certificate": certificate,
         "partner": partner,
         "payment": payment,
         "session": session,
@@ -116,6 +128,23 @@ MATRIX: dict[str, Row] = {
     "station-configuration": Row(station("station-configuration"), (200, 404, 200, 200)),
     "station-command": Row(
         station("station-command", "reset"), None, {"operator_b": 404, "finance_a": 403}, {"kind": "soft"}
+    ),
+    "station-certificates": Row(station("station-certificates"), (200, 404, 200, 200)),
+    "station-certificate-renew": Row(
+        station("station-certificate-renew"),
+        None,
+        {"operator_b": 404, "host_a1": 403, "finance_a": 403},
+        {"certificate_type": "ChargingStationCertificate"},
+    ),
+    "station-certificate-revoke": Row(
+        lambda w, o: reverse("portal:station-certificate-revoke", args=["A1-CP1", o["certificate"].pk]),
+        None,
+        {"operator_b": 404, "host_a1": 403, "finance_a": 403},
+        {"reason": "matrix"},
+    ),
+    # Organisation-wide MANAGE only: site hosts see no CA.
+    "certificate-authorities": Row(
+        lambda w, o: reverse("portal:certificate-authorities"), (200, 200, 403, 403)
     ),
     "incident-list": Row(lambda w, o: reverse("portal:incident-list"), (200, 200, 200, 200)),
     "incident-detail": Row(
@@ -236,6 +265,9 @@ def snapshot() -> dict:
         "site_access_groups": list(SiteAccessGroup.objects.values_list("site_id", "group_id")),
         "roaming": list(OcpiPartner.objects.values_list("pk", "status")),
         "roaming_outbox": list(OcpiOutboxItem.objects.values_list("pk", "status")),
+        "certificates": list(
+            StationCertificate.objects.values_list("pk", "status", "revoked_at", "renewal_requested_at")
+        ),
     }
 
 
