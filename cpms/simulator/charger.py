@@ -18,8 +18,10 @@ import contextlib
 import enum
 import logging
 import random
+import tempfile
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +30,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.typing import Subprotocol
 
 from cpms.simulator.charger_requests import CsmsRequestsMixin
-from cpms.simulator.config import ChargerConfig
+from cpms.simulator.config import ChargerConfig, tls_context
 from cpms.simulator.connectors import ActiveSession, ConnectorState
 from cpms.simulator.meter import EnergyMeter, EvSession, ocpp_timestamp, parse_time, utc_now
 from cpms.simulator.protocol import BootResult, CallFailed, ProtocolClient
@@ -73,8 +75,29 @@ class _Outcome(enum.Enum):
     REBOOT = "reboot"
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and how the charger connects: the CSMS base URL (without the identity), its security profile
+    (1: Basic over ws://, 2: Basic over wss://, 3: client certificate over wss://, no password) and, for 3,
+    its certificate and key files. A security-profile upgrade replaces it (1.6 SecurityProfile; 2.0.1
+    NetworkConfigurationPriority and Reset)."""
+
+    url: str
+    security_profile: int
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+def configured_profile(config: ChargerConfig) -> int:
+    if not config.url.startswith("wss://"):
+        return 1
+    return 3 if config.tls_cert_file else 2
+
+
 class SimulatedCharger(CsmsRequestsMixin):
-    def __init__(self, config: ChargerConfig):
+    def __init__(self, config: ChargerConfig, *, tls_url: str | None = None):
+        """`tls_url`: where a 1.6 charger connects once its SecurityProfile is raised to 2 or 3 from a ws://
+        url (1.6 carries no URL in the upgrade; default: the configured url with wss://)."""
         if config.protocol not in PROTOCOLS:
             raise ValueError(f"Unsupported protocol {config.protocol!r}; supported: {', '.join(PROTOCOLS)}")
         self.config = config
@@ -94,6 +117,11 @@ class SimulatedCharger(CsmsRequestsMixin):
         # Per protocol version, what its client keeps across connections (1.6: the configuration keys).
         self.protocol_state: dict[str, Any] = {}
         self.client: ProtocolClient | None = None
+        self.endpoint = Endpoint(url=config.url, security_profile=configured_profile(config))
+        self.tls_url = tls_url or (
+            "wss://" + config.url.removeprefix("ws://") if config.url.startswith("ws://") else config.url
+        )
+        self._certificate_dir: Path | None = None
         self._deadline: float | None = None
         self._session_index = 0
         self._scripted_done = 0
@@ -119,15 +147,40 @@ class SimulatedCharger(CsmsRequestsMixin):
                 self.result.errors.append(f"not rebooting again after {reboots} reboot(s)")
                 break
             reboots += 1
+            self._endpoint_after_reset()
             await asyncio.sleep(REBOOT_DELAY_S)
         return self.result
 
     @property
     def url(self) -> str:
-        return f"{self.config.url.rstrip('/')}/{quote(self.config.identity, safe='')}"
+        return f"{self.endpoint.url.rstrip('/')}/{quote(self.config.identity, safe='')}"
+
+    # --- security profile (1.6 security whitepaper A05; 2.0.1 A05, B09) -------------------------------
+
+    def certificate_dir(self) -> Path:
+        """A private folder for the certificate and key the charger reconnects with (profile 3)."""
+        if self._certificate_dir is None:
+            self._certificate_dir = Path(tempfile.mkdtemp(prefix=f"cpms-sim-{self.config.identity}-"))
+        return self._certificate_dir
+
+    def reconnect_at(self, endpoint: Endpoint) -> None:
+        """Close the connection and connect to `endpoint` (1.6 A05: right after accepting SecurityProfile)."""
+        self.endpoint = endpoint
+        self._reboot.set()
+
+    def _endpoint_after_reset(self) -> None:
+        # 2.0.1 B09/A05: after a reset the charger connects with the first slot of
+        # NetworkConfigurationPriority; the protocol's state knows the slots (None: unchanged).
+        state = self.protocol_state.get(self.config.protocol)
+        choose = getattr(state, "endpoint_after_reset", None)
+        if choose is not None:
+            endpoint = choose(self)
+            if endpoint is not None:
+                self.endpoint = endpoint
 
     def _headers(self) -> dict[str, str]:
-        if self.config.password is None:
+        # Profile 3 authenticates with the client certificate only (A00.FR.402): no password is sent.
+        if self.config.password is None or self.endpoint.security_profile == 3:
             return {}
         credentials = f"{self.config.identity}:{self.config.password}".encode()
         return {"Authorization": "Basic " + base64.b64encode(credentials).decode("ascii")}
@@ -139,7 +192,12 @@ class SimulatedCharger(CsmsRequestsMixin):
                 subprotocols=[Subprotocol(self.spec.subprotocol)],
                 additional_headers=self._headers(),
                 # wss://: the CSMS root to check the server, and the client certificate of profile 3.
-                ssl=self.config.ssl_context(),
+                ssl=tls_context(
+                    self.endpoint.url,
+                    ca_file=self.config.tls_ca_file,
+                    cert_file=self.endpoint.cert_file or self.config.tls_cert_file,
+                    key_file=self.endpoint.key_file or self.config.tls_key_file,
+                ),
                 open_timeout=self.config.open_timeout_s,
                 # Chargers rarely negotiate compression, and it costs the server memory per connection.
                 compression=None,

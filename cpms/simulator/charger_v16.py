@@ -18,7 +18,7 @@ from ocpp.v16.enums import Action
 from websockets.asyncio.client import ClientConnection
 
 from cpms.simulator import smart_charging
-from cpms.simulator.charger import SimulatedCharger
+from cpms.simulator.charger import Endpoint, SimulatedCharger
 from cpms.simulator.client import (
     DATA_TRANSFER_VENDOR,
     FIRMWARE_VERSION,
@@ -95,8 +95,14 @@ def default_configuration(charger: SimulatedCharger) -> dict[str, Setting]:
         "ChargingScheduleMaxPeriods": Setting(str(smart_charging.MAX_PERIODS), readonly=True, kind="int"),
         "MaxChargingProfilesInstalled": Setting("20", readonly=True, kind="int"),
         "SupportedFileTransferProtocols": Setting("HTTP,HTTPS", readonly=True),
-        "SecurityProfile": Setting("0", readonly=True, kind="int"),
+        # Security whitepaper A05: raised by ChangeConfiguration (never lowered); the charger then reconnects.
+        "SecurityProfile": Setting(str(charger.endpoint.security_profile), kind="int"),
     }
+
+
+SECURITY_PROFILE = "SecurityProfile"
+# The charger's own certificate, as 1.6 CertificateSigned installs it (no certificate type on the wire).
+CERTIFICATE_TYPE = "ChargePointCertificate"
 
 
 @dataclass(kw_only=True)
@@ -264,6 +270,8 @@ class ChargerV16(CsmsCommandsV16, RecordingClient, ChargePoint):
             return call_result.ChangeConfiguration(status="NotSupported")
         if entry.readonly or not entry.accepts(value):
             return call_result.ChangeConfiguration(status="Rejected")
+        if key == SECURITY_PROFILE and not self._profile_reachable(int(value)):
+            return call_result.ChangeConfiguration(status="Rejected")
         entry.set(value)
         if key == "HeartbeatInterval":
             self.charger.set_heartbeat_interval(int(value))
@@ -272,6 +280,33 @@ class ChargerV16(CsmsCommandsV16, RecordingClient, ChargePoint):
         elif key == "AuthorizeRemoteTxRequests":
             self.charger.authorize_remote_starts = entry.value == "true"
         return call_result.ChangeConfiguration(status="Accepted")
+
+    @after(Action.change_configuration)
+    def after_change_configuration(self, key: str, value: str, **kwargs):
+        # A05.FR.04: after accepting a new SecurityProfile the charger reconnects at it (the answer is out).
+        # Accepted: the key holds the value and it is above the profile the charger connects with.
+        if (
+            key == SECURITY_PROFILE
+            and self.state.configuration[key].value == value
+            and int(value) > self.charger.endpoint.security_profile
+        ):
+            self.charger.reconnect_at(self._endpoint_for(int(value)))
+
+    def _profile_reachable(self, profile: int) -> bool:
+        """A05.FR.02/03: only a higher profile (1-3), and 3 only with a signed certificate installed."""
+        if not self.charger.endpoint.security_profile < profile <= 3:
+            return False
+        store = self.state.certificates
+        return profile < 3 or bool(store.signed.get(CERTIFICATE_TYPE) and store.keys.get(CERTIFICATE_TYPE))
+
+    def _endpoint_for(self, profile: int) -> Endpoint:
+        current = self.charger.endpoint
+        url = current.url if current.url.startswith("wss://") else self.charger.tls_url
+        if profile < 3:
+            return Endpoint(url=url, security_profile=profile)
+        files = self.state.certificates.client_files(CERTIFICATE_TYPE, self.charger.certificate_dir())
+        assert files is not None  # _profile_reachable checked there is one
+        return Endpoint(url=url, security_profile=3, cert_file=str(files[0]), key_file=str(files[1]))
 
     @on(Action.get_configuration)
     def on_get_configuration(self, key: list | None = None, **kwargs):

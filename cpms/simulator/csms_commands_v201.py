@@ -20,6 +20,7 @@ from ocpp.v201.enums import Action
 
 from cpms.simulator import smart_charging
 from cpms.simulator.certificates import CertificateStore, hash_data, pem_blocks
+from cpms.simulator.charger import Endpoint, SimulatedCharger
 from cpms.simulator.csms_commands_common import CsmsCommandsCommon
 from cpms.simulator.local_list import LocalList
 from cpms.simulator.meter import ocpp_timestamp, parse_time, utc_now
@@ -34,6 +35,8 @@ MAX_DISPLAY_MESSAGES = 10
 # SetNetworkProfile: the slots the station has (NetworkConfigurationPriority would list them).
 NETWORK_SLOTS = range(0, 10)
 NETWORK_VERSIONS = frozenset({"OCPP16", "OCPP20"})
+NETWORK_PRIORITY = ("OCPPCommCtrlr", "NetworkConfigurationPriority")
+CHARGING_STATION_CERTIFICATE = "ChargingStationCertificate"
 CHARGING_LIMIT_SOURCE = "CSO"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -57,6 +60,25 @@ class CommandStateV201:
     network_profiles: dict[int, dict] = field(default_factory=dict)
     # CostUpdated: transaction id -> the running total cost.
     costs: dict[str, float] = field(default_factory=dict)
+
+    def endpoint_after_reset(self, charger: SimulatedCharger) -> Endpoint | None:
+        """Where the charger connects after a reset (B09, A05.FR.05): the connection profile in the first slot
+        of OCPPCommCtrlr.NetworkConfigurationPriority (a device-model variable: V201State holds both), its
+        URL and securityProfile, and for 3 the signed ChargingStationCertificate with its key. None: a slot
+        with no profile set, or the same endpoint (nothing changes)."""
+        priority = self.variables.get(NETWORK_PRIORITY)  # type: ignore[attr-defined]
+        first = (priority.value if priority else "").split(",")[0].strip()
+        profile = self.network_profiles.get(int(first)) if first.isdigit() else None
+        if profile is None:
+            return None
+        url, level = profile["ocpp_csms_url"], int(profile["security_profile"])
+        if url == charger.endpoint.url and level == charger.endpoint.security_profile:
+            return None
+        if level < 3:
+            return Endpoint(url=url, security_profile=level)
+        files = self.certificates.client_files(CHARGING_STATION_CERTIFICATE, charger.certificate_dir())
+        cert_file, key_file = (str(files[0]), str(files[1])) if files else (None, None)
+        return Endpoint(url=url, security_profile=3, cert_file=cert_file, key_file=key_file)
 
 
 class CsmsCommandsV201(CsmsCommandsCommon):
@@ -470,6 +492,9 @@ class CsmsCommandsV201(CsmsCommandsCommon):
     @on(Action.set_network_profile)
     def on_set_network_profile(self, configuration_slot: int, connection_data: dict, **kwargs):
         if configuration_slot not in NETWORK_SLOTS or connection_data["ocpp_version"] not in NETWORK_VERSIONS:
+            return call_result.SetNetworkProfile(status="Rejected")
+        # A05: a lower security profile than the current one is never taken.
+        if int(connection_data["security_profile"]) < self.charger.endpoint.security_profile:
             return call_result.SetNetworkProfile(status="Rejected")
         self.state.network_profiles[configuration_slot] = connection_data
         return call_result.SetNetworkProfile(status="Accepted")

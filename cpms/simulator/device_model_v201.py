@@ -48,6 +48,9 @@ def default_variables(charger: SimulatedCharger) -> dict[tuple[str, str], Settin
         ("ChargingStation", "AvailabilityState"): Setting("Available", readonly=True),
         ("SecurityCtrlr", "Identity"): Setting(charger.config.identity, readonly=True),
         HEARTBEAT_INTERVAL: Setting(str(int(charger.heartbeat_interval_s)), kind="int"),
+        # B09/A05: the connection-profile slots in the order tried after a reset (SetNetworkProfile fills them;
+        # slot 0 stands for the configured connection and holds no profile).
+        ("OCPPCommCtrlr", "NetworkConfigurationPriority"): Setting("0"),
         # An integer on the wire; a sub-second simulator interval shows as 1.
         TX_UPDATED_INTERVAL: Setting(str(max(1, math.ceil(charger.meter_interval_s))), kind="int"),
         ("SampledDataCtrlr", "TxUpdatedMeasurands"): Setting(
