@@ -18,6 +18,8 @@ class StationAuth:
     site_id: int | None = None
     # A password sent to the charger whose answer is not committed yet (credentials.station_password_check).
     pending_password_hash: str = ""
+    # The highest security profile it connected with: it is never accepted lower (transport_security).
+    security_profile_seen: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,7 @@ from stations.services.commands import (
 from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
 from stations.services.ocpp import (
     security_event_record,
+    station_auth_get,
     station_auto_register,
     station_connected,
     station_disconnected,
@@ -60,7 +61,6 @@ from stations.services.transport_security import (
     Transport,
     profile_required,
     station_certificate_check,
-    station_handshake_get,
     station_profile_seen_raise,
     transport_of,
 )
@@ -420,7 +420,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         headers = dict(self.scope.get("headers") or [])
         credentials = basic_auth_parse(headers.get(b"authorization"))
-        found = await run_db(station_handshake_get, identity=identity)
+        found = await run_db(station_auth_get, identity=identity)
         if found is None:
             password = credentials[1] if credentials and credentials[0] == identity else None
             station = await run_db(station_auto_register, identity=identity, password=password)
@@ -436,7 +436,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 await self._refuse(404, "Unknown charging station")
                 return
         else:
-            station, seen = found
+            station, seen = found, found.security_profile_seen
             if not await self._admitted(station, seen, identity, credentials, transport):
                 return
         handshake_throttle.succeeded(identity=identity, address=remote)

@@ -59,10 +59,12 @@ def _auth(station: ChargingStation) -> StationAuth:
         password_hash=station.password_hash,
         site_id=station.site_id,
         pending_password_hash=station.pending_password_hash,
+        security_profile_seen=station.security_profile_seen,
     )
 
 
 def station_auth_get(*, identity: str) -> StationAuth | None:
+    """The station as the handshake needs it, in one query."""
     row = (
         ChargingStation.objects.filter(identity=identity)
         .only(
@@ -71,6 +73,7 @@ def station_auth_get(*, identity: str) -> StationAuth | None:
             "organisation_id",
             "registration_status",
             "security_profile",
+            "security_profile_seen",
             "password_hash",
             "pending_password_hash",
             "site_id",

@@ -50,7 +50,6 @@ from stations.enums import (
 )
 from stations.models import CertificateAuthority, ChargingStation, Command, StationCertificate
 from stations.services.commands import command_send, station_version
-from stations.types import StationAuth
 
 logger = logging.getLogger(__name__)
 
@@ -165,39 +164,6 @@ def _asgi_tls_certificate(scope: Mapping[str, Any]) -> str:
 
 
 # --- the station's side ---------------------------------------------------------------------------
-
-
-def station_handshake_get(*, identity: str) -> tuple[StationAuth, int] | None:
-    """The station as the handshake needs it, and the highest profile it was seen at: one query, as
-    `stations.services.ocpp.station_auth_get` (which it stands in for, with `security_profile_seen`)."""
-    row = (
-        ChargingStation.objects.filter(identity=identity)
-        .only(
-            "pk",
-            "identity",
-            "organisation_id",
-            "registration_status",
-            "security_profile",
-            "security_profile_seen",
-            "password_hash",
-            "pending_password_hash",
-            "site_id",
-        )
-        .first()
-    )
-    if row is None:
-        return None
-    auth = StationAuth(
-        station_id=row.pk,
-        identity=row.identity,
-        organisation_id=row.organisation_id,
-        registration_status=row.registration_status,
-        security_profile=row.security_profile,
-        password_hash=row.password_hash,
-        site_id=row.site_id,
-        pending_password_hash=row.pending_password_hash,
-    )
-    return auth, row.security_profile_seen
 
 
 def profile_required(*, security_profile: int, security_profile_seen: int) -> int:

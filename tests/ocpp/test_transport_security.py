@@ -23,9 +23,9 @@ from cpms.ocpp.throttle import handshake_throttle
 from cpms.simulator.config import ChargerConfig, FleetConfig
 from stations.enums import CertificateAuthorityPurpose, CertificateSource, CertificateStatus, CertificateUse
 from stations.models import CertificateAuthority, ChargingStation, Command, SecurityEvent, StationCertificate
+from stations.services.ocpp import station_auth_get
 from stations.services.transport_security import (
     station_certificate_check,
-    station_handshake_get,
     station_profile_seen_raise,
     transport_of,
 )
@@ -514,9 +514,9 @@ def test_profile_1_station_over_tls_is_seen_at_2_then_refused_over_plain_ws():
 def test_handshake_lookup_is_one_query(django_assert_num_queries):
     station = ChargingStationFactory(identity="CP-Q", security_profile=2, security_profile_seen=3)
     with django_assert_num_queries(1):
-        auth, seen = station_handshake_get(identity="CP-Q")
-    assert (auth.station_id, auth.security_profile, seen) == (station.pk, 2, 3)
-    assert station_handshake_get(identity="CP-NONE") is None
+        auth = station_auth_get(identity="CP-Q")
+    assert (auth.station_id, auth.security_profile, auth.security_profile_seen) == (station.pk, 2, 3)
+    assert station_auth_get(identity="CP-NONE") is None
 
 
 def test_certificate_check_is_one_query(pki, django_assert_num_queries):
