@@ -207,3 +207,10 @@ def test_no_page_shows_a_private_key(client, world, ca, certificate):
         html = client.get(url).content.decode()
         assert "PRIVATE KEY" not in html, url
         assert ca.private_key_encrypted[:40] not in html, url
+
+
+def test_station_page_links_to_its_certificates(client, world):
+    client.force_login(world.host_a1)
+    html = client.get(reverse("portal:station-detail", args=["A1-CP1"])).content.decode()
+    assert f'<a href="{reverse("portal:station-certificates", args=["A1-CP1"])}">Certificates →</a>' in html
+    assert "<p>Security profile 1.</p>" in html
