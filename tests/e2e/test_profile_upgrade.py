@@ -14,8 +14,10 @@ are the simulator's own.
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from cpms.simulator.charger import Endpoint, SimulatedCharger
 from cpms.simulator.config import ChargerConfig
@@ -131,7 +133,13 @@ def test_upgrade_1_to_2_to_3_from_the_api_with_the_simulator_obeying(version, pk
     assert [command["action"] for command in to_3[1]["commands"]] == UPGRADE_ACTIONS[version]
     assert charger.endpoint.url == tls_base
     assert charger.endpoint.security_profile == 3
-    assert charger.endpoint.cert_file is not None
+    # At 3 it presents the certificate the CSMS signed for it (the one active in the inventory).
+    presented = x509.load_pem_x509_certificates(Path(charger.endpoint.cert_file).read_bytes())[0]
+    assert StationCertificate.objects.filter(
+        station__identity=identity, status=CertificateStatus.ACTIVE
+    ).values_list("serial_number", flat=True).get() == format(presented.serial_number, "x")
+    if version == "1.6":
+        assert charger.protocol_state["1.6"].configuration["SecurityProfile"].value == "3"
     assert charger.result.failure is None
     assert _seen(identity) == 3
     # Every connection was accepted: no refusal on the way (only the certificate's lifecycle is recorded).
