@@ -11,13 +11,12 @@ from cpms.ocpp.chargepoint import Handler, Request, run_db
 from cpms.ocpp.mappers import format_datetime, parse_datetime, text
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
 from sessions.types import TransactionEventRequest, TransactionEventResult
-from stations.enums import SecurityEventKind
 from stations.services.ocpp import (
     connector_status_update,
-    security_event_record,
     station_boot,
     station_event_record,
 )
+from stations.services.security_events import security_event_report
 from stations.types import ConnectorStatusReport, StationInfo
 
 # MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
@@ -96,13 +95,17 @@ def recorded(
 
 
 async def security_event_notification(req: Request) -> dict:
-    """SecurityEventNotification (1.6 security whitepaper, 2.0.1 A04): into the security log."""
-    detail = f"{req.payload['type']} at {req.payload['timestamp']}: {text(req.payload.get('techInfo'), 255)}"
-    await run_db(
-        security_event_record,
-        identity=req.station.identity,
+    """SecurityEventNotification (1.6 security whitepaper, 2.0.1 A04): into the security log with its
+    severity; a critical one opens an incident whose alert is due (stations/services/security_events.py)."""
+    outcomes = await run_db(
+        security_event_report,
         station_id=req.station.station_id,
-        kind=SecurityEventKind.CHARGER_REPORTED,
-        detail=detail,
+        version=req.version,
+        event_type=str(req.payload["type"]),
+        timestamp=str(req.payload["timestamp"]),
+        occurred_at=parse_datetime(req.payload["timestamp"], "timestamp"),
+        tech_info=text(req.payload.get("techInfo"), 255),
+        received_at=req.received_at,
     )
+    await effects.apply(outcomes, station=req.station, version=req.version)
     return {}

@@ -47,6 +47,7 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Exports", "portal:exports", Capability.EXPORT),
     NavItem("ROI", "portal:roi", Capability.EXPORT),
     NavItem("Roaming", "portal:roaming", Capability.MANAGE),
+    NavItem("Certificates", "portal:certificate-authorities", Capability.MANAGE),
     NavItem("Users", "portal:user-list", Capability.MANAGE_USERS),
     NavItem("Audit log", "portal:audit-log", Capability.MANAGE_USERS),
 )

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from sessions.models import ChargingSession, MeterValue, SessionAnomaly
-from stations.models import ChargingStation, Connector, SecurityEvent, StationEvent, StatusChange
+from stations.models import ChargingStation, Connector, Incident, SecurityEvent, StationEvent, StatusChange
 from tests.factories import ChargingStationFactory, IdTokenFactory
 from tests.ocpp.harness import Harness, inline_db  # noqa: F401
 
@@ -494,7 +494,10 @@ def test_security_event_notification_stored(cp, station):
     assert answer == [3, "m1", {}]
     event = SecurityEvent.objects.get(station=station)
     assert event.kind == "charger_reported"
-    assert event.detail == f"TamperDetectionActivated at {ts(0)}: lid open"
+    assert event.detail == f"TamperDetectionActivated at {ts(0)} (critical): lid open"
+    # A critical security event opens an incident, alerted like a fault.
+    [incident] = Incident.objects.filter(station=station)
+    assert (incident.kind, incident.code) == ("event", "TamperDetectionActivated")
 
 
 def test_sign_certificate_refused_and_recorded(cp, station):

@@ -349,7 +349,7 @@ def test_security_event_notification(cp, station):
         "m1",
         {},
     ]
-    assert SecurityEvent.objects.get(station=station).detail == f"FirmwareUpdated at {ts()}: "
+    assert SecurityEvent.objects.get(station=station).detail == f"FirmwareUpdated at {ts()} (critical): "
 
 
 @pytest.mark.parametrize(
