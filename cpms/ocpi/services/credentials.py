@@ -209,36 +209,17 @@ def credentials_accept(*, partner: OcpiPartner, body: Any, update: bool, base_ur
         )
     version, endpoints = _their_endpoints(versions_url_=credentials["url"], token=credentials["token"])
     token_c = protocol.token_new()
-    with transaction.atomic():
-        locked = OcpiPartner.objects.select_for_update().get(pk=partner.pk)
-        if locked.incoming_token_hash != partner.incoming_token_hash:
-            raise OcpiError(
-                "The credentials changed meanwhile; try again.",
-                status_code=INVALID_PARAMETERS,
-                http_status=409,
-            )
-        _registration_store(
-            locked,
-            incoming=token_c,
-            outgoing=credentials["token"],
-            versions_url_=credentials["url"],
-            version=version,
-            endpoints=endpoints,
-            roles=credentials["roles"],
-        )
-        if not update:
-            # A new partner gets everything we publish pushed at once, so that the status updates that
-            # follow always concern a Location it has (OCPI 2.2.1 8.2.2: a PATCH needs the object).
-            partner_push_all(locked)
-        audit_record(
-            actor=None,
-            action=AuditAction.ROAMING_CREDENTIALS_ROTATED
-            if update
-            else AuditAction.ROAMING_PARTNER_REGISTERED,
-            obj=locked,
-            organisation_id=partner.party.organisation_id,
-            changes={"by": "partner", "versions_url": credentials["url"]},
-        )
+    _registration_commit(
+        partner,
+        incoming=token_c,
+        theirs=credentials,
+        version=version,
+        endpoints=endpoints,
+        new_registration=not update,
+        actor=None,
+        changes={"by": "partner", "versions_url": credentials["url"]},
+        expected_hash=partner.incoming_token_hash,
+    )
     return our_credentials(party=partner.party, token=token_c, base_url=base_url)
 
 
@@ -257,28 +238,55 @@ def credentials_delete(*, partner: OcpiPartner, actor: User | None = None, by_pa
         )
 
 
-def _registration_store(
+def _registration_commit(
     partner: OcpiPartner,
     *,
     incoming: str,
-    outgoing: str,
-    versions_url_: str,
+    theirs: dict[str, Any],
     version: str,
     endpoints: list[dict[str, Any]],
-    roles: list[dict[str, Any]],
-) -> None:
-    partner.incoming_token_hash = protocol.token_hash(incoming)
-    partner.outgoing_token_encrypted = client.outgoing_token_seal(outgoing)
-    partner.versions_url = versions_url_
-    partner.version = version
-    partner.endpoints = endpoints
-    partner.roles = [
-        {**role, "country_code": role["country_code"].upper(), "party_id": role["party_id"].upper()}
-        for role in roles
-    ]
-    partner.status = PartnerStatus.REGISTERED
-    partner.registered_at = partner.registered_at or timezone.now()
-    partner.save()
+    new_registration: bool,
+    actor: User | None,
+    changes: dict[str, Any],
+    expected_hash: str | None = None,
+) -> OcpiPartner:
+    """Keeps a completed exchange under the partner's row lock: the token it calls us with (`incoming`, as a
+    hash), its credentials (`theirs`: token, versions url, roles) and endpoints; audited. A new registration
+    gets everything we publish pushed at once, so that the status updates that follow always concern a
+    Location it has (OCPI 2.2.1 8.2.2: a PATCH needs the object). `expected_hash`: refused (409) when the
+    partner's token changed since the exchange began."""
+    with transaction.atomic():
+        locked = OcpiPartner.objects.select_for_update().get(pk=partner.pk)
+        if expected_hash is not None and locked.incoming_token_hash != expected_hash:
+            raise OcpiError(
+                "The credentials changed meanwhile; try again.",
+                status_code=INVALID_PARAMETERS,
+                http_status=409,
+            )
+        locked.incoming_token_hash = protocol.token_hash(incoming)
+        locked.outgoing_token_encrypted = client.outgoing_token_seal(theirs["token"])
+        locked.versions_url = theirs["url"]
+        locked.version = version
+        locked.endpoints = endpoints
+        locked.roles = [
+            {**role, "country_code": role["country_code"].upper(), "party_id": role["party_id"].upper()}
+            for role in theirs["roles"]
+        ]
+        locked.status = PartnerStatus.REGISTERED
+        locked.registered_at = locked.registered_at or timezone.now()
+        locked.save()
+        if new_registration:
+            partner_push_all(locked)
+        audit_record(
+            actor=actor,
+            action=AuditAction.ROAMING_PARTNER_REGISTERED
+            if new_registration
+            else AuditAction.ROAMING_CREDENTIALS_ROTATED,
+            obj=locked,
+            organisation_id=partner.party.organisation_id,
+            changes=changes,
+        )
+    return locked
 
 
 # --- we register with a partner (it is the server) ----------------------------------------------------------
@@ -310,26 +318,16 @@ def partner_register(
         OcpiPartner.objects.filter(pk=partner.pk).update(incoming_token_hash=previous_hash)
         message = exc.message if isinstance(exc, OcpiError) else str(exc)
         raise OcpiError(f"Registration refused: {message}", status_code=UNABLE_TO_USE_CLIENT_API) from exc
-    with transaction.atomic():
-        locked = OcpiPartner.objects.select_for_update().get(pk=partner.pk)
-        _registration_store(
-            locked,
-            incoming=token_b,
-            outgoing=theirs["token"],
-            versions_url_=versions_url_,
-            version=version,
-            endpoints=endpoints,
-            roles=theirs["roles"],
-        )
-        partner_push_all(locked)
-        audit_record(
-            actor=actor,
-            action=AuditAction.ROAMING_PARTNER_REGISTERED,
-            obj=locked,
-            organisation_id=partner.party.organisation_id,
-            changes={"by": "us", "versions_url": versions_url_},
-        )
-    return locked
+    return _registration_commit(
+        partner,
+        incoming=token_b,
+        theirs={**theirs, "url": versions_url_},
+        version=version,
+        endpoints=endpoints,
+        new_registration=True,
+        actor=actor,
+        changes={"by": "us", "versions_url": versions_url_},
+    )
 
 
 def partner_credentials_rotate(
@@ -356,25 +354,16 @@ def partner_credentials_rotate(
         OcpiPartner.objects.filter(pk=partner.pk).update(incoming_token_hash=previous_hash)
         message = exc.message if isinstance(exc, OcpiError) else str(exc)
         raise OcpiError(f"Rotation refused: {message}", status_code=UNABLE_TO_USE_CLIENT_API) from exc
-    with transaction.atomic():
-        locked = OcpiPartner.objects.select_for_update().get(pk=partner.pk)
-        _registration_store(
-            locked,
-            incoming=new_incoming,
-            outgoing=theirs["token"],
-            versions_url_=theirs["url"],
-            version=version,
-            endpoints=endpoints,
-            roles=theirs["roles"],
-        )
-        audit_record(
-            actor=actor,
-            action=AuditAction.ROAMING_CREDENTIALS_ROTATED,
-            obj=locked,
-            organisation_id=partner.party.organisation_id,
-            changes={"by": "us"},
-        )
-    return locked
+    return _registration_commit(
+        partner,
+        incoming=new_incoming,
+        theirs=theirs,
+        version=version,
+        endpoints=endpoints,
+        new_registration=False,
+        actor=actor,
+        changes={"by": "us"},
+    )
 
 
 def partner_unregister(*, partner: OcpiPartner, actor: User | None = None) -> None:
