@@ -6,36 +6,30 @@ certificate, the station's security profile (403 below it: stations.services.tra
 version's ChargePoint takes every frame. The consumer joins a channel-layer group per station so any
 process can reach the charger, and a newer connection of the same identity replaces an older one.
 
-The handshake and the first answers never wait on the channel layer (docs/reliability.md case 43). The
-channel-layer work of a connection, its *link* (the per-connection channel, the station's group, the
-"superseded" broadcast), runs in the background once the charger is accepted: each call bounded by
-LAYER_TIMEOUT_S and retried with a growing pause, logged by `layer_health` (an ERROR when the layer fails, a
-WARNING when a link has waited LAYER_SLOW_S; nothing while it is merely busy). Until the membership is in
-place, the process's `command_poller` delivers the charger's commands from the database (the outbox), and
-`command_claim` keeps a command from being sent twice when the word of the layer comes too.
+The handshake and the answers never wait on the channel layer (docs/reliability.md case 43), and a connection
+has no channel of its own (issue 13): the process holds its connections in one registry and has one channel on
+the layer, through which commands and the word of a newer connection of the same charger in another process
+arrive (cpms.ocpp.process_link). Until that link is in place, and whenever the layer is down, commands reach
+the chargers from the database (the poller), and `command_claim` keeps a command from being sent twice.
 """
 
 import asyncio
-import contextlib
 import logging
-import random
 import uuid
-from collections.abc import Awaitable, Callable
 from urllib.parse import unquote_to_bytes
 
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.utils import timezone
 
 from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
 from cpms.ocpp.errors import OcppError
+from cpms.ocpp.process_link import held, layer_health
 from cpms.ocpp.throttle import MessageRate, handshake_throttle
-from cpms.ocpp.transport import station_group
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from cpms.ocpp.v21.handlers import V21ChargePoint
 from cpms.ocpp.v201.handlers import V201ChargePoint
@@ -47,7 +41,6 @@ from stations.services.commands import (
     DISCONNECTED,
     command_claim,
     command_finish,
-    command_pending_for,
 )
 from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
 from stations.services.ocpp import (
@@ -88,17 +81,8 @@ REFUSAL_TEXT = {
     401: "Authentication required",
     403: "Security profile not met: see the operator",
 }
-# One channel-layer call of a connection's link (new_channel, group_add, the superseded broadcast) may take
-# this long before it is given up (a layer that hangs) and tried again, after a pause that starts at
-# LAYER_RETRY_S and doubles up to LAYER_RETRY_MAX_S (jittered: a storm's links do not retry in step). A call
-# that is merely slow is waited for (OcppConsumer._layer_retry).
-LAYER_TIMEOUT_S = 60.0
-LAYER_RETRY_S = 1.0
-LAYER_RETRY_MAX_S = 60.0
-# A link still not in place after this long is worth a WARNING (at most one per LAYER_SLOW_S per process).
-LAYER_SLOW_S = 30.0
-# A one-shot call (group_discard at the close, the word to a command's issuer): not retried, since the
-# database covers both (the issuer re-reads the record; a channel that left is unsubscribed anyway).
+# A one-shot call (the word to a command's issuer): not retried, since the database covers it (the issuer
+# re-reads the record).
 LAYER_CALL_TIMEOUT_S = 3.0
 
 
@@ -161,210 +145,34 @@ async def refuse(scope, send, status: int, reason: str) -> None:
         await send({"type": "websocket.close"})
 
 
-class LayerHealth:
-    """What this process says about its channel layer, said once rather than per connection (a storm is
-    thousands of connections): an ERROR with the traceback when a call fails, and nothing more until a call
-    succeeds again (then an INFO); a WARNING when some link has waited LAYER_SLOW_S, at most once per
-    LAYER_SLOW_S. A layer that is merely busy (calls that take long but succeed) logs nothing before that:
-    the chargers are served meanwhile and their commands go by the database."""
-
-    def __init__(self):
-        self.failing = False
-        self._slow_said_at: float | None = None
-
-    def ok(self) -> None:
-        if self.failing:
-            self.failing = False
-            logger.info("channel layer answering again")
-
-    def failed(self, what: str, station: str, exc: BaseException) -> None:
-        if self.failing:
-            logger.debug("channel layer still failing (%s for %s): %r", what, station, exc)
-            return
-        self.failing = True
-        logger.error(
-            "channel layer failed (%s for %s); the chargers are served and their commands go by the "
-            "database until it answers again",
-            what,
-            station,
-            exc_info=exc,
-        )
-
-    def slow(self, what: str, station: str, waited_s: float) -> None:
-        if waited_s < LAYER_SLOW_S:
-            return
-        now = asyncio.get_running_loop().time()
-        if self._slow_said_at is not None and now - self._slow_said_at < LAYER_SLOW_S:
-            return
-        self._slow_said_at = now
-        logger.warning(
-            "channel layer slow: %s for %s still not done after %.0f s (retrying); commands reach such "
-            "chargers through the database meanwhile",
-            what,
-            station,
-            waited_s,
-        )
-
-
-layer_health = LayerHealth()
-
-
-class CommandPoller:
-    """Per server process: the stations whose connection this process holds, and a loop that sends
-    them the pending commands the channel layer did not bring (see stations.services.commands): a lost
-    word, no layer at all, and the window before a new connection's group membership is in place."""
-
-    def __init__(self):
-        self.consumers: dict[int, OcppConsumer] = {}
-        self._task: asyncio.Task | None = None
-
-    def hold(self, station_id: int, consumer: "OcppConsumer") -> None:
-        """`consumer` holds the station from now on. An older connection of the same station in this
-        process is closed at once (docs/reliability.md case 6), without waiting for the channel layer's
-        broadcast, which only other processes need."""
-        loop = asyncio.get_running_loop()
-        previous = self.consumers.get(station_id)
-        self.consumers[station_id] = consumer
-        if previous is not None and previous is not consumer and previous.loop is loop:
-            previous.supersede()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._run())
-
-    def release(self, station_id: int, consumer: "OcppConsumer") -> None:
-        if self.consumers.get(station_id) is consumer:
-            del self.consumers[station_id]
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(settings.OCPP_COMMAND_POLL_S)
-            if not self.consumers:
-                continue
-            try:
-                pending = await run_db(command_pending_for, station_ids=list(self.consumers))
-            except Exception:
-                logger.exception("looking for pending commands failed")
-                continue
-            for command_id, station_id in pending:
-                consumer = self.consumers.get(station_id)
-                if consumer is not None:
-                    consumer.command_start(command_id, reply_to=None)
-
-
-command_poller = CommandPoller()
-
-
 class OcppConsumer(AsyncWebsocketConsumer):
     cp: ChargePoint | None = None
     connection_id: str = ""
-    channel_name: str = ""
-    group: str = ""
+    connected_at: float = 0.0  # orders this connection against others of its charger (`heard`)
     identity: str = ""  # for the logs, set once accepted
     _closing: bool = False
     _superseded: bool = False
 
     async def __call__(self, scope, receive, send):
-        """channels' AsyncConsumer.__call__, without waiting on the channel layer (docs/reliability.md cases
-        32 and 43). Channels awaits `new_channel()` before dispatching `websocket.connect`: with a busy Redis
-        every handshake would wait behind the pub/sub layer's lock, and with Redis down it would fail. Here the
-        layer is a second message source (`_layer_next`) that creates its channel lazily, in its own task, once
-        connect() accepted the charger (`_link_wanted`); a refused handshake costs the layer nothing. Messages of
-        both sources are still dispatched one at a time, as Channels does."""
+        """channels' AsyncConsumer.__call__ without a channel of its own (docs/reliability.md cases 32 and 43,
+        issue 13): Channels awaits `new_channel()` before dispatching `websocket.connect`, and keeps a receive on
+        it for the connection's life. Here what the channel layer brings for this charger (commands, a newer
+        connection elsewhere) comes through its process's one channel (cpms.ocpp.process_link), so a handshake
+        never waits on the layer and a connection costs it nothing. One source, read in a plain loop: no task
+        per message as await_many_dispatch makes."""
         self.scope = scope
         self.base_send = send
         self.loop = asyncio.get_running_loop()
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
-        self._join_task: asyncio.Task | None = None
         self._side_tasks: set[asyncio.Task] = set()
-        sources = [receive]
-        if self.channel_layer is not None:
-            self._link_wanted = asyncio.Event()
-            self._channel_ready = asyncio.Event()
-            sources.append(self._layer_next)
         try:
-            with contextlib.suppress(StopConsumer):
-                await await_many_dispatch(sources, self.dispatch)
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
         finally:
-            # await_many_dispatch cancelled the layer source (a pending pub/sub receive unsubscribes then).
-            self._link_stop()
-
-    # --- the link: this connection's channel-layer presence, in the background -------------------------
-    async def _layer_next(self):
-        """The next channel-layer message for this connection (await_many_dispatch's second source). The
-        first call waits until the charger is accepted, then creates the channel (retried while the layer is
-        slow or down); no await separates the channel's creation from the receive that the consumer's exit
-        cancels, so a channel is never left subscribed."""
-        if not self.channel_name:
-            await self._link_wanted.wait()
-            self.channel_name = await self._layer_retry("new_channel", self.channel_layer.new_channel)
-            self._channel_ready.set()
-        delay = LAYER_RETRY_S
-        while True:
-            try:
-                message = await self.channel_layer.receive(self.channel_name)
-            except Exception as exc:
-                layer_health.failed("receive", self.identity, exc)
-                await asyncio.sleep(random.uniform(0.5, 1.5) * delay)
-                delay = min(2 * delay, LAYER_RETRY_MAX_S)
-                continue
-            layer_health.ok()
-            return message
-
-    def _link_start(self) -> None:
-        """Called by connect() once the charger is accepted (self.group, connection_id and connected_at are
-        set): the channel is created by `_layer_next`, the membership and the broadcast by `_join`."""
-        if self.channel_layer is None:
-            return
-        self._link_started_at = self.loop.time()
-        self._link_wanted.set()
-        self._join_task = asyncio.ensure_future(self._join())
-
-    async def _join(self) -> None:
-        """Join the station's group, then tell every other connection of the station that this one is the
-        newest (ocpp.superseded; docs/reliability.md case 6). In this order: a connection announces only once
-        it can hear the others' announcements, so that of two connections linking late, each hears whichever
-        announces after it (see ocpp_superseded)."""
-        await self._channel_ready.wait()
-        await self._layer_retry(
-            "group_add", lambda: self.channel_layer.group_add(self.group, self.channel_name)
-        )
-        if not self._superseded:
-            await self._layer_retry(
-                "group_send", lambda: self.channel_layer.group_send(self.group, self._announcement())
-            )
-
-    async def _layer_retry(self, what: str, call: Callable[[], Awaitable]):
-        """`call()` until it succeeds. A slow attempt is waited for, not cancelled early: the pub/sub layer
-        serves a process's calls in turn behind one lock, and a cancelled call would lose its place in that
-        queue. It is given up after LAYER_TIMEOUT_S (a layer that hangs), and a failed or given-up attempt is
-        tried again after a growing, jittered pause. Slowness is not an error: layer_health.slow says so only
-        once the link has waited LAYER_SLOW_S; a failure is (layer_health.failed)."""
-        delay = LAYER_RETRY_S
-        while True:
-            attempt = asyncio.ensure_future(call())
-            deadline = self.loop.time() + LAYER_TIMEOUT_S
-            try:
-                while not attempt.done() and self.loop.time() < deadline:
-                    await asyncio.wait({attempt}, timeout=min(LAYER_SLOW_S, deadline - self.loop.time()))
-                    if not attempt.done():
-                        layer_health.slow(what, self.identity, self.loop.time() - self._link_started_at)
-            except asyncio.CancelledError:
-                attempt.cancel()
-                raise
-            if not attempt.done():
-                attempt.cancel()
-            elif (failure := attempt.exception()) is None:
-                layer_health.ok()
-                return attempt.result()
-            else:
-                layer_health.failed(what, self.identity, failure)
-            await asyncio.sleep(random.uniform(0.5, 1.5) * delay)
-            delay = min(2 * delay, LAYER_RETRY_MAX_S)
-
-    def _link_stop(self) -> None:
-        if self._join_task is not None:
-            self._join_task.cancel()
-        for task in list(self._side_tasks):
-            task.cancel()
+            for task in list(self._side_tasks):
+                task.cancel()
 
     def _side(self, coro) -> None:
         """A fire-and-forget task of this connection, referenced until it ends (and cancelled at the close)."""
@@ -442,18 +250,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         handshake_throttle.succeeded(identity=identity, address=remote)
 
         self.connection_id = uuid.uuid4().hex
-        self.group = station_group(identity)
         self.identity = identity
         connected_at = timezone.now()
-        # Orders this connection against others of the same station (ocpp_superseded): the time recorded as
-        # the station's connected_at.
-        self._connected_at = connected_at.timestamp()
+        # Orders this connection against others of the same station (`heard`): the time recorded as the
+        # station's connected_at.
+        self.connected_at = connected_at.timestamp()
         self._commands: dict[int, asyncio.Task] = {}
         self._replies: dict[int, str] = {}
-        # docs/reliability.md case 43: nothing below waits on the channel layer. The link (channel, group,
-        # the broadcast that closes an older connection in another process) proceeds in the background, in
-        # parallel with the station's bookkeeping; commands sent before it is in place come by the poller.
-        self._link_start()
         connected = await run_db(
             station_connected,
             station_id=station.station_id,
@@ -474,7 +277,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self._rate = MessageRate(rate_per_s=settings.OCPP_MESSAGES_PER_S, burst=settings.OCPP_MESSAGE_BURST)
         self._throttled = False
         await self.accept(protocol)
-        command_poller.hold(station.station_id, self)
+        # docs/reliability.md case 43: nothing here waits on the channel layer; the process announces the
+        # connection to the others (an older one elsewhere closes) in the background.
+        held.hold(self)
         await effects.apply(connected, station=self.cp.station, version=self.cp.version)
 
     async def _layer_once(self, method: str, *args) -> None:
@@ -489,7 +294,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 "channel layer: %s for %s given up after %s s", method, self.identity, LAYER_CALL_TIMEOUT_S
             )
         except Exception as exc:
-            layer_health.failed(method, self.identity, exc)
+            layer_health.failed(f"{method} for {self.identity}", exc)
         else:
             layer_health.ok()
 
@@ -660,32 +465,23 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
         await asyncio.sleep(wait)
 
-    async def ocpp_superseded(self, event):
-        """Another connection of this station announced itself (`_join`, from any process). The older of the
-        two closes: ordered by connected_at, then connection id (an announcement without connected_at, from
-        an older version of this server, counts as newer). Since announcements go out late when the layer is
-        slow, an older connection's may arrive after a newer one's: the newer then announces again, and the
-        older, which joined the group too late to hear the first announcement, hears that one and closes."""
-        if self.cp is None or self._superseded or event["connection_id"] == self.connection_id:
+    def heard(self, *, connection_id: str, connected_at: float) -> None:
+        """Another connection of this charger announced itself (from any process; cpms.ocpp.process_link). The
+        older of the two closes: ordered by connected_at, then connection id. Since announcements go out late
+        when the layer is slow, an older connection's may arrive after a newer one's: the newer then announces
+        again, and the older, whose process may not have heard the first announcement, hears that one."""
+        if self.cp is None or self._superseded or connection_id == self.connection_id:
             return
-        theirs = (event.get("connected_at", float("inf")), event["connection_id"])
-        if theirs < (self._connected_at, self.connection_id):
+        if (connected_at, connection_id) < (self.connected_at, self.connection_id):
             logger.info(
                 "%s: an older connection announced itself late; announcing again", self.cp.station.identity
             )
-            self._side(self._layer_once("group_send", self.group, self._announcement()))
+            held.announce(self)
             return
-        await self._close_superseded()
-
-    def _announcement(self) -> dict:
-        return {
-            "type": "ocpp.superseded",
-            "connection_id": self.connection_id,
-            "connected_at": self._connected_at,
-        }
+        self._side(self._close_superseded())
 
     def supersede(self) -> None:
-        """A newer connection of this station in the same process (CommandPoller.hold): close this one."""
+        """A newer connection of this station in the same process (ProcessConnections.hold): close this one."""
         if self.cp is not None and not self._superseded:
             self._side(self._close_superseded())
 
@@ -693,15 +489,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if self.cp is None or self._superseded:
             return
         self._superseded = True
-        if self._join_task is not None:
-            self._join_task.cancel()  # its announcement would only make the newer one announce again
         logger.info("%s: replaced by a newer connection", self.cp.station.identity)
         await self.close(code=1000)
 
     # --- remote commands (stations.services.commands) -----------------------------------------------
-    async def ocpp_command(self, event):
-        self.command_start(event["command_id"], reply_to=event.get("reply_to"))
-
     def command_start(self, command_id: int, *, reply_to: str | None) -> None:
         """Send a command as a task of its own: this consumer must keep reading frames, the answer among
         them (docs/contributing.md#ocpp-and-channels: never await a CSMS->charger call inside the consumer's
@@ -790,11 +581,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         if self.cp is None:
             return
-        command_poller.release(self.cp.station.station_id, self)
+        held.release(self)
         self.cp.close()
-        # A link still joining stops here; the membership goes after the station's bookkeeping, which must
-        # not wait on the layer either.
-        self._link_stop()
         disconnected = await run_db(
             station_disconnected,
             station_id=self.cp.station.station_id,
@@ -804,9 +592,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         await effects.apply(disconnected, station=self.cp.station, version=self.cp.version)
         self.cp = None
-        if self.channel_name and self._join_task is not None:
-            # Also after a group_add cut short: discarding a channel that is not a member does nothing.
-            await self._layer_once("group_discard", self.group, self.channel_name)
 
 
 class NotFoundConsumer(AsyncWebsocketConsumer):

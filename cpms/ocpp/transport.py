@@ -1,32 +1,28 @@
 """The channel-layer transport of remote commands (stations.services.commands.CommandTransport).
 
-Every server process adds the consumer of a station's connection to the station's group
-(`station_group`); an issuer sends `{"type": "ocpp.command", "command_id", "reply_to"}` to that group, and
-the consumer that holds the connection claims the command, sends it, records the outcome and sends
-`ocpp.command.done` to `reply_to` (consumers.OcppConsumer.ocpp_command). Without a channel layer, or when
-it fails, the issuer falls back to polling the record (the Command row is the outbox either way).
+Every OCPP server process has one channel in the group of all of them (cpms.ocpp.process_link.SERVERS_GROUP);
+an issuer sends `{"type": "ocpp.command", "identity", "command_id", "reply_to"}` to that group, and the process
+holding the charger's connection claims the command, sends it, records the outcome and sends
+`ocpp.command.done` to `reply_to` (consumers.OcppConsumer.command_start). One publish per command, whatever
+the number of processes. Without a channel layer, or when it fails, the issuer falls back to polling the record
+(the Command row is the outbox either way).
 
-A word can also reach nobody while the layer works: a connection joins its group in the background, after
-the charger is accepted (docs/reliability.md case 43), and Redis pub/sub keeps nothing for a group with no
-member. The holder's poller (consumers.CommandPoller, every OCPP_COMMAND_POLL_S) sends such a command from
-the record, and the issuer, hearing nothing, re-reads it; `command_claim` sends it once whichever comes first.
+A word can also reach nobody while the layer works: a process joins the group in the background (docs/
+reliability.md case 43), and Redis pub/sub keeps nothing for a group with no member. The holder's poller (every
+OCPP_COMMAND_POLL_S) sends such a command from the record, and the issuer, hearing nothing, re-reads it;
+`command_claim` sends it once whichever comes first.
 """
 
 import asyncio
-import hashlib
 import logging
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
+from cpms.ocpp.process_link import SERVERS_GROUP
+
 logger = logging.getLogger(__name__)
 
 LAYER_TIMEOUT_S = 3.0
-
-
-def station_group(identity: str) -> str:
-    """Channel-layer group of a station. Group names allow only [A-Za-z0-9._-] and < 100 characters,
-    identities allow more, so the group is named by a hash of the identity."""
-    return "ocpp.station." + hashlib.sha256(identity.encode()).hexdigest()[:40]
 
 
 class ChannelReply:
@@ -63,8 +59,13 @@ class ChannelLayerTransport:
             reply_to = await asyncio.wait_for(layer.new_channel(), LAYER_TIMEOUT_S) if reply else None
             await asyncio.wait_for(
                 layer.group_send(
-                    station_group(identity),
-                    {"type": "ocpp.command", "command_id": command_id, "reply_to": reply_to},
+                    SERVERS_GROUP,
+                    {
+                        "type": "ocpp.command",
+                        "identity": identity,
+                        "command_id": command_id,
+                        "reply_to": reply_to,
+                    },
                 ),
                 LAYER_TIMEOUT_S,
             )

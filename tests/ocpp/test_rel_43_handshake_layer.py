@@ -3,13 +3,15 @@ drill (tests/drills/test_rel_34_reconnect_storm.py): with Redis healthy but busy
 connecting to one web process, every channel-layer call queued behind the RedisPubSubChannelLayer's shard
 lock), the handshake's layer calls waited up to LAYER_TIMEOUT_S each, then the consumer logged ERROR "channel
 layer unavailable; serving the charger without it" and that charger could not get commands from other
-processes.
+processes. Since issue 13 a connection has no channel of its own: its process has one, in the group of all
+server processes (cpms.ocpp.process_link), made in the background once the first charger is accepted.
 
 Here the same in-process and deterministic: a channel layer that is healthy but slow (each call the link makes
 waits until released). LAYER_TIMEOUT_S is raised so that "waits on the layer" means a minute, far beyond the
 handshake's 5 s here, whatever the machine's speed. Then what the background link must keep true while it is
 pending and once it completes late: commands still arrive (the poller), never twice, an older connection in
-another process is still closed, and nothing is logged as an error.
+another process is still closed, and nothing is logged as an error. "Another process" is a registry of its own
+(ProcessConnections), with its own channel.
 """
 
 import asyncio
@@ -20,9 +22,9 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 
-from cpms.ocpp import consumers, transport
+from cpms.ocpp import consumers, process_link, transport
 from cpms.ocpp.chargepoint import run_db
-from cpms.ocpp.transport import station_group
+from cpms.ocpp.process_link import SERVERS_GROUP, ProcessConnections
 from cpms.ocpp_wire.calls import Call
 from stations.models import ChargingStation
 from stations.services.commands import command_create, command_send_async
@@ -72,9 +74,16 @@ def slow_layer(settings, monkeypatch):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.SlowLayer"}}
     SlowLayer.calls = {}
     # A fresh process registry: no consumer of an earlier test is held in it.
-    monkeypatch.setattr(consumers, "command_poller", consumers.CommandPoller())
-    monkeypatch.setattr(consumers, "layer_health", consumers.LayerHealth())
+    another_process(monkeypatch)
+    monkeypatch.setattr(process_link, "layer_health", process_link.LayerHealth())
     return SlowLayer
+
+
+def another_process(monkeypatch) -> ProcessConnections:
+    """From now on, connections are accepted by a new server process (a registry and link of its own)."""
+    registry = ProcessConnections()
+    monkeypatch.setattr(consumers, "held", registry)
+    return registry
 
 
 def hold_layer() -> None:
@@ -91,9 +100,13 @@ async def heartbeat(comm, message_id: str = "h") -> list:
     return (await comm.receive_json_from(timeout=5))[:2]
 
 
-async def members(identity: str) -> int:
-    """How many channels are in the station's group of the in-memory layer."""
-    return len(get_channel_layer().groups.get(station_group(identity), {}))
+async def members(*_) -> int:
+    """How many processes' channels are in the servers' group of the in-memory layer."""
+    return len(get_channel_layer().groups.get(SERVERS_GROUP, {}))
+
+
+def word(identity: str, command_id: int, reply_to: str | None) -> dict:
+    return {"type": "ocpp.command", "identity": identity, "command_id": command_id, "reply_to": reply_to}
 
 
 async def until(predicate, timeout_s: float = 5.0) -> None:
@@ -111,7 +124,7 @@ def errors(caplog) -> list[str]:
 def test_rel_43_handshake_and_first_answer_do_not_wait_for_a_slow_channel_layer(
     slow_layer, monkeypatch, caplog
 ):
-    monkeypatch.setattr(consumers, "LAYER_TIMEOUT_S", 60.0)
+    monkeypatch.setattr(process_link, "LAYER_TIMEOUT_S", 60.0)
     ChargingStationFactory(identity="CP-SLOW")
 
     async def scenario():
@@ -129,7 +142,7 @@ def test_rel_43_handshake_and_first_answer_do_not_wait_for_a_slow_channel_layer(
             await comm.disconnect(timeout=10)
         return accepted, answer, pending
 
-    with caplog.at_level(logging.DEBUG, logger="cpms.ocpp.consumers"):
+    with caplog.at_level(logging.DEBUG, logger="cpms.ocpp"):
         accepted, answer, pending = asyncio.run(scenario())
     assert (accepted, answer) == (("accepted", "ocpp1.6"), [3, "h"])
     # The link had started (its channel was being created) and was not in place when the charger was served.
@@ -210,12 +223,11 @@ def test_rel_43_word_and_poller_together_send_a_command_once(world, slow_layer, 
             await until(lambda: members("CP-ONCE"))
             layer = get_channel_layer()
             reply_to = await layer.new_channel()
-            word = {"type": "ocpp.command", "command_id": command.pk}
-            await layer.group_send(station_group("CP-ONCE"), {**word, "reply_to": reply_to})
+            await layer.group_send(SERVERS_GROUP, word("CP-ONCE", command.pk, reply_to))
             second_while_running = await comm.receive_nothing(timeout=0.5)
             await comm.send_to(text_data=json.dumps([3, frame[1], {"status": "Accepted"}]))
             done = await asyncio.wait_for(layer.receive(reply_to), 5)
-            await layer.group_send(station_group("CP-ONCE"), {**word, "reply_to": None})
+            await layer.group_send(SERVERS_GROUP, word("CP-ONCE", command.pk, None))
             second_after = await comm.receive_nothing(timeout=0.5)
         finally:
             SlowLayer.released.set()
@@ -244,7 +256,7 @@ def test_rel_43_older_connection_in_another_process_closed_when_the_broadcast_go
         old = communicator("CP-OLD", headers=auth("CP-OLD"))
         assert await handshake(old) == ("accepted", "ocpp1.6")
         await until(lambda: members("CP-OLD"))
-        monkeypatch.setattr(consumers, "command_poller", consumers.CommandPoller())  # the other process
+        another_process(monkeypatch)
         hold_layer()
         new = communicator("CP-OLD", headers=auth("CP-OLD"))
         try:
@@ -267,7 +279,7 @@ def test_rel_43_older_connection_in_another_process_closed_when_the_broadcast_go
             await new.disconnect(timeout=10)
         return open_while_held, holder, closed, still_connected, answer
 
-    with caplog.at_level(logging.INFO, logger="cpms.ocpp.consumers"):
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp"):
         open_while_held, holder, closed, still_connected, answer = asyncio.run(scenario())
     assert open_while_held is True
     assert holder != ""
@@ -290,7 +302,7 @@ def test_rel_43_older_connections_late_broadcast_never_closes_the_newer_one(slow
         hold_layer()
         older = communicator("CP-RACE", headers=auth("CP-RACE"))
         assert await handshake(older) == ("accepted", "ocpp1.6")
-        monkeypatch.setattr(consumers, "command_poller", consumers.CommandPoller())  # the other process
+        another_process(monkeypatch)
         newer = communicator("CP-RACE", headers=auth("CP-RACE"))
         try:
             assert await handshake(newer) == ("accepted", "ocpp1.6")
@@ -321,14 +333,13 @@ def test_rel_43_newer_connection_reannounces_when_an_older_ones_broadcast_arrive
         assert await handshake(newer) == ("accepted", "ocpp1.6")
         await until(lambda: members("CP-LATE"))
         layer = get_channel_layer()
-        older = await layer.new_channel()  # the older connection of another process, joining now
-        await layer.group_add(station_group("CP-LATE"), older)
+        older = await layer.new_channel()  # the process of the older connection, joining now
+        await layer.group_add(SERVERS_GROUP, older)
         await layer.group_send(
-            station_group("CP-LATE"),
-            {"type": "ocpp.superseded", "connection_id": "0" * 32, "connected_at": 1.0},
+            SERVERS_GROUP, {"type": "ocpp.connections", "connections": [["CP-LATE", "0" * 32, 1.0]]}
         )
         heard = await asyncio.wait_for(layer.receive(older), 5)
-        while heard["connection_id"] == "0" * 32:  # its own announcement comes back first
+        while heard["connections"][0][1] == "0" * 32:  # its own announcement comes back first
             heard = await asyncio.wait_for(layer.receive(older), 5)
         newer_left_open = await newer.receive_nothing(timeout=0.3)
         await newer.disconnect(timeout=10)
@@ -336,16 +347,17 @@ def test_rel_43_newer_connection_reannounces_when_an_older_ones_broadcast_arrive
 
     heard, newer_left_open = asyncio.run(scenario())
     station = ChargingStation.objects.get(identity="CP-LATE")
-    assert heard["type"] == "ocpp.superseded" and heard["connected_at"] > 1.0
+    assert heard["type"] == "ocpp.connections"
+    assert [(identity, at > 1.0) for identity, _, at in heard["connections"]] == [("CP-LATE", True)]
     assert newer_left_open is True
     assert station.is_connected is False
 
 
 def test_rel_43_slow_layer_logs_one_warning_after_long_and_never_an_error(slow_layer, monkeypatch, caplog):
-    monkeypatch.setattr(consumers, "LAYER_TIMEOUT_S", 0.05)
-    monkeypatch.setattr(consumers, "LAYER_RETRY_S", 0.01)
-    monkeypatch.setattr(consumers, "LAYER_RETRY_MAX_S", 0.02)
-    monkeypatch.setattr(consumers, "LAYER_SLOW_S", 1.0)
+    monkeypatch.setattr(process_link, "LAYER_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(process_link, "LAYER_RETRY_S", 0.01)
+    monkeypatch.setattr(process_link, "LAYER_RETRY_MAX_S", 0.02)
+    monkeypatch.setattr(process_link, "LAYER_SLOW_S", 1.0)
     for n in range(3):
         ChargingStationFactory(identity=f"CP-BUSY-{n}")
 
@@ -374,21 +386,21 @@ def test_rel_43_slow_layer_logs_one_warning_after_long_and_never_an_error(slow_l
                 await comm.disconnect(timeout=10)
         return SlowLayer.calls["new_channel"]
 
-    with caplog.at_level(logging.INFO, logger="cpms.ocpp.consumers"):
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp"):
         attempts = asyncio.run(scenario())
     assert attempts > 3  # retried, bounded attempts
     assert len(slow_warnings()) == 1
-    assert slow_warnings()[0].startswith("channel layer slow: new_channel for CP-BUSY-")
+    assert slow_warnings()[0].startswith("channel layer slow: new_channel still not done after")
     assert errors(caplog) == []
 
 
 def test_rel_43_failing_layer_logs_one_error_then_says_when_it_is_back(settings, monkeypatch, caplog):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.FailingLayer"}}
     FailingLayer.healed = False
-    monkeypatch.setattr(consumers, "command_poller", consumers.CommandPoller())
-    monkeypatch.setattr(consumers, "layer_health", consumers.LayerHealth())
-    monkeypatch.setattr(consumers, "LAYER_RETRY_S", 0.01)
-    monkeypatch.setattr(consumers, "LAYER_RETRY_MAX_S", 0.02)
+    another_process(monkeypatch)
+    monkeypatch.setattr(process_link, "layer_health", process_link.LayerHealth())
+    monkeypatch.setattr(process_link, "LAYER_RETRY_S", 0.01)
+    monkeypatch.setattr(process_link, "LAYER_RETRY_MAX_S", 0.02)
     for n in range(2):
         ChargingStationFactory(identity=f"CP-DOWN-{n}")
 
@@ -406,9 +418,9 @@ def test_rel_43_failing_layer_logs_one_error_then_says_when_it_is_back(settings,
             for comm in comms:
                 await comm.disconnect(timeout=10)
 
-    with caplog.at_level(logging.INFO, logger="cpms.ocpp.consumers"):
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp"):
         asyncio.run(scenario())
     said = [(r.levelname, r.getMessage()) for r in caplog.records if "channel layer" in r.getMessage()]
     assert said[0][0] == "ERROR"
-    assert said[0][1].startswith("channel layer failed (new_channel for CP-DOWN-")
+    assert said[0][1].startswith("channel layer failed (new_channel)")
     assert said[1:] == [("INFO", "channel layer answering again")]

@@ -8,7 +8,7 @@ import pytest
 from asgiref.sync import sync_to_async
 
 from accounts.models import AuditAction, AuditRecord
-from cpms.ocpp.transport import ChannelLayerTransport, station_group
+from cpms.ocpp.transport import ChannelLayerTransport
 from cpms.ocpp_wire.calls import Call
 from stations.enums import CommandSource, CommandStatus
 from stations.models import Command
@@ -133,9 +133,3 @@ def test_without_a_transport_the_issuer_polls_the_record(world, online, settings
     monkeypatch.setattr(commands, "_command_reload", reload_and_answer)
     command = command_send(station=online, call=Call("ClearCache", {}), requested_by=None)
     assert command.status == CommandStatus.ANSWERED and len(reads) == 2
-
-
-def test_station_groups_are_valid_channel_names():
-    group = station_group("a station/with ünicode and a very long name " * 5)
-    assert group.startswith("ocpp.station.") and len(group) < 100
-    assert group == station_group("a station/with ünicode and a very long name " * 5)
