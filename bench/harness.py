@@ -72,7 +72,7 @@ def setup_database(database_url: str, count: int) -> None:
 
     from accounts.models import Organisation
     from sessions.models import IdToken, MeterValue
-    from stations.models import ChargingStation, OcppMessage, Site, StatusChange
+    from stations.models import ChargingStation, Connector, Evse, OcppMessage, Site, StatusChange
     from stations.services.credentials import password_hash_make
 
     with transaction.atomic():
@@ -97,6 +97,26 @@ def setup_database(database_url: str, count: int) -> None:
             security_profile=1,
             organisation=organisation,
             site=site,
+        )
+        # EVSE 1 with connector 1, as every charger here reports them: a real network's stations have them
+        # already, so a first run on a fresh database measures the same as the next ones.
+        Evse.objects.bulk_create(
+            [
+                Evse(station_id=pk, evse_id=1)
+                for pk in stations.filter(evses__isnull=True).values_list("pk", flat=True)
+            ],
+            ignore_conflicts=True,
+            batch_size=5000,
+        )
+        Connector.objects.bulk_create(
+            [
+                Connector(evse_id=pk, connector_id=1)
+                for pk in Evse.objects.filter(
+                    station__in=stations, evse_id=1, connectors__isnull=True
+                ).values_list("pk", flat=True)
+            ],
+            ignore_conflicts=True,
+            batch_size=5000,
         )
         # No relation points at these append-only tables: each delete is one DELETE statement.
         for model in (MeterValue, OcppMessage, StatusChange):
