@@ -38,7 +38,8 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/ocpp_ingest.py
 
-# The production layout (servers, worker, beat, PostgreSQL, Redis) under N chargers, open loop (issue 13).
+# The production layout (servers, worker, beat, PostgreSQL, Redis) under N chargers, open loop (issue 13), e.g.
+# make bench-scale N=1000 ARGS='--with-ceiling --commands 1000 --command-rate 20 --storm' (docs/performance.md).
 N ?= 200
 bench-scale: $(STAMP)
 	$(PY) bench/scale.py $(N) $(ARGS)

@@ -28,7 +28,7 @@ RESPONSE_TIMEOUT_S = 30.0
 
 
 # A charger that cannot get in retries with a growing pause, like a real one, up to this many attempts.
-CONNECT_ATTEMPTS = 8
+CONNECT_ATTEMPTS = 12
 
 
 # Rows per acknowledged MeterValues (1.6) or TransactionEvent Updated (2.0.1): one per sampled value
