@@ -4,6 +4,7 @@ cpms.ocpp.effects."""
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from cpms.ocpp import effects, seen
 from cpms.ocpp.batching import GroupCommit
@@ -12,17 +13,24 @@ from cpms.ocpp.mappers import format_datetime, parse_datetime, text
 from sessions.services.ingest import MeterValuesItem, meter_values_record_many, transaction_events_record_many
 from sessions.types import TransactionEventRequest, TransactionEventResult
 from stations.services.ocpp import (
-    connector_status_update,
-    station_boot,
+    connector_statuses_update,
     station_event_record,
+    stations_boot,
 )
 from stations.services.security_events import security_event_report
-from stations.types import ConnectorStatusReport, StationInfo
+from stations.types import BootResult, ConnectorStatusReport, IncidentOpened, StationInfo, StatusReported
 
 # MeterValues and TransactionEvents of every connection in this process, written in shared transactions.
 meter_values_writer: GroupCommit[MeterValuesItem, int | None] = GroupCommit(meter_values_record_many)
 transaction_events_writer: GroupCommit[tuple[TransactionEventRequest, int], TransactionEventResult] = (
     GroupCommit(transaction_events_record_many)
+)
+# BootNotifications and StatusNotifications likewise (a reconnect storm brings a boot and a status per
+# connector from every charger): each item is the single-item service's keyword arguments, and gets what
+# that service returns.
+boot_writer: GroupCommit[dict[str, Any], BootResult] = GroupCommit(stations_boot)
+status_writer: GroupCommit[dict[str, Any], tuple[StatusReported | IncidentOpened, ...]] = GroupCommit(
+    connector_statuses_update
 )
 
 
@@ -30,11 +38,12 @@ def boot_notification(station_info: Callable[[dict], StationInfo]) -> Handler:
     """BootNotification in either version: `station_info` is the version's mapper."""
 
     async def handler(req: Request) -> dict:
-        result = await run_db(
-            station_boot,
-            station_id=req.station.station_id,
-            info=station_info(req.payload),
-            received_at=req.received_at,
+        result = await boot_writer.submit(
+            {
+                "station_id": req.station.station_id,
+                "info": station_info(req.payload),
+                "received_at": req.received_at,
+            }
         )
         req.station.registration_status = result.status
         await effects.apply(result.outcomes, station=req.station, version=req.version)
@@ -52,7 +61,7 @@ def status_notification(status_report: Callable[[dict, datetime], ConnectorStatu
 
     async def handler(req: Request) -> dict:
         report = status_report(req.payload, req.received_at)
-        outcomes = await run_db(connector_status_update, station_id=req.station.station_id, report=report)
+        outcomes = await status_writer.submit({"station_id": req.station.station_id, "report": report})
         await effects.apply(outcomes, station=req.station, version=req.version)
         return {}
 

@@ -5,28 +5,39 @@ plain values. Nothing here knows which OCPP version a charger speaks.
 """
 
 import logging
+import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Organisation
-from stations.enums import ConnectorStatus, RegistrationStatus, SecurityEventKind, StationEventKind
+from stations.enums import (
+    ConnectorStatus,
+    IncidentKind,
+    RegistrationStatus,
+    SecurityEventKind,
+    StationEventKind,
+)
 from stations.models import (
     ChargingStation,
     Connector,
     Evse,
+    Incident,
     SecurityEvent,
     StationEvent,
     StatusChange,
 )
 from stations.services.credentials import password_hash_make
 from stations.services.incidents import (
+    FAULTED,
+    NO_ERROR,
     incident_from_status,
     incident_offline_resolve,
     incidents_from_notify_event,
@@ -63,24 +74,34 @@ def _auth(station: ChargingStation) -> StationAuth:
     )
 
 
+_AUTH_FIELDS = (
+    "pk",
+    "identity",
+    "organisation_id",
+    "registration_status",
+    "security_profile",
+    "security_profile_seen",
+    "password_hash",
+    "pending_password_hash",
+    "site_id",
+)
+
+
 def station_auth_get(*, identity: str) -> StationAuth | None:
     """The station as the handshake needs it, in one query."""
-    row = (
-        ChargingStation.objects.filter(identity=identity)
-        .only(
-            "pk",
-            "identity",
-            "organisation_id",
-            "registration_status",
-            "security_profile",
-            "security_profile_seen",
-            "password_hash",
-            "pending_password_hash",
-            "site_id",
-        )
-        .first()
-    )
+    row = ChargingStation.objects.filter(identity=identity).only(*_AUTH_FIELDS).first()
     return _auth(row) if row else None
+
+
+def station_auths_get(*, identities: Iterable[str]) -> dict[str, StationAuth]:
+    """station_auth_get for many identities in one query (the handshakes of a reconnect storm,
+    cpms/ocpp/admission.py). An unknown identity is missing from the result: the caller decides on
+    auto-registration as for station_auth_get's None."""
+    wanted = set(identities)
+    if not wanted:
+        return {}
+    rows = ChargingStation.objects.filter(identity__in=wanted).only(*_AUTH_FIELDS).order_by()
+    return {row.identity: _auth(row) for row in rows}
 
 
 @transaction.atomic
@@ -174,6 +195,171 @@ def station_disconnected(
             received_at=at,
         )
     return (StationDisconnected(station_id=station_id, at=at),) if updated == 1 else ()
+
+
+@dataclass(frozen=True, slots=True)
+class StationConnection:
+    """station_connected's arguments, one item of stations_connected."""
+
+    station_id: int
+    connection_id: str
+    protocol: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StationDisconnection:
+    """station_disconnected's arguments, one item of stations_disconnected."""
+
+    station_id: int
+    connection_id: str
+    at: datetime
+    reason: str = ""
+
+
+def _stations_locked(station_ids: Iterable[int], *fields: str) -> dict[int, list[Any]]:
+    """`fields` of these stations, their rows locked in pk order: another process's batch locks in the same
+    order, so two batches that share stations wait for each other instead of deadlocking."""
+    rows = (
+        ChargingStation.objects.select_for_update()
+        .filter(pk__in=set(station_ids))
+        .order_by("pk")
+        .values_list("pk", *fields)
+    )
+    return {pk: list(values) for pk, *values in rows}
+
+
+@transaction.atomic
+def stations_connected(*, items: Sequence[StationConnection]) -> list[tuple[StationConnected] | Exception]:
+    """station_connected for many connections in one transaction of a few statements (the handshakes of a
+    reconnect storm, cpms/ocpp/admission.py): the rows and the result of each item are those of
+    station_connected called for each in turn, in `items`' order. So of two connections of one station the
+    newest names the station, whatever their order (station_connected's newest-connection rule), each has
+    its CONNECTED event, and an open offline incident is resolved at the first connection that came after
+    it began. An item whose station does not exist gets ChargingStation.DoesNotExist (station_connected
+    would fail at its commit on the event's foreign key)."""
+    stations = _stations_locked((item.station_id for item in items), "connected_at", "is_connected")
+    results: list[tuple[StationConnected] | Exception] = []
+    newest: dict[int, StationConnection] = {}
+    events: list[StationEvent] = []
+    for item in items:
+        state = stations.get(item.station_id)
+        if state is None:
+            results.append(ChargingStation.DoesNotExist(f"no station with pk {item.station_id}"))
+            continue
+        connected_at, is_connected = state
+        if connected_at is None or connected_at <= item.at or not is_connected:
+            stations[item.station_id] = [item.at, True]
+            newest[item.station_id] = item
+        events.append(
+            StationEvent(
+                station_id=item.station_id,
+                kind=StationEventKind.CONNECTED,
+                detail={"protocol": item.protocol},
+                occurred_at=item.at,
+                received_at=item.at,
+            )
+        )
+        results.append((StationConnected(station_id=item.station_id, at=item.at),))
+    _rows_update(
+        ChargingStation,
+        ("is_connected", "connection_id", "protocol", "connected_at", "last_seen_at"),
+        [(i.station_id, True, i.connection_id, i.protocol, i.at, i.at) for i in newest.values()],
+    )
+    StationEvent.objects.bulk_create(events)
+    _offline_incidents_resolve([(item.station_id, item.at) for item in items if item.station_id in stations])
+    return results
+
+
+def _offline_incidents_resolve(connections: list[tuple[int, datetime]]) -> None:
+    """incident_offline_resolve for each (station, connected at) in turn, in two statements. Caller holds
+    the transaction and the stations' row locks."""
+    if not connections:
+        return
+    open_incidents = {
+        station_id: [pk, occurred_at]
+        for pk, station_id, occurred_at in Incident.objects.select_for_update()
+        .filter(
+            station_id__in={station_id for station_id, _at in connections},
+            kind=IncidentKind.OFFLINE,
+            evse_id=0,
+            connector_id=0,
+            resolved_at__isnull=True,
+        )
+        .order_by("pk")
+        .values_list("pk", "station_id", "occurred_at")
+    }
+    resolved: list[tuple[Any, ...]] = []
+    for station_id, at in connections:
+        incident = open_incidents.get(station_id)
+        # An incident that began after the connection stays open (_incidents_resolve_reported).
+        if incident is not None and incident[1] <= at:
+            resolved.append((incident[0], at, True, None))
+            del open_incidents[station_id]
+    _rows_update(Incident, ("resolved_at", "resolved_remotely", "resolved_by"), resolved)
+
+
+@transaction.atomic
+def stations_disconnected(
+    *, items: Sequence[StationDisconnection]
+) -> list[tuple[StationDisconnected, ...] | Exception]:
+    """station_disconnected for many closes in one transaction of a few statements: each item's result and
+    rows are those of station_disconnected called for each in turn. A close whose connection is no longer
+    the station's (a newer one took over) changes nothing and gets ()."""
+    current = _stations_locked((item.station_id for item in items), "connection_id")
+    results: list[tuple[StationDisconnected, ...] | Exception] = []
+    offline: set[int] = set()
+    events: list[StationEvent] = []
+    for item in items:
+        state = current.get(item.station_id)
+        if state is None or state[0] != item.connection_id:
+            results.append(())
+            continue
+        state[0] = ""
+        offline.add(item.station_id)
+        events.append(
+            StationEvent(
+                station_id=item.station_id,
+                kind=StationEventKind.DISCONNECTED,
+                detail={"reason": item.reason},
+                occurred_at=item.at,
+                received_at=item.at,
+            )
+        )
+        results.append((StationDisconnected(station_id=item.station_id, at=item.at),))
+    if offline:
+        ChargingStation.objects.filter(pk__in=offline).update(is_connected=False, connection_id="")
+    StationEvent.objects.bulk_create(events)
+    return results
+
+
+def _rows_update(model: type[models.Model], fields: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Set `fields` of each row, given as (pk, *values), in one UPDATE ... FROM UNNEST(arrays) on PostgreSQL
+    (one array per column: Django's bulk_update builds a CASE per field and row, and a VALUES list a
+    placeholder per value, both costly in CPU for hundreds of rows); one UPDATE per row elsewhere."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        for pk, *values in rows:
+            model._default_manager.filter(pk=pk).update(**dict(zip(fields, values, strict=True)))
+        return
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    # Arrays of the base type: a cast to varchar(n) would cut a value that is too long, where the
+    # single-row UPDATE refuses it.
+    types = [
+        re.sub(r"\(.*\)", "", db_type)
+        for db_type in [meta.pk.rel_db_type(connection), *(column.db_type(connection) for column in columns)]
+    ]
+    names = ["id", *(column.column for column in columns)]
+    assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
+    arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {meta.db_table} AS t SET {assignments} "  # noqa: S608 (names from the model)
+            f"FROM UNNEST({arrays}) AS v({', '.join(names)}) WHERE t.{meta.pk.column} = v.id",
+            [list(column) for column in zip(*rows, strict=True)],
+        )
 
 
 def station_seen(*, station_id: int, at: datetime) -> None:
@@ -310,6 +496,210 @@ def connector_status_update(
     if incident is None:
         return (reported,)
     return (reported, IncidentOpened(station_id=station_id, incident_id=incident.pk))
+
+
+@transaction.atomic
+def stations_boot(*, items: Sequence[Mapping[str, Any]]) -> list[BootResult | Exception]:
+    """station_boot for many BootNotifications (each item: station_boot's keyword arguments) in one
+    transaction of three statements: the rows and the result of each item are those of station_boot called
+    for each in turn. An item whose station does not exist gets ChargingStation.DoesNotExist."""
+    stations = _stations_locked(
+        (item["station_id"] for item in items), "registration_status", "heartbeat_interval_s"
+    )
+    results: list[BootResult | Exception] = []
+    now = timezone.now()
+    written: dict[int, tuple[Any, ...]] = {}
+    events: list[StationEvent] = []
+    for item in items:
+        station_id, info, received_at = item["station_id"], item["info"], item["received_at"]
+        state = stations.get(station_id)
+        if state is None:
+            results.append(ChargingStation.DoesNotExist(f"no station with pk {station_id}"))
+            continue
+        registration_status, heartbeat_interval_s = state
+        accepted = registration_status == RegistrationStatus.ACCEPTED
+        if accepted:
+            heartbeat_interval_s = state[1] = settings.OCPP_HEARTBEAT_INTERVAL_S
+        # Of two boots of one station in a batch the later one's values stay, as in turn.
+        written[station_id] = (
+            station_id,
+            info.vendor,
+            info.model,
+            info.serial_number,
+            info.firmware_version,
+            info.iccid,
+            info.imsi,
+            info.meter_type,
+            info.meter_serial_number,
+            received_at,
+            received_at,
+            heartbeat_interval_s,
+            now,  # station_boot saves the whole row, which sets updated_at
+        )
+        events.append(
+            StationEvent(
+                station_id=station_id,
+                kind=StationEventKind.BOOT,
+                detail={"vendor": info.vendor, "model": info.model, "firmware": info.firmware_version},
+                occurred_at=received_at,
+                received_at=received_at,
+            )
+        )
+        results.append(
+            BootResult(
+                status=registration_status,
+                interval_s=heartbeat_interval_s if accepted else PENDING_RETRY_INTERVAL_S,
+                current_time=received_at,
+                outcomes=(StationBooted(station_id=station_id),) if accepted else (),
+            )
+        )
+    _rows_update(
+        ChargingStation,
+        (
+            "vendor",
+            "model",
+            "serial_number",
+            "firmware_version",
+            "iccid",
+            "imsi",
+            "meter_type",
+            "meter_serial_number",
+            "last_boot_at",
+            "last_seen_at",
+            "heartbeat_interval_s",
+            "updated_at",
+        ),
+        list(written.values()),
+    )
+    StationEvent.objects.bulk_create(events)
+    return results
+
+
+@transaction.atomic
+def connector_statuses_update(
+    *, items: Sequence[Mapping[str, Any]]
+) -> list[tuple[StatusReported | IncidentOpened, ...] | Exception]:
+    """connector_status_update for many StatusNotifications (each item: its keyword arguments, station_id
+    and report) in one transaction: the rows and the result of each item are those of
+    connector_status_update called for each in turn.
+
+    The common case, a healthy status of a known connector or of the station, is written set-wise (a few
+    statements for the batch). A station with an item that opens a fault incident or names a connector not
+    stored yet has all its items of the batch go through connector_status_update, in order, each in a
+    savepoint: one that fails gets its exception, the others commit."""
+    station_ids = {item["station_id"] for item in items}
+    # Connectors locked in pk order, so two batches that share them wait rather than deadlock.
+    rows = (
+        Connector.objects.select_for_update(of=("self",))
+        .filter(evse__station_id__in=station_ids)
+        .order_by("pk")
+        .values_list("evse__station_id", "evse__evse_id", "connector_id", "pk", "status_changed_at")
+    )
+    connectors = {(station_id, evse, number): (pk, at) for station_id, evse, number, pk, at in rows}
+    careful: set[int] = set()
+    for item in items:
+        report = item["report"]
+        known = report.evse_id is None or (
+            (item["station_id"], report.evse_id, report.connector_id or 1) in connectors
+        )
+        if not known or report.status == FAULTED or report.error_code not in NO_ERROR:
+            careful.add(item["station_id"])
+    simple = [index for index, item in enumerate(items) if item["station_id"] not in careful]
+    results: list[Any] = [None] * len(items)
+    station_rows: dict[int, tuple[Any, ...]] = {}
+    newest: dict[int, tuple[datetime, ConnectorStatusReport]] = {}
+    changes: list[StatusChange] = []
+    places: list[tuple[int, int, int, datetime]] = []
+    for index in simple:
+        station_id, report = items[index]["station_id"], items[index]["report"]
+        if report.evse_id is None:
+            station_rows[station_id] = (station_id, report.status, report.error_code, report.received_at)
+            places.append((station_id, 0, 0, min(report.occurred_at, report.received_at)))
+        else:
+            pk, stored_at = connectors[(station_id, report.evse_id, report.connector_id or 1)]
+            # In turn, each moves the status forward in the charger's time (never back past the stored one):
+            # the newest stays, the last of equal times.
+            if (stored_at is None or stored_at <= report.occurred_at) and (
+                pk not in newest or newest[pk][0] <= report.occurred_at
+            ):
+                newest[pk] = (report.occurred_at, report)
+            places.append(
+                (
+                    station_id,
+                    report.evse_id,
+                    report.connector_id or 1,
+                    min(report.occurred_at, report.received_at),
+                )
+            )
+        changes.append(_status_change(station_id, report))
+        results[index] = (StatusReported(station_id=station_id, report=report),)
+    if station_rows:
+        _stations_locked(station_rows)
+        _rows_update(ChargingStation, ("status", "error_code", "last_seen_at"), list(station_rows.values()))
+    _rows_update(
+        Connector,
+        ("status", "error_code", "status_changed_at"),
+        [(pk, report.status, report.error_code, at) for pk, (at, report) in sorted(newest.items())],
+    )
+    StatusChange.objects.bulk_create(changes)
+    _fault_incidents_resolve(places)
+    # In station order (rows locked in pk order), each station's items in their order.
+    careful_items = sorted(
+        (index for index, item in enumerate(items) if item["station_id"] in careful),
+        key=lambda index: items[index]["station_id"],
+    )
+    for index in careful_items:
+        try:
+            with transaction.atomic():
+                results[index] = connector_status_update(**items[index])
+        except Exception as exc:
+            if _connection_failed(exc):
+                raise
+            results[index] = exc
+    return results
+
+
+def _status_change(station_id: int, report: ConnectorStatusReport) -> StatusChange:
+    return StatusChange(
+        station_id=station_id,
+        evse_id=report.evse_id,
+        connector_id=report.connector_id if report.evse_id is not None else None,
+        status=report.status if report.status in ConnectorStatus.values else ConnectorStatus.UNKNOWN,
+        error_code=report.error_code,
+        info=report.info,
+        vendor_id=report.vendor_id,
+        vendor_error_code=report.vendor_error_code,
+        occurred_at=report.occurred_at,
+        received_at=report.received_at,
+    )
+
+
+def _fault_incidents_resolve(places: list[tuple[int, int, int, datetime]]) -> None:
+    """incident_from_status's resolution for each healthy report (station, evse, connector, its time) in
+    turn: the open fault incident of that place that began at or before it is resolved at its time."""
+    if not places:
+        return
+    open_incidents = {
+        (station_id, evse_id, connector_id): [pk, occurred_at]
+        for pk, station_id, evse_id, connector_id, occurred_at in Incident.objects.select_for_update()
+        .filter(
+            station_id__in={place[0] for place in places}, kind=IncidentKind.FAULT, resolved_at__isnull=True
+        )
+        .order_by("pk")
+        .values_list("pk", "station_id", "evse_id", "connector_id", "occurred_at")
+    }
+    resolved: list[tuple[Any, ...]] = []
+    for station_id, evse_id, connector_id, at in places:
+        incident = open_incidents.get((station_id, evse_id, connector_id))
+        if incident is not None and incident[1] <= at:
+            resolved.append((incident[0], at, True, None))
+            del open_incidents[(station_id, evse_id, connector_id)]
+    _rows_update(Incident, ("resolved_at", "resolved_remotely", "resolved_by"), resolved)
+
+
+def _connection_failed(exc: Exception) -> bool:
+    """The database connection itself failed (not a value it refused): the whole batch must fail."""
+    return isinstance(exc, OperationalError | InterfaceError)
 
 
 @transaction.atomic
