@@ -520,6 +520,11 @@ OCPP_VALIDATE_RESPONSES = env_bool("OCPP_VALIDATE_RESPONSES", False)
 # Failed handshakes tolerated per minute from one address for one identity / for any identity (then 429).
 OCPP_HANDSHAKE_FAILURES_PER_IDENTITY = env_int("OCPP_HANDSHAKE_FAILURES_PER_IDENTITY", 10)
 OCPP_HANDSHAKE_FAILURES_PER_ADDRESS = env_int("OCPP_HANDSHAKE_FAILURES_PER_ADDRESS", 100)
+# A storm of handshakes (cpms/ocpp/throttle.py HandshakeQueue): per server process, this many do their checks
+# at once, this many more wait their turn; past that a handshake is refused at once with 503 (the charger
+# retries later) rather than left to time out.
+OCPP_HANDSHAKES_IN_FLIGHT = env_int("OCPP_HANDSHAKES_IN_FLIGHT", 200)
+OCPP_HANDSHAKE_BACKLOG = env_int("OCPP_HANDSHAKE_BACKLOG", 2000)
 # The TLS terminators in front of the server (IPs or CIDRs; docs/deployment.md#tls-and-mutual-tls): only from
 # these peers are X-Forwarded-Proto, X-Forwarded-For and the client-certificate headers believed (from any
 # other peer they are ignored and logged). Empty: the server is reached directly.

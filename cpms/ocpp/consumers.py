@@ -15,6 +15,7 @@ the chargers from the database (the poller), and `command_claim` keeps a command
 
 import asyncio
 import logging
+import time
 import uuid
 from urllib.parse import unquote_to_bytes
 
@@ -29,7 +30,7 @@ from cpms.ocpp import effects
 from cpms.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
 from cpms.ocpp.errors import OcppError
 from cpms.ocpp.process_link import held, layer_health
-from cpms.ocpp.throttle import MessageRate, handshake_throttle
+from cpms.ocpp.throttle import MessageRate, QueueFull, handshake_queue, handshake_throttle
 from cpms.ocpp.v16.handlers import V16ChargePoint
 from cpms.ocpp.v21.handlers import V21ChargePoint
 from cpms.ocpp.v201.handlers import V201ChargePoint
@@ -80,7 +81,11 @@ PROFILE_MEANS = {
 REFUSAL_TEXT = {
     401: "Authentication required",
     403: "Security profile not met: see the operator",
+    503: "Too many chargers connecting; retry later",
 }
+# What a charger refused because the handshake queue is full is told (seconds), and how often that is logged.
+RETRY_AFTER_S = 10
+QUEUE_FULL_LOG_S = 10.0
 # A one-shot call (the word to a command's issuer): not retried, since the database covers it (the issuer
 # re-reads the record).
 LAYER_CALL_TIMEOUT_S = 3.0
@@ -139,10 +144,38 @@ async def refuse(scope, send, status: int, reason: str) -> None:
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         if status == 401:
             headers.append((b"www-authenticate", b'Basic realm="OCPP"'))
+        if status == 503:
+            headers.append((b"retry-after", str(RETRY_AFTER_S).encode()))
         await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await send({"type": "websocket.http.response.body", "body": reason.encode()})
     else:
         await send({"type": "websocket.close"})
+
+
+class QueueFullLog:
+    """Handshakes refused because the queue was full, said once per QUEUE_FULL_LOG_S with their number rather
+    than a line each (a storm is thousands)."""
+
+    def __init__(self):
+        self.count = 0
+        self._said_at = float("-inf")
+
+    def refused(self, remote: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._said_at >= QUEUE_FULL_LOG_S:
+            self._said_at = now
+            logger.warning(
+                "handshake queue full (%d in flight, %d waiting): %d handshake(s) refused with 503 so far, "
+                "the last from %s",
+                settings.OCPP_HANDSHAKES_IN_FLIGHT,
+                settings.OCPP_HANDSHAKE_BACKLOG,
+                self.count,
+                remote,
+            )
+
+
+queue_full_log = QueueFullLog()
 
 
 class OcppConsumer(AsyncWebsocketConsumer):
@@ -226,6 +259,23 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._refuse(404, "Unknown charging station")
             return
 
+        try:
+            async with handshake_queue.slot():
+                connected = await self._admit(identity, protocol, transport)
+        except QueueFull:
+            queue_full_log.refused(remote)
+            await self._refuse(503, REFUSAL_TEXT[503])
+            return
+        if self.cp is not None:
+            # docs/reliability.md case 43: nothing here waits on the channel layer; the process announces the
+            # connection to the others (an older one elsewhere closes) in the background.
+            held.hold(self)
+            await effects.apply(connected, station=self.cp.station, version=self.cp.version)
+
+    async def _admit(self, identity: str, protocol: str, transport: Transport) -> tuple:
+        """The checks of a handshake that take the database, then the connection recorded and accepted: its
+        outcomes (an empty tuple when it was refused, the refusal sent)."""
+        remote = transport.remote_addr
         headers = dict(self.scope.get("headers") or [])
         credentials = basic_auth_parse(headers.get(b"authorization"))
         found = await run_db(station_auth_get, identity=identity)
@@ -242,11 +292,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 )
                 handshake_throttle.failed(identity=identity, address=remote)
                 await self._refuse(404, "Unknown charging station")
-                return
+                return ()
         else:
             station, seen = found, found.security_profile_seen
             if not await self._admitted(station, seen, identity, credentials, transport):
-                return
+                return ()
         handshake_throttle.succeeded(identity=identity, address=remote)
 
         self.connection_id = uuid.uuid4().hex
@@ -277,10 +327,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self._rate = MessageRate(rate_per_s=settings.OCPP_MESSAGES_PER_S, burst=settings.OCPP_MESSAGE_BURST)
         self._throttled = False
         await self.accept(protocol)
-        # docs/reliability.md case 43: nothing here waits on the channel layer; the process announces the
-        # connection to the others (an older one elsewhere closes) in the background.
-        held.hold(self)
-        await effects.apply(connected, station=self.cp.station, version=self.cp.version)
+        return connected
 
     async def _layer_once(self, method: str, *args) -> None:
         """One channel-layer call that nothing waits for and the database covers (see LAYER_CALL_TIMEOUT_S):

@@ -1,4 +1,5 @@
-"""Throttling of failed charger handshakes (docs/reliability.md case 7), per server process.
+"""Throttling of charger handshakes, per server process: failed ones (docs/reliability.md case 7), handshakes
+in a storm (HandshakeQueue, issue 13) and a connection's message rate (MessageRate, case 13).
 
 Failures are counted in a sliding window per (identity, address) and per address. Past a limit, further
 handshakes from there are refused with HTTP 429 without touching the database, until the window has
@@ -6,6 +7,8 @@ passed. A legitimate charger of the same identity connecting from another addres
 successful handshake clears its (identity, address) count.
 """
 
+import asyncio
+import contextlib
 import time
 from collections import defaultdict, deque
 
@@ -84,3 +87,46 @@ class MessageRate:
         self._stamp = now
         self._tokens -= 1
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate_per_s
+
+
+class QueueFull(Exception):
+    """More handshakes are waiting in this process than OCPP_HANDSHAKE_BACKLOG."""
+
+
+class HandshakeQueue:
+    """Admission under a storm (issue 13): at most OCPP_HANDSHAKES_IN_FLIGHT handshakes of a process do their
+    checks (database, certificate) at once, and up to OCPP_HANDSHAKE_BACKLOG more wait their turn in arrival
+    order. Past that a handshake is refused at once (HTTP 503 with Retry-After): a charger told so early
+    retries later, whereas one left to wait out the server's connect timeout retries at once, having cost the
+    server its handshake for nothing, and a storm then feeds itself. The bound applies per event loop (one per
+    server process; tests run several)."""
+
+    def __init__(self) -> None:
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:
+            self._loop, self.waiting = loop, 0
+            self._slots = asyncio.Semaphore(settings.OCPP_HANDSHAKES_IN_FLIGHT)
+        slots = self._slots
+        if slots.locked():
+            if self.waiting >= settings.OCPP_HANDSHAKE_BACKLOG:
+                raise QueueFull
+            self.waiting += 1
+            try:
+                await slots.acquire()
+            finally:
+                self.waiting -= 1
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()
+
+
+handshake_queue = HandshakeQueue()

@@ -1,0 +1,123 @@
+"""Admission under a storm (issue 13; cpms/ocpp/throttle.py HandshakeQueue): a bounded number of handshakes do
+their checks at once, a bounded number wait in arrival order, the rest are refused at once with 503."""
+
+import asyncio
+import logging
+
+import pytest
+
+from cpms.ocpp import consumers
+from cpms.ocpp.throttle import HandshakeQueue, QueueFull
+from stations.models import ChargingStation
+from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
+from tests.ocpp.test_consumer import basic, communicator
+
+
+@pytest.fixture
+def bounds(settings):
+    settings.OCPP_HANDSHAKES_IN_FLIGHT = 2
+    settings.OCPP_HANDSHAKE_BACKLOG = 1
+    return settings
+
+
+def test_in_flight_then_waiting_in_order_then_refused(bounds):
+    queue = HandshakeQueue()
+    order: list[str] = []
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def handshake(name: str) -> str:
+            try:
+                async with queue.slot():
+                    order.append(name)
+                    await release.wait()
+            except QueueFull:
+                return f"{name}: refused"
+            return f"{name}: done"
+
+        first = [asyncio.ensure_future(handshake(name)) for name in ("a", "b", "c")]
+        await asyncio.sleep(0.05)
+        in_flight_then = list(order)
+        waiting_then = queue.waiting
+        refused = await handshake("d")  # two in flight, one waiting: the backlog is full
+        release.set()
+        results = await asyncio.gather(*first)
+        later = await handshake("e")  # the queue drained: admitted again
+        return in_flight_then, waiting_then, refused, results, later
+
+    in_flight_then, waiting_then, refused, results, later = asyncio.run(scenario())
+    assert (in_flight_then, waiting_then) == (["a", "b"], 1)
+    assert refused == "d: refused"
+    assert results == ["a: done", "b: done", "c: done"]
+    assert order == ["a", "b", "c", "e"] and later == "e: done"
+    assert queue.waiting == 0
+
+
+def test_a_cancelled_waiter_leaves_the_backlog(bounds):
+    bounds.OCPP_HANDSHAKES_IN_FLIGHT = 1
+    queue = HandshakeQueue()
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def holder():
+            async with queue.slot():
+                await release.wait()
+
+        async def waiter():
+            async with queue.slot():
+                pass
+
+        held = asyncio.ensure_future(holder())
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(waiter())
+        await asyncio.sleep(0.01)
+        waiting_before = queue.waiting
+        gone.cancel()  # the charger hung up while waiting
+        await asyncio.gather(gone, return_exceptions=True)
+        waiting_after = queue.waiting
+        release.set()
+        await held
+        async with queue.slot():
+            pass
+        return waiting_before, waiting_after
+
+    assert asyncio.run(scenario()) == (1, 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handshake_past_the_backlog_gets_503_with_retry_after_and_changes_nothing(
+    settings, monkeypatch, caplog
+):
+    settings.OCPP_HANDSHAKES_IN_FLIGHT = 1
+    settings.OCPP_HANDSHAKE_BACKLOG = 0
+    monkeypatch.setattr(consumers, "handshake_queue", HandshakeQueue())
+    monkeypatch.setattr(consumers, "queue_full_log", consumers.QueueFullLog())
+    ChargingStationFactory(identity="CP-STORM")
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def busy():
+            async with consumers.handshake_queue.slot():
+                await release.wait()
+
+        occupying = asyncio.ensure_future(busy())
+        await asyncio.sleep(0.01)
+        comm = communicator("CP-STORM", headers=[basic("CP-STORM", DEFAULT_STATION_PASSWORD)])
+        await comm.send_input({"type": "websocket.connect"})
+        start = await comm.receive_output(timeout=5)
+        body = await comm.receive_output(timeout=5)
+        release.set()
+        await occupying
+        return start, body
+
+    with caplog.at_level(logging.WARNING, logger="cpms.ocpp.consumers"):
+        start, body = asyncio.run(scenario())
+    assert start["status"] == 503
+    assert (b"retry-after", b"10") in start["headers"]
+    assert b"retry later" in body["body"]
+    assert ChargingStation.objects.get(identity="CP-STORM").is_connected is False
+    warnings = [r.getMessage() for r in caplog.records if "handshake queue full" in r.getMessage()]
+    assert len(warnings) == 1 and "1 handshake(s) refused" in warnings[0]
