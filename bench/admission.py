@@ -265,11 +265,11 @@ def print_figures(figures: Figures) -> None:
         f"  {figures.mode:<8} admit {figures.admit_s * 1000:8.0f} ms  {k / figures.admit_s:7.0f}/s  "
         f"p50 {statistics.median(figures.latencies_s) * 1000:6.0f} ms  "
         f"p99 {percentile(figures.latencies_s, 0.99) * 1000:6.0f} ms  "
-        f"xacts/admission {figures.admit_xacts / k:5.2f}  statements/admission {figures.admit_statements / k:5.1f}"
+        f"xacts/admission {figures.admit_xacts / k:5.2f}  statements/admission {figures.admit_statements / k:5.2f}"
     )
     print(
         f"  {'':<8} close {figures.close_s * 1000:8.0f} ms  {k / figures.close_s:7.0f}/s  "
-        f"xacts/close {figures.close_xacts / k:5.2f}  statements/close {figures.close_statements / k:5.1f}"
+        f"xacts/close {figures.close_xacts / k:5.2f}  statements/close {figures.close_statements / k:5.2f}"
     )
 
 
