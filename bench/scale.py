@@ -404,14 +404,15 @@ def storm_run(
     """--storm: every client watches its chargers' connections; kill -9 every server at once, start them again on
     the same ports, and wait until every charger has connected and booted again."""
     workdir = layout.workdir
-    expected = sum(
-        json.loads((workdir / f"result-{i}.json").read_text())["booted"] for i in range(len(readers))
-    )
     for client in clients:
         client.stdin.write("STORM\n")
         client.stdin.flush()
     for reader in readers:
         reader.expect("STORM_READY", 60)
+    # Each client has written its result (with the chargers it booted) before STORM_READY.
+    expected = sum(
+        json.loads((workdir / f"result-{i}.json").read_text())["booted"] for i in range(len(readers))
+    )
     killed_at = time.time()
     layout.restart()
     listening_at = time.time()
@@ -617,7 +618,6 @@ def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token:
                 print("   ! no booted charger on a server other than the API's: no commands", flush=True)
         for reader in readers:
             reader.expect("STEADY_DONE", max(0.0, traffic_end - time.time()) + RESPONSE_TIMEOUT_S + 60)
-        results = [json.loads((workdir / f"result-{i}.json").read_text()) for i in range(len(clients))]
         figures["load"] = os.getloadavg()
         figures["log"] = log_problems(sorted(workdir.glob("server-*.log")))
         if args.storm:
@@ -628,6 +628,7 @@ def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token:
                 client.stdin.flush()
             for reader in readers:
                 reader.expect("DONE", 60)
+        results = [json.loads((workdir / f"result-{i}.json").read_text()) for i in range(len(clients))]
         if not ceiling:
             print(f"   settling {args.settle_s:g} s before counting rows", flush=True)
             time.sleep(args.settle_s)

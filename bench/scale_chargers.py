@@ -487,10 +487,15 @@ async def client_main(args) -> None:
             k: [s for _, s in v] for k, v in run.latencies.items() if label(k).endswith(".triggered")
         },
     }
-    Path(args.result_file).write_text(json.dumps(result))
-    # The chargers stay connected (and answer commands) until the parent says STORM or END.
+    # The chargers stay connected (and answer commands) until the parent says STORM or END: only then are the
+    # commands they answered all counted.
     print("STEADY_DONE", flush=True)
     word = (await loop.run_in_executor(None, sys.stdin.readline)).strip()
+    result["csms_calls"] = dict(run.csms_calls)
+    result["triggered"] = {
+        k: [s for _, s in v] for k, v in run.latencies.items() if label(k).endswith(".triggered")
+    }
+    Path(args.result_file).write_text(json.dumps(result))
     if word == "STORM":
         # The parent kills and restarts the servers once every client watches its connections.
         rejoins = [loop.create_task(c.rejoin()) for c, ok in zip(chargers, admitted, strict=True) if ok]
