@@ -2,7 +2,7 @@
 
     python bench/scale.py N [--server daphne|uvicorn] [--v201 0.5] [--servers S] [--client-procs C]
                             [--heartbeat-s 300] [--meter-s 30] [--charging 0.3] [--steady-s 60]
-                            [--idle-s 10] [--ramp-s 0] [--settle-s 5] [--db-pool P]
+                            [--idle-s 10] [--warm-up 10] [--ramp-s 0] [--settle-s 5] [--db-pool P]
                             [--commands K --command-rate R --command-action ClearCache]
                             [--storm] [--ceiling | --with-ceiling]
 
@@ -20,8 +20,9 @@ spread over the servers, a --v201 fraction of them OCPP 2.0.1 and the rest 1.6: 
 storm, unless --ramp-s spreads the starts), BootNotification, StatusNotification, and for the --charging
 fraction a StartTransaction (1.6) or TransactionEvent Started with idToken, evse and a Transaction.Begin
 reading (2.0.1), then a StatusNotification Charging / Occupied. A refused or failed connection is retried with a
-growing pause, like a charger. After every charger is booted (or has given up) the servers get --idle-s of
-quiet (the idle RSS is taken then), then the steady window of --steady-s: each charger sends a Heartbeat every
+growing pause, like a charger. Before them, --warm-up chargers per server (numbers past N) boot, send each
+message once and stay connected, idle: the servers' one-time allocations are then in the baseline RSS. After every
+charger is booted (or has given up) the servers get --idle-s of quiet (the idle RSS is taken then), then the steady window of --steady-s: each charger sends a Heartbeat every
 --heartbeat-s and each charging one MeterValues (1.6) or TransactionEvent Updated (2.0.1, MeterValuePeriodic)
 with 5 sampled values every --meter-s, on a fixed schedule with a random phase (open loop). With --commands K,
 K remote commands (--command-action, ClearCache or TriggerMessage(Heartbeat); the chargers answer both) go at
@@ -114,6 +115,9 @@ COMMAND_REQUEST_TIMEOUT_S = 60.0
 COMMAND_BODIES = {"ClearCache": {}, "TriggerMessage": {"requestedMessage": "Heartbeat"}}
 
 
+WARM_UP_TIMEOUT_S = 180.0
+
+
 def start(name: str, command: list[str], env: dict, workdir: Path) -> subprocess.Popen:
     log = (workdir / f"{name}.log").open("wb")
     return subprocess.Popen(
@@ -166,6 +170,7 @@ def database_pool_size(args, database_url: str) -> int:
 
 def row_counts(since_session_pk: int) -> dict[str, int]:
     from django.db import connections
+    from django.db.models import Q
 
     from sessions.models import ChargingSession, MeterValue, TransactionEvent
 
@@ -173,7 +178,10 @@ def row_counts(since_session_pk: int) -> dict[str, int]:
         "sessions": ChargingSession.objects.filter(
             station__identity__startswith=IDENTITY_PREFIX, pk__gt=since_session_pk
         ).count(),
-        "meter_rows": MeterValue.objects.filter(station__identity__startswith=IDENTITY_PREFIX).count(),
+        "meter_rows": MeterValue.objects.filter(
+            Q(session_id__gt=since_session_pk) | Q(session__isnull=True),
+            station__identity__startswith=IDENTITY_PREFIX,
+        ).count(),
         "events": TransactionEvent.objects.filter(
             station__identity__startswith=IDENTITY_PREFIX, session_id__gt=since_session_pk
         ).count(),
@@ -463,6 +471,52 @@ def storm_run(
     }
 
 
+def warm_up(args, layout: Layout) -> subprocess.Popen | None:
+    """--warm-up chargers per server (numbers past N) boot, start a transaction, send a Heartbeat and a meter
+    reading, and stay connected, idle, before the servers' RSS without chargers is taken: what a server allocates
+    once (lazy imports, thread and database pools, caches) is then not counted as memory per connection. They
+    stay so that the N chargers do not reuse memory they freed. The caller stops the process."""
+    count = args.warm_up * args.servers
+    if not count:
+        return None
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            "--warm-up-client",
+            "--first",
+            str(args.n + 1),
+            "--count",
+            str(count),
+            "--total",
+            str(count),
+            "--ports",
+            ",".join(map(str, layout.ports)),
+            "--v201",
+            str(args.v201),
+            "--result-file",
+            str(layout.workdir / "warm-up.json"),
+        ],
+        cwd=BASE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=(layout.workdir / "warm-up.log").open("wb"),
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        booted, errors, callerrors = LineReader(process).expect("WARM", WARM_UP_TIMEOUT_S).split()
+    except (TimeoutError, EOFError) as exc:
+        print(f"   ! the warm-up failed ({exc}; see {layout.workdir}/warm-up.log)", flush=True)
+        return process
+    print(
+        f"   warm-up: {booted}/{count} chargers booted and stay idle ({errors} errors, {callerrors} CALLERRORs)",
+        flush=True,
+    )
+    return process
+
+
 def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token: str | None) -> dict:
     """Start one layout, play the chargers, measure; the figures as a dict (printed by report())."""
     count = args.n
@@ -482,15 +536,20 @@ def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token:
     session_pk = 0
     if not ceiling:
         env["DATABASE_POOL_MAX"] = str(database_pool_size(args, database_url))
-        session_pk = last_session_pk()
     layout = Layout(args, ceiling=ceiling, env=env, workdir=workdir)
     clients: list[subprocess.Popen] = []
+    warm: subprocess.Popen | None = None
     figures: dict = {"name": name, "ceiling": ceiling, "count": count, "servers": args.servers}
     admission_timeout = args.admission_timeout or 600.0 + count / 50
     try:
         layout.start()
         servers = layout.servers
-        time.sleep(2.0)  # imports finished before the RSS without chargers is taken
+        warm = warm_up(args, layout)
+        if not ceiling:
+            session_pk = (
+                last_session_pk()
+            )  # the loss check counts from here: the warm-up's rows are not in it
+        time.sleep(2.0)
         rss_before = rss_kib(servers)
         print(f"   servers listening on {layout.ports}, RSS {rss_before / 1024:.0f} MiB in all", flush=True)
 
@@ -634,7 +693,7 @@ def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token:
             time.sleep(args.settle_s)
             figures["rows"] = row_counts(session_pk)
     finally:
-        for client in clients:
+        for client in clients + ([warm] if warm is not None else []):
             stop_process(client, group=True)
         layout.stop()
 
@@ -858,7 +917,7 @@ def parent_main(args) -> None:
         ensure_database(database_url)
         django_setup(database_url)
         started = time.monotonic()
-        setup_database(database_url, count)
+        setup_database(database_url, count + args.warm_up * args.servers)
         if args.commands:
             from command_rtt import bench_token
 
@@ -900,6 +959,9 @@ def main(argv: list[str] | None = None) -> None:
         "--idle-s", type=float, default=10.0, help="quiet after admission before the idle RSS"
     )
     parser.add_argument("--ramp-s", type=float, default=0.0)
+    parser.add_argument(
+        "--warm-up", type=int, default=10, help="chargers per server that come and go before the baseline RSS"
+    )
     parser.add_argument("--settle-s", type=float, default=5.0)
     parser.add_argument("--admission-timeout", type=float, default=0.0, help="default 600 + N / 50 s")
     parser.add_argument("--db-pool", type=int, default=0, help="database pool per server (default: sized)")
@@ -920,6 +982,7 @@ def main(argv: list[str] | None = None) -> None:
         "--with-ceiling", action="store_true", help="the ceiling, then the CPMS, and both side by side"
     )
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-up-client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ceiling-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--first", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)

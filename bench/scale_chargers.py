@@ -136,8 +136,8 @@ class Charger:
         future = asyncio.get_running_loop().create_future()
         self.pending[unique_id] = future
         started = time.perf_counter()
-        await self.ws.send(orjson.dumps([2, unique_id, action, payload]).decode())
-        async with asyncio.timeout(RESPONSE_TIMEOUT_S):
+        async with asyncio.timeout(RESPONSE_TIMEOUT_S):  # the send too: a server that stops reading
+            await self.ws.send(orjson.dumps([2, unique_id, action, payload]).decode())
             frame = await future
         self.run.latency(key, time.perf_counter() - started, started)
         if frame[0] == 4:
@@ -196,24 +196,18 @@ class Charger:
             *(("Current.Import", phase, 16.0, "A") for phase in ("L1", "L2", "L3")),
         ][:SAMPLED_VALUES]
 
-    def meter_loop(self, start: float, until: float, meter_s: float):
-        def meter_values() -> dict:
-            sampled = []
-            for measurand, phase, value, unit in self.readings():
-                item = {
-                    "value": str(value),
-                    "unit": unit,
-                    "context": "Sample.Periodic",
-                    "measurand": measurand,
-                }
-                sampled.append({**item, "phase": phase} if phase else item)
-            return {
-                "connectorId": 1,
-                "transactionId": self.transaction_id,
-                "meterValue": [{"timestamp": now_text(), "sampledValue": sampled}],
-            }
-
-        return self.every("MeterValues", "MeterValues", meter_s, meter_values, start, until)
+    def meter_message(self) -> tuple[str, str, dict]:
+        """(action, label, payload) of the next periodic meter reading."""
+        sampled = []
+        for measurand, phase, value, unit in self.readings():
+            item = {"value": str(value), "unit": unit, "context": "Sample.Periodic", "measurand": measurand}
+            sampled.append({**item, "phase": phase} if phase else item)
+        payload = {
+            "connectorId": 1,
+            "transactionId": self.transaction_id,
+            "meterValue": [{"timestamp": now_text(), "sampledValue": sampled}],
+        }
+        return "MeterValues", "MeterValues", payload
 
     # --- the same in both versions ---------------------------------------------------------------------
 
@@ -262,32 +256,42 @@ class Charger:
             self.run.error(f"{self.identity}: rejoin: {type(exc).__name__}: {exc}")
             return False
 
-    async def every(
-        self, action: str, label: str, period: float, payload, start: float, until: float
-    ) -> None:
+    async def send(self, message: tuple[str, str, dict]) -> bool:
+        """One charger-initiated message; True once acknowledged (a failure is counted, never raised)."""
+        action, label, payload = message
+        try:
+            await self.call(action, payload, label=label)
+        except Exception as exc:  # a CALLERROR, a timeout or a closed connection: counted, go on
+            self.run.error(f"{self.identity}: {label}: {type(exc).__name__}: {exc}")
+            return False
+        self.run.acked[self.key(label)] += 1
+        return True
+
+    async def every(self, message, period: float, start: float, until: float) -> None:
         """Open loop: the n-th send is due at start + phase + n * period, whatever the answers took."""
         due = start + random.uniform(0, period)
-        while True:
+        while due < until:
             wait = due - time.time()
-            if due >= until:
-                return
             if wait > 0:
                 await asyncio.sleep(wait)
             due += period
-            try:
-                await self.call(action, payload(), label=label)
-            except Exception as exc:  # a CALLERROR, a timeout or a closed connection: counted, go on
-                self.run.error(f"{self.identity}: {label}: {type(exc).__name__}: {exc}")
-                if self.ws.close_code is not None:
-                    return
-                continue
-            self.run.acked[self.key(label)] += 1
+            if not await self.send(message()) and self.ws.close_code is not None:
+                return
+
+    def heartbeat_message(self) -> tuple[str, str, dict]:
+        return "Heartbeat", "Heartbeat", {}
 
     async def steady(self, start: float, until: float, heartbeat_s: float, meter_s: float) -> None:
-        loops = [self.every("Heartbeat", "Heartbeat", heartbeat_s, dict, start, until)]
+        loops = [self.every(self.heartbeat_message, heartbeat_s, start, until)]
         if self.transaction_id is not None:
-            loops.append(self.meter_loop(start, until, meter_s))
+            loops.append(self.every(self.meter_message, meter_s, start, until))
         await asyncio.gather(*loops)
+
+    async def warm(self) -> None:
+        """scale.py --warm-up: each kind of steady message once; the charger then stays, idle."""
+        await self.send(self.heartbeat_message())
+        if self.transaction_id is not None:
+            await self.send(self.meter_message())
 
 
 class ChargerV201(Charger):
@@ -349,20 +353,18 @@ class ChargerV201(Charger):
             raise RuntimeError(f"TransactionEvent Started {started.get('idTokenInfo')}")
         self.run.acked[self.key("TransactionEvent.Started")] += 1
 
-    def meter_loop(self, start: float, until: float, meter_s: float):
-        def updated() -> dict:
-            sampled = []
-            for measurand, phase, value, unit in self.readings():
-                item = {
-                    "value": value,
-                    "context": "Sample.Periodic",
-                    "measurand": measurand,
-                    "unitOfMeasure": {"unit": unit},
-                }
-                sampled.append({**item, "phase": phase} if phase else item)
-            return self.transaction_event("Updated", "MeterValuePeriodic", sampled)
-
-        return self.every("TransactionEvent", "TransactionEvent.Updated", meter_s, updated, start, until)
+    def meter_message(self) -> tuple[str, str, dict]:
+        sampled = []
+        for measurand, phase, value, unit in self.readings():
+            item = {
+                "value": value,
+                "context": "Sample.Periodic",
+                "measurand": measurand,
+                "unitOfMeasure": {"unit": unit},
+            }
+            sampled.append({**item, "phase": phase} if phase else item)
+        payload = self.transaction_event("Updated", "MeterValuePeriodic", sampled)
+        return "TransactionEvent", "TransactionEvent.Updated", payload
 
 
 class ClientRun:
@@ -420,6 +422,16 @@ ADMISSION_LABELS = {
 }
 
 
+async def close_all(chargers: list[Charger]) -> None:
+    try:
+        async with asyncio.timeout(30):
+            await asyncio.gather(
+                *(c.ws.close() for c in chargers if c.ws is not None), return_exceptions=True
+            )
+    except TimeoutError:
+        pass  # the parent stops this process anyway
+
+
 async def client_main(args) -> None:
     raise_fd_limit()
     run = ClientRun()
@@ -431,7 +443,7 @@ async def client_main(args) -> None:
     for n in range(args.first, args.first + args.count):
         kind = ChargerV201 if is_v201(n, args.v201) else Charger
         charger = kind(f"ws://{HOST}:{ports[n % len(ports)]}/ocpp", n, run)
-        charging = rng.random() < args.charging
+        charging = args.warm_up_client or rng.random() < args.charging
         delay = args.ramp_s * (n - 1) / max(1, args.total)
         chargers.append(charger)
         admissions.append(loop.create_task(charger.admit(delay, charging)))
@@ -444,6 +456,13 @@ async def client_main(args) -> None:
     reporter = loop.create_task(progress())
     admitted = await asyncio.gather(*admissions)
     reporter.cancel()
+    if args.warm_up_client:
+        await asyncio.gather(*(c.warm() for c, ok in zip(chargers, admitted, strict=True) if ok))
+        print(f"WARM {run.booted} {run.errors} {run.callerrors.total()}", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)  # END, or the parent is gone
+        await close_all(chargers)
+        print("DONE", flush=True)
+        return
     # The chargers the --commands load may address (the parent reads it after ADMITTED).
     Path(args.result_file).with_suffix(".booted.json").write_text(json.dumps(run.booted_numbers))
     print(f"ADMITTED {run.booted} {run.first_connect} {run.last_boot} {run.failures}", flush=True)
@@ -512,13 +531,7 @@ async def client_main(args) -> None:
         Path(args.result_file).with_suffix(".storm.json").write_text(json.dumps(storm))
         print(f"REJOINED {run.rebooted} {run.last_reboot} {run.failures}", flush=True)
         await loop.run_in_executor(None, sys.stdin.readline)  # END
-    try:
-        async with asyncio.timeout(30):
-            await asyncio.gather(
-                *(c.ws.close() for c in chargers if c.ws is not None), return_exceptions=True
-            )
-    except TimeoutError:
-        pass  # the parent stops this process anyway
+    await close_all(chargers)
     print("DONE", flush=True)
 
 
