@@ -262,3 +262,58 @@ def test_an_answered_handshake_cancels_its_deadline(limit):
     proto.connection_lost(None)
     assert transport.written.startswith(b"HTTP/1.1 404 Not Found")
     assert [h.cancelled for h in loop.later if h.callback.__name__ == "handshake_timeout"] == [True]
+
+
+def test_cpms_server_runs_uvicorn_with_the_csms_settings(settings, monkeypatch):
+    from cpms import server
+
+    settings.OCPP_MAX_FRAME_BYTES = 12345
+    settings.OCPP_TRUSTED_PROXIES = ["10.0.0.0/8", "192.0.2.7"]
+    monkeypatch.setenv("WS_PING_INTERVAL_S", "7")
+    monkeypatch.delenv("WS_PING_TIMEOUT_S", raising=False)
+    config = server.uvicorn_config(bind="127.0.0.3", port=8123, proxy_headers=False)
+    assert (config.host, config.port, config.loop, config.http, config.ws) == (
+        "127.0.0.3",
+        8123,
+        "uvloop",
+        "httptools",
+        OcppWebSocketProtocol,
+    )
+    assert (config.ws_max_size, config.ws_ping_interval, config.ws_ping_timeout) == (12345, 7.0, 60.0)
+    assert (config.ws_per_message_deflate, config.lifespan, config.access_log) == (False, "off", False)
+    assert config.proxy_headers is False
+    behind = server.uvicorn_config(bind="127.0.0.1", port=8123, proxy_headers=True)
+    assert behind.proxy_headers is True
+    assert behind.forwarded_allow_ips == "10.0.0.0/8,192.0.2.7"  # never "*": a forged proto would claim TLS
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "ran"),
+    [
+        ([], None, "daphne"),
+        (["--server", "uvicorn"], None, "uvicorn"),
+        ([], "uvicorn", "uvicorn"),
+        (["--server", "daphne"], "uvicorn", "daphne"),
+    ],
+)
+def test_cpms_server_picks_the_server_from_the_flag_then_the_environment(monkeypatch, argv, env, ran):
+    from cpms import server
+
+    calls = []
+    monkeypatch.setattr(server, "run_daphne", lambda **kw: calls.append(("daphne", kw)))
+    monkeypatch.setattr(server, "run_uvicorn", lambda **kw: calls.append(("uvicorn", kw)))
+    if env is None:
+        monkeypatch.delenv("CPMS_ASGI_SERVER", raising=False)
+    else:
+        monkeypatch.setenv("CPMS_ASGI_SERVER", env)
+    server.main([*argv, "--bind", "127.0.0.2", "--port", "8124", "--proxy-headers"])
+    assert calls == [(ran, {"bind": "127.0.0.2", "port": 8124, "proxy_headers": True})]
+
+
+def test_cpms_server_refuses_an_unknown_server_in_the_environment(monkeypatch):
+    from cpms import server
+
+    monkeypatch.setenv("CPMS_ASGI_SERVER", "hypercorn")
+    monkeypatch.setattr(server, "run_daphne", lambda **kw: pytest.fail("ran daphne"))
+    with pytest.raises(SystemExit):
+        server.main([])

@@ -16,10 +16,11 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from stations.enums import StationEventKind
-from stations.models import ChargingStation, Command, StationEvent
+from stations.models import ChargingStation, Command, SecurityEvent, StationEvent
 from tests.e2e.conftest import _process_env, server_process
 from tests.e2e.helpers import api_post, operator_token
 from tests.e2e.test_slow_reader import DeafCharger, rss_kib, wait_connected
+from tests.e2e.test_transport_oddities import ADDRESS_LIMIT, ODD_PATHS, status_line
 from tests.factories import DEFAULT_STATION_PASSWORD, ChargingStationFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
@@ -124,6 +125,24 @@ def test_uvicorn_refusals_carry_their_http_status(uvicorn_serve):
         throttled = handshake_status(server, "UV-OK")
     assert statuses == [404, 401, 403, 400]
     assert 429 in tries and throttled == 429, (tries, throttled)
+
+
+def test_uvicorn_refuses_odd_identities_with_404_logged_and_throttled(uvicorn_serve):
+    """test_transport_oddities.py's case 46 under uvicorn: the same statuses and security events (uvicorn's
+    status line carries the standard reason phrase, "Not Found", where Daphne's patch puts the body)."""
+    ChargingStationFactory(identity="CP-1")
+    with uvicorn_serve(OCPP_HANDSHAKE_FAILURES_PER_ADDRESS=str(ADDRESS_LIMIT)) as server:
+        lines = [status_line(server, path) for path, _, _ in ODD_PATHS]
+        assert lines == ["HTTP/1.1 404 Not Found"] * len(ODD_PATHS)
+        events = list(
+            SecurityEvent.objects.order_by("id").values_list("identity", "kind", "detail", "remote_addr")
+        )
+        assert events == [
+            (identity, "unknown_identity", detail, "127.0.0.1") for _, identity, detail in ODD_PATHS
+        ]
+        assert status_line(server, "/ocpp/A%2FB").startswith("HTTP/1.1 404")
+        assert status_line(server, "/ocpp/CP-1").startswith("HTTP/1.1 429")
+    assert SecurityEvent.objects.count() == ADDRESS_LIMIT
 
 
 def test_uvicorn_closes_an_oversized_frame_with_1009_and_a_binary_frame_with_1003(uvicorn_serve):
