@@ -57,6 +57,7 @@ class GcFreezer:
         self.reclaim_s = reclaim_s
         self.reclaimed_at: float | None = None
         self.loop = loop
+        self._given_loop = loop
         self.gc = gc_module
         self.clock = clock
         self.opened_since_freeze = 0
@@ -81,9 +82,14 @@ class GcFreezer:
         """Count an accepted connection; arms the one timer when a burst is big enough. O(1), no task."""
         if not self.enabled:
             return
-        if self.loop is None:
-            self.loop = asyncio.get_running_loop()
-        now = self.loop.time()
+        loop = self._given_loop or asyncio.get_running_loop()
+        if loop is not self.loop:
+            # The first call, or a new loop (tests run several in one process): a timer of the old one goes.
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+            self.loop = loop
+        now = loop.time()
         self.opened_since_freeze += 1
         self.last_opened_at = now
         if self.timer is None and self.opened_since_freeze >= self.min_connections:

@@ -525,6 +525,14 @@ OCPP_HANDSHAKE_FAILURES_PER_ADDRESS = env_int("OCPP_HANDSHAKE_FAILURES_PER_ADDRE
 # retries later) rather than left to time out.
 OCPP_HANDSHAKES_IN_FLIGHT = env_int("OCPP_HANDSHAKES_IN_FLIGHT", 200)
 OCPP_HANDSHAKE_BACKLOG = env_int("OCPP_HANDSHAKE_BACKLOG", 2000)
+# gc.freeze() in the server processes after start and after bursts of admissions (cpms/gc_tuning.py): no
+# full-collection pauses with tens of thousands of connections; reclaimed (one full collection) at most every
+# OCPP_GC_RECLAIM_S.
+OCPP_GC_FREEZE = env_bool("OCPP_GC_FREEZE", True)
+OCPP_GC_FREEZE_QUIET_S = env_float("OCPP_GC_FREEZE_QUIET_S", 3.0)
+OCPP_GC_FREEZE_MIN_CONNECTIONS = env_int("OCPP_GC_FREEZE_MIN_CONNECTIONS", 100)
+OCPP_GC_FREEZE_MAX_WAIT_S = env_float("OCPP_GC_FREEZE_MAX_WAIT_S", 60.0)
+OCPP_GC_RECLAIM_S = env_float("OCPP_GC_RECLAIM_S", 3600.0)
 # The TLS terminators in front of the server (IPs or CIDRs; docs/deployment.md#tls-and-mutual-tls): only from
 # these peers are X-Forwarded-Proto, X-Forwarded-For and the client-certificate headers believed (from any
 # other peer they are ignored and logged). Empty: the server is reached directly.

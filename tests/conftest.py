@@ -83,6 +83,8 @@ def _ocpp_test_settings(settings):
     settings.LIVE_BATCH_S = 0.05
     # Jobs after boots and session starts queued at once (one item each) in-process; batching has its own tests.
     settings.OCPP_TASK_BATCH_S = 0
+    # No gc.freeze() in the test process (cpms/gc_tuning.py has its own tests).
+    settings.OCPP_GC_FREEZE = False
     # Human-login hashing costs ~0.5 s per user with PBKDF2; tests create many users.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -26,7 +26,8 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
-from cpms.ocpp import effects
+from cpms import gc_tuning
+from cpms.ocpp import admission, effects
 from cpms.ocpp.chargepoint import CallErrorReceived, ChargePoint, StationContext, run_db
 from cpms.ocpp.errors import OcppError
 from cpms.ocpp.process_link import held, layer_health
@@ -46,10 +47,7 @@ from stations.services.commands import (
 from stations.services.credentials import basic_auth_parse, station_password_check, station_password_promote
 from stations.services.ocpp import (
     security_event_record,
-    station_auth_get,
     station_auto_register,
-    station_connected,
-    station_disconnected,
 )
 from stations.services.transport_security import (
     Transport,
@@ -270,6 +268,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             # docs/reliability.md case 43: nothing here waits on the channel layer; the process announces the
             # connection to the others (an older one elsewhere closes) in the background.
             held.hold(self)
+            if settings.OCPP_GC_FREEZE:
+                gc_tuning.connection_opened()
             await effects.apply(connected, station=self.cp.station, version=self.cp.version)
 
     async def _admit(self, identity: str, protocol: str, transport: Transport) -> tuple:
@@ -278,7 +278,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         remote = transport.remote_addr
         headers = dict(self.scope.get("headers") or [])
         credentials = basic_auth_parse(headers.get(b"authorization"))
-        found = await run_db(station_auth_get, identity=identity)
+        found = await admission.station_auth(identity)
         if found is None:
             password = credentials[1] if credentials and credentials[0] == identity else None
             station = await run_db(station_auto_register, identity=identity, password=password)
@@ -307,8 +307,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.connected_at = connected_at.timestamp()
         self._commands: dict[int, asyncio.Task] = {}
         self._replies: dict[int, str] = {}
-        connected = await run_db(
-            station_connected,
+        connected = await admission.connection_opened(
             station_id=station.station_id,
             connection_id=self.connection_id,
             protocol=protocol,
@@ -630,8 +629,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         held.release(self)
         self.cp.close()
-        disconnected = await run_db(
-            station_disconnected,
+        disconnected = await admission.connection_closed(
             station_id=self.cp.station.station_id,
             connection_id=self.connection_id,
             at=timezone.now(),

@@ -1,6 +1,7 @@
 """cpms/gc_tuning.py: when the process freezes its heap. A fake loop (its clock and timers) and a recording gc;
 one test on the real gc."""
 
+import asyncio
 import gc
 import logging
 
@@ -212,3 +213,18 @@ def test_the_real_gc_freezes_the_heap():
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_new_event_loop_drops_the_old_loops_timer():
+    """Tests (and a restarted loop) run several event loops in one process: the timer armed in a loop that
+    ended must not be used, nor fire into it."""
+    freezer = GcFreezer(min_connections=1, quiet_s=60.0)
+
+    async def admit():
+        freezer.connection_opened()
+        return freezer.timer
+
+    first_timer = asyncio.run(admit())
+    second_timer = asyncio.run(admit())  # the first loop is closed by now
+    assert first_timer is not None and first_timer.cancelled()
+    assert second_timer is not None and second_timer is not first_timer
