@@ -255,3 +255,17 @@ def test_boot_and_status_through_the_handlers_of_many_chargers_at_once(recorded)
         assert answer[0][:2] == [3, "b"] and answer[0][2]["status"] == "Accepted"
         assert answer[1] == [3, "s", {}]
     assert StatusChange.objects.filter(status="Available").count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_the_database_refuses_fails_alone(recorded):
+    """The consumer refuses malformed identities before the lookup; should one get through all the same,
+    the others' handshakes in its batch are not failed with it."""
+    ChargingStationFactory(identity="GOOD-1")
+    ChargingStationFactory(identity="GOOD-2")
+
+    found = gather(*(admission.station_auth(name) for name in ("GOOD-1", "BAD\x00", "GOOD-2")))
+
+    assert [auth.identity for auth in (found[0], found[2])] == ["GOOD-1", "GOOD-2"]
+    assert "NUL" in str(found[1])
+    assert recorded["auth"] == [3, 1, 2, 1, 1]  # the batch, then halves down to the refused lookup alone
