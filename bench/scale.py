@@ -629,7 +629,9 @@ def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token:
             f"   admitted {booted}/{count} in {admission_s:.1f} s; {args.idle_s:g} s of quiet before the idle RSS",
             flush=True,
         )
+        cpu_quiet = sum(cpu_seconds(s.pid) for s in servers)
         time.sleep(args.idle_s)
+        cpu_quiet = sum(cpu_seconds(s.pid) for s in servers) - cpu_quiet
         rss_idle = rss_kib(servers)
 
         # Steady window: clients get its wall-clock bounds, and the end of their traffic (later when remote
@@ -734,6 +736,9 @@ def run_layout(args, *, ceiling: bool, database_url: str, redis_url: str, token:
         steady_rate=steady_messages / args.steady_s,
         cpu_steady=cpu_steady,
         cpu_per_msg_ms=cpu_steady * 1000 / max(1, steady_messages),
+        # What the servers spend with every charger connected and none sending (timers, pings, flush loops):
+        # in the steady window too, so the CPU per message above includes it.
+        cpu_idle_ms_per_s=cpu_quiet * 1000 / args.idle_s if args.idle_s else 0.0,
         worker_cpu=worker_cpu,
         rss_before=rss_before,
         rss_admitted=rss_admitted,
@@ -779,6 +784,12 @@ def report(args, f: dict) -> None:
         f"   server CPU / msg   {f['cpu_per_msg_ms']:.3f} ms ({f['cpu_steady']:.1f} s in {f['servers']} servers; "
         f"worker {f['worker_cpu']:.1f} s)"
     )
+    if args.idle_s:
+        print(
+            f"   server CPU idle    {f['cpu_idle_ms_per_s']:.1f} ms/s in all servers with every charger connected and "
+            f"none sending ({args.idle_s:g} s after admission); the steady window's share of it: "
+            f"{f['cpu_idle_ms_per_s'] * args.steady_s / max(1, f['steady_messages']):.3f} ms per message"
+        )
     print(
         f"   RSS per idle connection {f['rss_idle_per_conn']:.1f} KiB ({args.idle_s:g} s after admission); "
         f"right after admission {f['rss_admitted_per_conn']:.1f} KiB, at the end {f['rss_end_per_conn']:.1f} KiB "
@@ -871,6 +882,12 @@ def side_by_side(cpms: dict, ceiling: dict) -> None:
         ("connection failures", cpms["failures"], ceiling["failures"], "{:.0f}"),
         ("steady msg/s", cpms["steady_rate"], ceiling["steady_rate"], "{:.1f}"),
         ("server CPU per steady msg (ms)", cpms["cpu_per_msg_ms"], ceiling["cpu_per_msg_ms"], "{:.3f}"),
+        (
+            "server CPU idle (ms/s, all servers)",
+            cpms["cpu_idle_ms_per_s"],
+            ceiling["cpu_idle_ms_per_s"],
+            "{:.1f}",
+        ),
         ("RSS per idle connection (KiB)", cpms["rss_idle_per_conn"], ceiling["rss_idle_per_conn"], "{:.1f}"),
         ("RSS per connection at end (KiB)", cpms["rss_end_per_conn"], ceiling["rss_end_per_conn"], "{:.1f}"),
     ]
