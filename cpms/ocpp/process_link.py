@@ -157,7 +157,8 @@ class ProcessConnections:
             return
         # A loop that ended (a test's) is replaced: each loop has its own channel and tasks.
         for task in self._tasks:
-            task.cancel()
+            if not task.get_loop().is_closed():  # a closed loop's tasks are gone with it
+                task.cancel()
         self._loop = loop
         self._linked = asyncio.Event()
         self._flush_due = False
