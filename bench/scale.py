@@ -112,6 +112,7 @@ DATABASE_POOL_WORKER = 4
 
 # The API waits up to OCPP_CALL_TIMEOUT_S (30 s) for a charger: a command request may take that long.
 COMMAND_REQUEST_TIMEOUT_S = 60.0
+STALE_CONNECTION_ERRORS = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
 COMMAND_BODIES = {"ClearCache": {}, "TriggerMessage": {"requestedMessage": "Heartbeat"}}
 
 
@@ -290,18 +291,24 @@ def commands_run(
             conn = local.conn = http.client.HTTPConnection(HOST, port, timeout=COMMAND_REQUEST_TIMEOUT_S)
         started = time.time()
         clock = time.perf_counter()
-        try:
-            conn.request("POST", f"/api/v1/stations/{ident}/ocpp/{action}/", body=body, headers=headers)
-            response = conn.getresponse()
-            data = response.read()
-            code: int | str = response.status
-            if response.will_close:
+        for attempt in (1, 2):
+            try:
+                conn.request("POST", f"/api/v1/stations/{ident}/ocpp/{action}/", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+                code: int | str = response.status
+                if response.will_close:
+                    conn.close()
+                    local.conn = None
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                code, data = type(exc).__name__, str(exc).encode()
                 conn.close()
-                local.conn = None
-        except (OSError, http.client.HTTPException) as exc:
-            code, data = type(exc).__name__, str(exc).encode()
-            conn.close()
-            local.conn = None
+                conn = local.conn = http.client.HTTPConnection(HOST, port, timeout=COMMAND_REQUEST_TIMEOUT_S)
+                # A kept-alive connection the server closed while idle (uvicorn: after 5 s) fails at once on
+                # its next request: once more on a new connection, as an HTTP client pool does.
+                if attempt == 2 or not isinstance(exc, STALE_CONNECTION_ERRORS):
+                    break
         seconds = time.perf_counter() - clock
         with merge:
             lags.append(started - due)
@@ -835,11 +842,15 @@ def report(args, f: dict) -> None:
             + updated * SAMPLED_VALUES
             + acked.get(f"TransactionEvent.Started {V201}", 0) * STARTED_SAMPLED_VALUES
         )
-        verdict = (
-            "nothing lost"
-            if (rows["sessions"], rows["meter_rows"], rows["events"]) == (started, meter, events)
-            else "MISMATCH"
-        )
+        pairs = [(started, rows["sessions"]), (meter, rows["meter_rows"]), (events, rows["events"])]
+        # Stored but not acknowledged: the answer came after the charger's timeout (RESPONSE_TIMEOUT_S) or
+        # the connection went first. Acknowledged but not stored is a loss.
+        if any(acked_n > stored_n for acked_n, stored_n in pairs):
+            verdict = "LOST"
+        elif any(acked_n < stored_n for acked_n, stored_n in pairs):
+            verdict = "nothing lost (more stored than acknowledged: answers the chargers gave up on)"
+        else:
+            verdict = "nothing lost"
         print(
             f"   loss check         {verdict}: sessions acked {started} / stored {rows['sessions']}; meter rows "
             f"acked {meter} / stored {rows['meter_rows']}; TransactionEvents acked {events} / stored {rows['events']}"

@@ -217,23 +217,28 @@ class Charger:
             raise RuntimeError(f"BootNotification {boot.get('status')}")
 
     async def admit(self, delay: float, charging: bool) -> bool:
+        """Connect, boot, report the connector and, if `charging`, start a transaction. True once booted: a
+        charger whose status or transaction failed (counted) still takes part, with Heartbeats only."""
         await asyncio.sleep(delay)
         self.run.first_connect = self.run.first_connect or time.time()
         try:
             await self.connect(self.run.connected_at)
             asyncio.get_running_loop().create_task(self.reader())
             await self.boot()
-            self.run.booted += 1
-            self.run.booted_numbers.append(self.number)
-            self.run.last_boot = time.time()
+        except Exception as exc:  # reported; this charger sits the steady window out
+            self.run.error(f"{self.identity}: admission: {type(exc).__name__}: {exc}")
+            return False
+        self.run.booted += 1
+        self.run.booted_numbers.append(self.number)
+        self.run.last_boot = time.time()
+        try:
             await self.call("StatusNotification", self.status_payload(False))
             if charging:
                 await self.start_transaction()
                 await self.call("StatusNotification", self.status_payload(True))
-            return True
-        except Exception as exc:  # reported; this charger sits the steady window out
-            self.run.error(f"{self.identity}: admission: {type(exc).__name__}: {exc}")
-            return False
+        except Exception as exc:
+            self.run.error(f"{self.identity}: after boot: {type(exc).__name__}: {exc}")
+        return True
 
     async def rejoin(self) -> bool:
         """--storm: once this charger's connection is gone (its server killed), connect again and boot, as a
@@ -338,19 +343,25 @@ class ChargerV201(Charger):
             "measurand": "Energy.Active.Import.Register",
             "unitOfMeasure": {"unit": "Wh"},
         }
-        started = await self.call(
-            "TransactionEvent",
-            self.transaction_event(
-                "Started",
-                "Authorized",
-                [begin][:STARTED_SAMPLED_VALUES],
-                idToken={"idToken": ID_TAG, "type": "ISO14443"},
-                evse={"id": 1, "connectorId": 1},
-            ),
-            label="TransactionEvent.Started",
-        )
-        if started.get("idTokenInfo", {}).get("status") != "Accepted":
-            raise RuntimeError(f"TransactionEvent Started {started.get('idTokenInfo')}")
+        try:
+            started = await self.call(
+                "TransactionEvent",
+                self.transaction_event(
+                    "Started",
+                    "Authorized",
+                    [begin][:STARTED_SAMPLED_VALUES],
+                    idToken={"idToken": ID_TAG, "type": "ISO14443"},
+                    evse={"id": 1, "connectorId": 1},
+                ),
+                label="TransactionEvent.Started",
+            )
+            if started.get("idTokenInfo", {}).get("status") != "Accepted":
+                raise RuntimeError(f"TransactionEvent Started {started.get('idTokenInfo')}")
+        except Exception:
+            self.transaction_id = (
+                None  # no Updated events for a transaction the charger does not know started
+            )
+            raise
         self.run.acked[self.key("TransactionEvent.Started")] += 1
 
     def meter_message(self) -> tuple[str, str, dict]:
