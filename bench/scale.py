@@ -22,18 +22,20 @@ fraction a StartTransaction (1.6) or TransactionEvent Started with idToken, evse
 reading (2.0.1), then a StatusNotification Charging / Occupied. A refused or failed connection is retried with a
 growing pause, like a charger. Before them, --warm-up chargers per server (numbers past N) boot, send each
 message once and stay connected, idle: the servers' one-time allocations are then in the baseline RSS. After every
-charger is booted (or has given up) the servers get --idle-s of quiet (the idle RSS is taken then), then the steady window of --steady-s: each charger sends a Heartbeat every
---heartbeat-s and each charging one MeterValues (1.6) or TransactionEvent Updated (2.0.1, MeterValuePeriodic)
-with 5 sampled values every --meter-s, on a fixed schedule with a random phase (open loop). With --commands K,
-K remote commands (--command-action, ClearCache or TriggerMessage(Heartbeat); the chargers answer both) go at
---command-rate per second through the REST API of the first server process to chargers held by the others,
-during the steady window; the API answers once the charger has.
+charger is booted (or has given up) the servers get --idle-s of quiet (the idle RSS and idle CPU are taken then),
+then the steady window of --steady-s: each charger sends a Heartbeat every --heartbeat-s and each charging one
+MeterValues (1.6) or TransactionEvent Updated (2.0.1, MeterValuePeriodic) with 5 sampled values every --meter-s,
+on a fixed schedule with a random phase (open loop). With --commands K, K remote commands (--command-action,
+ClearCache or TriggerMessage(Heartbeat); the chargers answer both) go at --command-rate per second (open loop)
+through the REST API of the first server process to chargers held by the others, right after the window while
+the same traffic goes on (so the window's CPU per message is the traffic's alone); the API answers once the
+charger has.
 
 Prints: admission (first connect to the last BootNotification accepted; connections accepted per second,
 overall and in the busiest second; boots per second; failures), steady msg/s, p50/p95/p99/max latency per
 action and version, server CPU per steady message (the server processes' CPU during the window / messages
-answered in it, commands included), server RSS per idle connection (after the quiet pause, minus before any
-charger connected) and per connection at the end, the CALLERRORs the servers answered and the CSMS calls the
+answered in it) and while idle, server RSS per idle connection (after the quiet pause, minus before any of the N
+chargers connected) and per connection at the end, the CALLERRORs the servers answered and the CSMS calls the
 chargers got, the remote commands' end-to-end latency, a loss check (acknowledged 1.6 StartTransactions and
 2.0.1 Started events against sessions stored; acknowledged MeterValues / TransactionEvents x sampled values
 against meter rows; acknowledged TransactionEvents against TransactionEvent rows) after --settle-s, and the
@@ -320,7 +322,7 @@ def commands_run(
 
     # Enough threads that a slow answer (up to seconds) does not hold back the next request; the sender's lag
     # behind the schedule is reported, so a load that could not be kept is seen.
-    workers = max(16, min(256, math.ceil(rate * 5)))
+    workers = max(16, min(512, math.ceil(rate * 10)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="command") as pool:
         for index in range(count):
             due = start_at + index / rate
