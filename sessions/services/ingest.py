@@ -140,6 +140,23 @@ _EVENT_COLUMNS = (
 )
 
 
+def transaction_event_is_simple(request: TransactionEventRequest) -> bool:
+    """The common event that transaction_events_record_many writes set-wise: an `Updated` event that carries
+    meter values and nothing else to decide. The others (Started, Ended, tokens, offline) take the careful
+    path, and are better sent to `transaction_event_record_one` than queued behind a batch."""
+    return request.event_type == "Updated" and not request.id_tag and not request.offline
+
+
+@transaction.atomic
+def transaction_event_record_one(
+    *, request: TransactionEventRequest, organisation_id: int
+) -> TransactionEventResult:
+    """One event through the careful path, in a transaction of its own (what a batch does for it, without
+    waiting for the batch: a storm's Started events run in parallel worker threads, not one after another in
+    the batch's)."""
+    return transaction_event_record(request=request, organisation_id=organisation_id)
+
+
 def transaction_events_record_many(
     *, items: list[tuple[TransactionEventRequest, int]]
 ) -> list[TransactionEventResult | Exception]:
@@ -154,9 +171,7 @@ def transaction_events_record_many(
     results: list[TransactionEventResult | Exception | None] = [None] * len(items)
     with transaction.atomic():
         simple = {
-            index
-            for index, (request, _org) in enumerate(items)
-            if request.event_type == "Updated" and not request.id_tag and not request.offline
+            index for index, (request, _org) in enumerate(items) if transaction_event_is_simple(request)
         }
         sessions = _sessions_locked({(items[i][0].station_id, items[i][0].transaction_id) for i in simple})
         stored = _stored_seq_nos(sessions, [items[i][0] for i in simple])

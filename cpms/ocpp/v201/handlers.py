@@ -21,7 +21,11 @@ from cpms.ocpp.common import (
 from cpms.ocpp.errors import V201_CODES
 from cpms.ocpp.mappers import parse_datetime, wire_id
 from cpms.ocpp.v201 import mappers, plug_and_charge
-from sessions.services.ingest import MeterValuesItem
+from sessions.services.ingest import (
+    MeterValuesItem,
+    transaction_event_is_simple,
+    transaction_event_record_one,
+)
 from sessions.services.reservations import reservation_status_update
 from sessions.services.transactions import id_token_authorize
 from stations.enums import StationEventKind
@@ -51,7 +55,14 @@ async def transaction_event(req: Request) -> dict:
     request = mappers.transaction_event(
         req.payload, station_id=req.station.station_id, received_at=req.received_at
     )
-    result = await transaction_events_writer.submit((request, req.station.organisation_id))
+    if transaction_event_is_simple(request):
+        result = await transaction_events_writer.submit((request, req.station.organisation_id))
+    else:
+        # Started, Ended, tokens, offline events: the full service, in parallel with other connections' rather
+        # than one after another inside the batch writer.
+        result = await run_db(
+            transaction_event_record_one, request=request, organisation_id=req.station.organisation_id
+        )
     applied = await effects.apply(result.outcomes, station=req.station, version=req.version)
     answer: dict = {}
     # TransactionEventResponse.idTokenInfo "is required when the transactionEventRequest contained an idToken"
