@@ -525,6 +525,8 @@ OCPP_HANDSHAKE_FAILURES_PER_ADDRESS = env_int("OCPP_HANDSHAKE_FAILURES_PER_ADDRE
 # retries later) rather than left to time out.
 OCPP_HANDSHAKES_IN_FLIGHT = env_int("OCPP_HANDSHAKES_IN_FLIGHT", 200)
 OCPP_HANDSHAKE_BACKLOG = env_int("OCPP_HANDSHAKE_BACKLOG", 2000)
+# A handshake that waited this long for its turn is refused with 503 too: the server's connect deadline is 10 s.
+OCPP_HANDSHAKE_QUEUE_WAIT_S = env_float("OCPP_HANDSHAKE_QUEUE_WAIT_S", 5.0)
 # gc.freeze() in the server processes after start and after bursts of admissions (cpms/gc_tuning.py): no
 # full-collection pauses with tens of thousands of connections; reclaimed (one full collection) at most every
 # OCPP_GC_RECLAIM_S.

@@ -325,7 +325,20 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         self._rate = MessageRate(rate_per_s=settings.OCPP_MESSAGES_PER_S, burst=settings.OCPP_MESSAGE_BURST)
         self._throttled = False
-        await self.accept(protocol)
+        try:
+            await self.accept(protocol)
+        except (RuntimeError, OSError) as exc:
+            # The server gave up on the handshake meanwhile (its connect deadline, or the charger left): the
+            # connection recorded above is closed again, and nothing is held.
+            logger.info("%s: the handshake ended before it was accepted (%s)", identity, exc)
+            self.cp = None
+            await admission.connection_closed(
+                station_id=station.station_id,
+                connection_id=self.connection_id,
+                at=timezone.now(),
+                reason="handshake ended before the accept",
+            )
+            return ()
         return connected
 
     async def _layer_once(self, method: str, *args) -> None:

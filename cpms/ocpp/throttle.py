@@ -96,7 +96,8 @@ class QueueFull(Exception):
 class HandshakeQueue:
     """Admission under a storm (issue 13): at most OCPP_HANDSHAKES_IN_FLIGHT handshakes of a process do their
     checks (database, certificate) at once, and up to OCPP_HANDSHAKE_BACKLOG more wait their turn in arrival
-    order. Past that a handshake is refused at once (HTTP 503 with Retry-After): a charger told so early
+    order, each at most OCPP_HANDSHAKE_QUEUE_WAIT_S. Past that a handshake is refused (HTTP 503 with
+    Retry-After): a charger told so early
     retries later, whereas one left to wait out the server's connect timeout retries at once, having cost the
     server its handshake for nothing, and a storm then feeds itself. The bound applies per event loop (one per
     server process; tests run several)."""
@@ -118,7 +119,11 @@ class HandshakeQueue:
                 raise QueueFull
             self.waiting += 1
             try:
-                await slots.acquire()
+                # A turn that comes too late is no use: the server cuts a handshake at its connect deadline
+                # (10 s), and the charger would have waited for nothing.
+                await asyncio.wait_for(slots.acquire(), settings.OCPP_HANDSHAKE_QUEUE_WAIT_S)
+            except TimeoutError:
+                raise QueueFull from None
             finally:
                 self.waiting -= 1
         else:

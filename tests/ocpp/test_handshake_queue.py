@@ -121,3 +121,62 @@ def test_a_handshake_past_the_backlog_gets_503_with_retry_after_and_changes_noth
     assert ChargingStation.objects.get(identity="CP-STORM").is_connected is False
     warnings = [r.getMessage() for r in caplog.records if "handshake queue full" in r.getMessage()]
     assert len(warnings) == 1 and "1 handshake(s) refused" in warnings[0]
+
+
+def test_a_turn_that_comes_too_late_is_refused(bounds):
+    """A handshake that waited OCPP_HANDSHAKE_QUEUE_WAIT_S for its turn is refused rather than served after
+    the server's connect deadline."""
+    bounds.OCPP_HANDSHAKES_IN_FLIGHT = 1
+    bounds.OCPP_HANDSHAKE_QUEUE_WAIT_S = 0.05
+    queue = HandshakeQueue()
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def holder():
+            async with queue.slot():
+                await release.wait()
+
+        held = asyncio.ensure_future(holder())
+        await asyncio.sleep(0.01)
+        try:
+            async with queue.slot():
+                outcome = "served"
+        except QueueFull:
+            outcome = "refused"
+        waiting = queue.waiting
+        release.set()
+        await held
+        return outcome, waiting
+
+    assert asyncio.run(scenario()) == ("refused", 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_handshake_that_ends_before_the_accept_leaves_the_station_offline(monkeypatch, caplog):
+    """The server gave up on the handshake while its checks ran (uvicorn's connect deadline answers 503 and
+    then refuses the late accept): the connection recorded meanwhile is closed again, nothing is held, no
+    ERROR."""
+    station = ChargingStationFactory(identity="CP-LATE-ACCEPT")
+
+    async def refused_accept(self, subprotocol=None, headers=None):
+        raise RuntimeError("Unexpected ASGI message 'websocket.accept', after sending 'websocket.close'")
+
+    monkeypatch.setattr(consumers.OcppConsumer, "accept", refused_accept)
+    monkeypatch.setattr(consumers, "held", consumers.held.__class__())
+
+    async def scenario():
+        comm = communicator("CP-LATE-ACCEPT", headers=[basic("CP-LATE-ACCEPT", DEFAULT_STATION_PASSWORD)])
+        await comm.send_input({"type": "websocket.connect"})
+        nothing = await comm.receive_nothing(timeout=0.5)
+        await comm.send_input({"type": "websocket.disconnect", "code": 1006})
+        await comm.wait(timeout=5)
+        return nothing, dict(consumers.held.by_station)
+
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp.consumers"):
+        nothing, held = asyncio.run(scenario())
+    station.refresh_from_db()
+    assert (nothing, held) == (True, {})
+    assert (station.is_connected, station.connection_id) == (False, "")
+    assert any("ended before it was accepted" in r.getMessage() for r in caplog.records)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
