@@ -15,6 +15,8 @@ outage once per part; every caller gets the error and retries.
 
 import asyncio
 import logging
+import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -103,6 +105,32 @@ def _connection_failed(exc: Exception) -> bool:
     return isinstance(exc, _CONNECTION_ERRORS)
 
 
+# PostgreSQL chose this transaction to end a deadlock, or could not serialise it: it rolled back whole and
+# nothing in it was wrong, so it is simply written again (a batch locks hundreds of rows; two processes'
+# batches, or a batch and another writer, can meet in a different order).
+_RETRIED_ERRORS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+RETRIES = 3
+
+
+def _conflicted(exc: BaseException) -> bool:
+    return isinstance(exc, _RETRIED_ERRORS) or isinstance(exc.__cause__, _RETRIED_ERRORS)
+
+
+def _flush_retried(flush: Callable[..., list], items: list) -> list:
+    """`flush(items=items)`, written again (after a short random pause) when it lost a deadlock."""
+    for attempt in range(RETRIES + 1):
+        try:
+            return flush(items=items)
+        except Exception as exc:
+            if not _conflicted(exc) or attempt == RETRIES:
+                raise
+            logger.info(
+                "group commit of %d items lost a deadlock; written again (%s)", len(items), attempt + 1
+            )
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _flush_or_fall_back(*, flush: Callable[..., list], items: list) -> list:
     """`flush(items=items)` in one transaction; if that fails (and rolled back), the items in parts.
 
@@ -115,7 +143,7 @@ def _flush_or_fall_back(*, flush: Callable[..., list], items: list) -> list:
     the parts already committed keep their results and the others get that error.
     """
     try:
-        return flush(items=items)
+        return _flush_retried(flush, items)
     except Exception as exc:
         if _connection_failed(exc):
             raise
@@ -130,7 +158,7 @@ def _flush_or_fall_back(*, flush: Callable[..., list], items: list) -> list:
         start, end = parts.pop()
         transactions += 1
         try:
-            results[start:end] = flush(items=items[start:end])
+            results[start:end] = _flush_retried(flush, items[start:end])
         except Exception as exc:
             if _connection_failed(exc):  # the database went away meanwhile: the rest waits for the retry
                 for first, last in [(start, end), *parts]:

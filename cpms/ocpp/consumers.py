@@ -137,7 +137,15 @@ def identity_shown(identity: str) -> str:
 
 async def refuse(scope, send, status: int, reason: str) -> None:
     """Refuse a handshake with an HTTP status (ASGI WebSocket Denial Response), or a plain close (403) on a
-    server without that extension."""
+    server without that extension. Nothing to do when the server already gave up on the handshake (its
+    connect deadline) or the charger left."""
+    try:
+        await _refusal_send(scope, send, status, reason)
+    except (RuntimeError, OSError) as exc:
+        logger.info("refusal %s not sent: the handshake had ended (%s)", status, exc)
+
+
+async def _refusal_send(scope, send, status: int, reason: str) -> None:
     if "websocket.http.response" in (scope.get("extensions") or {}):
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         if status == 401:

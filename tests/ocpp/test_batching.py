@@ -4,10 +4,12 @@ import asyncio
 import logging
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import IntegrityError, OperationalError
 from django.utils import timezone
 
+from cpms.ocpp import batching
 from cpms.ocpp.batching import GroupCommit
 from sessions.models import ChargingSession, TransactionEvent
 from sessions.services.ingest import transaction_events_record_many
@@ -224,3 +226,40 @@ def test_updated_events_written_set_wise_with_duplicates_and_unknowns_decided_ca
         (2, Decimal("1500")),
     ]
     assert ChargingSession.objects.filter(transaction_id="GHOST").count() == 1
+
+
+def _deadlock() -> OperationalError:
+    """What Django raises when PostgreSQL ends a deadlock by rolling this transaction back."""
+    try:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+    except psycopg.Error as cause:
+        try:
+            raise OperationalError("deadlock detected") from cause
+        except OperationalError as exc:
+            return exc
+
+
+def test_a_batch_that_lost_a_deadlock_is_written_again_and_nobody_gets_an_error():
+    calls: list[list[int]] = []
+
+    def flush(*, items):
+        calls.append(list(items))
+        if len(calls) <= 2:
+            raise _deadlock()  # rolled back whole: nothing of it was written
+        return [i * 10 for i in items]
+
+    results = _gather(GroupCommit(flush, max_wait_s=0.05), [1, 2, 3])
+    assert results == [10, 20, 30]
+    assert calls == [[1, 2, 3]] * 3
+
+
+def test_a_batch_that_keeps_losing_deadlocks_fails_after_the_retries():
+    calls: list[list[int]] = []
+
+    def flush(*, items):
+        calls.append(list(items))
+        raise _deadlock()
+
+    results = _gather(GroupCommit(flush, max_wait_s=0.05), [1, 2])
+    assert all(isinstance(r, OperationalError) for r in results)
+    assert len(calls) == batching.RETRIES + 1

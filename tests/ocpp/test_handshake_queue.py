@@ -180,3 +180,20 @@ def test_a_handshake_that_ends_before_the_accept_leaves_the_station_offline(monk
     assert (station.is_connected, station.connection_id) == (False, "")
     assert any("ended before it was accepted" in r.getMessage() for r in caplog.records)
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+def test_a_refusal_after_the_server_gave_up_on_the_handshake_is_no_error(caplog):
+    """uvicorn's connect deadline answered 503 already: our own refusal then finds the handshake over."""
+    sent = []
+
+    async def send(message):
+        sent.append(message["type"])
+        raise RuntimeError(
+            "Unexpected ASGI message 'websocket.http.response.start', after sending 'websocket.close'"
+        )
+
+    scope = {"extensions": {"websocket.http.response": {}}}
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp.consumers"):
+        asyncio.run(consumers.refuse(scope, send, 503, "busy"))
+    assert sent == ["websocket.http.response.start"]
+    assert any("refusal 503 not sent" in r.getMessage() for r in caplog.records)
