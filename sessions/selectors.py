@@ -6,7 +6,7 @@ and transaction events are read per session, after `session_access` checked the 
 the view scope and PermissionDenied for a visible object the user lacks `capability` on.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -381,11 +381,13 @@ def waitlist_site_ids_open() -> list[int]:
     )
 
 
-def waitlist_site_for_station(*, station_id: int) -> int | None:
-    """The site of `station_id` if someone waits there (one query on the queue index), else None: a
-    connector freed where nobody waits queues no job."""
-    return (
-        WaitlistEntry.objects.filter(site__stations__pk=station_id, status=WaitlistStatus.WAITING)
-        .values_list("site_id", flat=True)
-        .first()
+def waitlist_sites_for_stations(*, station_ids: Iterable[int]) -> list[int]:
+    """The sites of these stations where someone waits (one query on the queue index): a connector freed
+    where nobody waits queues no job."""
+    return sorted(
+        set(
+            WaitlistEntry.objects.filter(
+                site__stations__pk__in=list(station_ids), status=WaitlistStatus.WAITING
+            ).values_list("site_id", flat=True)
+        )
     )

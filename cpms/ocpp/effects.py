@@ -26,15 +26,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from django.conf import settings
+
 from billing.services.cdrs import session_final_cost
 from billing.services.tariffs import session_pricing_snapshot
 from billing.tasks import session_bill
+from cpms.flushing import PeriodicFlush
 from cpms.ocpp import task_queue
 from cpms.ocpp.chargepoint import StationContext, run_db
 from cpms.ocpp.mappers import format_datetime
 from cpms.portal.live import connection_event, live_publish, status_event
 from energy.tasks import stations_default_profiles, stations_site_rebalance
-from sessions.selectors import waitlist_site_for_station
+from sessions.selectors import waitlist_sites_for_stations
 from sessions.tasks import waitlist_advance_site
 from sessions.types import SessionEnded, SessionOpened, SessionOutcome
 from stations.enums import ConnectorStatus
@@ -253,7 +256,7 @@ def start_off_reply_path(effect: Effect, station: StationContext) -> None:
         case IncidentAlert():
             task_queue.submit(incidents_notify_pending)
         case WaitlistCheck(station_id=station_id):
-            _in_background(_waitlist_check(station_id))
+            _waitlist_check_soon(station_id)
         case LiveStatus(report=report):
             event = status_event(
                 identity=station.identity,
@@ -280,10 +283,42 @@ def _in_background(work: Coroutine[Any, Any, None]) -> None:
     task.add_done_callback(_pending.discard)
 
 
-async def _waitlist_check(station_id: int) -> None:
-    site_id = await run_db(waitlist_site_for_station, station_id=station_id)
-    if site_id is not None:
+# Stations whose connector reported Available, gathered for OCPP_TASK_BATCH_S: a storm's statuses cost one
+# query for all of them, not one each (issue 13).
+_waitlist_stations: set[int] = set()
+
+
+def _waitlist_check_soon(station_id: int) -> None:
+    if settings.OCPP_TASK_BATCH_S <= 0:
+        _in_background(_waitlist_check({station_id}))
+        return
+    _waitlist_stations.add(station_id)
+    _waitlist_flusher.wake()
+
+
+async def _waitlist_flush() -> None:
+    global _waitlist_stations
+    stations, _waitlist_stations = _waitlist_stations, set()
+    await _waitlist_check(stations)
+
+
+async def _waitlist_check(station_ids: set[int]) -> None:
+    """Queue the waitlist advance of the sites among these stations' where someone waits. A failed look is
+    caught by the periodic advance (sessions.tasks.waitlists_advance)."""
+    try:
+        sites = await run_db(waitlist_sites_for_stations, station_ids=sorted(station_ids))
+    except Exception:
+        logger.exception(
+            "waitlist check of %d station(s) failed; the periodic advance catches up", len(station_ids)
+        )
+        return
+    for site_id in sites:
         task_queue.submit(waitlist_advance_site, site_id)
+
+
+_waitlist_flusher = PeriodicFlush(
+    _waitlist_flush, pending=lambda: bool(_waitlist_stations), interval_s=lambda: settings.OCPP_TASK_BATCH_S
+)
 
 
 def _live_publish(station: StationContext, event: dict[str, Any]) -> Coroutine[Any, Any, None]:

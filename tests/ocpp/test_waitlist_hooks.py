@@ -11,6 +11,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from cpms.ocpp import effects
 from cpms.ocpp.mappers import format_datetime
 from cpms.ocpp.routing import websocket_urlpatterns
 from cpms.ocpp.throttle import handshake_throttle
@@ -114,3 +115,35 @@ def test_available_where_nobody_waits_queues_nothing(station, protocol, queued_t
     )
     assert answers == [[3, "m0", {}]]
     assert waitlist_jobs(queued_tasks) == []
+
+
+def test_a_storm_of_available_statuses_costs_one_lookup_and_one_job_per_site(
+    station, queued_tasks, settings, monkeypatch
+):
+    """With OCPP_TASK_BATCH_S the stations that reported Available are looked up together (issue 13): three
+    stations of a site where someone waits, one of a site where nobody does, are one lookup (one query) and
+    one job."""
+    settings.OCPP_TASK_BATCH_S = 0.05
+    others = [ChargingStationFactory(identity=f"CP-WAIT-{n}", site=station.site) for n in range(2)]
+    quiet = ChargingStationFactory(identity="CP-QUIET")
+    lookups: list[list[int]] = []
+    real_lookup = effects.waitlist_sites_for_stations
+
+    def lookup(*, station_ids):
+        lookups.append(list(station_ids))
+        return real_lookup(station_ids=station_ids)
+
+    monkeypatch.setattr(effects, "waitlist_sites_for_stations", lookup)
+
+    async def scenario():
+        for station_id in [station.pk, *(o.pk for o in others), quiet.pk]:
+            effects._waitlist_check_soon(station_id)
+        for _ in range(40):
+            if waitlist_jobs(queued_tasks):
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # nothing more comes
+
+    asyncio.run(scenario())
+    assert lookups == [sorted([station.pk, *(o.pk for o in others), quiet.pk])]
+    assert waitlist_jobs(queued_tasks) == [(TASK, (station.site_id,))]
