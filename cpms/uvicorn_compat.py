@@ -29,6 +29,7 @@ on a uvicorn without them rather than silently losing a guarantee.
 """
 
 import logging
+import time
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -36,6 +37,34 @@ logger = logging.getLogger(__name__)
 
 # As Daphne's --websocket_connect_timeout in cpms.server.daphne_argv.
 HANDSHAKE_TIMEOUT_S = 10.0
+# Handshakes cut at the deadline are a storm's symptom, thousands at once: a WARNING with their count at most
+# this often, each one at INFO.
+DEADLINE_LOG_S = 10.0
+
+
+class _DeadlineLog:
+    def __init__(self):
+        self.count = 0
+        self._said_at = float("-inf")
+
+    def cut(self, path: str) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self._said_at >= DEADLINE_LOG_S:
+            self._said_at = now
+            logger.warning(
+                "%s: no answer to the handshake in %.0f s: refused with 503 (%d so far in this process)",
+                path,
+                HANDSHAKE_TIMEOUT_S,
+                self.count,
+            )
+        else:
+            logger.info(
+                "%s: no answer to the handshake in %.0f s: refused with 503", path, HANDSHAKE_TIMEOUT_S
+            )
+
+
+deadline_log = _DeadlineLog()
 
 # What the overrides below rely on in uvicorn's class.
 _REQUIRED = (
@@ -118,11 +147,7 @@ class OcppWebSocketProtocol(WebSocketsSansIOProtocol):
         self.handshake_timer = None
         if self.handshake_complete or self.transport.is_closing():
             return
-        logger.warning(
-            "%s: no answer to the handshake in %.0f s: refused with 503",
-            self.scope["path"],
-            HANDSHAKE_TIMEOUT_S,
-        )
+        deadline_log.cut(self.scope["path"])
         # The application's late accept or refusal then finds the connection gone (ClientDisconnected).
         self.handshake_complete = True
         self.close_sent = True

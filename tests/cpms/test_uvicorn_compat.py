@@ -242,7 +242,8 @@ def test_the_application_closes_with_1003_and_a_peer_that_does_not_answer_is_abo
     assert transport.aborted == 1
 
 
-def test_a_handshake_the_application_never_answers_is_refused_with_503(limit, caplog):
+def test_a_handshake_the_application_never_answers_is_refused_with_503(limit, caplog, monkeypatch):
+    monkeypatch.setattr(uvicorn_compat, "deadline_log", uvicorn_compat._DeadlineLog())
     loop = FakeLoop()
     proto, transport = protocol(loop)
     proto.data_received(HANDSHAKE)
@@ -251,6 +252,19 @@ def test_a_handshake_the_application_never_answers_is_refused_with_503(limit, ca
     assert transport.written.startswith(b"HTTP/1.1 503 ")
     assert transport.closed
     assert "no answer to the handshake in 10 s" in caplog.text
+
+
+def test_a_storm_of_cut_handshakes_is_one_warning_with_the_count(limit, caplog, monkeypatch):
+    monkeypatch.setattr(uvicorn_compat, "deadline_log", uvicorn_compat._DeadlineLog())
+    with caplog.at_level(logging.INFO, logger="cpms.uvicorn_compat"):
+        for _ in range(3):
+            loop = FakeLoop()
+            proto, _transport = protocol(loop)
+            proto.data_received(HANDSHAKE)
+            loop.fire("handshake_timeout")
+    cut = [r for r in caplog.records if "no answer to the handshake" in r.getMessage()]
+    assert [r.levelname for r in cut] == ["WARNING", "INFO", "INFO"]
+    assert "(1 so far in this process)" in cut[0].getMessage()
 
 
 def test_an_answered_handshake_cancels_its_deadline(limit):
