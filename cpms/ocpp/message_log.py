@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections import deque
 
+import psycopg
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -105,6 +106,11 @@ class MessageLog:
             await database_sync_to_async(_write, thread_sensitive=False)(rows)
         except (OperationalError, InterfaceError) as exc:  # the database is restarting or unreachable
             self._requeue(rows)
+            if isinstance(exc.__cause__, psycopg.errors.DeadlockDetected):
+                # The COPY's foreign-key checks share-lock station rows that a batch of boots or connections
+                # locked in another order; PostgreSQL rolled this write back whole: the next flush writes it.
+                logger.info("OCPP log write of %d rows lost a deadlock; written at the next flush", len(rows))
+                return 0
             if not self._failing:  # once per outage, not once a second
                 logger.error("could not write %d OCPP log rows (kept, retried): %s", len(rows), exc)
                 self._dropped_before = self.dropped

@@ -2,7 +2,9 @@
 database is restarting keeps its rows for the next flush; only an overflow of MAX_QUEUED drops (the oldest)."""
 
 import asyncio
+import logging
 
+import psycopg
 import pytest
 from django.db import IntegrityError, OperationalError
 
@@ -102,3 +104,29 @@ def test_frame_log_drops_rows_that_cannot_be_written(transactional_db, log, monk
 
     assert list(OcppMessage.objects.values_list("unique_id", flat=True)) == ["m1"]
     assert (log.queued, log.dropped) == (0, 1)
+
+
+def test_a_write_that_lost_a_deadlock_is_written_at_the_next_flush_without_an_error(
+    transactional_db, log, monkeypatch, caplog
+):
+    station = ChargingStationFactory()
+    try:
+        raise psycopg.errors.DeadlockDetected("deadlock detected")
+    except psycopg.Error as cause:
+        deadlock = OperationalError("deadlock detected")
+        deadlock.__cause__ = cause
+    attempts = _failing_once(monkeypatch, deadlock)
+
+    async def scenario():
+        for n in range(2):
+            _record(log, station, n)
+        first = await log.flush()
+        second = await log.flush()
+        return first, second
+
+    with caplog.at_level(logging.INFO, logger="cpms.ocpp.message_log"):
+        assert asyncio.run(scenario()) == (0, 2)
+    assert attempts == [2, 2]
+    assert OcppMessage.objects.count() == 2
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any("lost a deadlock" in r.getMessage() for r in caplog.records)
