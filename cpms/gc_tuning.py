@@ -63,7 +63,7 @@ class GcFreezer:
         self.opened_since_freeze = 0
         self.last_opened_at = 0.0
         self.armed_at = 0.0
-        self.timer = None
+        self.timer: asyncio.TimerHandle | None = None
         self.freezes = 0
 
     @classmethod

@@ -184,6 +184,7 @@ class ProcessConnections:
 
     async def _link(self) -> None:
         layer = get_channel_layer()
+        assert layer is not None  # started only with a layer (_start)
         started_at = asyncio.get_running_loop().time()
         self.channel_name = await self._retry("new_channel", layer.new_channel, started_at)
         await self._retry("group_add", lambda: layer.group_add(SERVERS_GROUP, self.channel_name), started_at)
@@ -239,6 +240,7 @@ class ProcessConnections:
             "connections": [[identity, *connection] for identity, connection in batch.items()],
         }
         layer = get_channel_layer()
+        assert layer is not None  # announcements wait for the link, made only with a layer
         await self._retry(
             "group_send", lambda: layer.group_send(SERVERS_GROUP, message), asyncio.get_running_loop().time()
         )

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Field, ForeignKey
 from django.utils import timezone
 
 from cpms.db import rows_append
@@ -88,8 +88,10 @@ def _sessions_locked(keys: set[tuple[int, str]]) -> dict[tuple[int, str], Chargi
 @functools.cache
 def _locked_sql() -> str:
     opts = ChargingSession._meta
-    columns = ", ".join(f's."{opts.get_field(name).column}"' for name in _LOCKED_FIELDS)
-    evse = opts.get_field("evse")
+    columns = ", ".join(
+        f's."{cast("Field[Any, Any]", opts.get_field(name)).column}"' for name in _LOCKED_FIELDS
+    )
+    evse = cast("ForeignKey[Any, Any]", opts.get_field("evse"))
     evse_table = evse.related_model._meta.db_table
     return (
         f'SELECT {columns}, e."evse_id" AS evse_number FROM "{opts.db_table}" s '  # noqa: S608
@@ -229,7 +231,7 @@ def transaction_events_record_many(
                 )
             )
             samples = not_yet_stored(session, request.samples)
-            evse_number = request.evse_id or session.evse_number
+            evse_number = request.evse_id or cast(int | None, getattr(session, "evse_number", None))
             value_rows += _value_rows(
                 request.station_id, session.pk, evse_number, samples, request.received_at
             )

@@ -10,7 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, models, transaction
@@ -276,8 +276,8 @@ def _offline_incidents_resolve(connections: list[tuple[int, datetime]]) -> None:
     the transaction and the stations' row locks."""
     if not connections:
         return
-    open_incidents = {
-        station_id: [pk, occurred_at]
+    open_incidents: dict[int, tuple[int, datetime]] = {
+        station_id: (pk, occurred_at)
         for pk, station_id, occurred_at in Incident.objects.select_for_update()
         .filter(
             station_id__in={station_id for station_id, _at in connections},
@@ -344,14 +344,14 @@ def _rows_update(model: type[models.Model], fields: Sequence[str], rows: Sequenc
             model._default_manager.filter(pk=pk).update(**dict(zip(fields, values, strict=True)))
         return
     meta = model._meta
-    columns = [meta.get_field(name) for name in fields]
+    columns = [cast("models.Field[Any, Any]", meta.get_field(name)) for name in fields]
     # Arrays of the base type: a cast to varchar(n) would cut a value that is too long, where the
     # single-row UPDATE refuses it.
     types = [
-        re.sub(r"\(.*\)", "", db_type)
+        re.sub(r"\(.*\)", "", str(db_type))
         for db_type in [meta.pk.rel_db_type(connection), *(column.db_type(connection) for column in columns)]
     ]
-    names = ["id", *(column.column for column in columns)]
+    names = ["id", *(str(column.column) for column in columns)]
     assignments = ", ".join(f"{name} = v.{name}" for name in names[1:])
     arrays = ", ".join(f"%s::{db_type}[]" for db_type in types)
     with connection.cursor() as cursor:
@@ -679,8 +679,8 @@ def _fault_incidents_resolve(places: list[tuple[int, int, int, datetime]]) -> No
     turn: the open fault incident of that place that began at or before it is resolved at its time."""
     if not places:
         return
-    open_incidents = {
-        (station_id, evse_id, connector_id): [pk, occurred_at]
+    open_incidents: dict[tuple[int, int, int], tuple[int, datetime]] = {
+        (station_id, evse_id, connector_id): (pk, occurred_at)
         for pk, station_id, evse_id, connector_id, occurred_at in Incident.objects.select_for_update()
         .filter(
             station_id__in={place[0] for place in places}, kind=IncidentKind.FAULT, resolved_at__isnull=True
