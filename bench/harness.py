@@ -128,10 +128,20 @@ def server_command(spec: str, port: int) -> list[str]:
     if spec == "daphne":
         return [sys.executable, "-m", "cpms.server", "--bind", HOST, "--port", str(port)]
     if spec == "uvicorn":
-        try:
-            import uvicorn  # noqa: F401
-        except ImportError:
-            raise SystemExit("uvicorn is not installed: pip install -e '.[fast]'") from None
+        # Through cpms.server, as in production: the compat bounds, no compression (docs/deployment.md#server-choice).
+        return [
+            sys.executable,
+            "-m",
+            "cpms.server",
+            "--server",
+            "uvicorn",
+            "--bind",
+            HOST,
+            "--port",
+            str(port),
+        ]
+    if spec == "uvicorn-cli":
+        # uvicorn's own CLI, none of the compat bounds: for comparison only.
         return [
             sys.executable,
             "-m",

@@ -1,7 +1,7 @@
 """OCPP ingest benchmark: N chargers in a closed meter-value loop against a real server process.
 
     python bench/ocpp_ingest.py [--chargers 100 1000] [--seconds 20] [--protocol 1.6|2.0.1]
-                                [--server-cmd daphne|uvicorn|'<cmd>']
+                                [--server-cmd daphne|uvicorn|uvicorn-cli|'<cmd>']
 
 For each N in --chargers: migrate the database (PostgreSQL; DATABASE_URL, default
 postgres://postgres@127.0.0.1:5432/cpms_bench) and create N stations with a password, start the server
@@ -333,7 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--server-cmd",
         default="daphne",
-        help="daphne (python -m cpms.server), uvicorn, or a command with {port}, {host}, {python}",
+        help="daphne (python -m cpms.server), uvicorn (python -m cpms.server --server uvicorn), uvicorn-cli "
+        "(uvicorn's own CLI, for comparison), or a command with {port}, {host}, {python}",
     )
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--port", type=int, default=0, help="default: a free port")
